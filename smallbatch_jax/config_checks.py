@@ -1,0 +1,71 @@
+"""Checks a run's config before any compute; every error names the key and what it allows.
+
+`check_config` needs only the config; `check_against_data` also needs the data set, for the
+limits that depend on its size.
+"""
+
+import math
+
+from smallbatch_jax.data import DATASETS, Dataset
+from smallbatch_jax.lowering import LANE_MAPS, STEP_LOOPS
+from smallbatch_jax.models import MODELS
+
+LOWERING_PRESETS = ("auto", "manual")
+
+
+def _fail(key, value, allowed):
+    raise ValueError(f"config.{key}={value!r} is invalid; allowed: {allowed}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config(config) -> None:
+    if config.model not in MODELS:
+        _fail("model", config.model, sorted(MODELS))
+    if config.dataset not in DATASETS:
+        _fail("dataset", config.dataset, DATASETS)
+    if not _is_int(config.batch_size) or config.batch_size <= 0:
+        _fail("batch_size", config.batch_size, "a positive integer no larger than the training set")
+    if not _is_int(config.bn_batch_size) or config.bn_batch_size < 0 or (
+            config.bn_batch_size and config.batch_size % config.bn_batch_size):
+        _fail("bn_batch_size", config.bn_batch_size,
+              f"0 (BN over the whole batch) or a positive divisor of batch_size={config.batch_size}")
+    lrs = tuple(config.base_lrs) if isinstance(config.base_lrs, (tuple, list)) else ()
+    if not lrs or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0
+                          for lr in lrs):
+        _fail("base_lrs", config.base_lrs, "a non-empty tuple of positive finite numbers")
+    if not _is_int(config.epochs) or config.epochs <= 0:
+        _fail("epochs", config.epochs, "a positive integer")
+    if not _is_int(config.num_seeds) or config.num_seeds <= 0:
+        _fail("num_seeds", config.num_seeds, "a positive integer")
+    if not _is_int(config.seed) or config.seed < 0:
+        _fail("seed", config.seed, "a non-negative integer")
+    if not 0.0 <= config.warmup < 1.0:
+        _fail("warmup", config.warmup, "a fraction of training in [0, 1)")
+    if not config.weight_decay >= 0.0:
+        _fail("weight_decay", config.weight_decay, "a number >= 0")
+    if not 0.0 <= config.momentum < 1.0:
+        _fail("momentum", config.momentum, "a number in [0, 1); 0 is plain SGD (the paper)")
+    if not all(0.0 < p < 1.0 for p in config.lr_decay_points):
+        _fail("lr_decay_points", config.lr_decay_points, "fractions of training in (0, 1)")
+    if not 0.0 < config.lr_decay_factor <= 1.0:
+        _fail("lr_decay_factor", config.lr_decay_factor, "a number in (0, 1]")
+    if not _is_int(config.eval_batch_size) or config.eval_batch_size <= 0:
+        _fail("eval_batch_size", config.eval_batch_size, "a positive integer")
+    if not _is_int(config.last_epochs) or config.last_epochs <= 0:
+        _fail("last_epochs", config.last_epochs, "a positive integer (the paper: 5)")
+    lowering = config.lowering
+    if lowering.preset not in LOWERING_PRESETS:
+        _fail("lowering.preset", lowering.preset, LOWERING_PRESETS)
+    if lowering.lanes not in LANE_MAPS:
+        _fail("lowering.lanes", lowering.lanes, LANE_MAPS)
+    if lowering.step_loop not in STEP_LOOPS:
+        _fail("lowering.step_loop", lowering.step_loop, STEP_LOOPS)
+
+
+def check_against_data(config, dataset: Dataset) -> None:
+    if config.batch_size > dataset.num_train:
+        _fail("batch_size", config.batch_size,
+              f"at most the {dataset.num_train} training examples of {dataset.name}")

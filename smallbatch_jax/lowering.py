@@ -1,0 +1,100 @@
+"""How the lanes and the steps of one program are executed: the single place that decides.
+
+`jax.vmap` over lanes inside a `lax.scan` over steps is the reference semantics. It is not
+always the fastest lowering: on XLA:CPU a vmapped convolution becomes a grouped convolution
+and a convolution inside a while loop runs slowly (see docs/benchmarks.md). The rest of the
+code only calls `map_lanes` and `loop_steps`, so other lowerings plug in here, and tests
+check that every lowering gives the reference's results.
+
+- lanes='vmap': `jax.vmap` over the lane axis (reference).
+- lanes='unrolled': one copy of the per-lane computation per lane, traced into the same
+  program (K independent subgraphs, no grouped convolutions).
+- step_loop='scan': `lax.scan` over the steps of a dispatch (`scan_unroll` steps per
+  iteration).
+- step_loop='unrolled': the steps of a dispatch traced one after another (no loop); the
+  program grows with `steps_per_dispatch`, so keep it small.
+- steps_per_dispatch: steps per call of the compiled program; 0 means a whole epoch.
+"""
+
+import dataclasses
+
+import jax
+from jax import lax
+
+from smallbatch_jax.lanes import tree_index, tree_stack
+
+LANE_MAPS = ("vmap", "unrolled")
+STEP_LOOPS = ("scan", "unrolled")
+# An unrolled step loop is traced step by step: beyond this the compile time explodes.
+MAX_UNROLLED_STEPS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+    lanes: str = "vmap"
+    step_loop: str = "scan"
+    steps_per_dispatch: int = 0
+    scan_unroll: int = 1
+
+    def __post_init__(self):
+        if self.lanes not in LANE_MAPS:
+            raise ValueError(f"lowering.lanes={self.lanes!r}; allowed: {LANE_MAPS}")
+        if self.step_loop not in STEP_LOOPS:
+            raise ValueError(f"lowering.step_loop={self.step_loop!r}; allowed: {STEP_LOOPS}")
+        if self.steps_per_dispatch < 0:
+            raise ValueError(f"lowering.steps_per_dispatch={self.steps_per_dispatch}; "
+                             "allowed: 0 (a whole epoch) or a positive number of steps")
+        if self.step_loop == "unrolled" and not 0 < self.steps_per_dispatch <= MAX_UNROLLED_STEPS:
+            raise ValueError("lowering.step_loop='unrolled' needs lowering.steps_per_dispatch "
+                             f"in [1, {MAX_UNROLLED_STEPS}]; got {self.steps_per_dispatch}")
+        if self.scan_unroll < 1:
+            raise ValueError(f"lowering.scan_unroll={self.scan_unroll}; allowed: >= 1")
+
+    def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
+        """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""
+        chunk = self.steps_per_dispatch or steps_per_epoch
+        chunk = min(chunk, steps_per_epoch)
+        full, rest = divmod(steps_per_epoch, chunk)
+        return [chunk] * full + ([rest] if rest else [])
+
+
+def choose_lowering(backend: str, batch_size: int) -> Lowering:
+    """The lowering used when a config asks for 'auto'.
+
+    The reference for now, on every backend: the measured choice per backend and batch size
+    is the subject of the performance work (issue 3).
+    """
+    del backend, batch_size
+    return Lowering()
+
+
+def map_lanes(fn, in_axes, lowering: Lowering):
+    """`fn` applied to every lane: like `jax.vmap(fn, in_axes)`, lowered as `lowering` says.
+
+    `in_axes` is a tuple with one entry per positional argument: 0 for a lane-stacked
+    argument, None for one that every lane shares.
+    """
+    if lowering.lanes == "vmap":
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def unrolled(*args):
+        stacked = [a for a, axis in zip(args, in_axes) if axis == 0]
+        num_lanes = jax.tree.leaves(stacked)[0].shape[0]
+        outputs = []
+        for lane in range(num_lanes):
+            lane_args = [tree_index(a, lane) if axis == 0 else a for a, axis in zip(args, in_axes)]
+            outputs.append(fn(*lane_args))
+        return tree_stack(outputs)
+
+    return unrolled
+
+
+def loop_steps(body, carry, num_steps: int, lowering: Lowering):
+    """Runs `carry = body(carry, i)` for i in 0 … num_steps − 1 as `lowering` says."""
+    if lowering.step_loop == "scan":
+        carry, _ = lax.scan(lambda c, i: (body(c, i), None), carry, jax.numpy.arange(num_steps),
+                            unroll=min(lowering.scan_unroll, max(num_steps, 1)))
+        return carry
+    for i in range(num_steps):
+        carry = body(carry, i)
+    return carry

@@ -1,0 +1,128 @@
+"""One batch size m, a whole grid of base learning rates η̃: train, evaluate, write results.
+
+`train_and_evaluate(config, workdir)` is what `python -m experiments.lr_sweep` runs. It
+writes into `workdir`:
+- config.json: the config as run (plus the lowering that was chosen);
+- results.csv: one row per lane (see results.SUMMARY_FIELDS), the paper's metric included;
+- curves.csv: per epoch and lane, training loss, test loss and test accuracy;
+- state.msgpack: the final training state (restore with checkpoint.restore_state).
+"""
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from smallbatch_jax import results
+from smallbatch_jax.checkpoint import save_state
+from smallbatch_jax.config_checks import check_against_data, check_config
+from smallbatch_jax.data import load_dataset
+from smallbatch_jax.lanes import LaneGrid
+from smallbatch_jax.lowering import Lowering, choose_lowering
+from smallbatch_jax.models import create_model
+from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
+
+
+def lane_grid(config) -> LaneGrid:
+    return LaneGrid(
+        seeds=tuple(range(config.seed, config.seed + config.num_seeds)),
+        base_lrs=tuple(float(lr) for lr in config.base_lrs),
+        weight_decay=float(config.weight_decay),
+        warmup_fraction=float(config.warmup),
+        momentum=float(config.momentum),
+    )
+
+
+def resolve_lowering(config) -> Lowering:
+    if config.lowering.preset == "auto":
+        return choose_lowering(jax.default_backend(), config.batch_size)
+    return Lowering(
+        lanes=config.lowering.lanes,
+        step_loop=config.lowering.step_loop,
+        steps_per_dispatch=config.lowering.steps_per_dispatch,
+        scan_unroll=config.lowering.scan_unroll,
+    )
+
+
+def build_trainer(config, dataset) -> LaneTrainer:
+    bn_batch_size = config.bn_batch_size or None
+    return LaneTrainer(
+        model=create_model(config.model, dataset.num_classes, bn_batch_size),
+        batch_size=config.batch_size,
+        num_train=dataset.num_train,
+        image_shape=dataset.image_shape,
+        num_seeds=config.num_seeds,
+        use_momentum=config.momentum > 0,
+        decay_points=tuple(config.lr_decay_points),
+        decay_factor=config.lr_decay_factor,
+        lowering=resolve_lowering(config),
+        eval_batch_size=min(config.eval_batch_size, len(dataset.test_labels)),
+    )
+
+
+def _log_progress(grid: LaneGrid, epochs: int, started: float):
+    lanes = grid.lanes()
+
+    def log(epoch, history, state):
+        del state
+        elapsed = time.perf_counter() - started
+        accuracy = history.test_accuracy[-1]
+        diverged = int(np.isnan(accuracy).sum())
+        if diverged < len(lanes):
+            best = int(np.nanargmax(accuracy))
+            best_text = f"best η̃=2^{np.log2(lanes[best][1]):g} acc {accuracy[best]:.4f}"
+        else:
+            best_text = "every lane diverged"
+        eta = elapsed / epoch * (epochs - epoch) if epoch > 1 else float("nan")
+        logging.info("epoch %d/%d  %.1fs (ETA %.0fs)  %s  diverged %d/%d",
+                     epoch, epochs, elapsed, eta, best_text, diverged, len(lanes))
+
+    return log
+
+
+def train_and_evaluate(config, workdir: str) -> list[dict]:
+    """Trains every lane of the config's grid; returns the per-lane results rows."""
+    check_config(config)
+    dataset = load_dataset(config.dataset, config.data_dir)
+    check_against_data(config, dataset)
+    grid = lane_grid(config)
+    trainer = build_trainer(config, dataset)
+    if config.bn_batch_size and not trainer.has_batch_norm:
+        logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
+                        config.bn_batch_size, config.model)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump({"config": config.to_dict(), "lowering": vars(trainer.lowering),
+                   "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
+                  f, indent=2, default=str)
+
+    logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds), %d steps/epoch, lowering %s",
+                 config.model, config.dataset, config.batch_size, grid.num_lanes,
+                 len(grid.base_lrs), len(grid.seeds), trainer.steps_per_epoch, trainer.lowering)
+    hparams = grid.hparams()
+    data = put_on_device(dataset, trainer.eval_batch_size)
+    state = trainer.init(jnp.asarray(grid.seeds, jnp.int32), hparams)
+    started = time.perf_counter()
+    state, history = fit(trainer, state, hparams, data, grid.seeds, config.epochs,
+                         on_epoch_end=_log_progress(grid, config.epochs, started))
+
+    rows = results.summarize(
+        history, grid, batch_size=config.batch_size, bn_batch_size=config.bn_batch_size or
+        config.batch_size, steps_per_epoch=trainer.steps_per_epoch,
+        diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs)
+    results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
+    results.write_csv(os.path.join(workdir, "curves.csv"), results.curve_rows(history, grid),
+                      results.CURVE_FIELDS)
+    save_state(os.path.join(workdir, "state.msgpack"), state)
+
+    print(f"\n{config.model} on {config.dataset}, m={config.batch_size}, {config.epochs} epochs. "
+          + ("All lanes share initial weights and data order (seed "
+             f"{config.seed})." if config.num_seeds == 1 else
+             "Lanes with the same seed share initial weights and data order."))
+    print(results.format_table(rows, config.last_epochs))
+    print(f"Wrote {workdir}/results.csv, curves.csv, config.json, state.msgpack")
+    return rows

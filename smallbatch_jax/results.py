@@ -1,0 +1,98 @@
+"""Per-lane results: the paper's metric, the tables a run writes and prints.
+
+The paper's metric (§3.1, after Goyal et al.) is the median test accuracy over the last 5
+epochs, evaluated once per epoch. A lane that diverged has NaN measurements from that epoch
+on, so its metric is NaN whenever it diverged within the last epochs; `diverged` and
+`diverged_step` say when.
+"""
+
+import csv
+import math
+
+import numpy as np
+
+from smallbatch_jax.lanes import LaneGrid
+from smallbatch_jax.trainer import History
+
+SUMMARY_FIELDS = (
+    "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
+    "weight_decay", "warmup", "momentum", "epochs", "steps",
+    "median_test_accuracy", "final_test_accuracy", "final_test_loss", "final_train_loss",
+    "diverged", "diverged_step", "diverged_epoch",
+)
+CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_accuracy",
+                "epoch_seconds")
+
+
+def median_last(values: np.ndarray, last: int) -> np.ndarray:
+    """Median over the last `last` rows of (epochs, K) values; NaN where any of them is NaN."""
+    window = np.asarray(values)[-last:]
+    return np.where(np.isnan(window).any(axis=0), np.nan, np.median(window, axis=0))
+
+
+def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
+              steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int) -> list[dict]:
+    """One row per lane (see SUMMARY_FIELDS)."""
+    accuracy = np.stack(history.test_accuracy)
+    median = median_last(accuracy, last_epochs)
+    rows = []
+    for lane, (seed, base_lr) in enumerate(grid.lanes()):
+        step = int(diverged_step[lane])
+        rows.append({
+            "lane": lane,
+            "seed": seed,
+            "base_lr": base_lr,
+            "log2_base_lr": math.log2(base_lr),
+            "lr": batch_size * base_lr,
+            "batch_size": batch_size,
+            "bn_batch_size": bn_batch_size,
+            "weight_decay": grid.weight_decay,
+            "warmup": grid.warmup_fraction,
+            "momentum": grid.momentum,
+            "epochs": history.epoch[-1],
+            "steps": history.epoch[-1] * steps_per_epoch,
+            "median_test_accuracy": float(median[lane]),
+            "final_test_accuracy": float(accuracy[-1, lane]),
+            "final_test_loss": float(history.test_loss[-1][lane]),
+            "final_train_loss": float(history.train_loss[-1][lane]),
+            "diverged": step >= 0,
+            "diverged_step": step,
+            "diverged_epoch": step // steps_per_epoch + 1 if step >= 0 else -1,
+        })
+    return rows
+
+
+def write_csv(path: str, rows: list[dict], fields) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
+    rows = []
+    for i, epoch in enumerate(history.epoch):
+        for lane, (seed, base_lr) in enumerate(grid.lanes()):
+            rows.append({
+                "epoch": epoch, "lane": lane, "seed": seed, "base_lr": base_lr,
+                "train_loss": float(history.train_loss[i][lane]),
+                "test_loss": float(history.test_loss[i][lane]),
+                "test_accuracy": float(history.test_accuracy[i][lane]),
+                "epoch_seconds": history.seconds[i],
+            })
+    return rows
+
+
+def format_table(rows: list[dict], last_epochs: int) -> str:
+    """The per-lane table printed at the end of a run."""
+    lines = [f"{'seed':>4} {'η̃':>9} {'η=m·η̃':>9} {f'median acc (last {last_epochs})':>22} "
+             f"{'final acc':>9} {'train loss':>10}  diverged"]
+    best = np.nanmax([r["median_test_accuracy"] for r in rows] + [-np.inf])
+    for r in rows:
+        marker = " *" if r["median_test_accuracy"] == best else ""
+        diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
+        lines.append(
+            f"{r['seed']:>4} 2^{r['log2_base_lr']:<+7.2g} {r['lr']:>9.4g} "
+            f"{r['median_test_accuracy']:>22.4f} {r['final_test_accuracy']:>9.4f} "
+            f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
+    return "\n".join(lines)

@@ -1,0 +1,317 @@
+"""Trains every lane of a grid for one batch size m in one compiled program.
+
+The state of all lanes is one pytree (`TrainState`) whose lane leaves carry a leading axis
+of size K. One dispatch of the compiled program runs many steps for all lanes: the data set
+lives on the device, each epoch's order is a permutation computed there from explicit keys,
+and batches are gathered inside the program.
+
+Randomness is a pure function of (seed, purpose, counter): initial weights from
+fold_in(key(seed), INIT), the order of epoch e from fold_in(fold_in(key(seed), DATA_ORDER), e).
+Nothing random is carried in the state, so a run restored at an epoch boundary continues
+exactly as if it had not stopped.
+
+Divergence: after every step, a lane whose loss, weights or BatchNorm statistics are not
+finite is frozen at its last finite state (with `jnp.where`, never `lax.cond`, which under
+vmap runs both branches anyway) and marked diverged with the step at which it happened. A
+frozen lane costs the same compute as a live one, and the other lanes are unaffected.
+"""
+
+import collections
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from smallbatch_jax.data import Dataset
+from smallbatch_jax.lanes import LaneHparams
+from smallbatch_jax.lowering import Lowering, loop_steps, map_lanes
+from smallbatch_jax.optim import paper_sgd
+
+# Streams of fold_in(key(seed), stream): one purpose each.
+INIT, DATA_ORDER = 0, 1
+
+
+@flax.struct.dataclass
+class LaneState:
+    """Everything a lane owns; every leaf has a leading lane axis."""
+
+    params: Any
+    batch_stats: Any  # {} for models without BatchNorm
+    opt_state: Any
+    diverged: jax.Array  # bool
+    diverged_step: jax.Array  # int32: the step whose update was not finite; -1 if none
+
+
+@flax.struct.dataclass
+class TrainState:
+    lanes: LaneState
+    step: jax.Array  # int32 scalar: optimizer steps done
+    epoch: jax.Array  # int32 scalar: epochs done
+
+
+@flax.struct.dataclass
+class DeviceData:
+    """A data set on the device. The test split is padded to whole evaluation batches."""
+
+    train_images: jax.Array
+    train_labels: jax.Array
+    test_images: jax.Array
+    test_labels: jax.Array
+    test_mask: jax.Array  # bool: False on padding
+    mean: jax.Array
+    std: jax.Array
+
+    @property
+    def num_test(self) -> int:
+        return int(self.test_mask.sum())
+
+
+def put_on_device(dataset: Dataset, eval_batch_size: int) -> DeviceData:
+    num_test = len(dataset.test_labels)
+    padding = -num_test % eval_batch_size
+    pad = lambda x: np.concatenate([x, np.zeros((padding,) + x.shape[1:], x.dtype)])
+    return jax.device_put(DeviceData(
+        train_images=dataset.train_images,
+        train_labels=dataset.train_labels,
+        test_images=pad(dataset.test_images),
+        test_labels=pad(dataset.test_labels),
+        test_mask=pad(np.ones(num_test, bool)),
+        mean=dataset.mean,
+        std=dataset.std,
+    ))
+
+
+def standardize(images, mean, std):
+    return (images.astype(jnp.float32) - mean) / std
+
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+@dataclasses.dataclass(eq=False)
+class LaneTrainer:
+    """The compiled programs for one model, batch size, data shape and number of seeds.
+
+    Hyperparameters, seeds, step counters and data are arguments, never constants of the
+    program: every grid of the same size runs the same compiled code. `traces` counts how
+    often each program was traced (each trace is a compilation).
+    """
+
+    model: flax.linen.Module
+    batch_size: int
+    num_train: int
+    image_shape: tuple[int, ...]
+    num_seeds: int = 1
+    use_momentum: bool = False
+    decay_points: Sequence[float] = (0.5, 0.75)
+    decay_factor: float = 0.1
+    lowering: Lowering = Lowering()
+    eval_batch_size: int = 1000
+    traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def __post_init__(self):
+        shapes = jax.eval_shape(self._init_variables, jax.random.key(0))
+        self.has_batch_norm = "batch_stats" in shapes
+        self.init = jax.jit(self._init)
+        self.permutations = jax.jit(self._permutations)
+        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_steps")
+        self.evaluate_batch = jax.jit(self._evaluate_batch)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Whole batches per epoch: the remainder that does not fill a batch is dropped."""
+        return self.num_train // self.batch_size
+
+    # ----------------------------------------------------------------- one lane
+
+    def _optimizer(self, hp: LaneHparams, total_steps):
+        return paper_sgd(
+            hp.base_lr, self.batch_size, total_steps,
+            weight_decay=hp.weight_decay,
+            warmup_fraction=hp.warmup_fraction,
+            momentum=hp.momentum if self.use_momentum else None,
+            decay_points=self.decay_points,
+            decay_factor=self.decay_factor,
+        )
+
+    def _init_variables(self, key):
+        dummy = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)
+        return self.model.init(key, dummy, train=False)
+
+    def _apply(self, params, batch_stats, images, train: bool):
+        """Logits, and the updated BatchNorm statistics when training."""
+        variables = {"params": params}
+        if not self.has_batch_norm:
+            return self.model.apply(variables, images, train=train), batch_stats
+        variables["batch_stats"] = batch_stats
+        if not train:
+            return self.model.apply(variables, images, train=False), batch_stats
+        logits, updated = self.model.apply(variables, images, train=True, mutable=["batch_stats"])
+        return logits, updated["batch_stats"]
+
+    def _lane_step(self, lane: LaneState, hp: LaneHparams, images, labels, step, total_steps):
+        def loss_fn(params):
+            logits, batch_stats = self._apply(params, lane.batch_stats, images, train=True)
+            return cross_entropy(logits, labels).mean(), batch_stats
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)
+        updates, opt_state = self._optimizer(hp, total_steps).update(
+            grads, lane.opt_state, lane.params)
+        params = optax.apply_updates(lane.params, updates)
+
+        healthy = jnp.isfinite(loss) & all_finite(params) & all_finite(batch_stats)
+        newly_diverged = ~lane.diverged & ~healthy
+        frozen = lane.diverged | newly_diverged
+        keep_old = lambda old, new: jnp.where(frozen, old, new)
+        lane = LaneState(
+            params=jax.tree.map(keep_old, lane.params, params),
+            batch_stats=jax.tree.map(keep_old, lane.batch_stats, batch_stats),
+            opt_state=jax.tree.map(keep_old, lane.opt_state, opt_state),
+            diverged=frozen,
+            diverged_step=jnp.where(newly_diverged, step, lane.diverged_step),
+        )
+        return lane, loss
+
+    # ------------------------------------------------------------ all lanes
+
+    def _init(self, seeds: jax.Array, hparams: LaneHparams) -> TrainState:
+        """Initial state: lanes with the same seed get the same weights."""
+        self.traces["init"] += 1
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), INIT))(seeds)
+        variables = jax.vmap(self._init_variables)(keys)
+        per_lane = jax.tree.map(lambda x: x[hparams.seed_index], variables)
+        params, batch_stats = per_lane["params"], per_lane.get("batch_stats", {})
+        opt_state = jax.vmap(lambda p, hp: self._optimizer(hp, 1).init(p))(params, hparams)
+        num_lanes = hparams.base_lr.shape[0]
+        lanes = LaneState(params, batch_stats, opt_state,
+                          diverged=jnp.zeros(num_lanes, bool),
+                          diverged_step=jnp.full(num_lanes, -1, jnp.int32))
+        return TrainState(lanes, step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32))
+
+    def _permutations(self, seeds: jax.Array, epoch) -> jax.Array:
+        """The order of the training set in `epoch`, one row per seed: (S, N)."""
+        def order(seed):
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DATA_ORDER), epoch)
+            return jax.random.permutation(key, self.num_train)
+
+        return jax.vmap(order)(seeds)
+
+    def _train_chunk(self, lanes: LaneState, hparams: LaneHparams, data: DeviceData, perms,
+                     step, first_batch, total_steps, *, num_steps: int):
+        """`num_steps` steps of every lane; batch b of the epoch is perms[:, b·m:(b+1)·m].
+
+        Returns the lanes and each lane's summed training loss over the steps.
+        """
+        self.traces["train_chunk"] += 1
+        m = self.batch_size
+        shared_batch = self.num_seeds == 1  # then every lane sees the same batch
+        batch_axis = None if shared_batch else 0
+        lane_step = map_lanes(self._lane_step, (0, 0, batch_axis, batch_axis, None, None),
+                              self.lowering)
+
+        def body(carry, i):
+            lanes, loss_sum = carry
+            indices = lax.dynamic_slice_in_dim(perms, (first_batch + i) * m, m, axis=1)
+            images = standardize(data.train_images[indices], data.mean, data.std)
+            labels = data.train_labels[indices]
+            if shared_batch:
+                images, labels = images[0], labels[0]
+            else:
+                images, labels = images[hparams.seed_index], labels[hparams.seed_index]
+            lanes, loss = lane_step(lanes, hparams, images, labels, step + i, total_steps)
+            return lanes, loss_sum + loss
+
+        loss_sum = jnp.zeros(hparams.base_lr.shape, jnp.float32)
+        return loop_steps(body, (lanes, loss_sum), num_steps, self.lowering)
+
+    def _evaluate_batch(self, lanes: LaneState, data: DeviceData, start):
+        """Correct predictions and summed loss of every lane on one test batch."""
+        self.traces["evaluate"] += 1
+        size = self.eval_batch_size
+        images = lax.dynamic_slice_in_dim(data.test_images, start, size)
+        labels = lax.dynamic_slice_in_dim(data.test_labels, start, size)
+        mask = lax.dynamic_slice_in_dim(data.test_mask, start, size)
+        images = standardize(images, data.mean, data.std)
+
+        def lane_eval(lane, images, labels, mask):
+            logits, _ = self._apply(lane.params, lane.batch_stats, images, train=False)
+            correct = jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
+            loss = jnp.sum(jnp.where(mask, cross_entropy(logits, labels), 0.0))
+            return correct, loss
+
+        return map_lanes(lane_eval, (0, None, None, None), self.lowering)(
+            lanes, images, labels, mask)
+
+    def evaluate(self, lanes: LaneState, data: DeviceData) -> tuple[np.ndarray, np.ndarray]:
+        """Test accuracy and mean test loss of every lane, with running BN statistics."""
+        correct, loss = 0, 0
+        for start in range(0, data.test_labels.shape[0], self.eval_batch_size):
+            batch_correct, batch_loss = self.evaluate_batch(lanes, data, jnp.int32(start))
+            correct, loss = correct + batch_correct, loss + batch_loss
+        return np.asarray(correct) / data.num_test, np.asarray(loss) / data.num_test
+
+    def train_epoch(self, state: TrainState, hparams: LaneHparams, data: DeviceData,
+                    seeds: jax.Array, total_steps: int) -> tuple[TrainState, np.ndarray]:
+        """One epoch of every lane; returns the new state and each lane's mean training loss."""
+        perms = self.permutations(seeds, state.epoch)
+        lanes, step, first_batch = state.lanes, state.step, 0
+        loss_sum = 0
+        for num_steps in self.lowering.dispatch_lengths(self.steps_per_epoch):
+            lanes, chunk_loss = self.train_chunk(lanes, hparams, data, perms, step,
+                                                 jnp.int32(first_batch), jnp.int32(total_steps),
+                                                 num_steps=num_steps)
+            step, first_batch = step + num_steps, first_batch + num_steps
+            loss_sum = loss_sum + chunk_loss
+        state = TrainState(lanes, step=step, epoch=state.epoch + 1)
+        return state, np.asarray(loss_sum) / self.steps_per_epoch
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch measurements, each a list of (K,) arrays. NaN once a lane has diverged."""
+
+    epoch: list[int] = dataclasses.field(default_factory=list)
+    train_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
+    test_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
+    test_accuracy: list[np.ndarray] = dataclasses.field(default_factory=list)
+    seconds: list[float] = dataclasses.field(default_factory=list)
+
+
+def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, data: DeviceData,
+        seeds: Sequence[int], epochs: int,
+        on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
+        ) -> tuple[TrainState, History]:
+    """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch.
+
+    A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
+    are not a trained model.
+    """
+    seeds = jnp.asarray(seeds, jnp.int32)
+    total_steps = epochs * trainer.steps_per_epoch
+    history = History()
+    for epoch in range(int(state.epoch), epochs):
+        start = time.perf_counter()
+        state, train_loss = trainer.train_epoch(state, hparams, data, seeds, total_steps)
+        test_accuracy, test_loss = trainer.evaluate(state.lanes, data)
+        diverged = np.asarray(state.lanes.diverged)
+        history.epoch.append(epoch + 1)
+        history.train_loss.append(np.where(diverged, np.nan, train_loss))
+        history.test_loss.append(np.where(diverged, np.nan, test_loss))
+        history.test_accuracy.append(np.where(diverged, np.nan, test_accuracy))
+        history.seconds.append(time.perf_counter() - start)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history, state)
+    return state, history

@@ -1,0 +1,181 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smallbatch_jax.checkpoint import restore_state, save_state
+from smallbatch_jax.lanes import LaneGrid, tree_index
+from smallbatch_jax.lowering import Lowering
+from smallbatch_jax.models import create_model
+from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
+
+EPOCHS = 2
+
+
+def _grid(base_lrs, seeds=(0,), weight_decay=5e-4):
+    return LaneGrid(seeds=tuple(seeds), base_lrs=tuple(base_lrs), weight_decay=weight_decay,
+                    warmup_fraction=0.0, momentum=0.0)
+
+
+def _trainer(dataset, model="small_cnn_bn", batch_size=8, num_seeds=1, lowering=Lowering(),
+             bn_batch_size=None):
+    return LaneTrainer(create_model(model, 10, bn_batch_size), batch_size=batch_size,
+                       num_train=dataset.num_train, image_shape=dataset.image_shape,
+                       num_seeds=num_seeds, lowering=lowering, eval_batch_size=16)
+
+
+def _run(trainer, dataset, grid, epochs=EPOCHS):
+    hparams = grid.hparams()
+    state = trainer.init(jnp.asarray(grid.seeds), hparams)
+    return fit(trainer, state, hparams, put_on_device(dataset, trainer.eval_batch_size),
+               grid.seeds, epochs)
+
+
+def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def _assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_steps_per_epoch_drops_the_remainder(tiny_digits):
+    assert _trainer(tiny_digits, batch_size=8).steps_per_epoch == 8
+    assert _trainer(tiny_digits, batch_size=10).steps_per_epoch == 6
+
+
+@pytest.mark.parametrize("model", ["small_cnn", "small_cnn_bn"])
+def test_a_vmapped_lane_equals_a_single_lane_run(tiny_digits, model):
+    base_lrs = (2.0**-8, 2.0**-6, 2.0**-4)
+    many_state, many = _run(_trainer(tiny_digits, model), tiny_digits, _grid(base_lrs))
+    one_state, one = _run(_trainer(tiny_digits, model), tiny_digits, _grid(base_lrs[1:2]))
+    _assert_trees_close(tree_index(many_state.lanes, 1), tree_index(one_state.lanes, 0))
+    for name in ("train_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose(np.stack(getattr(many, name))[:, 1],
+                                   np.stack(getattr(one, name))[:, 0], rtol=1e-5, atol=1e-6)
+    # The lanes did learn something different from each other.
+    assert not np.allclose(np.stack(many.train_loss)[:, 0], np.stack(many.train_loss)[:, 2])
+
+
+def test_a_diverging_lane_is_frozen_and_the_others_are_untouched(tiny_digits):
+    trainer = _trainer(tiny_digits, "small_cnn")
+    with_huge, history = _run(trainer, tiny_digits, _grid((2.0**-8, 2.0**12, 2.0**-6)))
+    replaced, _ = _run(trainer, tiny_digits, _grid((2.0**-8, 2.0**-7, 2.0**-6)))
+    without, _ = _run(_trainer(tiny_digits, "small_cnn"), tiny_digits, _grid((2.0**-8, 2.0**-6)))
+
+    diverged = np.asarray(with_huge.lanes.diverged)
+    step = int(with_huge.lanes.diverged_step[1])
+    np.testing.assert_array_equal(diverged, [False, True, False])
+    assert 0 <= step < EPOCHS * trainer.steps_per_epoch
+    np.testing.assert_array_equal(np.asarray(with_huge.lanes.diverged_step)[[0, 2]], -1)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(with_huge.lanes.params))
+    # Its measurements are NaN from the epoch it diverged in; the others' are numbers.
+    accuracy = np.stack(history.test_accuracy)
+    assert np.isnan(accuracy[step // trainer.steps_per_epoch:, 1]).all()
+    assert np.isfinite(accuracy[:, [0, 2]]).all()
+    # The healthy lanes are bit-identical to a run where the diverging lane is replaced by a
+    # healthy one (same program), and to a run without it (a program with fewer lanes).
+    for lane in (0, 2):
+        _assert_trees_equal(tree_index(with_huge.lanes, lane), tree_index(replaced.lanes, lane))
+    _assert_trees_equal(tree_index(with_huge.lanes, 0), tree_index(without.lanes, 0))
+    _assert_trees_equal(tree_index(with_huge.lanes, 2), tree_index(without.lanes, 1))
+
+
+def test_the_diverged_step_is_the_first_non_finite_update(tiny_digits):
+    """Step by step (one step per dispatch): the flag flips at the recorded step, and the
+    lane keeps the weights it had before that step."""
+    trainer = _trainer(tiny_digits, "small_cnn",
+                       lowering=Lowering(step_loop="unrolled", steps_per_dispatch=1))
+    grid = _grid((2.0**12,))
+    hparams, data = grid.hparams(), put_on_device(tiny_digits, 16)
+    state = trainer.init(jnp.asarray(grid.seeds), hparams)
+    perms = trainer.permutations(jnp.asarray(grid.seeds), 0)
+    lanes = state.lanes
+    for step in range(trainer.steps_per_epoch):
+        before = lanes
+        lanes, _ = trainer.train_chunk(lanes, hparams, data, perms, jnp.int32(step),
+                                       jnp.int32(step), jnp.int32(100), num_steps=1)
+        if bool(lanes.diverged[0]):
+            break
+    else:
+        pytest.fail("η̃ = 2^12 did not diverge within an epoch")
+    assert int(lanes.diverged_step[0]) == step
+    _assert_trees_equal(before.params, lanes.params)
+
+
+def test_a_new_grid_of_the_same_size_does_not_recompile(tiny_digits):
+    trainer = _trainer(tiny_digits)
+    _, first = _run(trainer, tiny_digits, _grid((2.0**-8, 2.0**-6)), epochs=1)
+    traces = dict(trainer.traces)
+    _, second = _run(trainer, tiny_digits, _grid((2.0**-5, 2.0**-3), weight_decay=1e-4), epochs=2)
+    assert dict(trainer.traces) == traces == {"init": 1, "train_chunk": 1, "evaluate": 1}
+    assert trainer.train_chunk._cache_size() == 1
+    assert not np.allclose(first.train_loss[0], second.train_loss[0])
+
+
+@pytest.mark.parametrize("lowering", [
+    Lowering(lanes="unrolled"),
+    Lowering(step_loop="unrolled", steps_per_dispatch=3),  # 8 steps/epoch: chunks 3, 3, 2
+    Lowering(steps_per_dispatch=5, scan_unroll=2),
+    Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=4),
+])
+def test_every_lowering_gives_the_reference_results(tiny_digits, lowering):
+    """Same computation, other XLA programs: equal up to float rounding (a separate and a
+    grouped convolution sum in different orders), which 16 steps grow to ~1e-6."""
+    grid = _grid((2.0**-8, 2.0**-5, 2.0**-3))
+    reference_state, reference = _run(_trainer(tiny_digits), tiny_digits, grid)
+    state, history = _run(_trainer(tiny_digits, lowering=lowering), tiny_digits, grid)
+    _assert_trees_close(state.lanes, reference_state.lanes, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.stack(history.test_accuracy), np.stack(reference.test_accuracy))
+    np.testing.assert_allclose(np.stack(history.train_loss), np.stack(reference.train_loss),
+                               rtol=1e-5)
+
+
+def test_seeds_set_initial_weights_and_data_order(tiny_digits):
+    grid = _grid((2.0**-6, 2.0**-4), seeds=(3, 4))
+    trainer = _trainer(tiny_digits, num_seeds=2)
+    hparams = grid.hparams()
+    initial = trainer.init(jnp.asarray(grid.seeds), hparams).lanes.params
+    # Lane order is seed-major: lanes 0, 1 have seed 3 and lanes 2, 3 seed 4.
+    _assert_trees_equal(tree_index(initial, 0), tree_index(initial, 1))
+    kernel = lambda lane: initial["Conv_0"]["kernel"][lane]
+    assert not np.allclose(kernel(0), kernel(2))
+    orders = trainer.permutations(jnp.asarray(grid.seeds), 0)
+    assert not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[0], trainer.permutations(jnp.asarray(grid.seeds), 1)[0])
+    np.testing.assert_array_equal(np.sort(orders[0]), np.arange(tiny_digits.num_train))
+    # A lane of a two-seed program equals the one-seed program of its seed.
+    state, history = _run(trainer, tiny_digits, grid)
+    alone_state, alone = _run(_trainer(tiny_digits), tiny_digits, _grid((2.0**-4,), seeds=(4,)))
+    _assert_trees_close(tree_index(state.lanes, 3), tree_index(alone_state.lanes, 0))
+    np.testing.assert_allclose(np.stack(history.test_accuracy)[:, 3],
+                               np.stack(alone.test_accuracy)[:, 0])
+
+
+def test_ghost_batch_norm_changes_training(tiny_digits):
+    grid = _grid((2.0**-6,))
+    whole, _ = _run(_trainer(tiny_digits), tiny_digits, grid, epochs=1)
+    ghost, _ = _run(_trainer(tiny_digits, bn_batch_size=2), tiny_digits, grid, epochs=1)
+    assert not np.allclose(whole.lanes.params["Conv_0"]["kernel"],
+                           ghost.lanes.params["Conv_0"]["kernel"])
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(tiny_digits, tmp_path):
+    grid = _grid((2.0**-7, 2.0**-5))
+    straight, straight_history = _run(_trainer(tiny_digits), tiny_digits, grid, epochs=3)
+
+    trainer = _trainer(tiny_digits)
+    hparams, data = grid.hparams(), put_on_device(tiny_digits, 16)
+    fresh = trainer.init(jnp.asarray(grid.seeds), hparams)
+    # Stop after epoch 1 of a 3-epoch run (fit's schedule spans `epochs`), save, restore.
+    halfway, _ = fit(trainer, fresh, hparams, data, grid.seeds, epochs=3,
+                     on_epoch_end=lambda epoch, h, s: save_state(tmp_path / f"e{epoch}", s))
+    restored = restore_state(str(tmp_path / "e1"), fresh)
+    assert int(restored.epoch) == 1 and int(restored.step) == trainer.steps_per_epoch
+    resumed, resumed_history = fit(trainer, restored, hparams, data, grid.seeds, epochs=3)
+    assert resumed_history.epoch == [2, 3]
+    _assert_trees_equal(resumed.lanes, straight.lanes)
+    np.testing.assert_array_equal(np.stack(resumed_history.test_accuracy),
+                                  np.stack(straight_history.test_accuracy)[1:])
