@@ -1,0 +1,72 @@
+"""The entry point, end to end, as a user runs it (a subprocess, real flags)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, write_fake_cifar_npz
+from smallbatch_jax.checkpoint import restore_state
+from test_config_checks import ALL_CONFIGS, parse
+
+
+def run_lr_sweep(workdir, *overrides, config="configs/default.py"):
+    command = [sys.executable, "-m", "experiments.lr_sweep", f"--config={config}",
+               f"--workdir={workdir}", *overrides]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_lr_sweep_on_the_embedded_data(tmp_path):
+    workdir = tmp_path / "run"
+    done = run_lr_sweep(workdir, "--config.epochs=3", "--config.batch_size=32",
+                        "--config.base_lrs=(0.0009765625, 0.00390625, 0.25, 4.0)")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "All lanes share initial weights and data order" in done.stdout
+    assert "median acc (last 5)" in done.stdout
+
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["config"]["batch_size"] == 32 and config["lowering"]["lanes"] in ("vmap", "unrolled")
+    rows = read_csv(workdir / "results.csv")
+    assert [float(r["base_lr"]) for r in rows] == [2.0**-10, 2.0**-8, 2.0**-2, 4.0]
+    assert all(r["epochs"] == "3" and r["steps"] == str(3 * (1438 // 32)) for r in rows)
+    # Small η̃ learn digits within 3 epochs; η̃ = 4 (η = 128 at m = 32) blows up.
+    assert float(rows[1]["final_test_accuracy"]) > 0.6
+    assert rows[3]["diverged"] == "True" and int(rows[3]["diverged_step"]) >= 0
+    assert rows[3]["median_test_accuracy"] == "nan"
+    curves = read_csv(workdir / "curves.csv")
+    assert len(curves) == 3 * 4 and {c["epoch"] for c in curves} == {"1", "2", "3"}
+
+
+def test_bad_config_fails_fast_with_the_key(tmp_path):
+    done = run_lr_sweep(tmp_path / "bad", "--config.bn_batch_size=3")
+    assert done.returncode != 0
+    assert "config.bn_batch_size=3 is invalid" in done.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("config_arg", ALL_CONFIGS, ids=os.path.basename)
+def test_every_config_runs_a_tiny_step(tmp_path, config_arg):
+    """Each config, shrunk (a few lanes, one epoch of a few steps), trains in process."""
+    from smallbatch_jax.lr_sweep import train_and_evaluate
+
+    config = parse(f"--config={config_arg}")
+    with config.unlocked():
+        if config.dataset != "digits":
+            config.data_dir = str(write_fake_cifar_npz(tmp_path / "data.npz", num_train=16))
+        config.batch_size, config.epochs = 8, 1
+        config.base_lrs = (2.0**-8, 2.0**-4)
+    rows = train_and_evaluate(config, str(tmp_path / "run"))
+    assert len(rows) == 2
+    assert all(np.isfinite(r["final_train_loss"]) for r in rows)
+    state = restore_state(tmp_path / "run" / "state.msgpack", None)
+    assert int(np.asarray(state["epoch"])) == 1

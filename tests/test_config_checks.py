@@ -1,0 +1,102 @@
+import glob
+import importlib.util
+import os
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from conftest import REPO_ROOT
+from smallbatch_jax.config_checks import check_config
+from smallbatch_jax.lr_sweep import train_and_evaluate
+
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.py")))
+
+
+def _variants(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [f"{path}:{v}" for v in getattr(module, "VARIANTS", {})] or [path]
+
+
+ALL_CONFIGS = [arg for path in CONFIG_FILES for arg in _variants(path)]
+
+
+def parse(*argv):
+    """The config as `--config=... --config.key=value` on a command line would give it."""
+    argv = ["prog", *argv]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=values, lock_config=True,
+                                    sys_argv=argv)
+    values(argv)
+    return values.config
+
+
+def test_there_are_configs():
+    assert len(ALL_CONFIGS) >= 4
+
+
+@pytest.mark.parametrize("config_arg", ALL_CONFIGS, ids=os.path.basename)
+def test_every_config_loads_and_passes_the_checks(config_arg):
+    config = parse(f"--config={config_arg}")
+    check_config(config)
+
+
+def test_command_line_overrides_apply():
+    config = parse(f"--config={REPO_ROOT}/configs/default.py", "--config.batch_size=16",
+                   "--config.base_lrs=(0.5, 0.25)", "--config.warmup=0.05",
+                   "--config.lowering.steps_per_dispatch=4", "--config.model=small_cnn_bn")
+    assert config.batch_size == 16 and tuple(config.base_lrs) == (0.5, 0.25)
+    assert config.warmup == 0.05 and config.lowering.steps_per_dispatch == 4
+    assert config.model == "small_cnn_bn"
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(Exception, match="learning_rate"):
+        parse(f"--config={REPO_ROOT}/configs/default.py", "--config.learning_rate=0.1")
+
+
+BAD_INPUTS = [
+    ("model", "vgg", "config.model='vgg'.*allowed.*alexnet"),
+    ("dataset", "imagenet21k", "config.dataset='imagenet21k'.*allowed.*digits"),
+    ("batch_size", 0, "config.batch_size=0.*positive integer"),
+    ("batch_size", -4, "config.batch_size=-4"),
+    ("batch_size", 100_000, "config.batch_size=100000.*at most the 1438 training examples"),
+    ("bn_batch_size", 3, "config.bn_batch_size=3.*divisor of batch_size=8"),
+    ("bn_batch_size", -2, "config.bn_batch_size=-2"),
+    ("base_lrs", (), r"config.base_lrs=\(\).*non-empty"),
+    ("base_lrs", (0.1, 0.0), "config.base_lrs=.*positive finite"),
+    ("base_lrs", (0.1, -1.0), "config.base_lrs=.*positive finite"),
+    ("base_lrs", (float("nan"),), "config.base_lrs=.*positive finite"),
+    ("epochs", 0, "config.epochs=0.*positive integer"),
+    ("epochs", -3, "config.epochs=-3"),
+    ("warmup", 1.0, r"config.warmup=1.0.*\[0, 1\)"),
+    ("warmup", -0.1, "config.warmup=-0.1"),
+    ("weight_decay", -1e-4, "config.weight_decay"),
+    ("momentum", 1.0, "config.momentum=1.0"),
+    ("num_seeds", 0, "config.num_seeds=0"),
+    ("lr_decay_points", (0.5, 1.5), "config.lr_decay_points"),
+    ("eval_batch_size", 0, "config.eval_batch_size=0"),
+    ("last_epochs", 0, "config.last_epochs=0"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD_INPUTS, ids=[f"{k}={v}" for k, v, _ in BAD_INPUTS])
+def test_bad_input_raises_before_any_compute(tmp_path, key, value, message):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config[key] = value
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        train_and_evaluate(config, str(workdir))
+    assert not workdir.exists()  # nothing was written, nothing was trained
+
+
+@pytest.mark.parametrize("key,value", [("preset", "fastest"), ("lanes", "pmap"),
+                                       ("step_loop", "while")])
+def test_bad_lowering_raises(key, value):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    config.lowering[key] = value
+    with pytest.raises(ValueError, match=f"config.lowering.{key}"):
+        check_config(config)

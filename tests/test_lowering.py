@@ -1,0 +1,55 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smallbatch_jax.lowering import Lowering, choose_lowering, loop_steps, map_lanes
+
+
+@pytest.mark.parametrize("steps_per_dispatch,expected", [
+    (0, [10]), (3, [3, 3, 3, 1]), (5, [5, 5]), (20, [10]), (1, [1] * 10)])
+def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
+    assert Lowering(steps_per_dispatch=steps_per_dispatch).dispatch_lengths(10) == expected
+
+
+@pytest.mark.parametrize("fields,match", [
+    (dict(lanes="pmap"), "lowering.lanes"),
+    (dict(step_loop="while"), "lowering.step_loop"),
+    (dict(steps_per_dispatch=-1), "steps_per_dispatch"),
+    (dict(step_loop="unrolled", steps_per_dispatch=0), "needs lowering.steps_per_dispatch"),
+    (dict(step_loop="unrolled", steps_per_dispatch=10_000), "needs lowering.steps_per_dispatch"),
+    (dict(scan_unroll=0), "scan_unroll"),
+])
+def test_invalid_lowerings_raise(fields, match):
+    with pytest.raises(ValueError, match=match):
+        Lowering(**fields)
+
+
+def test_auto_lowering_is_valid_on_every_backend():
+    for backend in ("cpu", "gpu", "tpu"):
+        assert isinstance(choose_lowering(backend, 8), Lowering)
+
+
+@pytest.mark.parametrize("lanes", ["vmap", "unrolled"])
+def test_map_lanes_matches_vmap(lanes):
+    def fn(tree, shared, scalar):
+        return {"y": tree["a"] * shared + scalar, "z": tree["b"].sum()}, scalar * 2
+
+    tree = {"a": jnp.arange(12.0).reshape(3, 4), "b": jnp.ones((3, 2))}
+    shared = jnp.linspace(0, 1, 4)
+    scalars = jnp.array([1.0, 2.0, 3.0])
+    expected = jax.vmap(fn, in_axes=(0, None, 0))(tree, shared, scalars)
+    got = map_lanes(fn, (0, None, 0), Lowering(lanes=lanes))(tree, shared, scalars)
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("lowering", [
+    Lowering(), Lowering(scan_unroll=3), Lowering(step_loop="unrolled", steps_per_dispatch=7)])
+def test_loop_steps_runs_every_step_in_order(lowering):
+    body = lambda carry, i: (carry[0] * 2 + i, carry[1] + 1)
+    value, count = jax.jit(lambda c: loop_steps(body, c, 7, lowering))((jnp.int32(1), jnp.int32(0)))
+    expected = 1
+    for i in range(7):
+        expected = expected * 2 + i
+    assert int(value) == expected and int(count) == 7
