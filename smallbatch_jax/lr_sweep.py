@@ -94,11 +94,14 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     if config.bn_batch_size and not trainer.has_batch_norm:
         logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
                         config.bn_batch_size, config.model)
+    lanes_note = ("All lanes share initial weights and data order (seed "
+                  f"{config.seed}); only η̃ differs." if config.num_seeds == 1 else
+                  "Lanes with the same seed share initial weights and data order.")
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump({"config": config.to_dict(), "lowering": vars(trainer.lowering),
-                   "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]},
-                  f, indent=2, default=str)
+        json.dump({"config": config.to_dict(), "lanes": lanes_note,
+                   "lowering": vars(trainer.lowering), "backend": jax.default_backend(),
+                   "devices": [str(d) for d in jax.devices()]}, f, indent=2, default=str)
 
     logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds), %d steps/epoch, lowering %s",
                  config.model, config.dataset, config.batch_size, grid.num_lanes,
@@ -119,10 +122,8 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                       results.CURVE_FIELDS)
     save_state(os.path.join(workdir, "state.msgpack"), state)
 
-    print(f"\n{config.model} on {config.dataset}, m={config.batch_size}, {config.epochs} epochs. "
-          + ("All lanes share initial weights and data order (seed "
-             f"{config.seed})." if config.num_seeds == 1 else
-             "Lanes with the same seed share initial weights and data order."))
-    print(results.format_table(rows, config.last_epochs))
+    print(f"\n{config.model} on {config.dataset}, m={config.batch_size}, "
+          f"{config.epochs} epochs. {lanes_note}")
+    print(results.format_table(rows, min(config.last_epochs, config.epochs)))
     print(f"Wrote {workdir}/results.csv, curves.csv, config.json, state.msgpack")
     return rows

@@ -85,14 +85,15 @@ def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
 
 def format_table(rows: list[dict], last_epochs: int) -> str:
     """The per-lane table printed at the end of a run."""
-    lines = [f"{'seed':>4} {'η̃':>9} {'η=m·η̃':>9} {f'median acc (last {last_epochs})':>22} "
+    lines = [f"{'seed':>4} {'η̃':>8} {'η = m·η̃':>10} {f'median acc (last {last_epochs})':>21} "
              f"{'final acc':>9} {'train loss':>10}  diverged"]
     best = np.nanmax([r["median_test_accuracy"] for r in rows] + [-np.inf])
     for r in rows:
         marker = " *" if r["median_test_accuracy"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
+        base_lr = f"2^{r['log2_base_lr']:.4g}"
         lines.append(
-            f"{r['seed']:>4} 2^{r['log2_base_lr']:<+7.2g} {r['lr']:>9.4g} "
-            f"{r['median_test_accuracy']:>22.4f} {r['final_test_accuracy']:>9.4f} "
+            f"{r['seed']:>4} {base_lr:>8} {r['lr']:>10.4g} "
+            f"{r['median_test_accuracy']:>21.4f} {r['final_test_accuracy']:>9.4f} "
             f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All lanes share initial weights and data order" in done.stdout
     assert "median acc (last 5)" in done.stdout
+    assert "All lanes share" in json.loads((workdir / "config.json").read_text())["lanes"]
 
     config = json.loads((workdir / "config.json").read_text())
     assert config["config"]["batch_size"] == 32 and config["lowering"]["lanes"] in ("vmap", "unrolled")
