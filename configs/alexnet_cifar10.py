@@ -38,5 +38,6 @@ def get_config(variant: str = "nobn"):
     config.eval_batch_size = 1000
     config.last_epochs = 5
     config.lowering = ml_collections.ConfigDict(dict(
-        preset="auto", lanes="vmap", step_loop="scan", steps_per_dispatch=0, scan_unroll=1))
+        preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
+        scan_unroll=1))
     return config

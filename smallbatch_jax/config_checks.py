@@ -7,10 +7,11 @@ limits that depend on its size.
 import math
 
 from smallbatch_jax.data import DATASETS, Dataset
-from smallbatch_jax.lowering import LANE_MAPS, STEP_LOOPS
+from smallbatch_jax.lowering import LANE_MAPS, PRESETS, STEP_LOOPS
 from smallbatch_jax.models import MODELS
+from smallbatch_jax.models.conv import CONV_IMPLS
 
-LOWERING_PRESETS = ("auto", "manual")
+LOWERING_PRESETS = ("auto", "manual", *PRESETS)
 
 
 def _fail(key, value, allowed):
@@ -61,6 +62,8 @@ def check_config(config) -> None:
         _fail("lowering.preset", lowering.preset, LOWERING_PRESETS)
     if lowering.lanes not in LANE_MAPS:
         _fail("lowering.lanes", lowering.lanes, LANE_MAPS)
+    if lowering.conv not in CONV_IMPLS:
+        _fail("lowering.conv", lowering.conv, CONV_IMPLS)
     if lowering.step_loop not in STEP_LOOPS:
         _fail("lowering.step_loop", lowering.step_loop, STEP_LOOPS)
 

@@ -1,14 +1,17 @@
 """How the lanes and the steps of one program are executed: the single place that decides.
 
-`jax.vmap` over lanes inside a `lax.scan` over steps is the reference semantics. It is not
-always the fastest lowering: on XLA:CPU a vmapped convolution becomes a grouped convolution
-and a convolution inside a while loop runs slowly (see docs/benchmarks.md). The rest of the
-code only calls `map_lanes` and `loop_steps`, so other lowerings plug in here, and tests
-check that every lowering gives the reference's results.
+`jax.vmap` over lanes inside a `lax.scan` over steps, with XLA's convolution, is the
+reference semantics. It is not always the fastest lowering: on XLA:CPU a vmapped
+convolution becomes a grouped convolution, several times slower than the same work as a
+batched matrix product (see docs/benchmarks.md). The rest of the code only calls
+`map_lanes` and `loop_steps` and builds its model with `conv`, so other lowerings plug in
+here, and tests check that every lowering gives the reference's results (equal up to float
+rounding: a different program sums in a different order).
 
 - lanes='vmap': `jax.vmap` over the lane axis (reference).
 - lanes='unrolled': one copy of the per-lane computation per lane, traced into the same
   program (K independent subgraphs, no grouped convolutions).
+- conv='xla' (reference) or 'patches' (convolution as patches × kernel; models/conv.py).
 - step_loop='scan': `lax.scan` over the steps of a dispatch (`scan_unroll` steps per
   iteration).
 - step_loop='unrolled': the steps of a dispatch traced one after another (no loop); the
@@ -22,6 +25,7 @@ import jax
 from jax import lax
 
 from smallbatch_jax.lanes import tree_index, tree_stack
+from smallbatch_jax.models.conv import CONV_IMPLS
 
 LANE_MAPS = ("vmap", "unrolled")
 STEP_LOOPS = ("scan", "unrolled")
@@ -32,6 +36,7 @@ MAX_UNROLLED_STEPS = 256
 @dataclasses.dataclass(frozen=True)
 class Lowering:
     lanes: str = "vmap"
+    conv: str = "xla"
     step_loop: str = "scan"
     steps_per_dispatch: int = 0
     scan_unroll: int = 1
@@ -39,6 +44,8 @@ class Lowering:
     def __post_init__(self):
         if self.lanes not in LANE_MAPS:
             raise ValueError(f"lowering.lanes={self.lanes!r}; allowed: {LANE_MAPS}")
+        if self.conv not in CONV_IMPLS:
+            raise ValueError(f"lowering.conv={self.conv!r}; allowed: {CONV_IMPLS}")
         if self.step_loop not in STEP_LOOPS:
             raise ValueError(f"lowering.step_loop={self.step_loop!r}; allowed: {STEP_LOOPS}")
         if self.steps_per_dispatch < 0:
@@ -58,14 +65,22 @@ class Lowering:
         return [chunk] * full + ([rest] if rest else [])
 
 
-def choose_lowering(backend: str, batch_size: int) -> Lowering:
-    """The lowering used when a config asks for 'auto'.
+# Named lowerings, selectable as config.lowering.preset.
+PRESETS = {
+    "reference": Lowering(),
+    "patches": Lowering(conv="patches"),
+    "unrolled": Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=4),
+}
 
-    The reference for now, on every backend: the measured choice per backend and batch size
-    is the subject of the performance work (issue 3).
+
+def choose_lowering(backend: str, batch_size: int) -> Lowering:
+    """The lowering used when a config asks for 'auto': the fastest measured per backend.
+
+    CPU: vmapped patches convolutions in a scan, measured fastest at every m on the reduced
+    AlexNet (docs/benchmarks.md). Other backends: the reference, until measured there.
     """
-    del backend, batch_size
-    return Lowering()
+    del batch_size
+    return PRESETS["patches"] if backend == "cpu" else PRESETS["reference"]
 
 
 def map_lanes(fn, in_axes, lowering: Lowering):

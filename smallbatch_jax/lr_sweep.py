@@ -22,7 +22,7 @@ from smallbatch_jax.checkpoint import save_state
 from smallbatch_jax.config_checks import check_against_data, check_config
 from smallbatch_jax.data import load_dataset
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.lowering import Lowering, choose_lowering
+from smallbatch_jax.lowering import PRESETS, Lowering, choose_lowering
 from smallbatch_jax.models import create_model
 from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
 
@@ -38,10 +38,14 @@ def lane_grid(config) -> LaneGrid:
 
 
 def resolve_lowering(config) -> Lowering:
+    """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
     if config.lowering.preset == "auto":
         return choose_lowering(jax.default_backend(), config.batch_size)
+    if config.lowering.preset in PRESETS:
+        return PRESETS[config.lowering.preset]
     return Lowering(
         lanes=config.lowering.lanes,
+        conv=config.lowering.conv,
         step_loop=config.lowering.step_loop,
         steps_per_dispatch=config.lowering.steps_per_dispatch,
         scan_unroll=config.lowering.scan_unroll,

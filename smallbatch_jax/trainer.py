@@ -123,6 +123,12 @@ class LaneTrainer:
     traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def __post_init__(self):
+        # The lowering decides how convolutions are computed; parameters do not change.
+        if getattr(self.model, "conv", "xla") != self.lowering.conv:
+            if not hasattr(self.model, "conv"):
+                raise ValueError(f"lowering.conv={self.lowering.conv!r} needs a model with a "
+                                 f"`conv` attribute; {type(self.model).__name__} has none")
+            self.model = self.model.clone(conv=self.lowering.conv)
         shapes = jax.eval_shape(self._init_variables, jax.random.key(0))
         self.has_batch_norm = "batch_stats" in shapes
         self.init = jax.jit(self._init)

@@ -94,7 +94,7 @@ def test_bad_input_raises_before_any_compute(tmp_path, key, value, message):
 
 
 @pytest.mark.parametrize("key,value", [("preset", "fastest"), ("lanes", "pmap"),
-                                       ("step_loop", "while")])
+                                       ("conv", "fft"), ("step_loop", "while")])
 def test_bad_lowering_raises(key, value):
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
     config.lowering[key] = value

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smallbatch_jax.lowering import Lowering, choose_lowering, loop_steps, map_lanes
+from smallbatch_jax.lowering import PRESETS, Lowering, choose_lowering, loop_steps, map_lanes
 
 
 @pytest.mark.parametrize("steps_per_dispatch,expected", [
@@ -14,6 +14,7 @@ def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
 
 @pytest.mark.parametrize("fields,match", [
     (dict(lanes="pmap"), "lowering.lanes"),
+    (dict(conv="winograd"), "lowering.conv"),
     (dict(step_loop="while"), "lowering.step_loop"),
     (dict(steps_per_dispatch=-1), "steps_per_dispatch"),
     (dict(step_loop="unrolled", steps_per_dispatch=0), "needs lowering.steps_per_dispatch"),
@@ -28,6 +29,13 @@ def test_invalid_lowerings_raise(fields, match):
 def test_auto_lowering_is_valid_on_every_backend():
     for backend in ("cpu", "gpu", "tpu"):
         assert isinstance(choose_lowering(backend, 8), Lowering)
+    # Measured on XLA:CPU (docs/benchmarks.md): vmapped grouped convolutions are slow there.
+    assert choose_lowering("cpu", 2).conv == "patches"
+
+
+def test_presets_are_valid_lowerings():
+    assert PRESETS["reference"] == Lowering()
+    assert all(isinstance(lowering, Lowering) for lowering in PRESETS.values())
 
 
 @pytest.mark.parametrize("lanes", ["vmap", "unrolled"])

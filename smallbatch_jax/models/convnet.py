@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from flax import linen as nn
 
+from smallbatch_jax.models.conv import conv_function
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 
 # He et al. (2015b): N(0, 2 / fan_in), untruncated.
@@ -36,6 +37,8 @@ class ConvNet(nn.Module):
       fc_widths: hidden fully-connected layers.
       bn: where BatchNorm goes: 'none', 'all' (convs and hidden FCs) or 'conv'.
       bn_batch_size: m_BN of GhostBatchNorm; None normalizes over the whole batch.
+      conv: how convolutions are computed ('xla' or 'patches'; see models/conv.py). The
+        trainer sets it from its lowering; it never changes the parameters.
     """
 
     num_classes: int
@@ -45,6 +48,7 @@ class ConvNet(nn.Module):
     fc_widths: Sequence[int]
     bn: str = "none"
     bn_batch_size: int | None = None
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -58,7 +62,7 @@ class ConvNet(nn.Module):
 
         for kernel, channels, pool in zip(self.conv_kernels, self.conv_channels, self.pool_after):
             x = nn.Conv(channels, (kernel, kernel), padding="SAME", use_bias=not conv_bn,
-                        kernel_init=he_normal)(x)
+                        kernel_init=he_normal, conv_general_dilated=conv_function(self.conv))(x)
             x = nn.relu(normalize(x) if conv_bn else x)
             if pool:
                 x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")

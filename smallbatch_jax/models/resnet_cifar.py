@@ -16,6 +16,7 @@ the paper does not say whether it added them.
 import jax.numpy as jnp
 from flax import linen as nn
 
+from smallbatch_jax.models.conv import conv_function
 from smallbatch_jax.models.convnet import he_normal
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 
@@ -27,12 +28,14 @@ class BasicBlock(nn.Module):
     stride: int
     use_bn: bool
     bn_batch_size: int | None
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
         def conv(y, stride):
             return nn.Conv(self.channels, (3, 3), strides=(stride, stride), padding="SAME",
-                           use_bias=not self.use_bn, kernel_init=he_normal)(y)
+                           use_bias=not self.use_bn, kernel_init=he_normal,
+                           conv_general_dilated=conv_function(self.conv))(y)
 
         def normalize(y):
             if not self.use_bn:
@@ -52,12 +55,13 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32×32 inputs."""
+    """ResNet-(6n+2) for 32×32 inputs. `conv`: see models/conv.py."""
 
     depth: int
     num_classes: int
     use_bn: bool = True
     bn_batch_size: int | None = None
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -65,13 +69,14 @@ class CifarResNet(nn.Module):
             raise ValueError(f"depth={self.depth}; allowed: {DEPTHS}")
         blocks_per_stage = (self.depth - 2) // 6
 
-        x = nn.Conv(16, (3, 3), padding="SAME", use_bias=not self.use_bn, kernel_init=he_normal)(x)
+        x = nn.Conv(16, (3, 3), padding="SAME", use_bias=not self.use_bn, kernel_init=he_normal,
+                    conv_general_dilated=conv_function(self.conv))(x)
         if self.use_bn:
             x = GhostBatchNorm(self.bn_batch_size, use_running_average=not train)(x)
         x = nn.relu(x)
         for stage, channels in enumerate((16, 32, 64)):
             for block in range(blocks_per_stage):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = BasicBlock(channels, stride, self.use_bn, self.bn_batch_size)(x, train)
+                x = BasicBlock(channels, stride, self.use_bn, self.bn_batch_size, self.conv)(x, train)
         x = x.mean(axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=he_normal)(x)

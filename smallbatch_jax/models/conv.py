@@ -1,0 +1,50 @@
+"""Convolution implementations a model can be built with, chosen by the lowering.
+
+Under `jax.vmap` over lanes the kernel gains a lane axis, and `lax.conv_general_dilated`
+becomes a *grouped* convolution (one group per lane), which XLA:CPU runs several times slower
+than the same work as separate convolutions (docs/benchmarks.md).
+
+'patches' computes the same convolution as a matrix product: the padded input is cut into
+kh·kw shifted (and strided) slices, concatenated along channels into patches of
+kh·kw·C_in values, and multiplied by the kernel reshaped to (kh·kw·C_in, C_out). Under vmap
+the product becomes a *batched* matrix product over lanes (or one wide product when the input
+is shared by all lanes), which XLA:CPU runs at full speed. Same parameters, same result up to
+float rounding (tests/models/test_conv.py).
+"""
+
+import jax.numpy as jnp
+from jax import lax
+
+CONV_IMPLS = ("xla", "patches")
+
+
+def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                 dimension_numbers=None, feature_group_count=1, precision=None,
+                 preferred_element_type=None):
+    """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels, as patches × kernel.
+
+    Takes the arguments Flax's `nn.Conv` passes; supports strides and any padding, not
+    dilation or feature groups (no model here uses them).
+    """
+    del dimension_numbers, preferred_element_type  # Flax's default NHWC / HWIO layout.
+    if feature_group_count != 1 or any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ())):
+        raise NotImplementedError("patches_conv: no dilation or feature groups")
+    kh, kw, c_in, c_out = rhs.shape
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), window_strides, padding)
+    x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    sh, sw = window_strides
+    out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    # Slice (i, j) holds input pixel (sh·y + i, sw·x + j) for every output pixel (y, x); the
+    # concatenation order (i, j, c) matches the row order of the reshaped HWIO kernel.
+    slices = [x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
+              for i in range(kh) for j in range(kw)]
+    patches = jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
+    return jnp.dot(patches, rhs.reshape(kh * kw * c_in, c_out), precision=precision)
+
+
+def conv_function(name: str):
+    """The `conv_general_dilated` that `nn.Conv` should call for implementation `name`."""
+    if name not in CONV_IMPLS:
+        raise ValueError(f"conv={name!r}; allowed: {CONV_IMPLS}")
+    return lax.conv_general_dilated if name == "xla" else patches_conv
