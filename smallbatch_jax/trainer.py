@@ -10,10 +10,10 @@ fold_in(key(seed), INIT), the order of epoch e from fold_in(fold_in(key(seed), D
 Nothing random is carried in the state, so a run restored at an epoch boundary continues
 exactly as if it had not stopped.
 
-Divergence: after every step, a lane whose loss, weights or BatchNorm statistics are not
-finite is frozen at its last finite state (with `jnp.where`, never `lax.cond`, which under
-vmap runs both branches anyway) and marked diverged with the step at which it happened. A
-frozen lane costs the same compute as a live one, and the other lanes are unaffected.
+Divergence: a step whose loss, gradients or BatchNorm statistics are not finite is not
+applied; the lane is frozen at its last finite state (with `jnp.where`, never `lax.cond`,
+which under vmap runs both branches anyway) and marked diverged with that step. A frozen
+lane costs the same compute as a live one, and the other lanes are unaffected.
 """
 
 import collections
@@ -101,6 +101,11 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
 
 
+def sum_of_squares(tree) -> jax.Array:
+    """Σ x² over every leaf: not finite if any element is not finite (or is huge)."""
+    return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+
+
 @dataclasses.dataclass(eq=False)
 class LaneTrainer:
     """The compiled programs for one model, batch size, data shape and number of seeds.
@@ -174,20 +179,23 @@ class LaneTrainer:
             return cross_entropy(logits, labels).mean(), batch_stats
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)
+        # Decided before the update, so that freezing fuses into the update's single pass over
+        # the weights (checking the new weights instead costs two more passes: 5 ms of a
+        # 40 ms step for 13 AlexNet lanes on CPU). Finite gradients give finite weights: Σg²
+        # overflows, and flags the lane, long before an update could.
+        healthy = jnp.isfinite(loss) & jnp.isfinite(sum_of_squares(grads)) & all_finite(batch_stats)
+        frozen = lane.diverged | ~healthy
         updates, opt_state = self._optimizer(hp, total_steps).update(
             grads, lane.opt_state, lane.params)
         params = optax.apply_updates(lane.params, updates)
 
-        healthy = jnp.isfinite(loss) & all_finite(params) & all_finite(batch_stats)
-        newly_diverged = ~lane.diverged & ~healthy
-        frozen = lane.diverged | newly_diverged
         keep_old = lambda old, new: jnp.where(frozen, old, new)
         lane = LaneState(
             params=jax.tree.map(keep_old, lane.params, params),
             batch_stats=jax.tree.map(keep_old, lane.batch_stats, batch_stats),
             opt_state=jax.tree.map(keep_old, lane.opt_state, opt_state),
             diverged=frozen,
-            diverged_step=jnp.where(newly_diverged, step, lane.diverged_step),
+            diverged_step=jnp.where(frozen & ~lane.diverged, step, lane.diverged_step),
         )
         return lane, loss
 

@@ -1,0 +1,215 @@
+"""Throughput of the lane trainer, side by side with what a user would otherwise run.
+
+Three ways to train K models of batch size m on the same model and data:
+
+1. baseline: K sequential runs, each a jitted train step called from a Python loop with
+   batches sliced on the host (the shape of Flax's own examples);
+2. lanes: this project's trainer with K lanes, under each lowering asked for ('auto' is
+   what a user gets: "ours");
+3. limit: one model trained on batches of K·m in the baseline's loop. K lanes do K times the
+   work of one model on m examples with K different weights; sharing one batch of K·m
+   examples through one set of weights is the most that packing can reach.
+
+Throughput is examples × lanes per second. Each timing is the median over `repeats` after a
+first call, whose time (compilation plus one run) is reported separately.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from smallbatch_jax.data import Dataset, make_dataset
+from smallbatch_jax.lanes import LaneGrid
+from smallbatch_jax.lowering import Lowering
+from smallbatch_jax.optim import paper_sgd
+from smallbatch_jax.trainer import LaneTrainer, cross_entropy, put_on_device, standardize
+
+# The lanes' η̃: small enough that no lane diverges (a frozen lane does the same work anyway).
+BASE_LR = 2.0**-10
+WEIGHT_DECAY = 5e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    first_call_s: float  # compilation + `first_call_steps` steps
+    first_call_steps: int
+    step_s: tuple[float, ...]  # per repeat: seconds per step of all K models
+
+    @property
+    def median_step_s(self) -> float:
+        return float(np.median(self.step_s))
+
+    @property
+    def compile_s(self) -> float:
+        """First call minus the same steps at steady speed: compilation and one-off costs."""
+        return max(self.first_call_s - self.median_step_s * self.first_call_steps, 0.0)
+
+
+def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int = 0) -> Dataset:
+    """Random uint8 images: throughput does not depend on pixel values."""
+    rng = np.random.default_rng(seed)
+    images = lambda n: rng.integers(0, 256, (n,) + tuple(image_shape), dtype=np.uint8)
+    return make_dataset("synthetic", images(num_train), rng.integers(0, num_classes, num_train),
+                        images(8), rng.integers(0, num_classes, 8), num_classes)
+
+
+def _plain_train_step(model, batch_size: int, total_steps: int):
+    """A jitted train step as a user writes it: one model, one batch, state in and out."""
+    tx = paper_sgd(BASE_LR, batch_size, total_steps, weight_decay=WEIGHT_DECAY)
+
+    @jax.jit
+    def step(params, batch_stats, opt_state, images, labels, mean, std):
+        def loss_fn(params):
+            x = standardize(images, mean, std)
+            if batch_stats:
+                logits, updated = model.apply({"params": params, "batch_stats": batch_stats}, x,
+                                              train=True, mutable=["batch_stats"])
+                return cross_entropy(logits, labels).mean(), updated["batch_stats"]
+            return cross_entropy(model.apply({"params": params}, x, train=True), labels).mean(), {}
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+    return step, tx
+
+
+def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
+                     repeats: int) -> Timing:
+    """`num_runs` sequential runs of `steps` jitted steps, batches sliced on the host."""
+    step, tx = _plain_train_step(model, batch_size, steps)
+    dummy = jnp.zeros((1,) + dataset.image_shape, jnp.float32)
+    variables = model.init(jax.random.key(0), dummy, train=False)
+    images, labels = dataset.train_images, dataset.train_labels
+    order = np.random.default_rng(0).permutation(len(labels))
+
+    def train(num_steps):
+        for _ in range(num_runs):
+            params, batch_stats = variables["params"], variables.get("batch_stats", {})
+            opt_state = tx.init(params)
+            for s in range(num_steps):
+                idx = np.take(order, np.arange(s * batch_size, (s + 1) * batch_size), mode="wrap")
+                params, batch_stats, opt_state, loss = step(
+                    params, batch_stats, opt_state, images[idx], labels[idx], dataset.mean,
+                    dataset.std)
+            jax.block_until_ready(params)
+
+    start = time.perf_counter()
+    train(1)  # compiles
+    first = time.perf_counter() - start
+    per_step = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train(steps)
+        per_step.append((time.perf_counter() - start) / steps)
+    return Timing(first, 1, tuple(per_step))
+
+
+def time_lanes(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering,
+               repeats: int) -> Timing:
+    """The lane trainer: one epoch of the dataset (= the measured steps) per repeat."""
+    trainer = LaneTrainer(model, batch_size=batch_size, num_train=dataset.num_train,
+                          image_shape=dataset.image_shape, lowering=lowering,
+                          eval_batch_size=len(dataset.test_labels))
+    grid = LaneGrid(seeds=(0,), base_lrs=(BASE_LR,) * num_lanes, weight_decay=WEIGHT_DECAY,
+                    warmup_fraction=0.0, momentum=0.0)
+    hparams, seeds = grid.hparams(), jnp.asarray(grid.seeds)
+    data = put_on_device(dataset, trainer.eval_batch_size)
+    state = trainer.init(seeds, hparams)
+    total_steps = 1000 * trainer.steps_per_epoch
+
+    def epoch(state):
+        state, _ = trainer.train_epoch(state, hparams, data, seeds, total_steps)
+        return jax.block_until_ready(state)
+
+    start = time.perf_counter()
+    state = epoch(state)
+    first = time.perf_counter() - start
+    per_step = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state = epoch(state)
+        per_step.append((time.perf_counter() - start) / trainer.steps_per_epoch)
+    return Timing(first, trainer.steps_per_epoch, tuple(per_step))
+
+
+def _figures(timing: Timing, batch_size: int, num_models: int) -> dict:
+    return {
+        "examples_lanes_per_s": batch_size * num_models / timing.median_step_s,
+        "step_ms": 1e3 * timing.median_step_s,
+        "step_ms_repeats": [1e3 * t for t in timing.step_s],
+        "compile_s": timing.compile_s,
+    }
+
+
+def measure(model, image_shape, num_classes: int, batch_size: int, num_lanes: int,
+            steps: int, repeats: int, lowerings: dict[str, Lowering]) -> dict:
+    """Baseline, limit and lanes (each lowering) for one (m, K); one row of the table."""
+    m, k = batch_size, num_lanes
+    dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m))
+    baseline = time_python_loop(model, dataset, m, k, steps, repeats)
+    limit = time_python_loop(model, dataset, k * m, 1, steps, repeats)
+    row = {"batch_size": m, "num_lanes": k, "steps": steps,
+           "baseline": _figures(baseline, m, k), "limit": _figures(limit, k * m, 1), "lanes": {}}
+    lanes_data = synthetic_dataset(image_shape, num_classes, m * steps)
+    for name, lowering in lowerings.items():
+        timing = time_lanes(model, lanes_data, m, k, lowering, repeats)
+        row["lanes"][name] = {**_figures(timing, m, k), "lowering": dataclasses.asdict(lowering)}
+    return row
+
+
+def ratios(row: dict, ours: str) -> tuple[float, float]:
+    """(speed-up of ours over the baseline, ours' step time over the limit's)."""
+    ours_ms = row["lanes"][ours]["step_ms"]
+    return row["baseline"]["step_ms"] / ours_ms, ours_ms / row["limit"]["step_ms"]
+
+
+def format_table(rows: list[dict], ours: str) -> str:
+    names = list(rows[0]["lanes"])
+    header = (f"{'m':>4} {'K':>3} {'steps':>5} {'baseline':>10} {'limit':>10} "
+              + " ".join(f"{n:>12}" for n in names)
+              + f" {'base/ours':>9} {'ours/limit':>10} {'compile ours':>12}")
+    lines = ["throughput in examples·lanes/s (medians); ratios are of step times", header]
+    for row in rows:
+        speedup, over_limit = ratios(row, ours)
+        lines.append(
+            f"{row['batch_size']:>4} {row['num_lanes']:>3} {row['steps']:>5} "
+            f"{row['baseline']['examples_lanes_per_s']:>10.0f} "
+            f"{row['limit']['examples_lanes_per_s']:>10.0f} "
+            + " ".join(f"{row['lanes'][n]['examples_lanes_per_s']:>12.0f}" for n in names)
+            + f" {speedup:>9.2f} {over_limit:>10.2f} {row['lanes'][ours]['compile_s']:>11.1f}s")
+    return "\n".join(lines)
+
+
+def run_throughput(config, workdir: str) -> list[dict]:
+    """Every (m, K) of the config; prints the table, writes throughput.json."""
+    from smallbatch_jax.lowering import PRESETS, choose_lowering
+    from smallbatch_jax.models import create_model
+
+    backend = jax.default_backend()
+    model = create_model(config.model, config.num_classes)
+    rows = []
+    for m in config.batch_sizes:
+        lowerings = {name: choose_lowering(backend, m) if name == "auto" else PRESETS[name]
+                     for name in config.lowerings}
+        for k in config.num_lanes:
+            steps = max(config.min_steps, config.examples_per_lane // m)
+            row = measure(model, tuple(config.image_shape), config.num_classes, m, k, steps,
+                          config.repeats, lowerings)
+            rows.append(row)
+            print(format_table([row], ours=config.lowerings[0]).splitlines()[-1], flush=True)
+
+    os.makedirs(workdir, exist_ok=True)
+    record = {"config": config.to_dict(), "backend": backend,
+              "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+              "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+    with open(os.path.join(workdir, "throughput.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    print(format_table(rows, ours=config.lowerings[0]))
+    return rows
