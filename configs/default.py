@@ -41,5 +41,5 @@ def get_config():
     # smallbatch_jax.lowering.PRESETS, or 'manual' (the fields below).
     config.lowering = ml_collections.ConfigDict(dict(
         preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1))
+        scan_unroll=1, lane_chunk=0))
     return config

@@ -11,7 +11,8 @@ Three ways to train K models of batch size m on the same model and data:
    examples through one set of weights is the most that packing can reach.
 
 Throughput is examples × lanes per second. Each timing is the median over `repeats` after a
-first call, whose time (compilation plus one run) is reported separately.
+first call, whose time (compilation plus one run) is reported separately. Repeats of the
+methods are interleaved, so that a noisy machine's drift affects all of them alike.
 """
 
 import dataclasses
@@ -80,9 +81,11 @@ def _plain_train_step(model, batch_size: int, total_steps: int):
     return step, tx
 
 
-def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
-                     repeats: int) -> Timing:
-    """`num_runs` sequential runs of `steps` jitted steps, batches sliced on the host."""
+def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int):
+    """`num_runs` sequential runs of `steps` jitted steps, batches sliced on the host.
+
+    Returns (first_call_s, run) where `run()` times one repeat: seconds per step of all runs.
+    """
     step, tx = _plain_train_step(model, batch_size, steps)
     dummy = jnp.zeros((1,) + dataset.image_shape, jnp.float32)
     variables = model.init(jax.random.key(0), dummy, train=False)
@@ -95,7 +98,7 @@ def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, st
             opt_state = tx.init(params)
             for s in range(num_steps):
                 idx = np.take(order, np.arange(s * batch_size, (s + 1) * batch_size), mode="wrap")
-                params, batch_stats, opt_state, loss = step(
+                params, batch_stats, opt_state, _ = step(
                     params, batch_stats, opt_state, images[idx], labels[idx], dataset.mean,
                     dataset.std)
             jax.block_until_ready(params)
@@ -103,17 +106,17 @@ def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, st
     start = time.perf_counter()
     train(1)  # compiles
     first = time.perf_counter() - start
-    per_step = []
-    for _ in range(repeats):
+
+    def run():
         start = time.perf_counter()
         train(steps)
-        per_step.append((time.perf_counter() - start) / steps)
-    return Timing(first, 1, tuple(per_step))
+        return (time.perf_counter() - start) / steps
+
+    return first, 1, run
 
 
-def time_lanes(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering,
-               repeats: int) -> Timing:
-    """The lane trainer: one epoch of the dataset (= the measured steps) per repeat."""
+def lanes_runner(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering):
+    """The lane trainer; one repeat is one epoch of `dataset` (= the measured steps)."""
     trainer = LaneTrainer(model, batch_size=batch_size, num_train=dataset.num_train,
                           image_shape=dataset.image_shape, lowering=lowering,
                           eval_batch_size=len(dataset.test_labels))
@@ -121,22 +124,40 @@ def time_lanes(model, dataset: Dataset, batch_size: int, num_lanes: int, lowerin
                     warmup_fraction=0.0, momentum=0.0)
     hparams, seeds = grid.hparams(), jnp.asarray(grid.seeds)
     data = put_on_device(dataset, trainer.eval_batch_size)
-    state = trainer.init(seeds, hparams)
+    state = [trainer.init(seeds, hparams)]
     total_steps = 1000 * trainer.steps_per_epoch
 
-    def epoch(state):
-        state, _ = trainer.train_epoch(state, hparams, data, seeds, total_steps)
-        return jax.block_until_ready(state)
-
-    start = time.perf_counter()
-    state = epoch(state)
-    first = time.perf_counter() - start
-    per_step = []
-    for _ in range(repeats):
+    def epoch():
         start = time.perf_counter()
-        state = epoch(state)
-        per_step.append((time.perf_counter() - start) / trainer.steps_per_epoch)
-    return Timing(first, trainer.steps_per_epoch, tuple(per_step))
+        state[0], _ = trainer.train_epoch(state[0], hparams, data, seeds, total_steps)
+        jax.block_until_ready(state[0])
+        return time.perf_counter() - start
+
+    first = epoch()
+    return first, trainer.steps_per_epoch, lambda: epoch() / trainer.steps_per_epoch
+
+
+def time_interleaved(runners: dict, repeats: int) -> dict[str, Timing]:
+    """Times every runner `repeats` times, in turn (A B C A B C …): on a shared, noisy
+    machine, drift then affects every method alike instead of whichever ran last."""
+    per_step = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, (_, _, run) in runners.items():
+            per_step[name].append(run())
+    return {name: Timing(first, first_steps, tuple(per_step[name]))
+            for name, (first, first_steps, _) in runners.items()}
+
+
+def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
+                     repeats: int) -> Timing:
+    runner = python_loop_runner(model, dataset, batch_size, num_runs, steps)
+    return time_interleaved({"loop": runner}, repeats)["loop"]
+
+
+def time_lanes(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering,
+               repeats: int) -> Timing:
+    runner = lanes_runner(model, dataset, batch_size, num_lanes, lowering)
+    return time_interleaved({"lanes": runner}, repeats)["lanes"]
 
 
 def _figures(timing: Timing, batch_size: int, num_models: int) -> dict:
@@ -153,14 +174,18 @@ def measure(model, image_shape, num_classes: int, batch_size: int, num_lanes: in
     """Baseline, limit and lanes (each lowering) for one (m, K); one row of the table."""
     m, k = batch_size, num_lanes
     dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m))
-    baseline = time_python_loop(model, dataset, m, k, steps, repeats)
-    limit = time_python_loop(model, dataset, k * m, 1, steps, repeats)
-    row = {"batch_size": m, "num_lanes": k, "steps": steps,
-           "baseline": _figures(baseline, m, k), "limit": _figures(limit, k * m, 1), "lanes": {}}
     lanes_data = synthetic_dataset(image_shape, num_classes, m * steps)
+    runners = {"baseline": python_loop_runner(model, dataset, m, k, steps),
+               "limit": python_loop_runner(model, dataset, k * m, 1, steps)}
     for name, lowering in lowerings.items():
-        timing = time_lanes(model, lanes_data, m, k, lowering, repeats)
-        row["lanes"][name] = {**_figures(timing, m, k), "lowering": dataclasses.asdict(lowering)}
+        runners[f"lanes:{name}"] = lanes_runner(model, lanes_data, m, k, lowering)
+    timings = time_interleaved(runners, repeats)
+    row = {"batch_size": m, "num_lanes": k, "steps": steps,
+           "baseline": _figures(timings["baseline"], m, k),
+           "limit": _figures(timings["limit"], k * m, 1), "lanes": {}}
+    for name, lowering in lowerings.items():
+        row["lanes"][name] = {**_figures(timings[f"lanes:{name}"], m, k),
+                              "lowering": dataclasses.asdict(lowering)}
     return row
 
 

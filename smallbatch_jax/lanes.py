@@ -66,3 +66,13 @@ def tree_index(tree, i):
 def tree_stack(trees):
     """Stacks same-structured pytrees along a new leading lane axis."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def tree_slice(tree, start: int, stop: int):
+    """Lanes [start, stop) of a lane-stacked pytree."""
+    return jax.tree.map(lambda x: x[start:stop], tree)
+
+
+def tree_concatenate(trees):
+    """Joins lane-stacked pytrees along the lane axis."""
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)

@@ -17,6 +17,9 @@ rounding: a different program sums in a different order).
 - step_loop='unrolled': the steps of a dispatch traced one after another (no loop); the
   program grows with `steps_per_dispatch`, so keep it small.
 - steps_per_dispatch: steps per call of the compiled program; 0 means a whole epoch.
+- lane_chunk: at most this many lanes per program call (0: all). The lanes are split into
+  near-equal chunks that each run a whole epoch in turn: a smaller working set (on CPU, one
+  that stays in cache; on an accelerator, one that fits in memory), identical results.
 """
 
 import dataclasses
@@ -40,6 +43,7 @@ class Lowering:
     step_loop: str = "scan"
     steps_per_dispatch: int = 0
     scan_unroll: int = 1
+    lane_chunk: int = 0
 
     def __post_init__(self):
         if self.lanes not in LANE_MAPS:
@@ -56,6 +60,9 @@ class Lowering:
                              f"in [1, {MAX_UNROLLED_STEPS}]; got {self.steps_per_dispatch}")
         if self.scan_unroll < 1:
             raise ValueError(f"lowering.scan_unroll={self.scan_unroll}; allowed: >= 1")
+        if self.lane_chunk < 0:
+            raise ValueError(f"lowering.lane_chunk={self.lane_chunk}; allowed: 0 (all lanes at "
+                             "once) or a positive number of lanes")
 
     def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
         """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""
@@ -64,23 +71,43 @@ class Lowering:
         full, rest = divmod(steps_per_epoch, chunk)
         return [chunk] * full + ([rest] if rest else [])
 
+    def lane_slices(self, num_lanes: int) -> list[tuple[int, int]]:
+        """[start, stop) of each chunk of lanes: near-equal sizes (at most two programs)."""
+        chunks = -(-num_lanes // (self.lane_chunk or num_lanes))
+        bounds = [round(i * num_lanes / chunks) for i in range(chunks + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
 
 # Named lowerings, selectable as config.lowering.preset.
 PRESETS = {
     "reference": Lowering(),
+    # Every lane's convolutions as one batched matrix product, steps in a scan.
     "patches": Lowering(conv="patches"),
-    "unrolled": Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=4),
+    # The same in chunks of at most 7 lanes (13 lanes: 6 + 7), a smaller working set.
+    "patches_chunked": Lowering(conv="patches", lane_chunk=7),
+    # One lane and one step per dispatch with XLA's convolution: what a Python loop over
+    # runs does, with the data kept on the device.
+    "sequential": Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=1,
+                           lane_chunk=1),
 }
 
 
 def choose_lowering(backend: str, batch_size: int) -> Lowering:
     """The lowering used when a config asks for 'auto': the fastest measured per backend.
 
-    CPU: vmapped patches convolutions in a scan, measured fastest at every m on the reduced
-    AlexNet (docs/benchmarks.md). Other backends: the reference, until measured there.
+    CPU (reduced AlexNet, 13 lanes, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md):
+    patches in one program for m ≤ 4 (1.4× the sequential baseline at m = 2), in chunks of
+    ≤ 7 lanes for m ≤ 16, and XLA's own convolution one lane and one step per dispatch above
+    (XLA:CPU's convolution runs ~20× slower inside a loop, and at m ≥ 32 patches lose to it).
+    Other backends: the reference, until measured there.
     """
-    del batch_size
-    return PRESETS["patches"] if backend == "cpu" else PRESETS["reference"]
+    if backend != "cpu":
+        return PRESETS["reference"]
+    if batch_size <= 4:
+        return PRESETS["patches"]
+    if batch_size <= 16:
+        return PRESETS["patches_chunked"]
+    return PRESETS["sequential"]
 
 
 def map_lanes(fn, in_axes, lowering: Lowering):

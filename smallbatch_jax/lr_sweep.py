@@ -49,6 +49,7 @@ def resolve_lowering(config) -> Lowering:
         step_loop=config.lowering.step_loop,
         steps_per_dispatch=config.lowering.steps_per_dispatch,
         scan_unroll=config.lowering.scan_unroll,
+        lane_chunk=config.lowering.lane_chunk,
     )
 
 

@@ -30,7 +30,7 @@ import optax
 from jax import lax
 
 from smallbatch_jax.data import Dataset
-from smallbatch_jax.lanes import LaneHparams
+from smallbatch_jax.lanes import LaneHparams, tree_concatenate, tree_slice
 from smallbatch_jax.lowering import Lowering, loop_steps, map_lanes
 from smallbatch_jax.optim import paper_sgd
 
@@ -269,28 +269,48 @@ class LaneTrainer:
         return map_lanes(lane_eval, (0, None, None, None), self.lowering)(
             lanes, images, labels, mask)
 
+    def _in_chunks(self, lanes, hparams):
+        """(lanes, hparams) of each chunk of lanes the lowering asks for."""
+        slices = self.lowering.lane_slices(hparams.base_lr.shape[0])
+        if len(slices) == 1:
+            return [(lanes, hparams)]
+        return [(tree_slice(lanes, a, b), tree_slice(hparams, a, b)) for a, b in slices]
+
     def evaluate(self, lanes: LaneState, data: DeviceData) -> tuple[np.ndarray, np.ndarray]:
         """Test accuracy and mean test loss of every lane, with running BN statistics."""
-        correct, loss = 0, 0
-        for start in range(0, data.test_labels.shape[0], self.eval_batch_size):
-            batch_correct, batch_loss = self.evaluate_batch(lanes, data, jnp.int32(start))
-            correct, loss = correct + batch_correct, loss + batch_loss
-        return np.asarray(correct) / data.num_test, np.asarray(loss) / data.num_test
+        slices = self.lowering.lane_slices(lanes.diverged.shape[0])
+        correct, loss = [], []
+        for a, b in slices:
+            chunk = tree_slice(lanes, a, b) if len(slices) > 1 else lanes
+            chunk_correct, chunk_loss = 0, 0
+            for start in range(0, data.test_labels.shape[0], self.eval_batch_size):
+                c, l = self.evaluate_batch(chunk, data, jnp.int32(start))
+                chunk_correct, chunk_loss = chunk_correct + c, chunk_loss + l
+            correct.append(np.asarray(chunk_correct))
+            loss.append(np.asarray(chunk_loss))
+        return np.concatenate(correct) / data.num_test, np.concatenate(loss) / data.num_test
 
     def train_epoch(self, state: TrainState, hparams: LaneHparams, data: DeviceData,
                     seeds: jax.Array, total_steps: int) -> tuple[TrainState, np.ndarray]:
-        """One epoch of every lane; returns the new state and each lane's mean training loss."""
+        """One epoch of every lane; returns the new state and each lane's mean training loss.
+
+        Each chunk of lanes (see Lowering.lane_chunk) runs the whole epoch in turn.
+        """
         perms = self.permutations(seeds, state.epoch)
-        lanes, step, first_batch = state.lanes, state.step, 0
-        loss_sum = 0
-        for num_steps in self.lowering.dispatch_lengths(self.steps_per_epoch):
-            lanes, chunk_loss = self.train_chunk(lanes, hparams, data, perms, step,
-                                                 jnp.int32(first_batch), jnp.int32(total_steps),
-                                                 num_steps=num_steps)
-            step, first_batch = step + num_steps, first_batch + num_steps
-            loss_sum = loss_sum + chunk_loss
-        state = TrainState(lanes, step=step, epoch=state.epoch + 1)
-        return state, np.asarray(loss_sum) / self.steps_per_epoch
+        trained, losses = [], []
+        for lanes, chunk_hparams in self._in_chunks(state.lanes, hparams):
+            step, first_batch, loss_sum = state.step, 0, 0
+            for num_steps in self.lowering.dispatch_lengths(self.steps_per_epoch):
+                lanes, chunk_loss = self.train_chunk(
+                    lanes, chunk_hparams, data, perms, step, jnp.int32(first_batch),
+                    jnp.int32(total_steps), num_steps=num_steps)
+                step, first_batch = step + num_steps, first_batch + num_steps
+                loss_sum = loss_sum + chunk_loss
+            trained.append(lanes)
+            losses.append(np.asarray(loss_sum))
+        lanes = trained[0] if len(trained) == 1 else tree_concatenate(trained)
+        state = TrainState(lanes, step=state.step + self.steps_per_epoch, epoch=state.epoch + 1)
+        return state, np.concatenate(losses) / self.steps_per_epoch
 
 
 @dataclasses.dataclass

@@ -12,6 +12,15 @@ def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
     assert Lowering(steps_per_dispatch=steps_per_dispatch).dispatch_lengths(10) == expected
 
 
+@pytest.mark.parametrize("lane_chunk,expected", [
+    (0, [(0, 13)]), (13, [(0, 13)]), (20, [(0, 13)]), (4, [(0, 3), (3, 6), (6, 10), (10, 13)]),
+    (1, [(i, i + 1) for i in range(13)]), (7, [(0, 6), (6, 13)])])
+def test_lane_slices_are_near_equal_and_cover_every_lane(lane_chunk, expected):
+    slices = Lowering(lane_chunk=lane_chunk).lane_slices(13)
+    assert slices == expected
+    assert max(b - a for a, b in slices) <= (lane_chunk or 13)
+
+
 @pytest.mark.parametrize("fields,match", [
     (dict(lanes="pmap"), "lowering.lanes"),
     (dict(conv="winograd"), "lowering.conv"),
@@ -20,6 +29,7 @@ def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
     (dict(step_loop="unrolled", steps_per_dispatch=0), "needs lowering.steps_per_dispatch"),
     (dict(step_loop="unrolled", steps_per_dispatch=10_000), "needs lowering.steps_per_dispatch"),
     (dict(scan_unroll=0), "scan_unroll"),
+    (dict(lane_chunk=-1), "lane_chunk"),
 ])
 def test_invalid_lowerings_raise(fields, match):
     with pytest.raises(ValueError, match=match):
@@ -29,8 +39,13 @@ def test_invalid_lowerings_raise(fields, match):
 def test_auto_lowering_is_valid_on_every_backend():
     for backend in ("cpu", "gpu", "tpu"):
         assert isinstance(choose_lowering(backend, 8), Lowering)
-    # Measured on XLA:CPU (docs/benchmarks.md): vmapped grouped convolutions are slow there.
+    # Measured on XLA:CPU (docs/benchmarks.md): vmapped grouped convolutions are slow there,
+    # and so is XLA's convolution inside a loop.
     assert choose_lowering("cpu", 2).conv == "patches"
+    for m in (2, 8, 32, 128, 2048):
+        lowering = choose_lowering("cpu", m)
+        assert lowering.conv == "patches" or lowering.step_loop == "unrolled"
+        assert not (lowering.lanes == "vmap" and lowering.conv == "xla")
 
 
 def test_presets_are_valid_lowerings():

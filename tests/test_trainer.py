@@ -130,6 +130,8 @@ def reference_run(tiny_digits):
     Lowering(step_loop="unrolled", steps_per_dispatch=3),  # 8 steps/epoch: chunks 3, 3, 2
     Lowering(steps_per_dispatch=5, scan_unroll=2),
     Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=4),
+    Lowering(conv="patches", lane_chunk=2),  # chunks of 2 and 1 lanes
+    Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=1, lane_chunk=1),
 ])
 def test_every_lowering_gives_the_reference_results(tiny_digits, reference_run, lowering):
     """Same computation, other XLA programs: equal up to float rounding (a separate and a

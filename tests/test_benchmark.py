@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import REPO_ROOT
+from smallbatch_jax.benchmark import (Timing, format_table, measure, ratios, synthetic_dataset,
+                                      time_python_loop)
+from smallbatch_jax.lowering import Lowering
+from smallbatch_jax.models import create_model
+
+
+def test_timing_separates_compilation():
+    timing = Timing(first_call_s=5.0, first_call_steps=10, step_s=(0.2, 0.1, 0.3))
+    assert timing.median_step_s == 0.2
+    assert timing.compile_s == 5.0 - 10 * 0.2
+
+
+def test_synthetic_dataset_shapes():
+    ds = synthetic_dataset((8, 8, 1), 10, 40)
+    assert ds.train_images.shape == (40, 8, 8, 1) and ds.train_images.dtype == np.uint8
+    assert ds.num_classes == 10
+
+
+def test_python_loop_baseline_runs_every_step(tiny_digits):
+    timing = time_python_loop(create_model("small_cnn_bn", 10), tiny_digits, batch_size=4,
+                              num_runs=2, steps=3, repeats=2)
+    assert len(timing.step_s) == 2 and all(t > 0 for t in timing.step_s)
+    assert timing.first_call_steps == 1
+
+
+def test_measure_gives_one_row_with_every_method():
+    lowerings = {"auto": Lowering(conv="patches"), "reference": Lowering()}
+    row = measure(create_model("small_cnn", 10), (8, 8, 1), 10, batch_size=2, num_lanes=3,
+                  steps=4, repeats=1, lowerings=lowerings)
+    assert (row["batch_size"], row["num_lanes"], row["steps"]) == (2, 3, 4)
+    assert set(row["lanes"]) == {"auto", "reference"}
+    for figures in [row["baseline"], row["limit"], *row["lanes"].values()]:
+        assert figures["examples_lanes_per_s"] > 0 and figures["step_ms"] > 0
+    # Throughput counts every lane's examples: K·m per step of all lanes.
+    auto = row["lanes"]["auto"]
+    assert np.isclose(auto["examples_lanes_per_s"], 2 * 3 / (auto["step_ms"] / 1e3))
+
+
+def test_ratios_and_table():
+    figures = lambda ms: {"step_ms": ms, "examples_lanes_per_s": 1e3 / ms, "compile_s": 1.0}
+    row = {"batch_size": 2, "num_lanes": 13, "steps": 8, "baseline": figures(50.0),
+           "limit": figures(25.0), "lanes": {"auto": figures(40.0), "reference": figures(200.0)}}
+    speedup, over_limit = ratios(row, "auto")
+    assert speedup == 50.0 / 40.0 and over_limit == 40.0 / 25.0
+    table = format_table([row], "auto")
+    assert "reference" in table and "1.25" in table and "1.60" in table
+
+
+def test_throughput_entry_point(tmp_path):
+    command = [sys.executable, "-m", "experiments.throughput", "--config=configs/throughput.py",
+               f"--workdir={tmp_path}", "--config.model=small_cnn", "--config.image_shape=(8, 8, 1)",
+               "--config.batch_sizes=(2, 4)", "--config.num_lanes=(2,)",
+               "--config.examples_per_lane=8", "--config.repeats=1",
+               "--config.lowerings=('auto', 'patches')"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "throughput.json").read_text())
+    assert [(r["batch_size"], r["num_lanes"]) for r in record["rows"]] == [(2, 2), (4, 2)]
+    assert record["rows"][0]["steps"] == 4 and record["backend"] == "cpu"
+    assert "base/ours" in done.stdout
