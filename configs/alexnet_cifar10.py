@@ -37,6 +37,8 @@ def get_config(variant: str = "nobn"):
     config.warmup = 0.0
     config.eval_batch_size = 1000
     config.last_epochs = 5
+    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
+    config.memory_budget_gb = 0.0
     config.lowering = ml_collections.ConfigDict(dict(
         preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
         scan_unroll=1, lane_chunk=0))

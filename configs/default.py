@@ -39,6 +39,8 @@ def get_config():
     config.last_epochs = 5
     # How lanes and steps are executed: 'auto' (measured fastest per backend), a preset of
     # smallbatch_jax.lowering.PRESETS, or 'manual' (the fields below).
+    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
+    config.memory_budget_gb = 0.0
     config.lowering = ml_collections.ConfigDict(dict(
         preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
         scan_unroll=1, lane_chunk=0))

@@ -55,6 +55,9 @@ def check_config(config) -> None:
         _fail("lr_decay_factor", config.lr_decay_factor, "a number in (0, 1]")
     if not _is_int(config.eval_batch_size) or config.eval_batch_size <= 0:
         _fail("eval_batch_size", config.eval_batch_size, "a positive integer")
+    if not config.memory_budget_gb >= 0:
+        _fail("memory_budget_gb", config.memory_budget_gb,
+              "0 (no budget) or the GiB one dispatch may use")
     if not _is_int(config.last_epochs) or config.last_epochs <= 0:
         _fail("last_epochs", config.last_epochs, "a positive integer (the paper: 5)")
     lowering = config.lowering

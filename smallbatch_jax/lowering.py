@@ -92,15 +92,18 @@ PRESETS = {
 }
 
 
-def choose_lowering(backend: str, batch_size: int) -> Lowering:
+def choose_lowering(backend: str, batch_size: int, num_devices: int = 1) -> Lowering:
     """The lowering used when a config asks for 'auto': the fastest measured per backend.
 
     CPU (reduced AlexNet, 13 lanes, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md):
     patches in one program for m ≤ 4 (1.4× the sequential baseline at m = 2), in chunks of
     ≤ 7 lanes for m ≤ 16, and XLA's own convolution one lane and one step per dispatch above
     (XLA:CPU's convolution runs ~20× slower inside a loop, and at m ≥ 32 patches lose to it).
-    Other backends: the reference, until measured there.
+    Other backends: the reference, until measured there. Lanes split over several devices
+    need every lane in one vmapped program.
     """
+    if num_devices > 1:
+        return PRESETS["patches"] if backend == "cpu" else PRESETS["reference"]
     if backend != "cpu":
         return PRESETS["reference"]
     if batch_size <= 4:

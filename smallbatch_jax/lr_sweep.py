@@ -8,6 +8,7 @@ writes into `workdir`:
 - state.msgpack: the final training state (restore with checkpoint.restore_state).
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -24,6 +25,7 @@ from smallbatch_jax.data import load_dataset
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.lowering import PRESETS, Lowering, choose_lowering
 from smallbatch_jax.models import create_model
+from smallbatch_jax.sharding import lane_mesh, pad_lanes, padded_num_lanes
 from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
 
 
@@ -37,10 +39,10 @@ def lane_grid(config) -> LaneGrid:
     )
 
 
-def resolve_lowering(config) -> Lowering:
+def resolve_lowering(config, num_devices: int = 1) -> Lowering:
     """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
     if config.lowering.preset == "auto":
-        return choose_lowering(jax.default_backend(), config.batch_size)
+        return choose_lowering(jax.default_backend(), config.batch_size, num_devices)
     if config.lowering.preset in PRESETS:
         return PRESETS[config.lowering.preset]
     return Lowering(
@@ -53,7 +55,9 @@ def resolve_lowering(config) -> Lowering:
     )
 
 
-def build_trainer(config, dataset) -> LaneTrainer:
+def build_trainer(config, dataset, mesh=None) -> LaneTrainer:
+    """The trainer for `config`; with a `mesh`, lanes are split over its devices."""
+    num_devices = 1 if mesh is None else mesh.devices.size
     bn_batch_size = config.bn_batch_size or None
     return LaneTrainer(
         model=create_model(config.model, dataset.num_classes, bn_batch_size),
@@ -64,9 +68,25 @@ def build_trainer(config, dataset) -> LaneTrainer:
         use_momentum=config.momentum > 0,
         decay_points=tuple(config.lr_decay_points),
         decay_factor=config.lr_decay_factor,
-        lowering=resolve_lowering(config),
+        lowering=resolve_lowering(config, num_devices),
         eval_batch_size=min(config.eval_batch_size, len(dataset.test_labels)),
+        mesh=mesh,
     )
+
+
+def fit_memory_budget(trainer: LaneTrainer, num_lanes: int, dataset, budget_gb: float):
+    """The trainer with as many lanes per program as fit in `budget_gb` (measured)."""
+    data = jax.eval_shape(lambda: put_on_device(dataset, trainer.eval_batch_size))
+    chunk = trainer.lanes_within_budget(num_lanes, data, int(budget_gb * 2**30))
+    logging.info("memory budget %.3g GiB: %d of %d lanes per program (%.0f MiB per dispatch)",
+                 budget_gb, chunk, num_lanes, trainer.program_bytes(chunk, data) / 2**20)
+    if chunk == (trainer.lowering.lane_chunk or num_lanes):
+        return trainer
+    if trainer.mesh is not None:
+        raise ValueError(f"{num_lanes} lanes exceed config.memory_budget_gb={budget_gb} and "
+                         "lanes sharded over devices cannot be chunked; raise the budget")
+    return dataclasses.replace(trainer, lowering=dataclasses.replace(trainer.lowering,
+                                                                     lane_chunk=chunk))
 
 
 def _log_progress(grid: LaneGrid, epochs: int, started: float):
@@ -75,15 +95,16 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
     def log(epoch, history, state):
         del state
         elapsed = time.perf_counter() - started
-        accuracy = history.test_accuracy[-1]
+        accuracy = history.test_accuracy[-1][:len(lanes)]  # without padding lanes
         diverged = int(np.isnan(accuracy).sum())
         if diverged < len(lanes):
             best = int(np.nanargmax(accuracy))
             best_text = f"best η̃=2^{np.log2(lanes[best][1]):g} acc {accuracy[best]:.4f}"
         else:
             best_text = "every lane diverged"
-        eta = elapsed / epoch * (epochs - epoch) if epoch > 1 else float("nan")
-        logging.info("epoch %d/%d  %.1fs (ETA %.0fs)  %s  diverged %d/%d",
+        # The first epoch includes compilation: no estimate from it alone.
+        eta = f"{elapsed / epoch * (epochs - epoch):.0f}s" if epoch > 1 else "?"
+        logging.info("epoch %d/%d  %.1fs (ETA %s)  %s  diverged %d/%d",
                      epoch, epochs, elapsed, eta, best_text, diverged, len(lanes))
 
     return log
@@ -95,7 +116,11 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     dataset = load_dataset(config.dataset, config.data_dir)
     check_against_data(config, dataset)
     grid = lane_grid(config)
-    trainer = build_trainer(config, dataset)
+    # Several devices: lanes split over all of them (padded to a multiple of their number).
+    mesh = lane_mesh() if jax.device_count() > 1 else None
+    trainer = build_trainer(config, dataset, mesh)
+    if config.memory_budget_gb:
+        trainer = fit_memory_budget(trainer, grid.num_lanes, dataset, config.memory_budget_gb)
     if config.bn_batch_size and not trainer.has_batch_norm:
         logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
                         config.bn_batch_size, config.model)
@@ -108,12 +133,14 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                    "lowering": vars(trainer.lowering), "backend": jax.default_backend(),
                    "devices": [str(d) for d in jax.devices()]}, f, indent=2, default=str)
 
-    logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds), %d steps/epoch, lowering %s",
-                 config.model, config.dataset, config.batch_size, grid.num_lanes,
-                 len(grid.base_lrs), len(grid.seeds), trainer.steps_per_epoch, trainer.lowering)
-    hparams = grid.hparams()
-    data = put_on_device(dataset, trainer.eval_batch_size)
+    logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds) on %d device(s), %d steps/epoch, "
+                 "lowering %s", config.model, config.dataset, config.batch_size, grid.num_lanes,
+                 len(grid.base_lrs), len(grid.seeds), jax.device_count(),
+                 trainer.steps_per_epoch, trainer.lowering)
+    hparams = pad_lanes(grid.hparams(), padded_num_lanes(grid.num_lanes, jax.device_count()))
     state = trainer.init(jnp.asarray(grid.seeds, jnp.int32), hparams)
+    state, hparams, data = trainer.place(state, hparams,
+                                         put_on_device(dataset, trainer.eval_batch_size))
     started = time.perf_counter()
     state, history = fit(trainer, state, hparams, data, grid.seeds, config.epochs,
                          on_epoch_end=_log_progress(grid, config.epochs, started))

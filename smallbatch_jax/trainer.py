@@ -33,6 +33,7 @@ from smallbatch_jax.data import Dataset
 from smallbatch_jax.lanes import LaneHparams, tree_concatenate, tree_slice
 from smallbatch_jax.lowering import Lowering, loop_steps, map_lanes
 from smallbatch_jax.optim import paper_sgd
+from smallbatch_jax.sharding import replicate, shard_lanes
 
 # Streams of fold_in(key(seed), stream): one purpose each.
 INIT, DATA_ORDER = 0, 1
@@ -113,6 +114,10 @@ class LaneTrainer:
     Hyperparameters, seeds, step counters and data are arguments, never constants of the
     program: every grid of the same size runs the same compiled code. `traces` counts how
     often each program was traced (each trace is a compilation).
+
+    With a `mesh` (sharding.lane_mesh), `place` splits the lanes over its devices and the
+    same programs run partitioned along the lane axis; the lowering must then keep every
+    lane in one vmapped program.
     """
 
     model: flax.linen.Module
@@ -125,9 +130,13 @@ class LaneTrainer:
     decay_factor: float = 0.1
     lowering: Lowering = Lowering()
     eval_batch_size: int = 1000
+    mesh: Any = None
     traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def __post_init__(self):
+        if self.mesh is not None and (self.lowering.lanes != "vmap" or self.lowering.lane_chunk):
+            raise ValueError("lanes sharded over devices need lowering.lanes='vmap' and "
+                             f"lowering.lane_chunk=0; got {self.lowering}")
         # The lowering decides how convolutions are computed; parameters do not change.
         if getattr(self.model, "conv", "xla") != self.lowering.conv:
             if not hasattr(self.model, "conv"):
@@ -268,6 +277,46 @@ class LaneTrainer:
 
         return map_lanes(lane_eval, (0, None, None, None), self.lowering)(
             lanes, images, labels, mask)
+
+    def place(self, state: TrainState, hparams: LaneHparams, data: DeviceData):
+        """State, hyperparameters and data placed on the mesh's devices (lanes split, data
+        and counters replicated); unchanged without a mesh."""
+        if self.mesh is None:
+            return state, hparams, data
+        state = TrainState(shard_lanes(state.lanes, self.mesh), replicate(state.step, self.mesh),
+                           replicate(state.epoch, self.mesh))
+        return state, shard_lanes(hparams, self.mesh), replicate(data, self.mesh)
+
+    def program_bytes(self, num_lanes: int, data: DeviceData) -> int:
+        """Device memory of one training dispatch for `num_lanes` lanes, as XLA's compiled
+        memory analysis reports it: arguments (the data set too), outputs and temporaries."""
+        hparams = jax.eval_shape(
+            lambda: LaneHparams(*(jnp.zeros(num_lanes, d) for d in (jnp.float32,) * 4),
+                                seed_index=jnp.zeros(num_lanes, jnp.int32)))
+        seeds = jax.ShapeDtypeStruct((self.num_seeds,), jnp.int32)
+        state = jax.eval_shape(self._init, seeds, hparams)
+        perms = jax.ShapeDtypeStruct((self.num_seeds, self.num_train), jnp.int32)
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+        num_steps = self.lowering.dispatch_lengths(self.steps_per_epoch)[0]
+        compiled = self.train_chunk.lower(state.lanes, hparams, data, perms, scalar, scalar,
+                                          scalar, num_steps=num_steps).compile()
+        stats = compiled.memory_analysis()
+        return (stats.argument_size_in_bytes + stats.output_size_in_bytes
+                + stats.temp_size_in_bytes)
+
+    def lanes_within_budget(self, num_lanes: int, data: DeviceData, budget_bytes: int) -> int:
+        """The most lanes per program (halving from `num_lanes`) whose dispatch fits
+        `budget_bytes`; raises if even one lane does not."""
+        chunk = min(self.lowering.lane_chunk or num_lanes, num_lanes)
+        while True:
+            needed = self.program_bytes(chunk, data)
+            if needed <= budget_bytes:
+                return chunk
+            if chunk == 1:
+                raise ValueError(f"one lane needs {needed / 2**20:.0f} MiB per dispatch, over the "
+                                 f"memory budget of {budget_bytes / 2**20:.0f} MiB; lower "
+                                 "batch_size or raise config.memory_budget_gb")
+            chunk = -(-chunk // 2)
 
     def _in_chunks(self, lanes, hparams):
         """(lanes, hparams) of each chunk of lanes the lowering asks for."""

@@ -79,6 +79,7 @@ BAD_INPUTS = [
     ("lr_decay_points", (0.5, 1.5), "config.lr_decay_points"),
     ("eval_batch_size", 0, "config.eval_batch_size=0"),
     ("last_epochs", 0, "config.last_epochs=0"),
+    ("memory_budget_gb", -1.0, "config.memory_budget_gb=-1.0"),
 ]
 
 

@@ -193,3 +193,16 @@ def test_resuming_from_a_checkpoint_continues_exactly(tiny_digits, tmp_path):
     _assert_trees_equal(resumed.lanes, straight.lanes)
     np.testing.assert_array_equal(np.stack(resumed_history.test_accuracy),
                                   np.stack(straight_history.test_accuracy)[1:])
+
+
+def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
+    trainer = _trainer(tiny_digits, lowering=Lowering(conv="patches"))
+    data = put_on_device(tiny_digits, trainer.eval_batch_size)
+    one, two, four = (trainer.program_bytes(k, data) for k in (1, 2, 4))
+    assert 0 < one < two < four
+    per_lane = two - one
+    assert trainer.lanes_within_budget(4, data, four) == 4
+    assert trainer.lanes_within_budget(4, data, two + per_lane // 2) == 2
+    assert trainer.lanes_within_budget(4, data, one) == 1
+    with pytest.raises(ValueError, match="over the memory budget"):
+        trainer.lanes_within_budget(4, data, one - 1)

@@ -71,3 +71,34 @@ def test_every_config_runs_a_tiny_step(tmp_path, config_arg):
     assert all(np.isfinite(r["final_train_loss"]) for r in rows)
     state = restore_state(tmp_path / "run" / "state.msgpack", None)
     assert int(np.asarray(state["epoch"])) == 1
+
+
+def test_memory_budget_runs_lanes_in_chunks(tmp_path, caplog):
+    from smallbatch_jax.lr_sweep import train_and_evaluate
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.epochs, config.batch_size = 1, 64
+        config.base_lrs = (2.0**-9, 2.0**-8, 2.0**-7, 2.0**-6)
+        config.memory_budget_gb = 1e-9
+        config.lowering.preset = "patches"  # all lanes in one program unless the budget says
+    with pytest.raises(ValueError, match="over the memory budget"):
+        train_and_evaluate(config, str(tmp_path / "too_small"))
+    config.memory_budget_gb = 0.0
+    unlimited = train_and_evaluate(config, str(tmp_path / "all"))
+    # A budget that admits two lanes but not four: the same results, in two chunks.
+    from smallbatch_jax.data import load_dataset
+    from smallbatch_jax.lr_sweep import build_trainer
+    from smallbatch_jax.trainer import put_on_device
+    import jax
+    dataset = load_dataset("digits")
+    trainer = build_trainer(config, dataset)
+    data = jax.eval_shape(lambda: put_on_device(dataset, trainer.eval_batch_size))
+    two = trainer.program_bytes(2, data)
+    config.memory_budget_gb = (two + (trainer.program_bytes(4, data) - two) / 4) / 2**30
+    with caplog.at_level("INFO"):
+        chunked = train_and_evaluate(config, str(tmp_path / "chunked"))
+    assert "2 of 4 lanes per program" in caplog.text
+    for a, b in zip(unlimited, chunked):
+        assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-5)
+        assert a["final_test_accuracy"] == pytest.approx(b["final_test_accuracy"], abs=1e-9)

@@ -1,0 +1,84 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+
+from conftest import REPO_ROOT
+from smallbatch_jax.sharding import pad_lanes, padded_num_lanes
+
+
+def test_padding_repeats_the_last_lane():
+    assert [padded_num_lanes(k, 4) for k in (1, 4, 5, 13)] == [4, 4, 8, 16]
+    tree = {"lr": jnp.array([0.1, 0.2, 0.3]), "w": jnp.arange(6.0).reshape(3, 2)}
+    padded = pad_lanes(tree, 5)
+    np.testing.assert_allclose(padded["lr"], [0.1, 0.2, 0.3, 0.3, 0.3])
+    np.testing.assert_allclose(padded["w"][3:], [[4.0, 5.0], [4.0, 5.0]])
+    assert pad_lanes(tree, 3) is not None and pad_lanes(tree, 3)["lr"].shape == (3,)
+
+
+# Runs in a fresh process: the device count is fixed when JAX starts.
+FOUR_DEVICES = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    sys.path.insert(0, "tests")
+    from conftest import *  # noqa
+    from smallbatch_jax.data import load_digits, make_dataset
+    from smallbatch_jax.lanes import LaneGrid
+    from smallbatch_jax.lowering import Lowering
+    from smallbatch_jax.models import create_model
+    from smallbatch_jax.sharding import lane_mesh, pad_lanes
+    from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
+
+    d = load_digits()
+    ds = make_dataset("digits", d.train_images[:64], d.train_labels[:64], d.test_images[:40],
+                      d.test_labels[:40], 10)
+    grid = LaneGrid((0,), tuple(2.0**-k for k in (9, 8, 7, 6, 5)), 5e-4, 0.0, 0.0)
+    out = {"devices": jax.device_count()}
+    for name, mesh in (("one", None), ("four", lane_mesh())):
+        trainer = LaneTrainer(create_model("small_cnn_bn", 10), batch_size=8, num_train=64,
+                              image_shape=(8, 8, 1), lowering=Lowering(conv="patches"),
+                              eval_batch_size=8, mesh=mesh)
+        hparams = pad_lanes(grid.hparams(), 8)
+        state = trainer.init(jnp.asarray([0]), hparams)
+        state, hparams, data = trainer.place(state, hparams, put_on_device(ds, 8))
+        state, history = fit(trainer, state, hparams, data, (0,), epochs=2)
+        kernel = state.lanes.params["Conv_0"]["kernel"]
+        out[name] = {"kernel": np.asarray(kernel).tolist(),
+                     "accuracy": np.stack(history.test_accuracy).tolist(),
+                     "kernel_devices": len(kernel.sharding.device_set),
+                     "traces": dict(trainer.traces)}
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def test_lanes_sharded_over_four_devices_match_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", FOUR_DEVICES], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert out["devices"] == 4
+    one, four = out["one"], out["four"]
+    assert one["kernel_devices"] == 1 and four["kernel_devices"] == 4
+    np.testing.assert_allclose(four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(four["accuracy"], one["accuracy"])
+    assert four["traces"]["train_chunk"] == 1
+
+
+def test_lr_sweep_on_four_devices(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "experiments.lr_sweep", "--config=configs/default.py",
+               f"--workdir={tmp_path}", "--config.epochs=1", "--config.batch_size=64",
+               "--config.base_lrs=(0.001, 0.002, 0.004, 0.008, 0.016)"]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 4 device(s)" in done.stderr
+    with open(tmp_path / "results.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 5  # the padding lanes are dropped
