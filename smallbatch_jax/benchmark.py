@@ -213,13 +213,17 @@ def format_table(rows: list[dict], ours: str) -> str:
 
 
 def run_throughput(config, workdir: str) -> list[dict]:
-    """Every (m, K) of the config; prints the table, writes throughput.json."""
+    """Every (m, K) of the config; prints the table, writes throughput.json after each row
+    (a long benchmark that is stopped keeps what it measured)."""
     from smallbatch_jax.lowering import PRESETS, choose_lowering
     from smallbatch_jax.models import create_model
 
     backend = jax.default_backend()
     model = create_model(config.model, config.num_classes)
-    rows = []
+    os.makedirs(workdir, exist_ok=True)
+    record = {"config": config.to_dict(), "backend": backend,
+              "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+              "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
     for m in config.batch_sizes:
         lowerings = {name: choose_lowering(backend, m) if name == "auto" else PRESETS[name]
                      for name in config.lowerings}
@@ -227,14 +231,26 @@ def run_throughput(config, workdir: str) -> list[dict]:
             steps = max(config.min_steps, config.examples_per_lane // m)
             row = measure(model, tuple(config.image_shape), config.num_classes, m, k, steps,
                           config.repeats, lowerings)
-            rows.append(row)
+            record["rows"].append(row)
+            with open(os.path.join(workdir, "throughput.json"), "w") as f:
+                json.dump(record, f, indent=2)
             print(format_table([row], ours=config.lowerings[0]).splitlines()[-1], flush=True)
+    print(format_table(record["rows"], ours=config.lowerings[0]))
+    return record["rows"]
 
-    os.makedirs(workdir, exist_ok=True)
-    record = {"config": config.to_dict(), "backend": backend,
-              "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-              "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    with open(os.path.join(workdir, "throughput.json"), "w") as f:
-        json.dump(record, f, indent=2)
-    print(format_table(rows, ours=config.lowerings[0]))
-    return rows
+
+def markdown_table(rows: list[dict], ours: str) -> str:
+    """The table of `format_table` in Markdown, for docs/benchmarks.md."""
+    names = list(rows[0]["lanes"])
+    lines = ["| m | K | steps | baseline | limit | " + " | ".join(names)
+             + " | base/ours | ours/limit | compile ours (s) |",
+             "|" + "---|" * (8 + len(names))]
+    for row in rows:
+        speedup, over_limit = ratios(row, ours)
+        lines.append(
+            f"| {row['batch_size']} | {row['num_lanes']} | {row['steps']} | "
+            f"{row['baseline']['examples_lanes_per_s']:.0f} | "
+            f"{row['limit']['examples_lanes_per_s']:.0f} | "
+            + " | ".join(f"{row['lanes'][n]['examples_lanes_per_s']:.0f}" for n in names)
+            + f" | {speedup:.2f} | {over_limit:.2f} | {row['lanes'][ours]['compile_s']:.1f} |")
+    return "\n".join(lines)

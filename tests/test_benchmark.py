@@ -65,3 +65,13 @@ def test_throughput_entry_point(tmp_path):
     assert [(r["batch_size"], r["num_lanes"]) for r in record["rows"]] == [(2, 2), (4, 2)]
     assert record["rows"][0]["steps"] == 4 and record["backend"] == "cpu"
     assert "base/ours" in done.stdout
+
+
+def test_markdown_table():
+    figures = lambda ms: {"step_ms": ms, "examples_lanes_per_s": 1e3 / ms, "compile_s": 2.5}
+    row = {"batch_size": 8, "num_lanes": 4, "steps": 32, "baseline": figures(40.0),
+           "limit": figures(20.0), "lanes": {"auto": figures(32.0)}}
+    from smallbatch_jax.benchmark import markdown_table
+    lines = markdown_table([row, row], "auto").splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
+    assert "| 8 | 4 | 32 | 25 | 50 | 31 | 1.25 | 1.60 | 2.5 |" == lines[2]
