@@ -195,21 +195,29 @@ def ratios(row: dict, ours: str) -> tuple[float, float]:
     return row["baseline"]["step_ms"] / ours_ms, ours_ms / row["limit"]["step_ms"]
 
 
-def format_table(rows: list[dict], ours: str) -> str:
+def _table_cells(rows: list[dict], ours: str) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells of the throughput table (see `format_table`)."""
     names = list(rows[0]["lanes"])
-    header = (f"{'m':>4} {'K':>3} {'steps':>5} {'baseline':>10} {'limit':>10} "
-              + " ".join(f"{n:>12}" for n in names)
-              + f" {'base/ours':>9} {'ours/limit':>10} {'compile ours':>12}")
-    lines = ["throughput in examples·lanes/s (medians); ratios are of step times", header]
+    header = ["m", "K", "steps", "baseline", "limit", *names, "base/ours", "ours/limit",
+              "compile ours (s)"]
+    body = []
     for row in rows:
         speedup, over_limit = ratios(row, ours)
-        lines.append(
-            f"{row['batch_size']:>4} {row['num_lanes']:>3} {row['steps']:>5} "
-            f"{row['baseline']['examples_lanes_per_s']:>10.0f} "
-            f"{row['limit']['examples_lanes_per_s']:>10.0f} "
-            + " ".join(f"{row['lanes'][n]['examples_lanes_per_s']:>12.0f}" for n in names)
-            + f" {speedup:>9.2f} {over_limit:>10.2f} {row['lanes'][ours]['compile_s']:>11.1f}s")
-    return "\n".join(lines)
+        body.append([str(row["batch_size"]), str(row["num_lanes"]), str(row["steps"]),
+                     f"{row['baseline']['examples_lanes_per_s']:.0f}",
+                     f"{row['limit']['examples_lanes_per_s']:.0f}",
+                     *(f"{row['lanes'][n]['examples_lanes_per_s']:.0f}" for n in names),
+                     f"{speedup:.2f}", f"{over_limit:.2f}", f"{row['lanes'][ours]['compile_s']:.1f}"])
+    return header, body
+
+
+def format_table(rows: list[dict], ours: str) -> str:
+    """Throughput per method and the two ratios of `ratios`, one line per (m, K)."""
+    header, body = _table_cells(rows, ours)
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body)]
+    line = lambda cells: " ".join(cell.rjust(w) for cell, w in zip(cells, widths))
+    return "\n".join(["throughput in examples·lanes/s (medians); ratios are of step times",
+                      line(header), *map(line, body)])
 
 
 def run_throughput(config, workdir: str) -> list[dict]:
@@ -241,16 +249,6 @@ def run_throughput(config, workdir: str) -> list[dict]:
 
 def markdown_table(rows: list[dict], ours: str) -> str:
     """The table of `format_table` in Markdown, for docs/benchmarks.md."""
-    names = list(rows[0]["lanes"])
-    lines = ["| m | K | steps | baseline | limit | " + " | ".join(names)
-             + " | base/ours | ours/limit | compile ours (s) |",
-             "|" + "---|" * (8 + len(names))]
-    for row in rows:
-        speedup, over_limit = ratios(row, ours)
-        lines.append(
-            f"| {row['batch_size']} | {row['num_lanes']} | {row['steps']} | "
-            f"{row['baseline']['examples_lanes_per_s']:.0f} | "
-            f"{row['limit']['examples_lanes_per_s']:.0f} | "
-            + " | ".join(f"{row['lanes'][n]['examples_lanes_per_s']:.0f}" for n in names)
-            + f" | {speedup:.2f} | {over_limit:.2f} | {row['lanes'][ours]['compile_s']:.1f} |")
-    return "\n".join(lines)
+    header, body = _table_cells(rows, ours)
+    line = lambda cells: "| " + " | ".join(cells) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, body)])
