@@ -29,7 +29,8 @@ from smallbatch_jax.data import Dataset, make_dataset
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.lowering import Lowering
 from smallbatch_jax.optim import paper_sgd
-from smallbatch_jax.trainer import LaneTrainer, cross_entropy, put_on_device, standardize
+from smallbatch_jax.sharding import mesh_for
+from smallbatch_jax.trainer import LaneTrainer, cross_entropy, standardize
 
 # The lanes' η̃: small enough that no lane diverges (a frozen lane does the same work anyway).
 BASE_LR = 2.0**-10
@@ -116,15 +117,17 @@ def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, 
 
 
 def lanes_runner(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering):
-    """The lane trainer; one repeat is one epoch of `dataset` (= the measured steps)."""
+    """The lane trainer, split over devices as in a sweep (sharding.mesh_for); one repeat is
+    one epoch of `dataset` (= the measured steps)."""
     trainer = LaneTrainer(model, batch_size=batch_size, num_train=dataset.num_train,
                           image_shape=dataset.image_shape, lowering=lowering,
-                          eval_batch_size=len(dataset.test_labels))
+                          eval_batch_size=len(dataset.test_labels),
+                          mesh=mesh_for(lowering, num_lanes))
     grid = LaneGrid(seeds=(0,), base_lrs=(BASE_LR,) * num_lanes, weight_decay=WEIGHT_DECAY,
                     warmup_fraction=0.0, momentum=0.0)
-    hparams, seeds = grid.hparams(), jnp.asarray(grid.seeds)
-    data = put_on_device(dataset, trainer.eval_batch_size)
-    state = [trainer.init(seeds, hparams)]
+    seeds = jnp.asarray(grid.seeds)
+    state, hparams, data = trainer.start(seeds, grid.hparams(), dataset)
+    state = [state]
     total_steps = 1000 * trainer.steps_per_epoch
 
     def epoch():
@@ -184,8 +187,10 @@ def measure(model, image_shape, num_classes: int, batch_size: int, num_lanes: in
            "baseline": _figures(timings["baseline"], m, k),
            "limit": _figures(timings["limit"], k * m, 1), "lanes": {}}
     for name, lowering in lowerings.items():
+        mesh = mesh_for(lowering, k)
         row["lanes"][name] = {**_figures(timings[f"lanes:{name}"], m, k),
-                              "lowering": dataclasses.asdict(lowering)}
+                              "lowering": dataclasses.asdict(lowering),
+                              "devices": 1 if mesh is None else mesh.devices.size}
     return row
 
 
@@ -233,9 +238,9 @@ def run_throughput(config, workdir: str) -> list[dict]:
               "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
     for m in config.batch_sizes:
-        lowerings = {name: choose_lowering(backend, m) if name == "auto" else PRESETS[name]
-                     for name in config.lowerings}
         for k in config.num_lanes:
+            lowerings = {name: choose_lowering(backend, m, min(jax.device_count(), k))
+                         if name == "auto" else PRESETS[name] for name in config.lowerings}
             steps = max(config.min_steps, config.examples_per_lane // m)
             row = measure(model, tuple(config.image_shape), config.num_classes, m, k, steps,
                           config.repeats, lowerings)

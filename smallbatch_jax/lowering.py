@@ -64,6 +64,12 @@ class Lowering:
             raise ValueError(f"lowering.lane_chunk={self.lane_chunk}; allowed: 0 (all lanes at "
                              "once) or a positive number of lanes")
 
+    @property
+    def splits_over_devices(self) -> bool:
+        """Whether lanes can be split over several devices: every lane in one vmapped program
+        (XLA partitions it along the lane axis). Other lowerings run on one device."""
+        return self.lanes == "vmap" and self.lane_chunk == 0
+
     def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
         """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""
         chunk = self.steps_per_dispatch or steps_per_epoch
@@ -95,18 +101,21 @@ PRESETS = {
 def choose_lowering(backend: str, batch_size: int, num_devices: int = 1) -> Lowering:
     """The lowering used when a config asks for 'auto': the fastest measured per backend.
 
-    CPU (reduced AlexNet, 13 lanes, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md):
-    patches in one program for m ≤ 4 (1.4× the sequential baseline at m = 2), in chunks of
-    ≤ 7 lanes for m ≤ 16, and XLA's own convolution one lane and one step per dispatch above
-    (XLA:CPU's convolution runs ~20× slower inside a loop, and at m ≥ 32 patches lose to it).
-    Other backends: the reference, until measured there. Lanes split over several devices
-    need every lane in one vmapped program.
+    `num_devices`: how many devices the lanes could be split over (one per lane at most).
+
+    CPU (reduced AlexNet, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md): for
+    m ≤ 16 the convolutions as patches, every lane in one vmapped program. With one CPU
+    device per core (sharding.use_cpu_cores) that program splits its lanes over the cores:
+    these steps are too small for XLA to spread over cores by itself (m = 2, 13 lanes: 1.6×
+    the sequential baseline). On a single device, m > 4 runs in chunks of ≤ 7 lanes (a
+    smaller working set). Above m = 16, XLA's own convolution, one lane and one step per
+    dispatch: XLA:CPU's convolution runs ~20× slower inside a loop, and at m ≥ 32 patches
+    lose to it; these convolutions already use every core.
+    Other backends: the reference (vmap, scan), split over every device, until measured there.
     """
-    if num_devices > 1:
-        return PRESETS["patches"] if backend == "cpu" else PRESETS["reference"]
     if backend != "cpu":
         return PRESETS["reference"]
-    if batch_size <= 4:
+    if batch_size <= 4 or (batch_size <= 16 and num_devices > 1):
         return PRESETS["patches"]
     if batch_size <= 16:
         return PRESETS["patches_chunked"]

@@ -6,10 +6,15 @@ the same vmapped one; XLA partitions it along the lane axis (GSPMD). The number 
 padded to a multiple of the device count with copies of the last lane, whose results are
 dropped.
 
-Several hosts: call `jax.distributed.initialize()` first in every process (see README);
-`jax.devices()` then lists every host's devices and the same code shards lanes over all of
-them, each process holding the whole data set.
+On a CPU, XLA sees one device however many cores there are; `use_cpu_cores` asks for one
+device per core, so that a program too small to spread over the cores by itself (m = 2)
+runs its lanes on all of them.
+
+Several hosts: not supported yet (see README): placing each process's share of the lanes
+needs `jax.make_array_from_process_local_data`.
 """
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -19,10 +24,34 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 LANE_AXIS = "lanes"
 
 
+def use_cpu_cores() -> int:
+    """One XLA:CPU device per core this process may use; returns the number asked for.
+
+    Call it first thing in an entry point: the number of CPU devices is fixed when JAX
+    starts its backends. A user's own choice (JAX_NUM_CPU_DEVICES, or XLA_FLAGS with
+    --xla_force_host_platform_device_count) is left alone. Accelerators are not affected.
+    """
+    if "JAX_NUM_CPU_DEVICES" in os.environ or \
+            "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return jax.config.jax_num_cpu_devices
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    jax.config.update("jax_num_cpu_devices", cores)
+    return cores
+
+
 def lane_mesh(devices=None) -> Mesh:
     """A 1-D mesh over `devices` (default: every device) whose axis holds lanes."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (LANE_AXIS,))
+
+
+def mesh_for(lowering, num_lanes: int) -> Mesh | None:
+    """The mesh the lanes are split over: every local device (at most one per lane) when the
+    lowering allows it (Lowering.splits_over_devices); None runs them on one device."""
+    num_devices = min(jax.device_count(), num_lanes)
+    if num_devices < 2 or not lowering.splits_over_devices:
+        return None
+    return lane_mesh(jax.devices()[:num_devices])
 
 
 def padded_num_lanes(num_lanes: int, num_devices: int) -> int:

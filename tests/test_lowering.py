@@ -46,6 +46,11 @@ def test_auto_lowering_is_valid_on_every_backend():
         lowering = choose_lowering("cpu", m)
         assert lowering.conv == "patches" or lowering.step_loop == "unrolled"
         assert not (lowering.lanes == "vmap" and lowering.conv == "xla")
+    # With several CPU devices (one per core) small m split their lanes over them.
+    assert choose_lowering("cpu", 8, num_devices=2).splits_over_devices
+    assert not choose_lowering("cpu", 8, num_devices=1).splits_over_devices
+    assert not choose_lowering("cpu", 64, num_devices=2).splits_over_devices
+    assert choose_lowering("gpu", 64, num_devices=8).splits_over_devices
 
 
 def test_presets_are_valid_lowerings():

@@ -75,6 +75,8 @@ def test_lr_sweep_on_four_devices(tmp_path):
            "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, "-m", "experiments.lr_sweep", "--config=configs/default.py",
                f"--workdir={tmp_path}", "--config.epochs=1", "--config.batch_size=64",
+               # 'auto' runs m = 64 on one device on CPU; patches split lanes over devices.
+               "--config.lowering.preset=patches",
                "--config.base_lrs=(0.001, 0.002, 0.004, 0.008, 0.016)"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -82,3 +84,53 @@ def test_lr_sweep_on_four_devices(tmp_path):
     assert "on 4 device(s)" in done.stderr
     with open(tmp_path / "results.csv") as f:
         assert len(f.read().strip().splitlines()) == 1 + 5  # the padding lanes are dropped
+
+
+def test_mesh_only_for_lowerings_that_keep_every_lane_in_one_program():
+    from smallbatch_jax.lowering import PRESETS
+    from smallbatch_jax.sharding import mesh_for
+    assert PRESETS["patches"].splits_over_devices and PRESETS["reference"].splits_over_devices
+    assert not PRESETS["sequential"].splits_over_devices
+    assert not PRESETS["patches_chunked"].splits_over_devices
+    # This process has one CPU device: nothing to split over.
+    assert mesh_for(PRESETS["patches"], 13) is None
+
+
+CORES = textwrap.dedent("""
+    import json, os
+    import jax
+    from smallbatch_jax.lowering import PRESETS
+    from smallbatch_jax.sharding import mesh_for, use_cpu_cores
+    asked = use_cpu_cores()
+    meshes = {k: mesh_for(PRESETS["patches"], k) for k in (1, 2, 13)}
+    print("RESULT" + json.dumps({
+        "asked": asked, "devices": jax.device_count(),
+        "mesh": {k: None if v is None else v.devices.size for k, v in meshes.items()},
+        "sequential": mesh_for(PRESETS["sequential"], 13) is None}))
+""")
+
+
+def _run_cores(env):
+    done = subprocess.run([sys.executable, "-c", CORES], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, env={**env, "JAX_PLATFORMS": "cpu"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.split("RESULT", 1)[1])
+
+
+def test_use_cpu_cores_gives_one_device_per_core():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+    out = _run_cores(env)
+    cores = len(os.sched_getaffinity(0))
+    assert out["asked"] == out["devices"] == cores
+    # At most one device per lane; one lane runs on one device.
+    assert out["mesh"] == {"1": None, "2": None if cores < 2 else 2,
+                           "13": None if cores < 2 else min(cores, 13)}
+    assert out["sequential"]
+
+
+def test_use_cpu_cores_leaves_a_users_choice_alone():
+    out = _run_cores({**os.environ, "JAX_NUM_CPU_DEVICES": "3"})
+    assert out["devices"] == 3 and out["mesh"]["13"] == 3
+    out = _run_cores({**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=5"})
+    assert out["devices"] == 5
