@@ -9,6 +9,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from smallbatch_jax.lr_sweep import train_and_evaluate
+from smallbatch_jax.sharding import use_cpu_cores
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to the config file.",
                                           lock_config=True)
@@ -19,6 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    use_cpu_cores()  # Before JAX starts: on a CPU, small programs split lanes over cores.
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

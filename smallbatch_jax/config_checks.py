@@ -27,6 +27,17 @@ def check_config(config) -> None:
         _fail("model", config.model, sorted(MODELS))
     if config.dataset not in DATASETS:
         _fail("dataset", config.dataset, DATASETS)
+    if not isinstance(config.augment, bool):
+        _fail("augment", config.augment, "True (pad 4, random crop, random flip) or False")
+    if config.dataset == "imagenet2012":
+        if config.augment:
+            _fail("augment", config.augment, "False for imagenet2012: its augmentation is the "
+                  "host pipeline's (data/imagenet.py), always on in training")
+        if config.num_seeds != 1:
+            _fail("num_seeds", config.num_seeds, "1 for imagenet2012 (streamed: one data order "
+                  "per program); run each seed as its own sweep")
+        if not _is_int(config.get("image_size")) or config.image_size < 32:
+            _fail("image_size", config.get("image_size"), "an integer >= 32 (the paper: 224)")
     if not _is_int(config.batch_size) or config.batch_size <= 0:
         _fail("batch_size", config.batch_size, "a positive integer no larger than the training set")
     if not _is_int(config.bn_batch_size) or config.bn_batch_size < 0 or (
@@ -60,6 +71,9 @@ def check_config(config) -> None:
               "0 (no budget) or the GiB one dispatch may use")
     if not _is_int(config.last_epochs) or config.last_epochs <= 0:
         _fail("last_epochs", config.last_epochs, "a positive integer (the paper: 5)")
+    if not 0.0 <= config.reliable_tolerance <= 1.0:
+        _fail("reliable_tolerance", config.reliable_tolerance,
+              "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")
     lowering = config.lowering
     if lowering.preset not in LOWERING_PRESETS:
         _fail("lowering.preset", lowering.preset, LOWERING_PRESETS)

@@ -21,11 +21,11 @@ from absl import logging
 from smallbatch_jax import results
 from smallbatch_jax.checkpoint import save_state
 from smallbatch_jax.config_checks import check_against_data, check_config
-from smallbatch_jax.data import load_dataset
+from smallbatch_jax.data import StreamedDataset, load_dataset
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.lowering import PRESETS, Lowering, choose_lowering
 from smallbatch_jax.models import create_model
-from smallbatch_jax.sharding import lane_mesh, pad_lanes, padded_num_lanes
+from smallbatch_jax.sharding import mesh_for
 from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
 
 
@@ -39,10 +39,11 @@ def lane_grid(config) -> LaneGrid:
     )
 
 
-def resolve_lowering(config, num_devices: int = 1) -> Lowering:
+def resolve_lowering(config, num_lanes: int) -> Lowering:
     """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
     if config.lowering.preset == "auto":
-        return choose_lowering(jax.default_backend(), config.batch_size, num_devices)
+        return choose_lowering(jax.default_backend(), config.batch_size,
+                               min(jax.device_count(), num_lanes))
     if config.lowering.preset in PRESETS:
         return PRESETS[config.lowering.preset]
     return Lowering(
@@ -55,9 +56,10 @@ def resolve_lowering(config, num_devices: int = 1) -> Lowering:
     )
 
 
-def build_trainer(config, dataset, mesh=None) -> LaneTrainer:
-    """The trainer for `config`; with a `mesh`, lanes are split over its devices."""
-    num_devices = 1 if mesh is None else mesh.devices.size
+def build_trainer(config, dataset, num_lanes: int) -> LaneTrainer:
+    """The trainer for `config`'s `num_lanes` lanes; split over every local device when there
+    are several and the lowering allows it (sharding.mesh_for)."""
+    lowering = resolve_lowering(config, num_lanes)
     bn_batch_size = config.bn_batch_size or None
     return LaneTrainer(
         model=create_model(config.model, dataset.num_classes, bn_batch_size),
@@ -68,15 +70,17 @@ def build_trainer(config, dataset, mesh=None) -> LaneTrainer:
         use_momentum=config.momentum > 0,
         decay_points=tuple(config.lr_decay_points),
         decay_factor=config.lr_decay_factor,
-        lowering=resolve_lowering(config, num_devices),
-        eval_batch_size=min(config.eval_batch_size, len(dataset.test_labels)),
-        mesh=mesh,
+        lowering=lowering,
+        eval_batch_size=min(config.eval_batch_size, dataset.num_test),
+        augment=config.augment,
+        mesh=mesh_for(lowering, num_lanes),
     )
 
 
 def fit_memory_budget(trainer: LaneTrainer, num_lanes: int, dataset, budget_gb: float):
     """The trainer with as many lanes per program as fit in `budget_gb` (measured)."""
-    data = jax.eval_shape(lambda: put_on_device(dataset, trainer.eval_batch_size))
+    data = dataset if isinstance(dataset, StreamedDataset) else jax.eval_shape(
+        lambda: put_on_device(dataset, trainer.eval_batch_size))
     chunk = trainer.lanes_within_budget(num_lanes, data, int(budget_gb * 2**30))
     logging.info("memory budget %.3g GiB: %d of %d lanes per program (%.0f MiB per dispatch)",
                  budget_gb, chunk, num_lanes, trainer.program_bytes(chunk, data) / 2**20)
@@ -113,12 +117,11 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
 def train_and_evaluate(config, workdir: str) -> list[dict]:
     """Trains every lane of the config's grid; returns the per-lane results rows."""
     check_config(config)
-    dataset = load_dataset(config.dataset, config.data_dir)
+    # Only ImageNet's config has an image size (its crop; CIFAR's images are what they are).
+    dataset = load_dataset(config.dataset, config.data_dir, config.get("image_size", 224))
     check_against_data(config, dataset)
     grid = lane_grid(config)
-    # Several devices: lanes split over all of them (padded to a multiple of their number).
-    mesh = lane_mesh() if jax.device_count() > 1 else None
-    trainer = build_trainer(config, dataset, mesh)
+    trainer = build_trainer(config, dataset, grid.num_lanes)
     if config.memory_budget_gb:
         trainer = fit_memory_budget(trainer, grid.num_lanes, dataset, config.memory_budget_gb)
     if config.bn_batch_size and not trainer.has_batch_norm:
@@ -131,28 +134,29 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump({"config": config.to_dict(), "lanes": lanes_note,
                    "lowering": vars(trainer.lowering), "backend": jax.default_backend(),
-                   "devices": [str(d) for d in jax.devices()]}, f, indent=2, default=str)
+                   "devices": [str(d) for d in trainer.devices]}, f, indent=2, default=str)
 
     logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds) on %d device(s), %d steps/epoch, "
                  "lowering %s", config.model, config.dataset, config.batch_size, grid.num_lanes,
-                 len(grid.base_lrs), len(grid.seeds), jax.device_count(),
+                 len(grid.base_lrs), len(grid.seeds), trainer.num_devices,
                  trainer.steps_per_epoch, trainer.lowering)
-    hparams = pad_lanes(grid.hparams(), padded_num_lanes(grid.num_lanes, jax.device_count()))
-    state = trainer.init(jnp.asarray(grid.seeds, jnp.int32), hparams)
-    state, hparams, data = trainer.place(state, hparams,
-                                         put_on_device(dataset, trainer.eval_batch_size))
+    state, hparams, data = trainer.start(jnp.asarray(grid.seeds, jnp.int32), grid.hparams(),
+                                         dataset)
     started = time.perf_counter()
     state, history = fit(trainer, state, hparams, data, grid.seeds, config.epochs,
                          on_epoch_end=_log_progress(grid, config.epochs, started))
+    wall_seconds = time.perf_counter() - started
 
     rows = results.summarize(
         history, grid, batch_size=config.batch_size, bn_batch_size=config.bn_batch_size or
         config.batch_size, steps_per_epoch=trainer.steps_per_epoch,
-        diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs)
-    results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
+        diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs,
+        wall_seconds=wall_seconds)
     results.write_csv(os.path.join(workdir, "curves.csv"), results.curve_rows(history, grid),
                       results.CURVE_FIELDS)
     save_state(os.path.join(workdir, "state.msgpack"), state)
+    # Last: a results.csv marks a finished run (batch_sweep skips it when re-run).
+    results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
 
     print(f"\n{config.model} on {config.dataset}, m={config.batch_size}, "
           f"{config.epochs} epochs. {lanes_note}")

@@ -8,6 +8,7 @@ on, so its metric is NaN whenever it diverged within the last epochs; `diverged`
 
 import csv
 import math
+import os
 
 import numpy as np
 
@@ -18,7 +19,7 @@ SUMMARY_FIELDS = (
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "epochs", "steps",
     "median_test_accuracy", "final_test_accuracy", "final_test_loss", "final_train_loss",
-    "diverged", "diverged_step", "diverged_epoch",
+    "diverged", "diverged_step", "diverged_epoch", "wall_seconds",
 )
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_accuracy",
                 "epoch_seconds")
@@ -31,8 +32,10 @@ def median_last(values: np.ndarray, last: int) -> np.ndarray:
 
 
 def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
-              steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int) -> list[dict]:
-    """One row per lane (see SUMMARY_FIELDS)."""
+              steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int,
+              wall_seconds: float = math.nan) -> list[dict]:
+    """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
+    whole program (all lanes together, evaluation included, compilation too)."""
     accuracy = np.stack(history.test_accuracy)
     median = median_last(accuracy, last_epochs)
     rows = []
@@ -58,15 +61,20 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "diverged": step >= 0,
             "diverged_step": step,
             "diverged_epoch": step // steps_per_epoch + 1 if step >= 0 else -1,
+            "wall_seconds": wall_seconds,
         })
     return rows
 
 
 def write_csv(path: str, rows: list[dict], fields) -> None:
-    with open(path, "w", newline="") as f:
+    """Written to a temporary file, then renamed: a reader (or a sweep deciding what is
+    complete) never sees half a table."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(temporary, path)
 
 
 def curve_rows(history: History, grid: LaneGrid) -> list[dict]:

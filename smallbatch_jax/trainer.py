@@ -3,10 +3,13 @@
 The state of all lanes is one pytree (`TrainState`) whose lane leaves carry a leading axis
 of size K. One dispatch of the compiled program runs many steps for all lanes: the data set
 lives on the device, each epoch's order is a permutation computed there from explicit keys,
-and batches are gathered inside the program.
+and batches are gathered inside the program. A data set too large for the device
+(ImageNet: data/imagenet.py) is streamed instead: each dispatch receives its steps' batches
+from the host, and the same per-step computation runs on them.
 
 Randomness is a pure function of (seed, purpose, counter): initial weights from
-fold_in(key(seed), INIT), the order of epoch e from fold_in(fold_in(key(seed), DATA_ORDER), e).
+fold_in(key(seed), INIT), the order of epoch e from fold_in(fold_in(key(seed), DATA_ORDER), e),
+the augmentation of step s (augment.py) from fold_in(fold_in(key(seed), AUGMENT), s).
 Nothing random is carried in the state, so a run restored at an epoch boundary continues
 exactly as if it had not stopped.
 
@@ -29,14 +32,17 @@ import numpy as np
 import optax
 from jax import lax
 
-from smallbatch_jax.data import Dataset
+from smallbatch_jax.augment import pad_crop_flip
+from smallbatch_jax.data import Dataset, StreamedDataset
 from smallbatch_jax.lanes import LaneHparams, tree_concatenate, tree_slice
 from smallbatch_jax.lowering import Lowering, loop_steps, map_lanes
 from smallbatch_jax.optim import paper_sgd
-from smallbatch_jax.sharding import replicate, shard_lanes
+from smallbatch_jax.sharding import pad_lanes, padded_num_lanes, replicate, shard_lanes
 
 # Streams of fold_in(key(seed), stream): one purpose each.
-INIT, DATA_ORDER = 0, 1
+INIT, DATA_ORDER, AUGMENT = 0, 1, 2
+# Steps per dispatch on streamed data when the lowering says "a whole epoch".
+STREAMED_STEPS_PER_DISPATCH = 16
 
 
 @flax.struct.dataclass
@@ -130,11 +136,12 @@ class LaneTrainer:
     decay_factor: float = 0.1
     lowering: Lowering = Lowering()
     eval_batch_size: int = 1000
+    augment: bool = False  # the paper's pad-crop-flip on training batches (augment.py)
     mesh: Any = None
     traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def __post_init__(self):
-        if self.mesh is not None and (self.lowering.lanes != "vmap" or self.lowering.lane_chunk):
+        if self.mesh is not None and not self.lowering.splits_over_devices:
             raise ValueError("lanes sharded over devices need lowering.lanes='vmap' and "
                              f"lowering.lane_chunk=0; got {self.lowering}")
         # The lowering decides how convolutions are computed; parameters do not change.
@@ -149,6 +156,8 @@ class LaneTrainer:
         self.permutations = jax.jit(self._permutations)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_steps")
         self.evaluate_batch = jax.jit(self._evaluate_batch)
+        self.train_streamed = jax.jit(self._train_streamed)
+        self.evaluate_streamed = jax.jit(self._evaluate_streamed)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -232,14 +241,18 @@ class LaneTrainer:
 
         return jax.vmap(order)(seeds)
 
-    def _train_chunk(self, lanes: LaneState, hparams: LaneHparams, data: DeviceData, perms,
-                     step, first_batch, total_steps, *, num_steps: int):
-        """`num_steps` steps of every lane; batch b of the epoch is perms[:, b·m:(b+1)·m].
+    def _augment(self, seeds, step, images):
+        """Seed s's batch (images[s]) augmented with the key of (s, step)."""
+        def one_seed(seed, seed_images):
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), AUGMENT), step)
+            return pad_crop_flip(key, seed_images)
 
-        Returns the lanes and each lane's summed training loss over the steps.
-        """
-        self.traces["train_chunk"] += 1
-        m = self.batch_size
+        return jax.vmap(one_seed)(seeds, images)
+
+    def _train_steps(self, lanes: LaneState, hparams: LaneHparams, batch_at, mean, std, seeds,
+                     step, total_steps, num_steps: int):
+        """`num_steps` steps of every lane; `batch_at(i)` gives step i's raw batch of each seed,
+        (images (S, m, ...), labels (S, m)). Returns the lanes and each lane's summed loss."""
         shared_batch = self.num_seeds == 1  # then every lane sees the same batch
         batch_axis = None if shared_batch else 0
         lane_step = map_lanes(self._lane_step, (0, 0, batch_axis, batch_axis, None, None),
@@ -247,9 +260,10 @@ class LaneTrainer:
 
         def body(carry, i):
             lanes, loss_sum = carry
-            indices = lax.dynamic_slice_in_dim(perms, (first_batch + i) * m, m, axis=1)
-            images = standardize(data.train_images[indices], data.mean, data.std)
-            labels = data.train_labels[indices]
+            images, labels = batch_at(i)
+            images = standardize(images, mean, std)
+            if self.augment:
+                images = self._augment(seeds, step + i, images)
             if shared_batch:
                 images, labels = images[0], labels[0]
             else:
@@ -260,14 +274,32 @@ class LaneTrainer:
         loss_sum = jnp.zeros(hparams.base_lr.shape, jnp.float32)
         return loop_steps(body, (lanes, loss_sum), num_steps, self.lowering)
 
-    def _evaluate_batch(self, lanes: LaneState, data: DeviceData, start):
+    def _train_chunk(self, lanes: LaneState, hparams: LaneHparams, data: DeviceData, perms,
+                     seeds, step, first_batch, total_steps, *, num_steps: int):
+        """`num_steps` steps on device-resident data: batch b of the epoch is
+        perms[:, b·m:(b+1)·m], gathered inside the program."""
+        self.traces["train_chunk"] += 1
+        m = self.batch_size
+
+        def batch_at(i):
+            indices = lax.dynamic_slice_in_dim(perms, (first_batch + i) * m, m, axis=1)
+            return data.train_images[indices], data.train_labels[indices]
+
+        return self._train_steps(lanes, hparams, batch_at, data.mean, data.std, seeds, step,
+                                 total_steps, num_steps)
+
+    def _train_streamed(self, lanes: LaneState, hparams: LaneHparams, images, labels, mean,
+                        std, seeds, step, total_steps):
+        """One dispatch on batches streamed from the host: images (steps, m, ...), labels
+        (steps, m), one seed (every lane sees them)."""
+        self.traces["train_streamed"] += 1
+        batch_at = lambda i: (images[i][None], labels[i][None])
+        return self._train_steps(lanes, hparams, batch_at, mean, std, seeds, step, total_steps,
+                                 images.shape[0])
+
+    def _evaluate_images(self, lanes: LaneState, images, labels, mask, mean, std):
         """Correct predictions and summed loss of every lane on one test batch."""
-        self.traces["evaluate"] += 1
-        size = self.eval_batch_size
-        images = lax.dynamic_slice_in_dim(data.test_images, start, size)
-        labels = lax.dynamic_slice_in_dim(data.test_labels, start, size)
-        mask = lax.dynamic_slice_in_dim(data.test_mask, start, size)
-        images = standardize(images, data.mean, data.std)
+        images = standardize(images, mean, std)
 
         def lane_eval(lane, images, labels, mask):
             logits, _ = self._apply(lane.params, lane.batch_stats, images, train=False)
@@ -278,7 +310,43 @@ class LaneTrainer:
         return map_lanes(lane_eval, (0, None, None, None), self.lowering)(
             lanes, images, labels, mask)
 
-    def place(self, state: TrainState, hparams: LaneHparams, data: DeviceData):
+    def _evaluate_batch(self, lanes: LaneState, data: DeviceData, start):
+        """`_evaluate_images` on the device-resident test batch that begins at `start`."""
+        self.traces["evaluate"] += 1
+        size = self.eval_batch_size
+        batch = [lax.dynamic_slice_in_dim(x, start, size)
+                 for x in (data.test_images, data.test_labels, data.test_mask)]
+        return self._evaluate_images(lanes, *batch, data.mean, data.std)
+
+    def _evaluate_streamed(self, lanes: LaneState, images, labels, mask, mean, std):
+        self.traces["evaluate_streamed"] += 1
+        return self._evaluate_images(lanes, images, labels, mask, mean, std)
+
+    @property
+    def devices(self) -> list:
+        """The devices the lanes run on."""
+        return jax.devices()[:1] if self.mesh is None else list(self.mesh.devices.flat)
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+    def start(self, seeds: jax.Array, hparams: LaneHparams, dataset: Dataset | StreamedDataset):
+        """Initial state, hyperparameters and data, ready for `fit`: an in-memory data set goes
+        to the device, a streamed one stays on the host. With a mesh the lanes are padded to a
+        multiple of its devices (copies of the last lane, whose results the caller drops) and
+        split over them."""
+        hparams = pad_lanes(hparams, padded_num_lanes(hparams.base_lr.shape[0], self.num_devices))
+        state = self.init(seeds, hparams)
+        if isinstance(dataset, StreamedDataset):
+            if self.num_seeds != 1:
+                raise ValueError(f"{dataset.name} is streamed: one data order per program, so "
+                                 "num_seeds must be 1 (run each seed as its own sweep)")
+            state, hparams, _ = self.place(state, hparams, None)
+            return state, hparams, dataset
+        return self.place(state, hparams, put_on_device(dataset, self.eval_batch_size))
+
+    def place(self, state: TrainState, hparams: LaneHparams, data: DeviceData | None):
         """State, hyperparameters and data placed on the mesh's devices (lanes split, data
         and counters replicated); unchanged without a mesh."""
         if self.mesh is None:
@@ -287,19 +355,28 @@ class LaneTrainer:
                            replicate(state.epoch, self.mesh))
         return state, shard_lanes(hparams, self.mesh), replicate(data, self.mesh)
 
-    def program_bytes(self, num_lanes: int, data: DeviceData) -> int:
+    def program_bytes(self, num_lanes: int, data) -> int:
         """Device memory of one training dispatch for `num_lanes` lanes, as XLA's compiled
-        memory analysis reports it: arguments (the data set too), outputs and temporaries."""
+        memory analysis reports it: arguments (the data set, or a streamed dispatch's
+        batches), outputs and temporaries. `data`: DeviceData (or its shapes) or a
+        StreamedDataset."""
         hparams = jax.eval_shape(
             lambda: LaneHparams(*(jnp.zeros(num_lanes, d) for d in (jnp.float32,) * 4),
                                 seed_index=jnp.zeros(num_lanes, jnp.int32)))
         seeds = jax.ShapeDtypeStruct((self.num_seeds,), jnp.int32)
         state = jax.eval_shape(self._init, seeds, hparams)
-        perms = jax.ShapeDtypeStruct((self.num_seeds, self.num_train), jnp.int32)
         scalar = jax.ShapeDtypeStruct((), jnp.int32)
         num_steps = self.lowering.dispatch_lengths(self.steps_per_epoch)[0]
-        compiled = self.train_chunk.lower(state.lanes, hparams, data, perms, scalar, scalar,
-                                          scalar, num_steps=num_steps).compile()
+        if isinstance(data, StreamedDataset):
+            batch = (num_steps, self.batch_size)
+            images = jax.ShapeDtypeStruct(batch + tuple(self.image_shape), jnp.uint8)
+            labels = jax.ShapeDtypeStruct(batch, jnp.int32)
+            compiled = self.train_streamed.lower(state.lanes, hparams, images, labels, data.mean,
+                                                 data.std, seeds, scalar, scalar).compile()
+        else:
+            perms = jax.ShapeDtypeStruct((self.num_seeds, self.num_train), jnp.int32)
+            compiled = self.train_chunk.lower(state.lanes, hparams, data, perms, seeds, scalar,
+                                              scalar, scalar, num_steps=num_steps).compile()
         stats = compiled.memory_analysis()
         return (stats.argument_size_in_bytes + stats.output_size_in_bytes
                 + stats.temp_size_in_bytes)
@@ -325,8 +402,11 @@ class LaneTrainer:
             return [(lanes, hparams)]
         return [(tree_slice(lanes, a, b), tree_slice(hparams, a, b)) for a, b in slices]
 
-    def evaluate(self, lanes: LaneState, data: DeviceData) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, lanes: LaneState, data: DeviceData | StreamedDataset
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Test accuracy and mean test loss of every lane, with running BN statistics."""
+        if isinstance(data, StreamedDataset):
+            return self._evaluate_stream(lanes, data)
         slices = self.lowering.lane_slices(lanes.diverged.shape[0])
         correct, loss = [], []
         for a, b in slices:
@@ -339,19 +419,63 @@ class LaneTrainer:
             loss.append(np.asarray(chunk_loss))
         return np.concatenate(correct) / data.num_test, np.concatenate(loss) / data.num_test
 
-    def train_epoch(self, state: TrainState, hparams: LaneHparams, data: DeviceData,
-                    seeds: jax.Array, total_steps: int) -> tuple[TrainState, np.ndarray]:
+    def _evaluate_stream(self, lanes: LaneState, data: StreamedDataset):
+        correct, loss = 0, 0
+        for images, labels, mask in data.test_batches(self.eval_batch_size):
+            batch = self._to_devices((images, labels, mask))
+            c, l = self.evaluate_streamed(lanes, *batch, data.mean, data.std)
+            correct, loss = correct + np.asarray(c), loss + np.asarray(l)
+        return correct / data.num_test, loss / data.num_test
+
+    def _to_devices(self, tree):
+        """A host batch where the lanes are: replicated over the mesh, or the default device."""
+        return jax.device_put(tree) if self.mesh is None else replicate(tree, self.mesh)
+
+    def _train_epoch_streamed(self, state: TrainState, hparams: LaneHparams,
+                              data: StreamedDataset, seeds: jax.Array, total_steps: int):
+        """One epoch on host batches: each dispatch's batches are read once and run by every
+        chunk of lanes in turn."""
+        batches = iter(data.train_batches(int(seeds[0]), int(state.epoch), self.batch_size))
+        chunks = self._in_chunks(state.lanes, hparams)
+        losses = [0] * len(chunks)
+        step = state.step
+        # A whole epoch per dispatch (steps_per_dispatch=0) would stack an epoch on the host.
+        per_dispatch = self.lowering.steps_per_dispatch or STREAMED_STEPS_PER_DISPATCH
+        lengths = dataclasses.replace(self.lowering, steps_per_dispatch=per_dispatch
+                                      ).dispatch_lengths(self.steps_per_epoch)
+        for num_steps in lengths:
+            host = [next(batches) for _ in range(num_steps)]
+            images, labels = self._to_devices((np.stack([b[0] for b in host]),
+                                               np.stack([b[1] for b in host]).astype(np.int32)))
+            for c, (lanes, chunk_hparams) in enumerate(chunks):
+                lanes, chunk_loss = self.train_streamed(
+                    lanes, chunk_hparams, images, labels, data.mean, data.std, seeds, step,
+                    jnp.int32(total_steps))
+                chunks[c] = (lanes, chunk_hparams)
+                losses[c] = losses[c] + chunk_loss
+            step = step + num_steps
+        trained = [lanes for lanes, _ in chunks]
+        lanes = trained[0] if len(trained) == 1 else tree_concatenate(trained)
+        state = TrainState(lanes, step=state.step + self.steps_per_epoch, epoch=state.epoch + 1)
+        return state, np.concatenate([np.asarray(l) for l in losses]) / self.steps_per_epoch
+
+    def train_epoch(self, state: TrainState, hparams: LaneHparams,
+                    data: DeviceData | StreamedDataset, seeds: jax.Array, total_steps: int
+                    ) -> tuple[TrainState, np.ndarray]:
         """One epoch of every lane; returns the new state and each lane's mean training loss.
 
-        Each chunk of lanes (see Lowering.lane_chunk) runs the whole epoch in turn.
+        On device-resident data each chunk of lanes (see Lowering.lane_chunk) runs the whole
+        epoch in turn.
         """
+        if isinstance(data, StreamedDataset):
+            return self._train_epoch_streamed(state, hparams, data, seeds, total_steps)
         perms = self.permutations(seeds, state.epoch)
         trained, losses = [], []
         for lanes, chunk_hparams in self._in_chunks(state.lanes, hparams):
             step, first_batch, loss_sum = state.step, 0, 0
             for num_steps in self.lowering.dispatch_lengths(self.steps_per_epoch):
                 lanes, chunk_loss = self.train_chunk(
-                    lanes, chunk_hparams, data, perms, step, jnp.int32(first_batch),
+                    lanes, chunk_hparams, data, perms, seeds, step, jnp.int32(first_batch),
                     jnp.int32(total_steps), num_steps=num_steps)
                 step, first_batch = step + num_steps, first_batch + num_steps
                 loss_sum = loss_sum + chunk_loss

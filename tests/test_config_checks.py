@@ -21,7 +21,8 @@ def _variants(path):
     spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [f"{path}:{v}" for v in getattr(module, "VARIANTS", {})] or [path]
+    # A config with arguments lists one per figure it reproduces in VARIANTS.
+    return [f"{path}:{arg}" for arg in getattr(module, "VARIANTS", {}).values()] or [path]
 
 
 ALL_CONFIGS = [arg for path in CONFIG_FILES for arg in _variants(path)]

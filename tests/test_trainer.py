@@ -18,10 +18,11 @@ def _grid(base_lrs, seeds=(0,), weight_decay=5e-4):
 
 
 def _trainer(dataset, model="small_cnn_bn", batch_size=8, num_seeds=1, lowering=Lowering(),
-             bn_batch_size=None):
+             bn_batch_size=None, augment=False):
     return LaneTrainer(create_model(model, 10, bn_batch_size), batch_size=batch_size,
                        num_train=dataset.num_train, image_shape=dataset.image_shape,
-                       num_seeds=num_seeds, lowering=lowering, eval_batch_size=16)
+                       num_seeds=num_seeds, lowering=lowering, eval_batch_size=16,
+                       augment=augment)
 
 
 def _run(trainer, dataset, grid, epochs=EPOCHS):
@@ -91,11 +92,12 @@ def test_the_diverged_step_is_the_first_non_finite_update(tiny_digits):
     grid = _grid((2.0**12,))
     hparams, data = grid.hparams(), put_on_device(tiny_digits, 16)
     state = trainer.init(jnp.asarray(grid.seeds), hparams)
-    perms = trainer.permutations(jnp.asarray(grid.seeds), 0)
+    seeds = jnp.asarray(grid.seeds)
+    perms = trainer.permutations(seeds, 0)
     lanes = state.lanes
     for step in range(trainer.steps_per_epoch):
         before = lanes
-        lanes, _ = trainer.train_chunk(lanes, hparams, data, perms, jnp.int32(step),
+        lanes, _ = trainer.train_chunk(lanes, hparams, data, perms, seeds, jnp.int32(step),
                                        jnp.int32(step), jnp.int32(100), num_steps=1)
         if bool(lanes.diverged[0]):
             break
@@ -176,11 +178,15 @@ def test_ghost_batch_norm_changes_training(tiny_digits):
                            ghost.lanes.params["Conv_0"]["kernel"])
 
 
-def test_resuming_from_a_checkpoint_continues_exactly(tiny_digits, tmp_path):
+@pytest.mark.parametrize("augment", [False, True])
+def test_resuming_from_a_checkpoint_continues_exactly(tiny_digits, tmp_path, augment):
+    """Data order and augmentation are functions of (seed, epoch or step): nothing random
+    is lost at an epoch boundary."""
     grid = _grid((2.0**-7, 2.0**-5))
-    straight, straight_history = _run(_trainer(tiny_digits), tiny_digits, grid, epochs=3)
+    straight, straight_history = _run(_trainer(tiny_digits, augment=augment), tiny_digits, grid,
+                                      epochs=3)
 
-    trainer = _trainer(tiny_digits)
+    trainer = _trainer(tiny_digits, augment=augment)
     hparams, data = grid.hparams(), put_on_device(tiny_digits, 16)
     fresh = trainer.init(jnp.asarray(grid.seeds), hparams)
     # Stop after epoch 1 of a 3-epoch run (fit's schedule spans `epochs`), save, restore.
@@ -206,3 +212,65 @@ def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
     assert trainer.lanes_within_budget(4, data, one) == 1
     with pytest.raises(ValueError, match="over the memory budget"):
         trainer.lanes_within_budget(4, data, one - 1)
+
+
+def test_augmentation_is_reproducible_and_changes_training(tiny_digits):
+    grid = _grid((2.0**-7,))
+    plain, _ = _run(_trainer(tiny_digits), tiny_digits, grid, epochs=1)
+    augmented, _ = _run(_trainer(tiny_digits, augment=True), tiny_digits, grid, epochs=1)
+    again, _ = _run(_trainer(tiny_digits, augment=True), tiny_digits, grid, epochs=1)
+    _assert_trees_equal(augmented.lanes, again.lanes)
+    assert not np.allclose(plain.lanes.params["Conv_0"]["kernel"],
+                           augmented.lanes.params["Conv_0"]["kernel"])
+
+
+def test_evaluation_is_never_augmented(tiny_digits):
+    grid = _grid((2.0**-7, 2.0**-5))
+    state, _ = _run(_trainer(tiny_digits), tiny_digits, grid, epochs=1)
+    data = put_on_device(tiny_digits, 16)
+    plain = _trainer(tiny_digits).evaluate(state.lanes, data)
+    augmented = _trainer(tiny_digits, augment=True).evaluate(state.lanes, data)
+    for x, y in zip(plain, augmented, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _streamed(trainer, dataset):
+    """`dataset` as a host stream that yields the device path's batches in its order."""
+    from smallbatch_jax.data import StreamedDataset
+    from smallbatch_jax.data.imagenet import pad_batch
+
+    def train_batches(seed, epoch, batch_size):
+        order = np.asarray(trainer.permutations(jnp.asarray([seed]), epoch))[0]
+        for b in range(len(order) // batch_size):
+            indices = order[b * batch_size:(b + 1) * batch_size]
+            yield dataset.train_images[indices], dataset.train_labels[indices]
+
+    def test_batches(batch_size):
+        for start in range(0, dataset.num_test, batch_size):
+            end = start + batch_size
+            yield pad_batch(dataset.test_images[start:end], dataset.test_labels[start:end],
+                            batch_size)
+
+    return StreamedDataset("streamed", dataset.num_train, dataset.num_test,
+                           dataset.image_shape, dataset.num_classes, dataset.mean, dataset.std,
+                           train_batches, test_batches)
+
+
+@pytest.mark.parametrize("lowering,programs", [
+    (Lowering(), 1),  # 8 steps per epoch: one dispatch (at most 16 steps on streamed data)
+    (Lowering(conv="patches", lane_chunk=1, steps_per_dispatch=3), 2),  # 3, 3, 2 steps
+])
+def test_streamed_batches_train_like_device_resident_data(tiny_digits, lowering, programs):
+    """The host-stream path (ImageNet's) computes what the device-resident path computes
+    when it is fed the same batches: several dispatches per epoch, every chunk of lanes."""
+    grid = _grid(STABLE_GRID)
+    trainer = _trainer(tiny_digits, lowering=lowering, augment=True)
+    resident_state, resident = _run(trainer, tiny_digits, grid)
+    state, hparams, stream = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
+                                           _streamed(trainer, tiny_digits))
+    streamed_state, streamed = fit(trainer, state, hparams, stream, grid.seeds, EPOCHS)
+    _assert_trees_close(streamed_state.lanes, resident_state.lanes, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(streamed.test_accuracy), np.stack(resident.test_accuracy))
+    np.testing.assert_allclose(np.stack(streamed.train_loss), np.stack(resident.train_loss),
+                               rtol=1e-5)
+    assert trainer.traces["train_streamed"] == programs

@@ -7,6 +7,7 @@ statistics in the 'batch_stats' collection.
 
 from smallbatch_jax.models.convnet import reduced_alexnet, small_cnn
 from smallbatch_jax.models.resnet_cifar import CifarResNet
+from smallbatch_jax.models.resnet_imagenet import ImageNetResNet50
 
 
 def _resnet(depth, use_bn):
@@ -32,6 +33,8 @@ MODELS = {
     "resnet8_nobn": _resnet(8, False),
     "resnet20_nobn": _resnet(20, False),
     "resnet32_nobn": _resnet(32, False),
+    # ImageNet (Figs 12, 14).
+    "resnet50": lambda num_classes, bn_batch_size: ImageNetResNet50(num_classes, bn_batch_size),
     # Small networks for the embedded digits data set.
     "small_cnn": _convnet(small_cnn, "none"),
     "small_cnn_bn": _convnet(small_cnn, "all"),

@@ -18,10 +18,13 @@ PARAM_COUNTS = {
     "resnet8_nobn": 75_050,
     "resnet20_nobn": 269_034,
     "resnet32_nobn": 463_018,
+    # ResNet-50 v1: 25,557,032 with 1,000 classes (torchvision and Keras agree).
+    "resnet50": 25_557_032 - 2048 * 990 - 990,
     "small_cnn": 13_706,
     "small_cnn_bn": 13_818,
 }
-WITH_BN = {"alexnet_bn", "alexnet_bn_conv", "resnet8", "resnet20", "resnet32", "small_cnn_bn"}
+WITH_BN = {"alexnet_bn", "alexnet_bn_conv", "resnet8", "resnet20", "resnet32", "resnet50",
+           "small_cnn_bn"}
 
 
 def test_every_model_is_listed():
@@ -62,3 +65,12 @@ def test_bn_placement_of_alexnet_variants():
 def test_unknown_model_raises():
     with pytest.raises(ValueError, match="model='vgg'.*allowed"):
         create_model("vgg", 10)
+
+
+def test_resnet50_has_the_reference_parameter_count_and_53_batch_norms():
+    model = create_model("resnet50", 1000)
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)),
+                                                  train=False))
+    assert sum(x.size for x in jax.tree.leaves(variables["params"])) == 25_557_032
+    # 1 stem + 16 blocks × 3 + 4 projection shortcuts.
+    assert len(jax.tree.leaves(variables["batch_stats"])) == 2 * 53

@@ -1,0 +1,60 @@
+r"""ResNet-50 on ImageNet (ILSVRC-2012), streamed from the host (Figs 12 and 14).
+
+    python -m experiments.lr_sweep --config=configs/resnet50_imagenet.py \
+        --config.data_dir=/data/tensorflow_datasets --config.batch_size=32 \
+        --workdir=runs/fig12_m32
+
+ImageNet cannot be downloaded automatically: put ILSVRC2012_img_train.tar and
+ILSVRC2012_img_val.tar in `<data_dir>/downloads/manual/`; tensorflow-datasets prepares them
+on the first run. Decoding and augmentation (scale augmentation 256–480, random 224 crop,
+flip, colour noise) run on the host CPUs (smallbatch_jax/data/imagenet.py); the lanes train
+on the accelerator, one batch per step, 16 batches per dispatch
+(trainer.STREAMED_STEPS_PER_DISPATCH; `lowering.steps_per_dispatch` with preset 'manual').
+
+Arguments: `mbn=N` sets the BN batch m_BN (Fig 14; 0 = m_BN = m, Fig 12), `seed=N` (the paper
+averages 2 runs: seeds 0 and 1, each its own sweep). Plain SGD, λ = 10⁻⁴, 90 epochs, ×0.1 at
+epochs 30, 60 and 80, η̃ ∈ 2⁻¹² … 2⁰, the median top-1 validation accuracy of the last 5
+epochs. Paper: best at m = 16–64; m = 16 and 32 best over a continuous range of η̃; m ≤ 8
+limited by BN over few examples; for ghost BN, m_BN = 16–64 is best at every m (Fig 14, with
+η̃ = 2⁻¹⁰ for m = 256–1024 and 2⁻⁹ for m = 2048, chosen with m_BN = 128).
+"""
+
+import ml_collections
+
+from smallbatch_jax.config_args import parse_arg
+
+VARIANTS = {"fig12": "", "fig14": "mbn=16"}
+
+
+def get_config(arg: str | None = None):
+    args = parse_arg(arg, mbn=0, seed=0)
+    config = ml_collections.ConfigDict()
+    config.dataset = "imagenet2012"
+    config.data_dir = ""  # tensorflow-datasets' data directory ("" = ~/tensorflow_datasets)
+    config.image_size = 224  # the training and evaluation crop
+    config.model = "resnet50"
+    config.augment = False  # ImageNet's augmentation is the host pipeline's (always on)
+    config.batch_size = 32
+    # The sweep of experiments.batch_sweep: one program per m (4, 8, …, 256).
+    config.batch_sizes = tuple(2**k for k in range(2, 9))
+    config.bn_batch_size = args.mbn
+    config.base_lrs = tuple(2.0**k for k in range(-12, 1))
+    config.seed = args.seed
+    config.num_seeds = 1  # streamed data: one data order per program
+    config.weight_decay = 1e-4
+    config.momentum = 0.0
+    config.epochs = 90
+    config.lr_decay_points = (30 / 90, 60 / 90, 80 / 90)
+    config.lr_decay_factor = 0.1
+    config.warmup = 0.0
+    config.eval_batch_size = 250
+    config.last_epochs = 5
+    # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
+    # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
+    config.reliable_tolerance = 0.02
+    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
+    config.memory_budget_gb = 0.0
+    config.lowering = ml_collections.ConfigDict(dict(
+        preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
+        scan_unroll=1, lane_chunk=0))
+    return config

@@ -1,0 +1,36 @@
+"""The argument of a config file (`--config=configs/FILE.py:ARG`), as big_vision parses it.
+
+ARG is a comma-separated list of `key=value` or bare `key` (meaning True), e.g.
+`depth=20,bn=False,aug`. Each key must be one of the config's declared arguments; values are
+converted to the type of the declared default, so a typo fails before any compute.
+"""
+
+import ml_collections
+
+TRUE, FALSE = ("1", "true", "yes", ""), ("0", "false", "no")
+
+
+def _convert(key: str, text: str, default):
+    if isinstance(default, bool):
+        if text.lower() in TRUE:
+            return True
+        if text.lower() in FALSE:
+            return False
+        raise ValueError(f"config argument {key}={text!r}: expected True or False")
+    try:
+        return type(default)(text)
+    except ValueError as error:
+        raise ValueError(f"config argument {key}={text!r}: expected a "
+                         f"{type(default).__name__}") from error
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """The declared arguments `defaults`, updated from ARG."""
+    values = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            raise ValueError(f"config argument {key!r} is unknown; allowed: {sorted(defaults)}")
+        values[key] = _convert(key, text.strip(), defaults[key])
+    return ml_collections.ConfigDict(values)

@@ -1,0 +1,24 @@
+import pytest
+
+from smallbatch_jax.config_args import parse_arg
+
+
+def test_values_take_the_type_of_the_default():
+    args = parse_arg("depth=20,bn=False,aug,dataset=cifar100,lr=0.5",
+                     depth=32, bn=True, aug=False, dataset="cifar10", lr=1.0, warmup=False)
+    assert args.depth == 20 and args.bn is False and args.aug is True
+    assert args.dataset == "cifar100" and args.lr == 0.5 and args.warmup is False
+
+
+def test_empty_arg_gives_the_defaults():
+    assert parse_arg(None, depth=32).depth == 32 and parse_arg("", depth=32).depth == 32
+
+
+@pytest.mark.parametrize("arg,match", [
+    ("dept=20", "'dept' is unknown; allowed: \\['bn', 'depth'\\]"),
+    ("depth=twenty", "depth='twenty': expected a int"),
+    ("bn=maybe", "bn='maybe': expected True or False"),
+])
+def test_bad_arguments_name_the_key(arg, match):
+    with pytest.raises(ValueError, match=match):
+        parse_arg(arg, depth=32, bn=True)
