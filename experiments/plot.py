@@ -1,0 +1,53 @@
+r"""The figures and summary of a batch sweep's workdir (also drawn at the end of every sweep).
+
+    python -m experiments.plot --workdir=runs/sweep
+    python -m experiments.plot --workdir=runs/sweep --tolerance=0.01 \
+        --curves="8:0.00390625,64:0.00390625"
+
+Reads workdir/results.csv (and sweep_config.json for the reliable-range tolerance unless
+--tolerance is given); writes workdir/figures/*.png|svg and workdir/summary.md. --curves adds
+the training curves (Fig 4) of the listed m:η̃ pairs from workdir/m{m}/curves.csv.
+"""
+
+import csv
+import json
+import os
+
+from absl import app, flags
+
+from smallbatch_jax import analysis, plots
+from smallbatch_jax.batch_sweep import RESULTS, SWEEP_CONFIG, run_dir
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
+_TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "
+                                "sweep config's reliable_tolerance).")
+_CURVES = flags.DEFINE_list("curves", [], "m:η̃ pairs whose training curves to draw.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    workdir = _WORKDIR.value
+    with open(os.path.join(workdir, RESULTS)) as f:
+        rows = list(csv.DictReader(f))
+    tolerance = _TOLERANCE.value
+    if tolerance is None:
+        with open(os.path.join(workdir, SWEEP_CONFIG)) as f:
+            tolerance = json.load(f)["reliable_tolerance"]
+    curves = {}
+    for pair in _CURVES.value:
+        m, lr = pair.split(":")
+        with open(os.path.join(run_dir(workdir, int(m)), "curves.csv")) as f:
+            curves[f"m = {m}, η̃ = {float(lr):g}"] = [
+                r for r in csv.DictReader(f) if float(r["base_lr"]) == float(lr)]
+    paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance, curves)
+    summary = analysis.summary_markdown(rows, tolerance)
+    with open(os.path.join(workdir, "summary.md"), "w") as f:
+        f.write(summary)
+    print(summary)
+    print(f"Wrote {len(paths)} figure files in {os.path.join(workdir, 'figures')} and summary.md")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,74 @@
+"""What a batch sweep's results table says: best η̃ per m, best m, the reliable η̃ range.
+
+Input: the rows of a sweep's results.csv (dicts of strings or numbers). Seeds are averaged
+first: the accuracy of (m, η̃) is the mean over seeds of the paper's metric (the median
+test accuracy over the last epochs), NaN if any seed diverged within them.
+
+"Reliable convergence" (the paper's Fig 16) is not defined in the paper
+(paper_protocol.md §7). Here, as the protocol suggests: η̃ is reliable for m when its
+accuracy is at least the best accuracy of the whole sweep (every m, every η̃) minus
+`tolerance`, and no seed diverged. The tolerance is the sweep config's
+`reliable_tolerance`, and every figure and summary states it.
+"""
+
+import collections
+import math
+
+import numpy as np
+
+
+def accuracy_grid(rows) -> dict[tuple[int, float], float]:
+    """{(m, η̃): mean over seeds of the median test accuracy}; NaN if a seed is NaN."""
+    by_point = collections.defaultdict(list)
+    for row in rows:
+        by_point[(int(row["batch_size"]), float(row["base_lr"]))].append(
+            float(row["median_test_accuracy"]))
+    return {point: float(np.mean(values)) for point, values in sorted(by_point.items())}
+
+
+def best_per_batch_size(grid: dict) -> dict[int, tuple[float, float]]:
+    """{m: (best η̃, its accuracy)}; (NaN, NaN) where every η̃ failed."""
+    best = {}
+    for m in sorted({m for m, _ in grid}):
+        points = [(acc, lr) for (mm, lr), acc in grid.items() if mm == m and not math.isnan(acc)]
+        best[m] = (max(points)[1], max(points)[0]) if points else (math.nan, math.nan)
+    return best
+
+
+def reliable_ranges(grid: dict, tolerance: float) -> dict[int, list[float]]:
+    """{m: the η̃ whose accuracy is within `tolerance` of the sweep's best}, sorted."""
+    accuracies = [acc for acc in grid.values() if not math.isnan(acc)]
+    if not accuracies:
+        return {m: [] for m, _ in grid}
+    threshold = max(accuracies) - tolerance
+    ranges = {m: [] for m, _ in grid}
+    for (m, lr), acc in grid.items():
+        if not math.isnan(acc) and acc >= threshold:
+            ranges[m].append(lr)
+    return {m: sorted(lrs) for m, lrs in sorted(ranges.items())}
+
+
+def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
+    """Best m, best η̃ and the reliable range per m, with the numbers."""
+    grid = accuracy_grid(rows)
+    best = best_per_batch_size(grid)
+    ranges = reliable_ranges(grid, tolerance)
+    trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
+    lines = [f"# {title}", ""]
+    if trained:
+        best_m = max(trained, key=lambda m: trained[m][1])
+        lr, acc = trained[best_m]
+        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, accuracy {acc:.4f} "
+                  "(median test accuracy over the last epochs, mean over seeds).", ""]
+    else:
+        lines += ["Every run diverged.", ""]
+    lines += [f"Reliable η̃: accuracy ≥ best − {tolerance:g} and no divergence.", "",
+              "| m | best η̃ | best accuracy | reliable η̃ | reliable count |",
+              "|---|---|---|---|---|"]
+    for m, (lr, acc) in best.items():
+        lrs = ranges[m]
+        span = (f"2^{math.log2(lrs[0]):g} … 2^{math.log2(lrs[-1]):g}" if lrs else "none")
+        best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
+        best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
+        lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} |")
+    return "\n".join(lines) + "\n"

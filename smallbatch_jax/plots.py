@@ -1,0 +1,141 @@
+"""The paper's figures from a batch sweep's results table (and per-m training curves).
+
+Each function draws one figure on a new matplotlib Figure and returns it; `write_figures`
+saves them all as PNG and SVG. Diverged runs stay visible: drawn as crosses on the
+bottom axis of the accuracy-vs-η̃ plot, and as empty cells of the heat map.
+"""
+
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from smallbatch_jax.analysis import accuracy_grid, best_per_batch_size, reliable_ranges  # noqa: E402
+
+FORMATS = ("png", "svg")
+
+
+def _batch_sizes(grid):
+    return sorted({m for m, _ in grid})
+
+
+def _base_lrs(grid):
+    return sorted({lr for _, lr in grid})
+
+
+def accuracy_vs_lr(grid) -> plt.Figure:
+    """Figs 1–3, 5–11: test accuracy vs η̃, one curve per m; ✕ marks diverged runs."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(_batch_sizes(grid))))
+    for color, m in zip(colors, _batch_sizes(grid)):
+        lrs = [lr for mm, lr in grid if mm == m]
+        accs = [grid[(m, lr)] for lr in lrs]
+        ax.plot(np.log2(lrs), accs, "o-", color=color, label=f"m = {m}", markersize=3)
+        failed = [math.log2(lr) for lr, acc in zip(lrs, accs) if math.isnan(acc)]
+        ax.plot(failed, [0.0] * len(failed), "x", color=color, markersize=6)
+    ax.set(xlabel="log₂ η̃", ylabel="test accuracy (median, last epochs)",
+           title="Test accuracy vs base learning rate (✕: diverged)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def best_accuracy_vs_batch_size(grid) -> plt.Figure:
+    """Fig 15: the best test accuracy over η̃ at each m."""
+    best = best_per_batch_size(grid)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ms = list(best)
+    ax.plot(np.log2(ms), [best[m][1] for m in ms], "o-")
+    ax.set_xticks(np.log2(ms), [str(m) for m in ms])
+    ax.set(xlabel="batch size m", ylabel="best test accuracy", title="Best test accuracy vs m")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def reliable_range_vs_batch_size(grid, tolerance: float) -> plt.Figure:
+    """Fig 16: the η̃ that converge reliably at each m (vertical bars of grid points)."""
+    ranges = reliable_ranges(grid, tolerance)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m, lrs in ranges.items():
+        if lrs:
+            ax.plot([math.log2(m)] * 2, [math.log2(lrs[0]), math.log2(lrs[-1])], "-",
+                    color="tab:blue", linewidth=6, alpha=0.5)
+            ax.plot([math.log2(m)] * len(lrs), np.log2(lrs), "o", color="tab:blue",
+                    markersize=3)
+    ms = list(ranges)
+    ax.set_xticks(np.log2(ms), [str(m) for m in ms])
+    ax.set(xlabel="batch size m", ylabel="log₂ η̃",
+           title=f"Reliable η̃: accuracy ≥ best − {tolerance:g}, no divergence")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def accuracy_heat_map(grid) -> plt.Figure:
+    """Test accuracy over the η̃ × m grid (blank: diverged)."""
+    ms, lrs = _batch_sizes(grid), _base_lrs(grid)
+    values = np.array([[grid.get((m, lr), np.nan) for m in ms] for lr in lrs])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(ms)), [str(m) for m in ms])
+    ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
+    ax.set(xlabel="batch size m", ylabel="log₂ η̃", title="Test accuracy (blank: diverged)")
+    fig.colorbar(image, ax=ax)
+    return fig
+
+
+def accuracy_vs_bn_batch_size(rows) -> plt.Figure:
+    """Figs 13–14: test accuracy vs m_BN, one curve per m (the best η̃ of each (m, m_BN))."""
+    values = {}
+    for row in rows:
+        key = (int(row["batch_size"]), int(row["bn_batch_size"]))
+        values.setdefault(key, []).append(float(row["median_test_accuracy"]))
+    points = {key: max((v for v in vs if not math.isnan(v)), default=math.nan)
+              for key, vs in values.items()}
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m in sorted({m for m, _ in points}):
+        mbns = sorted(b for mm, b in points if mm == m)
+        ax.plot(np.log2(mbns), [points[(m, b)] for b in mbns], "o-", label=f"m = {m}")
+    ax.set(xlabel="log₂ m_BN", ylabel="test accuracy", title="Accuracy vs BN batch size")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def training_curves(curves: dict[str, list[dict]]) -> plt.Figure:
+    """Fig 4: test accuracy per epoch, one curve per label (e.g. 'm = 8, η̃ = 2^-8')."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, rows in curves.items():
+        ax.plot([int(r["epoch"]) for r in rows], [float(r["test_accuracy"]) for r in rows],
+                label=label)
+    ax.set(xlabel="epoch", ylabel="test accuracy", title="Training curves")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
+    paths = [os.path.join(directory, f"{name}.{ext}") for ext in FORMATS]
+    for path in paths:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[str]:
+    """Every figure the rows support, as PNG and SVG in `directory`; returns the paths."""
+    os.makedirs(directory, exist_ok=True)
+    grid = accuracy_grid(rows)
+    figures = {"accuracy_vs_lr": accuracy_vs_lr(grid),
+               "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(grid),
+               "reliable_lr_range": reliable_range_vs_batch_size(grid, tolerance),
+               "accuracy_heat_map": accuracy_heat_map(grid)}
+    if len({(r["batch_size"], r["bn_batch_size"]) for r in rows}) > len(
+            {r["batch_size"] for r in rows}):
+        figures["accuracy_vs_bn_batch_size"] = accuracy_vs_bn_batch_size(rows)
+    if curves:
+        figures["training_curves"] = training_curves(curves)
+    return [path for name, fig in figures.items() for path in save(fig, directory, name)]

@@ -1,0 +1,58 @@
+import math
+
+import pytest
+
+from smallbatch_jax.analysis import (accuracy_grid, best_per_batch_size, reliable_ranges,
+                                     summary_markdown)
+
+NAN = float("nan")
+
+
+def _rows(table, seed=0):
+    """table: {m: {log2 η̃: accuracy}} → results rows (strings, as csv gives them)."""
+    return [{"batch_size": str(m), "base_lr": str(2.0**k), "seed": str(seed),
+             "median_test_accuracy": str(acc)}
+            for m, accs in table.items() for k, acc in accs.items()]
+
+
+TABLE = {
+    2: {-12: 0.60, -10: 0.70, -8: 0.71, -6: 0.69, -4: NAN},
+    8: {-12: 0.66, -10: 0.70, -8: 0.65, -6: NAN, -4: NAN},
+    64: {-12: 0.50, -10: NAN, -8: NAN, -6: NAN, -4: NAN},
+    256: {-12: NAN, -10: NAN, -8: NAN, -6: NAN, -4: NAN},
+}
+
+
+def test_best_per_batch_size():
+    best = best_per_batch_size(accuracy_grid(_rows(TABLE)))
+    assert best[2] == (2.0**-8, 0.71) and best[8] == (2.0**-10, 0.70)
+    assert best[64] == (2.0**-12, 0.50)
+    assert all(math.isnan(x) for x in best[256])
+
+
+@pytest.mark.parametrize("tolerance,expected", [
+    (0.0, {2: [-8], 8: [], 64: [], 256: []}),
+    (0.015, {2: [-10, -8], 8: [-10], 64: [], 256: []}),
+    (0.02, {2: [-10, -8, -6], 8: [-10], 64: [], 256: []}),
+    (0.06, {2: [-10, -8, -6], 8: [-12, -10, -8], 64: [], 256: []}),
+    (0.5, {2: [-12, -10, -8, -6], 8: [-12, -10, -8], 64: [-12], 256: []}),
+])
+def test_reliable_range_is_within_tolerance_of_the_sweeps_best(tolerance, expected):
+    ranges = reliable_ranges(accuracy_grid(_rows(TABLE)), tolerance)
+    assert ranges == {m: [2.0**k for k in ks] for m, ks in expected.items()}
+
+
+def test_seeds_are_averaged_and_a_diverged_seed_is_not_reliable():
+    rows = _rows({4: {-8: 0.8, -6: 0.7}}) + _rows({4: {-8: 0.6, -6: NAN}}, seed=1)
+    grid = accuracy_grid(rows)
+    assert grid[(4, 2.0**-8)] == pytest.approx(0.7) and math.isnan(grid[(4, 2.0**-6)])
+    assert reliable_ranges(grid, 0.5) == {4: [2.0**-8]}
+
+
+def test_summary_numbers_match_the_table():
+    text = summary_markdown(_rows(TABLE), tolerance=0.02)
+    assert "Best: m = 2, η̃ = 2^-8, accuracy 0.7100" in text
+    assert "accuracy ≥ best − 0.02" in text
+    assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-6 | 3 |" in text
+    assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 |" in text
+    assert "| 256 | — | all diverged | none | 0 |" in text

@@ -1,0 +1,58 @@
+import os
+
+from smallbatch_jax import plots
+from smallbatch_jax.analysis import accuracy_grid
+from test_analysis import NAN, TABLE, _rows
+
+
+def _lines_with_data(ax):
+    return [line for line in ax.get_lines() if len(line.get_xdata())]
+
+
+def test_accuracy_vs_lr_has_one_curve_per_batch_size_and_marks_divergence():
+    grid = accuracy_grid(_rows(TABLE))
+    fig = plots.accuracy_vs_lr(grid)
+    ax = fig.axes[0]
+    curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert len(curves) == len(TABLE)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"m = {m}" for m in TABLE]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    diverged = sum(1 for accs in TABLE.values() for acc in accs.values() if acc != acc)
+    assert sum(len(line.get_xdata()) for line in crosses) == diverged
+
+
+def test_best_accuracy_and_heat_map_hold_the_tables_numbers():
+    grid = accuracy_grid(_rows(TABLE))
+    (line,) = _lines_with_data(plots.best_accuracy_vs_batch_size(grid).axes[0])
+    assert list(line.get_ydata()[:3]) == [0.71, 0.70, 0.50]
+    image = plots.accuracy_heat_map(grid).axes[0].get_images()[0].get_array()
+    assert image.shape == (5, 4)  # 5 η̃ × 4 m
+    assert image[2, 0] == 0.71 and image.mask[4, 0]  # m = 2: η̃ = 2^-8 best, 2^-4 blank
+
+
+def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
+    grid = accuracy_grid(_rows(TABLE))
+    ax = plots.reliable_range_vs_batch_size(grid, 0.06).axes[0]
+    assert "best − 0.06" in ax.get_title()
+    bars = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [len(line.get_xdata()) for line in bars] == [3, 3]  # m = 2 and m = 8
+
+
+def test_bn_plot_has_one_curve_per_batch_size():
+    rows = [{"batch_size": str(m), "bn_batch_size": str(b), "median_test_accuracy": str(a)}
+            for m, b, a in ((16, 2, 0.5), (16, 4, 0.6), (16, 16, 0.55), (64, 4, 0.4),
+                            (64, 64, NAN), (64, 16, 0.45))]
+    ax = plots.accuracy_vs_bn_batch_size(rows).axes[0]
+    assert len(_lines_with_data(ax)) == 2
+
+
+def test_write_figures_writes_png_and_svg(tmp_path):
+    rows = [r | {"bn_batch_size": r["batch_size"]} for r in _rows(TABLE)]
+    curves = {"m = 2": [{"epoch": "1", "test_accuracy": "0.5"}, {"epoch": "2",
+                                                                "test_accuracy": "0.6"}]}
+    paths = plots.write_figures(rows, str(tmp_path), 0.02, curves)
+    names = {os.path.basename(p) for p in paths}
+    assert names == {f"{n}.{ext}" for ext in ("png", "svg") for n in (
+        "accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
+        "accuracy_heat_map", "training_curves")}
+    assert all(os.path.getsize(p) > 1000 for p in paths)
