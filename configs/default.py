@@ -1,5 +1,6 @@
 r"""The default run: the paper's η̃ grid 2⁻¹² … 2⁰ on the embedded digits data set.
 
+    python -m experiments.batch_sweep --config=configs/default.py --workdir=/tmp/sweep
     python -m experiments.lr_sweep --config=configs/default.py --workdir=/tmp/lr_sweep
 
 scikit-learn's 8×8 handwritten digits ship inside its wheel: no download. A small CNN
