@@ -15,8 +15,7 @@ import os
 
 from absl import app, flags
 
-from smallbatch_jax import analysis, plots
-from smallbatch_jax.batch_sweep import RESULTS, SWEEP_CONFIG, run_dir
+from smallbatch_jax.batch_sweep import RESULTS, SWEEP_CONFIG, report, run_dir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
 _TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "
@@ -41,12 +40,7 @@ def main(argv):
         with open(os.path.join(run_dir(workdir, int(m)), "curves.csv")) as f:
             curves[f"m = {m}, η̃ = {float(lr):g}"] = [
                 r for r in csv.DictReader(f) if float(r["base_lr"]) == float(lr)]
-    paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance, curves)
-    summary = analysis.summary_markdown(rows, tolerance)
-    with open(os.path.join(workdir, "summary.md"), "w") as f:
-        f.write(summary)
-    print(summary)
-    print(f"Wrote {len(paths)} figure files in {os.path.join(workdir, 'figures')} and summary.md")
+    report(workdir, rows, tolerance, curves)
 
 
 if __name__ == "__main__":

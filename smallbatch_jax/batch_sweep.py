@@ -88,9 +88,10 @@ def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 
     return rows
 
 
-def report(workdir: str, rows, tolerance: float) -> None:
-    """The figures (workdir/figures/) and summary.md of the rows; printed summary too."""
-    paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance)
+def report(workdir: str, rows, tolerance: float, curves=None) -> None:
+    """The figures (workdir/figures/, with `curves` as in plots.training_curves) and
+    summary.md of the rows; printed summary too."""
+    paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance, curves)
     summary = analysis.summary_markdown(rows, tolerance)
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write(summary)

@@ -20,3 +20,11 @@ def test_two_tasks_fill_one_table(tmp_path):
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["batch_size"] for r in rows] == ["128", "256"]
+
+    # The plot entry point redraws from the workdir, with training curves (Fig 4).
+    command = [sys.executable, "-m", "experiments.plot", f"--workdir={tmp_path}",
+               "--tolerance=0.05", "--curves=128:0.000244140625"]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "figures" / "training_curves.png").is_file()
+    assert "accuracy ≥ best − 0.05" in (tmp_path / "summary.md").read_text()
