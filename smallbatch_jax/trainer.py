@@ -420,11 +420,17 @@ class LaneTrainer:
         return np.concatenate(correct) / data.num_test, np.concatenate(loss) / data.num_test
 
     def _evaluate_stream(self, lanes: LaneState, data: StreamedDataset):
+        """Each host test batch is read once and evaluated by every chunk of lanes (the
+        chunks a memory budget asks for hold on evaluation too)."""
+        slices = self.lowering.lane_slices(lanes.diverged.shape[0])
+        chunks = [tree_slice(lanes, a, b) for a, b in slices] if len(slices) > 1 else [lanes]
         correct, loss = 0, 0
         for images, labels, mask in data.test_batches(self.eval_batch_size):
             batch = self._to_devices((images, labels, mask))
-            c, l = self.evaluate_streamed(lanes, *batch, data.mean, data.std)
-            correct, loss = correct + np.asarray(c), loss + np.asarray(l)
+            results = [self.evaluate_streamed(chunk, *batch, data.mean, data.std)
+                       for chunk in chunks]
+            correct = correct + np.concatenate([np.asarray(c) for c, _ in results])
+            loss = loss + np.concatenate([np.asarray(l) for _, l in results])
         return correct / data.num_test, loss / data.num_test
 
     def _to_devices(self, tree):
