@@ -18,8 +18,13 @@ rounding: a different program sums in a different order).
   program grows with `steps_per_dispatch`, so keep it small.
 - steps_per_dispatch: steps per call of the compiled program; 0 means a whole epoch.
 - lane_chunk: at most this many lanes per program call (0: all). The lanes are split into
-  near-equal chunks that each run a whole epoch in turn: a smaller working set (on CPU, one
-  that stays in cache; on an accelerator, one that fits in memory), identical results.
+  near-equal chunks that each run a whole epoch: a smaller working set (on CPU, one that
+  stays in cache; on an accelerator, one that fits in memory), identical results. With
+  several devices the chunks are dealt out over them and run concurrently.
+
+Lanes over several devices, two ways (the trainer's `mesh`): every lane in one vmapped
+program that XLA partitions along the lane axis (`splits_over_devices`), or chunks of lanes
+placed round-robin, one program per chunk (`chunks_over_devices`).
 """
 
 import dataclasses
@@ -69,6 +74,20 @@ class Lowering:
         """Whether lanes can be split over several devices: every lane in one vmapped program
         (XLA partitions it along the lane axis). Other lowerings run on one device."""
         return self.lanes == "vmap" and self.lane_chunk == 0
+
+    @property
+    def chunks_over_devices(self) -> bool:
+        """Whether chunks of lanes are dealt out over several devices, each chunk its own
+        program on its own device (concurrent: dispatch is asynchronous)."""
+        return self.lane_chunk > 0
+
+    def devices_used(self, num_lanes: int, num_devices: int) -> int:
+        """How many of `num_devices` devices `num_lanes` lanes can keep busy."""
+        if self.splits_over_devices:
+            return min(num_devices, num_lanes)
+        if self.chunks_over_devices:
+            return min(num_devices, len(self.lane_slices(num_lanes)))
+        return 1
 
     def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
         """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""

@@ -86,11 +86,9 @@ def fit_memory_budget(trainer: LaneTrainer, num_lanes: int, dataset, budget_gb: 
                  budget_gb, chunk, num_lanes, trainer.program_bytes(chunk, data) / 2**20)
     if chunk == (trainer.lowering.lane_chunk or num_lanes):
         return trainer
-    if trainer.mesh is not None:
-        raise ValueError(f"{num_lanes} lanes exceed config.memory_budget_gb={budget_gb} and "
-                         "lanes sharded over devices cannot be chunked; raise the budget")
-    return dataclasses.replace(trainer, lowering=dataclasses.replace(trainer.lowering,
-                                                                     lane_chunk=chunk))
+    # Chunks of lanes are dealt out over the devices (one program each) instead.
+    lowering = dataclasses.replace(trainer.lowering, lane_chunk=chunk)
+    return dataclasses.replace(trainer, lowering=lowering, mesh=mesh_for(lowering, num_lanes))
 
 
 def _log_progress(grid: LaneGrid, epochs: int, started: float):

@@ -1,10 +1,11 @@
 """Lanes across devices: the lane axis of every lane-stacked array is split over a 1-D mesh.
 
 Lanes are independent, so sharding them needs no communication during training: each
-device trains its share of the lanes on a full copy of the data. The compiled program is
-the same vmapped one; XLA partitions it along the lane axis (GSPMD). The number of lanes is
-padded to a multiple of the device count with copies of the last lane, whose results are
-dropped.
+device trains its share of the lanes on a full copy of the data. Two ways, as the lowering
+says (lowering.py): the same vmapped program partitioned by XLA along the lane axis (GSPMD;
+the number of lanes is padded to a multiple of the device count with copies of the last
+lane, whose results are dropped), or chunks of lanes dealt out over the devices, one
+program per chunk (the trainer places them).
 
 On a CPU, XLA sees one device however many cores there are; `use_cpu_cores` asks for one
 device per core, so that a program too small to spread over the cores by itself (m = 2)
@@ -46,10 +47,11 @@ def lane_mesh(devices=None) -> Mesh:
 
 
 def mesh_for(lowering, num_lanes: int) -> Mesh | None:
-    """The mesh the lanes are split over: every local device (at most one per lane) when the
-    lowering allows it (Lowering.splits_over_devices); None runs them on one device."""
-    num_devices = min(jax.device_count(), num_lanes)
-    if num_devices < 2 or not lowering.splits_over_devices:
+    """The mesh the lanes are split over: as many local devices as the lowering can keep busy
+    (Lowering.devices_used: one per lane, or one per chunk of lanes); None runs them on
+    one device."""
+    num_devices = lowering.devices_used(num_lanes, jax.device_count())
+    if num_devices < 2:
         return None
     return lane_mesh(jax.devices()[:num_devices])
 

@@ -121,9 +121,13 @@ class LaneTrainer:
     program: every grid of the same size runs the same compiled code. `traces` counts how
     often each program was traced (each trace is a compilation).
 
-    With a `mesh` (sharding.lane_mesh), `place` splits the lanes over its devices and the
-    same programs run partitioned along the lane axis; the lowering must then keep every
-    lane in one vmapped program.
+    With a `mesh` (sharding.lane_mesh) the lanes run on its devices: a lowering that keeps
+    every lane in one vmapped program runs partitioned along the lane axis (`place` splits
+    the lanes); a lowering with chunks of lanes deals the chunks out over the devices, and
+    they run concurrently.
+
+    A chunk of lanes that have all diverged is skipped: its frozen lanes would not change,
+    so the results are the same as running it, and a sweep's hopeless η̃ stop costing time.
     """
 
     model: flax.linen.Module
@@ -141,9 +145,11 @@ class LaneTrainer:
     traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def __post_init__(self):
-        if self.mesh is not None and not self.lowering.splits_over_devices:
-            raise ValueError("lanes sharded over devices need lowering.lanes='vmap' and "
-                             f"lowering.lane_chunk=0; got {self.lowering}")
+        if self.mesh is not None and not (self.lowering.splits_over_devices
+                                          or self.lowering.chunks_over_devices):
+            raise ValueError("lanes over several devices need every lane in one vmapped "
+                             "program (lowering.lanes='vmap', lane_chunk=0) or chunks of lanes "
+                             f"(lowering.lane_chunk > 0); got {self.lowering}")
         # The lowering decides how convolutions are computed; parameters do not change.
         if getattr(self.model, "conv", "xla") != self.lowering.conv:
             if not hasattr(self.model, "conv"):
@@ -331,12 +337,19 @@ class LaneTrainer:
     def num_devices(self) -> int:
         return len(self.devices)
 
+    @property
+    def _partitioned(self) -> bool:
+        """Every lane in one program that XLA partitions over the mesh's devices."""
+        return self.mesh is not None and self.lowering.splits_over_devices
+
     def start(self, seeds: jax.Array, hparams: LaneHparams, dataset: Dataset | StreamedDataset):
         """Initial state, hyperparameters and data, ready for `fit`: an in-memory data set goes
-        to the device, a streamed one stays on the host. With a mesh the lanes are padded to a
-        multiple of its devices (copies of the last lane, whose results the caller drops) and
-        split over them."""
-        hparams = pad_lanes(hparams, padded_num_lanes(hparams.base_lr.shape[0], self.num_devices))
+        to the device(s), a streamed one stays on the host. Lanes partitioned over a mesh are
+        padded to a multiple of its devices (copies of the last lane, whose results the
+        caller drops)."""
+        if self._partitioned:
+            hparams = pad_lanes(hparams, padded_num_lanes(hparams.base_lr.shape[0],
+                                                          self.num_devices))
         state = self.init(seeds, hparams)
         if isinstance(dataset, StreamedDataset):
             if self.num_seeds != 1:
@@ -347,13 +360,61 @@ class LaneTrainer:
         return self.place(state, hparams, put_on_device(dataset, self.eval_batch_size))
 
     def place(self, state: TrainState, hparams: LaneHparams, data: DeviceData | None):
-        """State, hyperparameters and data placed on the mesh's devices (lanes split, data
-        and counters replicated); unchanged without a mesh."""
+        """State, hyperparameters and data placed for the mesh: the data on every device;
+        the lanes split over the devices when one program is partitioned, otherwise kept on
+        the first device (chunks move to their device for each epoch). Unchanged without a
+        mesh."""
         if self.mesh is None:
             return state, hparams, data
+        data = None if data is None else replicate(data, self.mesh)
+        if not self._partitioned:
+            return jax.device_put((state, hparams), self.devices[0]) + (data,)
         state = TrainState(shard_lanes(state.lanes, self.mesh), replicate(state.step, self.mesh),
                            replicate(state.epoch, self.mesh))
-        return state, shard_lanes(hparams, self.mesh), replicate(data, self.mesh)
+        return state, shard_lanes(hparams, self.mesh), data
+
+    def _on(self, device, tree):
+        """`tree` on `device` (None: where it is). An array with a copy on every device of the
+        mesh gives its local copy; anything else is transferred."""
+        if device is None:
+            return tree
+
+        def put(x):
+            if isinstance(x, jax.Array) and x.sharding.is_fully_replicated:
+                for shard in x.addressable_shards:
+                    if shard.device == device:
+                        return shard.data
+            return jax.device_put(x, device)
+
+        return jax.tree.map(put, tree)
+
+    def _chunks(self, lanes: LaneState) -> list[tuple[int, int, Any]]:
+        """[start, stop) and device of each chunk of lanes (Lowering.lane_slices) that still
+        trains. Chunks whose lanes have all diverged are left out (see the class docstring);
+        the others are dealt out over the mesh's devices in turn (device None: one device,
+        or one program partitioned over the mesh)."""
+        diverged = np.asarray(lanes.diverged)
+        live = [(a, b) for a, b in self.lowering.lane_slices(len(diverged))
+                if not diverged[a:b].all()]
+        if self.mesh is None or self._partitioned:
+            return [(a, b, None) for a, b in live]
+        return [(a, b, self.devices[i % self.num_devices]) for i, (a, b) in enumerate(live)]
+
+    def _chunk_of(self, tree, start: int, stop: int, device):
+        """Lanes [start, stop) of a lane-stacked tree, on `device`."""
+        whole = start == 0 and stop == jax.tree.leaves(tree)[0].shape[0]
+        return self._on(device, tree if whole else tree_slice(tree, start, stop))
+
+    def _assemble(self, lanes: LaneState, trained: dict) -> LaneState:
+        """`lanes` with the chunks in `trained` ({(start, stop): lanes}) replaced, on the
+        device the lanes live on."""
+        slices = self.lowering.lane_slices(lanes.diverged.shape[0])
+        if len(slices) == 1:
+            return trained.get(slices[0], lanes)
+        home = None if self.mesh is None else self.devices[0]
+        pieces = [self._on(home, trained[s]) if s in trained else tree_slice(lanes, *s)
+                  for s in slices]
+        return tree_concatenate(pieces)
 
     def program_bytes(self, num_lanes: int, data) -> int:
         """Device memory of one training dispatch for `num_lanes` lanes, as XLA's compiled
@@ -395,101 +456,97 @@ class LaneTrainer:
                                  "batch_size or raise config.memory_budget_gb")
             chunk = -(-chunk // 2)
 
-    def _in_chunks(self, lanes, hparams):
-        """(lanes, hparams) of each chunk of lanes the lowering asks for."""
-        slices = self.lowering.lane_slices(hparams.base_lr.shape[0])
-        if len(slices) == 1:
-            return [(lanes, hparams)]
-        return [(tree_slice(lanes, a, b), tree_slice(hparams, a, b)) for a, b in slices]
-
     def evaluate(self, lanes: LaneState, data: DeviceData | StreamedDataset
                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Test accuracy and mean test loss of every lane, with running BN statistics."""
+        """Test accuracy and mean test loss of every lane, with running BN statistics (NaN for
+        a skipped chunk of diverged lanes)."""
+        num_lanes = lanes.diverged.shape[0]
+        chunks = self._chunks(lanes)
+        on_device = [self._chunk_of(lanes, a, b, device) for a, b, device in chunks]
         if isinstance(data, StreamedDataset):
-            return self._evaluate_stream(lanes, data)
-        slices = self.lowering.lane_slices(lanes.diverged.shape[0])
-        correct, loss = [], []
-        for a, b in slices:
-            chunk = tree_slice(lanes, a, b) if len(slices) > 1 else lanes
-            chunk_correct, chunk_loss = 0, 0
-            for start in range(0, data.test_labels.shape[0], self.eval_batch_size):
-                c, l = self.evaluate_batch(chunk, data, jnp.int32(start))
-                chunk_correct, chunk_loss = chunk_correct + c, chunk_loss + l
-            correct.append(np.asarray(chunk_correct))
-            loss.append(np.asarray(chunk_loss))
-        return np.concatenate(correct) / data.num_test, np.concatenate(loss) / data.num_test
+            sums = self._evaluate_stream(on_device, [device for *_, device in chunks], data)
+        else:
+            sums = []  # every chunk's batches are issued before any result is read
+            for chunk, (*_, device) in zip(on_device, chunks):
+                local = self._on(device, data)
+                sums.append([self.evaluate_batch(chunk, local, np.int32(start))
+                             for start in range(0, data.test_labels.shape[0],
+                                                self.eval_batch_size)])
+        accuracy, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
+        for (a, b, _), batches in zip(chunks, sums):
+            accuracy[a:b] = sum(np.asarray(c) for c, _ in batches) / data.num_test
+            loss[a:b] = sum(np.asarray(l) for _, l in batches) / data.num_test
+        return accuracy, loss
 
-    def _evaluate_stream(self, lanes: LaneState, data: StreamedDataset):
+    def _evaluate_stream(self, chunks: list[LaneState], devices: list, data: StreamedDataset):
         """Each host test batch is read once and evaluated by every chunk of lanes (the
-        chunks a memory budget asks for hold on evaluation too)."""
-        slices = self.lowering.lane_slices(lanes.diverged.shape[0])
-        chunks = [tree_slice(lanes, a, b) for a, b in slices] if len(slices) > 1 else [lanes]
-        correct, loss = 0, 0
+        chunks a memory budget asks for hold on evaluation too). Returns, per chunk, the
+        (correct, loss) sums of each batch."""
+        sums = [[] for _ in chunks]
         for images, labels, mask in data.test_batches(self.eval_batch_size):
-            batch = self._to_devices((images, labels, mask))
-            results = [self.evaluate_streamed(chunk, *batch, data.mean, data.std)
-                       for chunk in chunks]
-            correct = correct + np.concatenate([np.asarray(c) for c, _ in results])
-            loss = loss + np.concatenate([np.asarray(l) for _, l in results])
-        return correct / data.num_test, loss / data.num_test
+            batch = self._to_devices((images, labels, mask, data.mean, data.std))
+            for c, (chunk, device) in enumerate(zip(chunks, devices)):
+                sums[c].append(self.evaluate_streamed(chunk, *self._on(device, batch)))
+        return sums
 
     def _to_devices(self, tree):
-        """A host batch where the lanes are: replicated over the mesh, or the default device."""
+        """A host tree on every device the lanes use (replicated over the mesh), or on the
+        default device."""
         return jax.device_put(tree) if self.mesh is None else replicate(tree, self.mesh)
 
-    def _train_epoch_streamed(self, state: TrainState, hparams: LaneHparams,
-                              data: StreamedDataset, seeds: jax.Array, total_steps: int):
-        """One epoch on host batches: each dispatch's batches are read once and run by every
-        chunk of lanes in turn."""
-        batches = iter(data.train_batches(int(seeds[0]), int(state.epoch), self.batch_size))
-        chunks = self._in_chunks(state.lanes, hparams)
-        losses = [0] * len(chunks)
-        step = state.step
+    def _dispatch_lengths(self, data) -> list[int]:
+        if not isinstance(data, StreamedDataset):
+            return self.lowering.dispatch_lengths(self.steps_per_epoch)
         # A whole epoch per dispatch (steps_per_dispatch=0) would stack an epoch on the host.
         per_dispatch = self.lowering.steps_per_dispatch or STREAMED_STEPS_PER_DISPATCH
-        lengths = dataclasses.replace(self.lowering, steps_per_dispatch=per_dispatch
-                                      ).dispatch_lengths(self.steps_per_epoch)
-        for num_steps in lengths:
-            host = [next(batches) for _ in range(num_steps)]
-            images, labels = self._to_devices((np.stack([b[0] for b in host]),
-                                               np.stack([b[1] for b in host]).astype(np.int32)))
-            for c, (lanes, chunk_hparams) in enumerate(chunks):
-                lanes, chunk_loss = self.train_streamed(
-                    lanes, chunk_hparams, images, labels, data.mean, data.std, seeds, step,
-                    jnp.int32(total_steps))
-                chunks[c] = (lanes, chunk_hparams)
-                losses[c] = losses[c] + chunk_loss
-            step = step + num_steps
-        trained = [lanes for lanes, _ in chunks]
-        lanes = trained[0] if len(trained) == 1 else tree_concatenate(trained)
-        state = TrainState(lanes, step=state.step + self.steps_per_epoch, epoch=state.epoch + 1)
-        return state, np.concatenate([np.asarray(l) for l in losses]) / self.steps_per_epoch
+        return dataclasses.replace(self.lowering, steps_per_dispatch=per_dispatch
+                                   ).dispatch_lengths(self.steps_per_epoch)
 
     def train_epoch(self, state: TrainState, hparams: LaneHparams,
                     data: DeviceData | StreamedDataset, seeds: jax.Array, total_steps: int
                     ) -> tuple[TrainState, np.ndarray]:
-        """One epoch of every lane; returns the new state and each lane's mean training loss.
+        """One epoch of every lane; returns the new state and each lane's mean training loss
+        (NaN for a skipped chunk of diverged lanes).
 
-        On device-resident data each chunk of lanes (see Lowering.lane_chunk) runs the whole
-        epoch in turn.
+        Each chunk of lanes (Lowering.lane_chunk) runs on its device; dispatches go out
+        step-major (every chunk's first dispatch, then every chunk's second, …), so chunks on
+        different devices run concurrently and a streamed batch is read from the host once.
         """
-        if isinstance(data, StreamedDataset):
-            return self._train_epoch_streamed(state, hparams, data, seeds, total_steps)
-        perms = self.permutations(seeds, state.epoch)
-        trained, losses = [], []
-        for lanes, chunk_hparams in self._in_chunks(state.lanes, hparams):
-            step, first_batch, loss_sum = state.step, 0, 0
-            for num_steps in self.lowering.dispatch_lengths(self.steps_per_epoch):
-                lanes, chunk_loss = self.train_chunk(
-                    lanes, chunk_hparams, data, perms, seeds, step, jnp.int32(first_batch),
-                    jnp.int32(total_steps), num_steps=num_steps)
-                step, first_batch = step + num_steps, first_batch + num_steps
-                loss_sum = loss_sum + chunk_loss
-            trained.append(lanes)
-            losses.append(np.asarray(loss_sum))
-        lanes = trained[0] if len(trained) == 1 else tree_concatenate(trained)
-        state = TrainState(lanes, step=state.step + self.steps_per_epoch, epoch=state.epoch + 1)
-        return state, np.concatenate(losses) / self.steps_per_epoch
+        streamed = isinstance(data, StreamedDataset)
+        chunks = self._chunks(state.lanes)
+        lanes = [self._chunk_of(state.lanes, a, b, device) for a, b, device in chunks]
+        chunk_hparams = [self._chunk_of(hparams, a, b, device) for a, b, device in chunks]
+        if streamed:
+            batches = iter(data.train_batches(int(seeds[0]), int(state.epoch), self.batch_size))
+        else:
+            perms = self.permutations(seeds, state.epoch)
+            local = [self._on(device, (data, perms, seeds)) for *_, device in chunks]
+        losses = [0] * len(chunks)
+        step, first_batch = int(state.step), 0
+        for num_steps in self._dispatch_lengths(data):
+            if streamed:
+                host = [next(batches) for _ in range(num_steps)]
+                batch = self._to_devices((np.stack([b[0] for b in host]),
+                                          np.stack([b[1] for b in host]).astype(np.int32),
+                                          data.mean, data.std, seeds))
+            for c, (*_, device) in enumerate(chunks):
+                if streamed:
+                    lanes[c], loss = self.train_streamed(
+                        lanes[c], chunk_hparams[c], *self._on(device, batch), np.int32(step),
+                        np.int32(total_steps))
+                else:
+                    lanes[c], loss = self.train_chunk(
+                        lanes[c], chunk_hparams[c], *local[c], np.int32(step),
+                        np.int32(first_batch), np.int32(total_steps), num_steps=num_steps)
+                losses[c] = losses[c] + loss
+            step, first_batch = step + num_steps, first_batch + num_steps
+        mean_loss = np.full(state.lanes.diverged.shape[0], np.nan)
+        for (a, b, _), loss in zip(chunks, losses):
+            mean_loss[a:b] = np.asarray(loss) / self.steps_per_epoch
+        trained = {(a, b): chunk for (a, b, _), chunk in zip(chunks, lanes)}
+        state = TrainState(self._assemble(state.lanes, trained),
+                           step=state.step + self.steps_per_epoch, epoch=state.epoch + 1)
+        return state, mean_loss
 
 
 @dataclasses.dataclass

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import REPO_ROOT
+from smallbatch_jax.lowering import Lowering
 from smallbatch_jax.sharding import pad_lanes, padded_num_lanes
 
 
@@ -38,9 +39,11 @@ FOUR_DEVICES = textwrap.dedent("""
                       d.test_labels[:40], 10)
     grid = LaneGrid((0,), tuple(2.0**-k for k in (9, 8, 7, 6, 5)), 5e-4, 0.0, 0.0)
     out = {"devices": jax.device_count()}
-    for name, mesh in (("one", None), ("four", lane_mesh())):
+    whole, chunks = Lowering(conv="patches"), Lowering(conv="patches", lane_chunk=2)
+    for name, mesh, lowering in (("one", None, whole), ("four", lane_mesh(), whole),
+                                 ("chunks_one", None, chunks), ("chunks_four", lane_mesh(), chunks)):
         trainer = LaneTrainer(create_model("small_cnn_bn", 10), batch_size=8, num_train=64,
-                              image_shape=(8, 8, 1), lowering=Lowering(conv="patches"),
+                              image_shape=(8, 8, 1), lowering=lowering,
                               eval_batch_size=8, mesh=mesh)
         hparams = pad_lanes(grid.hparams(), 8)
         state = trainer.init(jnp.asarray([0]), hparams)
@@ -55,7 +58,7 @@ FOUR_DEVICES = textwrap.dedent("""
 """)
 
 
-def test_lanes_sharded_over_four_devices_match_one_device():
+def test_lanes_over_four_devices_match_one_device():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", FOUR_DEVICES], cwd=REPO_ROOT, env=env,
@@ -68,6 +71,12 @@ def test_lanes_sharded_over_four_devices_match_one_device():
     np.testing.assert_allclose(four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(four["accuracy"], one["accuracy"])
     assert four["traces"]["train_chunk"] == 1
+    # Chunks of 2 lanes dealt out over the four devices: the same programs on other devices.
+    chunks_one, chunks_four = out["chunks_one"], out["chunks_four"]
+    assert chunks_four["kernel_devices"] == 1  # gathered back on the first device
+    np.testing.assert_array_equal(chunks_four["kernel"], chunks_one["kernel"])
+    np.testing.assert_array_equal(chunks_four["accuracy"], chunks_one["accuracy"])
+    np.testing.assert_allclose(chunks_four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
 
 
 def test_lr_sweep_on_four_devices(tmp_path):
@@ -86,12 +95,19 @@ def test_lr_sweep_on_four_devices(tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + 5  # the padding lanes are dropped
 
 
-def test_mesh_only_for_lowerings_that_keep_every_lane_in_one_program():
+def test_which_lowerings_use_several_devices_and_how():
     from smallbatch_jax.lowering import PRESETS
     from smallbatch_jax.sharding import mesh_for
+    # One vmapped program partitioned over the devices: one device per lane at most.
     assert PRESETS["patches"].splits_over_devices and PRESETS["reference"].splits_over_devices
-    assert not PRESETS["sequential"].splits_over_devices
-    assert not PRESETS["patches_chunked"].splits_over_devices
+    assert [PRESETS["patches"].devices_used(k, 4) for k in (1, 3, 13)] == [1, 3, 4]
+    # Chunks of lanes dealt out over the devices: one device per chunk at most.
+    for name in ("sequential", "patches_chunked"):
+        assert PRESETS[name].chunks_over_devices and not PRESETS[name].splits_over_devices
+    assert [PRESETS["sequential"].devices_used(k, 4) for k in (1, 3, 13)] == [1, 3, 4]
+    assert [PRESETS["patches_chunked"].devices_used(k, 4) for k in (7, 8, 13, 30)] == [1, 2, 2, 4]
+    # Neither: every lane unrolled into one program, which runs on one device.
+    assert Lowering(lanes="unrolled").devices_used(13, 4) == 1
     # This process has one CPU device: nothing to split over.
     assert mesh_for(PRESETS["patches"], 13) is None
 
@@ -106,7 +122,7 @@ CORES = textwrap.dedent("""
     print("RESULT" + json.dumps({
         "asked": asked, "devices": jax.device_count(),
         "mesh": {k: None if v is None else v.devices.size for k, v in meshes.items()},
-        "sequential": mesh_for(PRESETS["sequential"], 13) is None}))
+        "sequential": getattr(mesh_for(PRESETS["sequential"], 13), "size", None)}))
 """)
 
 
@@ -126,7 +142,7 @@ def test_use_cpu_cores_gives_one_device_per_core():
     # At most one device per lane; one lane runs on one device.
     assert out["mesh"] == {"1": None, "2": None if cores < 2 else 2,
                            "13": None if cores < 2 else min(cores, 13)}
-    assert out["sequential"]
+    assert out["sequential"] == (None if cores < 2 else min(cores, 13))
 
 
 def test_use_cpu_cores_leaves_a_users_choice_alone():

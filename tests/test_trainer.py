@@ -107,6 +107,47 @@ def test_the_diverged_step_is_the_first_non_finite_update(tiny_digits):
     _assert_trees_equal(before.params, lanes.params)
 
 
+def test_a_chunk_of_diverged_lanes_is_no_longer_run(tiny_digits):
+    """Lanes in chunks of one: once a lane has diverged its program is not dispatched again;
+    it stays exactly as frozen, and the healthy lanes train on as before."""
+    one_lane_chunks = Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=1,
+                               lane_chunk=1)
+    trainer = _trainer(tiny_digits, "small_cnn", lowering=one_lane_chunks)
+    dispatched = []
+    train_chunk = trainer.train_chunk
+
+    def counting_train_chunk(lanes, hparams, *args, **kwargs):
+        dispatched.append(float(hparams.base_lr[0]))
+        return train_chunk(lanes, hparams, *args, **kwargs)
+
+    trainer.train_chunk = counting_train_chunk
+    per_epoch, states = [], []
+
+    def on_epoch_end(epoch, history, state):
+        per_epoch.append(sorted(dispatched))
+        states.append(state)
+        dispatched.clear()
+
+    grid = _grid((2.0**-8, 2.0**12, 2.0**-6))
+    hparams = grid.hparams()
+    state = trainer.init(jnp.asarray(grid.seeds), hparams)
+    after_two, history = fit(trainer, state, hparams, put_on_device(tiny_digits, 16),
+                             grid.seeds, epochs=2, on_epoch_end=on_epoch_end)
+    after_one = states[0]
+    assert bool(after_one.lanes.diverged[1])  # in the first epoch
+    steps = trainer.steps_per_epoch
+    assert per_epoch[0] == sorted([2.0**-8, 2.0**12, 2.0**-6] * steps)
+    assert per_epoch[1] == sorted([2.0**-8, 2.0**-6] * steps)
+    _assert_trees_equal(tree_index(after_two.lanes, 1), tree_index(after_one.lanes, 1))
+    assert np.isnan(history.test_accuracy[1][1])
+    assert np.isfinite(history.test_accuracy[1][[0, 2]]).all()
+    # The healthy lanes: the same as a run that never had the diverging lane.
+    without, _ = _run(_trainer(tiny_digits, "small_cnn", lowering=one_lane_chunks), tiny_digits,
+                      _grid((2.0**-8, 2.0**-6)))
+    _assert_trees_equal(tree_index(after_two.lanes, 0), tree_index(without.lanes, 0))
+    _assert_trees_equal(tree_index(after_two.lanes, 2), tree_index(without.lanes, 1))
+
+
 def test_a_new_grid_of_the_same_size_does_not_recompile(tiny_digits):
     trainer = _trainer(tiny_digits)
     _, first = _run(trainer, tiny_digits, _grid((2.0**-8, 2.0**-6)), epochs=1)
