@@ -25,6 +25,12 @@ def get_config():
     # The sweep of experiments.batch_sweep: one program per m (2, 4, …, 256).
     config.batch_sizes = tuple(2**k for k in range(1, 9))
     config.bn_batch_size = 0
+    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
+    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
+    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
+    config.bn_batch_sizes = (2, 4, 8, 16, 32)
+    config.lr_from = ""
+    config.lr_per_batch_size = ()
     # The lanes: base learning rates η̃ = η/m, × num_seeds seeds (seed, seed + 1, …).
     config.base_lrs = tuple(2.0**k for k in range(-12, 1))
     config.seed = 0

@@ -8,6 +8,14 @@ by its own statistics (as m / m_BN data-parallel workers would), the update uses
 batch. Arguments: `mbn` (m_BN, a divisor of batch_size), `dataset=cifar10` (Fig 13a) or
 `cifar100` (Fig 13b, 164 epochs). The paper trains each m at the best η̃ of Fig 8 / Fig 9;
 give it with `--config.base_lrs="(0.00390625,)"`, or keep the whole grid.
+
+The whole figure, every m × m_BN at the best η̃ of an earlier Fig 8 sweep:
+
+    python -m experiments.batch_sweep --config=configs/resnet_cifar.py:depth=32,bn,aug \
+        --workdir=runs/fig8
+    python -m experiments.bn_sweep --config=configs/ghost_bn_cifar.py \
+        --config.lr_from=runs/fig8 --workdir=runs/fig13a
+
 Paper: a smaller overall m is better; m_BN = 4 or 8 is best for every m; on CIFAR-100 the
 best result at each m uses an m_BN smaller than m.
 """
@@ -34,6 +42,12 @@ def get_config(arg: str | None = None):
     # The sweep of experiments.batch_sweep: one program per m (m_BN … 1024).
     config.batch_sizes = tuple(2**k for k in range(3, 11) if 2**k >= args.mbn)
     config.bn_batch_size = args.mbn
+    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
+    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
+    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
+    config.bn_batch_sizes = tuple(2**k for k in range(1, 11))  # m_BN = 2 … m
+    config.lr_from = ""
+    config.lr_per_batch_size = ()
     config.base_lrs = tuple(2.0**k for k in range(-12, 1))
     config.seed = 0
     config.num_seeds = 1

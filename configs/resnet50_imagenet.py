@@ -17,6 +17,14 @@ epochs 30, 60 and 80, η̃ ∈ 2⁻¹² … 2⁰, the median top-1 validation ac
 epochs. Paper: best at m = 16–64; m = 16 and 32 best over a continuous range of η̃; m ≤ 8
 limited by BN over few examples; for ghost BN, m_BN = 16–64 is best at every m (Fig 14, with
 η̃ = 2⁻¹⁰ for m = 256–1024 and 2⁻⁹ for m = 2048, chosen with m_BN = 128).
+
+Fig 14 with the paper's η̃ (2⁻¹⁰ = 0.0009765625, 2⁻⁹ = 0.001953125):
+
+    python -m experiments.bn_sweep --config=configs/resnet50_imagenet.py \
+        --config.data_dir=/data/tensorflow_datasets \
+        --config.batch_sizes="(256, 512, 1024, 2048)" --config.bn_batch_sizes="(16, 32, 64, 128)" \
+        --config.lr_per_batch_size="((256, 0.0009765625), (512, 0.0009765625), \
+            (1024, 0.0009765625), (2048, 0.001953125))" --workdir=runs/fig14
 """
 
 import ml_collections
@@ -38,6 +46,12 @@ def get_config(arg: str | None = None):
     # The sweep of experiments.batch_sweep: one program per m (4, 8, …, 256).
     config.batch_sizes = tuple(2**k for k in range(2, 9))
     config.bn_batch_size = args.mbn
+    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
+    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
+    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
+    config.bn_batch_sizes = tuple(2**k for k in range(2, 9))
+    config.lr_from = ""
+    config.lr_per_batch_size = ()
     config.base_lrs = tuple(2.0**k for k in range(-12, 1))
     config.seed = args.seed
     config.num_seeds = 1  # streamed data: one data order per program

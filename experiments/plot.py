@@ -15,7 +15,8 @@ import os
 
 from absl import app, flags
 
-from smallbatch_jax.batch_sweep import RESULTS, SWEEP_CONFIG, report, run_dir
+from smallbatch_jax.batch_sweep import report, run_dir
+from smallbatch_jax.sweep import RESULTS, SWEEP_CONFIG
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
 _TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "

@@ -72,3 +72,53 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
         lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} |")
     return "\n".join(lines) + "\n"
+
+
+def bn_accuracy_grid(rows) -> dict[tuple[int, int], tuple[float, float]]:
+    """{(m, m_BN): (best η̃, its accuracy)} of a ghost-BN sweep: seeds averaged first (as in
+    `accuracy_grid`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""
+    by_point = collections.defaultdict(list)
+    for row in rows:
+        point = (int(row["batch_size"]), int(row["bn_batch_size"]), float(row["base_lr"]))
+        by_point[point].append(float(row["median_test_accuracy"]))
+    best = {}
+    for (m, mbn, lr), values in sorted(by_point.items()):
+        acc = float(np.mean(values))
+        current = best.setdefault((m, mbn), (math.nan, math.nan))
+        if not math.isnan(acc) and (math.isnan(current[1]) or acc > current[1]):
+            best[(m, mbn)] = (lr, acc)
+    return best
+
+
+def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
+    """Accuracy per SGD batch m (rows) and BN batch m_BN (columns), the best m_BN per m and
+    the η̃ each m was trained with."""
+    grid = bn_accuracy_grid(rows)
+    batch_sizes = sorted({m for m, _ in grid})
+    bn_sizes = sorted({b for _, b in grid})
+    lrs_used = collections.defaultdict(set)
+    for row in rows:
+        lrs_used[int(row["batch_size"])].add(float(row["base_lr"]))
+    trained = {key: v for key, v in grid.items() if not math.isnan(v[1])}
+    lines = [f"# {title}", ""]
+    if trained:
+        (m, mbn), (lr, acc) = max(trained.items(), key=lambda item: item[1][1])
+        lines += [f"Best: m = {m}, m_BN = {mbn} (η̃ = 2^{math.log2(lr):g}), accuracy {acc:.4f} "
+                  "(median test accuracy over the last epochs, mean over seeds).", ""]
+    else:
+        lines += ["Every run diverged.", ""]
+    lines += ["Each cell: the best η̃'s accuracy at (m, m_BN); — where m_BN does not divide m "
+              "or was not run.", "",
+              "| m | η̃ | " + " | ".join(f"m_BN = {b}" for b in bn_sizes) + " | best m_BN |",
+              "|---|---|" + "---|" * (len(bn_sizes) + 1)]
+    for m in batch_sizes:
+        used = sorted(lrs_used[m])
+        lr_text = f"2^{math.log2(used[0]):g}" if len(used) == 1 else f"best of {len(used)}"
+        cells = []
+        for b in bn_sizes:
+            acc = grid.get((m, b), (math.nan, None))[1] if (m, b) in grid else None
+            cells.append("—" if acc is None else "diverged" if math.isnan(acc) else f"{acc:.4f}")
+        row_best = [(v[1], b) for (mm, b), v in trained.items() if mm == m]
+        best_text = str(max(row_best)[1]) if row_best else "—"
+        lines.append(f"| {m} | {lr_text} | " + " | ".join(cells) + f" | {best_text} |")
+    return "\n".join(lines) + "\n"

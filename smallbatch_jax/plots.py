@@ -1,8 +1,9 @@
-"""The paper's figures from a batch sweep's results table (and per-m training curves).
+"""The paper's figures from a sweep's results table (and per-m training curves).
 
 Each function draws one figure on a new matplotlib Figure and returns it; `write_figures`
-saves them all as PNG and SVG. Diverged runs stay visible: drawn as crosses on the
-bottom axis of the accuracy-vs-η̃ plot, and as empty cells of the heat map.
+saves a batch sweep's as PNG and SVG, `write_bn_figures` a ghost-BN sweep's. Diverged runs
+stay visible: drawn as crosses on the bottom axis of the accuracy plots, and as empty cells
+of the heat maps.
 """
 
 import math
@@ -14,7 +15,8 @@ matplotlib.use("Agg")  # files only: no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from smallbatch_jax.analysis import accuracy_grid, best_per_batch_size, reliable_ranges  # noqa: E402
+from smallbatch_jax.analysis import (  # noqa: E402
+    accuracy_grid, best_per_batch_size, bn_accuracy_grid, reliable_ranges)
 
 FORMATS = ("png", "svg")
 
@@ -87,21 +89,38 @@ def accuracy_heat_map(grid) -> plt.Figure:
     return fig
 
 
-def accuracy_vs_bn_batch_size(rows) -> plt.Figure:
-    """Figs 13–14: test accuracy vs m_BN, one curve per m (the best η̃ of each (m, m_BN))."""
-    values = {}
-    for row in rows:
-        key = (int(row["batch_size"]), int(row["bn_batch_size"]))
-        values.setdefault(key, []).append(float(row["median_test_accuracy"]))
-    points = {key: max((v for v in vs if not math.isnan(v)), default=math.nan)
-              for key, vs in values.items()}
+def accuracy_vs_bn_batch_size(bn_grid) -> plt.Figure:
+    """Figs 13–14: test accuracy vs m_BN, one curve per m (analysis.bn_accuracy_grid: the
+    best η̃ of each (m, m_BN)); ✕ marks an (m, m_BN) where every η̃ diverged."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for m in sorted({m for m, _ in points}):
-        mbns = sorted(b for mm, b in points if mm == m)
-        ax.plot(np.log2(mbns), [points[(m, b)] for b in mbns], "o-", label=f"m = {m}")
-    ax.set(xlabel="log₂ m_BN", ylabel="test accuracy", title="Accuracy vs BN batch size")
-    ax.legend(fontsize=7)
+    batch_sizes = sorted({m for m, _ in bn_grid})
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(batch_sizes)))
+    for color, m in zip(colors, batch_sizes):
+        mbns = sorted(b for mm, b in bn_grid if mm == m)
+        accs = [bn_grid[(m, b)][1] for b in mbns]
+        ax.plot(np.log2(mbns), accs, "o-", color=color, label=f"m = {m}", markersize=3)
+        failed = [math.log2(b) for b, acc in zip(mbns, accs) if math.isnan(acc)]
+        ax.plot(failed, [0.0] * len(failed), "x", color=color, markersize=6)
+    mbns = sorted({b for _, b in bn_grid})
+    ax.set_xticks(np.log2(mbns), [str(b) for b in mbns])
+    ax.set(xlabel="BN batch size m_BN", ylabel="test accuracy (median, last epochs)",
+           title="Test accuracy vs BN batch size (✕: diverged)")
+    ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def bn_heat_map(bn_grid) -> plt.Figure:
+    """Test accuracy over the m_BN × m grid (blank: not run, or every η̃ diverged)."""
+    ms, mbns = sorted({m for m, _ in bn_grid}), sorted({b for _, b in bn_grid})
+    values = np.array([[bn_grid.get((m, b), (np.nan, np.nan))[1] for m in ms] for b in mbns])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(ms)), [str(m) for m in ms])
+    ax.set_yticks(range(len(mbns)), [str(b) for b in mbns])
+    ax.set(xlabel="SGD batch size m", ylabel="BN batch size m_BN",
+           title="Test accuracy, best η̃ (blank: not run or diverged)")
+    fig.colorbar(image, ax=ax)
     return fig
 
 
@@ -126,16 +145,22 @@ def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
 
 
 def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[str]:
-    """Every figure the rows support, as PNG and SVG in `directory`; returns the paths."""
+    """Every figure of a batch sweep, as PNG and SVG in `directory`; returns the paths."""
     os.makedirs(directory, exist_ok=True)
     grid = accuracy_grid(rows)
     figures = {"accuracy_vs_lr": accuracy_vs_lr(grid),
                "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(grid),
                "reliable_lr_range": reliable_range_vs_batch_size(grid, tolerance),
                "accuracy_heat_map": accuracy_heat_map(grid)}
-    if len({(r["batch_size"], r["bn_batch_size"]) for r in rows}) > len(
-            {r["batch_size"] for r in rows}):
-        figures["accuracy_vs_bn_batch_size"] = accuracy_vs_bn_batch_size(rows)
     if curves:
         figures["training_curves"] = training_curves(curves)
+    return [path for name, fig in figures.items() for path in save(fig, directory, name)]
+
+
+def write_bn_figures(rows, directory: str) -> list[str]:
+    """The figures of a ghost-BN sweep (accuracy vs m_BN, the m × m_BN heat map)."""
+    os.makedirs(directory, exist_ok=True)
+    bn_grid = bn_accuracy_grid(rows)
+    figures = {"accuracy_vs_bn_batch_size": accuracy_vs_bn_batch_size(bn_grid),
+               "bn_heat_map": bn_heat_map(bn_grid)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

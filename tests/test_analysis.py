@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from smallbatch_jax.analysis import (accuracy_grid, best_per_batch_size, reliable_ranges,
-                                     summary_markdown)
+from smallbatch_jax.analysis import (accuracy_grid, best_per_batch_size, bn_accuracy_grid,
+                                     bn_summary_markdown, reliable_ranges, summary_markdown)
 
 NAN = float("nan")
 
@@ -56,3 +56,34 @@ def test_summary_numbers_match_the_table():
     assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-6 | 3 |" in text
     assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 |" in text
     assert "| 256 | — | all diverged | none | 0 |" in text
+
+
+def _bn_rows(cells, seed=0):
+    """cells: {(m, m_BN, log2 η̃): accuracy} → results rows."""
+    return [{"batch_size": str(m), "bn_batch_size": str(b), "base_lr": str(2.0**k),
+             "seed": str(seed), "median_test_accuracy": str(acc)}
+            for (m, b, k), acc in cells.items()]
+
+
+BN_CELLS = {
+    (16, 4, -8): 0.80, (16, 4, -6): 0.82, (16, 16, -8): 0.78, (16, 16, -6): NAN,
+    (64, 4, -8): 0.74, (64, 16, -8): 0.76, (64, 64, -8): NAN,
+}
+
+
+def test_bn_grid_takes_the_best_lr_of_each_cell_after_averaging_seeds():
+    grid = bn_accuracy_grid(_bn_rows(BN_CELLS))
+    assert grid[(16, 4)] == (2.0**-6, 0.82) and grid[(16, 16)] == (2.0**-8, 0.78)
+    assert grid[(64, 16)] == (2.0**-8, 0.76)
+    assert all(math.isnan(x) for x in grid[(64, 64)])
+    # A second seed: η̃ = 2^-6 at (16, 4) now averages 0.62 and 2^-8 wins with 0.79.
+    rows = _bn_rows(BN_CELLS) + _bn_rows({(16, 4, -8): 0.78, (16, 4, -6): 0.42}, seed=1)
+    assert bn_accuracy_grid(rows)[(16, 4)] == (2.0**-8, pytest.approx(0.79))
+
+
+def test_bn_summary_numbers_match_the_table():
+    text = bn_summary_markdown(_bn_rows(BN_CELLS))
+    assert "Best: m = 16, m_BN = 4 (η̃ = 2^-6), accuracy 0.8200" in text
+    assert "| m | η̃ | m_BN = 4 | m_BN = 16 | m_BN = 64 | best m_BN |" in text
+    assert "| 16 | best of 2 | 0.8200 | 0.7800 | — | 4 |" in text
+    assert "| 64 | 2^-8 | 0.7400 | 0.7600 | diverged | 16 |" in text

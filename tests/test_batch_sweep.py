@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from smallbatch_jax import batch_sweep, results
-from smallbatch_jax.batch_sweep import merge_results, run_batch_sweep, task_batch_sizes
+from smallbatch_jax import results, sweep
+from smallbatch_jax.batch_sweep import batch_size_runs, run_batch_sweep
+from smallbatch_jax.sweep import merge_results, task_runs
 from test_config_checks import parse
 
 
@@ -27,12 +28,12 @@ def _read(path):
 
 
 @pytest.mark.parametrize("num_tasks", [1, 2, 3, 5])
-def test_tasks_split_the_batch_sizes_exactly_once(num_tasks):
+def test_tasks_split_the_runs_exactly_once(num_tasks):
     grid = (2, 4, 8, 16, 32)
-    assigned = [m for i in range(num_tasks) for m in task_batch_sizes(grid, i, num_tasks)]
+    assigned = [m for i in range(num_tasks) for m in task_runs(grid, i, num_tasks)]
     assert sorted(assigned) == list(grid)
     with pytest.raises(ValueError, match="task_index=3 must lie in"):
-        task_batch_sizes(grid, 3, 3)
+        task_runs(grid, 3, 3)
 
 
 def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, monkeypatch):
@@ -59,7 +60,7 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
 
     # Re-running trains nothing that is complete; a missing batch size is run again.
     trained = []
-    monkeypatch.setattr(batch_sweep, "train_and_evaluate",
+    monkeypatch.setattr(sweep, "train_and_evaluate",
                         lambda c, workdir: trained.append(c.batch_size) or
                         _fake_run(c, workdir))
     run_batch_sweep(config, str(tmp_path))
@@ -74,7 +75,8 @@ def _fake_run(config, workdir):
     """What lr_sweep leaves behind, without training: one row per η̃."""
     os.makedirs(workdir, exist_ok=True)
     rows = [{field: "" for field in results.SUMMARY_FIELDS} | {
-        "batch_size": config.batch_size, "bn_batch_size": config.batch_size, "base_lr": lr,
+        "batch_size": config.batch_size,
+        "bn_batch_size": config.bn_batch_size or config.batch_size, "base_lr": lr,
         "seed": config.seed, "median_test_accuracy": 0.5}
         for lr in config.base_lrs]
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
@@ -82,13 +84,13 @@ def _fake_run(config, workdir):
 
 
 def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch):
-    monkeypatch.setattr(batch_sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
     config = _config(batch_sizes=(2, 4, 8, 16, 32))
     first = run_batch_sweep(config, str(tmp_path), task_index=0, num_tasks=2)
     assert sorted({int(r["batch_size"]) for r in first}) == [2, 8, 32]
     second = run_batch_sweep(config, str(tmp_path), task_index=1, num_tasks=2)
     assert sorted({int(r["batch_size"]) for r in second}) == [2, 4, 8, 16, 32]
-    assert len(merge_results(str(tmp_path), config.batch_sizes)) == 5 * 2
+    assert len(merge_results(str(tmp_path), batch_size_runs(config))) == 5 * 2
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -98,7 +100,7 @@ def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch
     (dict(batch_sizes=(8, 0)), "config.batch_size=0"),
 ])
 def test_every_batch_size_is_checked_before_any_runs(tmp_path, monkeypatch, overrides, match):
-    monkeypatch.setattr(batch_sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
     with pytest.raises(ValueError, match=match):
         run_batch_sweep(_config(**overrides), str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()

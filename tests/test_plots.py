@@ -1,8 +1,8 @@
 import os
 
 from smallbatch_jax import plots
-from smallbatch_jax.analysis import accuracy_grid
-from test_analysis import NAN, TABLE, _rows
+from smallbatch_jax.analysis import accuracy_grid, bn_accuracy_grid
+from test_analysis import BN_CELLS, TABLE, _bn_rows, _rows
 
 
 def _lines_with_data(ax):
@@ -38,12 +38,22 @@ def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
     assert [len(line.get_xdata()) for line in bars] == [3, 3]  # m = 2 and m = 8
 
 
-def test_bn_plot_has_one_curve_per_batch_size():
-    rows = [{"batch_size": str(m), "bn_batch_size": str(b), "median_test_accuracy": str(a)}
-            for m, b, a in ((16, 2, 0.5), (16, 4, 0.6), (16, 16, 0.55), (64, 4, 0.4),
-                            (64, 64, NAN), (64, 16, 0.45))]
-    ax = plots.accuracy_vs_bn_batch_size(rows).axes[0]
-    assert len(_lines_with_data(ax)) == 2
+def test_bn_plots_hold_one_curve_per_batch_size_and_the_grids_numbers(tmp_path):
+    rows = _bn_rows(BN_CELLS)
+    grid = bn_accuracy_grid(rows)
+    ax = plots.accuracy_vs_bn_batch_size(grid).axes[0]
+    curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert [list(line.get_ydata()) for line in curves][0] == [0.82, 0.78]  # m = 16
+    assert len(curves) == 2
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert sum(len(line.get_xdata()) for line in crosses) == 1  # (64, 64) diverged
+    image = plots.bn_heat_map(grid).axes[0].get_images()[0].get_array()
+    assert image.shape == (3, 2)  # 3 m_BN × 2 m
+    assert image[0, 0] == 0.82 and image.mask[2, 0] and image.mask[2, 1]
+    paths = plots.write_bn_figures(rows, str(tmp_path))
+    assert {os.path.basename(p) for p in paths} == {
+        f"{n}.{ext}" for ext in ("png", "svg") for n in ("accuracy_vs_bn_batch_size",
+                                                        "bn_heat_map")}
 
 
 def test_write_figures_writes_png_and_svg(tmp_path):

@@ -16,7 +16,7 @@ def test_two_tasks_fill_one_table(tmp_path):
         done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-    assert "batch sizes [128, 256] complete" in done.stderr
+    assert "results.csv: 2 rows from 2 of 2 runs" in done.stderr  # both tasks' runs merged
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["batch_size"] for r in rows] == ["128", "256"]
