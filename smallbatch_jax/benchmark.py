@@ -32,8 +32,10 @@ from smallbatch_jax.optim import paper_sgd
 from smallbatch_jax.sharding import mesh_for
 from smallbatch_jax.trainer import LaneTrainer, cross_entropy, standardize
 
-# The lanes' η̃: small enough that no lane diverges (a frozen lane does the same work anyway).
-BASE_LR = 2.0**-10
+# The lanes' η̃: small enough that no lane diverges on random data at any m here. A diverged
+# lane would stop costing time (the trainer skips chunks of diverged lanes), so each timing
+# checks that none did.
+BASE_LR = 2.0**-14
 WEIGHT_DECAY = 5e-4
 
 
@@ -134,7 +136,11 @@ def lanes_runner(model, dataset: Dataset, batch_size: int, num_lanes: int, lower
         start = time.perf_counter()
         state[0], _ = trainer.train_epoch(state[0], hparams, data, seeds, total_steps)
         jax.block_until_ready(state[0])
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if np.asarray(state[0].lanes.diverged).any():
+            raise RuntimeError(f"a lane diverged at m={batch_size} with η̃={BASE_LR}: it would "
+                               "no longer be trained, and the timing would flatter the lanes")
+        return seconds
 
     first = epoch()
     return first, trainer.steps_per_epoch, lambda: epoch() / trainer.steps_per_epoch

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO_ROOT
 from smallbatch_jax.benchmark import (Timing, format_table, measure, ratios, synthetic_dataset,
@@ -75,3 +76,13 @@ def test_markdown_table():
     lines = markdown_table([row, row], "auto").splitlines()
     assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
     assert "| 8 | 4 | 32 | 25 | 50 | 31 | 1.25 | 1.60 | 2.5 |" == lines[2]
+
+
+def test_a_diverged_lane_stops_the_timing(monkeypatch):
+    # A diverged lane is frozen and, chunk by chunk, skipped: its timing would flatter the
+    # lanes. At η̃ = 2^100 the small CNN diverges within the first epoch.
+    from smallbatch_jax import benchmark
+    monkeypatch.setattr(benchmark, "BASE_LR", 2.0**100)
+    dataset = synthetic_dataset((8, 8, 1), 10, 16)
+    with pytest.raises(RuntimeError, match="a lane diverged at m=2"):
+        benchmark.lanes_runner(create_model("small_cnn", 10), dataset, 2, 2, Lowering())
