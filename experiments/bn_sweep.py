@@ -14,14 +14,13 @@ Re-running skips (m, m_BN) already complete; split over machines with
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import sweep_flags
 from smallbatch_jax.bn_sweep import run_bn_sweep
 from smallbatch_jax.sharding import use_cpu_cores
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to the config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where results are written.")
-_TASK_INDEX = flags.DEFINE_integer("task_index", 0, "This task's index in [0, num_tasks).")
-_NUM_TASKS = flags.DEFINE_integer("num_tasks", 1, "Tasks the (m, m_BN) runs are split over.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,7 +28,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     use_cpu_cores()  # Before JAX starts: on a CPU, small programs split lanes over cores.
-    run_bn_sweep(_CONFIG.value, _WORKDIR.value, _TASK_INDEX.value, _NUM_TASKS.value)
+    run_bn_sweep(_CONFIG.value, _WORKDIR.value, *sweep_flags.task())
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 import os
 
 from smallbatch_jax import analysis, plots
-from smallbatch_jax.sweep import RESULTS, Run, run_sweep
+from smallbatch_jax.sweep import Run, run_sweep, write_summary
 
 
 def run_dir(workdir: str, batch_size: int) -> str:
@@ -32,19 +32,13 @@ def batch_size_runs(config) -> list[Run]:
 def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1
                     ) -> list[dict]:
     """Runs this task's unfinished batch sizes, merges, reports; returns the merged rows."""
-    rows = run_sweep(config, batch_size_runs(config), workdir, task_index, num_tasks)
-    if rows:
-        report(workdir, rows, config.reliable_tolerance)
-    return rows
+    return run_sweep(config, batch_size_runs(config), workdir,
+                     lambda rows: report(workdir, rows, config.reliable_tolerance),
+                     task_index, num_tasks)
 
 
 def report(workdir: str, rows, tolerance: float, curves=None) -> None:
     """The figures (workdir/figures/, with `curves` as in plots.training_curves) and
     summary.md of the rows; printed summary too."""
     paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance, curves)
-    summary = analysis.summary_markdown(rows, tolerance)
-    with open(os.path.join(workdir, "summary.md"), "w") as f:
-        f.write(summary)
-    print(summary)
-    print(f"Wrote {os.path.join(workdir, RESULTS)}, summary.md and {len(paths)} figure files "
-          f"in {os.path.join(workdir, 'figures')}")
+    write_summary(workdir, analysis.summary_markdown(rows, tolerance), paths)

@@ -21,7 +21,7 @@ import math
 import os
 
 from smallbatch_jax import analysis, plots
-from smallbatch_jax.sweep import RESULTS, Run, run_sweep
+from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
 def best_lrs_from(workdir: str) -> dict[int, float]:
@@ -82,17 +82,11 @@ def bn_runs(config) -> list[Run]:
 
 def run_bn_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1) -> list[dict]:
     """Runs this task's unfinished (m, m_BN), merges, reports; returns the merged rows."""
-    rows = run_sweep(config, bn_runs(config), workdir, task_index, num_tasks)
-    if rows:
-        report(workdir, rows)
-    return rows
+    return run_sweep(config, bn_runs(config), workdir, lambda rows: report(workdir, rows),
+                     task_index, num_tasks)
 
 
 def report(workdir: str, rows) -> None:
+    """The figures (workdir/figures/) and summary.md of the rows; printed summary too."""
     paths = plots.write_bn_figures(rows, os.path.join(workdir, "figures"))
-    summary = analysis.bn_summary_markdown(rows)
-    with open(os.path.join(workdir, "summary.md"), "w") as f:
-        f.write(summary)
-    print(summary)
-    print(f"Wrote {os.path.join(workdir, RESULTS)}, summary.md and {len(paths)} figure files "
-          f"in {os.path.join(workdir, 'figures')}")
+    write_summary(workdir, analysis.bn_summary_markdown(rows), paths)

@@ -43,7 +43,7 @@ def resolve_lowering(config, num_lanes: int) -> Lowering:
     """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
     if config.lowering.preset == "auto":
         return choose_lowering(jax.default_backend(), config.batch_size,
-                               min(jax.device_count(), num_lanes))
+                               min(jax.local_device_count(), num_lanes))
     if config.lowering.preset in PRESETS:
         return PRESETS[config.lowering.preset]
     return Lowering(

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 
 from smallbatch_jax.analysis import (  # noqa: E402
     accuracy_grid, best_per_batch_size, bn_accuracy_grid, reliable_ranges)
+from smallbatch_jax.results import replacing  # noqa: E402
 
 FORMATS = ("png", "svg")
 
@@ -138,8 +139,9 @@ def training_curves(curves: dict[str, list[dict]]) -> plt.Figure:
 
 def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
     paths = [os.path.join(directory, f"{name}.{ext}") for ext in FORMATS]
-    for path in paths:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+    for path, ext in zip(paths, FORMATS):
+        with replacing(path) as temporary:
+            fig.savefig(temporary, format=ext, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return paths
 

@@ -6,6 +6,7 @@ on, so its metric is NaN whenever it diverged within the last epochs; `diverged`
 `diverged_step` say when.
 """
 
+import contextlib
 import csv
 import math
 import os
@@ -66,15 +67,25 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
     return rows
 
 
-def write_csv(path: str, rows: list[dict], fields) -> None:
-    """Written to a temporary file, then renamed: a reader (or a sweep deciding what is
-    complete) never sees half a table."""
+@contextlib.contextmanager
+def replacing(path: str):
+    """Yields a temporary path beside `path` to write; renamed onto `path` when the block
+    ends without error. A reader (or a sweep deciding what is complete) never sees half a
+    file, and processes writing the same file at once leave one whole copy."""
     temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w", newline="") as f:
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_csv(path: str, rows: list[dict], fields) -> None:
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def curve_rows(history: History, grid: LaneGrid) -> list[dict]:

@@ -11,8 +11,9 @@ On a CPU, XLA sees one device however many cores there are; `use_cpu_cores` asks
 device per core, so that a program too small to spread over the cores by itself (m = 2)
 runs its lanes on all of them.
 
-Several hosts: not supported yet (see README): placing each process's share of the lanes
-needs `jax.make_array_from_process_local_data`.
+Only this process's devices (`jax.local_devices()`) are used: with several processes
+(processes.py) each one trains its own runs of a sweep on its own devices, so no program
+spans hosts.
 """
 
 import os
@@ -41,8 +42,8 @@ def use_cpu_cores() -> int:
 
 
 def lane_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over `devices` (default: every device) whose axis holds lanes."""
-    devices = jax.devices() if devices is None else devices
+    """A 1-D mesh over `devices` (default: every local device) whose axis holds lanes."""
+    devices = jax.local_devices() if devices is None else devices
     return Mesh(np.asarray(devices), (LANE_AXIS,))
 
 
@@ -50,10 +51,10 @@ def mesh_for(lowering, num_lanes: int) -> Mesh | None:
     """The mesh the lanes are split over: as many local devices as the lowering can keep busy
     (Lowering.devices_used: one per lane, or one per chunk of lanes); None runs them on
     one device."""
-    num_devices = lowering.devices_used(num_lanes, jax.device_count())
+    num_devices = lowering.devices_used(num_lanes, jax.local_device_count())
     if num_devices < 2:
         return None
-    return lane_mesh(jax.devices()[:num_devices])
+    return lane_mesh(jax.local_devices()[:num_devices])
 
 
 def padded_num_lanes(num_lanes: int, num_devices: int) -> int:

@@ -8,20 +8,24 @@ in one line).
 
 Re-running skips complete runs (their results.csv exists: lr_sweep writes it last). Many
 machines: `task_index`/`num_tasks` give task i the runs i, i + n, i + 2n, … (so the slow
-small-m runs spread over the tasks); each task writes only its own run directories, and
-the merge at the end of every task reads whatever is complete, so tasks never write the
-same file at the same time except the merged table, which is replaced atomically.
+small-m runs spread over the tasks); each task writes only its own run directories.
+- Independent tasks (a job array): each merges whatever is complete when it ends, and merges
+  again until no run completed meanwhile, so whichever task ends last leaves the whole
+  table even when two end at once (every shared file is replaced whole, results.replacing).
+- Processes joined by jax.distributed (processes.py): every process waits for the last,
+  then process 0 alone merges and reports.
 """
 
 import copy
 import csv
 import json
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
+import jax
 from absl import logging
 
-from smallbatch_jax import results
+from smallbatch_jax import processes, results
 from smallbatch_jax.config_checks import check_config
 from smallbatch_jax.lr_sweep import train_and_evaluate
 
@@ -54,16 +58,18 @@ def task_runs(runs, task_index: int, num_tasks: int) -> list:
     return list(runs)[task_index::num_tasks]
 
 
-def run_sweep(config, runs: list[Run], workdir: str, task_index: int = 0,
-              num_tasks: int = 1) -> list[dict]:
-    """Trains this task's unfinished runs (every run's config is checked first), then
-    merges; returns the merged rows."""
+def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
+              task_index: int = 0, num_tasks: int = 1) -> list[dict]:
+    """Trains this task's unfinished runs (every run's config is checked first), then merges
+    every complete run into workdir/results.csv and calls `report(rows)` on the merged rows
+    (figures, summary); returns them."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
     for run in runs:
         check_config(config_for(config, run))
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, SWEEP_CONFIG), "w") as f:
+    with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
+            open(temporary, "w") as f:
         json.dump(config.to_dict(), f, indent=2, default=str)
     for run in task_runs(runs, task_index, num_tasks):
         if is_complete(workdir, run):
@@ -71,21 +77,55 @@ def run_sweep(config, runs: list[Run], workdir: str, task_index: int = 0,
             continue
         logging.info("%s: training %s", run.name, run.overrides)
         train_and_evaluate(config_for(config, run), os.path.join(workdir, run.name))
-    rows = merge_results(workdir, runs)
-    missing = [run.name for run in runs if not is_complete(workdir, run)]
-    logging.info("%s: %d rows from %d of %d runs%s", os.path.join(workdir, RESULTS), len(rows),
-                 len(runs) - len(missing), len(runs),
-                 f"; waiting for {missing}" if missing else "")
-    return rows
+    if jax.process_count() > 1:
+        processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
+        if jax.process_index() != 0:
+            return read_complete(workdir, runs)[0]
+    return merge_until_stable(workdir, runs, report)
 
 
-def merge_results(workdir: str, runs: list[Run]) -> list[dict]:
-    """One table of every complete run's per-lane rows, in the order of `runs`, written to
-    workdir."""
-    rows = []
+def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]:
+    """Every complete run's per-lane rows, in the order of `runs`, and those runs' names."""
+    rows, names = [], []
     for run in runs:
         if is_complete(workdir, run):
             with open(os.path.join(workdir, run.name, RESULTS)) as f:
                 rows.extend(csv.DictReader(f))
+            names.append(run.name)
+    return rows, names
+
+
+def merge_results(workdir: str, runs: list[Run]) -> list[dict]:
+    """One table of every complete run's per-lane rows, written to workdir; returns them."""
+    return _merge(workdir, runs)[0]
+
+
+def _merge(workdir, runs):
+    rows, names = read_complete(workdir, runs)
     results.write_csv(os.path.join(workdir, RESULTS), rows, results.SUMMARY_FIELDS)
-    return rows
+    return rows, names
+
+
+def merge_until_stable(workdir: str, runs: list[Run], report) -> list[dict]:
+    """Merges and reports, again while runs complete meanwhile (another task finishing): the
+    last task to end writes last and sees every run."""
+    while True:
+        rows, merged = _merge(workdir, runs)
+        if rows:
+            report(rows)
+        missing = [run.name for run in runs if run.name not in merged]
+        logging.info("%s: %d rows from %d of %d runs%s", os.path.join(workdir, RESULTS),
+                     len(rows), len(merged), len(runs),
+                     f"; waiting for {missing}" if missing else "")
+        if [run.name for run in runs if is_complete(workdir, run)] == merged:
+            return rows
+
+
+def write_summary(workdir: str, summary: str, figure_paths: list[str]) -> None:
+    """summary.md in the workdir (replaced whole), also printed."""
+    with results.replacing(os.path.join(workdir, "summary.md")) as temporary, \
+            open(temporary, "w") as f:
+        f.write(summary)
+    print(summary)
+    print(f"Wrote {os.path.join(workdir, RESULTS)}, summary.md and {len(figure_paths)} figure "
+          f"files in {os.path.join(workdir, 'figures')}")

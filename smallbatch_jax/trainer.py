@@ -331,7 +331,7 @@ class LaneTrainer:
     @property
     def devices(self) -> list:
         """The devices the lanes run on."""
-        return jax.devices()[:1] if self.mesh is None else list(self.mesh.devices.flat)
+        return jax.local_devices()[:1] if self.mesh is None else list(self.mesh.devices.flat)
 
     @property
     def num_devices(self) -> int:

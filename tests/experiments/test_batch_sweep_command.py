@@ -1,6 +1,8 @@
 """The batch-sweep entry point as a user runs it: two job-array tasks, one workdir."""
 
 import csv
+import os
+import socket
 import subprocess
 import sys
 
@@ -28,3 +30,33 @@ def test_two_tasks_fill_one_table(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "figures" / "training_curves.png").is_file()
     assert "accuracy ≥ best − 0.05" in (tmp_path / "summary.md").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_processes_joined_by_jax_distributed_split_the_sweep(tmp_path):
+    """Two processes on this machine stand for two hosts: each trains its own batch size on
+    its own device, and process 0 writes the table once both are done."""
+    address = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "experiments.batch_sweep", "--config=configs/default.py",
+         f"--workdir={tmp_path}", "--config.epochs=1", "--config.batch_sizes=(128, 256)",
+         "--config.base_lrs=(0.000244140625,)", "--multihost",
+         f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in (0, 1)]
+    logs = [worker.communicate(timeout=600)[1] for worker in workers]
+    for worker, log in zip(workers, logs):
+        assert worker.returncode == 0, log[-3000:]
+    assert "process 0 of 2" in logs[0] and "process 1 of 2" in logs[1]
+    assert "m128: training" in logs[0] and "m256: training" not in logs[0]
+    assert "m256: training" in logs[1] and "m128: training" not in logs[1]
+    assert "2 rows from 2 of 2 runs" in logs[0]  # process 0 merged after both finished
+    with open(tmp_path / "results.csv") as f:
+        assert [r["batch_size"] for r in csv.DictReader(f)] == ["128", "256"]
+    assert (tmp_path / "summary.md").is_file()
