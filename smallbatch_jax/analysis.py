@@ -48,6 +48,21 @@ def reliable_ranges(grid: dict, tolerance: float) -> dict[int, list[float]]:
     return {m: sorted(lrs) for m, lrs in sorted(ranges.items())}
 
 
+def optima_at_the_edge(grid: dict) -> dict[int, str]:
+    """{m: 'smallest' or 'largest'} where m's best η̃ is the smallest or largest η̃ run at m:
+    the true optimum may lie outside the grid, and m's best accuracy is a lower bound."""
+    edges = {}
+    for m, (lr, _) in best_per_batch_size(grid).items():
+        lrs = sorted(l for mm, l in grid if mm == m)
+        if math.isnan(lr) or len(lrs) < 2:
+            continue
+        if lr == lrs[0]:
+            edges[m] = "smallest"
+        elif lr == lrs[-1]:
+            edges[m] = "largest"
+    return edges
+
+
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers."""
     grid = accuracy_grid(rows)
@@ -71,6 +86,13 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
         lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} |")
+    edges = optima_at_the_edge(grid)
+    for side in ("smallest", "largest"):
+        at_edge = [str(m) for m, where in edges.items() if where == side]
+        if at_edge:
+            lines += ["", f"At m = {', '.join(at_edge)} the best η̃ is the {side} of the grid: "
+                      "the optimum may lie beyond it, and the best accuracy there is a lower "
+                      "bound. Extend `base_lrs` to find it."]
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@ import math
 import pytest
 
 from smallbatch_jax.analysis import (accuracy_grid, best_per_batch_size, bn_accuracy_grid,
-                                     bn_summary_markdown, reliable_ranges, summary_markdown)
+                                     bn_summary_markdown, optima_at_the_edge, reliable_ranges,
+                                     summary_markdown)
 
 NAN = float("nan")
 
@@ -56,6 +57,14 @@ def test_summary_numbers_match_the_table():
     assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-6 | 3 |" in text
     assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 |" in text
     assert "| 256 | — | all diverged | none | 0 |" in text
+    assert "At m = 64 the best η̃ is the smallest of the grid" in text
+    assert "largest of the grid" not in text
+
+
+def test_optima_at_the_edge_of_the_grid_are_flagged():
+    table = {2: {-12: 0.6, -10: 0.7, -8: 0.5}, 4: {-12: 0.6, -10: 0.5, -8: 0.7},
+             8: {-12: 0.7, -10: 0.6, -8: NAN}, 16: {-12: 0.7}, 32: {-12: NAN, -10: NAN}}
+    assert optima_at_the_edge(accuracy_grid(_rows(table))) == {4: "largest", 8: "smallest"}
 
 
 def _bn_rows(cells, seed=0):
