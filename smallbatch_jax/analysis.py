@@ -48,6 +48,17 @@ def reliable_ranges(grid: dict, tolerance: float) -> dict[int, list[float]]:
     return {m: sorted(lrs) for m, lrs in sorted(ranges.items())}
 
 
+def training_seconds(rows) -> dict[int, float]:
+    """{m: wall seconds of m's training} (one program trains all of m's lanes: the whole η̃
+    grid); NaN where the table does not say."""
+    seconds = collections.defaultdict(lambda: math.nan)
+    for row in rows:
+        m, value = int(row["batch_size"]), float(row.get("wall_seconds") or math.nan)
+        if not math.isnan(value):
+            seconds[m] = value if math.isnan(seconds[m]) else max(seconds[m], value)
+    return seconds
+
+
 def optima_at_the_edge(grid: dict) -> dict[int, str]:
     """{m: 'smallest' or 'largest'} where m's best η̃ is the smallest or largest η̃ run at m:
     the true optimum may lie outside the grid, and m's best accuracy is a lower bound."""
@@ -77,15 +88,18 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                   "(median test accuracy over the last epochs, mean over seeds).", ""]
     else:
         lines += ["Every run diverged.", ""]
-    lines += [f"Reliable η̃: accuracy ≥ best − {tolerance:g} and no divergence.", "",
-              "| m | best η̃ | best accuracy | reliable η̃ | reliable count |",
-              "|---|---|---|---|---|"]
+    lines += [f"Reliable η̃: accuracy ≥ best − {tolerance:g} and no divergence. Training "
+              "time: the wall time of m's program, every η̃ (and seed) at once.", "",
+              "| m | best η̃ | best accuracy | reliable η̃ | reliable count | training time |",
+              "|---|---|---|---|---|---|"]
+    seconds = training_seconds(rows)
     for m, (lr, acc) in best.items():
         lrs = ranges[m]
         span = (f"2^{math.log2(lrs[0]):g} … 2^{math.log2(lrs[-1]):g}" if lrs else "none")
         best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
-        lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} |")
+        time_text = "—" if math.isnan(seconds[m]) else f"{seconds[m]:.0f} s"
+        lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} | {time_text} |")
     edges = optima_at_the_edge(grid)
     for side in ("smallest", "largest"):
         at_edge = [str(m) for m, where in edges.items() if where == side]

@@ -54,11 +54,19 @@ def test_summary_numbers_match_the_table():
     text = summary_markdown(_rows(TABLE), tolerance=0.02)
     assert "Best: m = 2, η̃ = 2^-8, accuracy 0.7100" in text
     assert "accuracy ≥ best − 0.02" in text
-    assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-6 | 3 |" in text
-    assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 |" in text
-    assert "| 256 | — | all diverged | none | 0 |" in text
+    assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-6 | 3 | — |" in text
+    assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 | — |" in text
+    assert "| 256 | — | all diverged | none | 0 | — |" in text
     assert "At m = 64 the best η̃ is the smallest of the grid" in text
     assert "largest of the grid" not in text
+
+
+def test_training_time_per_batch_size_is_its_programs_wall_time():
+    rows = [row | {"wall_seconds": str(s)} for row, s in
+            zip(_rows({2: {-10: 0.7, -8: 0.71}, 8: {-10: 0.7}}), (120.5, 120.5, 30.2))]
+    text = summary_markdown(rows, tolerance=0.02)
+    assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-8 | 2 | 120 s |" in text
+    assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 | 30 s |" in text
 
 
 def test_optima_at_the_edge_of_the_grid_are_flagged():
