@@ -86,3 +86,20 @@ def test_a_diverged_lane_stops_the_timing(monkeypatch):
     dataset = synthetic_dataset((8, 8, 1), 10, 16)
     with pytest.raises(RuntimeError, match="a lane diverged at m=2"):
         benchmark.lanes_runner(create_model("small_cnn", 10), dataset, 2, 2, Lowering())
+
+
+def test_sweep_estimate_counts_each_ms_steps_at_its_widest_row():
+    from smallbatch_jax.benchmark import format_estimate, sweep_estimate
+    figures = lambda ms: {"step_ms": ms, "examples_lanes_per_s": 0.0, "compile_s": 0.0}
+    row = lambda m, k, ours, base: {"batch_size": m, "num_lanes": k, "steps": 2,
+                                    "baseline": figures(base), "limit": figures(1.0),
+                                    "lanes": {"auto": figures(ours)}}
+    rows = [row(2, 4, 1.0, 1.0), row(2, 13, 36.0, 72.0), row(1024, 13, 3600.0, 3600.0)]
+    estimate = sweep_estimate(rows, "auto", num_train=50_000, epochs=82)
+    # m = 2: 82 · 25,000 steps of 36 ms = 20.5 h (baseline 41 h); m = 1024: 82 · 48 steps of 3.6 s.
+    assert [r["num_lanes"] for r in estimate["per_m"]] == [13, 13]
+    assert estimate["per_m"][0]["steps"] == 2_050_000
+    assert np.isclose(estimate["per_m"][0]["ours_hours"], 20.5)
+    assert np.isclose(estimate["per_m"][0]["baseline_hours"], 41.0)
+    assert np.isclose(estimate["ours_hours"], 20.5 + 82 * 48 * 3.6 / 3600)
+    assert "total 24.44 h ours, 44.94 h baseline" in format_estimate(estimate)
