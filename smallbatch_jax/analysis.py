@@ -110,6 +110,35 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     return "\n".join(lines) + "\n"
 
 
+def comparison_markdown(grids: dict, tolerance: float) -> str:
+    """Several sweeps side by side ({label: accuracy_grid}): per m, each sweep's best
+    accuracy, its η̃ and its number of reliable η̃ (against that sweep's own best)."""
+    labels = list(grids)
+    all_ms = sorted({m for grid in grids.values() for m, _ in grid})
+    best = {label: best_per_batch_size(grid) for label, grid in grids.items()}
+    ranges = {label: reliable_ranges(grid, tolerance) for label, grid in grids.items()}
+    lines = ["# Sweeps compared (Figs 15 and 16)", "",
+             "Each cell: best accuracy (median test accuracy over the last epochs) at its best "
+             f"η̃, and how many η̃ converge reliably (accuracy ≥ that sweep's best − "
+             f"{tolerance:g}, no divergence).", "",
+             "| m | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for m in all_ms:
+        cells = []
+        for label in labels:
+            if m not in best[label]:
+                cells.append("—")
+                continue
+            lr, acc = best[label][m]
+            cells.append("all diverged" if math.isnan(acc) else
+                         f"{acc:.4f} (2^{math.log2(lr):g}, {len(ranges[label][m])} reliable)")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Best m of each sweep: " + "; ".join(
+        f"{label}: m = {max(trained, key=lambda m: trained[m][1])}"
+        for label in labels
+        if (trained := {m: v for m, v in best[label].items() if not math.isnan(v[1])}))]
+    return "\n".join(lines) + "\n"
+
+
 def bn_accuracy_grid(rows) -> dict[tuple[int, int], tuple[float, float]]:
     """{(m, m_BN): (best η̃, its accuracy)} of a ghost-BN sweep: seeds averaged first (as in
     `accuracy_grid`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""

@@ -10,10 +10,11 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 `task_index`/`num_tasks` split the batch sizes over machines (sweep.py).
 """
 
+import csv
 import os
 
 from smallbatch_jax import analysis, plots
-from smallbatch_jax.sweep import Run, run_sweep, write_summary
+from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
 def run_dir(workdir: str, batch_size: int) -> str:
@@ -42,3 +43,18 @@ def report(workdir: str, rows, tolerance: float, curves=None) -> None:
     summary.md of the rows; printed summary too."""
     paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance, curves)
     write_summary(workdir, analysis.summary_markdown(rows, tolerance), paths)
+
+
+def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) -> None:
+    """Figs 15 and 16 across finished sweeps ({label: sweep workdir}), e.g. AlexNet with and
+    without BN, in workdir/figures/ with workdir/summary.md."""
+    grids = {}
+    for label, sweep_dir in sweeps.items():
+        path = os.path.join(sweep_dir, RESULTS)
+        if not os.path.isfile(path):
+            raise ValueError(f"sweep {label!r}: no {RESULTS} in {sweep_dir}")
+        with open(path) as f:
+            grids[label] = analysis.accuracy_grid(list(csv.DictReader(f)))
+    os.makedirs(workdir, exist_ok=True)
+    paths = plots.write_comparison_figures(grids, os.path.join(workdir, "figures"), tolerance)
+    write_summary(workdir, analysis.comparison_markdown(grids, tolerance), paths)

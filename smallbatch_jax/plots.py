@@ -48,31 +48,53 @@ def accuracy_vs_lr(grid) -> plt.Figure:
 
 
 def best_accuracy_vs_batch_size(grid) -> plt.Figure:
-    """Fig 15: the best test accuracy over η̃ at each m."""
-    best = best_per_batch_size(grid)
+    """Fig 15 of one sweep: the best test accuracy over η̃ at each m."""
+    return compare_best_accuracy({None: grid})
+
+
+def compare_best_accuracy(grids: dict) -> plt.Figure:
+    """Fig 15: the best test accuracy over η̃ at each m, one curve per sweep ({label: grid};
+    label None: a single sweep, no legend)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ms = list(best)
-    ax.plot(np.log2(ms), [best[m][1] for m in ms], "o-")
-    ax.set_xticks(np.log2(ms), [str(m) for m in ms])
+    all_ms = sorted({m for grid in grids.values() for m, _ in grid})
+    for label, grid in grids.items():
+        best = best_per_batch_size(grid)
+        ax.plot(np.log2(list(best)), [acc for _, acc in best.values()], "o-", label=label,
+                markersize=4)
+    ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
     ax.set(xlabel="batch size m", ylabel="best test accuracy", title="Best test accuracy vs m")
+    if any(label is not None for label in grids):
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
 
 def reliable_range_vs_batch_size(grid, tolerance: float) -> plt.Figure:
-    """Fig 16: the η̃ that converge reliably at each m (vertical bars of grid points)."""
-    ranges = reliable_ranges(grid, tolerance)
+    """Fig 16 of one sweep: the η̃ that converge reliably at each m."""
+    return compare_reliable_ranges({None: grid}, tolerance)
+
+
+def compare_reliable_ranges(grids: dict, tolerance: float) -> plt.Figure:
+    """Fig 16: the η̃ that converge reliably at each m (vertical bars through the grid points),
+    one colour per sweep ({label: grid}, each against its own best; side by side at each m)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for m, lrs in ranges.items():
-        if lrs:
-            ax.plot([math.log2(m)] * 2, [math.log2(lrs[0]), math.log2(lrs[-1])], "-",
-                    color="tab:blue", linewidth=6, alpha=0.5)
-            ax.plot([math.log2(m)] * len(lrs), np.log2(lrs), "o", color="tab:blue",
-                    markersize=3)
-    ms = list(ranges)
-    ax.set_xticks(np.log2(ms), [str(m) for m in ms])
+    all_ms = sorted({m for grid in grids.values() for m, _ in grid})
+    colors = plt.cm.tab10(np.arange(len(grids)) % 10)
+    for i, (color, (label, grid)) in enumerate(zip(colors, grids.items())):
+        offset = 0.15 * (i - (len(grids) - 1) / 2)
+        for m, lrs in reliable_ranges(grid, tolerance).items():
+            if lrs:
+                x = math.log2(m) + offset
+                ax.plot([x] * 2, [math.log2(lrs[0]), math.log2(lrs[-1])], "-", color=color,
+                        linewidth=6 if len(grids) == 1 else 3, alpha=0.5)
+                ax.plot([x] * len(lrs), np.log2(lrs), "o", color=color, markersize=3)
+        if label is not None:
+            ax.plot([], [], "-", color=color, linewidth=3, label=label)
+    ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
     ax.set(xlabel="batch size m", ylabel="log₂ η̃",
            title=f"Reliable η̃: accuracy ≥ best − {tolerance:g}, no divergence")
+    if any(label is not None for label in grids):
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
@@ -156,6 +178,14 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
                "accuracy_heat_map": accuracy_heat_map(grid)}
     if curves:
         figures["training_curves"] = training_curves(curves)
+    return [path for name, fig in figures.items() for path in save(fig, directory, name)]
+
+
+def write_comparison_figures(grids: dict, directory: str, tolerance: float) -> list[str]:
+    """Figs 15 and 16 of several sweeps ({label: accuracy_grid}) in `directory`."""
+    os.makedirs(directory, exist_ok=True)
+    figures = {"best_accuracy_vs_batch_size": compare_best_accuracy(grids),
+               "reliable_lr_range": compare_reliable_ranges(grids, tolerance)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 

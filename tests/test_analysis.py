@@ -3,8 +3,8 @@ import math
 import pytest
 
 from smallbatch_jax.analysis import (accuracy_grid, best_per_batch_size, bn_accuracy_grid,
-                                     bn_summary_markdown, optima_at_the_edge, reliable_ranges,
-                                     summary_markdown)
+                                     bn_summary_markdown, comparison_markdown, optima_at_the_edge,
+                                     reliable_ranges, summary_markdown)
 
 NAN = float("nan")
 
@@ -104,3 +104,16 @@ def test_bn_summary_numbers_match_the_table():
     assert "| m | η̃ | m_BN = 4 | m_BN = 16 | m_BN = 64 | best m_BN |" in text
     assert "| 16 | best of 2 | 0.8200 | 0.7800 | — | 4 |" in text
     assert "| 64 | 2^-8 | 0.7400 | 0.7600 | diverged | 16 |" in text
+
+
+def test_comparison_table_holds_each_sweeps_best_and_reliable_count():
+    other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
+    grids = {"A": accuracy_grid(_rows(TABLE)), "B": accuracy_grid(_rows(other))}
+    text = comparison_markdown(grids, tolerance=0.02)
+    assert "| m | A | B |" in text
+    # B's best is 0.85 (m = 8): at m = 2 neither 0.80 nor 0.81 is within 0.02 of it.
+    assert "| 2 | 0.7100 (2^-8, 3 reliable) | 0.8100 (2^-10, 0 reliable) |" in text
+    assert "| 8 | 0.7000 (2^-10, 1 reliable) | 0.8500 (2^-12, 1 reliable) |" in text
+    assert "| 64 | 0.5000 (2^-12, 0 reliable) | — |" in text
+    assert "| 256 | all diverged | — |" in text
+    assert "Best m of each sweep: A: m = 2; B: m = 8" in text

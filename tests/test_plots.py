@@ -2,7 +2,7 @@ import os
 
 from smallbatch_jax import plots
 from smallbatch_jax.analysis import accuracy_grid, bn_accuracy_grid
-from test_analysis import BN_CELLS, TABLE, _bn_rows, _rows
+from test_analysis import BN_CELLS, NAN, TABLE, _bn_rows, _rows
 
 
 def _lines_with_data(ax):
@@ -66,3 +66,19 @@ def test_write_figures_writes_png_and_svg(tmp_path):
         "accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
         "accuracy_heat_map", "training_curves")}
     assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_comparison_figures_draw_one_curve_and_one_bar_colour_per_sweep(tmp_path):
+    other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
+    grids = {"A": accuracy_grid(_rows(TABLE)), "B": accuracy_grid(_rows(other))}
+    ax = plots.compare_best_accuracy(grids).axes[0]
+    curves = _lines_with_data(ax)
+    assert [list(line.get_ydata()) for line in curves][1] == [0.81, 0.85]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
+    ax = plots.compare_reliable_ranges(grids, 0.02).axes[0]
+    points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    # A: m = 2 (3 η̃) and m = 8 (1 η̃); B, against its own best 0.85: m = 8 (2^-12) only.
+    assert [len(line.get_xdata()) for line in points] == [3, 1, 1]
+    assert points[1].get_xdata()[0] < 3 < points[2].get_xdata()[0]  # side by side at m = 8
+    paths = plots.write_comparison_figures(grids, str(tmp_path), 0.02)
+    assert len(paths) == 4 and all(os.path.getsize(p) > 1000 for p in paths)

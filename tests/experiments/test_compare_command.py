@@ -1,0 +1,33 @@
+"""The cross-sweep summary (Figs 15, 16) as a user runs it, on two finished sweeps' tables."""
+
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+from test_bn_sweep import _earlier_sweep
+
+NAN = float("nan")
+
+
+def _compare(tmp_path, sweeps):
+    command = [sys.executable, "-m", "experiments.compare", f"--workdir={tmp_path / 'fig15'}",
+               f"--sweeps={sweeps}", "--tolerance=0.05"]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_compare_draws_figs_15_and_16_from_two_sweeps(tmp_path):
+    no_bn = _earlier_sweep(tmp_path / "nobn", {2: {-10: 0.60, -8: 0.62}, 64: {-10: 0.50,
+                                                                           -8: NAN}})
+    bn = _earlier_sweep(tmp_path / "bn", {2: {-10: 0.70, -8: 0.66}, 64: {-10: 0.72, -8: 0.71}})
+    done = _compare(tmp_path, f"no BN={no_bn},BN={bn}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (tmp_path / "fig15" / "summary.md").read_text()
+    assert "| m | no BN | BN |" in summary
+    assert "| 64 | 0.5000 (2^-10, 0 reliable) | 0.7200 (2^-10, 2 reliable) |" in summary
+    for name in ("best_accuracy_vs_batch_size", "reliable_lr_range"):
+        assert (tmp_path / "fig15" / "figures" / f"{name}.png").is_file()
+
+
+def test_compare_refuses_a_missing_sweep_or_a_bare_path(tmp_path):
+    assert "no results.csv in" in _compare(tmp_path, f"A={tmp_path / 'none'}").stderr
+    assert "label=workdir pairs" in _compare(tmp_path, str(tmp_path)).stderr
