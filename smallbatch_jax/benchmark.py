@@ -245,7 +245,7 @@ def run_throughput(config, workdir: str) -> list[dict]:
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
     for m in config.batch_sizes:
         for k in config.num_lanes:
-            lowerings = {name: choose_lowering(backend, m, min(jax.local_device_count(), k))
+            lowerings = {name: choose_lowering(backend, m, k, jax.local_device_count())
                          if name == "auto" else PRESETS[name] for name in config.lowerings}
             steps = max(config.min_steps, config.examples_per_lane // m)
             row = measure(model, tuple(config.image_shape), config.num_classes, m, k, steps,

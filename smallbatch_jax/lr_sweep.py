@@ -42,8 +42,8 @@ def lane_grid(config) -> LaneGrid:
 def resolve_lowering(config, num_lanes: int) -> Lowering:
     """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
     if config.lowering.preset == "auto":
-        return choose_lowering(jax.default_backend(), config.batch_size,
-                               min(jax.local_device_count(), num_lanes))
+        return choose_lowering(jax.default_backend(), config.batch_size, num_lanes,
+                               jax.local_device_count())
     if config.lowering.preset in PRESETS:
         return PRESETS[config.lowering.preset]
     return Lowering(

@@ -46,11 +46,14 @@ def test_auto_lowering_is_valid_on_every_backend():
         lowering = choose_lowering("cpu", m)
         assert lowering.conv == "patches" or lowering.step_loop == "unrolled"
         assert not (lowering.lanes == "vmap" and lowering.conv == "xla")
-    # With several CPU devices (one per core) small m split their lanes over them.
-    assert choose_lowering("cpu", 8, num_devices=2).splits_over_devices
-    assert not choose_lowering("cpu", 8, num_devices=1).splits_over_devices
-    assert not choose_lowering("cpu", 64, num_devices=2).splits_over_devices
-    assert choose_lowering("gpu", 64, num_devices=8).splits_over_devices
+    # With several CPU devices (one per core) the lanes are split over them: at small m in
+    # chunks of at most 4 lanes, at least one per device; above m = 16 one lane per chunk.
+    for m, k, chunk in ((2, 13, 4), (8, 13, 4), (8, 4, 2), (16, 3, 2), (64, 13, 1)):
+        lowering = choose_lowering("cpu", m, num_lanes=k, num_devices=2)
+        assert lowering.lane_chunk == chunk and lowering.devices_used(k, 2) == 2
+    assert choose_lowering("cpu", 8, num_lanes=1, num_devices=2).devices_used(1, 2) == 1
+    assert choose_lowering("cpu", 8, num_lanes=13, num_devices=1).devices_used(13, 1) == 1
+    assert choose_lowering("gpu", 64, num_lanes=13, num_devices=8).splits_over_devices
 
 
 def test_presets_are_valid_lowerings():
