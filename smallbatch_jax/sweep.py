@@ -127,5 +127,5 @@ def write_summary(workdir: str, summary: str, figure_paths: list[str]) -> None:
             open(temporary, "w") as f:
         f.write(summary)
     print(summary)
-    print(f"Wrote {os.path.join(workdir, RESULTS)}, summary.md and {len(figure_paths)} figure "
-          f"files in {os.path.join(workdir, 'figures')}")
+    print(f"Wrote {os.path.join(workdir, 'summary.md')} and {len(figure_paths)} figure files in "
+          f"{os.path.join(workdir, 'figures')}")
