@@ -11,6 +11,7 @@ the training curves (Fig 4) of the listed m:η̃ pairs from workdir/m{m}/curves.
 
 import csv
 import json
+import math
 import os
 
 from absl import app, flags
@@ -39,7 +40,7 @@ def main(argv):
     for pair in _CURVES.value:
         m, lr = pair.split(":")
         with open(os.path.join(run_dir(workdir, int(m)), "curves.csv")) as f:
-            curves[f"m = {m}, η̃ = {float(lr):g}"] = [
+            curves[f"m = {m}, η̃ = 2^{math.log2(float(lr)):g}"] = [
                 r for r in csv.DictReader(f) if float(r["base_lr"]) == float(lr)]
     report(workdir, rows, tolerance, curves)
 

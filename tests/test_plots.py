@@ -82,3 +82,14 @@ def test_comparison_figures_draw_one_curve_and_one_bar_colour_per_sweep(tmp_path
     assert points[1].get_xdata()[0] < 3 < points[2].get_xdata()[0]  # side by side at m = 8
     paths = plots.write_comparison_figures(grids, str(tmp_path), 0.02)
     assert len(paths) == 4 and all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_training_curves_hold_one_line_per_chosen_run():
+    curves = {"m = 2, η̃ = 2^-8": [{"epoch": "1", "test_accuracy": "0.5"},
+                                  {"epoch": "2", "test_accuracy": "0.6"}],
+              "m = 64, η̃ = 2^-8": [{"epoch": "1", "test_accuracy": "0.3"},
+                                   {"epoch": "2", "test_accuracy": "0.4"}]}
+    ax = plots.training_curves(curves).axes[0]
+    lines = _lines_with_data(ax)
+    assert [list(line.get_ydata()) for line in lines] == [[0.5, 0.6], [0.3, 0.4]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(curves)
