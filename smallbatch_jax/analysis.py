@@ -183,7 +183,8 @@ def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
         for b in bn_sizes:
             acc = grid.get((m, b), (math.nan, None))[1] if (m, b) in grid else None
             cells.append("—" if acc is None else "diverged" if math.isnan(acc) else f"{acc:.4f}")
-        row_best = [(v[1], b) for (mm, b), v in trained.items() if mm == m]
-        best_text = str(max(row_best)[1]) if row_best else "—"
+        row_best = sorted((b, v[1]) for (mm, b), v in trained.items() if mm == m)
+        # Ties go to the smaller m_BN, as in the "Best:" line.
+        best_text = str(max(row_best, key=lambda item: item[1])[0]) if row_best else "—"
         lines.append(f"| {m} | {lr_text} | " + " | ".join(cells) + f" | {best_text} |")
     return "\n".join(lines) + "\n"

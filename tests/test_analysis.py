@@ -104,6 +104,9 @@ def test_bn_summary_numbers_match_the_table():
     assert "| m | η̃ | m_BN = 4 | m_BN = 16 | m_BN = 64 | best m_BN |" in text
     assert "| 16 | best of 2 | 0.8200 | 0.7800 | — | 4 |" in text
     assert "| 64 | 2^-8 | 0.7400 | 0.7600 | diverged | 16 |" in text
+    # A tie goes to the smaller m_BN, in the table and in the "Best:" line alike.
+    tied = bn_summary_markdown(_bn_rows({(16, 4, -8): 0.8, (16, 16, -8): 0.8}))
+    assert "Best: m = 16, m_BN = 4" in tied and "| 16 | 2^-8 | 0.8000 | 0.8000 | 4 |" in tied
 
 
 def test_comparison_table_holds_each_sweeps_best_and_reliable_count():
