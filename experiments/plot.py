@@ -1,4 +1,5 @@
-r"""The figures and summary of a batch sweep's workdir (also drawn at the end of every sweep).
+r"""The figures and summary of a sweep's workdir (also drawn at the end of every sweep): a
+batch sweep's, or a ghost-BN sweep's (recognised by several m_BN at one m).
 
     python -m experiments.plot --workdir=runs/sweep
     python -m experiments.plot --workdir=runs/sweep --tolerance=0.01 \
@@ -16,6 +17,7 @@ import os
 
 from absl import app, flags
 
+from smallbatch_jax import bn_sweep
 from smallbatch_jax.batch_sweep import report, run_dir
 from smallbatch_jax.sweep import RESULTS, SWEEP_CONFIG
 
@@ -32,6 +34,12 @@ def main(argv):
     workdir = _WORKDIR.value
     with open(os.path.join(workdir, RESULTS)) as f:
         rows = list(csv.DictReader(f))
+    if len({(r["batch_size"], r["bn_batch_size"]) for r in rows}) > len(
+            {r["batch_size"] for r in rows}):  # several m_BN at one m: a ghost-BN sweep
+        if _CURVES.value:
+            raise app.UsageError("--curves is for a batch sweep's workdir")
+        bn_sweep.report(workdir, rows)
+        return
     tolerance = _TOLERANCE.value
     if tolerance is None:
         with open(os.path.join(workdir, SWEEP_CONFIG)) as f:

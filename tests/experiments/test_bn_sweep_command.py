@@ -40,3 +40,12 @@ def test_bn_sweep_trains_each_m_and_m_bn_at_the_earlier_sweeps_best_lr(tmp_path)
     summary = (workdir / "summary.md").read_text()
     assert f"| 16 | 2^-6 | {accuracies[0]:.4f} | {accuracies[1]:.4f} |" in summary
     assert (workdir / "figures" / "accuracy_vs_bn_batch_size.svg").is_file()
+
+    # experiments.plot recognises a ghost-BN workdir and redraws its figures and summary.
+    os.remove(workdir / "summary.md")
+    os.remove(workdir / "figures" / "bn_heat_map.png")
+    done = subprocess.run([sys.executable, "-m", "experiments.plot", f"--workdir={workdir}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (workdir / "summary.md").read_text() == summary
+    assert (workdir / "figures" / "bn_heat_map.png").is_file()
