@@ -95,12 +95,9 @@ def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]
     return rows, names
 
 
-def merge_results(workdir: str, runs: list[Run]) -> list[dict]:
-    """One table of every complete run's per-lane rows, written to workdir; returns them."""
-    return _merge(workdir, runs)[0]
-
-
-def _merge(workdir, runs):
+def merge_results(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]:
+    """One table of every complete run's per-lane rows, written to workdir; returns the rows
+    and the names of the runs merged."""
     rows, names = read_complete(workdir, runs)
     results.write_csv(os.path.join(workdir, RESULTS), rows, results.SUMMARY_FIELDS)
     return rows, names
@@ -110,7 +107,7 @@ def merge_until_stable(workdir: str, runs: list[Run], report) -> list[dict]:
     """Merges and reports, again while runs complete meanwhile (another task finishing): the
     last task to end writes last and sees every run."""
     while True:
-        rows, merged = _merge(workdir, runs)
+        rows, merged = merge_results(workdir, runs)
         if rows:
             report(rows)
         missing = [run.name for run in runs if run.name not in merged]

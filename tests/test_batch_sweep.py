@@ -90,7 +90,7 @@ def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch
     assert sorted({int(r["batch_size"]) for r in first}) == [2, 8, 32]
     second = run_batch_sweep(config, str(tmp_path), task_index=1, num_tasks=2)
     assert sorted({int(r["batch_size"]) for r in second}) == [2, 4, 8, 16, 32]
-    assert len(merge_results(str(tmp_path), batch_size_runs(config))) == 5 * 2
+    assert len(merge_results(str(tmp_path), batch_size_runs(config))[0]) == 5 * 2
 
 
 @pytest.mark.parametrize("overrides,match", [
