@@ -55,7 +55,13 @@ def get_config():
     # smallbatch_jax.lowering.PRESETS, or 'manual' (the fields below).
     # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
     config.memory_budget_gb = 0.0
+    # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
+    # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
+    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
+    config.precision = "highest"
+    # `table`: a measured table of lowerings for 'auto' (experiments.gpu_check writes one);
+    # "" = the packaged table of the backend (smallbatch_jax/measured/), if any.
     config.lowering = ml_collections.ConfigDict(dict(
         preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lane_chunk=0))
+        scan_unroll=1, lane_chunk=0, table=""))
     return config

@@ -5,11 +5,13 @@ limits that depend on its size.
 """
 
 import math
+import os
 
 from smallbatch_jax.data import DATASETS, Dataset
 from smallbatch_jax.lowering import LANE_MAPS, PRESETS, STEP_LOOPS
 from smallbatch_jax.models import MODELS
 from smallbatch_jax.models.conv import CONV_IMPLS
+from smallbatch_jax.trainer import PRECISIONS
 
 LOWERING_PRESETS = ("auto", "manual", *PRESETS)
 
@@ -74,6 +76,8 @@ def check_config(config) -> None:
     if not 0.0 <= config.reliable_tolerance <= 1.0:
         _fail("reliable_tolerance", config.reliable_tolerance,
               "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")
+    if config.precision not in PRECISIONS:
+        _fail("precision", config.precision, PRECISIONS)
     lowering = config.lowering
     if lowering.preset not in LOWERING_PRESETS:
         _fail("lowering.preset", lowering.preset, LOWERING_PRESETS)
@@ -83,6 +87,9 @@ def check_config(config) -> None:
         _fail("lowering.conv", lowering.conv, CONV_IMPLS)
     if lowering.step_loop not in STEP_LOOPS:
         _fail("lowering.step_loop", lowering.step_loop, STEP_LOOPS)
+    if lowering.table and not os.path.isfile(lowering.table):
+        _fail("lowering.table", lowering.table, "'' (the packaged table) or a file of measured "
+              "lowerings (experiments.gpu_check writes lowering_table.json)")
 
 
 def check_against_data(config, dataset: Dataset) -> None:

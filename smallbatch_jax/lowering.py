@@ -11,7 +11,10 @@ rounding: a different program sums in a different order).
 - lanes='vmap': `jax.vmap` over the lane axis (reference).
 - lanes='unrolled': one copy of the per-lane computation per lane, traced into the same
   program (K independent subgraphs, no grouped convolutions).
-- conv='xla' (reference) or 'patches' (convolution as patches × kernel; models/conv.py).
+- lanes='map': `lax.map` over the lanes, a loop inside the program that runs one lane at a
+  time (no grouped convolutions, and a program the size of one lane's).
+- conv='xla' (reference), 'patches' (convolution as patches × kernel) or 'shifted' (a sum
+  of one matrix product per kernel offset); models/conv.py.
 - step_loop='scan': `lax.scan` over the steps of a dispatch (`scan_unroll` steps per
   iteration).
 - step_loop='unrolled': the steps of a dispatch traced one after another (no loop); the
@@ -28,6 +31,9 @@ placed round-robin, one program per chunk (`chunks_over_devices`).
 """
 
 import dataclasses
+import json
+import math
+import os
 
 import jax
 from jax import lax
@@ -35,7 +41,7 @@ from jax import lax
 from smallbatch_jax.lanes import tree_index, tree_stack
 from smallbatch_jax.models.conv import CONV_IMPLS
 
-LANE_MAPS = ("vmap", "unrolled")
+LANE_MAPS = ("vmap", "unrolled", "map")
 STEP_LOOPS = ("scan", "unrolled")
 # An unrolled step loop is traced step by step: beyond this the compile time explodes.
 MAX_UNROLLED_STEPS = 256
@@ -117,11 +123,48 @@ PRESETS = {
 }
 
 
+# Measured tables of the fastest lowering per m on an accelerator backend, as
+# experiments.gpu_check writes them (lowering_table.json): smallbatch_jax/measured/{backend}.json.
+MEASURED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured")
+
+
+def read_measured_table(path: str) -> dict:
+    """A table of measured lowerings (`write_measured_table`), checked."""
+    try:
+        with open(path) as f:
+            table = json.load(f)
+        choices = {int(m): Lowering(**fields) for m, fields in table["choices"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a table of measured lowerings ({error})") from error
+    if not choices:
+        raise ValueError(f"{path}: no batch size measured")
+    return {**table, "choices": choices}
+
+
+def write_measured_table(path: str, choices: dict[int, Lowering], **provenance) -> None:
+    """The fastest lowering per measured m, with where it was measured (device, jax version,
+    date, model, K)."""
+    table = {**provenance,
+             "choices": {str(m): dataclasses.asdict(lowering)
+                         for m, lowering in sorted(choices.items())}}
+    with open(path, "w") as f:
+        json.dump(table, f, indent=2)
+
+
+def measured_choice(table: dict, batch_size: int) -> Lowering:
+    """The table's lowering for the measured m nearest to `batch_size` in log₂ m (a tie goes
+    to the smaller m)."""
+    nearest = min(table["choices"], key=lambda m: (abs(math.log2(m / batch_size)), m))
+    return table["choices"][nearest]
+
+
 def choose_lowering(backend: str, batch_size: int, num_lanes: int = 13,
-                    num_devices: int = 1) -> Lowering:
+                    num_devices: int = 1, table_path: str = "") -> Lowering:
     """The lowering used when a config asks for 'auto': the fastest measured per backend.
 
-    `num_lanes`: K; `num_devices`: the local devices the lanes may use.
+    `num_lanes`: K; `num_devices`: the local devices the lanes may use; `table_path`: a
+    measured table to use instead of the packaged one (e.g. one experiments.gpu_check just
+    wrote on this machine).
 
     CPU (reduced AlexNet, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md): for
     m ≤ 16 the convolutions as patches. With one CPU device per core
@@ -134,10 +177,21 @@ def choose_lowering(backend: str, batch_size: int, num_lanes: int = 13,
     and chunks of ≤ 7 lanes up to m = 16. Above m = 16, XLA's own convolution, one lane and
     one step per dispatch, the lanes dealt out over the devices: XLA:CPU's convolution runs
     ~20× slower inside a loop, and at m ≥ 32 patches lose to it.
-    Other backends: the reference (vmap, scan), split over every device, until measured there.
+
+    Other backends (GPU): the fastest lowering of a table measured there by
+    experiments.gpu_check (reduced AlexNet, K = 13; smallbatch_jax/measured/gpu.json, whose
+    device, jax version and date docs/benchmarks.md shows), for the measured m nearest to
+    `batch_size`. Without a table: the reference (vmap, scan), split over every device.
     """
+    if table_path:
+        if not os.path.isfile(table_path):
+            raise ValueError(f"lowering.table={table_path!r}: no such file")
+        return measured_choice(read_measured_table(table_path), batch_size)
     if backend != "cpu":
-        return PRESETS["reference"]
+        packaged = os.path.join(MEASURED_DIR, f"{backend}.json")
+        if not os.path.isfile(packaged):
+            return PRESETS["reference"]
+        return measured_choice(read_measured_table(packaged), batch_size)
     if batch_size > 16:
         return PRESETS["sequential"]
     if num_devices > 1 and num_lanes > 1:
@@ -155,6 +209,16 @@ def map_lanes(fn, in_axes, lowering: Lowering):
     """
     if lowering.lanes == "vmap":
         return jax.vmap(fn, in_axes=in_axes)
+    if lowering.lanes == "map":
+        def mapped(*args):
+            def one_lane(lane_args):
+                return fn(*(a if axis == 0 else shared
+                            for a, shared, axis in zip(lane_args, args, in_axes)))
+
+            return lax.map(one_lane, tuple(a if axis == 0 else None
+                                           for a, axis in zip(args, in_axes)))
+
+        return mapped
 
     def unrolled(*args):
         stacked = [a for a, axis in zip(args, in_axes) if axis == 0]

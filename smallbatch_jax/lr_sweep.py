@@ -43,7 +43,7 @@ def resolve_lowering(config, num_lanes: int) -> Lowering:
     """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
     if config.lowering.preset == "auto":
         return choose_lowering(jax.default_backend(), config.batch_size, num_lanes,
-                               jax.local_device_count())
+                               jax.local_device_count(), config.lowering.table)
     if config.lowering.preset in PRESETS:
         return PRESETS[config.lowering.preset]
     return Lowering(
@@ -73,6 +73,7 @@ def build_trainer(config, dataset, num_lanes: int) -> LaneTrainer:
         lowering=lowering,
         eval_batch_size=min(config.eval_batch_size, dataset.num_test),
         augment=config.augment,
+        precision=config.precision,
         mesh=mesh_for(lowering, num_lanes),
     )
 

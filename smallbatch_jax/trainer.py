@@ -13,6 +13,11 @@ the augmentation of step s (augment.py) from fold_in(fold_in(key(seed), AUGMENT)
 Nothing random is carried in the state, so a run restored at an epoch boundary continues
 exactly as if it had not stopped.
 
+Precision: `precision` sets the default precision of every matrix product and convolution
+traced into the programs (jax.default_matmul_precision): 'default' leaves the backend's
+(float32 on CPU; TensorFloat-32 on recent NVIDIA GPUs, bfloat16 passes on TPUs), 'highest'
+asks for true float32 everywhere.
+
 Divergence: a step whose loss, gradients or BatchNorm statistics are not finite is not
 applied; the lane is frozen at its last finite state (with `jnp.where`, never `lax.cond`,
 which under vmap runs both branches anyway) and marked diverged with that step. A frozen
@@ -21,6 +26,7 @@ lane costs the same compute as a live one, and the other lanes are unaffected.
 
 import collections
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,6 +49,8 @@ from smallbatch_jax.sharding import pad_lanes, padded_num_lanes, replicate, shar
 INIT, DATA_ORDER, AUGMENT = 0, 1, 2
 # Steps per dispatch on streamed data when the lowering says "a whole epoch".
 STREAMED_STEPS_PER_DISPATCH = 16
+# Default precisions of matrix products and convolutions (jax.default_matmul_precision).
+PRECISIONS = ("default", "high", "highest")
 
 
 @flax.struct.dataclass
@@ -141,10 +149,13 @@ class LaneTrainer:
     lowering: Lowering = Lowering()
     eval_batch_size: int = 1000
     augment: bool = False  # the paper's pad-crop-flip on training batches (augment.py)
+    precision: str = "default"  # of matrix products and convolutions (see PRECISIONS)
     mesh: Any = None
     traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; allowed: {PRECISIONS}")
         if self.mesh is not None and not (self.lowering.splits_over_devices
                                           or self.lowering.chunks_over_devices):
             raise ValueError("lanes over several devices need every lane in one vmapped "
@@ -160,10 +171,23 @@ class LaneTrainer:
         self.has_batch_norm = "batch_stats" in shapes
         self.init = jax.jit(self._init)
         self.permutations = jax.jit(self._permutations)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_steps")
-        self.evaluate_batch = jax.jit(self._evaluate_batch)
-        self.train_streamed = jax.jit(self._train_streamed)
-        self.evaluate_streamed = jax.jit(self._evaluate_streamed)
+        self.train_chunk = jax.jit(self._at_precision(self._train_chunk),
+                                   static_argnames="num_steps")
+        self.evaluate_batch = jax.jit(self._at_precision(self._evaluate_batch))
+        self.train_streamed = jax.jit(self._at_precision(self._train_streamed))
+        self.evaluate_streamed = jax.jit(self._at_precision(self._evaluate_streamed))
+
+    def _at_precision(self, fn):
+        """`fn` traced under the trainer's default matmul precision ('default': unchanged)."""
+        if self.precision == "default":
+            return fn
+
+        @functools.wraps(fn)
+        def traced(*args, **kwargs):
+            with jax.default_matmul_precision(self.precision):
+                return fn(*args, **kwargs)
+
+        return traced
 
     @property
     def steps_per_epoch(self) -> int:

@@ -11,8 +11,9 @@ from smallbatch_jax.config_checks import check_config
 from smallbatch_jax.lr_sweep import train_and_evaluate
 
 # Configs of experiments.lr_sweep; configs/throughput.py belongs to experiments.throughput
-# (tested in tests/test_benchmark.py).
-OTHER_ENTRY_POINTS = {"throughput.py"}
+# (tested in tests/test_benchmark.py), configs/gpu_check.py to experiments.gpu_check
+# (tests/experiments/test_gpu_check_command.py).
+OTHER_ENTRY_POINTS = {"throughput.py", "gpu_check.py"}
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py"))
                       if os.path.basename(p) not in OTHER_ENTRY_POINTS)
 
@@ -85,6 +86,7 @@ BAD_INPUTS = [
     ("eval_batch_size", 0, "config.eval_batch_size=0"),
     ("last_epochs", 0, "config.last_epochs=0"),
     ("memory_budget_gb", -1.0, "config.memory_budget_gb=-1.0"),
+    ("precision", "tf32", "config.precision='tf32'.*allowed.*highest"),
 ]
 
 
@@ -106,3 +108,10 @@ def test_bad_lowering_raises(key, value):
     config.lowering[key] = value
     with pytest.raises(ValueError, match=f"config.lowering.{key}"):
         check_config(config)
+
+
+def test_a_missing_measured_lowering_table_raises(tmp_path):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    config.lowering.table = str(tmp_path / "nowhere.json")
+    with pytest.raises(ValueError, match="config.lowering.table=.*nowhere.json.*measured"):
+        train_and_evaluate(config, str(tmp_path / "run"))

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smallbatch_jax.lowering import PRESETS, Lowering, choose_lowering, loop_steps, map_lanes
+from smallbatch_jax.lowering import (PRESETS, Lowering, choose_lowering, loop_steps, map_lanes,
+                                     read_measured_table, write_measured_table)
 
 
 @pytest.mark.parametrize("steps_per_dispatch,expected", [
@@ -61,7 +62,7 @@ def test_presets_are_valid_lowerings():
     assert all(isinstance(lowering, Lowering) for lowering in PRESETS.values())
 
 
-@pytest.mark.parametrize("lanes", ["vmap", "unrolled"])
+@pytest.mark.parametrize("lanes", ["vmap", "unrolled", "map"])
 def test_map_lanes_matches_vmap(lanes):
     def fn(tree, shared, scalar):
         return {"y": tree["a"] * shared + scalar, "z": tree["b"].sum()}, scalar * 2
@@ -84,3 +85,35 @@ def test_loop_steps_runs_every_step_in_order(lowering):
     for i in range(7):
         expected = expected * 2 + i
     assert int(value) == expected and int(count) == 7
+
+
+def test_a_measured_table_decides_auto_for_the_nearest_measured_batch_size(tmp_path):
+    path = str(tmp_path / "lowering_table.json")
+    small, large = Lowering(lanes="map", steps_per_dispatch=64), Lowering(conv="shifted")
+    write_measured_table(path, {2: small, 32: large}, device="test device", jax="0.0")
+    table = read_measured_table(path)
+    assert table["device"] == "test device" and table["choices"] == {2: small, 32: large}
+    # log₂ distance: 8 is 2 from 2 and 2 from 32 (a tie: the smaller m), 16 is nearer 32.
+    expected = {1: small, 2: small, 4: small, 8: small, 16: large, 32: large, 2048: large}
+    for m, lowering in expected.items():
+        for backend in ("gpu", "cpu"):
+            assert choose_lowering(backend, m, table_path=path) == lowering
+
+
+def test_broken_or_missing_tables_raise(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        choose_lowering("gpu", 8, table_path=str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    for text in ("not json", '{"choices": {}}', '{"choices": {"8": {"lanes": "pmap"}}}',
+                 '{"device": "x"}'):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match="bad.json"):
+            choose_lowering("gpu", 8, table_path=str(bad))
+
+
+def test_without_a_packaged_table_an_accelerator_gets_the_reference(monkeypatch, tmp_path):
+    monkeypatch.setattr("smallbatch_jax.lowering.MEASURED_DIR", str(tmp_path))
+    assert choose_lowering("gpu", 8) == PRESETS["reference"]
+    write_measured_table(str(tmp_path / "gpu.json"), {8: Lowering(lanes="map")})
+    assert choose_lowering("gpu", 8) == Lowering(lanes="map")
+    assert choose_lowering("tpu", 8) == PRESETS["reference"]

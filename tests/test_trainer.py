@@ -175,6 +175,10 @@ def reference_run(tiny_digits):
     Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=4),
     Lowering(conv="patches", lane_chunk=2),  # chunks of 2 and 1 lanes
     Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=1, lane_chunk=1),
+    Lowering(conv="shifted"),
+    Lowering(lanes="map"),
+    Lowering(lanes="map", conv="patches", steps_per_dispatch=3, scan_unroll=2),
+    Lowering(conv="shifted", lane_chunk=2, steps_per_dispatch=3),
 ])
 def test_every_lowering_gives_the_reference_results(tiny_digits, reference_run, lowering):
     """Same computation, other XLA programs: equal up to float rounding (a separate and a
@@ -188,6 +192,29 @@ def test_every_lowering_gives_the_reference_results(tiny_digits, reference_run, 
     np.testing.assert_allclose(np.stack(history.test_accuracy), np.stack(reference.test_accuracy))
     np.testing.assert_allclose(np.stack(history.train_loss), np.stack(reference.train_loss),
                                rtol=1e-5)
+
+
+def test_precision_is_traced_into_the_programs(tiny_digits):
+    """'highest' marks every matrix product and convolution of the training program; the
+    default leaves the backend's precision (no marks). On CPU both are float32: same run."""
+    data = put_on_device(tiny_digits, 16)
+    texts = {}
+    for precision in ("default", "highest"):
+        trainer = LaneTrainer(create_model("small_cnn", 10), batch_size=8,
+                              num_train=tiny_digits.num_train,
+                              image_shape=tiny_digits.image_shape, eval_batch_size=16,
+                              precision=precision)
+        hparams = _grid(STABLE_GRID).hparams()
+        state = trainer.init(jnp.zeros(1, jnp.int32), hparams)
+        perms = trainer.permutations(jnp.zeros(1, jnp.int32), 0)
+        texts[precision] = trainer.train_chunk.lower(
+            state.lanes, hparams, data, perms, jnp.zeros(1, jnp.int32), 0, 0, 8,
+            num_steps=2).as_text()
+    assert "HIGHEST" not in texts["default"]
+    assert texts["highest"].count("HIGHEST") >= 4  # 2 convolutions, 2 dense layers, forward
+    with pytest.raises(ValueError, match="precision='tf32'"):
+        LaneTrainer(create_model("small_cnn", 10), batch_size=8, num_train=64,
+                    image_shape=(8, 8, 1), precision="tf32")
 
 
 def test_seeds_set_initial_weights_and_data_order(tiny_digits):

@@ -5,7 +5,7 @@ import pytest
 from jax import lax
 
 from smallbatch_jax.models import create_model
-from smallbatch_jax.models.conv import conv_function, patches_conv
+from smallbatch_jax.models.conv import conv_function, patches_conv, shifted_conv
 
 DN = ("NHWC", "HWIO", "NHWC")
 CASES = [  # input shape, kernel shape, strides, padding
@@ -24,26 +24,34 @@ def _operands(lhs_shape, rhs_shape, seed=0):
     return jax.random.normal(k1, lhs_shape), jax.random.normal(k2, rhs_shape)
 
 
+OURS = {"patches": patches_conv, "shifted": shifted_conv}
+
+
+@pytest.mark.parametrize("impl", sorted(OURS))
 @pytest.mark.parametrize("lhs_shape,rhs_shape,strides,padding", CASES)
-def test_patches_conv_equals_xla_conv(lhs_shape, rhs_shape, strides, padding):
+def test_conv_equals_xla_conv(impl, lhs_shape, rhs_shape, strides, padding):
+    conv = OURS[impl]
     x, w = _operands(lhs_shape, rhs_shape)
     expected = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
-    np.testing.assert_allclose(patches_conv(x, w, strides, padding), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv(x, w, strides, padding), expected, rtol=1e-5, atol=1e-5)
 
     # And so are both gradients.
     loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w, strides, padding)))
     xla = lambda x, w, s, p: lax.conv_general_dilated(x, w, s, p, dimension_numbers=DN)
-    for ours, theirs in zip(jax.grad(loss(patches_conv), (0, 1))(x, w),
+    for ours, theirs in zip(jax.grad(loss(conv), (0, 1))(x, w),
                             jax.grad(loss(xla), (0, 1))(x, w)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", sorted(OURS))
 @pytest.mark.parametrize("shared_input", [True, False])
-def test_patches_conv_under_vmap_over_lanes(shared_input):
+def test_conv_under_vmap_over_lanes_emits_no_grouped_convolution(impl, shared_input):
     x, w = _operands((4, 2, 8, 8, 3), (4, 3, 3, 3, 5))
     in_axes = (None if shared_input else 0, 0)
     x_in = x[0] if shared_input else x
-    ours = jax.vmap(lambda x, w: patches_conv(x, w, (1, 1), "SAME"), in_axes)(x_in, w)
+    lanes = jax.vmap(lambda x, w: OURS[impl](x, w, (1, 1), "SAME"), in_axes)
+    assert "convolution" not in jax.jit(lanes).lower(x_in, w).as_text()
+    ours = lanes(x_in, w)
     theirs = jax.vmap(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME",
                                                             dimension_numbers=DN), in_axes)(x_in, w)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
@@ -51,20 +59,22 @@ def test_patches_conv_under_vmap_over_lanes(shared_input):
 
 def test_unsupported_arguments_raise():
     x, w = _operands((1, 4, 4, 2), (3, 3, 2, 2))
-    with pytest.raises(NotImplementedError):
-        patches_conv(x, w, (1, 1), "SAME", rhs_dilation=(2, 2))
+    for conv in OURS.values():
+        with pytest.raises(NotImplementedError):
+            conv(x, w, (1, 1), "SAME", rhs_dilation=(2, 2))
     with pytest.raises(ValueError, match="conv='fft'"):
         conv_function("fft")
 
 
+@pytest.mark.parametrize("impl", sorted(OURS))
 @pytest.mark.parametrize("name", ["alexnet_bn", "resnet8"])
-def test_models_give_the_same_output_with_either_conv(name):
+def test_models_give_the_same_output_with_every_conv(name, impl):
     x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
     xla = create_model(name, 10)
-    patches = xla.clone(conv="patches")
+    ours = xla.clone(conv=impl)
     variables = xla.init(jax.random.key(1), x, train=False)
     assert jax.tree.structure(variables) == jax.tree.structure(
-        patches.init(jax.random.key(1), x, train=False))
+        ours.init(jax.random.key(1), x, train=False))
     out_xla, _ = xla.apply(variables, x, train=True, mutable=["batch_stats"])
-    out_patches, _ = patches.apply(variables, x, train=True, mutable=["batch_stats"])
-    np.testing.assert_allclose(out_patches, out_xla, rtol=1e-4, atol=1e-4)
+    out_ours, _ = ours.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(out_ours, out_xla, rtol=1e-4, atol=1e-4)
