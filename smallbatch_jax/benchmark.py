@@ -63,12 +63,19 @@ def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int =
                         images(8), rng.integers(0, num_classes, 8), num_classes)
 
 
-def _plain_train_step(model, batch_size: int, total_steps: int):
-    """A jitted train step as a user writes it: one model, one batch, state in and out."""
+def _plain_train_step(model, batch_size: int, total_steps: int, precision: str = "default"):
+    """A jitted train step as a user writes it: one model, one batch, state in and out;
+    matrix products at `precision` (trainer.PRECISIONS), as the lanes they are compared with."""
     tx = paper_sgd(BASE_LR, batch_size, total_steps, weight_decay=WEIGHT_DECAY)
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels, mean, std):
+        if precision == "default":
+            return _step(params, batch_stats, opt_state, images, labels, mean, std)
+        with jax.default_matmul_precision(precision):
+            return _step(params, batch_stats, opt_state, images, labels, mean, std)
+
+    def _step(params, batch_stats, opt_state, images, labels, mean, std):
         def loss_fn(params):
             x = standardize(images, mean, std)
             if batch_stats:
@@ -84,12 +91,14 @@ def _plain_train_step(model, batch_size: int, total_steps: int):
     return step, tx
 
 
-def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int):
+def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
+                       precision: str = "default"):
     """`num_runs` sequential runs of `steps` jitted steps, batches sliced on the host.
 
-    Returns (first_call_s, run) where `run()` times one repeat: seconds per step of all runs.
+    Returns (first_call_s, first_call_steps, run) where `run()` times one repeat: seconds
+    per step of all runs.
     """
-    step, tx = _plain_train_step(model, batch_size, steps)
+    step, tx = _plain_train_step(model, batch_size, steps, precision)
     dummy = jnp.zeros((1,) + dataset.image_shape, jnp.float32)
     variables = model.init(jax.random.key(0), dummy, train=False)
     images, labels = dataset.train_images, dataset.train_labels
@@ -169,7 +178,7 @@ def time_lanes(model, dataset: Dataset, batch_size: int, num_lanes: int, lowerin
     return time_interleaved({"lanes": runner}, repeats)["lanes"]
 
 
-def _figures(timing: Timing, batch_size: int, num_models: int) -> dict:
+def step_figures(timing: Timing, batch_size: int, num_models: int) -> dict:
     return {
         "examples_lanes_per_s": batch_size * num_models / timing.median_step_s,
         "step_ms": 1e3 * timing.median_step_s,
@@ -190,11 +199,11 @@ def measure(model, image_shape, num_classes: int, batch_size: int, num_lanes: in
         runners[f"lanes:{name}"] = lanes_runner(model, lanes_data, m, k, lowering)
     timings = time_interleaved(runners, repeats)
     row = {"batch_size": m, "num_lanes": k, "steps": steps,
-           "baseline": _figures(timings["baseline"], m, k),
-           "limit": _figures(timings["limit"], k * m, 1), "lanes": {}}
+           "baseline": step_figures(timings["baseline"], m, k),
+           "limit": step_figures(timings["limit"], k * m, 1), "lanes": {}}
     for name, lowering in lowerings.items():
         mesh = mesh_for(lowering, k)
-        row["lanes"][name] = {**_figures(timings[f"lanes:{name}"], m, k),
+        row["lanes"][name] = {**step_figures(timings[f"lanes:{name}"], m, k),
                               "lowering": dataclasses.asdict(lowering),
                               "devices": 1 if mesh is None else mesh.devices.size}
     return row

@@ -1,0 +1,123 @@
+r"""The prepared GPU check: which lowering is fastest there, and the paper's Fig 1 at full length.
+
+    bash experiments/gpu_check.sh OUTDIR      # on the device machine; docs/benchmarks.md
+    python -m experiments.gpu_check --config=configs/gpu_check.py:tiny --outdir=/tmp/check
+
+Three sections under one deadline (`deadline_minutes`), each writing what it measured into
+OUTDIR as it goes (gpu_check.json, gpu_check.md, lowering_table.json, *.tar.gz):
+
+a. Throughput (`throughput`): the reduced AlexNet, K = 13 lanes, on the CIFAR-10 subset's
+   shapes. At every m of `batch_sizes_all`, every candidate lowering side by side with the
+   JAX sequential baseline, the packing limit and the PyTorch eager baseline (interleaved
+   repeats); at `batch_sizes_best` only the best `num_best` candidates, and the best at the
+   other precision (TF32 against true float32). The fastest lowering per m goes to
+   lowering_table.json, which 'auto' then uses (lowering.choose_lowering).
+b. Fig 1 (`fig1`): the batch sweep of configs/alexnet_cifar10.py:bn=none, 82 epochs, every
+   m = 2 … 2048, on the real subset, with the lowerings just measured; then the same at the
+   other precision for `fig1_precision_batch_sizes`; then η̃ = 2⁻¹⁶ … 2⁻¹³ for m ≥ 32
+   (`fig1_extension_*`) if time allows.
+c. Fig 8 (`fig8`): configs/resnet_cifar.py:depth=32,bn=True,aug on the subset, as many epochs
+   (the same for every m) as the minutes left allow.
+
+`:tiny` is the same check in a few CPU seconds per program (the test suite runs it): a small
+CNN, two m, two candidates, one epoch.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from smallbatch_jax.config_args import parse_arg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _config_file(name: str, arg: str | None):
+    """`get_config(arg)` of another config file of this directory."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def get_config(arg: str | None = None):
+    args = parse_arg(arg, tiny=False)
+    config = ml_collections.ConfigDict()
+    # The real CIFAR-10 subset, carried to the device in an ignored folder
+    # (experiments/gpu_carry.sh); missing: §a on random images of its shapes, §b and §c skipped.
+    config.data_path = ".carry/cifar10_subset.npz"
+    config.workdir = "/tmp/gpu_check"  # runs and traces; OUTDIR gets the files that come back
+    config.cache_dir = "/tmp/gpu_check/jax_cache"  # persistent compilation cache ("": off)
+    config.deadline_minutes = 8.0  # the whole check (issue 10: at most 8 on one H100)
+    # The precision of §a's lanes and baselines and of §b's sweep (trainer.PRECISIONS); the
+    # other one is measured beside it.
+    config.precision = "highest"
+    config.other_precision = "default"
+
+    tp = config.throughput = ml_collections.ConfigDict()
+    tp.budget_minutes = 3.0
+    tp.model = "alexnet"
+    tp.num_lanes = 13
+    tp.batch_sizes_all = (2, 8, 32)  # every candidate
+    tp.batch_sizes_best = (128, 512, 2048)  # the best `num_best`, and the best at other_precision
+    tp.num_best = 2
+    # Steps per repeat: max(min_steps, examples_per_lane // m), also each program's steps per
+    # dispatch (at most an epoch), so that §b runs the programs §a compiled.
+    tp.examples_per_lane = 256
+    tp.min_steps = 4
+    tp.repeats = 3
+    tp.torch = True  # the PyTorch eager baseline, where `import torch` works
+    # Candidates, in order of priority (the budget may stop the list), as
+    # "lanes/conv[/unrollN][/stepsN]": how lanes map, how convolutions are computed, scan
+    # iterations unrolled, steps per dispatch (default: the repeat's steps, one dispatch).
+    tp.candidates = (
+        "vmap/xla",  # the reference: grouped convolutions under vmap
+        "map/xla",  # lax.map: one lane at a time, ungrouped cuDNN convolutions
+        "vmap/patches",  # batched matrix products, the patches in memory
+        "vmap/xla/unroll8",  # loop overhead: 8 steps per scan iteration
+        "vmap/shifted",  # batched matrix products, no patches
+        "unrolled/xla",  # K subgraphs in one program
+        "vmap/xla/steps1",  # a dispatch per step: the host's cost against the loop's
+    )
+    # Profiles (jax.profiler, summarized by kernel and HLO op) of the best and the reference
+    # at these m.
+    tp.profile_batch_sizes = (2, 512)
+
+    fig1 = config.fig1 = _config_file("alexnet_cifar10", "bn=none")
+    fig1.data_dir = config.get_ref("data_path")
+    config.fig1_budget_minutes = 5.0
+    config.fig1_precision_batch_sizes = (8, 128)
+    config.fig1_extension_batch_sizes = (32, 64, 128, 256, 512, 1024, 2048)
+    config.fig1_extension_lrs = tuple(2.0**k for k in range(-16, -12))
+
+    fig8 = config.fig8 = _config_file("resnet_cifar", "depth=32,bn=True,aug")
+    fig8.data_dir = config.get_ref("data_path")
+    fig8.batch_sizes = (8, 32, 128, 512)
+    config.fig8_max_epochs = 82
+
+    if args.tiny:
+        config.workdir = "/tmp/gpu_check_tiny"
+        config.cache_dir = "/tmp/gpu_check_tiny/jax_cache"
+        config.deadline_minutes = 30.0
+        tp.model = "small_cnn"
+        tp.num_lanes = 3
+        tp.batch_sizes_all = (4,)
+        tp.batch_sizes_best = (8,)
+        tp.num_best = 1
+        tp.examples_per_lane = 8
+        tp.min_steps = 2
+        tp.repeats = 1
+        tp.candidates = ("vmap/xla", "vmap/patches")
+        tp.profile_batch_sizes = (4,)
+        for sweep in (fig1, fig8):
+            sweep.model = "small_cnn" if sweep is fig1 else "small_cnn_bn"
+            sweep.epochs = 1
+            sweep.last_epochs = 1
+            sweep.base_lrs = (2.0**-8, 2.0**-6)
+            sweep.batch_sizes = (8,)
+        config.fig1_precision_batch_sizes = (8,)
+        config.fig1_extension_batch_sizes = (8,)
+        config.fig1_extension_lrs = (2.0**-10,)
+        config.fig8_max_epochs = 1
+    return config

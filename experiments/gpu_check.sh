@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU check in one command, on the device machine (docs/benchmarks.md, "On a GPU"):
+#
+#     bash experiments/gpu_check.sh OUTDIR [--config.key=value ...]
+#
+# Installs the wheels carried in .carry/ (experiments/gpu_carry.sh puts ml-collections there,
+# with the CIFAR-10 subset) without network, then runs experiments.gpu_check with
+# configs/gpu_check.py, its output also in OUTDIR/gpu_check.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: bash experiments/gpu_check.sh OUTDIR [flags]}
+shift
+mkdir -p "$out"
+if compgen -G ".carry/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/gpu_check_site .carry/*.whl || exit 1
+  export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+python3 -m experiments.gpu_check --config=configs/gpu_check.py --outdir="$out" "$@" 2>&1 \
+  | tee "$out/gpu_check.log"

@@ -1,0 +1,129 @@
+"""The GPU check's parts that decide things: candidates, the choice, the estimate, and the
+summaries of compiled programs and profiles."""
+
+import gzip
+import json
+
+import pytest
+
+from smallbatch_jax.gpu_check import (_interpolated_ms, best_candidates, fastest_per_batch_size,
+                                      full_sweep_estimate, hlo_stats, pack, parse_candidate,
+                                      profile_summary, run_seconds)
+from smallbatch_jax.lowering import Lowering
+
+
+def test_candidates_parse_to_lowerings():
+    assert parse_candidate("vmap/xla") == Lowering()
+    assert parse_candidate("map/shifted") == Lowering(lanes="map", conv="shifted")
+    assert parse_candidate("vmap/xla/unroll8") == Lowering(scan_unroll=8)
+    assert parse_candidate("vmap/xla/steps1/unroll2") == Lowering(steps_per_dispatch=1,
+                                                                  scan_unroll=2)
+    for bad in ("vmap", "vmap/xla/8", "pmap/xla", "vmap/fft", "vmap/xla/steps"):
+        with pytest.raises(ValueError):
+            parse_candidate(bad)
+
+
+def _row(m, lanes, baseline=10.0, torch=None):
+    row = {"batch_size": m, "baseline": {"step_ms": baseline}, "limit": {"step_ms": 1.0},
+           "lanes": {name: {"step_ms": ms, "precision": precision}
+                     for name, (ms, precision) in lanes.items()}}
+    if torch:
+        row["torch"] = {"step_ms": torch}
+    return row
+
+
+def test_best_candidates_rank_by_mean_slowdown_over_every_m():
+    rows = [_row(2, {"a": (1.0, "highest"), "b": (2.0, "highest"), "c": (1.5, "highest")}),
+            _row(8, {"a": (4.0, "highest"), "b": (2.0, "highest"), "c": (2.2, "highest")})]
+    # Slowdowns: a (1 + 2)/2 = 1.5, b (2 + 1)/2 = 1.5, c (1.5 + 1.1)/2 = 1.3.
+    assert best_candidates(rows, 2)[0] == "c"
+    # A candidate the budget skipped at some m does not compete.
+    rows[1]["lanes"].pop("c")
+    assert set(best_candidates(rows, 2)) == {"a", "b"}
+
+
+def test_the_fastest_per_m_is_taken_at_one_precision():
+    rows = [_row(2, {"a": (1.0, "highest"), "a@default": (0.5, "default"), "b": (2.0, "highest")}),
+            _row(8, {"a@default": (0.5, "default")})]
+    chosen = fastest_per_batch_size(rows, "highest")
+    assert {m: name for m, (name, _) in chosen.items()} == {2: "a"}
+
+
+def test_step_times_are_interpolated_in_log_log():
+    measured = {2: 1.0, 8: 4.0}
+    assert _interpolated_ms(measured, 4) == pytest.approx(2.0)
+    assert _interpolated_ms(measured, 8) == 4.0
+    assert _interpolated_ms(measured, 32) == pytest.approx(16.0)  # ∝ m beyond the last
+    assert _interpolated_ms(measured, 1) == 1.0  # latency-bound below the first
+
+
+def test_the_full_fig1_estimate_sums_every_m():
+    rows = [_row(m, {"a": (1.0, "highest")}, baseline=10.0, torch=100.0)
+            for m in (2, 2048)]
+    estimate = full_sweep_estimate(rows, "highest")["minutes"]
+    steps = sum(82 * (50_000 // 2**k) for k in range(1, 12))  # every step costs 1 ms
+    assert estimate["ours"] == pytest.approx(steps / 6e4)
+    assert estimate["jax_sequential"] == pytest.approx(10 * steps / 6e4)
+    assert estimate["torch_sequential"] == pytest.approx(100 * steps / 6e4)
+
+
+def test_hlo_stats_count_what_matters():
+    text = """
+  %convolution.1 = f32[2,8,8,6] convolution(%a, %b), window={size=3x3}, feature_group_count=3
+  %convolution.2 = f32[2,8,8,6] convolution(%a, %c), window={size=3x3}
+  %cc = (f32[1]) custom-call(%x), custom_call_target="__cudnn$convForward", feature_group_count=13
+  %g = f32[4,4] custom-call(%x), custom_call_target="__cublas$gemm"
+  %fusion.3 = f32[4] fusion(%x), kind=kLoop
+  %dot.4 = f32[4,4] dot(%x, %y)
+  %while.5 = (s32[]) while(%t), condition=%c, body=%b
+"""
+    assert hlo_stats(text) == {"convolutions": 2, "grouped_convolutions": 2, "cudnn_calls": 1,
+                               "cublas_calls": 1, "dots": 1, "fusions": 1, "while_loops": 1}
+
+
+def test_profile_summary_reads_a_gpu_trace(tmp_path):
+    """A trace shaped as the profiler writes one on a GPU: kernels on a stream, the HLO ops
+    they come from on 'XLA Ops'; busy time is the union of the kernels."""
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}},
+        {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 2, "tid": 7, "name": "thread_name",
+         "args": {"name": "Stream #13(Compute)"}},
+        {"ph": "M", "pid": 2, "tid": 8, "name": "thread_name", "args": {"name": "XLA Ops"}},
+        {"ph": "X", "pid": 1, "tid": 1, "ts": 0, "dur": 500, "name": "python"},
+        {"ph": "X", "pid": 2, "tid": 7, "ts": 0, "dur": 100, "name": "cudnn_conv"},
+        {"ph": "X", "pid": 2, "tid": 7, "ts": 50, "dur": 100, "name": "cudnn_conv"},
+        {"ph": "X", "pid": 2, "tid": 7, "ts": 300, "dur": 100, "name": "gemm"},
+        {"ph": "X", "pid": 2, "tid": 8, "ts": 0, "dur": 150, "name": "convolution.1"},
+    ]
+    path = tmp_path / "plugins" / "profile" / "run"
+    path.mkdir(parents=True)
+    with gzip.open(path / "perfetto_trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    summary = profile_summary(str(tmp_path))
+    assert list(summary) == ["/device:GPU:0"]  # the host is left out when a device is there
+    kernels = summary["/device:GPU:0"]["kernels"]
+    assert kernels["busy_ms"] == pytest.approx(0.25) and kernels["span_ms"] == pytest.approx(0.4)
+    assert kernels["top"][0] == {"name": "cudnn_conv", "total_ms": pytest.approx(0.2)}
+    assert summary["/device:GPU:0"]["hlo_ops"]["top"][0]["name"] == "convolution.1"
+    assert "error" in profile_summary(str(tmp_path / "empty"))
+
+
+def test_run_seconds_from_step_times():
+    assert run_seconds({}, 8, 100, 82) == 0.0  # nothing measured: nothing expected
+    assert run_seconds({8: 2.0}, 8, 100, 10) == pytest.approx(1.15 * 10 * 100 * 2e-3 + 10)
+
+
+def test_pack_leaves_out_states_and_refuses_what_would_not_come_back(tmp_path):
+    import tarfile
+
+    (tmp_path / "sweep" / "m8").mkdir(parents=True)
+    (tmp_path / "sweep" / "m8" / "results.csv").write_text("a,b\n")
+    (tmp_path / "sweep" / "m8" / "state.msgpack").write_bytes(b"x" * 1000)
+    assert pack(str(tmp_path / "sweep"), str(tmp_path / "sweep.tar.gz"))
+    with tarfile.open(tmp_path / "sweep.tar.gz") as tar:
+        assert "sweep/m8/results.csv" in tar.getnames()
+        assert "sweep/m8/state.msgpack" not in tar.getnames()
+    (tmp_path / "sweep" / "m8" / "big.bin").write_bytes(__import__("os").urandom(300_000))
+    assert not pack(str(tmp_path / "sweep"), str(tmp_path / "big.tar.gz"), max_mib=0.1)
+    assert not (tmp_path / "big.tar.gz").exists()
