@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 
-def accuracy_grid(rows) -> dict[tuple[int, float], float]:
+def accuracy_table(rows) -> dict[tuple[int, float], float]:
     """{(m, η̃): mean over seeds of the median test accuracy}; NaN if a seed is NaN."""
     by_point = collections.defaultdict(list)
     for row in rows:
@@ -26,23 +26,23 @@ def accuracy_grid(rows) -> dict[tuple[int, float], float]:
     return {point: float(np.mean(values)) for point, values in sorted(by_point.items())}
 
 
-def best_per_batch_size(grid: dict) -> dict[int, tuple[float, float]]:
+def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
     """{m: (best η̃, its accuracy)}; (NaN, NaN) where every η̃ failed."""
     best = {}
-    for m in sorted({m for m, _ in grid}):
-        points = [(acc, lr) for (mm, lr), acc in grid.items() if mm == m and not math.isnan(acc)]
+    for m in sorted({m for m, _ in accuracies}):
+        points = [(acc, lr) for (mm, lr), acc in accuracies.items() if mm == m and not math.isnan(acc)]
         best[m] = (max(points)[1], max(points)[0]) if points else (math.nan, math.nan)
     return best
 
 
-def reliable_ranges(grid: dict, tolerance: float) -> dict[int, list[float]]:
+def reliable_ranges(accuracies: dict, tolerance: float) -> dict[int, list[float]]:
     """{m: the η̃ whose accuracy is within `tolerance` of the sweep's best}, sorted."""
-    accuracies = [acc for acc in grid.values() if not math.isnan(acc)]
-    if not accuracies:
-        return {m: [] for m, _ in grid}
-    threshold = max(accuracies) - tolerance
-    ranges = {m: [] for m, _ in grid}
-    for (m, lr), acc in grid.items():
+    finite = [acc for acc in accuracies.values() if not math.isnan(acc)]
+    if not finite:
+        return {m: [] for m, _ in accuracies}
+    threshold = max(finite) - tolerance
+    ranges = {m: [] for m, _ in accuracies}
+    for (m, lr), acc in accuracies.items():
         if not math.isnan(acc) and acc >= threshold:
             ranges[m].append(lr)
     return {m: sorted(lrs) for m, lrs in sorted(ranges.items())}
@@ -59,12 +59,12 @@ def training_seconds(rows) -> dict[int, float]:
     return seconds
 
 
-def optima_at_the_edge(grid: dict) -> dict[int, str]:
+def optima_at_the_edge(accuracies: dict) -> dict[int, str]:
     """{m: 'smallest' or 'largest'} where m's best η̃ is the smallest or largest η̃ run at m:
     the true optimum may lie outside the grid, and m's best accuracy is a lower bound."""
     edges = {}
-    for m, (lr, _) in best_per_batch_size(grid).items():
-        lrs = sorted(l for mm, l in grid if mm == m)
+    for m, (lr, _) in best_per_batch_size(accuracies).items():
+        lrs = sorted(l for mm, l in accuracies if mm == m)
         if math.isnan(lr) or len(lrs) < 2:
             continue
         if lr == lrs[0]:
@@ -76,9 +76,9 @@ def optima_at_the_edge(grid: dict) -> dict[int, str]:
 
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers."""
-    grid = accuracy_grid(rows)
-    best = best_per_batch_size(grid)
-    ranges = reliable_ranges(grid, tolerance)
+    accuracies = accuracy_table(rows)
+    best = best_per_batch_size(accuracies)
+    ranges = reliable_ranges(accuracies, tolerance)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
     lines = [f"# {title}", ""]
     if trained:
@@ -100,7 +100,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
         time_text = "—" if math.isnan(seconds[m]) else f"{seconds[m]:.0f} s"
         lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} | {time_text} |")
-    edges = optima_at_the_edge(grid)
+    edges = optima_at_the_edge(accuracies)
     for side in ("smallest", "largest"):
         at_edge = [str(m) for m, where in edges.items() if where == side]
         if at_edge:
@@ -110,13 +110,13 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     return "\n".join(lines) + "\n"
 
 
-def comparison_markdown(grids: dict, tolerance: float) -> str:
-    """Several sweeps side by side ({label: accuracy_grid}): per m, each sweep's best
+def comparison_markdown(tables: dict, tolerance: float) -> str:
+    """Several sweeps side by side ({label: accuracy_table}): per m, each sweep's best
     accuracy, its η̃ and its number of reliable η̃ (against that sweep's own best)."""
-    labels = list(grids)
-    all_ms = sorted({m for grid in grids.values() for m, _ in grid})
-    best = {label: best_per_batch_size(grid) for label, grid in grids.items()}
-    ranges = {label: reliable_ranges(grid, tolerance) for label, grid in grids.items()}
+    labels = list(tables)
+    all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
+    best = {label: best_per_batch_size(accuracies) for label, accuracies in tables.items()}
+    ranges = {label: reliable_ranges(accuracies, tolerance) for label, accuracies in tables.items()}
     lines = ["# Sweeps compared (Figs 15 and 16)", "",
              "Each cell: best accuracy (median test accuracy over the last epochs) at its best "
              f"η̃, and how many η̃ converge reliably (accuracy ≥ that sweep's best − "
@@ -139,9 +139,9 @@ def comparison_markdown(grids: dict, tolerance: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bn_accuracy_grid(rows) -> dict[tuple[int, int], tuple[float, float]]:
+def bn_accuracy_table(rows) -> dict[tuple[int, int], tuple[float, float]]:
     """{(m, m_BN): (best η̃, its accuracy)} of a ghost-BN sweep: seeds averaged first (as in
-    `accuracy_grid`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""
+    `accuracy_table`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""
     by_point = collections.defaultdict(list)
     for row in rows:
         point = (int(row["batch_size"]), int(row["bn_batch_size"]), float(row["base_lr"]))
@@ -158,13 +158,13 @@ def bn_accuracy_grid(rows) -> dict[tuple[int, int], tuple[float, float]]:
 def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
     """Accuracy per SGD batch m (rows) and BN batch m_BN (columns), the best m_BN per m and
     the η̃ each m was trained with."""
-    grid = bn_accuracy_grid(rows)
-    batch_sizes = sorted({m for m, _ in grid})
-    bn_sizes = sorted({b for _, b in grid})
+    accuracies = bn_accuracy_table(rows)
+    batch_sizes = sorted({m for m, _ in accuracies})
+    bn_sizes = sorted({b for _, b in accuracies})
     lrs_used = collections.defaultdict(set)
     for row in rows:
         lrs_used[int(row["batch_size"])].add(float(row["base_lr"]))
-    trained = {key: v for key, v in grid.items() if not math.isnan(v[1])}
+    trained = {key: v for key, v in accuracies.items() if not math.isnan(v[1])}
     lines = [f"# {title}", ""]
     if trained:
         (m, mbn), (lr, acc) = max(trained.items(), key=lambda item: item[1][1])
@@ -181,7 +181,7 @@ def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
         lr_text = f"2^{math.log2(used[0]):g}" if len(used) == 1 else f"best of {len(used)}"
         cells = []
         for b in bn_sizes:
-            acc = grid.get((m, b), (math.nan, None))[1] if (m, b) in grid else None
+            acc = accuracies.get((m, b), (math.nan, None))[1] if (m, b) in accuracies else None
             cells.append("—" if acc is None else "diverged" if math.isnan(acc) else f"{acc:.4f}")
         row_best = sorted((b, v[1]) for (mm, b), v in trained.items() if mm == m)
         # Ties go to the smaller m_BN, as in the "Best:" line.

@@ -48,13 +48,13 @@ def report(workdir: str, rows, tolerance: float, curves=None) -> None:
 def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) -> None:
     """Figs 15 and 16 across finished sweeps ({label: sweep workdir}), e.g. AlexNet with and
     without BN, in workdir/figures/ with workdir/summary.md."""
-    grids = {}
+    tables = {}
     for label, sweep_dir in sweeps.items():
         path = os.path.join(sweep_dir, RESULTS)
         if not os.path.isfile(path):
             raise ValueError(f"sweep {label!r}: no {RESULTS} in {sweep_dir}")
         with open(path) as f:
-            grids[label] = analysis.accuracy_grid(list(csv.DictReader(f)))
+            tables[label] = analysis.accuracy_table(list(csv.DictReader(f)))
     os.makedirs(workdir, exist_ok=True)
-    paths = plots.write_comparison_figures(grids, os.path.join(workdir, "figures"), tolerance)
-    write_summary(workdir, analysis.comparison_markdown(grids, tolerance), paths)
+    paths = plots.write_comparison_figures(tables, os.path.join(workdir, "figures"), tolerance)
+    write_summary(workdir, analysis.comparison_markdown(tables, tolerance), paths)

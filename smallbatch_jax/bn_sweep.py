@@ -33,7 +33,7 @@ def best_lrs_from(workdir: str) -> dict[int, float]:
                          "of a finished experiments.batch_sweep")
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    best = analysis.best_per_batch_size(analysis.accuracy_grid(rows))
+    best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
     return {m: lr for m, (lr, _) in best.items() if not math.isnan(lr)}
 
 

@@ -16,27 +16,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from smallbatch_jax.analysis import (  # noqa: E402
-    accuracy_grid, best_per_batch_size, bn_accuracy_grid, reliable_ranges)
+    accuracy_table, best_per_batch_size, bn_accuracy_table, reliable_ranges)
 from smallbatch_jax.results import replacing  # noqa: E402
 
 FORMATS = ("png", "svg")
 
 
-def _batch_sizes(grid):
-    return sorted({m for m, _ in grid})
+def _batch_sizes(accuracies):
+    return sorted({m for m, _ in accuracies})
 
 
-def _base_lrs(grid):
-    return sorted({lr for _, lr in grid})
+def _base_lrs(accuracies):
+    return sorted({lr for _, lr in accuracies})
 
 
-def accuracy_vs_lr(grid) -> plt.Figure:
+def accuracy_vs_lr(accuracies) -> plt.Figure:
     """Figs 1–3, 5–11: test accuracy vs η̃, one curve per m; ✕ marks diverged runs."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(_batch_sizes(grid))))
-    for color, m in zip(colors, _batch_sizes(grid)):
-        lrs = [lr for mm, lr in grid if mm == m]
-        accs = [grid[(m, lr)] for lr in lrs]
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(_batch_sizes(accuracies))))
+    for color, m in zip(colors, _batch_sizes(accuracies)):
+        lrs = [lr for mm, lr in accuracies if mm == m]
+        accs = [accuracies[(m, lr)] for lr in lrs]
         ax.plot(np.log2(lrs), accs, "o-", color=color, label=f"m = {m}", markersize=3)
         failed = [math.log2(lr) for lr, acc in zip(lrs, accs) if math.isnan(acc)]
         ax.plot(failed, [0.0] * len(failed), "x", color=color, markersize=6)
@@ -47,62 +47,62 @@ def accuracy_vs_lr(grid) -> plt.Figure:
     return fig
 
 
-def best_accuracy_vs_batch_size(grid) -> plt.Figure:
+def best_accuracy_vs_batch_size(accuracies) -> plt.Figure:
     """Fig 15 of one sweep: the best test accuracy over η̃ at each m."""
-    return compare_best_accuracy({None: grid})
+    return compare_best_accuracy({None: accuracies})
 
 
-def compare_best_accuracy(grids: dict) -> plt.Figure:
-    """Fig 15: the best test accuracy over η̃ at each m, one curve per sweep ({label: grid};
+def compare_best_accuracy(tables: dict) -> plt.Figure:
+    """Fig 15: the best test accuracy over η̃ at each m, one curve per sweep ({label: accuracies};
     label None: a single sweep, no legend)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    all_ms = sorted({m for grid in grids.values() for m, _ in grid})
-    for label, grid in grids.items():
-        best = best_per_batch_size(grid)
+    all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
+    for label, accuracies in tables.items():
+        best = best_per_batch_size(accuracies)
         ax.plot(np.log2(list(best)), [acc for _, acc in best.values()], "o-", label=label,
                 markersize=4)
     ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
     ax.set(xlabel="batch size m", ylabel="best test accuracy", title="Best test accuracy vs m")
-    if any(label is not None for label in grids):
+    if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
 
-def reliable_range_vs_batch_size(grid, tolerance: float) -> plt.Figure:
+def reliable_range_vs_batch_size(accuracies, tolerance: float) -> plt.Figure:
     """Fig 16 of one sweep: the η̃ that converge reliably at each m."""
-    return compare_reliable_ranges({None: grid}, tolerance)
+    return compare_reliable_ranges({None: accuracies}, tolerance)
 
 
-def compare_reliable_ranges(grids: dict, tolerance: float) -> plt.Figure:
+def compare_reliable_ranges(tables: dict, tolerance: float) -> plt.Figure:
     """Fig 16: the η̃ that converge reliably at each m (vertical bars through the grid points),
-    one colour per sweep ({label: grid}, each against its own best; side by side at each m)."""
+    one colour per sweep ({label: accuracies}, each against its own best; side by side at each m)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    all_ms = sorted({m for grid in grids.values() for m, _ in grid})
-    colors = plt.cm.tab10(np.arange(len(grids)) % 10)
-    for i, (color, (label, grid)) in enumerate(zip(colors, grids.items())):
-        offset = 0.15 * (i - (len(grids) - 1) / 2)
-        for m, lrs in reliable_ranges(grid, tolerance).items():
+    all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
+    colors = plt.cm.tab10(np.arange(len(tables)) % 10)
+    for i, (color, (label, accuracies)) in enumerate(zip(colors, tables.items())):
+        offset = 0.15 * (i - (len(tables) - 1) / 2)
+        for m, lrs in reliable_ranges(accuracies, tolerance).items():
             if lrs:
                 x = math.log2(m) + offset
                 ax.plot([x] * 2, [math.log2(lrs[0]), math.log2(lrs[-1])], "-", color=color,
-                        linewidth=6 if len(grids) == 1 else 3, alpha=0.5)
+                        linewidth=6 if len(tables) == 1 else 3, alpha=0.5)
                 ax.plot([x] * len(lrs), np.log2(lrs), "o", color=color, markersize=3)
         if label is not None:
             ax.plot([], [], "-", color=color, linewidth=3, label=label)
     ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
     ax.set(xlabel="batch size m", ylabel="log₂ η̃",
            title=f"Reliable η̃: accuracy ≥ best − {tolerance:g}, no divergence")
-    if any(label is not None for label in grids):
+    if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
 
-def accuracy_heat_map(grid) -> plt.Figure:
+def accuracy_heat_map(accuracies) -> plt.Figure:
     """Test accuracy over the η̃ × m grid (blank: diverged)."""
-    ms, lrs = _batch_sizes(grid), _base_lrs(grid)
-    values = np.array([[grid.get((m, lr), np.nan) for m in ms] for lr in lrs])
+    ms, lrs = _batch_sizes(accuracies), _base_lrs(accuracies)
+    values = np.array([[accuracies.get((m, lr), np.nan) for m in ms] for lr in lrs])
     fig, ax = plt.subplots(figsize=(6, 4.5))
     image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(ms)), [str(m) for m in ms])
@@ -113,7 +113,7 @@ def accuracy_heat_map(grid) -> plt.Figure:
 
 
 def accuracy_vs_bn_batch_size(bn_grid) -> plt.Figure:
-    """Figs 13–14: test accuracy vs m_BN, one curve per m (analysis.bn_accuracy_grid: the
+    """Figs 13–14: test accuracy vs m_BN, one curve per m (analysis.bn_accuracy_table: the
     best η̃ of each (m, m_BN)); ✕ marks an (m, m_BN) where every η̃ diverged."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     batch_sizes = sorted({m for m, _ in bn_grid})
@@ -171,28 +171,28 @@ def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
 def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[str]:
     """Every figure of a batch sweep, as PNG and SVG in `directory`; returns the paths."""
     os.makedirs(directory, exist_ok=True)
-    grid = accuracy_grid(rows)
-    figures = {"accuracy_vs_lr": accuracy_vs_lr(grid),
-               "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(grid),
-               "reliable_lr_range": reliable_range_vs_batch_size(grid, tolerance),
-               "accuracy_heat_map": accuracy_heat_map(grid)}
+    accuracies = accuracy_table(rows)
+    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies),
+               "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(accuracies),
+               "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance),
+               "accuracy_heat_map": accuracy_heat_map(accuracies)}
     if curves:
         figures["training_curves"] = training_curves(curves)
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 
-def write_comparison_figures(grids: dict, directory: str, tolerance: float) -> list[str]:
-    """Figs 15 and 16 of several sweeps ({label: accuracy_grid}) in `directory`."""
+def write_comparison_figures(tables: dict, directory: str, tolerance: float) -> list[str]:
+    """Figs 15 and 16 of several sweeps ({label: accuracy_table}) in `directory`."""
     os.makedirs(directory, exist_ok=True)
-    figures = {"best_accuracy_vs_batch_size": compare_best_accuracy(grids),
-               "reliable_lr_range": compare_reliable_ranges(grids, tolerance)}
+    figures = {"best_accuracy_vs_batch_size": compare_best_accuracy(tables),
+               "reliable_lr_range": compare_reliable_ranges(tables, tolerance)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 
 def write_bn_figures(rows, directory: str) -> list[str]:
     """The figures of a ghost-BN sweep (accuracy vs m_BN, the m × m_BN heat map)."""
     os.makedirs(directory, exist_ok=True)
-    bn_grid = bn_accuracy_grid(rows)
+    bn_grid = bn_accuracy_table(rows)
     figures = {"accuracy_vs_bn_batch_size": accuracy_vs_bn_batch_size(bn_grid),
                "bn_heat_map": bn_heat_map(bn_grid)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from smallbatch_jax.analysis import (accuracy_grid, best_per_batch_size, bn_accuracy_grid,
+from smallbatch_jax.analysis import (accuracy_table, best_per_batch_size, bn_accuracy_table,
                                      bn_summary_markdown, comparison_markdown, optima_at_the_edge,
                                      reliable_ranges, summary_markdown)
 
@@ -25,7 +25,7 @@ TABLE = {
 
 
 def test_best_per_batch_size():
-    best = best_per_batch_size(accuracy_grid(_rows(TABLE)))
+    best = best_per_batch_size(accuracy_table(_rows(TABLE)))
     assert best[2] == (2.0**-8, 0.71) and best[8] == (2.0**-10, 0.70)
     assert best[64] == (2.0**-12, 0.50)
     assert all(math.isnan(x) for x in best[256])
@@ -39,15 +39,15 @@ def test_best_per_batch_size():
     (0.5, {2: [-12, -10, -8, -6], 8: [-12, -10, -8], 64: [-12], 256: []}),
 ])
 def test_reliable_range_is_within_tolerance_of_the_sweeps_best(tolerance, expected):
-    ranges = reliable_ranges(accuracy_grid(_rows(TABLE)), tolerance)
+    ranges = reliable_ranges(accuracy_table(_rows(TABLE)), tolerance)
     assert ranges == {m: [2.0**k for k in ks] for m, ks in expected.items()}
 
 
 def test_seeds_are_averaged_and_a_diverged_seed_is_not_reliable():
     rows = _rows({4: {-8: 0.8, -6: 0.7}}) + _rows({4: {-8: 0.6, -6: NAN}}, seed=1)
-    grid = accuracy_grid(rows)
-    assert grid[(4, 2.0**-8)] == pytest.approx(0.7) and math.isnan(grid[(4, 2.0**-6)])
-    assert reliable_ranges(grid, 0.5) == {4: [2.0**-8]}
+    accuracies = accuracy_table(rows)
+    assert accuracies[(4, 2.0**-8)] == pytest.approx(0.7) and math.isnan(accuracies[(4, 2.0**-6)])
+    assert reliable_ranges(accuracies, 0.5) == {4: [2.0**-8]}
 
 
 def test_summary_numbers_match_the_table():
@@ -72,7 +72,7 @@ def test_training_time_per_batch_size_is_its_programs_wall_time():
 def test_optima_at_the_edge_of_the_grid_are_flagged():
     table = {2: {-12: 0.6, -10: 0.7, -8: 0.5}, 4: {-12: 0.6, -10: 0.5, -8: 0.7},
              8: {-12: 0.7, -10: 0.6, -8: NAN}, 16: {-12: 0.7}, 32: {-12: NAN, -10: NAN}}
-    assert optima_at_the_edge(accuracy_grid(_rows(table))) == {4: "largest", 8: "smallest"}
+    assert optima_at_the_edge(accuracy_table(_rows(table))) == {4: "largest", 8: "smallest"}
 
 
 def _bn_rows(cells, seed=0):
@@ -89,13 +89,13 @@ BN_CELLS = {
 
 
 def test_bn_grid_takes_the_best_lr_of_each_cell_after_averaging_seeds():
-    grid = bn_accuracy_grid(_bn_rows(BN_CELLS))
-    assert grid[(16, 4)] == (2.0**-6, 0.82) and grid[(16, 16)] == (2.0**-8, 0.78)
-    assert grid[(64, 16)] == (2.0**-8, 0.76)
-    assert all(math.isnan(x) for x in grid[(64, 64)])
+    accuracies = bn_accuracy_table(_bn_rows(BN_CELLS))
+    assert accuracies[(16, 4)] == (2.0**-6, 0.82) and accuracies[(16, 16)] == (2.0**-8, 0.78)
+    assert accuracies[(64, 16)] == (2.0**-8, 0.76)
+    assert all(math.isnan(x) for x in accuracies[(64, 64)])
     # A second seed: η̃ = 2^-6 at (16, 4) now averages 0.62 and 2^-8 wins with 0.79.
     rows = _bn_rows(BN_CELLS) + _bn_rows({(16, 4, -8): 0.78, (16, 4, -6): 0.42}, seed=1)
-    assert bn_accuracy_grid(rows)[(16, 4)] == (2.0**-8, pytest.approx(0.79))
+    assert bn_accuracy_table(rows)[(16, 4)] == (2.0**-8, pytest.approx(0.79))
 
 
 def test_bn_summary_numbers_match_the_table():
@@ -111,8 +111,8 @@ def test_bn_summary_numbers_match_the_table():
 
 def test_comparison_table_holds_each_sweeps_best_and_reliable_count():
     other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
-    grids = {"A": accuracy_grid(_rows(TABLE)), "B": accuracy_grid(_rows(other))}
-    text = comparison_markdown(grids, tolerance=0.02)
+    tables = {"A": accuracy_table(_rows(TABLE)), "B": accuracy_table(_rows(other))}
+    text = comparison_markdown(tables, tolerance=0.02)
     assert "| m | A | B |" in text
     # B's best is 0.85 (m = 8): at m = 2 neither 0.80 nor 0.81 is within 0.02 of it.
     assert "| 2 | 0.7100 (2^-8, 3 reliable) | 0.8100 (2^-10, 0 reliable) |" in text

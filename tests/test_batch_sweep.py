@@ -29,11 +29,11 @@ def _read(path):
 
 @pytest.mark.parametrize("num_tasks", [1, 2, 3, 5])
 def test_tasks_split_the_runs_exactly_once(num_tasks):
-    grid = (2, 4, 8, 16, 32)
-    assigned = [m for i in range(num_tasks) for m in task_runs(grid, i, num_tasks)]
-    assert sorted(assigned) == list(grid)
+    accuracies = (2, 4, 8, 16, 32)
+    assigned = [m for i in range(num_tasks) for m in task_runs(accuracies, i, num_tasks)]
+    assert sorted(assigned) == list(accuracies)
     with pytest.raises(ValueError, match="task_index=3 must lie in"):
-        task_runs(grid, 3, 3)
+        task_runs(accuracies, 3, 3)
 
 
 def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, monkeypatch):

@@ -1,7 +1,7 @@
 import os
 
 from smallbatch_jax import plots
-from smallbatch_jax.analysis import accuracy_grid, bn_accuracy_grid
+from smallbatch_jax.analysis import accuracy_table, bn_accuracy_table
 from test_analysis import BN_CELLS, NAN, TABLE, _bn_rows, _rows
 
 
@@ -10,8 +10,8 @@ def _lines_with_data(ax):
 
 
 def test_accuracy_vs_lr_has_one_curve_per_batch_size_and_marks_divergence():
-    grid = accuracy_grid(_rows(TABLE))
-    fig = plots.accuracy_vs_lr(grid)
+    accuracies = accuracy_table(_rows(TABLE))
+    fig = plots.accuracy_vs_lr(accuracies)
     ax = fig.axes[0]
     curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert len(curves) == len(TABLE)
@@ -22,17 +22,17 @@ def test_accuracy_vs_lr_has_one_curve_per_batch_size_and_marks_divergence():
 
 
 def test_best_accuracy_and_heat_map_hold_the_tables_numbers():
-    grid = accuracy_grid(_rows(TABLE))
-    (line,) = _lines_with_data(plots.best_accuracy_vs_batch_size(grid).axes[0])
+    accuracies = accuracy_table(_rows(TABLE))
+    (line,) = _lines_with_data(plots.best_accuracy_vs_batch_size(accuracies).axes[0])
     assert list(line.get_ydata()[:3]) == [0.71, 0.70, 0.50]
-    image = plots.accuracy_heat_map(grid).axes[0].get_images()[0].get_array()
+    image = plots.accuracy_heat_map(accuracies).axes[0].get_images()[0].get_array()
     assert image.shape == (5, 4)  # 5 η̃ × 4 m
     assert image[2, 0] == 0.71 and image.mask[4, 0]  # m = 2: η̃ = 2^-8 best, 2^-4 blank
 
 
 def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
-    grid = accuracy_grid(_rows(TABLE))
-    ax = plots.reliable_range_vs_batch_size(grid, 0.06).axes[0]
+    accuracies = accuracy_table(_rows(TABLE))
+    ax = plots.reliable_range_vs_batch_size(accuracies, 0.06).axes[0]
     assert "best − 0.06" in ax.get_title()
     bars = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert [len(line.get_xdata()) for line in bars] == [3, 3]  # m = 2 and m = 8
@@ -40,14 +40,14 @@ def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
 
 def test_bn_plots_hold_one_curve_per_batch_size_and_the_grids_numbers(tmp_path):
     rows = _bn_rows(BN_CELLS)
-    grid = bn_accuracy_grid(rows)
-    ax = plots.accuracy_vs_bn_batch_size(grid).axes[0]
+    accuracies = bn_accuracy_table(rows)
+    ax = plots.accuracy_vs_bn_batch_size(accuracies).axes[0]
     curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert [list(line.get_ydata()) for line in curves][0] == [0.82, 0.78]  # m = 16
     assert len(curves) == 2
     crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
     assert sum(len(line.get_xdata()) for line in crosses) == 1  # (64, 64) diverged
-    image = plots.bn_heat_map(grid).axes[0].get_images()[0].get_array()
+    image = plots.bn_heat_map(accuracies).axes[0].get_images()[0].get_array()
     assert image.shape == (3, 2)  # 3 m_BN × 2 m
     assert image[0, 0] == 0.82 and image.mask[2, 0] and image.mask[2, 1]
     paths = plots.write_bn_figures(rows, str(tmp_path))
@@ -70,17 +70,17 @@ def test_write_figures_writes_png_and_svg(tmp_path):
 
 def test_comparison_figures_draw_one_curve_and_one_bar_colour_per_sweep(tmp_path):
     other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
-    grids = {"A": accuracy_grid(_rows(TABLE)), "B": accuracy_grid(_rows(other))}
-    ax = plots.compare_best_accuracy(grids).axes[0]
+    tables = {"A": accuracy_table(_rows(TABLE)), "B": accuracy_table(_rows(other))}
+    ax = plots.compare_best_accuracy(tables).axes[0]
     curves = _lines_with_data(ax)
     assert [list(line.get_ydata()) for line in curves][1] == [0.81, 0.85]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
-    ax = plots.compare_reliable_ranges(grids, 0.02).axes[0]
+    ax = plots.compare_reliable_ranges(tables, 0.02).axes[0]
     points = [line for line in ax.get_lines() if line.get_marker() == "o"]
     # A: m = 2 (3 η̃) and m = 8 (1 η̃); B, against its own best 0.85: m = 8 (2^-12) only.
     assert [len(line.get_xdata()) for line in points] == [3, 1, 1]
     assert points[1].get_xdata()[0] < 3 < points[2].get_xdata()[0]  # side by side at m = 8
-    paths = plots.write_comparison_figures(grids, str(tmp_path), 0.02)
+    paths = plots.write_comparison_figures(tables, str(tmp_path), 0.02)
     assert len(paths) == 4 and all(os.path.getsize(p) > 1000 for p in paths)
 
 
