@@ -9,59 +9,15 @@ CPU. Every key the code reads is listed here; training length is in epochs and c
 to steps at run time, so overriding `batch_size` leaves nothing stale.
 """
 
-import ml_collections
+from smallbatch_jax.config_args import sibling_config
 
 
 def get_config():
-    config = ml_collections.ConfigDict()
-    # Data and model.
-    config.dataset = "digits"  # 'digits' (embedded), 'cifar10', 'cifar100'
-    config.data_dir = ""  # CIFAR: a local .npz file (train_images, train_labels, ...)
-    config.model = "small_cnn"  # see smallbatch_jax.models.MODELS
-    # The paper's augmentation (pad 4, random 32×32 crop, random flip), on the device.
-    config.augment = False
-    # SGD batch size m, and the BatchNorm batch m_BN (0: the whole batch, m_BN = m).
+    config = sibling_config(__file__, "common")
+    config.dataset = "digits"
+    config.model = "small_cnn"
     config.batch_size = 8
-    # The sweep of experiments.batch_sweep: one program per m (2, 4, …, 256).
-    config.batch_sizes = tuple(2**k for k in range(1, 9))
-    config.bn_batch_size = 0
-    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
-    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
-    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
+    config.batch_sizes = tuple(2**k for k in range(1, 9))  # m = 2 … 256 (1,438 digits)
     config.bn_batch_sizes = (2, 4, 8, 16, 32)
-    config.lr_from = ""
-    config.lr_per_batch_size = ()
-    # The lanes: base learning rates η̃ = η/m, × num_seeds seeds (seed, seed + 1, …).
-    config.base_lrs = tuple(2.0**k for k in range(-12, 1))
-    config.seed = 0
-    config.num_seeds = 1
-    # Optimizer: plain SGD (momentum 0) as in the paper, L2 weight decay on kernels.
-    config.weight_decay = 5e-4
-    config.momentum = 0.0
-    # Schedule: ×lr_decay_factor at each fraction of training in lr_decay_points; optional
-    # linear warm-up from η/32 over the first `warmup` fraction of training (paper: 0.05).
     config.epochs = 30
-    config.lr_decay_points = (0.5, 0.75)
-    config.lr_decay_factor = 0.1
-    config.warmup = 0.0
-    # Evaluation: every epoch on the test split; the metric is the median test accuracy
-    # over the last `last_epochs` epochs (paper: 5).
-    config.eval_batch_size = 1000
-    config.last_epochs = 5
-    # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
-    # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
-    config.reliable_tolerance = 0.02
-    # How lanes and steps are executed: 'auto' (measured fastest per backend), a preset of
-    # smallbatch_jax.lowering.PRESETS, or 'manual' (the fields below).
-    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
-    config.memory_budget_gb = 0.0
-    # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
-    # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
-    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
-    config.precision = "highest"
-    # `table`: a measured table of lowerings for 'auto' (experiments.gpu_check writes one);
-    # "" = the packaged table of the backend (smallbatch_jax/measured/), if any.
-    config.lowering = ml_collections.ConfigDict(dict(
-        preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lane_chunk=0, table=""))
     return config

@@ -20,9 +20,7 @@ Paper: a smaller overall m is better; m_BN = 4 or 8 is best for every m; on CIFA
 best result at each m uses an m_BN smaller than m.
 """
 
-import ml_collections
-
-from smallbatch_jax.config_args import parse_arg
+from smallbatch_jax.config_args import parse_arg, sibling_config
 
 PAPER_EPOCHS = {"cifar10": 82, "cifar100": 164}
 VARIANTS = {"fig13a": "mbn=8", "fig13b": "mbn=4,dataset=cifar100"}
@@ -33,44 +31,15 @@ def get_config(arg: str | None = None):
     if args.dataset not in PAPER_EPOCHS:
         raise ValueError(f"config argument dataset={args.dataset!r}; "
                          f"allowed: {sorted(PAPER_EPOCHS)}")
-    config = ml_collections.ConfigDict()
+    config = sibling_config(__file__, "common")
     config.dataset = args.dataset
-    config.data_dir = ""  # "" = tensorflow-datasets' default directory
     config.model = "resnet32"
     config.augment = True
     config.batch_size = 64
-    # The sweep of experiments.batch_sweep: one program per m (m_BN … 1024).
+    # The batch sweep and the ghost-BN sweep: m = max(8, m_BN) … 1024, m_BN = 2 … m.
     config.batch_sizes = tuple(2**k for k in range(3, 11) if 2**k >= args.mbn)
     config.bn_batch_size = args.mbn
-    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
-    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
-    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
-    config.bn_batch_sizes = tuple(2**k for k in range(1, 11))  # m_BN = 2 … m
-    config.lr_from = ""
-    config.lr_per_batch_size = ()
-    config.base_lrs = tuple(2.0**k for k in range(-12, 1))
-    config.seed = 0
-    config.num_seeds = 1
+    config.bn_batch_sizes = tuple(2**k for k in range(1, 11))
     config.weight_decay = 1e-4
-    config.momentum = 0.0
     config.epochs = PAPER_EPOCHS[args.dataset]
-    config.lr_decay_points = (0.5, 0.75)
-    config.lr_decay_factor = 0.1
-    config.warmup = 0.0
-    config.eval_batch_size = 1000
-    config.last_epochs = 5
-    # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
-    # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
-    config.reliable_tolerance = 0.02
-    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
-    config.memory_budget_gb = 0.0
-    # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
-    # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
-    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
-    config.precision = "highest"
-    # `table`: a measured table of lowerings for 'auto' (experiments.gpu_check writes one);
-    # "" = the packaged table of the backend (smallbatch_jax/measured/), if any.
-    config.lowering = ml_collections.ConfigDict(dict(
-        preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lane_chunk=0, table=""))
     return config

@@ -1,19 +1,19 @@
-r"""The prepared GPU check: which lowering is fastest there, and the paper's Fig 1 at full length.
+r"""The prepared GPU check: which execution strategy is fastest there, and the paper's Fig 1 at full length.
 
     bash experiments/gpu_check.sh OUTDIR      # on the device machine; docs/benchmarks.md
     python -m experiments.gpu_check --config=configs/gpu_check.py:tiny --outdir=/tmp/check
 
 Three sections under one deadline (`deadline_minutes`), each writing what it measured into
-OUTDIR as it goes (gpu_check.json, gpu_check.md, lowering_table.json, *.tar.gz):
+OUTDIR as it goes (gpu_check.json, gpu_check.md, strategy_table.json, *.tar.gz):
 
 a. Throughput (`throughput`): the reduced AlexNet, K = 13 lanes, on the CIFAR-10 subset's
-   shapes. At every m of `batch_sizes_all`, every candidate lowering side by side with the
+   shapes. At every m of `batch_sizes_all`, every candidate strategy side by side with the
    JAX sequential baseline, the packing limit and the PyTorch eager baseline (interleaved
    repeats); at `batch_sizes_best` only the best `num_best` candidates, and the best at the
-   other precision (TF32 against true float32). The fastest lowering per m goes to
-   lowering_table.json, which 'auto' then uses (lowering.choose_lowering).
+   other precision (TF32 against true float32). The fastest strategy per m goes to
+   strategy_table.json, which 'auto' then uses (strategy.choose_strategy).
 b. Fig 1 (`fig1`): the batch sweep of configs/alexnet_cifar10.py:bn=none, 82 epochs, every
-   m = 2 … 2048, on the real subset, with the lowerings just measured; then the same at the
+   m = 2 … 2048, on the real subset, with the strategies just measured; then the same at the
    other precision for `fig1_precision_batch_sizes`; then η̃ = 2⁻¹⁶ … 2⁻¹³ for m ≥ 32
    (`fig1_extension_*`) if time allows.
 c. Fig 8 (`fig8`): configs/resnet_cifar.py:depth=32,bn=True,aug on the subset, as many epochs
@@ -23,23 +23,9 @@ c. Fig 8 (`fig8`): configs/resnet_cifar.py:depth=32,bn=True,aug on the subset, a
 CNN, two m, two candidates, one epoch.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-from smallbatch_jax.config_args import parse_arg
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _config_file(name: str, arg: str | None):
-    """`get_config(arg)` of another config file of this directory."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
+from smallbatch_jax.config_args import parse_arg, sibling_config
 
 def get_config(arg: str | None = None):
     args = parse_arg(arg, tiny=False)
@@ -84,14 +70,14 @@ def get_config(arg: str | None = None):
     # at these m.
     tp.profile_batch_sizes = (2, 512)
 
-    fig1 = config.fig1 = _config_file("alexnet_cifar10", "bn=none")
+    fig1 = config.fig1 = sibling_config(__file__, "alexnet_cifar10", "bn=none")
     fig1.data_dir = config.get_ref("data_path")
     config.fig1_budget_minutes = 5.0
     config.fig1_precision_batch_sizes = (8, 128)
     config.fig1_extension_batch_sizes = (32, 64, 128, 256, 512, 1024, 2048)
     config.fig1_extension_lrs = tuple(2.0**k for k in range(-16, -12))
 
-    fig8 = config.fig8 = _config_file("resnet_cifar", "depth=32,bn=True,aug")
+    fig8 = config.fig8 = sibling_config(__file__, "resnet_cifar", "depth=32,bn=True,aug")
     fig8.data_dir = config.get_ref("data_path")
     fig8.batch_sizes = (8, 32, 128, 512)
     config.fig8_max_epochs = 82

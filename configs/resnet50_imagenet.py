@@ -9,7 +9,7 @@ ILSVRC2012_img_val.tar in `<data_dir>/downloads/manual/`; tensorflow-datasets pr
 on the first run. Decoding and augmentation (scale augmentation 256–480, random 224 crop,
 flip, colour noise) run on the host CPUs (smallbatch_jax/data/imagenet.py); the lanes train
 on the accelerator, one batch per step, 16 batches per dispatch
-(trainer.STREAMED_STEPS_PER_DISPATCH; `lowering.steps_per_dispatch` with preset 'manual').
+(train/batches.STREAMED_STEPS_PER_DISPATCH; `strategy.steps_per_dispatch` with preset 'manual').
 
 Arguments: `mbn=N` sets the BN batch m_BN (Fig 14; 0 = m_BN = m, Fig 12), `seed=N` (the paper
 averages 2 runs: seeds 0 and 1, each its own sweep). Plain SGD, λ = 10⁻⁴, 90 epochs, ×0.1 at
@@ -27,54 +27,25 @@ Fig 14 with the paper's η̃ (2⁻¹⁰ = 0.0009765625, 2⁻⁹ = 0.001953125):
             (1024, 0.0009765625), (2048, 0.001953125))" --workdir=runs/fig14
 """
 
-import ml_collections
-
-from smallbatch_jax.config_args import parse_arg
+from smallbatch_jax.config_args import parse_arg, sibling_config
 
 VARIANTS = {"fig12": "", "fig14": "mbn=16"}
 
 
 def get_config(arg: str | None = None):
     args = parse_arg(arg, mbn=0, seed=0)
-    config = ml_collections.ConfigDict()
+    config = sibling_config(__file__, "common")
     config.dataset = "imagenet2012"
-    config.data_dir = ""  # tensorflow-datasets' data directory ("" = ~/tensorflow_datasets)
-    config.image_size = 224  # the training and evaluation crop
+    config.image_size = 224
     config.model = "resnet50"
     config.augment = False  # ImageNet's augmentation is the host pipeline's (always on)
     config.batch_size = 32
-    # The sweep of experiments.batch_sweep: one program per m (4, 8, …, 256).
-    config.batch_sizes = tuple(2**k for k in range(2, 9))
+    config.batch_sizes = tuple(2**k for k in range(2, 9))  # m = 4 … 256
     config.bn_batch_size = args.mbn
-    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
-    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
-    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
     config.bn_batch_sizes = tuple(2**k for k in range(2, 9))
-    config.lr_from = ""
-    config.lr_per_batch_size = ()
-    config.base_lrs = tuple(2.0**k for k in range(-12, 1))
     config.seed = args.seed
-    config.num_seeds = 1  # streamed data: one data order per program
     config.weight_decay = 1e-4
-    config.momentum = 0.0
     config.epochs = 90
     config.lr_decay_points = (30 / 90, 60 / 90, 80 / 90)
-    config.lr_decay_factor = 0.1
-    config.warmup = 0.0
     config.eval_batch_size = 250
-    config.last_epochs = 5
-    # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
-    # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
-    config.reliable_tolerance = 0.02
-    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
-    config.memory_budget_gb = 0.0
-    # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
-    # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
-    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
-    config.precision = "highest"
-    # `table`: a measured table of lowerings for 'auto' (experiments.gpu_check writes one);
-    # "" = the packaged table of the backend (smallbatch_jax/measured/), if any.
-    config.lowering = ml_collections.ConfigDict(dict(
-        preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lane_chunk=0, table=""))
     return config

@@ -22,9 +22,7 @@ Arguments (comma-separated; see smallbatch_jax/config_args.py), one line per fig
 Plain SGD, λ = 10⁻⁴ on kernels, ×0.1 at 50% and 75% of training, η̃ ∈ 2⁻¹² … 2⁰.
 """
 
-import ml_collections
-
-from smallbatch_jax.config_args import parse_arg
+from smallbatch_jax.config_args import parse_arg, sibling_config
 
 PAPER_EPOCHS = {"cifar10": 82, "cifar100": 164}
 VARIANTS = {
@@ -43,38 +41,11 @@ def get_config(arg: str | None = None):
     if args.dataset not in PAPER_EPOCHS:
         raise ValueError(f"config argument dataset={args.dataset!r}; "
                          f"allowed: {sorted(PAPER_EPOCHS)}")
-    config = ml_collections.ConfigDict()
+    config = sibling_config(__file__, "common")
     config.dataset = args.dataset
-    config.data_dir = ""  # "" = tensorflow-datasets' default directory
     config.model = f"resnet{args.depth}" + ("" if args.bn else "_nobn")
     config.augment = args.aug
-    config.batch_size = 8
-    # The sweep of experiments.batch_sweep: one program per m (2, 4, …, 2048).
-    config.batch_sizes = tuple(2**k for k in range(1, 12))
-    config.bn_batch_size = 0  # m_BN = m
-    config.base_lrs = tuple(2.0**k for k in range(-12, 1))
-    config.seed = 0
-    config.num_seeds = 1
     config.weight_decay = 1e-4
-    config.momentum = 0.0
     config.epochs = args.epochs or PAPER_EPOCHS[args.dataset]
-    config.lr_decay_points = (0.5, 0.75)
-    config.lr_decay_factor = 0.1
     config.warmup = 0.05 if args.warmup else 0.0
-    config.eval_batch_size = 1000
-    config.last_epochs = 5
-    # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
-    # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
-    config.reliable_tolerance = 0.02
-    # Device memory one dispatch may use (GiB); lanes run in chunks to stay under it. 0: none.
-    config.memory_budget_gb = 0.0
-    # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
-    # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
-    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
-    config.precision = "highest"
-    # `table`: a measured table of lowerings for 'auto' (experiments.gpu_check writes one);
-    # "" = the packaged table of the backend (smallbatch_jax/measured/), if any.
-    config.lowering = ml_collections.ConfigDict(dict(
-        preset="auto", lanes="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lane_chunk=0, table=""))
     return config

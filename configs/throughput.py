@@ -4,15 +4,15 @@ r"""The throughput benchmark: lanes against sequential runs and the packing limi
 
 Reduced AlexNet on 32×32×3 inputs (synthetic pixels: speed does not depend on them), plain
 SGD, m ∈ {2, 8, 32, 128} × K ∈ {1, 4, 13}. Each (m, K) trains about `examples_per_lane`
-examples per lane per repeat. 'auto' is the lowering a user gets; add other presets of
-smallbatch_jax.lowering.PRESETS to see them side by side.
+examples per lane per repeat. 'auto' is the strategy a user gets; add other presets of
+smallbatch_jax.strategy.PRESETS to see them side by side.
 
 The time of the paper's whole Fig 1 grid (13 η̃ × m = 2 … 2048 × 82 epochs of CIFAR-10) on
 this machine, from a measurement at every m:
 
     python -m experiments.throughput --config=configs/throughput.py --workdir=runs/fig1_cost \
         --config.batch_sizes="(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)" \
-        --config.num_lanes="(13,)" --config.lowerings="('auto',)" --config.repeats=2
+        --config.num_lanes="(13,)" --config.strategies="('auto',)" --config.repeats=2
 """
 
 import ml_collections
@@ -28,7 +28,7 @@ def get_config():
     config.examples_per_lane = 256  # steps = max(min_steps, examples_per_lane // m)
     config.min_steps = 2
     config.repeats = 3
-    config.lowerings = ("auto", "reference")
+    config.strategies = ("auto", "reference")
     # After the table: the training time of a sweep over the measured m (at the most lanes
     # measured), `sweep_epochs` epochs of `sweep_num_train` examples (Fig 1: 82 × 50,000);
     # 0 epochs: no estimate.

@@ -11,25 +11,12 @@ Re-running skips (m, m_BN) already complete; split over machines with
 `--task_index=i --num_tasks=n`. Writes results.csv, figures/ and summary.md in the workdir.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from experiments import sweep_flags
+from experiments import entry, sweep_flags
 from smallbatch_jax.bn_sweep import run_bn_sweep
-from smallbatch_jax.sharding import use_cpu_cores
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to the config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where results are written.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    use_cpu_cores()  # Before JAX starts: on a CPU, small programs split lanes over cores.
-    run_bn_sweep(_CONFIG.value, _WORKDIR.value, *sweep_flags.task())
-
+CONFIG = entry.config_flag()
+WORKDIR = entry.workdir_flag("Where results are written.")
 
 if __name__ == "__main__":
-    app.run(main)
+    entry.run(lambda: run_bn_sweep(CONFIG.value, WORKDIR.value, *sweep_flags.task()),
+              cpu_cores=True)

@@ -10,6 +10,7 @@ workdir/summary.md (per m, each sweep's best accuracy, its η̃ and its reliable
 
 from absl import app, flags
 
+from experiments import entry
 from smallbatch_jax.batch_sweep import report_comparison
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the figures and summary are written.")
@@ -19,9 +20,7 @@ _TOLERANCE = flags.DEFINE_float("tolerance", 0.02, "Reliable-range tolerance: ac
 flags.mark_flags_as_required(["workdir", "sweeps"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main():
     pairs = [item.split("=", 1) for item in _SWEEPS.value]
     sweeps = dict(pair for pair in pairs if len(pair) == 2 and all(pair))
     if len(sweeps) != len(pairs):
@@ -30,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    entry.run(main)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one command, on the device machine (docs/benchmarks.md, "On a GPU"):
 #
-#     bash experiments/gpu_check.sh OUTDIR [--config.key=value ...]
+#     bash experiments/gpu_check.sh OUTDIR [--config=FILE] [--config.key=value ...]
 #
 # Installs the wheels carried in .carry/ (experiments/gpu_carry.sh puts ml-collections there,
 # with the CIFAR-10 subset) without network, then runs experiments.gpu_check with
@@ -17,5 +17,8 @@ if compgen -G ".carry/*.whl" > /dev/null; then
   export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-python3 -m experiments.gpu_check --config=configs/gpu_check.py --outdir="$out" "$@" 2>&1 \
-  | tee "$out/gpu_check.log"
+config=--config=configs/gpu_check.py
+for arg in "$@"; do
+  case $arg in --config=*) config=;; esac  # the caller names the config (e.g. its :tiny)
+done
+python3 -m experiments.gpu_check $config --outdir="$out" "$@" 2>&1 | tee "$out/gpu_check.log"

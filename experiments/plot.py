@@ -17,6 +17,7 @@ import os
 
 from absl import app, flags
 
+from experiments import entry
 from smallbatch_jax import bn_sweep
 from smallbatch_jax.batch_sweep import report, run_dir
 from smallbatch_jax.sweep import RESULTS, SWEEP_CONFIG
@@ -28,9 +29,7 @@ _CURVES = flags.DEFINE_list("curves", [], "m:η̃ pairs whose training curves to
 flags.mark_flags_as_required(["workdir"])
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main():
     workdir = _WORKDIR.value
     with open(os.path.join(workdir, RESULTS)) as f:
         rows = list(csv.DictReader(f))
@@ -54,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    entry.run(main)

@@ -4,7 +4,7 @@ Three ways to train K models of batch size m on the same model and data:
 
 1. baseline: K sequential runs, each a jitted train step called from a Python loop with
    batches sliced on the host (the shape of Flax's own examples);
-2. lanes: this project's trainer with K lanes, under each lowering asked for ('auto' is
+2. lanes: this project's trainer with K lanes, under each strategy asked for ('auto' is
    what a user gets: "ours");
 3. limit: one model trained on batches of K·m in the baseline's loop. K lanes do K times the
    work of one model on m examples with K different weights; sharing one batch of K·m
@@ -24,16 +24,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import linen as nn
 
 from smallbatch_jax.data import Dataset, make_dataset
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.lowering import Lowering
 from smallbatch_jax.optim import paper_sgd
-from smallbatch_jax.sharding import mesh_for
-from smallbatch_jax.trainer import LaneTrainer, cross_entropy, standardize
+from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.strategy import PRESETS, Strategy, choose_strategy
+from smallbatch_jax.train import (DeviceBatches, LaneStep, LaneTrainer, cross_entropy, plan_for,
+                                  standardize)
 
 # The lanes' η̃: small enough that no lane diverges on random data at any m here. A diverged
-# lane would stop costing time (the trainer skips chunks of diverged lanes), so each timing
+# lane would stop costing time (the trainer skips groups of diverged lanes), so each timing
 # checks that none did.
 BASE_LR = 2.0**-14
 WEIGHT_DECAY = 5e-4
@@ -127,23 +129,25 @@ def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, 
     return first, 1, run
 
 
-def lanes_runner(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering):
-    """The lane trainer, split over devices as in a sweep (sharding.mesh_for); one repeat is
-    one epoch of `dataset` (= the measured steps)."""
-    trainer = LaneTrainer(model, batch_size=batch_size, num_train=dataset.num_train,
-                          image_shape=dataset.image_shape, lowering=lowering,
-                          eval_batch_size=len(dataset.test_labels),
-                          mesh=mesh_for(lowering, num_lanes))
+def lanes_runner(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
+                 strategy: Strategy, donate: bool | None = None):
+    """The lane trainer under `strategy`, on the devices a sweep would use (train/plan.py);
+    one repeat is one epoch of `dataset` (= the measured steps). `build_model(conv)`: the
+    model with the convolution layer the strategy asks for (models/conv.py: conv_layer)."""
+    plan = plan_for(strategy, num_lanes, donate=donate)
+    model = build_model(conv_layer(strategy.conv))
+    trainer = LaneTrainer(LaneStep(model, batch_size, dataset.image_shape), plan)
+    source = DeviceBatches(dataset, batch_size, eval_batch_size=len(dataset.test_labels))
     grid = LaneGrid(seeds=(0,), base_lrs=(BASE_LR,) * num_lanes, weight_decay=WEIGHT_DECAY,
                     warmup_fraction=0.0, momentum=0.0)
     seeds = jnp.asarray(grid.seeds)
-    state, hparams, data = trainer.start(seeds, grid.hparams(), dataset)
+    state, hparams, source = trainer.start(seeds, grid.hparams(), source)
     state = [state]
-    total_steps = 1000 * trainer.steps_per_epoch
+    total_steps = 1000 * source.steps_per_epoch
 
     def epoch():
         start = time.perf_counter()
-        state[0], _ = trainer.train_epoch(state[0], hparams, data, seeds, total_steps)
+        state[0], _ = trainer.train_epoch(state[0], hparams, source, seeds, total_steps)
         jax.block_until_ready(state[0])
         seconds = time.perf_counter() - start
         if np.asarray(state[0].lanes.diverged).any():
@@ -152,7 +156,7 @@ def lanes_runner(model, dataset: Dataset, batch_size: int, num_lanes: int, lower
         return seconds
 
     first = epoch()
-    return first, trainer.steps_per_epoch, lambda: epoch() / trainer.steps_per_epoch
+    return first, source.steps_per_epoch, lambda: epoch() / source.steps_per_epoch
 
 
 def time_interleaved(runners: dict, repeats: int) -> dict[str, Timing]:
@@ -172,9 +176,9 @@ def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, st
     return time_interleaved({"loop": runner}, repeats)["loop"]
 
 
-def time_lanes(model, dataset: Dataset, batch_size: int, num_lanes: int, lowering: Lowering,
-               repeats: int) -> Timing:
-    runner = lanes_runner(model, dataset, batch_size, num_lanes, lowering)
+def time_lanes(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
+               strategy: Strategy, repeats: int) -> Timing:
+    runner = lanes_runner(build_model, dataset, batch_size, num_lanes, strategy)
     return time_interleaved({"lanes": runner}, repeats)["lanes"]
 
 
@@ -187,25 +191,26 @@ def step_figures(timing: Timing, batch_size: int, num_models: int) -> dict:
     }
 
 
-def measure(model, image_shape, num_classes: int, batch_size: int, num_lanes: int,
-            steps: int, repeats: int, lowerings: dict[str, Lowering]) -> dict:
-    """Baseline, limit and lanes (each lowering) for one (m, K); one row of the table."""
+def measure(build_model, image_shape, num_classes: int, batch_size: int, num_lanes: int,
+            steps: int, repeats: int, strategies: dict[str, Strategy]) -> dict:
+    """Baseline, limit and lanes (each strategy) for one (m, K); one row of the table.
+    `build_model(conv)`: the model with a convolution layer (the baselines: XLA's)."""
+    model = build_model(nn.Conv)
     m, k = batch_size, num_lanes
     dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m))
     lanes_data = synthetic_dataset(image_shape, num_classes, m * steps)
     runners = {"baseline": python_loop_runner(model, dataset, m, k, steps),
                "limit": python_loop_runner(model, dataset, k * m, 1, steps)}
-    for name, lowering in lowerings.items():
-        runners[f"lanes:{name}"] = lanes_runner(model, lanes_data, m, k, lowering)
+    for name, strategy in strategies.items():
+        runners[f"lanes:{name}"] = lanes_runner(build_model, lanes_data, m, k, strategy)
     timings = time_interleaved(runners, repeats)
     row = {"batch_size": m, "num_lanes": k, "steps": steps,
            "baseline": step_figures(timings["baseline"], m, k),
            "limit": step_figures(timings["limit"], k * m, 1), "lanes": {}}
-    for name, lowering in lowerings.items():
-        mesh = mesh_for(lowering, k)
+    for name, strategy in strategies.items():
         row["lanes"][name] = {**step_figures(timings[f"lanes:{name}"], m, k),
-                              "lowering": dataclasses.asdict(lowering),
-                              "devices": 1 if mesh is None else mesh.devices.size}
+                              "strategy": dataclasses.asdict(strategy),
+                              "devices": len(plan_for(strategy, k).devices)}
     return row
 
 
@@ -243,29 +248,28 @@ def format_table(rows: list[dict], ours: str) -> str:
 def run_throughput(config, workdir: str) -> list[dict]:
     """Every (m, K) of the config; prints the table, writes throughput.json after each row
     (a long benchmark that is stopped keeps what it measured)."""
-    from smallbatch_jax.lowering import PRESETS, choose_lowering
     from smallbatch_jax.models import create_model
 
     backend = jax.default_backend()
-    model = create_model(config.model, config.num_classes)
+    build_model = lambda conv: create_model(config.model, config.num_classes, conv=conv)
     os.makedirs(workdir, exist_ok=True)
     record = {"config": config.to_dict(), "backend": backend,
               "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
     for m in config.batch_sizes:
         for k in config.num_lanes:
-            lowerings = {name: choose_lowering(backend, m, k, jax.local_device_count())
-                         if name == "auto" else PRESETS[name] for name in config.lowerings}
+            strategies = {name: choose_strategy(backend, m, k, jax.local_device_count())
+                          if name == "auto" else PRESETS[name] for name in config.strategies}
             steps = max(config.min_steps, config.examples_per_lane // m)
-            row = measure(model, tuple(config.image_shape), config.num_classes, m, k, steps,
-                          config.repeats, lowerings)
+            row = measure(build_model, tuple(config.image_shape), config.num_classes, m, k, steps,
+                          config.repeats, strategies)
             record["rows"].append(row)
             with open(os.path.join(workdir, "throughput.json"), "w") as f:
                 json.dump(record, f, indent=2)
-            print(format_table([row], ours=config.lowerings[0]).splitlines()[-1], flush=True)
-    print(format_table(record["rows"], ours=config.lowerings[0]))
+            print(format_table([row], ours=config.strategies[0]).splitlines()[-1], flush=True)
+    print(format_table(record["rows"], ours=config.strategies[0]))
     if config.sweep_epochs:
-        record["sweep_estimate"] = sweep_estimate(record["rows"], config.lowerings[0],
+        record["sweep_estimate"] = sweep_estimate(record["rows"], config.strategies[0],
                                                   config.sweep_num_train, config.sweep_epochs)
         with open(os.path.join(workdir, "throughput.json"), "w") as f:
             json.dump(record, f, indent=2)

@@ -5,6 +5,9 @@ ARG is a comma-separated list of `key=value` or bare `key` (meaning True), e.g.
 converted to the type of the declared default, so a typo fails before any compute.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 TRUE, FALSE = ("1", "true", "yes", ""), ("0", "false", "no")
@@ -34,3 +37,13 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
             raise ValueError(f"config argument {key!r} is unknown; allowed: {sorted(defaults)}")
         values[key] = _convert(key, text.strip(), defaults[key])
     return ml_collections.ConfigDict(values)
+
+
+def sibling_config(config_file: str, name: str, arg: str | None = None):
+    """`get_config(arg)` of the config file `name`.py beside `config_file` (a config's own
+    `__file__`): how an experiment's config starts from configs/common.py."""
+    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()

@@ -5,15 +5,12 @@ limits that depend on its size.
 """
 
 import math
-import os
+
 
 from smallbatch_jax.data import DATASETS, Dataset
-from smallbatch_jax.lowering import LANE_MAPS, PRESETS, STEP_LOOPS
 from smallbatch_jax.models import MODELS
-from smallbatch_jax.models.conv import CONV_IMPLS
-from smallbatch_jax.trainer import PRECISIONS
-
-LOWERING_PRESETS = ("auto", "manual", *PRESETS)
+from smallbatch_jax.strategy import strategy_fields
+from smallbatch_jax.train.plan import PRECISIONS
 
 
 def _fail(key, value, allowed):
@@ -38,8 +35,8 @@ def check_config(config) -> None:
         if config.num_seeds != 1:
             _fail("num_seeds", config.num_seeds, "1 for imagenet2012 (streamed: one data order "
                   "per program); run each seed as its own sweep")
-        if not _is_int(config.get("image_size")) or config.image_size < 32:
-            _fail("image_size", config.get("image_size"), "an integer >= 32 (the paper: 224)")
+        if not _is_int(config.image_size) or config.image_size < 32:
+            _fail("image_size", config.image_size, "an integer >= 32 (the paper: 224)")
     if not _is_int(config.batch_size) or config.batch_size <= 0:
         _fail("batch_size", config.batch_size, "a positive integer no larger than the training set")
     if not _is_int(config.bn_batch_size) or config.bn_batch_size < 0 or (
@@ -78,18 +75,7 @@ def check_config(config) -> None:
               "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")
     if config.precision not in PRECISIONS:
         _fail("precision", config.precision, PRECISIONS)
-    lowering = config.lowering
-    if lowering.preset not in LOWERING_PRESETS:
-        _fail("lowering.preset", lowering.preset, LOWERING_PRESETS)
-    if lowering.lanes not in LANE_MAPS:
-        _fail("lowering.lanes", lowering.lanes, LANE_MAPS)
-    if lowering.conv not in CONV_IMPLS:
-        _fail("lowering.conv", lowering.conv, CONV_IMPLS)
-    if lowering.step_loop not in STEP_LOOPS:
-        _fail("lowering.step_loop", lowering.step_loop, STEP_LOOPS)
-    if lowering.table and not os.path.isfile(lowering.table):
-        _fail("lowering.table", lowering.table, "'' (the packaged table) or a file of measured "
-              "lowerings (experiments.gpu_check writes lowering_table.json)")
+    strategy_fields(config.strategy)
 
 
 def check_against_data(config, dataset: Dataset) -> None:

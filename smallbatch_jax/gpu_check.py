@@ -1,4 +1,4 @@
-"""The prepared accelerator check: measure every candidate lowering, choose, then train Fig 1.
+"""The prepared accelerator check: measure every candidate strategy, choose, then train Fig 1.
 
 `run_gpu_check(config, outdir)` is what `python -m experiments.gpu_check` runs (configs/
 gpu_check.py says what each section does). Device time is scarce (minutes per session), so:
@@ -36,13 +36,13 @@ import numpy as np
 from smallbatch_jax import benchmark, lr_sweep, results
 from smallbatch_jax.batch_sweep import batch_size_runs, report
 from smallbatch_jax.data import load_dataset
-from smallbatch_jax.lowering import Lowering, write_measured_table
+from smallbatch_jax.strategy import Strategy, strategy_from_config, write_measured_table
 from smallbatch_jax.models import create_model
 from smallbatch_jax.sweep import config_for, is_complete, merge_until_stable
 from smallbatch_jax.torch_baseline import settings as torch_settings
 from smallbatch_jax.torch_baseline import torch_available, torch_sequential_runner
 
-RECORD, TABLE, LOWERING_TABLE = "gpu_check.json", "gpu_check.md", "lowering_table.json"
+RECORD, TABLE, STRATEGY_TABLE = "gpu_check.json", "gpu_check.md", "strategy_table.json"
 # The full data set the estimate is for: the paper's Fig 1 on all of CIFAR-10.
 FULL_NUM_TRAIN, FULL_EPOCHS, FULL_BATCH_SIZES = 50_000, 82, tuple(2**k for k in range(1, 12))
 
@@ -102,8 +102,8 @@ def machine_description() -> dict:
     return described
 
 
-def parse_candidate(spec: str) -> Lowering:
-    """"lanes/conv[/unrollN][/stepsN]" → the Lowering: scan iterations unrolled N steps at a
+def parse_candidate(spec: str) -> Strategy:
+    """"lanes/conv[/unrollN][/stepsN]" → the Strategy: scan iterations unrolled N steps at a
     time, N steps per dispatch (without: the timing's steps, set by `measure_row`)."""
     lanes, conv, *options = spec.split("/") + [""] * (spec.count("/") < 1)
     fields = {}
@@ -112,7 +112,7 @@ def parse_candidate(spec: str) -> Lowering:
         if not match:
             raise ValueError(f"candidate {spec!r}: expected 'lanes/conv[/unrollN][/stepsN]'")
         fields["scan_unroll" if match[1] == "unroll" else "steps_per_dispatch"] = int(match[2])
-    return Lowering(lanes=lanes, conv=conv, **fields)
+    return Strategy(lane_map=lanes, conv=conv, **fields)
 
 
 def hlo_stats(text: str) -> dict:
@@ -182,39 +182,39 @@ def profile_summary(trace_dir: str, top: int = 12) -> dict:
 # ------------------------------------------------------------------------ §a throughput
 
 
-def _run_config(sweep, batch_size: int, precision: str, lowering: Lowering | None = None):
-    """The lr_sweep config of `sweep` at m, with `lowering` given by hand (None: 'auto')."""
+def _run_config(sweep, batch_size: int, precision: str, strategy: Strategy | None = None):
+    """The lr_sweep config of `sweep` at m, with `strategy` given by hand (None: 'auto')."""
     config = copy.deepcopy(sweep)
     with config.unlocked():
         config.batch_size = batch_size
         config.precision = precision
-        if lowering is not None:
-            config.lowering.preset = "manual"
-            for field, value in dataclasses.asdict(lowering).items():
-                config.lowering[field] = value
+        if strategy is not None:
+            config.strategy.preset = "manual"
+            for field, value in dataclasses.asdict(strategy).items():
+                config.strategy[field] = value
     return config
 
 
 def lanes_runner(run_config, dataset, num_lanes: int, timed_steps: int):
     """K lanes at η̃ = benchmark.BASE_LR, built as lr_sweep builds them for `run_config` (a
-    manual lowering without lane chunks, one device). Each repeat runs `timed_steps` steps
-    in dispatches of the lowering's steps_per_dispatch. Returns (first_call_s,
+    manual strategy without lane groups, one device). Each repeat runs `timed_steps` steps
+    in dispatches of the strategy's steps_per_dispatch. Returns (first_call_s,
     first_call_steps, run) and what the program is made of (memory, HLO)."""
     with run_config.unlocked():
         run_config.base_lrs = (benchmark.BASE_LR,) * num_lanes
         run_config.weight_decay = benchmark.WEIGHT_DECAY
     grid = lr_sweep.lane_grid(run_config)
-    trainer = lr_sweep.build_trainer(run_config, dataset, grid.num_lanes)
-    if trainer.mesh is not None or trainer.lowering.lane_chunk:
+    trainer, source = lr_sweep.build_trainer(run_config, dataset, grid.num_lanes)
+    plan = trainer.plan
+    if len(plan.devices) > 1 or plan.strategy.lanes_per_program:
         raise ValueError("the GPU check times every lane in one program on one device")
     seeds = jnp.asarray(grid.seeds, jnp.int32)
-    state, hparams, data = trainer.start(seeds, grid.hparams(), dataset)
-    perms = trainer.permutations(seeds, 0)
-    per_dispatch = trainer.lowering.dispatch_lengths(trainer.steps_per_epoch)[0]
+    state, hparams, source = trainer.start(seeds, grid.hparams(), source)
+    per_dispatch = source.dispatch_lengths(plan.strategy, source.steps_per_epoch)[0]
+    _, dispatch = next(source.epoch(seeds, 0, [per_dispatch], lambda tree: tree))
     dispatches = -(-timed_steps // per_dispatch)
-    total_steps = np.int32(run_config.epochs * trainer.steps_per_epoch)
-    arguments = lambda lanes: (lanes, hparams, data, perms, seeds, np.int32(0), np.int32(0),
-                               total_steps)
+    total_steps = np.int32(run_config.epochs * source.steps_per_epoch)
+    arguments = lambda lanes: (lanes, hparams, dispatch, seeds, np.int32(0), total_steps)
     lanes, program = [state.lanes], []
 
     def train(count):
@@ -227,14 +227,15 @@ def lanes_runner(run_config, dataset, num_lanes: int, timed_steps: int):
     start = time.perf_counter()
     # Compiled once, explicitly, to read its memory and HLO; the same program as the jitted
     # call's (the persistent cache serves that one).
-    program.append(trainer.train_chunk.lower(*arguments(lanes[0]),
-                                             num_steps=per_dispatch).compile())
+    program.append(trainer.programs.train.lower(*arguments(lanes[0]),
+                                                num_steps=per_dispatch).compile())
     train(1)
     first = time.perf_counter() - start
     if jax.config.jax_compilation_cache_dir:
-        trainer.evaluate(lanes[0], data)  # §b's evaluation program, into the cache
+        trainer.evaluate(lanes[0], source)  # §b's evaluation program, into the cache
     memory = program[0].memory_analysis()
-    info = {"steps_per_dispatch": per_dispatch, "hlo": hlo_stats(program[0].as_text()),
+    info = {"steps_per_dispatch": per_dispatch, "donate": plan.donate,
+            "hlo": hlo_stats(program[0].as_text()),
             "program_mib": (memory.argument_size_in_bytes + memory.output_size_in_bytes
                             + memory.temp_size_in_bytes) / 2**20 if memory else None}
 
@@ -257,7 +258,7 @@ def _device_memory() -> dict | None:
 def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budget,
                 clock: Clock, profile_dir: str | None) -> dict:
     """Baselines and every candidate that the budget allows at one m, interleaved.
-    `candidates`: {name: (Lowering, precision)}."""
+    `candidates`: {name: (Strategy, precision)}."""
     tp = config.throughput
     m, k = batch_size, tp.num_lanes
     steps = max(tp.min_steps, tp.examples_per_lane // m)
@@ -279,20 +280,20 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
         runners["torch"] = torch_sequential_runner(model, params, dataset, m, k, steps,
                                                    benchmark.BASE_LR, benchmark.WEIGHT_DECAY,
                                                    device)
-    for name, (lowering, precision) in candidates.items():
+    for name, (strategy, precision) in candidates.items():
         if budget.left() <= 0:
             row["skipped"].append(name)
             clock.log(f"m={m}: {name} skipped: the section's budget is spent")
             continue
         clock.log(f"m={m}: lanes {name} (precision {precision}): compiling")
-        lowering = dataclasses.replace(lowering,
-                                       steps_per_dispatch=lowering.steps_per_dispatch or steps)
-        run_config = _run_config(config.fig1, m, precision, lowering)
+        strategy = dataclasses.replace(strategy,
+                                       steps_per_dispatch=strategy.steps_per_dispatch or steps)
+        run_config = _run_config(config.fig1, m, precision, strategy)
         run_config.model = tp.model
         runner, info = lanes_runner(run_config, dataset, k, steps)
         runners[name] = runner
         row["lanes"][name] = {**info, "precision": precision,
-                              "lowering": dataclasses.asdict(lowering)}
+                              "strategy": dataclasses.asdict(strategy)}
     clock.log(f"m={m}: timing {len(runners)} methods, {tp.repeats} interleaved repeats")
     timings = benchmark.time_interleaved(runners, tp.repeats)
     for name, timing in timings.items():
@@ -342,7 +343,7 @@ def fastest_per_batch_size(rows: list[dict], precision: str) -> dict[int, tuple[
 
 def throughput_section(config, dataset, clock: Clock, record: dict, outdir: str,
                        save) -> str | None:
-    """§a; returns the path of the measured lowering table (None if nothing was timed)."""
+    """§a; returns the path of the measured strategy table (None if nothing was timed)."""
     tp = config.throughput
     budget = Budget(clock, tp.budget_minutes)
     section = record["throughput"] = {"rows": []}
@@ -367,9 +368,9 @@ def throughput_section(config, dataset, clock: Clock, record: dict, outdir: str,
         save()
     chosen = fastest_per_batch_size(section["rows"], config.precision)
     section["chosen"] = {m: name for m, (name, _) in chosen.items()}
-    path = os.path.join(outdir, LOWERING_TABLE)
+    path = os.path.join(outdir, STRATEGY_TABLE)
     write_measured_table(
-        path, {m: Lowering(**figures["lowering"]) for m, (_, figures) in chosen.items()},
+        path, {m: Strategy(**figures["strategy"]) for m, (_, figures) in chosen.items()},
         device=record["machine"]["device_kind"], jax=jax.__version__,
         date=record["machine"]["date"], model=tp.model, num_lanes=tp.num_lanes,
         precision=config.precision, source="experiments.gpu_check (docs/benchmarks.md)")
@@ -445,11 +446,12 @@ def run_seconds(measured_ms: dict[int, float], batch_size: int, steps_per_epoch:
     return 1.15 * epochs * steps_per_epoch * _interpolated_ms(measured_ms, batch_size) / 1e3 + 10
 
 
-def sweep_until(run_config, workdir: str, budget: Budget, clock: Clock, outdir: str,
-                archive: str, label: str, seconds=lambda m: 0.0) -> dict:
+def sweep_until(run_config, workdir: str, budget: Budget, clock: Clock, archive: str,
+                label: str, seconds=lambda m: 0.0) -> dict:
     """The batch sweep of `run_config` one m at a time (finished m are skipped, as
     batch_sweep does), each m only if its expected `seconds(m)` fit in the budget; merged,
-    reported and packed after each m. Returns the wall time per m and what was skipped."""
+    reported, and the workdir's parent packed into `archive` after each m. Returns the wall
+    time per m and what was skipped."""
     runs = batch_size_runs(run_config)
     done = {"wall_seconds": {}, "skipped": []}
     for run in runs:
@@ -466,7 +468,7 @@ def sweep_until(run_config, workdir: str, budget: Budget, clock: Clock, outdir: 
         done["wall_seconds"][run.name] = time.perf_counter() - start
         merge_until_stable(workdir, runs,
                            lambda rows: report(workdir, rows, run_config.reliable_tolerance))
-        pack(workdir, os.path.join(outdir, archive))
+        pack(os.path.dirname(workdir), archive)
     if done["skipped"]:
         clock.log(f"{label}: skipped {done['skipped']}: the section's budget is spent")
     return done
@@ -491,7 +493,7 @@ def fig1_section(config, table_path: str, clock: Clock, record: dict, outdir: st
     extension = copy.deepcopy(config.fig1)
     for sweep in (main, other, extension):
         with sweep.unlocked():
-            sweep.lowering.table = table_path or ""
+            sweep.strategy.table = table_path or ""
             sweep.precision = config.precision
     with other.unlocked():
         other.precision = config.other_precision
@@ -505,8 +507,9 @@ def fig1_section(config, table_path: str, clock: Clock, record: dict, outdir: st
                         ("extension", extension)):
         seconds = _expected_seconds(rows, config.precision, num_train, sweep.epochs,
                                     len(sweep.base_lrs) / config.throughput.num_lanes)
-        section[name] = sweep_until(sweep, os.path.join(root, name), budget, clock, outdir,
-                                    "fig1.tar.gz", f"Fig 1 {name}", seconds)
+        section[name] = sweep_until(sweep, os.path.join(root, name), budget, clock,
+                                    os.path.join(outdir, "fig1.tar.gz"), f"Fig 1 {name}",
+                                    seconds)
         save()
 
 
@@ -515,21 +518,26 @@ def fig8_section(config, table_path: str, clock: Clock, record: dict, outdir: st
     time left allows, estimated from one timed dispatch per m."""
     fig8 = copy.deepcopy(config.fig8)
     with fig8.unlocked():
-        fig8.lowering.table = table_path or ""
+        fig8.strategy.table = table_path or ""
         fig8.precision = config.precision
     budget = Budget(clock, clock.left() / 60.0)
     section = record["fig8"] = {"epoch_seconds": {}}
+    workdir = os.path.join(config.workdir, "fig8", "sweep")
+    if all(is_complete(workdir, run) for run in batch_size_runs(fig8)):
+        section["runs"] = "complete (an earlier check)"
+        return
     dataset = load_dataset(fig8.dataset, fig8.data_dir)
     for m in fig8.batch_sizes:
         if budget.left() <= 0:
             break
         clock.log(f"Fig 8: timing m={m}")
         at_m = _run_config(fig8, m, config.precision)
-        # The sweep's own lowering, all lanes in one program (an estimate either way).
-        lowering = dataclasses.replace(lr_sweep.resolve_lowering(at_m, len(fig8.base_lrs)),
-                                       lane_chunk=0)
-        steps = lowering.dispatch_lengths(dataset.num_train // m)[0]
-        runner, _ = lanes_runner(_run_config(fig8, m, config.precision, lowering), dataset,
+        # The sweep's own strategy, all lanes in one program (an estimate either way).
+        strategy = dataclasses.replace(
+            strategy_from_config(at_m, len(fig8.base_lrs), jax.default_backend(), 1),
+            lanes_per_program=0)
+        steps = strategy.dispatch_lengths(dataset.num_train // m)[0]
+        runner, _ = lanes_runner(_run_config(fig8, m, config.precision, strategy), dataset,
                                  len(fig8.base_lrs), steps)
         section["epoch_seconds"][m] = runner[2]() * (dataset.num_train // m)
     if not section["epoch_seconds"]:
@@ -546,8 +554,8 @@ def fig8_section(config, table_path: str, clock: Clock, record: dict, outdir: st
         fig8.epochs = epochs
         fig8.last_epochs = min(fig8.last_epochs, epochs)
         fig8.batch_sizes = tuple(section["epoch_seconds"])
-    section["runs"] = sweep_until(fig8, os.path.join(config.workdir, "fig8"), budget, clock,
-                                  outdir, "fig8.tar.gz", "Fig 8")
+    section["runs"] = sweep_until(fig8, workdir, budget, clock,
+                                  os.path.join(outdir, "fig8.tar.gz"), "Fig 8")
     save()
 
 

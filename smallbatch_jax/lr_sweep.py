@@ -2,13 +2,13 @@
 
 `train_and_evaluate(config, workdir)` is what `python -m experiments.lr_sweep` runs. It
 writes into `workdir`:
-- config.json: the config as run (plus the lowering that was chosen);
+- config.json: the config as run, with the execution plan that was made (strategy,
+  precision, donation, devices);
 - results.csv: one row per lane (see results.SUMMARY_FIELDS), the paper's metric included;
 - curves.csv: per epoch and lane, training loss, test loss and test accuracy;
 - state.msgpack: the final training state (restore with checkpoint.restore_state).
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -21,12 +21,12 @@ from absl import logging
 from smallbatch_jax import results
 from smallbatch_jax.checkpoint import save_state
 from smallbatch_jax.config_checks import check_against_data, check_config
-from smallbatch_jax.data import StreamedDataset, load_dataset
+from smallbatch_jax.data import load_dataset
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.lowering import PRESETS, Lowering, choose_lowering
 from smallbatch_jax.models import create_model
-from smallbatch_jax.sharding import mesh_for
-from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
+from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.train import (LaneStep, LaneTrainer, Programs, batch_source, fit,
+                                  make_plan, plan_for)
 
 
 def lane_grid(config) -> LaneGrid:
@@ -39,57 +39,33 @@ def lane_grid(config) -> LaneGrid:
     )
 
 
-def resolve_lowering(config, num_lanes: int) -> Lowering:
-    """'auto': measured per backend; a preset name; or 'manual': the config's fields."""
-    if config.lowering.preset == "auto":
-        return choose_lowering(jax.default_backend(), config.batch_size, num_lanes,
-                               jax.local_device_count(), config.lowering.table)
-    if config.lowering.preset in PRESETS:
-        return PRESETS[config.lowering.preset]
-    return Lowering(
-        lanes=config.lowering.lanes,
-        conv=config.lowering.conv,
-        step_loop=config.lowering.step_loop,
-        steps_per_dispatch=config.lowering.steps_per_dispatch,
-        scan_unroll=config.lowering.scan_unroll,
-        lane_chunk=config.lowering.lane_chunk,
-    )
+def build_trainer(config, dataset, num_lanes: int):
+    """The execution plan for `num_lanes` lanes of `config` on this process's devices (made
+    once: train/plan.py), the trainer built from it, and the data set's batch source."""
+    source = batch_source(dataset, config.batch_size,
+                          min(config.eval_batch_size, dataset.num_test))
 
+    def lane_step(conv: str) -> LaneStep:
+        model = create_model(config.model, dataset.num_classes, config.bn_batch_size or None,
+                             conv_layer(conv))
+        return LaneStep(model, batch_size=config.batch_size, image_shape=dataset.image_shape,
+                        use_momentum=config.momentum > 0,
+                        decay_points=tuple(config.lr_decay_points),
+                        decay_factor=config.lr_decay_factor)
 
-def build_trainer(config, dataset, num_lanes: int) -> LaneTrainer:
-    """The trainer for `config`'s `num_lanes` lanes; split over every local device when there
-    are several and the lowering allows it (sharding.mesh_for)."""
-    lowering = resolve_lowering(config, num_lanes)
-    bn_batch_size = config.bn_batch_size or None
-    return LaneTrainer(
-        model=create_model(config.model, dataset.num_classes, bn_batch_size),
-        batch_size=config.batch_size,
-        num_train=dataset.num_train,
-        image_shape=dataset.image_shape,
-        num_seeds=config.num_seeds,
-        use_momentum=config.momentum > 0,
-        decay_points=tuple(config.lr_decay_points),
-        decay_factor=config.lr_decay_factor,
-        lowering=lowering,
-        eval_batch_size=min(config.eval_batch_size, dataset.num_test),
-        augment=config.augment,
-        precision=config.precision,
-        mesh=mesh_for(lowering, num_lanes),
-    )
+    def program_bytes(strategy) -> int:
+        """One dispatch's bytes under `strategy`, compiled on one device (a probe)."""
+        plan = plan_for(strategy, num_lanes, precision=config.precision,
+                        devices=jax.local_devices()[:1])
+        steps = source.dispatch_lengths(strategy, source.steps_per_epoch)[0]
+        lanes = strategy.lanes_per_program or num_lanes
+        return Programs(lane_step(strategy.conv), plan, config.num_seeds).program_bytes(
+            lanes, source.abstract_dispatch(config.num_seeds, steps), steps)
 
-
-def fit_memory_budget(trainer: LaneTrainer, num_lanes: int, dataset, budget_gb: float):
-    """The trainer with as many lanes per program as fit in `budget_gb` (measured)."""
-    data = dataset if isinstance(dataset, StreamedDataset) else jax.eval_shape(
-        lambda: put_on_device(dataset, trainer.eval_batch_size))
-    chunk = trainer.lanes_within_budget(num_lanes, data, int(budget_gb * 2**30))
-    logging.info("memory budget %.3g GiB: %d of %d lanes per program (%.0f MiB per dispatch)",
-                 budget_gb, chunk, num_lanes, trainer.program_bytes(chunk, data) / 2**20)
-    if chunk == (trainer.lowering.lane_chunk or num_lanes):
-        return trainer
-    # Chunks of lanes are dealt out over the devices (one program each) instead.
-    lowering = dataclasses.replace(trainer.lowering, lane_chunk=chunk)
-    return dataclasses.replace(trainer, lowering=lowering, mesh=mesh_for(lowering, num_lanes))
+    plan = make_plan(config, num_lanes, program_bytes=program_bytes)
+    trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=config.num_seeds,
+                          augment=config.augment)
+    return trainer, source
 
 
 def _log_progress(grid: LaneGrid, epochs: int, started: float):
@@ -116,39 +92,38 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
 def train_and_evaluate(config, workdir: str) -> list[dict]:
     """Trains every lane of the config's grid; returns the per-lane results rows."""
     check_config(config)
-    # Only ImageNet's config has an image size (its crop; CIFAR's images are what they are).
-    dataset = load_dataset(config.dataset, config.data_dir, config.get("image_size", 224))
+    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     check_against_data(config, dataset)
     grid = lane_grid(config)
-    trainer = build_trainer(config, dataset, grid.num_lanes)
-    if config.memory_budget_gb:
-        trainer = fit_memory_budget(trainer, grid.num_lanes, dataset, config.memory_budget_gb)
+    trainer, source = build_trainer(config, dataset, grid.num_lanes)
     if config.bn_batch_size and not trainer.has_batch_norm:
         logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
                         config.bn_batch_size, config.model)
     lanes_note = ("All lanes share initial weights and data order (seed "
                   f"{config.seed}); only η̃ differs." if config.num_seeds == 1 else
                   "Lanes with the same seed share initial weights and data order.")
+    plan = trainer.plan
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump({"config": config.to_dict(), "lanes": lanes_note,
-                   "lowering": vars(trainer.lowering), "backend": jax.default_backend(),
-                   "devices": [str(d) for d in trainer.devices]}, f, indent=2, default=str)
+                   "strategy": vars(plan.strategy), "precision": plan.precision,
+                   "donate": plan.donate, "backend": jax.default_backend(),
+                   "devices": [str(d) for d in plan.devices]}, f, indent=2, default=str)
 
     logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds) on %d device(s), %d steps/epoch, "
-                 "lowering %s", config.model, config.dataset, config.batch_size, grid.num_lanes,
-                 len(grid.base_lrs), len(grid.seeds), trainer.num_devices,
-                 trainer.steps_per_epoch, trainer.lowering)
-    state, hparams, data = trainer.start(jnp.asarray(grid.seeds, jnp.int32), grid.hparams(),
-                                         dataset)
+                 "%s", config.model, config.dataset, config.batch_size, grid.num_lanes,
+                 len(grid.base_lrs), len(grid.seeds), len(plan.devices),
+                 source.steps_per_epoch, plan.strategy)
+    state, hparams, source = trainer.start(jnp.asarray(grid.seeds, jnp.int32), grid.hparams(),
+                                           source)
     started = time.perf_counter()
-    state, history = fit(trainer, state, hparams, data, grid.seeds, config.epochs,
+    state, history = fit(trainer, state, hparams, source, grid.seeds, config.epochs,
                          on_epoch_end=_log_progress(grid, config.epochs, started))
     wall_seconds = time.perf_counter() - started
 
     rows = results.summarize(
         history, grid, batch_size=config.batch_size, bn_batch_size=config.bn_batch_size or
-        config.batch_size, steps_per_epoch=trainer.steps_per_epoch,
+        config.batch_size, steps_per_epoch=source.steps_per_epoch,
         diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs,
         wall_seconds=wall_seconds)
     results.write_csv(os.path.join(workdir, "curves.csv"), results.curve_rows(history, grid),

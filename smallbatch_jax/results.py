@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.trainer import History
+from smallbatch_jax.train.loop import History
 
 SUMMARY_FIELDS = (
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",

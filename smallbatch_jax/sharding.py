@@ -1,11 +1,11 @@
-"""Lanes across devices: the lane axis of every lane-stacked array is split over a 1-D mesh.
+"""Lanes across devices: the jax.sharding helpers the execution plan uses (train/plan.py).
 
 Lanes are independent, so sharding them needs no communication during training: each
-device trains its share of the lanes on a full copy of the data. Two ways, as the lowering
-says (lowering.py): the same vmapped program partitioned by XLA along the lane axis (GSPMD;
+device trains its share of the lanes on a full copy of the data. Two ways, as the plan
+says: the same vmapped program partitioned by XLA along the lane axis of a 1-D mesh (GSPMD;
 the number of lanes is padded to a multiple of the device count with copies of the last
-lane, whose results are dropped), or chunks of lanes dealt out over the devices, one
-program per chunk (the trainer places them).
+lane, whose results are dropped), or groups of lanes dealt out over the devices, one
+program per group (train/lane_groups.py).
 
 On a CPU, XLA sees one device however many cores there are; `use_cpu_cores` asks for one
 device per core, so that a program too small to spread over the cores by itself (m = 2)
@@ -45,16 +45,6 @@ def lane_mesh(devices=None) -> Mesh:
     """A 1-D mesh over `devices` (default: every local device) whose axis holds lanes."""
     devices = jax.local_devices() if devices is None else devices
     return Mesh(np.asarray(devices), (LANE_AXIS,))
-
-
-def mesh_for(lowering, num_lanes: int) -> Mesh | None:
-    """The mesh the lanes are split over: as many local devices as the lowering can keep busy
-    (Lowering.devices_used: one per lane, or one per chunk of lanes); None runs them on
-    one device."""
-    num_devices = lowering.devices_used(num_lanes, jax.local_device_count())
-    if num_devices < 2:
-        return None
-    return lane_mesh(jax.local_devices()[:num_devices])
 
 
 def padded_num_lanes(num_lanes: int, num_devices: int) -> int:

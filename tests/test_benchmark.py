@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO_ROOT
 from smallbatch_jax.benchmark import (Timing, format_table, measure, ratios, synthetic_dataset,
                                       time_python_loop)
-from smallbatch_jax.lowering import Lowering
+from smallbatch_jax.strategy import Strategy
 from smallbatch_jax.models import create_model
 
 
@@ -32,9 +32,10 @@ def test_python_loop_baseline_runs_every_step(tiny_digits):
 
 
 def test_measure_gives_one_row_with_every_method():
-    lowerings = {"auto": Lowering(conv="patches"), "reference": Lowering()}
-    row = measure(create_model("small_cnn", 10), (8, 8, 1), 10, batch_size=2, num_lanes=3,
-                  steps=4, repeats=1, lowerings=lowerings)
+    strategies = {"auto": Strategy(conv="patches"), "reference": Strategy()}
+    build = lambda conv: create_model("small_cnn", 10, conv=conv)
+    row = measure(build, (8, 8, 1), 10, batch_size=2, num_lanes=3, steps=4, repeats=1,
+                  strategies=strategies)
     assert (row["batch_size"], row["num_lanes"], row["steps"]) == (2, 3, 4)
     assert set(row["lanes"]) == {"auto", "reference"}
     for figures in [row["baseline"], row["limit"], *row["lanes"].values()]:
@@ -59,7 +60,7 @@ def test_throughput_entry_point(tmp_path):
                f"--workdir={tmp_path}", "--config.model=small_cnn", "--config.image_shape=(8, 8, 1)",
                "--config.batch_sizes=(2, 4)", "--config.num_lanes=(2,)",
                "--config.examples_per_lane=8", "--config.repeats=1",
-               "--config.lowerings=('auto', 'patches')"]
+               "--config.strategies=('auto', 'patches')"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "throughput.json").read_text())
@@ -79,13 +80,14 @@ def test_markdown_table():
 
 
 def test_a_diverged_lane_stops_the_timing(monkeypatch):
-    # A diverged lane is frozen and, chunk by chunk, skipped: its timing would flatter the
+    # A diverged lane is frozen and, group by group, skipped: its timing would flatter the
     # lanes. At η̃ = 2^100 the small CNN diverges within the first epoch.
     from smallbatch_jax import benchmark
     monkeypatch.setattr(benchmark, "BASE_LR", 2.0**100)
     dataset = synthetic_dataset((8, 8, 1), 10, 16)
     with pytest.raises(RuntimeError, match="a lane diverged at m=2"):
-        benchmark.lanes_runner(create_model("small_cnn", 10), dataset, 2, 2, Lowering())
+        benchmark.lanes_runner(lambda conv: create_model("small_cnn", 10, conv=conv), dataset,
+                               2, 2, Strategy())
 
 
 def test_sweep_estimate_counts_each_ms_steps_at_its_widest_row():

@@ -73,7 +73,10 @@ def test_an_earlier_sweep_where_every_lr_failed_at_some_m_is_refused(tmp_path):
 
 
 def test_a_config_without_the_bn_keys_is_refused():
+    """Every config built on configs/common.py has them; a hand-made one may not."""
     config = parse(f"--config={REPO_ROOT}/configs/alexnet_cifar10.py:bn=all")
+    with config.unlocked():
+        del config["bn_batch_sizes"]
     with pytest.raises(ValueError, match="no .*bn_batch_sizes"):
         bn_runs(config)
 

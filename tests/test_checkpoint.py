@@ -4,12 +4,14 @@ import numpy as np
 from smallbatch_jax.checkpoint import restore_state, save_state
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model
-from smallbatch_jax.trainer import LaneTrainer
+from smallbatch_jax.strategy import Strategy
+from smallbatch_jax.train import LaneStep, LaneTrainer, plan_for
 
 
 def test_state_round_trip(tiny_digits, tmp_path):
-    trainer = LaneTrainer(create_model("small_cnn_bn", 10), batch_size=8,
-                          num_train=tiny_digits.num_train, image_shape=tiny_digits.image_shape)
+    trainer = LaneTrainer(LaneStep(create_model("small_cnn_bn", 10), batch_size=8,
+                                   image_shape=tiny_digits.image_shape),
+                          plan_for(Strategy(), 2))
     grid = LaneGrid((0,), (0.1, 0.2), 0.0, 0.0, 0.0)
     state = trainer.init(jnp.asarray(grid.seeds), grid.hparams())
     state = state.replace(step=jnp.int32(17), epoch=jnp.int32(2),

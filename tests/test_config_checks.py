@@ -52,9 +52,9 @@ def test_every_config_loads_and_passes_the_checks(config_arg):
 def test_command_line_overrides_apply():
     config = parse(f"--config={REPO_ROOT}/configs/default.py", "--config.batch_size=16",
                    "--config.base_lrs=(0.5, 0.25)", "--config.warmup=0.05",
-                   "--config.lowering.steps_per_dispatch=4", "--config.model=small_cnn_bn")
+                   "--config.strategy.steps_per_dispatch=4", "--config.model=small_cnn_bn")
     assert config.batch_size == 16 and tuple(config.base_lrs) == (0.5, 0.25)
-    assert config.warmup == 0.05 and config.lowering.steps_per_dispatch == 4
+    assert config.warmup == 0.05 and config.strategy.steps_per_dispatch == 4
     assert config.model == "small_cnn_bn"
 
 
@@ -101,17 +101,28 @@ def test_bad_input_raises_before_any_compute(tmp_path, key, value, message):
     assert not workdir.exists()  # nothing was written, nothing was trained
 
 
-@pytest.mark.parametrize("key,value", [("preset", "fastest"), ("lanes", "pmap"),
+@pytest.mark.parametrize("key,value", [("preset", "fastest"), ("lane_map", "pmap"),
                                        ("conv", "fft"), ("step_loop", "while")])
-def test_bad_lowering_raises(key, value):
+def test_bad_strategy_raises(key, value):
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    config.lowering[key] = value
-    with pytest.raises(ValueError, match=f"config.lowering.{key}"):
+    config.strategy[key] = value
+    if key != "preset":
+        config.strategy.preset = "manual"
+    with pytest.raises(ValueError, match=f"config.strategy.{key}"):
         check_config(config)
 
 
-def test_a_missing_measured_lowering_table_raises(tmp_path):
+def test_a_field_that_auto_would_ignore_raises_before_any_compute(tmp_path):
+    """`--config.strategy.lanes_per_program=4` with preset 'auto' used to do nothing."""
+    config = parse(f"--config={REPO_ROOT}/configs/default.py",
+                   "--config.strategy.lanes_per_program=4")
+    with pytest.raises(ValueError, match="strategy.lanes_per_program=4 is set.*'manual'"):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_measured_strategy_table_raises(tmp_path):
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    config.lowering.table = str(tmp_path / "nowhere.json")
-    with pytest.raises(ValueError, match="config.lowering.table=.*nowhere.json.*measured"):
+    config.strategy.table = str(tmp_path / "nowhere.json")
+    with pytest.raises(ValueError, match="config.strategy.table=.*nowhere.json.*measured"):
         train_and_evaluate(config, str(tmp_path / "run"))

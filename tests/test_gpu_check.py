@@ -9,14 +9,14 @@ import pytest
 from smallbatch_jax.gpu_check import (_interpolated_ms, best_candidates, fastest_per_batch_size,
                                       full_sweep_estimate, hlo_stats, pack, parse_candidate,
                                       profile_summary, run_seconds)
-from smallbatch_jax.lowering import Lowering
+from smallbatch_jax.strategy import Strategy
 
 
-def test_candidates_parse_to_lowerings():
-    assert parse_candidate("vmap/xla") == Lowering()
-    assert parse_candidate("map/shifted") == Lowering(lanes="map", conv="shifted")
-    assert parse_candidate("vmap/xla/unroll8") == Lowering(scan_unroll=8)
-    assert parse_candidate("vmap/xla/steps1/unroll2") == Lowering(steps_per_dispatch=1,
+def test_candidates_parse_to_strategies():
+    assert parse_candidate("vmap/xla") == Strategy()
+    assert parse_candidate("map/shifted") == Strategy(lane_map="map", conv="shifted")
+    assert parse_candidate("vmap/xla/unroll8") == Strategy(scan_unroll=8)
+    assert parse_candidate("vmap/xla/steps1/unroll2") == Strategy(steps_per_dispatch=1,
                                                                   scan_unroll=2)
     for bad in ("vmap", "vmap/xla/8", "pmap/xla", "vmap/fft", "vmap/xla/steps"):
         with pytest.raises(ValueError):

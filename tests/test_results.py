@@ -5,7 +5,7 @@ import numpy as np
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.results import (CURVE_FIELDS, SUMMARY_FIELDS, curve_rows, format_table,
                                     median_last, summarize, write_csv)
-from smallbatch_jax.trainer import History
+from smallbatch_jax.train import History
 
 
 def test_median_over_the_last_epochs():

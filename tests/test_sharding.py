@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import REPO_ROOT
-from smallbatch_jax.lowering import Lowering
 from smallbatch_jax.sharding import pad_lanes, padded_num_lanes
 
 
@@ -29,26 +28,27 @@ FOUR_DEVICES = textwrap.dedent("""
     from conftest import *  # noqa
     from smallbatch_jax.data import load_digits, make_dataset
     from smallbatch_jax.lanes import LaneGrid
-    from smallbatch_jax.lowering import Lowering
     from smallbatch_jax.models import create_model
-    from smallbatch_jax.sharding import lane_mesh, pad_lanes
-    from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
+    from smallbatch_jax.models.conv import conv_layer
+    from smallbatch_jax.sharding import pad_lanes
+    from smallbatch_jax.strategy import Strategy
+    from smallbatch_jax.train import DeviceBatches, LaneStep, LaneTrainer, fit, plan_for
 
     d = load_digits()
     ds = make_dataset("digits", d.train_images[:64], d.train_labels[:64], d.test_images[:40],
                       d.test_labels[:40], 10)
     grid = LaneGrid((0,), tuple(2.0**-k for k in (9, 8, 7, 6, 5)), 5e-4, 0.0, 0.0)
     out = {"devices": jax.device_count()}
-    whole, chunks = Lowering(conv="patches"), Lowering(conv="patches", lane_chunk=2)
-    for name, mesh, lowering in (("one", None, whole), ("four", lane_mesh(), whole),
-                                 ("chunks_one", None, chunks), ("chunks_four", lane_mesh(), chunks)):
-        trainer = LaneTrainer(create_model("small_cnn_bn", 10), batch_size=8, num_train=64,
-                              image_shape=(8, 8, 1), lowering=lowering,
-                              eval_batch_size=8, mesh=mesh)
-        hparams = pad_lanes(grid.hparams(), 8)
-        state = trainer.init(jnp.asarray([0]), hparams)
-        state, hparams, data = trainer.place(state, hparams, put_on_device(ds, 8))
-        state, history = fit(trainer, state, hparams, data, (0,), epochs=2)
+    whole, groups = Strategy(conv="patches"), Strategy(conv="patches", lanes_per_program=2)
+    one, four = jax.devices()[:1], jax.devices()
+    for name, devices, strategy in (("one", one, whole), ("four", four, whole),
+                                    ("groups_one", one, groups), ("groups_four", four, groups)):
+        lane_step = LaneStep(create_model("small_cnn_bn", 10, conv=conv_layer("patches")),
+                             batch_size=8, image_shape=(8, 8, 1))
+        trainer = LaneTrainer(lane_step, plan_for(strategy, 8, devices=devices))
+        state, hparams, source = trainer.start(jnp.asarray([0]), pad_lanes(grid.hparams(), 8),
+                                               DeviceBatches(ds, 8, 8))
+        state, history = fit(trainer, state, hparams, source, (0,), epochs=2)
         kernel = state.lanes.params["Conv_0"]["kernel"]
         out[name] = {"kernel": np.asarray(kernel).tolist(),
                      "accuracy": np.stack(history.test_accuracy).tolist(),
@@ -70,13 +70,13 @@ def test_lanes_over_four_devices_match_one_device():
     assert one["kernel_devices"] == 1 and four["kernel_devices"] == 4
     np.testing.assert_allclose(four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(four["accuracy"], one["accuracy"])
-    assert four["traces"]["train_chunk"] == 1
-    # Chunks of 2 lanes dealt out over the four devices: the same programs on other devices.
-    chunks_one, chunks_four = out["chunks_one"], out["chunks_four"]
-    assert chunks_four["kernel_devices"] == 1  # gathered back on the first device
-    np.testing.assert_array_equal(chunks_four["kernel"], chunks_one["kernel"])
-    np.testing.assert_array_equal(chunks_four["accuracy"], chunks_one["accuracy"])
-    np.testing.assert_allclose(chunks_four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
+    assert four["traces"]["train"] == 1
+    # Groups of 2 lanes dealt out over the four devices: the same programs on other devices.
+    groups_one, groups_four = out["groups_one"], out["groups_four"]
+    assert groups_four["kernel_devices"] == 1  # gathered back on the first device
+    np.testing.assert_array_equal(groups_four["kernel"], groups_one["kernel"])
+    np.testing.assert_array_equal(groups_four["accuracy"], groups_one["accuracy"])
+    np.testing.assert_allclose(groups_four["kernel"], one["kernel"], rtol=1e-5, atol=1e-6)
 
 
 def test_lr_sweep_on_four_devices(tmp_path):
@@ -85,7 +85,7 @@ def test_lr_sweep_on_four_devices(tmp_path):
     command = [sys.executable, "-m", "experiments.lr_sweep", "--config=configs/default.py",
                f"--workdir={tmp_path}", "--config.epochs=1", "--config.batch_size=64",
                # 'auto' runs m = 64 on one device on CPU; patches split lanes over devices.
-               "--config.lowering.preset=patches",
+               "--config.strategy.preset=patches",
                "--config.base_lrs=(0.001, 0.002, 0.004, 0.008, 0.016)"]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
@@ -95,34 +95,19 @@ def test_lr_sweep_on_four_devices(tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + 5  # the padding lanes are dropped
 
 
-def test_which_lowerings_use_several_devices_and_how():
-    from smallbatch_jax.lowering import PRESETS
-    from smallbatch_jax.sharding import mesh_for
-    # One vmapped program partitioned over the devices: one device per lane at most.
-    assert PRESETS["patches"].splits_over_devices and PRESETS["reference"].splits_over_devices
-    assert [PRESETS["patches"].devices_used(k, 4) for k in (1, 3, 13)] == [1, 3, 4]
-    # Chunks of lanes dealt out over the devices: one device per chunk at most.
-    for name in ("sequential", "patches_chunked"):
-        assert PRESETS[name].chunks_over_devices and not PRESETS[name].splits_over_devices
-    assert [PRESETS["sequential"].devices_used(k, 4) for k in (1, 3, 13)] == [1, 3, 4]
-    assert [PRESETS["patches_chunked"].devices_used(k, 4) for k in (7, 8, 13, 30)] == [1, 2, 2, 4]
-    # Neither: every lane unrolled into one program, which runs on one device.
-    assert Lowering(lanes="unrolled").devices_used(13, 4) == 1
-    # This process has one CPU device: nothing to split over.
-    assert mesh_for(PRESETS["patches"], 13) is None
-
-
 CORES = textwrap.dedent("""
     import json, os
     import jax
-    from smallbatch_jax.lowering import PRESETS
-    from smallbatch_jax.sharding import mesh_for, use_cpu_cores
+    from smallbatch_jax.sharding import use_cpu_cores
+    from smallbatch_jax.strategy import PRESETS
+    from smallbatch_jax.train import plan_for
     asked = use_cpu_cores()
-    meshes = {k: mesh_for(PRESETS["patches"], k) for k in (1, 2, 13)}
+    used = lambda name, k: len(plan_for(PRESETS[name], k).devices)
+    several = lambda n: None if n < 2 else n
     print("RESULT" + json.dumps({
         "asked": asked, "devices": jax.device_count(),
-        "mesh": {k: None if v is None else v.devices.size for k, v in meshes.items()},
-        "sequential": getattr(mesh_for(PRESETS["sequential"], 13), "size", None)}))
+        "mesh": {k: several(used("patches", k)) for k in (1, 2, 13)},
+        "sequential": several(used("sequential", 13))}))
 """)
 
 

@@ -9,7 +9,7 @@ import pytest
 from smallbatch_jax.benchmark import synthetic_dataset
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import paper_sgd
-from smallbatch_jax.trainer import cross_entropy
+from smallbatch_jax.train import cross_entropy
 
 torch = pytest.importorskip("torch")
 from smallbatch_jax.torch_baseline import (  # noqa: E402

@@ -1,9 +1,13 @@
 """The models, by the name a config gives them.
 
-`create_model(name, num_classes, bn_batch_size)` returns a Flax module called as
+`create_model(name, num_classes, bn_batch_size, conv)` returns a Flax module called as
 `model.apply(variables, images, train=...)`; models with BatchNorm keep their running
-statistics in the 'batch_stats' collection.
+statistics in the 'batch_stats' collection. `conv` is the convolution layer factory
+(models/conv.py: `conv_layer`), which the execution plan chooses; it never changes the
+parameters.
 """
+
+from flax import linen as nn
 
 from smallbatch_jax.models.convnet import reduced_alexnet, small_cnn
 from smallbatch_jax.models.resnet_cifar import CifarResNet
@@ -11,14 +15,16 @@ from smallbatch_jax.models.resnet_imagenet import ImageNetResNet50
 
 
 def _resnet(depth, use_bn):
-    def build(num_classes, bn_batch_size):
-        return CifarResNet(depth, num_classes, use_bn=use_bn, bn_batch_size=bn_batch_size)
+    def build(num_classes, bn_batch_size, conv):
+        return CifarResNet(depth, num_classes, use_bn=use_bn, bn_batch_size=bn_batch_size,
+                           conv=conv)
 
     return build
 
 
 def _convnet(factory, bn):
-    return lambda num_classes, bn_batch_size: factory(num_classes, bn, bn_batch_size)
+    return lambda num_classes, bn_batch_size, conv: factory(num_classes, bn, bn_batch_size,
+                                                            conv)
 
 
 MODELS = {
@@ -34,16 +40,17 @@ MODELS = {
     "resnet20_nobn": _resnet(20, False),
     "resnet32_nobn": _resnet(32, False),
     # ImageNet (Figs 12, 14).
-    "resnet50": lambda num_classes, bn_batch_size: ImageNetResNet50(num_classes, bn_batch_size),
+    "resnet50": lambda num_classes, bn_batch_size, conv: ImageNetResNet50(
+        num_classes, bn_batch_size, conv),
     # Small networks for the embedded digits data set.
     "small_cnn": _convnet(small_cnn, "none"),
     "small_cnn_bn": _convnet(small_cnn, "all"),
 }
 
 
-def create_model(name: str, num_classes: int, bn_batch_size: int | None = None):
+def create_model(name: str, num_classes: int, bn_batch_size: int | None = None,
+                 conv=nn.Conv):
     """The model called `name`; `bn_batch_size` (m_BN) is ignored by models without BN."""
     if name not in MODELS:
         raise ValueError(f"model={name!r} is unknown; allowed: {sorted(MODELS)}")
-    return MODELS[name](num_classes, bn_batch_size)
-
+    return MODELS[name](num_classes, bn_batch_size, conv)

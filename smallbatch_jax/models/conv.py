@@ -1,4 +1,4 @@
-"""Convolution implementations a model can be built with, chosen by the lowering.
+"""Convolution implementations a model can be built with, chosen by the execution strategy.
 
 Under `jax.vmap` over lanes the kernel gains a lane axis, and `lax.conv_general_dilated`
 becomes a *grouped* convolution (one group per lane), which XLA:CPU runs several times slower
@@ -19,7 +19,10 @@ product, so no grouped convolution is emitted either. Which of the three is fast
 the backend and m: measured, never assumed (docs/benchmarks.md).
 """
 
+import functools
+
 import jax.numpy as jnp
+from flax import linen as nn
 from jax import lax
 
 CONV_IMPLS = ("xla", "patches", "shifted")
@@ -83,3 +86,12 @@ def conv_function(name: str):
         raise ValueError(f"conv={name!r}; allowed: {CONV_IMPLS}")
     return {"xla": lax.conv_general_dilated, "patches": patches_conv,
             "shifted": shifted_conv}[name]
+
+
+def conv_layer(name: str):
+    """The convolution layer factory for implementation `name`, as models receive it (flax's
+    ModuleDef pattern): `nn.Conv` itself for XLA's, else `nn.Conv` computing through our
+    function. Same parameters and names either way."""
+    if name == "xla":
+        return nn.Conv
+    return functools.partial(nn.Conv, conv_general_dilated=conv_function(name))

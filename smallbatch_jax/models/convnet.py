@@ -16,11 +16,13 @@ by BN has no bias (BN's offset replaces it). The classifier never has BN.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 from flax import linen as nn
 
-from smallbatch_jax.models.conv import conv_function
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
+
+ModuleDef = Any  # a layer factory, e.g. nn.Conv or functools.partial(nn.Conv, ...)
 
 # He et al. (2015b): N(0, 2 / fan_in), untruncated.
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -37,8 +39,8 @@ class ConvNet(nn.Module):
       fc_widths: hidden fully-connected layers.
       bn: where BatchNorm goes: 'none', 'all' (convs and hidden FCs) or 'conv'.
       bn_batch_size: m_BN of GhostBatchNorm; None normalizes over the whole batch.
-      conv: how convolutions are computed ('xla' or 'patches'; see models/conv.py). The
-        trainer sets it from its lowering; it never changes the parameters.
+      conv: the convolution layer factory (models/conv.py: conv_layer); the execution plan
+        picks how convolutions are computed, never what the parameters are.
     """
 
     num_classes: int
@@ -48,7 +50,7 @@ class ConvNet(nn.Module):
     fc_widths: Sequence[int]
     bn: str = "none"
     bn_batch_size: int | None = None
-    conv: str = "xla"
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -61,8 +63,8 @@ class ConvNet(nn.Module):
             return GhostBatchNorm(self.bn_batch_size, use_running_average=not train)(y)
 
         for kernel, channels, pool in zip(self.conv_kernels, self.conv_channels, self.pool_after):
-            x = nn.Conv(channels, (kernel, kernel), padding="SAME", use_bias=not conv_bn,
-                        kernel_init=he_normal, conv_general_dilated=conv_function(self.conv))(x)
+            x = self.conv(channels, (kernel, kernel), padding="SAME", use_bias=not conv_bn,
+                          kernel_init=he_normal)(x)
             x = nn.relu(normalize(x) if conv_bn else x)
             if pool:
                 x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -73,7 +75,8 @@ class ConvNet(nn.Module):
         return nn.Dense(self.num_classes, kernel_init=he_normal)(x)
 
 
-def reduced_alexnet(num_classes: int, bn: str = "none", bn_batch_size: int | None = None):
+def reduced_alexnet(num_classes: int, bn: str = "none", bn_batch_size: int | None = None,
+                    conv: ModuleDef = nn.Conv):
     return ConvNet(
         num_classes=num_classes,
         conv_kernels=(5, 3, 3, 3, 3),
@@ -82,10 +85,12 @@ def reduced_alexnet(num_classes: int, bn: str = "none", bn_batch_size: int | Non
         fc_widths=(256, 256),
         bn=bn,
         bn_batch_size=bn_batch_size,
+        conv=conv,
     )
 
 
-def small_cnn(num_classes: int, bn: str = "none", bn_batch_size: int | None = None):
+def small_cnn(num_classes: int, bn: str = "none", bn_batch_size: int | None = None,
+              conv: ModuleDef = nn.Conv):
     """A two-convolution network for 8×8 digits: seconds per epoch on a laptop CPU."""
     return ConvNet(
         num_classes=num_classes,
@@ -95,4 +100,5 @@ def small_cnn(num_classes: int, bn: str = "none", bn_batch_size: int | None = No
         fc_widths=(64,),
         bn=bn,
         bn_batch_size=bn_batch_size,
+        conv=conv,
     )

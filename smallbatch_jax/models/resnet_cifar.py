@@ -16,8 +16,7 @@ the paper does not say whether it added them.
 import jax.numpy as jnp
 from flax import linen as nn
 
-from smallbatch_jax.models.conv import conv_function
-from smallbatch_jax.models.convnet import he_normal
+from smallbatch_jax.models.convnet import ModuleDef, he_normal
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 
 DEPTHS = (8, 20, 32)
@@ -28,14 +27,13 @@ class BasicBlock(nn.Module):
     stride: int
     use_bn: bool
     bn_batch_size: int | None
-    conv: str = "xla"
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x, train: bool):
         def conv(y, stride):
-            return nn.Conv(self.channels, (3, 3), strides=(stride, stride), padding="SAME",
-                           use_bias=not self.use_bn, kernel_init=he_normal,
-                           conv_general_dilated=conv_function(self.conv))(y)
+            return self.conv(self.channels, (3, 3), strides=(stride, stride), padding="SAME",
+                             use_bias=not self.use_bn, kernel_init=he_normal)(y)
 
         def normalize(y):
             if not self.use_bn:
@@ -55,13 +53,13 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32×32 inputs. `conv`: see models/conv.py."""
+    """ResNet-(6n+2) for 32×32 inputs. `conv`: the convolution layer (models/conv.py)."""
 
     depth: int
     num_classes: int
     use_bn: bool = True
     bn_batch_size: int | None = None
-    conv: str = "xla"
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -69,8 +67,8 @@ class CifarResNet(nn.Module):
             raise ValueError(f"depth={self.depth}; allowed: {DEPTHS}")
         blocks_per_stage = (self.depth - 2) // 6
 
-        x = nn.Conv(16, (3, 3), padding="SAME", use_bias=not self.use_bn, kernel_init=he_normal,
-                    conv_general_dilated=conv_function(self.conv))(x)
+        x = self.conv(16, (3, 3), padding="SAME", use_bias=not self.use_bn,
+                      kernel_init=he_normal)(x)
         if self.use_bn:
             x = GhostBatchNorm(self.bn_batch_size, use_running_average=not train)(x)
         x = nn.relu(x)

@@ -13,8 +13,7 @@ residual's last BN starts with γ = 1 (the paper does not zero-initialize it).
 
 from flax import linen as nn
 
-from smallbatch_jax.models.conv import conv_function
-from smallbatch_jax.models.convnet import he_normal
+from smallbatch_jax.models.convnet import ModuleDef, he_normal
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 
 STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))  # (blocks, bottleneck width)
@@ -25,14 +24,13 @@ class Bottleneck(nn.Module):
     width: int
     stride: int
     bn_batch_size: int | None
-    conv: str = "xla"
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x, train: bool):
         def conv(y, channels, kernel, stride=1):
-            return nn.Conv(channels, (kernel, kernel), strides=(stride, stride), padding="SAME",
-                           use_bias=False, kernel_init=he_normal,
-                           conv_general_dilated=conv_function(self.conv))(y)
+            return self.conv(channels, (kernel, kernel), strides=(stride, stride),
+                             padding="SAME", use_bias=False, kernel_init=he_normal)(y)
 
         def normalize(y):
             return GhostBatchNorm(self.bn_batch_size, use_running_average=not train)(y)
@@ -52,12 +50,12 @@ class ImageNetResNet50(nn.Module):
 
     num_classes: int = 1000
     bn_batch_size: int | None = None
-    conv: str = "xla"
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(64, (7, 7), strides=(2, 2), padding="SAME", use_bias=False,
-                    kernel_init=he_normal, conv_general_dilated=conv_function(self.conv))(x)
+        x = self.conv(64, (7, 7), strides=(2, 2), padding="SAME", use_bias=False,
+                      kernel_init=he_normal)(x)
         x = nn.relu(GhostBatchNorm(self.bn_batch_size, use_running_average=not train)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for stage, (blocks, width) in enumerate(STAGES):

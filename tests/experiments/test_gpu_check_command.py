@@ -9,7 +9,7 @@ import sys
 import tarfile
 
 from conftest import REPO_ROOT, write_fake_cifar_npz
-from smallbatch_jax.lowering import read_measured_table
+from smallbatch_jax.strategy import read_measured_table
 from smallbatch_jax.torch_baseline import torch_available
 
 
@@ -22,8 +22,8 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(os.listdir(out)) == ["fig1.tar.gz", "fig8.tar.gz", "gpu_check.json",
-                                       "gpu_check.log", "gpu_check.md", "lowering_table.json",
-                                       "profiles.tar.gz"]
+                                       "gpu_check.log", "gpu_check.md", "profiles.tar.gz",
+                                       "strategy_table.json"]
     log = (out / "gpu_check.log").read_text()
     assert re.search(r"^\[ +\d+\.\d s\] m=4: lanes vmap/patches", log, re.M)  # timestamped
 
@@ -49,7 +49,7 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
                                                                           "jax_sequential"}
 
     # The table 'auto' uses: the fastest per m, at the check's steps per dispatch.
-    table = read_measured_table(str(out / "lowering_table.json"))
+    table = read_measured_table(str(out / "strategy_table.json"))
     assert sorted(table["choices"]) == [4, 8] and table["device"] == "cpu"
     fastest_at_4 = min(rows[4]["lanes"], key=lambda n: rows[4]["lanes"][n]["step_ms"])
     assert table["choices"][4].conv == fastest_at_4.split("/")[1]
@@ -64,14 +64,16 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
     with open(work / "fig1" / "grid" / "m8" / "config.json") as f:
         run = json.load(f)
     assert run["config"]["precision"] == "highest"
-    assert run["lowering"] == vars(table["choices"][8])
+    assert run["strategy"] == vars(table["choices"][8])
     with tarfile.open(out / "fig8.tar.gz") as tar:
-        assert "fig8/m8/results.csv" in tar.getnames()
+        assert "fig8/sweep/m8/results.csv" in tar.getnames()
     assert record["fig8"]["epochs"] == 1
     markdown = (out / "gpu_check.md").read_text()
     assert "| m | K | method | precision |" in markdown and "Estimate of the paper's" in markdown
 
-    # Run again: the sweeps' finished runs are skipped, the throughput is measured anew.
-    again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    # Run again (without §a, to be quick): the sweeps' finished runs are skipped.
+    again = subprocess.run(command + ["--config.throughput.batch_sizes_all=()"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "Fig 1 grid: m8" not in (out / "gpu_check.log").read_text()
+    log = (out / "gpu_check.log").read_text()
+    assert "Fig 1 grid: m8" not in log and "done; wrote" in log

@@ -35,7 +35,7 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     assert "All lanes share" in json.loads((workdir / "config.json").read_text())["lanes"]
 
     config = json.loads((workdir / "config.json").read_text())
-    assert config["config"]["batch_size"] == 32 and config["lowering"]["lanes"] in ("vmap", "unrolled")
+    assert config["config"]["batch_size"] == 32 and config["strategy"]["lane_map"] in ("vmap", "unrolled")
     rows = read_csv(workdir / "results.csv")
     assert [float(r["base_lr"]) for r in rows] == [2.0**-10, 2.0**-8, 2.0**-2, 4.0]
     assert all(r["epochs"] == "3" and r["steps"] == str(3 * (1438 // 32)) for r in rows)
@@ -96,7 +96,7 @@ def test_every_config_runs_a_tiny_step(tmp_path, config_arg):
     assert int(np.asarray(state["epoch"])) == 1
 
 
-def test_memory_budget_runs_lanes_in_chunks(tmp_path, caplog):
+def test_memory_budget_runs_lanes_in_groups(tmp_path, caplog):
     from smallbatch_jax.lr_sweep import train_and_evaluate
 
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
@@ -104,24 +104,36 @@ def test_memory_budget_runs_lanes_in_chunks(tmp_path, caplog):
         config.epochs, config.batch_size = 1, 64
         config.base_lrs = (2.0**-9, 2.0**-8, 2.0**-7, 2.0**-6)
         config.memory_budget_gb = 1e-9
-        config.lowering.preset = "patches"  # all lanes in one program unless the budget says
+        config.strategy.preset = "patches"  # all lanes in one program unless the budget says
     with pytest.raises(ValueError, match="over the memory budget"):
         train_and_evaluate(config, str(tmp_path / "too_small"))
     config.memory_budget_gb = 0.0
     unlimited = train_and_evaluate(config, str(tmp_path / "all"))
-    # A budget that admits two lanes but not four: the same results, in two chunks.
-    from smallbatch_jax.data import load_dataset
-    from smallbatch_jax.lr_sweep import build_trainer, lane_grid
-    from smallbatch_jax.trainer import put_on_device
+    # A budget that admits two lanes but not four: the same results, in two groups.
+    import dataclasses
+
     import jax
+
+    from smallbatch_jax.data import load_dataset
+    from smallbatch_jax.models import create_model
+    from smallbatch_jax.models.conv import conv_layer
+    from smallbatch_jax.strategy import PRESETS
+    from smallbatch_jax.train import DeviceBatches, LaneStep, Programs, plan_for
+
     dataset = load_dataset("digits")
-    trainer = build_trainer(config, dataset, lane_grid(config).num_lanes)
-    data = jax.eval_shape(lambda: put_on_device(dataset, trainer.eval_batch_size))
-    two = trainer.program_bytes(2, data)
-    config.memory_budget_gb = (two + (trainer.program_bytes(4, data) - two) / 4) / 2**30
+    source = DeviceBatches(dataset, 64, 1000)
+    steps = source.steps_per_epoch
+    lane_step = LaneStep(create_model("small_cnn", 10, conv=conv_layer("patches")), 64,
+                         dataset.image_shape)
+    program_bytes = lambda lanes: Programs(
+        lane_step, plan_for(dataclasses.replace(PRESETS["patches"], lanes_per_program=lanes), 4,
+                            precision="highest", devices=jax.local_devices()[:1])
+    ).program_bytes(lanes, source.abstract_dispatch(1, steps), steps)
+    two = program_bytes(2)
+    config.memory_budget_gb = (two + (program_bytes(4) - two) / 4) / 2**30
     with caplog.at_level("INFO"):
-        chunked = train_and_evaluate(config, str(tmp_path / "chunked"))
+        grouped = train_and_evaluate(config, str(tmp_path / "grouped"))
     assert "2 of 4 lanes per program" in caplog.text
-    for a, b in zip(unlimited, chunked):
+    for a, b in zip(unlimited, grouped):
         assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-5)
         assert a["final_test_accuracy"] == pytest.approx(b["final_test_accuracy"], abs=1e-9)

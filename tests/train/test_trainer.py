@@ -5,11 +5,13 @@ import pytest
 
 from smallbatch_jax.checkpoint import restore_state, save_state
 from smallbatch_jax.lanes import LaneGrid, tree_index
-from smallbatch_jax.lowering import Lowering
 from smallbatch_jax.models import create_model
-from smallbatch_jax.trainer import LaneTrainer, fit, put_on_device
+from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.strategy import Strategy
+from smallbatch_jax.train import DeviceBatches, LaneStep, LaneTrainer, fit, plan_for
 
 EPOCHS = 2
+EVAL_BATCH = 16
 
 
 def _grid(base_lrs, seeds=(0,), weight_decay=5e-4):
@@ -17,19 +19,31 @@ def _grid(base_lrs, seeds=(0,), weight_decay=5e-4):
                     warmup_fraction=0.0, momentum=0.0)
 
 
-def _trainer(dataset, model="small_cnn_bn", batch_size=8, num_seeds=1, lowering=Lowering(),
-             bn_batch_size=None, augment=False):
-    return LaneTrainer(create_model(model, 10, bn_batch_size), batch_size=batch_size,
-                       num_train=dataset.num_train, image_shape=dataset.image_shape,
-                       num_seeds=num_seeds, lowering=lowering, eval_batch_size=16,
-                       augment=augment)
+def _trainer(dataset, model="small_cnn_bn", batch_size=8, num_seeds=1, strategy=Strategy(),
+             bn_batch_size=None, augment=False, precision="default", num_lanes=3):
+    """A trainer on one device (the plan's devices do not depend on `num_lanes` there)."""
+    lane_step = LaneStep(create_model(model, 10, bn_batch_size, conv_layer(strategy.conv)),
+                         batch_size=batch_size, image_shape=dataset.image_shape)
+    plan = plan_for(strategy, num_lanes, precision=precision, devices=jax.local_devices()[:1])
+    return LaneTrainer(lane_step, plan, num_seeds=num_seeds, augment=augment)
+
+
+def _source(trainer, dataset):
+    return DeviceBatches(dataset, trainer.lane_step.batch_size, EVAL_BATCH)
 
 
 def _run(trainer, dataset, grid, epochs=EPOCHS):
-    hparams = grid.hparams()
-    state = trainer.init(jnp.asarray(grid.seeds), hparams)
-    return fit(trainer, state, hparams, put_on_device(dataset, trainer.eval_batch_size),
-               grid.seeds, epochs)
+    state, hparams, source = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
+                                           _source(trainer, dataset))
+    return fit(trainer, state, hparams, source, grid.seeds, epochs)
+
+
+def _placed(trainer, dataset):
+    return _source(trainer, dataset).place(jax.device_put)
+
+
+def _steps_per_epoch(trainer, dataset):
+    return _source(trainer, dataset).steps_per_epoch
 
 
 def _assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
@@ -43,8 +57,8 @@ def _assert_trees_equal(a, b):
 
 
 def test_steps_per_epoch_drops_the_remainder(tiny_digits):
-    assert _trainer(tiny_digits, batch_size=8).steps_per_epoch == 8
-    assert _trainer(tiny_digits, batch_size=10).steps_per_epoch == 6
+    assert DeviceBatches(tiny_digits, 8, EVAL_BATCH).steps_per_epoch == 8
+    assert DeviceBatches(tiny_digits, 10, EVAL_BATCH).steps_per_epoch == 6
 
 
 @pytest.mark.parametrize("model", ["small_cnn", "small_cnn_bn"])
@@ -69,12 +83,13 @@ def test_a_diverging_lane_is_frozen_and_the_others_are_untouched(tiny_digits):
     diverged = np.asarray(with_huge.lanes.diverged)
     step = int(with_huge.lanes.diverged_step[1])
     np.testing.assert_array_equal(diverged, [False, True, False])
-    assert 0 <= step < EPOCHS * trainer.steps_per_epoch
+    steps_per_epoch = _steps_per_epoch(trainer, tiny_digits)
+    assert 0 <= step < EPOCHS * steps_per_epoch
     np.testing.assert_array_equal(np.asarray(with_huge.lanes.diverged_step)[[0, 2]], -1)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(with_huge.lanes.params))
     # Its measurements are NaN from the epoch it diverged in; the others' are numbers.
     accuracy = np.stack(history.test_accuracy)
-    assert np.isnan(accuracy[step // trainer.steps_per_epoch:, 1]).all()
+    assert np.isnan(accuracy[step // steps_per_epoch:, 1]).all()
     assert np.isfinite(accuracy[:, [0, 2]]).all()
     # The healthy lanes are bit-identical to a run where the diverging lane is replaced by a
     # healthy one (same program), and to a run without it (a program with fewer lanes).
@@ -88,17 +103,18 @@ def test_the_diverged_step_is_the_first_non_finite_update(tiny_digits):
     """Step by step (one step per dispatch): the flag flips at the recorded step, and the
     lane keeps the weights it had before that step."""
     trainer = _trainer(tiny_digits, "small_cnn",
-                       lowering=Lowering(step_loop="unrolled", steps_per_dispatch=1))
+                       strategy=Strategy(step_loop="unrolled", steps_per_dispatch=1))
     grid = _grid((2.0**12,))
-    hparams, data = grid.hparams(), put_on_device(tiny_digits, 16)
+    hparams, source = grid.hparams(), _placed(trainer, tiny_digits)
     state = trainer.init(jnp.asarray(grid.seeds), hparams)
     seeds = jnp.asarray(grid.seeds)
-    perms = trainer.permutations(seeds, 0)
     lanes = state.lanes
-    for step in range(trainer.steps_per_epoch):
+    one_step_dispatches = [1] * source.steps_per_epoch
+    for step, (_, dispatch) in enumerate(source.epoch(seeds, 0, one_step_dispatches,
+                                                      lambda tree: tree)):
         before = lanes
-        lanes, _ = trainer.train_chunk(lanes, hparams, data, perms, seeds, jnp.int32(step),
-                                       jnp.int32(step), jnp.int32(100), num_steps=1)
+        lanes, _ = trainer.programs.train(lanes, hparams, dispatch, seeds, jnp.int32(step),
+                                          jnp.int32(100), num_steps=1)
         if bool(lanes.diverged[0]):
             break
     else:
@@ -107,20 +123,20 @@ def test_the_diverged_step_is_the_first_non_finite_update(tiny_digits):
     _assert_trees_equal(before.params, lanes.params)
 
 
-def test_a_chunk_of_diverged_lanes_is_no_longer_run(tiny_digits):
-    """Lanes in chunks of one: once a lane has diverged its program is not dispatched again;
+def test_a_group_of_diverged_lanes_is_no_longer_run(tiny_digits):
+    """Lanes in groups of one: once a lane has diverged its program is not dispatched again;
     it stays exactly as frozen, and the healthy lanes train on as before."""
-    one_lane_chunks = Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=1,
-                               lane_chunk=1)
-    trainer = _trainer(tiny_digits, "small_cnn", lowering=one_lane_chunks)
+    one_lane_groups = Strategy(lane_map="unrolled", step_loop="unrolled", steps_per_dispatch=1,
+                               lanes_per_program=1)
+    trainer = _trainer(tiny_digits, "small_cnn", strategy=one_lane_groups)
     dispatched = []
-    train_chunk = trainer.train_chunk
+    train = trainer.programs.train
 
-    def counting_train_chunk(lanes, hparams, *args, **kwargs):
+    def counting_train(lanes, hparams, *args, **kwargs):
         dispatched.append(float(hparams.base_lr[0]))
-        return train_chunk(lanes, hparams, *args, **kwargs)
+        return train(lanes, hparams, *args, **kwargs)
 
-    trainer.train_chunk = counting_train_chunk
+    trainer.programs.train = counting_train
     per_epoch, states = [], []
 
     def on_epoch_end(epoch, history, state):
@@ -129,20 +145,20 @@ def test_a_chunk_of_diverged_lanes_is_no_longer_run(tiny_digits):
         dispatched.clear()
 
     grid = _grid((2.0**-8, 2.0**12, 2.0**-6))
-    hparams = grid.hparams()
-    state = trainer.init(jnp.asarray(grid.seeds), hparams)
-    after_two, history = fit(trainer, state, hparams, put_on_device(tiny_digits, 16),
-                             grid.seeds, epochs=2, on_epoch_end=on_epoch_end)
+    state, hparams, source = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
+                                           _source(trainer, tiny_digits))
+    after_two, history = fit(trainer, state, hparams, source, grid.seeds, epochs=2,
+                             on_epoch_end=on_epoch_end)
     after_one = states[0]
     assert bool(after_one.lanes.diverged[1])  # in the first epoch
-    steps = trainer.steps_per_epoch
+    steps = source.steps_per_epoch
     assert per_epoch[0] == sorted([2.0**-8, 2.0**12, 2.0**-6] * steps)
     assert per_epoch[1] == sorted([2.0**-8, 2.0**-6] * steps)
     _assert_trees_equal(tree_index(after_two.lanes, 1), tree_index(after_one.lanes, 1))
     assert np.isnan(history.test_accuracy[1][1])
     assert np.isfinite(history.test_accuracy[1][[0, 2]]).all()
     # The healthy lanes: the same as a run that never had the diverging lane.
-    without, _ = _run(_trainer(tiny_digits, "small_cnn", lowering=one_lane_chunks), tiny_digits,
+    without, _ = _run(_trainer(tiny_digits, "small_cnn", strategy=one_lane_groups), tiny_digits,
                       _grid((2.0**-8, 2.0**-6)))
     _assert_trees_equal(tree_index(after_two.lanes, 0), tree_index(without.lanes, 0))
     _assert_trees_equal(tree_index(after_two.lanes, 2), tree_index(without.lanes, 1))
@@ -153,8 +169,8 @@ def test_a_new_grid_of_the_same_size_does_not_recompile(tiny_digits):
     _, first = _run(trainer, tiny_digits, _grid((2.0**-8, 2.0**-6)), epochs=1)
     traces = dict(trainer.traces)
     _, second = _run(trainer, tiny_digits, _grid((2.0**-5, 2.0**-3), weight_decay=1e-4), epochs=2)
-    assert dict(trainer.traces) == traces == {"init": 1, "train_chunk": 1, "evaluate": 1}
-    assert trainer.train_chunk._cache_size() == 1
+    assert dict(trainer.traces) == traces == {"init": 1, "train": 1, "evaluate": 1}
+    assert trainer.programs.train._cache_size() == 1
     assert not np.allclose(first.train_loss[0], second.train_loss[0])
 
 
@@ -166,27 +182,28 @@ def reference_run(tiny_digits):
     return _run(_trainer(tiny_digits), tiny_digits, _grid(STABLE_GRID))
 
 
-@pytest.mark.parametrize("lowering", [
-    Lowering(conv="patches"),
-    Lowering(lanes="unrolled"),
-    Lowering(lanes="unrolled", conv="patches", steps_per_dispatch=3),
-    Lowering(step_loop="unrolled", steps_per_dispatch=3),  # 8 steps/epoch: chunks 3, 3, 2
-    Lowering(steps_per_dispatch=5, scan_unroll=2),
-    Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=4),
-    Lowering(conv="patches", lane_chunk=2),  # chunks of 2 and 1 lanes
-    Lowering(lanes="unrolled", step_loop="unrolled", steps_per_dispatch=1, lane_chunk=1),
-    Lowering(conv="shifted"),
-    Lowering(lanes="map"),
-    Lowering(lanes="map", conv="patches", steps_per_dispatch=3, scan_unroll=2),
-    Lowering(conv="shifted", lane_chunk=2, steps_per_dispatch=3),
+@pytest.mark.parametrize("strategy", [
+    Strategy(conv="patches"),
+    Strategy(lane_map="unrolled"),
+    Strategy(lane_map="unrolled", conv="patches", steps_per_dispatch=3),
+    Strategy(step_loop="unrolled", steps_per_dispatch=3),  # 8 steps/epoch: dispatches 3, 3, 2
+    Strategy(steps_per_dispatch=5, scan_unroll=2),
+    Strategy(lane_map="unrolled", step_loop="unrolled", steps_per_dispatch=4),
+    Strategy(conv="patches", lanes_per_program=2),  # groups of 2 and 1 lanes
+    Strategy(lane_map="unrolled", step_loop="unrolled", steps_per_dispatch=1,
+             lanes_per_program=1),
+    Strategy(conv="shifted"),
+    Strategy(lane_map="map"),
+    Strategy(lane_map="map", conv="patches", steps_per_dispatch=3, scan_unroll=2),
+    Strategy(conv="shifted", lanes_per_program=2, steps_per_dispatch=3),
 ])
-def test_every_lowering_gives_the_reference_results(tiny_digits, reference_run, lowering):
+def test_every_strategy_gives_the_reference_results(tiny_digits, reference_run, strategy):
     """Same computation, other XLA programs: equal up to float rounding (a separate and a
     grouped convolution sum in different orders), which 16 steps grow to ~1e-6. The lanes are
     in the stable range of η̃: at the edge of stability (η̃ = 2⁻³, η = 1 here) training
     amplifies any rounding difference, whichever program computes it."""
     reference_state, reference = reference_run
-    state, history = _run(_trainer(tiny_digits, lowering=lowering), tiny_digits,
+    state, history = _run(_trainer(tiny_digits, strategy=strategy), tiny_digits,
                           _grid(STABLE_GRID))
     _assert_trees_close(state.lanes, reference_state.lanes, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.stack(history.test_accuracy), np.stack(reference.test_accuracy))
@@ -197,24 +214,20 @@ def test_every_lowering_gives_the_reference_results(tiny_digits, reference_run, 
 def test_precision_is_traced_into_the_programs(tiny_digits):
     """'highest' marks every matrix product and convolution of the training program; the
     default leaves the backend's precision (no marks). On CPU both are float32: same run."""
-    data = put_on_device(tiny_digits, 16)
     texts = {}
     for precision in ("default", "highest"):
-        trainer = LaneTrainer(create_model("small_cnn", 10), batch_size=8,
-                              num_train=tiny_digits.num_train,
-                              image_shape=tiny_digits.image_shape, eval_batch_size=16,
-                              precision=precision)
+        trainer = _trainer(tiny_digits, "small_cnn", precision=precision)
+        source = _placed(trainer, tiny_digits)
         hparams = _grid(STABLE_GRID).hparams()
-        state = trainer.init(jnp.zeros(1, jnp.int32), hparams)
-        perms = trainer.permutations(jnp.zeros(1, jnp.int32), 0)
-        texts[precision] = trainer.train_chunk.lower(
-            state.lanes, hparams, data, perms, jnp.zeros(1, jnp.int32), 0, 0, 8,
-            num_steps=2).as_text()
+        seeds = jnp.zeros(1, jnp.int32)
+        state = trainer.init(seeds, hparams)
+        _, dispatch = next(source.epoch(seeds, 0, [2], lambda tree: tree))
+        texts[precision] = trainer.programs.train.lower(
+            state.lanes, hparams, dispatch, seeds, 0, 8, num_steps=2).as_text()
     assert "HIGHEST" not in texts["default"]
     assert texts["highest"].count("HIGHEST") >= 4  # 2 convolutions, 2 dense layers, forward
     with pytest.raises(ValueError, match="precision='tf32'"):
-        LaneTrainer(create_model("small_cnn", 10), batch_size=8, num_train=64,
-                    image_shape=(8, 8, 1), precision="tf32")
+        _trainer(tiny_digits, precision="tf32")
 
 
 def test_seeds_set_initial_weights_and_data_order(tiny_digits):
@@ -226,9 +239,11 @@ def test_seeds_set_initial_weights_and_data_order(tiny_digits):
     _assert_trees_equal(tree_index(initial, 0), tree_index(initial, 1))
     kernel = lambda lane: initial["Conv_0"]["kernel"][lane]
     assert not np.allclose(kernel(0), kernel(2))
-    orders = trainer.permutations(jnp.asarray(grid.seeds), 0)
+    permutations = _source(trainer, tiny_digits).permutations
+    orders = permutations(jnp.asarray(grid.seeds), 0, num_train=tiny_digits.num_train)
     assert not np.array_equal(orders[0], orders[1])
-    assert not np.array_equal(orders[0], trainer.permutations(jnp.asarray(grid.seeds), 1)[0])
+    assert not np.array_equal(orders[0], permutations(jnp.asarray(grid.seeds), 1,
+                                                      num_train=tiny_digits.num_train)[0])
     np.testing.assert_array_equal(np.sort(orders[0]), np.arange(tiny_digits.num_train))
     # A lane of a two-seed program equals the one-seed program of its seed.
     state, history = _run(trainer, tiny_digits, grid)
@@ -255,31 +270,19 @@ def test_resuming_from_a_checkpoint_continues_exactly(tiny_digits, tmp_path, aug
                                       epochs=3)
 
     trainer = _trainer(tiny_digits, augment=augment)
-    hparams, data = grid.hparams(), put_on_device(tiny_digits, 16)
-    fresh = trainer.init(jnp.asarray(grid.seeds), hparams)
+    fresh, hparams, source = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
+                                           _source(trainer, tiny_digits))
+    template = trainer.init(jnp.asarray(grid.seeds), hparams)  # `fresh` is used up by fit
     # Stop after epoch 1 of a 3-epoch run (fit's schedule spans `epochs`), save, restore.
-    halfway, _ = fit(trainer, fresh, hparams, data, grid.seeds, epochs=3,
+    halfway, _ = fit(trainer, fresh, hparams, source, grid.seeds, epochs=3,
                      on_epoch_end=lambda epoch, h, s: save_state(tmp_path / f"e{epoch}", s))
-    restored = restore_state(str(tmp_path / "e1"), fresh)
-    assert int(restored.epoch) == 1 and int(restored.step) == trainer.steps_per_epoch
-    resumed, resumed_history = fit(trainer, restored, hparams, data, grid.seeds, epochs=3)
+    restored = restore_state(str(tmp_path / "e1"), template)
+    assert int(restored.epoch) == 1 and int(restored.step) == source.steps_per_epoch
+    resumed, resumed_history = fit(trainer, restored, hparams, source, grid.seeds, epochs=3)
     assert resumed_history.epoch == [2, 3]
     _assert_trees_equal(resumed.lanes, straight.lanes)
     np.testing.assert_array_equal(np.stack(resumed_history.test_accuracy),
                                   np.stack(straight_history.test_accuracy)[1:])
-
-
-def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
-    trainer = _trainer(tiny_digits, lowering=Lowering(conv="patches"))
-    data = put_on_device(tiny_digits, trainer.eval_batch_size)
-    one, two, four = (trainer.program_bytes(k, data) for k in (1, 2, 4))
-    assert 0 < one < two < four
-    per_lane = two - one
-    assert trainer.lanes_within_budget(4, data, four) == 4
-    assert trainer.lanes_within_budget(4, data, two + per_lane // 2) == 2
-    assert trainer.lanes_within_budget(4, data, one) == 1
-    with pytest.raises(ValueError, match="over the memory budget"):
-        trainer.lanes_within_budget(4, data, one - 1)
 
 
 def test_augmentation_is_reproducible_and_changes_training(tiny_digits):
@@ -295,9 +298,10 @@ def test_augmentation_is_reproducible_and_changes_training(tiny_digits):
 def test_evaluation_is_never_augmented(tiny_digits):
     grid = _grid((2.0**-7, 2.0**-5))
     state, _ = _run(_trainer(tiny_digits), tiny_digits, grid, epochs=1)
-    data = put_on_device(tiny_digits, 16)
-    plain = _trainer(tiny_digits).evaluate(state.lanes, data)
-    augmented = _trainer(tiny_digits, augment=True).evaluate(state.lanes, data)
+    plain_trainer = _trainer(tiny_digits)
+    source = _placed(plain_trainer, tiny_digits)
+    plain = plain_trainer.evaluate(state.lanes, source)
+    augmented = _trainer(tiny_digits, augment=True).evaluate(state.lanes, source)
     for x, y in zip(plain, augmented, strict=True):
         np.testing.assert_array_equal(x, y)
 
@@ -307,8 +311,11 @@ def _streamed(trainer, dataset):
     from smallbatch_jax.data import StreamedDataset
     from smallbatch_jax.data.imagenet import pad_batch
 
+    permutations = _source(trainer, dataset).permutations
+
     def train_batches(seed, epoch, batch_size):
-        order = np.asarray(trainer.permutations(jnp.asarray([seed]), epoch))[0]
+        order = np.asarray(permutations(jnp.asarray([seed]), epoch,
+                                        num_train=dataset.num_train))[0]
         for b in range(len(order) // batch_size):
             indices = order[b * batch_size:(b + 1) * batch_size]
             yield dataset.train_images[indices], dataset.train_labels[indices]
@@ -326,17 +333,21 @@ def _streamed(trainer, dataset):
 
 def test_streamed_batches_train_like_device_resident_data(tiny_digits):
     """The host-stream path (ImageNet's) computes what the device-resident path computes
-    when it is fed the same batches: several dispatches per epoch, every chunk of lanes."""
+    when it is fed the same batches: several dispatches per epoch, every group of lanes."""
+    from smallbatch_jax.train import StreamedBatches
+
     grid = _grid(STABLE_GRID)
-    # Chunks of one lane, dispatches of 3, 3 and 2 steps: two programs.
-    lowering = Lowering(conv="patches", lane_chunk=1, steps_per_dispatch=3)
-    trainer = _trainer(tiny_digits, lowering=lowering, augment=True)
+    # Groups of one lane, dispatches of 3, 3 and 2 steps: two programs.
+    strategy = Strategy(conv="patches", lanes_per_program=1, steps_per_dispatch=3)
+    trainer = _trainer(tiny_digits, strategy=strategy, augment=True)
     resident_state, resident = _run(trainer, tiny_digits, grid)
-    state, hparams, stream = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
-                                           _streamed(trainer, tiny_digits))
+    resident_traces = trainer.traces["train"]
+    state, hparams, stream = trainer.start(
+        jnp.asarray(grid.seeds), grid.hparams(),
+        StreamedBatches(_streamed(trainer, tiny_digits), 8, EVAL_BATCH))
     streamed_state, streamed = fit(trainer, state, hparams, stream, grid.seeds, EPOCHS)
     _assert_trees_close(streamed_state.lanes, resident_state.lanes, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.stack(streamed.test_accuracy), np.stack(resident.test_accuracy))
     np.testing.assert_allclose(np.stack(streamed.train_loss), np.stack(resident.train_loss),
                                rtol=1e-5)
-    assert trainer.traces["train_streamed"] == 2
+    assert resident_traces == 2 and trainer.traces["train"] == 2 + 2  # one per length

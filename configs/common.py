@@ -1,0 +1,72 @@
+r"""Every key the code reads, once, with the paper's protocol as the default.
+
+Each experiment's config starts from this one and overrides what its figure changes (flax's
+`configs/default.py` + `v100_x8.py` pattern):
+
+    config = sibling_config(__file__, "common")
+    config.model = "alexnet"
+
+Training length is in epochs, converted to steps at run time, so overriding `batch_size`
+leaves nothing stale. Run on its own it is the paper's protocol with a small CNN on the
+embedded digits (configs/default.py is that, sized for a laptop).
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    # Data and model.
+    config.dataset = "digits"  # 'digits' (embedded), 'cifar10', 'cifar100', 'imagenet2012'
+    # CIFAR: "" (tensorflow-datasets' directory), the official python version, or an .npz
+    # file; ImageNet: tensorflow-datasets' data directory.
+    config.data_dir = ""
+    config.image_size = 224  # ImageNet's training and evaluation crop (other data: unused)
+    config.model = "small_cnn"  # see smallbatch_jax.models.MODELS
+    # The paper's augmentation (pad 4, random 32×32 crop, random flip), on the device.
+    config.augment = False
+    # SGD batch size m, and the BatchNorm batch m_BN (0: the whole batch, m_BN = m).
+    config.batch_size = 8
+    config.bn_batch_size = 0
+    # The sweep of experiments.batch_sweep: one program per m (the paper: 2, 4, …, 2048).
+    config.batch_sizes = tuple(2**k for k in range(1, 12))
+    # The sweep of experiments.bn_sweep: every m of batch_sizes × every m_BN here that
+    # divides it, each m at the η̃ of lr_from (an earlier batch_sweep workdir: its best η̃
+    # per m) or lr_per_batch_size (((m, η̃), …)); with neither, the whole base_lrs grid.
+    config.bn_batch_sizes = tuple(2**k for k in range(1, 11))
+    config.lr_from = ""
+    config.lr_per_batch_size = ()
+    # The lanes: base learning rates η̃ = η/m, × num_seeds seeds (seed, seed + 1, …).
+    config.base_lrs = tuple(2.0**k for k in range(-12, 1))
+    config.seed = 0
+    config.num_seeds = 1
+    # Optimizer: plain SGD (momentum 0) as in the paper, L2 weight decay on kernels.
+    config.weight_decay = 5e-4
+    config.momentum = 0.0
+    # Schedule: ×lr_decay_factor at each fraction of training in lr_decay_points; optional
+    # linear warm-up from η/32 over the first `warmup` fraction of training (paper: 0.05).
+    config.epochs = 82
+    config.lr_decay_points = (0.5, 0.75)
+    config.lr_decay_factor = 0.1
+    config.warmup = 0.0
+    # Evaluation: every epoch on the test split; the metric is the median test accuracy
+    # over the last `last_epochs` epochs (paper: 5).
+    config.eval_batch_size = 1000
+    config.last_epochs = 5
+    # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
+    # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
+    config.reliable_tolerance = 0.02
+    # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
+    # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
+    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
+    config.precision = "highest"
+    # Device memory one dispatch may use (GiB); lanes run in groups to stay under it. 0: none.
+    config.memory_budget_gb = 0.0
+    # How lanes, steps and convolutions execute (smallbatch_jax/strategy.py): `preset` 'auto'
+    # (measured fastest per backend), a name of strategy.PRESETS, or 'manual' (the fields;
+    # with another preset they must stay at these defaults). `table`: a measured table for
+    # 'auto' (experiments.gpu_check writes one; "" = the packaged one of the backend).
+    config.strategy = ml_collections.ConfigDict(dict(
+        preset="auto", lane_map="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
+        scan_unroll=1, lanes_per_program=0, table=""))
+    return config

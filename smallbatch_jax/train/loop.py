@@ -1,0 +1,55 @@
+"""The epoch loop: train every lane an epoch at a time, evaluate after each, keep the history.
+
+`fit` starts from a state at any epoch boundary (a fresh one, or one restored from a
+checkpoint) and calls `on_epoch_end(epoch, history, state)` after each epoch: the hook for
+progress lines, checkpoints and per-epoch files.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from smallbatch_jax.lanes import LaneHparams
+from smallbatch_jax.train.state import TrainState
+from smallbatch_jax.train.trainer import LaneTrainer
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch measurements, each a list of (K,) arrays. NaN once a lane has diverged."""
+
+    epoch: list[int] = dataclasses.field(default_factory=list)
+    train_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
+    test_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
+    test_accuracy: list[np.ndarray] = dataclasses.field(default_factory=list)
+    seconds: list[float] = dataclasses.field(default_factory=list)
+
+
+def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
+        seeds: Sequence[int], epochs: int,
+        on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
+        ) -> tuple[TrainState, History]:
+    """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch.
+
+    A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
+    are not a trained model. With a donating plan, `state` is used up: keep the returned one.
+    """
+    seeds = jnp.asarray(seeds, jnp.int32)
+    total_steps = epochs * source.steps_per_epoch
+    history = History()
+    for epoch in range(int(state.epoch), epochs):
+        start = time.perf_counter()
+        state, train_loss = trainer.train_epoch(state, hparams, source, seeds, total_steps)
+        test_accuracy, test_loss = trainer.evaluate(state.lanes, source)
+        diverged = np.asarray(state.lanes.diverged)
+        history.epoch.append(epoch + 1)
+        history.train_loss.append(np.where(diverged, np.nan, train_loss))
+        history.test_loss.append(np.where(diverged, np.nan, test_loss))
+        history.test_accuracy.append(np.where(diverged, np.nan, test_accuracy))
+        history.seconds.append(time.perf_counter() - start)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, history, state)
+    return state, history

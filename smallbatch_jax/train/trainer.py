@@ -1,0 +1,105 @@
+"""The lane trainer: one lane's math (step.py) compiled for K lanes (programs.py), run in the
+plan's groups on its devices (lane_groups.py), on batches from a source (batches.py).
+
+`LaneTrainer.train_epoch` runs one epoch of every live group; dispatches go out step-major
+(every group's first dispatch, then every group's second, …), so groups on different devices
+run concurrently and a streamed batch is read from the host once. `evaluate` runs the test
+split through every live group, issuing every batch before reading any result. The epoch
+loop with its history and hooks is loop.py.
+"""
+
+import jax
+import numpy as np
+
+from smallbatch_jax.lanes import LaneHparams
+from smallbatch_jax.train import lane_groups
+from smallbatch_jax.train.plan import ExecutionPlan
+from smallbatch_jax.train.programs import Programs
+from smallbatch_jax.train.state import LaneState, TrainState
+from smallbatch_jax.train.step import LaneStep
+
+
+class LaneTrainer:
+    """The compiled programs of one model, batch size, data shape and number of seeds, run
+    as `plan` says."""
+
+    def __init__(self, lane_step: LaneStep, plan: ExecutionPlan, *, num_seeds: int = 1,
+                 augment: bool = False):
+        self.lane_step, self.plan = lane_step, plan
+        self.num_seeds, self.augment = num_seeds, augment
+        self.programs = Programs(lane_step, plan, num_seeds, augment)
+
+    @property
+    def traces(self):
+        return self.programs.traces
+
+    @property
+    def has_batch_norm(self) -> bool:
+        return self.lane_step.has_batch_norm
+
+    @property
+    def devices(self) -> list:
+        return list(self.plan.devices)
+
+    def init(self, seeds: jax.Array, hparams: LaneHparams) -> TrainState:
+        return self.programs.init(seeds, hparams)
+
+    def start(self, seeds: jax.Array, hparams: LaneHparams, source):
+        """Initial state, hyperparameters and batch source, placed for the plan: an
+        in-memory data set goes to the device(s), a streamed one stays on the host. Lanes of
+        a partitioned program are padded (lane_groups.pad_for)."""
+        if source.one_data_order and self.num_seeds != 1:
+            raise ValueError(f"{source.dataset.name} is streamed: one data order per program, "
+                             "so num_seeds must be 1 (run each seed as its own sweep)")
+        hparams = lane_groups.pad_for(self.plan, hparams)
+        state, hparams = lane_groups.place(self.plan, self.init(seeds, hparams), hparams)
+        return state, hparams, source.place(lambda tree: lane_groups.put_everywhere(self.plan,
+                                                                                    tree))
+
+    def train_epoch(self, state: TrainState, hparams: LaneHparams, source, seeds: jax.Array,
+                    total_steps: int) -> tuple[TrainState, np.ndarray]:
+        """One epoch of every live group; returns the new state and each lane's mean training
+        loss (NaN for a skipped group of diverged lanes). With donation, `state` is used up."""
+        groups = lane_groups.live_groups(self.plan, state.lanes)
+        lanes = [lane_groups.take(state.lanes, g) for g in groups]
+        group_hparams = [lane_groups.take(hparams, g) for g in groups]
+        group_seeds = [lane_groups.on(g.device, seeds) for g in groups]
+        lengths = source.dispatch_lengths(self.plan.strategy, source.steps_per_epoch)
+        losses = [0] * len(groups)
+        step = int(state.step)
+        num_lanes = state.lanes.diverged.shape[0]
+        put = lambda tree: lane_groups.put_everywhere(self.plan, tree)
+        local = {}  # each device's copy of the epoch's data and order, made once
+        for num_steps, dispatch in source.epoch(seeds, int(state.epoch), lengths, put):
+            for i, group in enumerate(groups):
+                lanes[i], loss = self.programs.train(
+                    lanes[i], group_hparams[i], lane_groups.on(group.device, dispatch, local),
+                    group_seeds[i], np.int32(step), np.int32(total_steps), num_steps=num_steps)
+                losses[i] = losses[i] + loss
+            step += num_steps
+        mean_loss = np.full(num_lanes, np.nan)
+        for group, loss in zip(groups, losses):
+            mean_loss[group.start:group.stop] = np.asarray(loss) / source.steps_per_epoch
+        trained = {(g.start, g.stop): group_lanes for g, group_lanes in zip(groups, lanes)}
+        state = TrainState(lane_groups.assemble(self.plan, state.lanes, trained),
+                           step=state.step + source.steps_per_epoch, epoch=state.epoch + 1)
+        return state, mean_loss
+
+    def evaluate(self, lanes: LaneState, source) -> tuple[np.ndarray, np.ndarray]:
+        """Test accuracy and mean test loss of every lane, with running BN statistics (NaN for
+        a skipped group of diverged lanes)."""
+        num_lanes = lanes.diverged.shape[0]
+        groups = lane_groups.live_groups(self.plan, lanes)
+        on_device = [lane_groups.take(lanes, g) for g in groups]
+        sums = [[] for _ in groups]  # every batch is issued before any result is read
+        local = {}
+        for batch in source.test_batches():
+            for i, group in enumerate(groups):
+                sums[i].append(self.programs.evaluate(
+                    on_device[i], lane_groups.on(group.device, batch, local)))
+        accuracy, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
+        for group, batches in zip(groups, sums):
+            a, b = group.start, group.stop
+            accuracy[a:b] = sum(np.asarray(c) for c, _ in batches) / source.num_test
+            loss[a:b] = sum(np.asarray(l) for _, l in batches) / source.num_test
+        return accuracy, loss
