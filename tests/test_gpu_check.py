@@ -127,3 +127,37 @@ def test_pack_leaves_out_states_and_refuses_what_would_not_come_back(tmp_path):
     (tmp_path / "sweep" / "m8" / "big.bin").write_bytes(__import__("os").urandom(300_000))
     assert not pack(str(tmp_path / "sweep"), str(tmp_path / "big.tar.gz"), max_mib=0.1)
     assert not (tmp_path / "big.tar.gz").exists()
+
+
+def test_a_sweep_run_again_skips_what_finished_and_what_does_not_fit(tmp_path, monkeypatch):
+    """sweep_until: finished m are skipped (a rerun of the check resumes), an m whose expected
+    time does not fit the budget is skipped and said so, the rest trains and is packed."""
+    import os
+    import tarfile
+
+    from conftest import REPO_ROOT
+    from smallbatch_jax import gpu_check
+    from smallbatch_jax.config_args import sibling_config
+
+    trained = []
+
+    def fake_run(config, workdir):
+        trained.append(config.batch_size)
+        os.makedirs(workdir)
+        with open(os.path.join(workdir, "results.csv"), "w") as f:
+            f.write("batch_size,base_lr,median_test_accuracy\n")
+    monkeypatch.setattr(gpu_check.lr_sweep, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(gpu_check, "merge_until_stable", lambda *args: [])
+    config = sibling_config(os.path.join(REPO_ROOT, "configs", "x.py"), "default")
+    config.batch_sizes = (2, 8, 32)
+    clock = gpu_check.Clock(deadline_minutes=10)
+    budget = gpu_check.Budget(clock, minutes=1)
+    workdir, archive = str(tmp_path / "fig1" / "grid"), str(tmp_path / "fig1.tar.gz")
+    os.makedirs(os.path.join(workdir, "m2"))
+    open(os.path.join(workdir, "m2", "results.csv"), "w").close()  # finished before
+    done = gpu_check.sweep_until(config, workdir, budget, clock, archive, "Fig 1",
+                                 seconds=lambda m: 1e6 if m == 32 else 1.0)
+    assert trained == [8]
+    assert list(done["wall_seconds"]) == ["m8"] and done["skipped"][0].startswith("m32")
+    with tarfile.open(archive) as tar:
+        assert "fig1/grid/m8/results.csv" in tar.getnames()

@@ -70,10 +70,3 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
     assert record["fig8"]["epochs"] == 1
     markdown = (out / "gpu_check.md").read_text()
     assert "| m | K | method | precision |" in markdown and "Estimate of the paper's" in markdown
-
-    # Run again (without §a, to be quick): the sweeps' finished runs are skipped.
-    again = subprocess.run(command + ["--config.throughput.batch_sizes_all=()"], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stderr[-3000:]
-    log = (out / "gpu_check.log").read_text()
-    assert "Fig 1 grid: m8" not in log and "done; wrote" in log
