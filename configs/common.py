@@ -66,6 +66,12 @@ def get_config():
     # (measured fastest per backend), a name of strategy.PRESETS, or 'manual' (the fields;
     # with another preset they must stay at these defaults). `table`: a measured table for
     # 'auto' (experiments.gpu_check writes one; "" = the packaged one of the backend).
+    # Checkpoints while a run trains (checkpoint.py): at an epoch boundary every
+    # `every_epochs` epochs or once `every_minutes` have passed since the last (0 turns either
+    # off; both 0: none, a killed run starts over); the newest `keep` are kept. Re-running a
+    # command resumes from the newest; a finished run removes them (state.msgpack remains).
+    config.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, every_minutes=0.0,
+                                                       keep=2))
     config.strategy = ml_collections.ConfigDict(dict(
         preset="auto", lane_map="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
         scan_unroll=1, lanes_per_program=0, table=""))

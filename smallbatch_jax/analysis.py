@@ -9,12 +9,24 @@ test accuracy over the last epochs), NaN if any seed diverged within them.
 accuracy is at least the best accuracy of the whole sweep (every m, every η̃) minus
 `tolerance`, and no seed diverged. The tolerance is the sweep config's
 `reliable_tolerance`, and every figure and summary states it.
+
+Ties: wherever a best is chosen (η̃ at an m, the best m, the best m_BN), equal accuracies go
+to the smaller value (`best_of`), one rule for every table, figure and summary.
 """
 
 import collections
 import math
 
 import numpy as np
+
+
+def best_of(scores: dict):
+    """The key of the highest finite score; ties go to the smallest key. None if no score
+    is finite."""
+    finite = [key for key, score in scores.items() if not math.isnan(score)]
+    if not finite:
+        return None
+    return min(finite, key=lambda key: (-scores[key], key))
 
 
 def accuracy_table(rows) -> dict[tuple[int, float], float]:
@@ -30,8 +42,8 @@ def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
     """{m: (best η̃, its accuracy)}; (NaN, NaN) where every η̃ failed."""
     best = {}
     for m in sorted({m for m, _ in accuracies}):
-        points = [(acc, lr) for (mm, lr), acc in accuracies.items() if mm == m and not math.isnan(acc)]
-        best[m] = (max(points)[1], max(points)[0]) if points else (math.nan, math.nan)
+        lr = best_of({lr: acc for (mm, lr), acc in accuracies.items() if mm == m})
+        best[m] = (math.nan, math.nan) if lr is None else (lr, accuracies[(m, lr)])
     return best
 
 
@@ -82,7 +94,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
     lines = [f"# {title}", ""]
     if trained:
-        best_m = max(trained, key=lambda m: trained[m][1])
+        best_m = best_of({m: acc for m, (_, acc) in trained.items()})
         lr, acc = trained[best_m]
         lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, accuracy {acc:.4f} "
                   "(median test accuracy over the last epochs, mean over seeds).", ""]
@@ -133,7 +145,7 @@ def comparison_markdown(tables: dict, tolerance: float) -> str:
                          f"{acc:.4f} (2^{math.log2(lr):g}, {len(ranges[label][m])} reliable)")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Best m of each sweep: " + "; ".join(
-        f"{label}: m = {max(trained, key=lambda m: trained[m][1])}"
+        f"{label}: m = {best_of({m: acc for m, (_, acc) in trained.items()})}"
         for label in labels
         if (trained := {m: v for m, v in best[label].items() if not math.isnan(v[1])}))]
     return "\n".join(lines) + "\n"
@@ -146,12 +158,13 @@ def bn_accuracy_table(rows) -> dict[tuple[int, int], tuple[float, float]]:
     for row in rows:
         point = (int(row["batch_size"]), int(row["bn_batch_size"]), float(row["base_lr"]))
         by_point[point].append(float(row["median_test_accuracy"]))
-    best = {}
+    by_run = collections.defaultdict(dict)
     for (m, mbn, lr), values in sorted(by_point.items()):
-        acc = float(np.mean(values))
-        current = best.setdefault((m, mbn), (math.nan, math.nan))
-        if not math.isnan(acc) and (math.isnan(current[1]) or acc > current[1]):
-            best[(m, mbn)] = (lr, acc)
+        by_run[(m, mbn)][lr] = float(np.mean(values))
+    best = {}
+    for run, scores in by_run.items():
+        lr = best_of(scores)
+        best[run] = (math.nan, math.nan) if lr is None else (lr, scores[lr])
     return best
 
 
@@ -167,7 +180,8 @@ def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
     trained = {key: v for key, v in accuracies.items() if not math.isnan(v[1])}
     lines = [f"# {title}", ""]
     if trained:
-        (m, mbn), (lr, acc) = max(trained.items(), key=lambda item: item[1][1])
+        (m, mbn) = best_of({key: acc for key, (_, acc) in trained.items()})
+        lr, acc = trained[(m, mbn)]
         lines += [f"Best: m = {m}, m_BN = {mbn} (η̃ = 2^{math.log2(lr):g}), accuracy {acc:.4f} "
                   "(median test accuracy over the last epochs, mean over seeds).", ""]
     else:
@@ -183,8 +197,7 @@ def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
         for b in bn_sizes:
             acc = accuracies.get((m, b), (math.nan, None))[1] if (m, b) in accuracies else None
             cells.append("—" if acc is None else "diverged" if math.isnan(acc) else f"{acc:.4f}")
-        row_best = sorted((b, v[1]) for (mm, b), v in trained.items() if mm == m)
-        # Ties go to the smaller m_BN, as in the "Best:" line.
-        best_text = str(max(row_best, key=lambda item: item[1])[0]) if row_best else "—"
+        row_best = best_of({b: v[1] for (mm, b), v in trained.items() if mm == m})
+        best_text = "—" if row_best is None else str(row_best)
         lines.append(f"| {m} | {lr_text} | " + " | ".join(cells) + f" | {best_text} |")
     return "\n".join(lines) + "\n"

@@ -1,15 +1,163 @@
-"""Saving and restoring a training state at an epoch boundary.
+"""Checkpoints of a run as it trains (Orbax), and its final state as one file (msgpack).
 
-The state holds everything a run needs to continue (weights, BN statistics, optimizer
-state, divergence flags, step and epoch counters); randomness is derived from the seed and
-the counters, so a restored run continues exactly. The file is Flax's msgpack
-serialization, written to a temporary name and renamed so that a crash never leaves a
-half-written checkpoint.
+`RunCheckpoints(directory)` is an Orbax `CheckpointManager` over `directory/<step>/`, each
+checkpoint holding two items:
+- `state`: the TrainState, i.e. every lane's weights, BatchNorm statistics, optimizer
+  state and divergence flags, and the step and epoch counters;
+- `progress` (JSON): what the run needs besides the state to continue and to write the
+  same files as a run that never stopped: the history of the epochs so far, the training
+  time so far, the config the run started with, and the state's SHA-256.
+
+Why each piece:
+- Orbax writes a checkpoint into a temporary directory and renames it when complete, so a
+  process killed while saving leaves no half checkpoint (the temporary is removed at the
+  next start); the newest `keep` are kept, so the one before is there if the newest is bad.
+- Orbax reads back whatever bytes the files hold; the digest makes a silently damaged
+  checkpoint (a flipped or zeroed byte) as detectable as a truncated one. `restore_latest`
+  tries the newest checkpoint first and falls back to older ones, logging each it skips; if
+  none can be read it fails naming them. A bad checkpoint is never trained from.
+- Saves are synchronous: the next dispatch may donate (reuse) the state's device buffers
+  (train/plan.py), which an asynchronous save would still be reading.
+
+Randomness is a pure function of (seed, purpose, counter) (train/step.py), so a state
+restored at an epoch boundary continues exactly as if it had not stopped.
+
+`save_state`/`restore_state`: the final state as one msgpack file (a run's state.msgpack).
 """
 
+import errno
+import glob
+import hashlib
+import logging as std_logging
 import os
+import shutil
 
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
 from flax import serialization
+
+
+def _orbax_quiet(record) -> bool:
+    """Orbax logs a dozen INFO lines per save through absl: keep its warnings only."""
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
+logging.get_absl_logger().addFilter(_orbax_quiet)
+
+
+def state_digest(state) -> str:
+    """SHA-256 of the state's bytes (its msgpack serialization): equal iff every leaf,
+    dtype and shape is."""
+    return hashlib.sha256(serialization.to_bytes(state)).hexdigest()
+
+
+class RunCheckpoints:
+    """The checkpoints of one run directory. Only this process touches them (each process
+    of a multi-process sweep trains its own runs: processes.py), so Orbax is told that
+    this process is the only one, and the primary."""
+
+    def __init__(self, directory: str, keep: int = 2):
+        self.directory = os.path.abspath(directory)
+        me = jax.process_index()
+        os.makedirs(self.directory, exist_ok=True)  # (Orbax's create=True wants all processes)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=False, cleanup_tmp_directories=True,
+            enable_async_checkpointing=False,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me}))
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, state, progress: dict) -> None:
+        """Saves `state` with `progress` (JSON-able) under the state's step; the state's
+        digest is added to the progress."""
+        progress = dict(progress, state_sha256=state_digest(state))
+        step = int(state.step)
+        try:
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)),
+                force=True)
+            self.manager.wait_until_finished()
+        except Exception as error:
+            # Free what the failed save wrote (the next start would remove it too).
+            for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise _as_os_error(error, os.path.join(self.directory, str(step))) from error
+
+    def progress(self, step: int) -> dict:
+        """The progress item of checkpoint `step` alone (no arrays are read)."""
+        return self.manager.restore(step, args=ocp.args.Composite(
+            progress=ocp.args.JsonRestore())).progress
+
+    def newest_progress(self) -> dict | None:
+        """The progress of the newest checkpoint whose progress can be read; None if none."""
+        for step in reversed(self.steps()):
+            try:
+                return self.progress(step)
+            except Exception as error:  # noqa: BLE001
+                self._skip(os.path.join(self.directory, str(step)), error)
+        return None
+
+    def restore_latest(self, target, check=None):
+        """(state, progress) of the newest readable checkpoint, or None if there is none.
+
+        `target`: a state of the same structure, placement and dtypes (e.g. a fresh one).
+        `check(progress)`: called on each checkpoint's progress before its arrays are read;
+        an exception from it (a config that differs) propagates: it is the command's fault,
+        not the checkpoint's, and no older checkpoint would fix it.
+        """
+        failures = []
+        for step in reversed(self.steps()):
+            path = os.path.join(self.directory, str(step))
+            try:
+                progress = self.progress(step)
+            except Exception as error:  # noqa: BLE001 – an unreadable checkpoint: the next
+                failures.append(self._skip(path, error))
+                continue
+            if check is not None:
+                check(progress)
+            try:
+                restored = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target)))
+                state = restored.state
+                if state_digest(state) != progress.get("state_sha256"):
+                    raise ValueError("the state read back differs from the state saved "
+                                     "(SHA-256 mismatch)")
+                return state, progress
+            except Exception as error:  # noqa: BLE001
+                failures.append(self._skip(path, error))
+        if failures:
+            raise ValueError(f"no checkpoint in {self.directory} can be read: "
+                             f"{'; '.join(failures)}. Move the directory away to start over.")
+        return None
+
+    @staticmethod
+    def _skip(path: str, error: Exception) -> str:
+        logging.warning("checkpoint %s cannot be read (%s: %s); trying an older one", path,
+                        type(error).__name__, str(error)[:300])
+        return f"{path} ({type(error).__name__})"
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+# TensorStore reports a file system's errors as ValueError("RESOURCE_EXHAUSTED: ... No space
+# left on device ..."): given back as the OSError they are (run_directory turns those into
+# one clear message).
+_OS_ERRORS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+              "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
+def _as_os_error(error: Exception, path: str) -> Exception:
+    if isinstance(error, OSError):
+        return error
+    for text, code in _OS_ERRORS.items():
+        if text in str(error):
+            return OSError(code, os.strerror(code), path)
+    return error
 
 
 def save_state(path: str, state) -> None:

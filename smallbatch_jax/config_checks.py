@@ -75,6 +75,13 @@ def check_config(config) -> None:
               "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")
     if config.precision not in PRECISIONS:
         _fail("precision", config.precision, PRECISIONS)
+    cadence = config.checkpoint
+    if not _is_int(cadence.every_epochs) or cadence.every_epochs < 0:
+        _fail("checkpoint.every_epochs", cadence.every_epochs, "an integer >= 0 (0: off)")
+    if not cadence.every_minutes >= 0:
+        _fail("checkpoint.every_minutes", cadence.every_minutes, "a number >= 0 (0: off)")
+    if not _is_int(cadence.keep) or cadence.keep < 1:
+        _fail("checkpoint.keep", cadence.keep, "a positive integer")
     strategy_fields(config.strategy)
 
 

@@ -3,14 +3,23 @@
 `train_and_evaluate(config, workdir)` is what `python -m experiments.lr_sweep` runs. It
 writes into `workdir`:
 - config.json: the config as run, with the execution plan that was made (strategy,
-  precision, donation, devices);
+  precision, donation, devices) and what a reader needs to rerun it (provenance.py);
+- curves.csv: per epoch and lane, training loss, test loss and test accuracy, rewritten
+  whole after every epoch (a reader never sees half a row);
+- checkpoints/: while it trains, the training state and history at epoch boundaries
+  (checkpoint.py; cadence `config.checkpoint`), removed when the run has finished;
 - results.csv: one row per lane (see results.SUMMARY_FIELDS), the paper's metric included;
-- curves.csv: per epoch and lane, training loss, test loss and test accuracy;
 - state.msgpack: the final training state (restore with checkpoint.restore_state).
+
+Preemption: running the same command again resumes from the newest readable checkpoint and
+ends with the same files, bit for bit, as a run that never stopped (wall times aside). A
+checkpoint made with a different config is refused before any compute, naming the keys.
+One process at a time per workdir (run_directory.claim).
 """
 
 import json
 import os
+import shutil
 import time
 
 import jax
@@ -19,14 +28,23 @@ import numpy as np
 from absl import logging
 
 from smallbatch_jax import results
-from smallbatch_jax.checkpoint import save_state
+from smallbatch_jax.checkpoint import RunCheckpoints, save_state
 from smallbatch_jax.config_checks import check_against_data, check_config
 from smallbatch_jax.data import load_dataset
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.provenance import provenance
+from smallbatch_jax.run_directory import claim
 from smallbatch_jax.train import (LaneStep, LaneTrainer, Programs, batch_source, fit,
                                   make_plan, plan_for)
+from smallbatch_jax.train.loop import History
+
+CHECKPOINTS = "checkpoints"
+# Keys a checkpoint's config may differ in from the command's: they do not change what one
+# run computes (the sweep's other points, the summary's tolerance, how often to save).
+RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size",
+                  "reliable_tolerance", "checkpoint")
 
 
 def lane_grid(config) -> LaneGrid:
@@ -68,12 +86,56 @@ def build_trainer(config, dataset, num_lanes: int):
     return trainer, source
 
 
-def _log_progress(grid: LaneGrid, epochs: int, started: float):
-    lanes = grid.lanes()
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
-    def log(epoch, history, state):
-        del state
-        elapsed = time.perf_counter() - started
+
+def as_json(config) -> dict:
+    """The config as JSON gives it back (tuples as lists): what a checkpoint stores."""
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """'key: saved → current' for every key that differs, RESUME_IGNORES aside."""
+    saved, current = _flat(saved), _flat(current)
+    ignored = lambda key: key.split(".")[0] in RESUME_IGNORES
+    return [f"{key}: {saved.get(key, '(absent)')!r} → {current.get(key, '(absent)')!r}"
+            for key in sorted(set(saved) | set(current))
+            if not ignored(key) and saved.get(key) != current.get(key)]
+
+
+def check_resumable(saved_config: dict, config, workdir: str) -> None:
+    differences = config_differences(saved_config, as_json(config))
+    if differences:
+        raise ValueError(
+            f"{workdir} holds a checkpoint of a run with another config; differing keys: "
+            f"{'; '.join(differences)}. Run with the checkpoint's config to resume it, or "
+            "give another --workdir (or move this one away) to start over.")
+
+
+def checkpoint_due(cadence, epoch: int, last_save: tuple[int, float]) -> bool:
+    """Whether to save after `epoch` (`last_save`: the epoch and perf_counter time of the
+    last save): every `every_epochs` epochs, or when `every_minutes` have passed; 0 turns
+    either off."""
+    epochs_since, minutes_since = epoch - last_save[0], (time.perf_counter() - last_save[1]) / 60
+    return bool((cadence.every_epochs and epochs_since >= cadence.every_epochs) or
+                (cadence.every_minutes and minutes_since >= cadence.every_minutes))
+
+
+def _log_progress(grid: LaneGrid, epochs: int, started: float):
+    """The per-epoch progress line; the ETA is from the epochs after this process's first,
+    whose time includes compilation."""
+    lanes = grid.lanes()
+    first_done = []  # (epoch, time) at the end of this process's first epoch
+
+    def log(epoch, history):
+        now = time.perf_counter()
         accuracy = history.test_accuracy[-1][:len(lanes)]  # without padding lanes
         diverged = int(np.isnan(accuracy).sum())
         if diverged < len(lanes):
@@ -81,19 +143,35 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
             best_text = f"best η̃=2^{np.log2(lanes[best][1]):g} acc {accuracy[best]:.4f}"
         else:
             best_text = "every lane diverged"
-        # The first epoch includes compilation: no estimate from it alone.
-        eta = f"{elapsed / epoch * (epochs - epoch):.0f}s" if epoch > 1 else "?"
+        if not first_done:
+            first_done.append((epoch, now))
+        first_epoch, first_time = first_done[0]
+        eta = ("?" if epoch == first_epoch else
+               f"{(now - first_time) / (epoch - first_epoch) * (epochs - epoch):.0f}s")
         logging.info("epoch %d/%d  %.1fs (ETA %s)  %s  diverged %d/%d",
-                     epoch, epochs, elapsed, eta, best_text, diverged, len(lanes))
+                     epoch, epochs, now - started, eta, best_text, diverged, len(lanes))
 
     return log
 
 
-def train_and_evaluate(config, workdir: str) -> list[dict]:
-    """Trains every lane of the config's grid; returns the per-lane results rows."""
+def train_and_evaluate(config, workdir: str, dataset=None) -> list[dict]:
+    """Trains every lane of the config's grid, or resumes it from the workdir's newest
+    checkpoint; returns the per-lane results rows. `dataset`: the loaded data set of
+    `config` (a sweep loads it once for all its runs); default: loaded here."""
     check_config(config)
-    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     check_against_data(config, dataset)
+    with claim(workdir, remove_temporaries=True):
+        return _train_and_evaluate(config, workdir, dataset)
+
+
+def _train_and_evaluate(config, workdir: str, dataset) -> list[dict]:
+    checkpoints = RunCheckpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.keep)
+    newest = checkpoints.newest_progress()
+    if newest is not None:  # refused before anything compiles
+        check_resumable(newest["config"], config, workdir)
+
     grid = lane_grid(config)
     trainer, source = build_trainer(config, dataset, grid.num_lanes)
     if config.bn_batch_size and not trainer.has_batch_norm:
@@ -103,12 +181,12 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                   f"{config.seed}); only η̃ differs." if config.num_seeds == 1 else
                   "Lanes with the same seed share initial weights and data order.")
     plan = trainer.plan
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    with results.replacing(os.path.join(workdir, "config.json")) as temporary, \
+            open(temporary, "w") as f:
         json.dump({"config": config.to_dict(), "lanes": lanes_note,
                    "strategy": vars(plan.strategy), "precision": plan.precision,
-                   "donate": plan.donate, "backend": jax.default_backend(),
-                   "devices": [str(d) for d in plan.devices]}, f, indent=2, default=str)
+                   "donate": plan.donate, "provenance": provenance(plan.devices)},
+                  f, indent=2, default=str)
 
     logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds) on %d device(s), %d steps/epoch, "
                  "%s", config.model, config.dataset, config.batch_size, grid.num_lanes,
@@ -116,21 +194,44 @@ def train_and_evaluate(config, workdir: str) -> list[dict]:
                  source.steps_per_epoch, plan.strategy)
     state, hparams, source = trainer.start(jnp.asarray(grid.seeds, jnp.int32), grid.hparams(),
                                            source)
+    history, seconds_before = History(), 0.0
+    restored = checkpoints.restore_latest(
+        state, check=lambda progress: check_resumable(progress["config"], config, workdir))
+    if restored is not None:
+        state, progress = restored
+        history = History.from_dict(progress["history"])
+        seconds_before = progress["wall_seconds"]
+        logging.info("resumed from %s at epoch %d of %d (step %d)", checkpoints.directory,
+                     int(state.epoch), config.epochs, int(state.step))
+
     started = time.perf_counter()
+    log = _log_progress(grid, config.epochs, started)
+    last_save = [int(state.epoch), started]
+
+    def on_epoch_end(epoch, history, state):
+        log(epoch, history)
+        results.write_csv(os.path.join(workdir, "curves.csv"),
+                          results.curve_rows(history, grid), results.CURVE_FIELDS)
+        if epoch < config.epochs and checkpoint_due(config.checkpoint, epoch, last_save):
+            checkpoints.save(state, {
+                "config": as_json(config), "history": history.to_dict(),
+                "wall_seconds": seconds_before + time.perf_counter() - started})
+            last_save[:] = [epoch, time.perf_counter()]
+
     state, history = fit(trainer, state, hparams, source, grid.seeds, config.epochs,
-                         on_epoch_end=_log_progress(grid, config.epochs, started))
-    wall_seconds = time.perf_counter() - started
+                         on_epoch_end=on_epoch_end, history=history)
+    wall_seconds = seconds_before + time.perf_counter() - started
 
     rows = results.summarize(
         history, grid, batch_size=config.batch_size, bn_batch_size=config.bn_batch_size or
         config.batch_size, steps_per_epoch=source.steps_per_epoch,
         diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs,
         wall_seconds=wall_seconds)
-    results.write_csv(os.path.join(workdir, "curves.csv"), results.curve_rows(history, grid),
-                      results.CURVE_FIELDS)
     save_state(os.path.join(workdir, "state.msgpack"), state)
     # Last: a results.csv marks a finished run (batch_sweep skips it when re-run).
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
+    checkpoints.close()
+    shutil.rmtree(checkpoints.directory, ignore_errors=True)  # state.msgpack is the final state
 
     print(f"\n{config.model} on {config.dataset}, m={config.batch_size}, "
           f"{config.epochs} epochs. {lanes_note}")

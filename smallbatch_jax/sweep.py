@@ -6,8 +6,12 @@ A run is a name (its directory under the workdir) and the config keys it overrid
 run's per-lane rows into one tidy table, `workdir/results.csv` (`pandas.read_csv` reads it
 in one line).
 
-Re-running skips complete runs (their results.csv exists: lr_sweep writes it last). Many
-machines: `task_index`/`num_tasks` give task i the runs i, i + n, i + 2n, … (so the slow
+Before the first run trains, every run's config is checked, against the data set too (loaded
+once, for every run), and the task takes the workdir's lock for its task (run_directory.py:
+a second process started on the same sweep without a task split stops at once). Re-running
+skips complete runs (their results.csv exists: lr_sweep writes it last) and resumes an
+interrupted one from its checkpoint. Between runs it logs "run i of n", the time so far and
+an ETA for the task's runs left. Many machines: `task_index`/`num_tasks` give task i the runs i, i + n, i + 2n, … (so the slow
 small-m runs spread over the tasks); each task writes only its own run directories.
 - Independent tasks (a job array): each merges whatever is complete when it ends, and merges
   again until no run completed meanwhile, so whichever task ends last leaves the whole
@@ -19,15 +23,19 @@ small-m runs spread over the tasks); each task writes only its own run directori
 import copy
 import csv
 import json
+import math
 import os
+import time
 from typing import Callable, NamedTuple
 
 import jax
 from absl import logging
 
 from smallbatch_jax import processes, results
-from smallbatch_jax.config_checks import check_config
+from smallbatch_jax.config_checks import check_against_data, check_config
+from smallbatch_jax.data import load_dataset
 from smallbatch_jax.lr_sweep import train_and_evaluate
+from smallbatch_jax.run_directory import claim
 
 RESULTS = "results.csv"
 SWEEP_CONFIG = "sweep_config.json"  # the sweep's config as run (experiments.plot reads it)
@@ -60,28 +68,70 @@ def task_runs(runs, task_index: int, num_tasks: int) -> list:
 
 def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
               task_index: int = 0, num_tasks: int = 1) -> list[dict]:
-    """Trains this task's unfinished runs (every run's config is checked first), then merges
-    every complete run into workdir/results.csv and calls `report(rows)` on the merged rows
-    (figures, summary); returns them."""
+    """Trains this task's unfinished runs (every run's config is checked first, against the
+    data too), then merges every complete run into workdir/results.csv and calls
+    `report(rows)` on the merged rows (figures, summary); returns them."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
-    for run in runs:
-        check_config(config_for(config, run))
-    os.makedirs(workdir, exist_ok=True)
-    with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
-            open(temporary, "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=str)
-    for run in task_runs(runs, task_index, num_tasks):
-        if is_complete(workdir, run):
-            logging.info("%s: complete, skipped", os.path.join(workdir, run.name))
-            continue
-        logging.info("%s: training %s", run.name, run.overrides)
-        train_and_evaluate(config_for(config, run), os.path.join(workdir, run.name))
-    if jax.process_count() > 1:
-        processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
-        if jax.process_index() != 0:
-            return read_complete(workdir, runs)[0]
-    return merge_until_stable(workdir, runs, report)
+    configs = [config_for(config, run) for run in runs]
+    for one in configs:
+        check_config(one)
+    dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    for one in configs:
+        check_against_data(one, dataset)
+    mine = task_runs(runs, task_index, num_tasks)
+    with claim(workdir, f".lock_task{task_index}of{num_tasks}"):
+        with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
+                open(temporary, "w") as f:
+            json.dump(config.to_dict(), f, indent=2, default=str)
+        started = time.perf_counter()
+        for i, run in enumerate(mine):
+            if is_complete(workdir, run):
+                logging.info("%s: complete, skipped", os.path.join(workdir, run.name))
+                continue
+            one = config_for(config, run)
+            left = [(r, config_for(config, r)) for r in mine[i:] if not is_complete(workdir, r)]
+            logging.info("run %d of %d (%s): %s; %.0f s so far, ETA of the %d runs left %s",
+                         i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
+                         time.perf_counter() - started, len(left),
+                         eta_text(workdir, runs, left, dataset.num_train))
+            train_and_evaluate(one, os.path.join(workdir, run.name), dataset)
+        if jax.process_count() > 1:
+            processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
+            if jax.process_index() != 0:
+                return read_complete(workdir, runs)[0]
+        return merge_until_stable(workdir, runs, report)
+
+
+def _describe(run: Run) -> str:
+    names = {"batch_size": "m", "bn_batch_size": "m_BN"}
+    return ", ".join(f"{names.get(k, k)} = {v}" for k, v in run.overrides.items()
+                     if k != "base_lrs")
+
+
+def seconds_per_step(workdir: str, runs: list[Run]) -> dict[int, float]:
+    """{m: wall seconds per step} of the complete runs (the slowest lane group's program:
+    every lane of a run trains at once)."""
+    measured = {}
+    rows, _ = read_complete(workdir, runs)
+    for row in rows:
+        steps, seconds = (float(row.get(key) or math.nan) for key in ("steps", "wall_seconds"))
+        if steps > 0 and math.isfinite(seconds):  # (NaN > 0 is False)
+            measured[int(row["batch_size"])] = seconds / steps
+    return measured
+
+
+def eta_text(workdir: str, runs: list[Run], left: list, num_train: int) -> str:
+    """The time the runs `left` ([(run, config)]) should take: their steps at the speed
+    measured at the nearest m (log scale) among complete runs; "?" before any."""
+    measured = seconds_per_step(workdir, runs)
+    if not measured:
+        return "? (no run finished yet)"
+    total = 0.0
+    for _, one in left:
+        nearest = min(measured, key=lambda m: abs(math.log2(m) - math.log2(one.batch_size)))
+        total += one.epochs * (num_train // one.batch_size) * measured[nearest]
+    return f"{total:.0f} s (their steps at the speed measured at the nearest m)"
 
 
 def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]:

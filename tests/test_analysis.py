@@ -120,3 +120,22 @@ def test_comparison_table_holds_each_sweeps_best_and_reliable_count():
     assert "| 64 | 0.5000 (2^-12, 0 reliable) | — |" in text
     assert "| 256 | all diverged | — |" in text
     assert "Best m of each sweep: A: m = 2; B: m = 8" in text
+
+
+def test_one_tie_rule_everywhere_the_smaller_value_wins():
+    """Equal accuracies: the smaller η̃ at an m, the smaller m for the sweep's best, the
+    smaller m_BN in a ghost-BN row and for its best (listed in any order)."""
+    from smallbatch_jax.analysis import best_of
+
+    assert best_of({0.5: 0.7, 0.25: 0.7, 1.0: 0.6}) == 0.25
+    assert best_of({4: NAN}) is None
+    table = {8: {-6: 0.70, -8: 0.70, -10: 0.60}, 2: {-6: 0.70, -7: 0.70}}
+    best = best_per_batch_size(accuracy_table(_rows(table)))
+    assert best[8] == (2.0**-8, 0.70) and best[2] == (2.0**-7, 0.70)
+    assert "Best: m = 2, η̃ = 2^-7" in summary_markdown(_rows(table), 0.02)
+    bn_rows = [{"batch_size": "64", "bn_batch_size": str(b), "base_lr": str(lr), "seed": "0",
+                "median_test_accuracy": "0.7"} for b in (16, 4, 8) for lr in (0.5, 0.125)]
+    assert bn_accuracy_table(bn_rows)[(64, 8)] == (0.125, 0.7)
+    summary = bn_summary_markdown(bn_rows)
+    assert "Best: m = 64, m_BN = 4 (η̃ = 2^-3)" in summary
+    assert summary.rstrip().endswith("| 4 |")

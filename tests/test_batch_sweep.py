@@ -61,7 +61,7 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     # Re-running trains nothing that is complete; a missing batch size is run again.
     trained = []
     monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, workdir: trained.append(c.batch_size) or
+                        lambda c, workdir, dataset=None: trained.append(c.batch_size) or
                         _fake_run(c, workdir))
     run_batch_sweep(config, str(tmp_path))
     assert trained == []
@@ -71,7 +71,7 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     assert len(_read(tmp_path / "results.csv")) == 4
 
 
-def _fake_run(config, workdir):
+def _fake_run(config, workdir, dataset=None):
     """What lr_sweep leaves behind, without training: one row per η̃."""
     os.makedirs(workdir, exist_ok=True)
     rows = [{field: "" for field in results.SUMMARY_FIELDS} | {
@@ -98,6 +98,8 @@ def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch
     (dict(batch_sizes=(8, 8)), "config.batch_sizes=.*distinct"),
     (dict(batch_sizes=(8, 12), bn_batch_size=8), "config.bn_batch_size=8.*batch_size=12"),
     (dict(batch_sizes=(8, 0)), "config.batch_size=0"),
+    # Against the data set: digits has 1438 training examples (m = 64 must not train first).
+    (dict(batch_sizes=(64, 4096)), "config.batch_size=4096.*at most the 1438"),
 ])
 def test_every_batch_size_is_checked_before_any_runs(tmp_path, monkeypatch, overrides, match):
     monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)

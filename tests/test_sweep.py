@@ -52,3 +52,50 @@ def test_replacing_leaves_the_old_file_whole_when_writing_fails(tmp_path):
     with results.replacing(str(path)) as temporary, open(temporary, "w") as f:
         f.write("new")
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["summary.md"]
+
+
+def test_the_eta_is_the_steps_left_at_the_speed_of_the_nearest_finished_m(tmp_path):
+    from types import SimpleNamespace
+
+    runs = [Run(f"m{m}", {"batch_size": m}) for m in (2, 8, 16, 128)]
+    for run, steps, seconds in ((runs[0], 100, 10.0), (runs[1], 50, 10.0)):  # 0.1, 0.2 s/step
+        os.makedirs(tmp_path / run.name)
+        results.write_csv(str(tmp_path / run.name / "results.csv"),
+                          [{"batch_size": run.overrides["batch_size"], "steps": steps,
+                            "wall_seconds": seconds}], results.SUMMARY_FIELDS)
+    assert sweep.seconds_per_step(str(tmp_path), runs) == {2: 0.1, 8: 0.2}
+    left = [(runs[2], SimpleNamespace(batch_size=16, epochs=2)),  # 800 steps at m = 8's speed
+            (runs[3], SimpleNamespace(batch_size=128, epochs=1))]  # 50 steps, likewise
+    assert sweep.eta_text(str(tmp_path), runs, left, num_train=6400).startswith("170 s ")
+    assert sweep.eta_text(str(tmp_path / "none"), runs, left, 6400).startswith("?")
+
+
+def test_a_sweep_says_which_run_of_how_many_it_trains(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    config = _config(batch_sizes=(8, 16, 32))
+    _finish(str(tmp_path), RUNS[0])
+    with caplog.at_level("INFO"):
+        sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None)
+    assert "m8: complete, skipped" in caplog.text
+    assert "run 2 of 3 (m = 16)" in caplog.text and "run 3 of 3 (m = 32)" in caplog.text
+    assert "ETA of the 2 runs left" in caplog.text
+
+
+def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monkeypatch):
+    """(flock locks belong to an open file, so a second claim in this process stands for a
+    second process.)"""
+    import pytest
+
+    from smallbatch_jax.run_directory import LockedError, claim
+
+    trained = []
+    monkeypatch.setattr(sweep, "train_and_evaluate",
+                        lambda c, w, d=None: trained.append(c.batch_size) or _fake_run(c, w))
+    config = _config(batch_sizes=(8, 16, 32))
+    with claim(str(tmp_path), ".lock_task0of1"):  # a sweep already running, unsplit
+        with pytest.raises(LockedError, match="in use by another process"):
+            sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None)
+        assert trained == []
+        # A task of a split sweep is another task: it trains its own runs.
+        sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, 1, 2)
+        assert trained == [16]

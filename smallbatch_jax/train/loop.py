@@ -27,19 +27,37 @@ class History:
     test_accuracy: list[np.ndarray] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """JSON-able (a checkpoint's progress); `from_dict` gives back an equal History (every
+        value is float64, whose repr JSON keeps exactly; NaN is written as NaN)."""
+        arrays = ("train_loss", "test_loss", "test_accuracy")
+        return {"epoch": list(self.epoch), "seconds": list(self.seconds),
+                **{name: [np.asarray(v, np.float64).tolist() for v in getattr(self, name)]
+                   for name in arrays}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        arrays = ("train_loss", "test_loss", "test_accuracy")
+        return cls(epoch=[int(e) for e in d["epoch"]], seconds=[float(s) for s in d["seconds"]],
+                   **{name: [np.asarray(v, np.float64) for v in d[name]] for name in arrays})
+
 
 def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         seeds: Sequence[int], epochs: int,
         on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
-        ) -> tuple[TrainState, History]:
+        history: History | None = None) -> tuple[TrainState, History]:
     """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch.
+    `history`: the epochs before `state` (a resumed run's), continued; default empty.
 
     A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
     are not a trained model. With a donating plan, `state` is used up: keep the returned one.
     """
     seeds = jnp.asarray(seeds, jnp.int32)
     total_steps = epochs * source.steps_per_epoch
-    history = History()
+    history = History() if history is None else history
+    if len(history.epoch) != int(state.epoch):
+        raise ValueError(f"a history of {len(history.epoch)} epochs cannot continue from a "
+                         f"state at epoch {int(state.epoch)}")
     for epoch in range(int(state.epoch), epochs):
         start = time.perf_counter()
         state, train_loss = trainer.train_epoch(state, hparams, source, seeds, total_steps)

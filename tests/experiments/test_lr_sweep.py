@@ -137,3 +137,70 @@ def test_memory_budget_runs_lanes_in_groups(tmp_path, caplog):
     for a, b in zip(unlimited, grouped):
         assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-5)
         assert a["final_test_accuracy"] == pytest.approx(b["final_test_accuracy"], abs=1e-9)
+
+
+def _stopping_fit(after_epoch):
+    """lr_sweep.fit that stops the run (as a preemption would) after `after_epoch`."""
+    from smallbatch_jax import lr_sweep
+
+    real_fit = lr_sweep.fit
+
+    def fit(*args, on_epoch_end, **kwargs):
+        def hook(epoch, history, state):
+            on_epoch_end(epoch, history, state)
+            if epoch == after_epoch:
+                raise KeyboardInterrupt("preempted")
+        return real_fit(*args, on_epoch_end=hook, **kwargs)
+
+    return fit
+
+
+def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
+        tmp_path, monkeypatch, caplog):
+    import errno
+
+    from smallbatch_jax import lr_sweep
+    from smallbatch_jax.checkpoint import RunCheckpoints
+    from smallbatch_jax.run_directory import WorkdirError
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.epochs, config.batch_size, config.base_lrs = 3, 64, (2.0**-9, 2.0**-7)
+    workdir = str(tmp_path / "run")
+    monkeypatch.setattr(lr_sweep, "fit", _stopping_fit(after_epoch=1))
+    with pytest.raises(KeyboardInterrupt):
+        lr_sweep.train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(1438 // 64)]
+
+    # Another grid or seed: refused, naming the keys, before anything is built or compiled.
+    other = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with other.unlocked():
+        other.epochs, other.batch_size, other.base_lrs = 3, 64, (2.0**-9, 2.0**-6)
+        other.seed = 1
+    monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("compiled"))
+    with pytest.raises(ValueError, match=r"another config; differing keys: base_lrs: "
+                                         r"\[0.001953125, 0.0078125\] → \[0.001953125, "
+                                         r"0.015625\]; seed: 0 → 1\. Run with"):
+        lr_sweep.train_and_evaluate(other, workdir)
+    monkeypatch.undo()
+
+    # The disk fills at the next checkpoint: a clear error; epoch 2's curves are whole.
+    def full(self, state, progress):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.directory)
+    monkeypatch.setattr(RunCheckpoints, "save", full)
+    with pytest.raises(WorkdirError, match="No space left on device.*intact.*resumes"):
+        lr_sweep.train_and_evaluate(config, workdir)
+    monkeypatch.undo()
+    assert {row["epoch"] for row in read_csv(os.path.join(workdir, "curves.csv"))} == {"1", "2"}
+
+    # Keys that do not change one run (the sweep's other points, the cadence) may differ.
+    with config.unlocked():
+        config.batch_sizes = (64, 128)
+        config.checkpoint.every_epochs = 2
+    with caplog.at_level("INFO"):
+        rows = lr_sweep.train_and_evaluate(config, workdir)
+    assert "resumed from" in caplog.text and "at epoch 1 of 3" in caplog.text
+    assert len(rows) == 2 and rows[0]["epochs"] == 3
+    assert sorted(os.listdir(workdir)) == [".lock", "config.json", "curves.csv",
+                                           "results.csv", "state.msgpack"]

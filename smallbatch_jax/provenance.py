@@ -1,0 +1,44 @@
+"""What a reader needs to rerun a result: the software and its versions, the project's commit,
+the XLA flags, the devices. Written into every run's config.json."""
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+
+import jax
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint", "ml-collections")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit(directory: str | None = None) -> str | None:
+    """The commit of the checkout this package runs from ("…-dirty" when tracked files have
+    changed since), or None outside a git checkout."""
+    directory = directory or os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", directory, "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        changed = subprocess.run(["git", "-C", directory, "status", "--porcelain",
+                                  "--untracked-files=no"], capture_output=True, text=True,
+                                 timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
+
+
+def provenance(devices) -> dict:
+    return {"python": platform.python_version(), "packages": package_versions(),
+            "commit": git_commit(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "backend": jax.default_backend(), "devices": [str(d) for d in devices]}

@@ -1,0 +1,132 @@
+"""Preemption, for real: `lr_sweep` and `batch_sweep` killed with SIGKILL at several moments
+(while compiling, in the middle of training, while a checkpoint is being written), then the
+same command run again. Every output file must equal an uninterrupted run's, bit for bit
+(wall times aside), and nothing half-written may remain."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO_ROOT
+
+RUN = ["--config=configs/default.py", "--config.epochs=4", "--config.batch_size=16",
+       "--config.base_lrs=(0.001953125, 0.0078125)", "--config.checkpoint.every_epochs=1"]
+STEPS_PER_EPOCH = 1438 // 16  # digits' training split at m = 16
+# Kills itself (SIGKILL) as Orbax finalizes the Nth checkpoint (the rename of its temporary
+# directory onto the step's name): the checkpoint is written but not in place.
+KILL_IN_SAVE = """
+import os, runpy, signal, sys
+from orbax.checkpoint._src.path import atomicity
+calls, finalize = [0], atomicity.AtomicRenameTemporaryPath.finalize
+async def killing_finalize(self, *args, **kwargs):
+    calls[0] += self.get_final().name.isdigit()  # the step's directory, not an item's
+    if calls[0] == int(os.environ["KILL_AT_SAVE"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return await finalize(self, *args, **kwargs)
+atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+TIMING_COLUMNS = {"wall_seconds", "epoch_seconds"}
+
+
+def _command(module: str, workdir, *extra) -> list[str]:
+    return [sys.executable, "-m", module, *RUN, *extra, f"--workdir={workdir}"]
+
+
+def _run(command, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+                          **kwargs)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _kill_after(command, patterns: list[str], delay: float) -> str:
+    """Starts `command`, SIGKILLs it `delay` seconds after the log has shown each of
+    `patterns`, in order; returns the log."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    log, waiting = [], list(patterns)
+    for line in process.stderr:
+        log.append(line)
+        if waiting[0] in line:
+            waiting.pop(0)
+        if not waiting:
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(log)[-3000:]
+    return "".join(log)
+
+
+def _kill_in_save(command, save: int):
+    python, *module = command
+    done = subprocess.run([python, "-c", KILL_IN_SAVE, *module[1:]], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, KILL_AT_SAVE=str(save)))
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+
+
+def _rows(path) -> list[dict]:
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS}
+                for row in csv.DictReader(f)]
+
+
+def assert_same_run(run, reference):
+    """The files of `run` equal those of `reference` (timing columns aside); nothing else
+    is left but the lock file (run_directory.py)."""
+    assert sorted(os.listdir(run)) == sorted(os.listdir(reference)) == [
+        ".lock", "config.json", "curves.csv", "results.csv", "state.msgpack"]
+    for name in ("results.csv", "curves.csv"):
+        assert _rows(run / name) == _rows(reference / name), name
+    assert (run / "state.msgpack").read_bytes() == (reference / "state.msgpack").read_bytes()
+    assert (run / "config.json").read_text() == (reference / "config.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of RUN."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    _run(_command("experiments.lr_sweep", workdir))
+    return workdir
+
+
+@pytest.mark.parametrize("moment", ["compiling", "training", "saving"])
+def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
+    workdir = tmp_path / "run"
+    command = _command("experiments.lr_sweep", workdir)
+    if moment == "compiling":  # after the plan is made, before the first epoch ends
+        _kill_after(command, ["steps/epoch"], 0.5)
+        assert not os.listdir(workdir / "checkpoints")
+    elif moment == "training":  # epoch 1's checkpoint is complete before epoch 2's line
+        _kill_after(command, ["epoch 2/4"], 0.3)
+        assert os.listdir(workdir / "checkpoints")
+    else:  # inside the rename that completes epoch 2's checkpoint
+        _kill_in_save(command, save=2)
+        left = os.listdir(workdir / "checkpoints")
+        assert str(STEPS_PER_EPOCH) in left and str(2 * STEPS_PER_EPOCH) not in left
+    again = _run(command)
+    if moment != "compiling":
+        assert "resumed from" in again.stderr
+    assert_same_run(workdir, reference)
+
+
+def test_a_killed_batch_sweep_resumes_its_unfinished_run(tmp_path):
+    extra = ["--config.batch_sizes=(16, 32)"]
+    straight = tmp_path / "straight"
+    _run(_command("experiments.batch_sweep", straight, *extra))
+    killed = tmp_path / "killed"
+    command = _command("experiments.batch_sweep", killed, *extra)
+    log = _kill_after(command, ["run 2 of 2 (m = 32)", "epoch 3/4"], 0.0)
+    assert "m16: complete" not in log
+    again = _run(command)
+    assert "m16: complete, skipped" in again.stderr and "resumed from" in again.stderr
+    for m in (16, 32):
+        assert_same_run(killed / f"m{m}", straight / f"m{m}")
+    assert _rows(killed / "results.csv") == _rows(straight / "results.csv")
