@@ -12,9 +12,10 @@ writes into `workdir`:
 - state.msgpack: the final training state (restore with checkpoint.restore_state).
 
 Preemption: running the same command again resumes from the newest readable checkpoint and
-ends with the same files, bit for bit, as a run that never stopped (wall times aside). A
-checkpoint made with a different config is refused before any compute, naming the keys.
-One process at a time per workdir (run_directory.claim).
+ends with the same files, bit for bit, as a run that never stopped (wall times aside); on a
+finished run it does nothing and returns its rows. A checkpoint or finished run made with a
+different config is refused before any compute, naming the keys. One process at a time per
+workdir (run_directory.claim).
 """
 
 import json
@@ -110,11 +111,12 @@ def config_differences(saved: dict, current: dict) -> list[str]:
             if not ignored(key) and saved.get(key) != current.get(key)]
 
 
-def check_resumable(saved_config: dict, config, workdir: str) -> None:
+def check_resumable(saved_config: dict, config, workdir: str, what: str = "a checkpoint"
+                    ) -> None:
     differences = config_differences(saved_config, as_json(config))
     if differences:
         raise ValueError(
-            f"{workdir} holds a checkpoint of a run with another config; differing keys: "
+            f"{workdir} holds {what} of a run with another config; differing keys: "
             f"{'; '.join(differences)}. Run with the checkpoint's config to resume it, or "
             "give another --workdir (or move this one away) to start over.")
 
@@ -167,6 +169,13 @@ def train_and_evaluate(config, workdir: str, dataset=None) -> list[dict]:
 
 
 def _train_and_evaluate(config, workdir: str, dataset) -> list[dict]:
+    finished = os.path.join(workdir, "results.csv")
+    if os.path.isfile(finished):
+        with open(os.path.join(workdir, "config.json")) as f:
+            check_resumable(json.load(f)["config"], config, workdir, "the results")
+        logging.info("%s: finished already (its results.csv); nothing to train", workdir)
+        return results.read_csv(finished)
+
     checkpoints = RunCheckpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.keep)
     newest = checkpoints.newest_progress()
     if newest is not None:  # refused before anything compiles

@@ -88,6 +88,22 @@ def write_csv(path: str, rows: list[dict], fields) -> None:
         writer.writerows(rows)
 
 
+def read_csv(path: str) -> list[dict]:
+    """Rows as `write_csv` wrote them, numbers and booleans converted back."""
+    def value(text: str):
+        if text in ("True", "False"):
+            return text == "True"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    with open(path, newline="") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
     rows = []
     for i, epoch in enumerate(history.epoch):

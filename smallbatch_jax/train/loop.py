@@ -47,15 +47,17 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
         history: History | None = None) -> tuple[TrainState, History]:
     """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch.
-    `history`: the epochs before `state` (a resumed run's), continued; default empty.
+    `history`: the epochs before `state` (a resumed run's), continued; default: a new
+    history of the epochs from `state` on.
 
     A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
     are not a trained model. With a donating plan, `state` is used up: keep the returned one.
     """
     seeds = jnp.asarray(seeds, jnp.int32)
     total_steps = epochs * source.steps_per_epoch
-    history = History() if history is None else history
-    if len(history.epoch) != int(state.epoch):
+    if history is None:  # the epochs from `state` on only
+        history = History()
+    elif len(history.epoch) != int(state.epoch):
         raise ValueError(f"a history of {len(history.epoch)} epochs cannot continue from a "
                          f"state at epoch {int(state.epoch)}")
     for epoch in range(int(state.epoch), epochs):

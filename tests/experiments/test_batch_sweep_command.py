@@ -54,8 +54,8 @@ def test_processes_joined_by_jax_distributed_split_the_sweep(tmp_path):
     for worker, log in zip(workers, logs):
         assert worker.returncode == 0, log[-3000:]
     assert "process 0 of 2" in logs[0] and "process 1 of 2" in logs[1]
-    assert "m128: training" in logs[0] and "m256: training" not in logs[0]
-    assert "m256: training" in logs[1] and "m128: training" not in logs[1]
+    assert "run 1 of 1 (m = 128)" in logs[0] and "(m = 256)" not in logs[0]
+    assert "run 1 of 1 (m = 256)" in logs[1] and "(m = 128)" not in logs[1]
     assert "2 rows from 2 of 2 runs" in logs[0]  # process 0 merged after both finished
     with open(tmp_path / "results.csv") as f:
         assert [r["batch_size"] for r in csv.DictReader(f)] == ["128", "256"]

@@ -204,3 +204,21 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     assert len(rows) == 2 and rows[0]["epochs"] == 3
     assert sorted(os.listdir(workdir)) == [".lock", "config.json", "curves.csv",
                                            "results.csv", "state.msgpack"]
+
+    # Finished: the same command returns its rows without training; another is refused.
+    monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("compiled"))
+    again = lr_sweep.train_and_evaluate(config, workdir)
+    assert [r["median_test_accuracy"] for r in again] == pytest.approx(
+        [r["median_test_accuracy"] for r in rows])
+    assert again[0]["diverged"] is rows[0]["diverged"] and again[0]["epochs"] == 3
+    with pytest.raises(ValueError, match="holds the results of a run with another config; "
+                                         "differing keys: seed: 0 → 1"):
+        lr_sweep.train_and_evaluate(_with(config, seed=1), workdir)
+
+
+def _with(config, **overrides):
+    import copy
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        config.update(overrides)
+    return config
