@@ -14,8 +14,9 @@ Why each piece:
   next start); the newest `keep` are kept, so the one before is there if the newest is bad.
 - Orbax reads back whatever bytes the files hold; the digest makes a silently damaged
   checkpoint (a flipped or zeroed byte) as detectable as a truncated one. `restore_latest`
-  tries the newest checkpoint first and falls back to older ones, logging each it skips; if
-  none can be read it fails naming them. A bad checkpoint is never trained from.
+  tries the newest checkpoint first and falls back to older ones, logging and removing each
+  whose arrays it cannot read back intact; if none can be read it fails naming them. A bad
+  checkpoint is never trained from.
 - Saves are synchronous: the next dispatch may donate (reuse) the state's device buffers
   (train/plan.py), which an asynchronous save would still be reading.
 
@@ -129,6 +130,9 @@ class RunCheckpoints:
                 return state, progress
             except Exception as error:  # noqa: BLE001
                 failures.append(self._skip(path, error))
+                # Removed, or training from the one before would meet it again (Orbax
+                # refuses to save over an existing step).
+                self.manager.delete(step)
         if failures:
             raise ValueError(f"no checkpoint in {self.directory} can be read: "
                              f"{'; '.join(failures)}. Move the directory away to start over.")

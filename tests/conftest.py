@@ -1,11 +1,26 @@
-"""Shared fixtures: small real data, so tests compile and run in seconds on a CPU."""
+"""Shared fixtures: small real data, so tests compile and run in seconds on a CPU.
+
+Most of the suite's time is XLA compiling, and many tests (the preemption tests above all)
+run the same programs in several processes. JAX's persistent compilation cache, shared by
+every test process and subprocess of the suite (through the environment, set before JAX
+starts), compiles each program once. It changes nothing a test checks: the cache returns
+the executable XLA would compile. Set SMALLBATCH_TEST_XLA_CACHE="" to turn it off.
+"""
 
 import os
+import tempfile
 
-import numpy as np
-import pytest
+CACHE = os.environ.setdefault("SMALLBATCH_TEST_XLA_CACHE", os.path.join(
+    tempfile.gettempdir(), "smallbatch_jax_test_xla_cache"))
+if CACHE:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 
-from smallbatch_jax.data import load_digits, make_dataset
+import numpy as np  # noqa: E402 (after the environment JAX reads)
+import pytest  # noqa: E402
+
+from smallbatch_jax.data import load_digits, make_dataset  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR10_SUBSET = os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10_subset.npz")

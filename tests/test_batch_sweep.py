@@ -106,3 +106,23 @@ def test_every_batch_size_is_checked_before_any_runs(tmp_path, monkeypatch, over
     with pytest.raises(ValueError, match=match):
         run_batch_sweep(_config(**overrides), str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"this is not a zip archive", "broken.npz is not a readable .npz file"),
+    (None, r"broken.npz lacks arrays \[.train_images"),  # readable, without the four arrays
+])
+def test_bad_data_fails_the_sweep_before_any_run(tmp_path, monkeypatch, content, match):
+    """The sweep loads the data once, before its first run: a damaged or mismatched file
+    stops it with the loader's message, naming the file, and no run directory is made."""
+    import numpy as np
+
+    monkeypatch.setattr(sweep, "train_and_evaluate", lambda *a: pytest.fail("trained"))
+    path = tmp_path / "broken.npz"
+    if content is None:
+        np.savez(path, images=np.zeros((4, 32, 32, 3), np.uint8))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        run_batch_sweep(_config(dataset="cifar10", data_dir=str(path)), str(tmp_path / "sweep"))
+    assert not (tmp_path / "sweep").exists()

@@ -106,6 +106,11 @@ def test_a_damaged_checkpoint_is_never_trained_from(tiny_digits, tmp_path, how, 
         state, _ = checkpoints.restore_latest(_momentum_state(tiny_digits, 0))
     _assert_trees_equal(state, older)  # the previous one, not the damaged one
     assert "ck/16 cannot be read" in caplog.text
+    # The damaged one is gone: training on from the older one saves that step again.
+    assert checkpoints.steps() == [8]
+    checkpoints.save(newer, {})
+    _assert_trees_equal(checkpoints.restore_latest(_momentum_state(tiny_digits, 0))[0], newer)
+    _damage(tmp_path / "ck" / "16", how)
     _damage(tmp_path / "ck" / "8", how)
     with pytest.raises(ValueError, match=r"no checkpoint .* can be read: .*ck/16 .*ck/8"):
         checkpoints.restore_latest(_momentum_state(tiny_digits, 0))

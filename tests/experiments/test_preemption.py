@@ -97,8 +97,21 @@ def reference(tmp_path_factory):
     return workdir
 
 
-@pytest.mark.parametrize("moment", ["compiling", "training", "saving"])
+def _damage_arrays(checkpoint):
+    """Truncates every array file of a checkpoint (its OCDBT data files)."""
+    for root, _, names in os.walk(checkpoint):
+        for name in names:
+            if os.path.basename(root) == "d":
+                path = os.path.join(root, name)
+                with open(path, "r+b") as f:
+                    f.truncate(os.path.getsize(path) // 2)
+
+
+@pytest.mark.parametrize("moment", ["compiling", "training", "saving", "damaged"])
 def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
+    """compiling: killed before any checkpoint, so the rerun starts over: the same config and
+    seed in a new process give the same files, bit for bit. damaged: the newest checkpoint
+    left by the kill is truncated; the one before is used (and the damaged one removed)."""
     workdir = tmp_path / "run"
     command = _command("experiments.lr_sweep", workdir)
     if moment == "compiling":  # after the plan is made, before the first epoch ends
@@ -107,13 +120,19 @@ def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
     elif moment == "training":  # epoch 1's checkpoint is complete before epoch 2's line
         _kill_after(command, ["epoch 2/4"], 0.3)
         assert os.listdir(workdir / "checkpoints")
-    else:  # inside the rename that completes epoch 2's checkpoint
+    elif moment == "saving":  # inside the rename that completes epoch 2's checkpoint
         _kill_in_save(command, save=2)
         left = os.listdir(workdir / "checkpoints")
         assert str(STEPS_PER_EPOCH) in left and str(2 * STEPS_PER_EPOCH) not in left
+    else:
+        _kill_in_save(command, save=3)
+        _damage_arrays(workdir / "checkpoints" / str(2 * STEPS_PER_EPOCH))
     again = _run(command)
     if moment != "compiling":
         assert "resumed from" in again.stderr
+    if moment == "damaged":
+        assert f"checkpoints/{2 * STEPS_PER_EPOCH} cannot be read" in again.stderr
+        assert "at epoch 1 of 4" in again.stderr
     assert_same_run(workdir, reference)
 
 
