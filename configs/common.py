@@ -40,9 +40,21 @@ def get_config():
     config.base_lrs = tuple(2.0**k for k in range(-12, 1))
     config.seed = 0
     config.num_seeds = 1
-    # Optimizer: plain SGD (momentum 0) as in the paper, L2 weight decay on kernels.
+    # Optimizer (smallbatch_jax/optim.py): 'sgd' (plain, the paper's), 'momentum' (heavy
+    # ball with μ = `momentum`; Nesterov's with `nesterov`), 'adam', 'adamw'. How the swept
+    # base_lrs give η: `lr_scaling` 'linear' (η = m·η̃, the paper), 'sqrt' (η = √m·s) or
+    # 'none' (η = s); '' = the optimizer's default (linear for SGD, none for Adam). Weight
+    # decay: L2 on kernels (decoupled, λ·η·w, for adamw).
+    config.optimizer = "sgd"
+    config.lr_scaling = ""
     config.weight_decay = 5e-4
     config.momentum = 0.0
+    config.nesterov = False
+    # Adam's moments. β₂ at m: `beta2` at every m ('fixed'), or the same half-life in
+    # examples as `beta2` has at m = beta2_batch_size ('per_example': β₂^(m/beta2_batch_size);
+    # Marek et al. 2025).
+    config.adam = ml_collections.ConfigDict(dict(
+        beta1=0.9, beta2=0.999, epsilon=1e-8, beta2_rule="fixed", beta2_batch_size=128))
     # Schedule: ×lr_decay_factor at each fraction of training in lr_decay_points; optional
     # linear warm-up from η/32 over the first `warmup` fraction of training (paper: 0.05).
     config.epochs = 82

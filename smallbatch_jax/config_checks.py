@@ -9,6 +9,7 @@ import math
 
 from smallbatch_jax.data import DATASETS, Dataset
 from smallbatch_jax.models import MODELS
+from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
 from smallbatch_jax.strategy import strategy_fields
 from smallbatch_jax.train.plan import PRECISIONS
 
@@ -57,8 +58,31 @@ def check_config(config) -> None:
         _fail("warmup", config.warmup, "a fraction of training in [0, 1)")
     if not config.weight_decay >= 0.0:
         _fail("weight_decay", config.weight_decay, "a number >= 0")
-    if not 0.0 <= config.momentum < 1.0:
-        _fail("momentum", config.momentum, "a number in [0, 1); 0 is plain SGD (the paper)")
+    if config.optimizer not in OPTIMIZERS:
+        _fail("optimizer", config.optimizer, OPTIMIZERS)
+    if config.lr_scaling not in ("",) + LR_SCALINGS:
+        _fail("lr_scaling", config.lr_scaling, f"'' (the optimizer's default) or {LR_SCALINGS}")
+    if not isinstance(config.nesterov, bool) or (config.nesterov and
+                                                 config.optimizer != "momentum"):
+        _fail("nesterov", config.nesterov, "False, or True with optimizer='momentum'")
+    if config.optimizer == "momentum":
+        if not 0.0 < config.momentum < 1.0:
+            _fail("momentum", config.momentum, "a number in (0, 1) for optimizer='momentum'")
+    elif config.momentum != 0.0:
+        _fail("momentum", config.momentum, f"0 for optimizer={config.optimizer!r} (heavy-ball "
+              "momentum is optimizer='momentum'; Adam's β₁ is adam.beta1)")
+    adam = config.adam
+    if not 0.0 <= adam.beta1 < 1.0:
+        _fail("adam.beta1", adam.beta1, "a number in [0, 1)")
+    if not 0.0 < adam.beta2 < 1.0:
+        _fail("adam.beta2", adam.beta2, "a number in (0, 1)")
+    if not adam.epsilon > 0.0:
+        _fail("adam.epsilon", adam.epsilon, "a positive number")
+    if adam.beta2_rule not in BETA2_RULES:
+        _fail("adam.beta2_rule", adam.beta2_rule, BETA2_RULES)
+    if not _is_int(adam.beta2_batch_size) or adam.beta2_batch_size <= 0:
+        _fail("adam.beta2_batch_size", adam.beta2_batch_size,
+              "a positive integer (the m at which adam.beta2 holds)")
     if not all(0.0 < p < 1.0 for p in config.lr_decay_points):
         _fail("lr_decay_points", config.lr_decay_points, "fractions of training in (0, 1)")
     if not 0.0 < config.lr_decay_factor <= 1.0:

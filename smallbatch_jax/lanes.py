@@ -21,11 +21,13 @@ import numpy as np
 class LaneHparams:
     """Per-lane hyperparameters, each of shape (K,)."""
 
-    base_lr: jax.Array  # η̃
-    weight_decay: jax.Array  # λ of the L2 term on kernels
+    base_lr: jax.Array  # the swept value (η̃ = η/m for the paper's SGD; optim.Optimizer)
+    weight_decay: jax.Array  # λ of the L2 term (or decoupled decay) on kernels
     warmup_fraction: jax.Array  # fraction of training spent ramping η up from η/32
-    momentum: jax.Array  # heavy-ball μ; used only when the program was built with momentum
+    momentum: jax.Array  # heavy-ball μ, or Adam's β₁; unused by plain SGD
     seed_index: jax.Array  # int32: which of the program's seeds this lane uses
+    beta2: jax.Array  # Adam's β₂ at this batch size (optim.beta2_for); unused by SGD
+    epsilon: jax.Array  # Adam's ε; unused by SGD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,8 @@ class LaneGrid:
     weight_decay: float
     warmup_fraction: float
     momentum: float
+    beta2: float = 0.999
+    epsilon: float = 1e-8
 
     @property
     def num_lanes(self) -> int:
@@ -55,6 +59,8 @@ class LaneGrid:
             momentum=jnp.full((k,), self.momentum, jnp.float32),
             seed_index=jnp.asarray(np.repeat(np.arange(len(self.seeds)), len(self.base_lrs)),
                                    jnp.int32),
+            beta2=jnp.full((k,), self.beta2, jnp.float32),
+            epsilon=jnp.full((k,), self.epsilon, jnp.float32),
         )
 
 

@@ -35,6 +35,7 @@ from smallbatch_jax.data import load_dataset
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.optim import Optimizer, beta2_for
 from smallbatch_jax.provenance import provenance
 from smallbatch_jax.run_directory import claim
 from smallbatch_jax.train import (LaneStep, LaneTrainer, Programs, batch_source, fit,
@@ -48,13 +49,23 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
                   "reliable_tolerance", "checkpoint")
 
 
+def optimizer_of(config) -> Optimizer:
+    return Optimizer(config.optimizer, config.nesterov, config.lr_scaling)
+
+
 def lane_grid(config) -> LaneGrid:
+    """The lanes of `config`: its seeds × swept values, and the optimizer's numbers (μ for
+    'momentum', Adam's β₁, its β₂ at this batch size under `adam.beta2_rule`, and ε)."""
+    adam = config.optimizer in ("adam", "adamw")
     return LaneGrid(
         seeds=tuple(range(config.seed, config.seed + config.num_seeds)),
         base_lrs=tuple(float(lr) for lr in config.base_lrs),
         weight_decay=float(config.weight_decay),
         warmup_fraction=float(config.warmup),
-        momentum=float(config.momentum),
+        momentum=float(config.adam.beta1 if adam else config.momentum),
+        beta2=beta2_for(config.adam.beta2, config.batch_size, config.adam.beta2_rule,
+                        config.adam.beta2_batch_size) if adam else 0.0,
+        epsilon=float(config.adam.epsilon) if adam else 0.0,
     )
 
 
@@ -68,7 +79,7 @@ def build_trainer(config, dataset, num_lanes: int):
         model = create_model(config.model, dataset.num_classes, config.bn_batch_size or None,
                              conv_layer(conv))
         return LaneStep(model, batch_size=config.batch_size, image_shape=dataset.image_shape,
-                        use_momentum=config.momentum > 0,
+                        optimizer=optimizer_of(config),
                         decay_points=tuple(config.lr_decay_points),
                         decay_factor=config.lr_decay_factor)
 
@@ -187,7 +198,7 @@ def _train_and_evaluate(config, workdir: str, dataset) -> list[dict]:
         logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
                         config.bn_batch_size, config.model)
     lanes_note = ("All lanes share initial weights and data order (seed "
-                  f"{config.seed}); only η̃ differs." if config.num_seeds == 1 else
+                  f"{config.seed}); only the learning rate differs." if config.num_seeds == 1 else
                   "Lanes with the same seed share initial weights and data order.")
     plan = trainer.plan
     with results.replacing(os.path.join(workdir, "config.json")) as temporary, \
@@ -235,7 +246,8 @@ def _train_and_evaluate(config, workdir: str, dataset) -> list[dict]:
         history, grid, batch_size=config.batch_size, bn_batch_size=config.bn_batch_size or
         config.batch_size, steps_per_epoch=source.steps_per_epoch,
         diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs,
-        wall_seconds=wall_seconds)
+        wall_seconds=wall_seconds, model=config.model, dataset=config.dataset,
+        optimizer=optimizer_of(config))
     save_state(os.path.join(workdir, "state.msgpack"), state)
     # Last: a results.csv marks a finished run (batch_sweep skips it when re-run).
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)

@@ -1,4 +1,4 @@
-"""The paper's SGD as an Optax gradient transformation.
+"""The paper's SGD, and the optimizers users train with, as Optax transformations per lane.
 
 Masters & Luschi (2018, eq. 5) write SGD with a *sum* of per-example gradients and a
 *base* learning rate η̃:
@@ -17,13 +17,35 @@ offsets are not decayed (the paper does not say; this is the common convention).
 Every hyperparameter may be a traced JAX scalar. The trainer builds one optimizer per lane
 inside its vmapped step from that lane's hyperparameters, so a new learning-rate grid of the
 same size runs the already-compiled program.
+
+Beyond the paper (`Optimizer`, `lane_optimizer`): 'sgd' (the paper's), 'momentum' (heavy
+ball, or Nesterov), 'adam' (L2 on kernels added to the gradient, as the paper's SGD has it)
+and 'adamw' (decoupled weight decay, λ·η·w per step, as `optax.adamw`). The swept value s
+relates to the learning rate η through `lr_scaling`:
+
+    'linear':  η = m·s  (the paper's η̃: the default of 'sgd' and 'momentum')
+    'sqrt':    η = √m·s (the square-root rule often used for Adam; Malladi et al. 2022)
+    'none':    η = s    (the swept value is η itself: the default of 'adam' and 'adamw',
+                         whose update does not grow with the gradient's scale)
+
+Adam's β₂ at small batches (Marek et al. 2025, arXiv:2507.07101): `beta2_rule='fixed'`
+keeps β₂ at every m; 'per_example' keeps its half-life fixed in examples instead of steps,
+β₂(m) = β₂(m_ref)^(m / m_ref), so that at m = 1 the second moment averages over as many
+examples as at m_ref (`beta2_for`).
 """
 
+import dataclasses
+import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+LR_SCALINGS = ("linear", "sqrt", "none")
+BETA2_RULES = ("fixed", "per_example")
+DEFAULT_LR_SCALING = {"sgd": "linear", "momentum": "linear", "adam": "none", "adamw": "none"}
 
 # The paper's warm-up starts at η/32 (after Goyal et al. 2017).
 WARMUP_START_FACTOR = 1.0 / 32.0
@@ -72,6 +94,7 @@ def paper_sgd(
     weight_decay: jax.Array | float = 0.0,
     warmup_fraction: jax.Array | float = 0.0,
     momentum: jax.Array | float | None = None,
+    nesterov: bool = False,
     decay_points: Sequence[float] = (0.5, 0.75),
     decay_factor: float = 0.1,
 ) -> optax.GradientTransformation:
@@ -85,6 +108,7 @@ def paper_sgd(
       warmup_fraction: fraction of `total_steps` over which η ramps up from η/32.
       momentum: None for plain SGD (the paper). Otherwise heavy-ball momentum
         v ← μv + g, θ ← θ − η·v; μ may be traced, but None vs. a value changes the state.
+      nesterov: with momentum, Nesterov's form θ ← θ − η·(g + μv) (optax.trace).
       decay_points, decay_factor: the step schedule (paper: ×0.1 at 50% and 75%).
     """
 
@@ -94,6 +118,77 @@ def paper_sgd(
 
     transforms = [optax.add_decayed_weights(weight_decay, mask=is_kernel)]
     if momentum is not None:
-        transforms.append(optax.trace(decay=momentum))
+        transforms.append(optax.trace(decay=momentum, nesterov=nesterov))
     transforms.append(optax.scale_by_schedule(step_size))
     return optax.chain(*transforms)
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """What is static about a lane's optimizer: which one, Nesterov or not, and how the
+    swept value scales with m ('' = the optimizer's default, DEFAULT_LR_SCALING). Its
+    numbers (η̃, λ, μ or β₁, β₂, ε) are traced per lane (lanes.LaneHparams)."""
+
+    name: str = "sgd"
+    nesterov: bool = False
+    lr_scaling: str = ""
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.name!r} is unknown; allowed: {OPTIMIZERS}")
+        if self.lr_scaling and self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"lr_scaling {self.lr_scaling!r} is unknown; allowed: "
+                             f"{LR_SCALINGS} or '' (the optimizer's default)")
+        if self.nesterov and self.name != "momentum":
+            raise ValueError(f"nesterov=True goes with the 'momentum' optimizer, not "
+                             f"{self.name!r}")
+
+    @property
+    def scaling(self) -> str:
+        return self.lr_scaling or DEFAULT_LR_SCALING[self.name]
+
+    def learning_rate(self, swept, batch_size: int):
+        """η from the swept value s at batch size m (see the module docstring)."""
+        factor = {"linear": batch_size, "sqrt": math.sqrt(batch_size), "none": 1.0}
+        return factor[self.scaling] * swept
+
+
+def beta2_for(beta2: float, batch_size: int, rule: str, reference_batch_size: int) -> float:
+    """β₂ at batch size m: `beta2` itself ('fixed'), or β₂^(m / m_ref) ('per_example': the
+    same half-life in examples as β₂ has at m_ref)."""
+    if rule == "fixed":
+        return beta2
+    if rule == "per_example":
+        return beta2 ** (batch_size / reference_batch_size)
+    raise ValueError(f"beta2_rule {rule!r} is unknown; allowed: {BETA2_RULES}")
+
+
+def lane_optimizer(optimizer: Optimizer, hp, batch_size: int, total_steps, *,
+                   decay_points: Sequence[float] = (0.5, 0.75),
+                   decay_factor: float = 0.1) -> optax.GradientTransformation:
+    """The optimizer of one lane with hyperparameters `hp` (lanes.LaneHparams: base_lr is
+    the swept value, momentum is μ or Adam's β₁), on the mean loss of a batch of m; the
+    schedule (warm-up, step decay) multiplies η for every optimizer."""
+    if optimizer.name in ("sgd", "momentum") and optimizer.scaling == "linear":
+        # The paper's transformation itself (and its tests).
+        return paper_sgd(hp.base_lr, batch_size, total_steps, weight_decay=hp.weight_decay,
+                         warmup_fraction=hp.warmup_fraction,
+                         momentum=hp.momentum if optimizer.name == "momentum" else None,
+                         nesterov=optimizer.nesterov, decay_points=decay_points,
+                         decay_factor=decay_factor)
+    lr = optimizer.learning_rate(hp.base_lr, batch_size)
+
+    def step_size(count):
+        return -lr * lr_multiplier(count, total_steps, hp.warmup_fraction, decay_points,
+                                   decay_factor)
+
+    l2 = optax.add_decayed_weights(hp.weight_decay, mask=is_kernel)
+    if optimizer.name in ("sgd", "momentum"):
+        moment = ([optax.trace(decay=hp.momentum, nesterov=optimizer.nesterov)]
+                  if optimizer.name == "momentum" else [])
+        return optax.chain(l2, *moment, optax.scale_by_schedule(step_size))
+    adam = optax.scale_by_adam(b1=hp.momentum, b2=hp.beta2, eps=hp.epsilon)
+    if optimizer.name == "adam":
+        return optax.chain(l2, adam, optax.scale_by_schedule(step_size))
+    # adamw: the decay joins the update after Adam's scaling, so it is λ·η·w (optax.adamw).
+    return optax.chain(adam, l2, optax.scale_by_schedule(step_size))

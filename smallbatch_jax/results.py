@@ -14,11 +14,13 @@ import os
 import numpy as np
 
 from smallbatch_jax.lanes import LaneGrid
+from smallbatch_jax.optim import Optimizer
 from smallbatch_jax.train.loop import History
 
 SUMMARY_FIELDS = (
+    "model", "dataset", "optimizer",
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
-    "weight_decay", "warmup", "momentum", "epochs", "steps",
+    "weight_decay", "warmup", "momentum", "lr_scaling", "beta2", "epsilon", "epochs", "steps",
     "median_test_accuracy", "final_test_accuracy", "final_test_loss", "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds",
 )
@@ -34,25 +36,36 @@ def median_last(values: np.ndarray, last: int) -> np.ndarray:
 
 def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
               steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int,
-              wall_seconds: float = math.nan) -> list[dict]:
+              wall_seconds: float = math.nan, model: str = "", dataset: str = "",
+              optimizer: Optimizer = Optimizer()) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
-    whole program (all lanes together, evaluation included, compilation too)."""
+    whole program (all lanes together, evaluation included, compilation too). `lr` is η
+    (optim.Optimizer.learning_rate); `momentum` is μ, or Adam's β₁; `beta2` and `epsilon`
+    are Adam's (blank for SGD)."""
+    adam = optimizer.name in ("adam", "adamw")
+    name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
     accuracy = np.stack(history.test_accuracy)
     median = median_last(accuracy, last_epochs)
     rows = []
     for lane, (seed, base_lr) in enumerate(grid.lanes()):
         step = int(diverged_step[lane])
         rows.append({
+            "model": model,
+            "dataset": dataset,
+            "optimizer": name,
             "lane": lane,
             "seed": seed,
             "base_lr": base_lr,
             "log2_base_lr": math.log2(base_lr),
-            "lr": batch_size * base_lr,
+            "lr": optimizer.learning_rate(base_lr, batch_size),
             "batch_size": batch_size,
             "bn_batch_size": bn_batch_size,
             "weight_decay": grid.weight_decay,
             "warmup": grid.warmup_fraction,
             "momentum": grid.momentum,
+            "lr_scaling": optimizer.scaling,
+            "beta2": grid.beta2 if adam else "",
+            "epsilon": grid.epsilon if adam else "",
             "epochs": history.epoch[-1],
             "steps": history.epoch[-1] * steps_per_epoch,
             "median_test_accuracy": float(median[lane]),
@@ -119,8 +132,12 @@ def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
 
 
 def format_table(rows: list[dict], last_epochs: int) -> str:
-    """The per-lane table printed at the end of a run."""
-    lines = [f"{'seed':>4} {'η̃':>8} {'η = m·η̃':>10} {f'median acc (last {last_epochs})':>21} "
+    """The per-lane table printed at the end of a run: the swept value (η̃ for the paper's
+    linear scaling) and η."""
+    scaling = rows[0].get("lr_scaling", "linear") if rows else "linear"
+    swept, eta = {"linear": ("η̃", "η = m·η̃"), "sqrt": ("s", "η = √m·s"),
+                  "none": ("η", "η")}[scaling]
+    lines = [f"{'seed':>4} {swept:>8} {eta:>10} {f'median acc (last {last_epochs})':>21} "
              f"{'final acc':>9} {'train loss':>10}  diverged"]
     best = np.nanmax([r["median_test_accuracy"] for r in rows] + [-np.inf])
     for r in rows:

@@ -8,6 +8,7 @@ import pytest
 from smallbatch_jax.checkpoint import restore_state, save_state, state_digest
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model
+from smallbatch_jax.optim import Optimizer
 from smallbatch_jax.strategy import Strategy
 from smallbatch_jax.train import LaneStep, LaneTrainer, plan_for
 
@@ -36,7 +37,8 @@ def test_state_round_trip(tiny_digits, tmp_path):
 def _momentum_state(tiny_digits, step):
     """A real TrainState with BN statistics and momentum buffers, at `step`."""
     trainer = LaneTrainer(LaneStep(create_model("small_cnn_bn", 10), batch_size=8,
-                                   image_shape=tiny_digits.image_shape, use_momentum=True),
+                                   image_shape=tiny_digits.image_shape,
+                                   optimizer=Optimizer("momentum")),
                           plan_for(Strategy(), 2))
     grid = LaneGrid((0,), (0.1, 0.2), 0.0, 0.0, 0.9)
     state = trainer.init(jnp.asarray(grid.seeds), grid.hparams())

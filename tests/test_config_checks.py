@@ -81,6 +81,13 @@ BAD_INPUTS = [
     ("warmup", -0.1, "config.warmup=-0.1"),
     ("weight_decay", -1e-4, "config.weight_decay"),
     ("momentum", 1.0, "config.momentum=1.0"),
+    ("momentum", 0.9, r"config.momentum=0.9 .*0 for optimizer='sgd'.*optimizer='momentum'"),
+    ("optimizer", "lamb", r"config.optimizer='lamb'.*'sgd', 'momentum', 'adam', 'adamw'"),
+    ("lr_scaling", "cubic", r"config.lr_scaling='cubic'.*'linear', 'sqrt', 'none'"),
+    ("nesterov", True, r"config.nesterov=True .*with optimizer='momentum'"),
+    ("adam.beta2", 1.0, r"config.adam.beta2=1.0 .*\(0, 1\)"),
+    ("adam.beta2_rule", "steps", r"config.adam.beta2_rule='steps'.*per_example"),
+    ("adam.beta2_batch_size", 0, r"config.adam.beta2_batch_size=0"),
     ("num_seeds", 0, "config.num_seeds=0"),
     ("lr_decay_points", (0.5, 1.5), "config.lr_decay_points"),
     ("eval_batch_size", 0, "config.eval_batch_size=0"),
@@ -93,8 +100,12 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("key,value,message", BAD_INPUTS, ids=[f"{k}={v}" for k, v, _ in BAD_INPUTS])
 def test_bad_input_raises_before_any_compute(tmp_path, key, value, message):
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    *parents, last = key.split(".")
     with config.unlocked():
-        config[key] = value
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[last] = value
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match=message):
         train_and_evaluate(config, str(workdir))

@@ -116,3 +116,110 @@ def test_hyperparameters_are_traced_not_compiled_in():
     b = step(params, 0.2, 5e-4, 0.05)
     assert len(traces) == 1
     assert not np.allclose(a["dense"]["kernel"], b["dense"]["kernel"])
+
+
+# ------------------------------------------------------------------ beyond the paper
+
+
+def _hp(base_lr, weight_decay=1e-2, momentum=0.9, beta2=0.99, epsilon=1e-6):
+    from smallbatch_jax.lanes import LaneGrid
+    from smallbatch_jax.lanes import tree_index
+    grid = LaneGrid((0,), (base_lr,), weight_decay, 0.0, momentum, beta2, epsilon)
+    return tree_index(grid.hparams(), 0)
+
+
+REFERENCES = {
+    # Each optimizer against optax's own, η given directly: the same updates step by step.
+    "sgd": lambda lr, wd: optax.chain(optax.add_decayed_weights(wd, mask=is_kernel),
+                                      optax.sgd(lr)),
+    "momentum": lambda lr, wd: optax.chain(optax.add_decayed_weights(wd, mask=is_kernel),
+                                           optax.sgd(lr, momentum=0.9)),
+    "nesterov": lambda lr, wd: optax.chain(optax.add_decayed_weights(wd, mask=is_kernel),
+                                           optax.sgd(lr, momentum=0.9, nesterov=True)),
+    "adam": lambda lr, wd: optax.chain(optax.add_decayed_weights(wd, mask=is_kernel),
+                                       optax.adam(lr, b1=0.9, b2=0.99, eps=1e-6)),
+    "adamw": lambda lr, wd: optax.adamw(lr, b1=0.9, b2=0.99, eps=1e-6, weight_decay=wd,
+                                        mask=is_kernel),
+}
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+@pytest.mark.parametrize("scaling", ["linear", "sqrt", "none"])
+def test_each_optimizer_is_optax_reference_at_the_scaled_rate(name, scaling):
+    from smallbatch_jax.optim import Optimizer, lane_optimizer
+
+    m, swept, wd = 8, 2.0**-7, 1e-2
+    optimizer = Optimizer("momentum" if name == "nesterov" else name,
+                          nesterov=name == "nesterov", lr_scaling=scaling)
+    eta = {"linear": m * swept, "sqrt": np.sqrt(m) * swept, "none": swept}[scaling]
+    assert optimizer.learning_rate(swept, m) == pytest.approx(eta)
+    ours = lane_optimizer(optimizer, _hp(swept, wd), m, total_steps=100)
+    reference = REFERENCES[name](eta, wd)
+    params, losses = _problem(m)
+    mine, theirs = params, params
+    mine_state, theirs_state = ours.init(params), reference.init(params)
+    for _ in range(4):  # before any decay point (50% of 100 steps)
+        g = jax.grad(lambda p: losses(p).mean())(mine)
+        updates, mine_state = ours.update(g, mine_state, mine)
+        mine = optax.apply_updates(mine, updates)
+        g = jax.grad(lambda p: losses(p).mean())(theirs)
+        updates, theirs_state = reference.update(g, theirs_state, theirs)
+        theirs = optax.apply_updates(theirs, updates)
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    assert not np.allclose(mine["dense"]["kernel"], params["dense"]["kernel"])
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
+def test_a_lane_of_each_optimizer_equals_a_single_lane_run(name):
+    """Lanes vmapped over traced hyperparameters (η̃, λ, β's) update as each lane alone."""
+    from smallbatch_jax.lanes import LaneGrid, tree_index, tree_stack
+    from smallbatch_jax.optim import Optimizer, lane_optimizer
+
+    optimizer = Optimizer(name)
+    grid = LaneGrid((0,), (2.0**-9, 2.0**-7, 2.0**-5), 1e-3, 0.0, 0.9, 0.99, 1e-6)
+    hparams = grid.hparams()
+    params, losses = _problem(8)
+
+    def run(hp, p):
+        tx = lane_optimizer(optimizer, hp, 8, total_steps=100)
+        state = tx.init(p)
+        for _ in range(3):
+            updates, state = tx.update(jax.grad(lambda q: losses(q).mean())(p), state, p)
+            p = optax.apply_updates(p, updates)
+        return p
+
+    lanes = jax.jit(jax.vmap(run))(hparams, tree_stack([params] * 3))
+    for i in range(3):
+        alone = jax.jit(run)(tree_index(hparams, i), params)
+        for a, b in zip(jax.tree.leaves(tree_index(lanes, i)), jax.tree.leaves(alone)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(tree_index(lanes, 0)["dense"]["kernel"],
+                           tree_index(lanes, 2)["dense"]["kernel"])
+
+
+def test_beta2_rule_keeps_the_half_life_in_examples():
+    from smallbatch_jax.optim import beta2_for
+
+    assert beta2_for(0.999, 2, "fixed", 128) == 0.999
+    assert beta2_for(0.999, 128, "per_example", 128) == 0.999
+    assert beta2_for(0.999, 2, "per_example", 128) == pytest.approx(0.999 ** (1 / 64))
+    # Marek et al.'s example scale: β₂ = 0.95 at m = 512 is ≈ 0.9999 at m = 1.
+    assert beta2_for(0.95, 1, "per_example", 512) == pytest.approx(0.9999, abs=1e-5)
+    # The half-life in examples, m·ln(0.5)/ln(β₂), is the same at every m.
+    half_life = lambda m: m * np.log(0.5) / np.log(beta2_for(0.98, m, "per_example", 64))
+    assert half_life(2) == pytest.approx(half_life(64)) == pytest.approx(half_life(1024))
+    with pytest.raises(ValueError, match="beta2_rule 'steps'"):
+        beta2_for(0.999, 2, "steps", 128)
+
+
+def test_bad_optimizer_settings_fail_with_the_allowed_values():
+    from smallbatch_jax.optim import Optimizer
+
+    with pytest.raises(ValueError, match="optimizer 'lamb' is unknown"):
+        Optimizer("lamb")
+    with pytest.raises(ValueError, match="nesterov=True goes with the 'momentum'"):
+        Optimizer("adam", nesterov=True)
+    with pytest.raises(ValueError, match="lr_scaling 'cube'"):
+        Optimizer("sgd", lr_scaling="cube")
+    assert Optimizer("adam").scaling == "none" and Optimizer("sgd").scaling == "linear"

@@ -16,12 +16,14 @@ import jax.numpy as jnp
 from smallbatch_jax.checkpoint import RunCheckpoints
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model
+from smallbatch_jax.optim import Optimizer
 from smallbatch_jax.strategy import Strategy
 from smallbatch_jax.train import LaneStep, LaneTrainer, plan_for
 
 name, k = sys.argv[1], int(sys.argv[2])
 repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-trainer = LaneTrainer(LaneStep(create_model(name, 10), 8, (32, 32, 3), use_momentum=True),
+trainer = LaneTrainer(LaneStep(create_model(name, 10), 8, (32, 32, 3),
+                               optimizer=Optimizer("momentum")),
                       plan_for(Strategy(), k))
 grid = LaneGrid((0,), tuple(2.0**-i for i in range(k)), 5e-4, 0.0, 0.9)
 state = trainer.init(jnp.asarray(grid.seeds), grid.hparams())

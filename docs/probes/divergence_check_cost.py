@@ -25,7 +25,7 @@ def nocheck(self, lane, hp, images, labels, step, total_steps):
         logits, bs = self.apply(params, lane.batch_stats, images, train=True)
         return S.cross_entropy(logits, labels).mean(), bs
     (loss, bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)
-    updates, opt_state = self.optimizer(hp, total_steps).update(grads, lane.opt_state, lane.params)
+    updates, opt_state = self.transformation(hp, total_steps).update(grads, lane.opt_state, lane.params)
     return S.LaneState(optax.apply_updates(lane.params, updates), bs, opt_state, lane.diverged, lane.diverged_step), loss
 
 
@@ -36,7 +36,7 @@ def nowhere(self, lane, hp, images, labels, step, total_steps):
     (loss, bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)
     healthy = jnp.isfinite(loss) & jnp.isfinite(S.sum_of_squares(grads))
     frozen = lane.diverged | ~healthy
-    updates, opt_state = self.optimizer(hp, total_steps).update(grads, lane.opt_state, lane.params)
+    updates, opt_state = self.transformation(hp, total_steps).update(grads, lane.opt_state, lane.params)
     return S.LaneState(optax.apply_updates(lane.params, updates), bs, opt_state, frozen, jnp.where(frozen & ~lane.diverged, step, lane.diverged_step)), loss
 
 

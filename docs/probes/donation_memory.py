@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from smallbatch_jax.benchmark import synthetic_dataset
-from smallbatch_jax.lanes import LaneHparams
+from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model
 from smallbatch_jax.strategy import Strategy
 from smallbatch_jax.train import DeviceBatches, LaneStep, Programs, plan_for
@@ -21,8 +21,7 @@ steps = source.steps_per_epoch
 for donate in (False, True):
     programs = Programs(LaneStep(create_model(name, 10), m, (32, 32, 3)),
                         plan_for(Strategy(), k, donate=donate))
-    hparams = jax.eval_shape(lambda: LaneHparams(*(jnp.zeros(k),) * 4,
-                                                 seed_index=jnp.zeros(k, jnp.int32)))
+    hparams = jax.eval_shape(lambda: LaneGrid((0,), (1.0,) * k, 0.0, 0.0, 0.0).hparams())
     seeds = jax.ShapeDtypeStruct((1,), jnp.int32)
     lanes = jax.eval_shape(programs._init, seeds, hparams).lanes
     scalar = jax.ShapeDtypeStruct((), jnp.int32)

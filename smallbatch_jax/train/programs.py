@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from smallbatch_jax.lanes import LaneHparams, tree_index, tree_stack
+from smallbatch_jax.lanes import LaneGrid, LaneHparams, tree_index, tree_stack
 from smallbatch_jax.train.state import LaneState, TrainState
 from smallbatch_jax.train.step import INIT, LaneStep, augment_batch, standardize
 
@@ -143,9 +143,8 @@ class Programs:
         """Device memory of one training dispatch of `num_lanes` lanes, as XLA's compiled
         memory analysis reports it: arguments (the data set, or a streamed dispatch's
         batches), outputs and temporaries. `dispatch`: a dispatch or its shapes."""
-        hparams = jax.eval_shape(
-            lambda: LaneHparams(*(jnp.zeros(num_lanes, d) for d in (jnp.float32,) * 4),
-                                seed_index=jnp.zeros(num_lanes, jnp.int32)))
+        hparams = jax.eval_shape(lambda: LaneGrid(
+            (0,), (1.0,) * num_lanes, 0.0, 0.0, 0.0).hparams())
         seeds = jax.ShapeDtypeStruct((self.num_seeds,), jnp.int32)
         state = jax.eval_shape(self._init, seeds, hparams)
         scalar = jax.ShapeDtypeStruct((), jnp.int32)

@@ -26,7 +26,7 @@ import optax
 
 from smallbatch_jax.augment import pad_crop_flip
 from smallbatch_jax.lanes import LaneHparams
-from smallbatch_jax.optim import paper_sgd
+from smallbatch_jax.optim import Optimizer, lane_optimizer
 from smallbatch_jax.train.state import LaneState
 
 # Streams of fold_in(key(seed), stream): one purpose each.
@@ -65,7 +65,7 @@ class LaneStep:
     model: flax.linen.Module
     batch_size: int
     image_shape: tuple[int, ...]
-    use_momentum: bool = False
+    optimizer: Optimizer = Optimizer()  # the paper's SGD
     decay_points: Sequence[float] = (0.5, 0.75)
     decay_factor: float = 0.1
 
@@ -73,15 +73,10 @@ class LaneStep:
     def has_batch_norm(self) -> bool:
         return "batch_stats" in jax.eval_shape(self.init_variables, jax.random.key(0))
 
-    def optimizer(self, hp: LaneHparams, total_steps):
-        return paper_sgd(
-            hp.base_lr, self.batch_size, total_steps,
-            weight_decay=hp.weight_decay,
-            warmup_fraction=hp.warmup_fraction,
-            momentum=hp.momentum if self.use_momentum else None,
-            decay_points=self.decay_points,
-            decay_factor=self.decay_factor,
-        )
+    def transformation(self, hp: LaneHparams, total_steps):
+        """The lane's Optax transformation (optim.lane_optimizer)."""
+        return lane_optimizer(self.optimizer, hp, self.batch_size, total_steps,
+                              decay_points=self.decay_points, decay_factor=self.decay_factor)
 
     def init_variables(self, key):
         dummy = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)
@@ -91,7 +86,7 @@ class LaneStep:
         """A fresh lane from initialized variables (lanes with one seed share them)."""
         return LaneState(params=variables["params"],
                          batch_stats=variables.get("batch_stats", {}),
-                         opt_state=self.optimizer(hp, 1).init(variables["params"]),
+                         opt_state=self.transformation(hp, 1).init(variables["params"]),
                          diverged=jnp.zeros((), bool),
                          diverged_step=jnp.full((), -1, jnp.int32))
 
@@ -107,7 +102,8 @@ class LaneStep:
         return logits, updated["batch_stats"]
 
     def train_step(self, lane: LaneState, hp: LaneHparams, images, labels, step, total_steps):
-        """One SGD step of one lane on standardized images; returns the lane and its loss."""
+        """One optimizer step of one lane on standardized images; returns the lane and its
+        loss."""
         def loss_fn(params):
             logits, batch_stats = self.apply(params, lane.batch_stats, images, train=True)
             return cross_entropy(logits, labels).mean(), batch_stats
@@ -119,7 +115,7 @@ class LaneStep:
         # overflows, and flags the lane, long before an update could.
         healthy = jnp.isfinite(loss) & jnp.isfinite(sum_of_squares(grads)) & all_finite(batch_stats)
         frozen = lane.diverged | ~healthy
-        updates, opt_state = self.optimizer(hp, total_steps).update(
+        updates, opt_state = self.transformation(hp, total_steps).update(
             grads, lane.opt_state, lane.params)
         params = optax.apply_updates(lane.params, updates)
 

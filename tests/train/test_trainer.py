@@ -7,6 +7,7 @@ from smallbatch_jax.checkpoint import restore_state, save_state
 from smallbatch_jax.lanes import LaneGrid, tree_index
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.optim import Optimizer
 from smallbatch_jax.strategy import Strategy
 from smallbatch_jax.train import DeviceBatches, LaneStep, LaneTrainer, fit, plan_for
 
@@ -20,10 +21,12 @@ def _grid(base_lrs, seeds=(0,), weight_decay=5e-4):
 
 
 def _trainer(dataset, model="small_cnn_bn", batch_size=8, num_seeds=1, strategy=Strategy(),
-             bn_batch_size=None, augment=False, precision="default", num_lanes=3):
+             bn_batch_size=None, augment=False, precision="default", num_lanes=3,
+             optimizer=Optimizer()):
     """A trainer on one device (the plan's devices do not depend on `num_lanes` there)."""
     lane_step = LaneStep(create_model(model, 10, bn_batch_size, conv_layer(strategy.conv)),
-                         batch_size=batch_size, image_shape=dataset.image_shape)
+                         batch_size=batch_size, image_shape=dataset.image_shape,
+                         optimizer=optimizer)
     plan = plan_for(strategy, num_lanes, precision=precision, devices=jax.local_devices()[:1])
     return LaneTrainer(lane_step, plan, num_seeds=num_seeds, augment=augment)
 
@@ -164,8 +167,9 @@ def test_a_group_of_diverged_lanes_is_no_longer_run(tiny_digits):
     _assert_trees_equal(tree_index(after_two.lanes, 2), tree_index(without.lanes, 1))
 
 
-def test_a_new_grid_of_the_same_size_does_not_recompile(tiny_digits):
-    trainer = _trainer(tiny_digits)
+@pytest.mark.parametrize("optimizer", [Optimizer(), Optimizer("adam")], ids=["sgd", "adam"])
+def test_a_new_grid_of_the_same_size_does_not_recompile(tiny_digits, optimizer):
+    trainer = _trainer(tiny_digits, optimizer=optimizer)
     _, first = _run(trainer, tiny_digits, _grid((2.0**-8, 2.0**-6)), epochs=1)
     traces = dict(trainer.traces)
     _, second = _run(trainer, tiny_digits, _grid((2.0**-5, 2.0**-3), weight_decay=1e-4), epochs=2)
