@@ -9,7 +9,7 @@
   without internet, copy the extracted archive there;
 - anything else: tensorflow-datasets, which downloads and prepares the data set on first
   use (into `data_dir`, or its default ~/tensorflow_datasets when empty). Preparing needs
-  TensorFlow, which is kept off the accelerators (`hide_accelerators_from_tensorflow`).
+  TensorFlow, an optional extra kept off the accelerators (data/tf_import.py).
 
 Every source gives the same `Dataset`: uint8 HWC images in the official order, int labels.
 """
@@ -21,6 +21,7 @@ import zipfile
 import numpy as np
 
 from smallbatch_jax.data.dataset import Dataset, make_dataset
+from smallbatch_jax.data.tf_import import tensorflow
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 NPZ_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -105,22 +106,9 @@ def load_python_version(name: str, directory: str) -> Dataset:
                         test_labels, NUM_CLASSES[name])
 
 
-def hide_accelerators_from_tensorflow():
-    """TensorFlow only decodes images here: keep it off the GPUs and TPUs, which belong to
-    JAX (as big_vision does). Call before TensorFlow runs anything."""
-    import tensorflow as tf
-
-    for kind in ("GPU", "TPU"):
-        try:
-            tf.config.set_visible_devices([], kind)
-        except (RuntimeError, ValueError):  # no such device kind, or already initialized
-            pass
-
-
 def load_tfds(name: str, data_dir: str = "") -> Dataset:
     """Through tensorflow-datasets: downloaded and prepared on first use."""
-    hide_accelerators_from_tensorflow()
-    import tensorflow_datasets as tfds
+    _, tfds = tensorflow()
 
     def split(which):
         ds = tfds.load(name, split=which, as_supervised=True, data_dir=data_dir or None)

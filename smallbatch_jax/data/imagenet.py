@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from smallbatch_jax.data.cifar import hide_accelerators_from_tensorflow
+from smallbatch_jax.data.tf_import import tensorflow
 
 NAME = "imagenet2012"
 # Per-channel statistics of ImageNet's training images, on the 0-255 scale.
@@ -90,9 +90,7 @@ def eval_preprocess(tf, image, image_size: int):
 
 def load_imagenet(data_dir: str = "", image_size: int = 224) -> StreamedDataset:
     """ILSVRC-2012 through tensorflow-datasets, prepared from `<data_dir>/downloads/manual`."""
-    hide_accelerators_from_tensorflow()
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    tf, tfds = tensorflow()
 
     builder = tfds.builder(NAME, data_dir=data_dir or None)
     builder.download_and_prepare()

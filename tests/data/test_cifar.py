@@ -156,3 +156,29 @@ def test_a_single_array_is_not_an_archive(tmp_path):
         np.save(f, np.zeros(3))
     with pytest.raises(ValueError, match="one.npz holds one array, not an .npz archive"):
         load_dataset("cifar10", str(path))
+
+
+def test_without_tensorflow_the_tfds_path_names_the_extra(monkeypatch, tmp_path):
+    """TensorFlow is an optional extra: where it is missing, the paths that need it say which
+    to install, and the others do not import it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[tfds\]"'):
+        load_dataset("cifar10", "")  # tensorflow-datasets' copy
+    with pytest.raises(ImportError, match=r"\.\[tfds\]"):
+        load_dataset("imagenet2012", str(tmp_path))
+    assert load_dataset("cifar10", CIFAR10_SUBSET).num_train > 0  # an .npz: no TensorFlow
+    assert load_dataset("digits").num_train == 1438
+
+
+def test_the_package_imports_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tensorflow'] = None; "
+            "sys.modules['tensorflow_datasets'] = None; "
+            "import smallbatch_jax.lr_sweep, smallbatch_jax.batch_sweep, smallbatch_jax.bn_sweep")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
