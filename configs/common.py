@@ -17,12 +17,19 @@ import ml_collections
 def get_config():
     config = ml_collections.ConfigDict()
     # Data and model.
-    config.dataset = "digits"  # 'digits' (embedded), 'cifar10', 'cifar100', 'imagenet2012'
+    # 'digits' (embedded), 'cifar10', 'cifar100', 'imagenet2012', or 'npz' (any .npz file of
+    # train_images, train_labels, test_images, test_labels: data_dir names it).
+    config.dataset = "digits"
     # CIFAR: "" (tensorflow-datasets' directory), the official python version, or an .npz
-    # file; ImageNet: tensorflow-datasets' data directory.
+    # file; ImageNet: tensorflow-datasets' data directory; 'npz': the file.
     config.data_dir = ""
     config.image_size = 224  # ImageNet's training and evaluation crop (other data: unused)
-    config.model = "small_cnn"  # see smallbatch_jax.models.MODELS
+    # Built in (smallbatch_jax.models.MODELS), or your own: "package.module:attribute", a
+    # Flax module or a factory of one called with the number of classes.
+    config.model = "small_cnn"
+    # Standardize the inputs with the training split's statistics (per channel for images,
+    # per feature for other float inputs; token ids are never touched).
+    config.standardize = True
     # The paper's augmentation (pad 4, random 32×32 crop, random flip), on the device.
     config.augment = False
     # SGD batch size m, and the BatchNorm batch m_BN (0: the whole batch, m_BN = m).

@@ -30,12 +30,13 @@ def batch_size_runs(config) -> list[Run]:
     return [Run(f"m{m}", {"batch_size": m}) for m in batch_sizes]
 
 
-def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1
-                    ) -> list[dict]:
-    """Runs this task's unfinished batch sizes, merges, reports; returns the merged rows."""
+def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1, *,
+                    model=None, dataset=None) -> list[dict]:
+    """Runs this task's unfinished batch sizes, merges, reports; returns the merged rows.
+    `model`, `dataset`: a user's (smallbatch_jax.api)."""
     return run_sweep(config, batch_size_runs(config), workdir,
                      lambda rows: report(workdir, rows, config.reliable_tolerance),
-                     task_index, num_tasks)
+                     task_index, num_tasks, model=model, dataset=dataset)
 
 
 def report(workdir: str, rows, tolerance: float, curves=None) -> None:

@@ -47,3 +47,11 @@ def sibling_config(config_file: str, name: str, arg: str | None = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def load_config(path: str):
+    """The config of a config file, "configs/FILE.py[:ARG]" (as --config takes it)."""
+    file, _, arg = path.partition(":")
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"config file {file!r} does not exist")
+    return sibling_config(file, os.path.splitext(os.path.basename(file))[0], arg or None)

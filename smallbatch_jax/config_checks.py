@@ -8,7 +8,7 @@ import math
 
 
 from smallbatch_jax.data import DATASETS, Dataset
-from smallbatch_jax.models import MODELS
+from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
 from smallbatch_jax.strategy import strategy_fields
 from smallbatch_jax.train.plan import PRECISIONS
@@ -22,11 +22,17 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_config(config) -> None:
-    if config.model not in MODELS:
-        _fail("model", config.model, sorted(MODELS))
-    if config.dataset not in DATASETS:
+def check_config(config, *, user_model: bool = False, user_data: bool = False) -> None:
+    """`user_model`/`user_data`: the model or the data come from the API (smallbatch_jax.api),
+    and config.model/config.dataset only name them."""
+    if not user_model and config.model not in MODELS:
+        import_model(config.model)  # "package.module:attribute", or a clear error
+    if not user_data and config.dataset not in DATASETS:
         _fail("dataset", config.dataset, DATASETS)
+    if config.dataset == "npz" and not config.data_dir:
+        _fail("data_dir", config.data_dir, "the .npz file of dataset='npz'")
+    if not isinstance(config.standardize, bool):
+        _fail("standardize", config.standardize, "True or False")
     if not isinstance(config.augment, bool):
         _fail("augment", config.augment, "True (pad 4, random crop, random flip) or False")
     if config.dataset == "imagenet2012":
@@ -110,6 +116,10 @@ def check_config(config) -> None:
 
 
 def check_against_data(config, dataset: Dataset) -> None:
+    kind = getattr(dataset, "input_kind", "images")
+    if config.augment and kind != "images":
+        _fail("augment", config.augment, f"False for {dataset.name}: its inputs are {kind}, "
+              "and the augmentation (pad, crop, flip) is for (N, H, W, C) images")
     if config.batch_size > dataset.num_train:
         _fail("batch_size", config.batch_size,
               f"at most the {dataset.num_train} training examples of {dataset.name}")

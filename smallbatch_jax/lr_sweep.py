@@ -18,6 +18,7 @@ different config is refused before any compute, naming the keys. One process at 
 workdir (run_directory.claim).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -31,9 +32,9 @@ from absl import logging
 from smallbatch_jax import results
 from smallbatch_jax.checkpoint import RunCheckpoints, save_state
 from smallbatch_jax.config_checks import check_against_data, check_config
-from smallbatch_jax.data import load_dataset
+from smallbatch_jax.data import DATASETS, Dataset, load_dataset
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.models import create_model
+from smallbatch_jax.models import create_model, takes_conv, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.optim import Optimizer, beta2_for
 from smallbatch_jax.provenance import provenance
@@ -69,17 +70,23 @@ def lane_grid(config) -> LaneGrid:
     )
 
 
-def build_trainer(config, dataset, num_lanes: int):
+def build_trainer(config, dataset, num_lanes: int, model=None):
     """The execution plan for `num_lanes` lanes of `config` on this process's devices (made
-    once: train/plan.py), the trainer built from it, and the data set's batch source."""
+    once: train/plan.py), the trainer built from it, and the data set's batch source.
+    `model`: a user's model (a Flax module or a factory of one) instead of config.model."""
     source = batch_source(dataset, config.batch_size,
                           min(config.eval_batch_size, dataset.num_test))
+    tokens = getattr(dataset, "input_kind", "images") == "tokens"
 
     def lane_step(conv: str) -> LaneStep:
-        model = create_model(config.model, dataset.num_classes, config.bn_batch_size or None,
-                             conv_layer(conv))
-        return LaneStep(model, batch_size=config.batch_size, image_shape=dataset.image_shape,
+        if model is not None:
+            built = user_model(model, dataset.num_classes)
+        else:
+            built = create_model(config.model, dataset.num_classes,
+                                 config.bn_batch_size or None, conv_layer(conv))
+        return LaneStep(built, batch_size=config.batch_size, image_shape=dataset.image_shape,
                         optimizer=optimizer_of(config),
+                        input_dtype="int32" if tokens else "float32",
                         decay_points=tuple(config.lr_decay_points),
                         decay_factor=config.lr_decay_factor)
 
@@ -92,7 +99,8 @@ def build_trainer(config, dataset, num_lanes: int):
         return Programs(lane_step(strategy.conv), plan, config.num_seeds).program_bytes(
             lanes, source.abstract_dispatch(config.num_seeds, steps), steps)
 
-    plan = make_plan(config, num_lanes, program_bytes=program_bytes)
+    plan = make_plan(config, num_lanes, program_bytes=program_bytes,
+                     model_takes_conv=model is None and takes_conv(config.model))
     trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=config.num_seeds,
                           augment=config.augment)
     return trainer, source
@@ -167,19 +175,23 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
     return log
 
 
-def train_and_evaluate(config, workdir: str, dataset=None) -> list[dict]:
+def train_and_evaluate(config, workdir: str, dataset=None, model=None) -> list[dict]:
     """Trains every lane of the config's grid, or resumes it from the workdir's newest
-    checkpoint; returns the per-lane results rows. `dataset`: the loaded data set of
-    `config` (a sweep loads it once for all its runs); default: loaded here."""
-    check_config(config)
+    checkpoint; returns the per-lane results rows. `dataset`: the loaded data set (a
+    sweep loads it once for all its runs; a user's, through smallbatch_jax.api); default:
+    config.dataset, loaded here. `model`: a user's model instead of config.model."""
+    check_config(config, user_model=model is not None,
+                 user_data=dataset is not None and config.dataset not in DATASETS)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    if not config.standardize and isinstance(dataset, Dataset):
+        dataset = dataclasses.replace(dataset, mean=None, std=None)
     check_against_data(config, dataset)
     with claim(workdir, remove_temporaries=True):
-        return _train_and_evaluate(config, workdir, dataset)
+        return _train_and_evaluate(config, workdir, dataset, model)
 
 
-def _train_and_evaluate(config, workdir: str, dataset) -> list[dict]:
+def _train_and_evaluate(config, workdir: str, dataset, model) -> list[dict]:
     finished = os.path.join(workdir, "results.csv")
     if os.path.isfile(finished):
         with open(os.path.join(workdir, "config.json")) as f:
@@ -193,7 +205,7 @@ def _train_and_evaluate(config, workdir: str, dataset) -> list[dict]:
         check_resumable(newest["config"], config, workdir)
 
     grid = lane_grid(config)
-    trainer, source = build_trainer(config, dataset, grid.num_lanes)
+    trainer, source = build_trainer(config, dataset, grid.num_lanes, model)
     if config.bn_batch_size and not trainer.has_batch_norm:
         logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
                         config.bn_batch_size, config.model)

@@ -101,9 +101,11 @@ def write_csv(path: str, rows: list[dict], fields) -> None:
         writer.writerows(rows)
 
 
-def read_csv(path: str) -> list[dict]:
-    """Rows as `write_csv` wrote them, numbers and booleans converted back."""
-    def value(text: str):
+def typed(rows: list[dict]) -> list[dict]:
+    """Rows read from a CSV (strings), numbers and booleans converted back."""
+    def value(text):
+        if not isinstance(text, str):
+            return text
         if text in ("True", "False"):
             return text == "True"
         for kind in (int, float):
@@ -113,8 +115,13 @@ def read_csv(path: str) -> list[dict]:
                 pass
         return text
 
+    return [{k: value(v) for k, v in row.items()} for row in rows]
+
+
+def read_csv(path: str) -> list[dict]:
+    """Rows as `write_csv` wrote them, numbers and booleans converted back."""
     with open(path, newline="") as f:
-        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return typed(list(csv.DictReader(f)))
 
 
 def curve_rows(history: History, grid: LaneGrid) -> list[dict]:

@@ -61,7 +61,7 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     # Re-running trains nothing that is complete; a missing batch size is run again.
     trained = []
     monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, workdir, dataset=None: trained.append(c.batch_size) or
+                        lambda c, workdir, dataset=None, model=None: trained.append(c.batch_size) or
                         _fake_run(c, workdir))
     run_batch_sweep(config, str(tmp_path))
     assert trained == []
@@ -71,7 +71,7 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     assert len(_read(tmp_path / "results.csv")) == 4
 
 
-def _fake_run(config, workdir, dataset=None):
+def _fake_run(config, workdir, dataset=None, model=None):
     """What lr_sweep leaves behind, without training: one row per η̃."""
     os.makedirs(workdir, exist_ok=True)
     rows = [{field: "" for field in results.SUMMARY_FIELDS} | {

@@ -90,7 +90,7 @@ def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monk
 
     trained = []
     monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, w, d=None: trained.append(c.batch_size) or _fake_run(c, w))
+                        lambda c, w, d=None, mdl=None: trained.append(c.batch_size) or _fake_run(c, w))
     config = _config(batch_sizes=(8, 16, 32))
     with claim(str(tmp_path), ".lock_task0of1"):  # a sweep already running, unsplit
         with pytest.raises(LockedError, match="in use by another process"):

@@ -52,17 +52,21 @@ def run(cmd, env=None):
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
 
 
-def kill_at(cmd, seconds):
-    """Runs `cmd`, SIGKILLs it after `seconds` (unless it ended first); True if killed."""
+def kill_after_epochs(cmd, epochs, delay):
+    """Runs `cmd`; SIGKILLs it `delay` seconds after its `epochs`-th epoch line (counting
+    from wherever it resumed), unless it ended first; True if killed."""
     process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        process.wait(timeout=seconds)
-        return False
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return True
+                               stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in process.stderr:
+        if " epoch " in line and "/" in line.split(" epoch ")[1][:6]:
+            seen += 1
+            if seen == epochs:
+                time.sleep(delay)
+                process.send_signal(signal.SIGKILL)
+                break
+    process.wait()
+    return process.returncode == -signal.SIGKILL
 
 
 def rows(path):
@@ -149,19 +153,21 @@ def main():
     print(f"reference run {ref_seconds:.1f} s (first epoch done at {first_epoch:.1f} s), "
           f"sweep {sweep_seconds:.1f} s", flush=True)
 
-    # 1. SIGKILL at random moments, 1–3 times in a row on the same run, then to the end.
+    # 1. SIGKILL at random moments of training, 1–3 times in a row on the same run, then to
+    # the end: after 1–2 epoch lines of the process, plus a random fraction of an epoch.
+    epoch_seconds = (ref_seconds - first_epoch) / 5
     run_dirs, kills, resumed = [], 0, 0
     for i in range(args.kills):
         work = os.path.join(args.out, f"random{i}")
         for _ in range(rng.randint(1, 3)):
-            kills += kill_at(command("experiments.lr_sweep", work),
-                             rng.uniform(first_epoch - 1.0, ref_seconds))
+            kills += kill_after_epochs(command("experiments.lr_sweep", work),
+                                       rng.randint(1, 2), rng.uniform(0, epoch_seconds))
         done = run(command("experiments.lr_sweep", work))
         assert done.returncode == 0, done.stderr[-2000:]
         resumed += "resumed from" in done.stderr
         run_dirs.append(work)
-    record("SIGKILL", "lr_sweep, at a uniformly random moment from 1 s before the first "
-           "epoch's end to the run's end, 1–3 times per run",
+    record("SIGKILL", "lr_sweep, 1–2 epochs into the process plus U(0, 1 epoch), 1–3 times "
+           "per run",
            kills, run_dirs, [ref] * len(run_dirs), resumed)
 
     # 2. SIGKILL inside Orbax's rename of checkpoint k (written, not yet in place).
@@ -203,14 +209,16 @@ def main():
     for i in range(max(args.kills // 2, 1)):
         work = os.path.join(args.out, f"sweep{i}")
         cmd = command("experiments.batch_sweep", work, "--config.batch_sizes=(8, 32)")
-        kills += kill_at(cmd, rng.uniform(0, sweep_seconds))
+        # Any of the 12 epoch lines of the two runs, plus a fraction of an epoch.
+        kills += kill_after_epochs(cmd, rng.randint(1, 11), rng.uniform(0, epoch_seconds))
         done = run(cmd)
         assert done.returncode == 0, done.stderr[-2000:]
         resumed += "resumed from" in done.stderr
         run_dirs += [os.path.join(work, "m8"), os.path.join(work, "m32")]
         assert rows(os.path.join(work, "results.csv")) == rows(
             os.path.join(sweep_ref, "results.csv"))
-    record("SIGKILL", "batch_sweep (m = 8, 32), at a uniformly random moment", kills,
+    record("SIGKILL", "batch_sweep (m = 8, 32), after a random one of its 12 epoch lines "
+           "plus U(0, 1 epoch)", kills,
            run_dirs, [os.path.join(sweep_ref, f"m{m}") for _ in range(len(run_dirs) // 2)
                       for m in (8, 32)], resumed, "merged results.csv equal too")
 
@@ -259,7 +267,7 @@ def main():
     bad.append(("a finished run's workdir with another config (no checkpoint left)",
                 done.returncode, True, done.stderr.strip().splitlines()[-1]))
     mismatch = os.path.join(args.out, "mismatch")
-    kill_at(command("experiments.lr_sweep", mismatch), ref_seconds * 0.8)
+    kill_after_epochs(command("experiments.lr_sweep", mismatch), 2, 0.0)
     done = run(command("experiments.lr_sweep", mismatch, "--config.seed=3"))
     bad.append(("a checkpoint's workdir with another seed", done.returncode,
                 "differing keys" in done.stderr, done.stderr.strip().splitlines()[-1]))

@@ -16,15 +16,13 @@ Every source gives the same `Dataset`: uint8 HWC images in the official order, i
 
 import os
 import pickle
-import zipfile
 
 import numpy as np
 
-from smallbatch_jax.data.dataset import Dataset, make_dataset
+from smallbatch_jax.data.dataset import Dataset, make_dataset, read_npz
 from smallbatch_jax.data.tf_import import tensorflow
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
-NPZ_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 # The official python version: directory, training files, test file, label key.
 PYTHON_VERSION = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
@@ -50,21 +48,10 @@ def load_cifar(name: str, data_dir: str = "") -> Dataset:
 
 
 def load_npz(name: str, path: str) -> Dataset:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{name}: no file at data_dir={path!r}; expected an .npz file "
-                                f"with arrays {NPZ_KEYS}")
-    try:
-        archive = np.load(path)  # not pickles: allow_pickle stays False
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{name}: {path} is not a readable .npz file ({error}); expected "
-                         f"arrays {NPZ_KEYS}") from error
-    if not hasattr(archive, "files"):  # a single .npy array, not an archive
-        raise ValueError(f"{name}: {path} holds one array, not an .npz archive with {NPZ_KEYS}")
-    with archive:
-        missing = [key for key in NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(f"{name}: {path} lacks arrays {missing}; expected {NPZ_KEYS}")
-        arrays = [archive[key] for key in NPZ_KEYS]
+    arrays = read_npz(name, path)
+    for split, images in (("train", arrays[0]), ("test", arrays[2])):
+        if images.ndim != 4:
+            raise ValueError(f"{name}: {split} images must be (N, H, W, C); got {images.shape}")
     return make_dataset(name, *arrays, NUM_CLASSES[name])
 
 

@@ -5,7 +5,15 @@
 statistics in the 'batch_stats' collection. `conv` is the convolution layer factory
 (models/conv.py: `conv_layer`), which the execution plan chooses; it never changes the
 parameters.
+
+A user's model: `name` "package.module:attribute" (imported), or the object itself through
+the API (`user_model`): a Flax module, or a factory called with `num_classes` that returns
+one. It is called like the built-in ones (`train=`; stochastic layers draw from the
+'dropout' stream); it builds its own layers, so it takes no `conv` (the plan then keeps
+XLA's convolutions: `takes_conv`).
 """
+
+import importlib
 
 from flax import linen as nn
 
@@ -48,9 +56,53 @@ MODELS = {
 }
 
 
+def takes_conv(name: str) -> bool:
+    """Whether the model `name` receives its convolution layer (the built-in ones do)."""
+    return name in MODELS
+
+
+def import_model(path: str):
+    """The object "package.module:attribute" names; ValueError saying what failed."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"config.model={path!r} is unknown; allowed: {sorted(MODELS)} or "
+                         "'package.module:attribute' (a Flax module or a factory of one)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"config.model={path!r}: cannot import {module_name!r} ({error})"
+                         ) from error
+    if not hasattr(module, attribute):
+        raise ValueError(f"config.model={path!r}: {module_name} has no attribute "
+                         f"{attribute!r}")
+    return getattr(module, attribute)
+
+
+def user_model(model, num_classes: int) -> nn.Module:
+    """A Flax module from `model`: the module itself, or `model(num_classes)`."""
+    if isinstance(model, nn.Module):
+        return model
+    if not callable(model):
+        raise ValueError(f"model {model!r} is neither a Flax module nor a factory of one")
+    built = model(num_classes)
+    if not isinstance(built, nn.Module):
+        raise ValueError(f"model factory {model!r} returned {type(built).__name__}, not a "
+                         "Flax module")
+    return built
+
+
+def model_name(model) -> str:
+    """How results tables name a user's model."""
+    if isinstance(model, str):
+        return model
+    kind = model if isinstance(model, type) or not isinstance(model, nn.Module) else type(model)
+    return f"{getattr(kind, '__module__', '?')}:{getattr(kind, '__qualname__', repr(kind))}"
+
+
 def create_model(name: str, num_classes: int, bn_batch_size: int | None = None,
                  conv=nn.Conv):
-    """The model called `name`; `bn_batch_size` (m_BN) is ignored by models without BN."""
-    if name not in MODELS:
-        raise ValueError(f"model={name!r} is unknown; allowed: {sorted(MODELS)}")
-    return MODELS[name](num_classes, bn_batch_size, conv)
+    """The model called `name` (built in, or "package.module:attribute"); `bn_batch_size`
+    (m_BN) is ignored by models without BN, `conv` by a user's model."""
+    if name in MODELS:
+        return MODELS[name](num_classes, bn_batch_size, conv)
+    return user_model(import_model(name), num_classes)

@@ -112,7 +112,8 @@ class Programs:
         shared_batch = self.num_seeds == 1  # then every lane sees the same batch
         batch_axis = None if shared_batch else 0
         lane_step = map_lanes(self.lane_step.train_step,
-                              (0, 0, batch_axis, batch_axis, None, None), strategy.lane_map)
+                              (0, 0, batch_axis, batch_axis, 0, None, None), strategy.lane_map)
+        lane_seeds = seeds[hparams.seed_index]  # each lane's seed (its dropout stream)
 
         def body(carry, i):
             lanes, loss_sum = carry
@@ -124,7 +125,8 @@ class Programs:
                 images, labels = images[0], labels[0]
             else:
                 images, labels = images[hparams.seed_index], labels[hparams.seed_index]
-            lanes, loss = lane_step(lanes, hparams, images, labels, step + i, total_steps)
+            lanes, loss = lane_step(lanes, hparams, images, labels, lane_seeds, step + i,
+                                    total_steps)
             return lanes, loss_sum + loss
 
         loss_sum = jnp.zeros(hparams.base_lr.shape, jnp.float32)

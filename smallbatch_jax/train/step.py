@@ -6,8 +6,10 @@ one batch; train/programs.py maps them over the lanes and loops them over the st
 Randomness is a pure function of (seed, purpose, counter): initial weights from
 fold_in(key(seed), INIT), the order of epoch e from fold_in(fold_in(key(seed), DATA_ORDER), e)
 (train/batches.py), the augmentation of step s (augment.py) from
-fold_in(fold_in(key(seed), AUGMENT), s). Nothing random is carried in the state, so a run
-restored at an epoch boundary continues exactly as if it had not stopped.
+fold_in(fold_in(key(seed), AUGMENT), s), the stochastic layers' (Flax's 'dropout' stream)
+at step s from fold_in(fold_in(key(seed), DROPOUT), s). Nothing random is carried in the
+state, so a run restored at an epoch boundary continues exactly as if it had not stopped,
+and lanes with the same seed draw the same dropout masks (only the learning rate differs).
 
 Divergence: a step whose loss, gradients or BatchNorm statistics are not finite is not
 applied; the lane is frozen at its last finite state (with `jnp.where`, never `lax.cond`,
@@ -30,11 +32,15 @@ from smallbatch_jax.optim import Optimizer, lane_optimizer
 from smallbatch_jax.train.state import LaneState
 
 # Streams of fold_in(key(seed), stream): one purpose each.
-INIT, DATA_ORDER, AUGMENT = 0, 1, 2
+INIT, DATA_ORDER, AUGMENT, DROPOUT = 0, 1, 2, 3
 
 
-def standardize(images, mean, std):
-    return (images.astype(jnp.float32) - mean) / std
+def standardize(inputs, mean, std):
+    """(inputs − mean) / std in float32; inputs as they are where mean is None (token ids,
+    or standardization turned off: data/dataset.py)."""
+    if mean is None:
+        return inputs
+    return (inputs.astype(jnp.float32) - mean) / std
 
 
 def cross_entropy(logits, labels):
@@ -64,8 +70,9 @@ class LaneStep:
 
     model: flax.linen.Module
     batch_size: int
-    image_shape: tuple[int, ...]
+    image_shape: tuple[int, ...]  # one example's input shape (an image's, or any)
     optimizer: Optimizer = Optimizer()  # the paper's SGD
+    input_dtype: str = "float32"  # the model's input: float32, or int32 for token ids
     decay_points: Sequence[float] = (0.5, 0.75)
     decay_factor: float = 0.1
 
@@ -79,7 +86,7 @@ class LaneStep:
                               decay_points=self.decay_points, decay_factor=self.decay_factor)
 
     def init_variables(self, key):
-        dummy = jnp.zeros((1,) + tuple(self.image_shape), jnp.float32)
+        dummy = jnp.zeros((1,) + tuple(self.image_shape), self.input_dtype)
         return self.model.init(key, dummy, train=False)
 
     def init_lane(self, variables, hp: LaneHparams) -> LaneState:
@@ -90,22 +97,28 @@ class LaneStep:
                          diverged=jnp.zeros((), bool),
                          diverged_step=jnp.full((), -1, jnp.int32))
 
-    def apply(self, params, batch_stats, images, train: bool):
-        """Logits, and the updated BatchNorm statistics when training."""
+    def apply(self, params, batch_stats, images, train: bool, rngs=None):
+        """Logits, and the updated BatchNorm statistics when training. `rngs`: the stochastic
+        layers' keys when training (e.g. {'dropout': key})."""
         variables = {"params": params}
         if not self.has_batch_norm:
-            return self.model.apply(variables, images, train=train), batch_stats
+            return self.model.apply(variables, images, train=train, rngs=rngs), batch_stats
         variables["batch_stats"] = batch_stats
         if not train:
             return self.model.apply(variables, images, train=False), batch_stats
-        logits, updated = self.model.apply(variables, images, train=True, mutable=["batch_stats"])
+        logits, updated = self.model.apply(variables, images, train=True, rngs=rngs,
+                                           mutable=["batch_stats"])
         return logits, updated["batch_stats"]
 
-    def train_step(self, lane: LaneState, hp: LaneHparams, images, labels, step, total_steps):
-        """One optimizer step of one lane on standardized images; returns the lane and its
-        loss."""
+    def train_step(self, lane: LaneState, hp: LaneHparams, images, labels, seed, step,
+                   total_steps):
+        """One optimizer step of one lane (whose seed is `seed`) on standardized inputs;
+        returns the lane and its loss."""
+        dropout = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT), step)
+
         def loss_fn(params):
-            logits, batch_stats = self.apply(params, lane.batch_stats, images, train=True)
+            logits, batch_stats = self.apply(params, lane.batch_stats, images, train=True,
+                                             rngs={"dropout": dropout})
             return cross_entropy(logits, labels).mean(), batch_stats
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)

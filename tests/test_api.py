@@ -1,0 +1,178 @@
+"""The user's own model and data: through the Python API and the command line."""
+
+import os
+import re
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+import smallbatch_jax as sbj
+from conftest import REPO_ROOT
+from smallbatch_jax import results
+from smallbatch_jax.data import make_dataset
+
+MLP_SOURCE = '''
+import flax.linen as nn
+
+class MLP(nn.Module):
+    """A flat-feature classifier with Dropout (a Flax module built with the class count)."""
+    num_classes: int = 3
+
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.relu(nn.Dense(32)(x))
+        x = nn.Dropout(0.3, deterministic=not train)(x)
+        return nn.Dense(self.num_classes)(x)
+'''
+namespace = {}
+exec(MLP_SOURCE, namespace)
+MLP = namespace["MLP"]
+
+
+class SmallCNN(nn.Module):
+    """A user's CNN on NHWC images: its own nn.Conv (no conv factory)."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.relu(nn.Conv(8, (3, 3))(x))
+        return nn.Dense(10)(x.mean(axis=(1, 2)))
+
+
+def _features(n=600, f=12, classes=3, seed=0):
+    """A learnable flat-feature problem: the class is the argmax of 3 linear scores."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, f)).astype(np.float32)
+    y = np.argmax(x @ rng.normal(size=(f, classes)), axis=1)
+    return x[:n - 200], y[:n - 200], x[n - 200:], y[n - 200:]
+
+
+def _config(**overrides):
+    config = sbj.load_config(os.path.join(REPO_ROOT, "configs", "default.py"))
+    config.epochs, config.batch_size, config.base_lrs = 2, 16, (2.0**-8, 2.0**-5)
+    config.update(overrides)
+    return config
+
+
+def test_the_readme_example_runs(tmp_path):
+    """The README's example, as a user pastes it (its workdir moved to a temporary one)."""
+    readme = open(os.path.join(REPO_ROOT, "README.md")).read()
+    example = re.search(r"<!-- readme-example -->\n```python\n(.*?)```", readme, re.S).group(1)
+    assert len(example.strip().splitlines()) <= 15
+    code = example.replace('"runs/mine"', repr(str(tmp_path / "mine")))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = results.read_csv(str(tmp_path / "mine" / "results.csv"))
+    assert {r["batch_size"] for r in rows} == {4, 16, 64}
+    assert {r["optimizer"] for r in rows} == {"adam"} and rows[0]["dataset"] == "user"
+    assert rows[0]["model"] == "__main__:MLP"
+    assert max(r["median_test_accuracy"] for r in rows) > 0.5  # 4 classes: chance is 0.25
+    assert (tmp_path / "mine" / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("preset", ["auto", "reference", "patches", "patches_grouped",
+                                    "sequential"])
+def test_a_dropout_mlp_on_flat_features_runs_under_every_plan(tmp_path, preset):
+    """Models without convolutions take every plan (convolution-free presets fall back to
+    XLA's own layers); lanes with Dropout are exact: a lane of the grid equals that lane run
+    alone, and a rerun in a new workdir gives the same numbers."""
+    config = _config(base_lrs=(2.0**-8, 2.0**-6, 2.0**-4))
+    config.strategy.preset = preset
+    data = _features()
+    rows = sbj.run_lr_sweep(config, str(tmp_path / "grid"), model=MLP(), data=data)
+    assert all(r["model"].endswith(":MLP") and r["dataset"] == "user" for r in rows)
+    assert all(np.isfinite(r["final_train_loss"]) for r in rows)
+    assert max(r["final_test_accuracy"] for r in rows) > 0.6
+    alone = sbj.run_lr_sweep(_config(base_lrs=(2.0**-6,), strategy=config.strategy),
+                             str(tmp_path / "alone"), model=MLP(), data=data)
+    np.testing.assert_allclose(alone[0]["final_train_loss"], rows[1]["final_train_loss"],
+                               rtol=1e-5)
+    if preset == "auto":
+        again = sbj.run_lr_sweep(config, str(tmp_path / "again"), model=MLP(), data=data)
+        assert [r["final_train_loss"] for r in again] == [r["final_train_loss"] for r in rows]
+        # Dropout is on in training: without it, training goes differently.
+        class NoDropout(MLP):
+            @nn.compact
+            def __call__(self, x, train):
+                return super().__call__(x, False)
+        plain = sbj.run_lr_sweep(config, str(tmp_path / "plain"), model=NoDropout(), data=data)
+        assert plain[1]["final_train_loss"] != rows[1]["final_train_loss"]
+
+
+def test_a_users_cnn_on_images_and_a_factory(tmp_path, digits):
+    data = (digits.train_images, digits.train_labels, digits.test_images, digits.test_labels)
+    rows = sbj.run_batch_sweep(_config(batch_sizes=(32, 64), base_lrs=(2.0**-4, 2.0**-2)),
+                               str(tmp_path), data=data,
+                               model=lambda num_classes: SmallCNN())
+    assert {r["batch_size"] for r in rows} == {32, 64}
+    assert max(r["median_test_accuracy"] for r in rows) > 0.3
+
+
+def test_token_ids_pass_untouched_to_the_model(tmp_path):
+    class Bag(nn.Module):
+        @nn.compact
+        def __call__(self, tokens, train):
+            assert jax.numpy.issubdtype(tokens.dtype, jax.numpy.integer)
+            return nn.Dense(2)(nn.Embed(50, 8)(tokens).mean(axis=1))
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 50, (500, 6))
+    labels = (tokens < 25).sum(axis=1) > 3  # more small ids than large
+    dataset = make_dataset("bag", tokens[:400], labels[:400].astype(int), tokens[400:],
+                           labels[400:].astype(int))
+    assert dataset.input_kind == "tokens" and dataset.mean is None
+    rows = sbj.run_lr_sweep(_config(optimizer="adam", base_lrs=(1e-2,)), str(tmp_path),
+                            model=Bag(), data=dataset)
+    assert rows[0]["dataset"] == "bag" and rows[0]["final_test_accuracy"] > 0.6
+
+
+def test_the_command_line_takes_a_model_path_and_an_npz(tmp_path):
+    (tmp_path / "mymodels.py").write_text(MLP_SOURCE)
+    np.savez(tmp_path / "data.npz", **dict(zip(
+        ("train_images", "train_labels", "test_images", "test_labels"), _features())))
+    command = [sys.executable, "-m", "experiments.lr_sweep", "--config=configs/default.py",
+               "--config.model=mymodels:MLP", "--config.dataset=npz",
+               f"--config.data_dir={tmp_path / 'data.npz'}", "--config.epochs=2",
+               "--config.batch_size=16", "--config.base_lrs=(0.00390625, 0.015625)",
+               f"--workdir={tmp_path / 'run'}"]
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = results.read_csv(str(tmp_path / "run" / "results.csv"))
+    assert rows[0]["model"] == "mymodels:MLP" and rows[0]["dataset"] == "npz"
+    assert max(r["final_test_accuracy"] for r in rows) > 0.6
+
+
+@pytest.mark.parametrize("model,message", [
+    ("nosuchpackage.models:MLP", "cannot import 'nosuchpackage.models'"),
+    ("json:nosuchthing", "json has no attribute 'nosuchthing'"),
+    ("json:dumps", "returned str, not a Flax module"),
+    ("resnet", r"model='resnet' is unknown; allowed: \[.*'alexnet'.*package.module:attribute"),
+])
+def test_a_bad_model_path_says_what_failed(tmp_path, model, message):
+    config = _config(model=model)
+    with pytest.raises(ValueError, match=message):
+        sbj.run_lr_sweep(config, str(tmp_path / "run"), data=_features())
+    assert not (tmp_path / "run").exists() or model == "json:dumps"
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: (d[0], d[1].astype(float), d[2], d[3]), "train labels must be integers"),
+    (lambda d: (d[0], d[1] - 1, d[2], d[3]), r"train labels must lie in \[0, 3\)"),
+    (lambda d: (d[0], d[1][:-1], d[2], d[3]), "one label each"),
+    (lambda d: (d[0], d[1], d[2][:, :5], d[3]), r"train and test inputs differ in shape"),
+    (lambda d: (d[0][:, 0], d[1], d[2][:, 0], d[3]), r"inputs must be \(N, \.\.\.\)"),
+])
+def test_bad_arrays_say_what_is_wrong(change, message):
+    with pytest.raises(ValueError, match=message):
+        make_dataset("user", *change(_features()), num_classes=3)
+
+
+def test_augmentation_is_for_images_only(tmp_path):
+    with pytest.raises(ValueError, match="config.augment=True .*inputs are features"):
+        sbj.run_lr_sweep(_config(augment=True), str(tmp_path), model=MLP(), data=_features())
