@@ -136,8 +136,8 @@ def check_resumable(saved_config: dict, config, workdir: str, what: str = "a che
     if differences:
         raise ValueError(
             f"{workdir} holds {what} of a run with another config; differing keys: "
-            f"{'; '.join(differences)}. Run with the checkpoint's config to resume it, or "
-            "give another --workdir (or move this one away) to start over.")
+            f"{'; '.join(differences)}. Run with its config (to resume it, or to read its "
+            "results), or give another --workdir (or move this one away) to start over.")
 
 
 def checkpoint_due(cadence, epoch: int, last_save: tuple[int, float]) -> bool:
@@ -200,6 +200,13 @@ def _train_and_evaluate(config, workdir: str, dataset, model) -> list[dict]:
         return results.read_csv(finished)
 
     checkpoints = RunCheckpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.keep)
+    try:
+        return _train(config, workdir, dataset, model, checkpoints)
+    finally:
+        checkpoints.close()  # (its threads, also when the run fails)
+
+
+def _train(config, workdir: str, dataset, model, checkpoints) -> list[dict]:
     newest = checkpoints.newest_progress()
     if newest is not None:  # refused before anything compiles
         check_resumable(newest["config"], config, workdir)
@@ -263,7 +270,6 @@ def _train_and_evaluate(config, workdir: str, dataset, model) -> list[dict]:
     save_state(os.path.join(workdir, "state.msgpack"), state)
     # Last: a results.csv marks a finished run (batch_sweep skips it when re-run).
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
-    checkpoints.close()
     shutil.rmtree(checkpoints.directory, ignore_errors=True)  # state.msgpack is the final state
 
     print(f"\n{config.model} on {config.dataset}, m={config.batch_size}, "

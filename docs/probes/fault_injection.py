@@ -230,7 +230,8 @@ def main():
         try:
             work = os.path.join(full, "run")
             failed = run(command("experiments.lr_sweep", work))
-            message = failed.stderr.strip().splitlines()[-1]
+            message = next((line for line in failed.stderr.splitlines()
+                            if "WorkdirError" in line), failed.stderr.strip().splitlines()[-1])
             subprocess.run(["mount", "-o", "remount,size=20m", full], check=True)
             done = run(command("experiments.lr_sweep", work))
             assert done.returncode == 0, done.stderr[-2000:]

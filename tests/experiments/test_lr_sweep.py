@@ -181,7 +181,7 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("compiled"))
     with pytest.raises(ValueError, match=r"another config; differing keys: base_lrs: "
                                          r"\[0.001953125, 0.0078125\] → \[0.001953125, "
-                                         r"0.015625\]; seed: 0 → 1\. Run with"):
+                                         r"0.015625\]; seed: 0 → 1\. Run with its config"):
         lr_sweep.train_and_evaluate(other, workdir)
     monkeypatch.undo()
 
