@@ -112,7 +112,7 @@ def test_a_users_cnn_on_images_and_a_factory(tmp_path, digits):
     assert max(r["median_test_accuracy"] for r in rows) > 0.3
 
 
-def test_token_ids_pass_untouched_to_the_model(tmp_path):
+def test_token_ids_pass_untouched_to_the_model(tmp_path, monkeypatch):
     class Bag(nn.Module):
         @nn.compact
         def __call__(self, tokens, train):
@@ -128,6 +128,12 @@ def test_token_ids_pass_untouched_to_the_model(tmp_path):
     rows = sbj.run_lr_sweep(_config(optimizer="adam", base_lrs=(1e-2,)), str(tmp_path),
                             model=Bag(), data=dataset)
     assert rows[0]["dataset"] == "bag" and rows[0]["final_test_accuracy"] > 0.6
+    # Re-running the same call: the finished run is skipped, its rows returned.
+    from smallbatch_jax import lr_sweep
+    monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("trained again"))
+    again = sbj.run_lr_sweep(_config(optimizer="adam", base_lrs=(1e-2,)), str(tmp_path),
+                             model=Bag(), data=dataset)
+    assert again[0]["final_test_accuracy"] == rows[0]["final_test_accuracy"]
 
 
 def test_the_command_line_takes_a_model_path_and_an_npz(tmp_path):

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Issue 13's evidence run: the reduced AlexNet batch sweep of docs/evidence/alexnet_nobn_study.md
+# (CIFAR-10 subset, no BN, no augmentation, 10 epochs, λ = 5e-4 as L2) with Adam instead of
+# SGD, β₂ fixed at 0.999 against β₂ per example (0.999 at m = 128, β₂(m) = 0.999^(m/128):
+# Marek et al. 2025). The swept value is Adam's η itself (lr_scaling 'none'), 2^-18 … 2^-6.
+# Interleaved per m (small m first, both rules) so that a cut-off run still compares the rules
+# at the smallest m; every run is resumable: run this script again to continue.
+#   bash docs/evidence/alexnet_adam_study.sh [RUNS_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs="${1:-runs}"
+lrs="($(python -c 'print(", ".join(repr(2.0**k) for k in range(-18, -5)))'))"
+common=(--config=configs/alexnet_cifar10.py:bn=none
+        --config.data_dir=../shared/data/cifar10_subset.npz --config.epochs=10
+        --config.optimizer=adam "--config.base_lrs=$lrs" --config.adam.beta2=0.999
+        --config.adam.beta2_batch_size=128)
+all="(2, 4, 8, 16, 32, 64, 128, 256)"
+for m in 2 4 8 16 32 64 128 256; do
+  for rule in fixed per_example; do
+    python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
+        "--config.batch_sizes=($m,)" --workdir="$runs/study_alexnet_adam_$rule"
+  done
+done
+for rule in fixed per_example; do  # the merged tables, figures and summaries of all m
+  python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
+      "--config.batch_sizes=$all" --workdir="$runs/study_alexnet_adam_$rule"
+done
