@@ -53,7 +53,10 @@ def get_config(arg: str | None = None):
     tp.examples_per_lane = 256
     tp.min_steps = 4
     tp.repeats = 3
-    tp.torch = True  # the PyTorch eager baseline, where `import torch` works
+    # The JAX sequential baseline and the packing limit (False: the candidates alone, for a
+    # follow-up run that has its baselines from an earlier one).
+    tp.baselines = True
+    tp.torch = True  # the PyTorch eager baseline, where `import torch` works (needs baselines)
     # Candidates, in order of priority (the budget may stop the list), as
     # "lanes/conv[/unrollN][/stepsN]": how lanes map, how convolutions are computed, scan
     # iterations unrolled, steps per dispatch (default: the repeat's steps, one dispatch).

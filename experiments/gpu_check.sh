@@ -15,6 +15,12 @@ if compgen -G ".carry/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/gpu_check_site .carry/*.whl || exit 1
   export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
+  # The carried Orbax was tested with this machine's jax, not necessarily with the device's:
+  # if it does not import there, fall back to the device's own.
+  if ! python3 -c "import orbax.checkpoint" 2> "$out/orbax_import.log"; then
+    echo "the carried orbax-checkpoint does not import (orbax_import.log); using the device's"
+    rm -rf /tmp/gpu_check_site/orbax /tmp/gpu_check_site/orbax_checkpoint-*
+  fi
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 config=--config=configs/gpu_check.py

@@ -34,11 +34,19 @@ from smallbatch_jax.strategy import PRESETS, Strategy, choose_strategy
 from smallbatch_jax.train import (DeviceBatches, LaneStep, LaneTrainer, cross_entropy, plan_for,
                                   standardize)
 
-# The lanes' η̃: small enough that no lane diverges on random data at any m here. A diverged
-# lane would stop costing time (the trainer skips groups of diverged lanes), so each timing
-# checks that none did.
+# The timed η̃: small enough that no lane diverges. A diverged lane would stop costing time
+# (the trainer skips groups of diverged lanes), so each timing checks that none did. 2⁻¹⁴ up
+# to m = 256; above, η = m·η̃ is held at 2⁻⁶: the reduced AlexNet without BN diverges within
+# ten steps at η = 2⁻⁴ (m = 128, η̃ = 2⁻¹¹ and m = 256, η̃ = 2⁻¹²; docs/evidence/
+# alexnet_nobn_study.md), and on the H100 at m = 2048, η̃ = 2⁻¹⁴ (η = 2⁻³) within 16 steps.
 BASE_LR = 2.0**-14
+MAX_LR = 2.0**-6
 WEIGHT_DECAY = 5e-4
+
+
+def timing_lr(batch_size: int) -> float:
+    """The η̃ every timing at batch size m trains with (see BASE_LR)."""
+    return min(BASE_LR, MAX_LR / batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +76,7 @@ def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int =
 def _plain_train_step(model, batch_size: int, total_steps: int, precision: str = "default"):
     """A jitted train step as a user writes it: one model, one batch, state in and out;
     matrix products at `precision` (trainer.PRECISIONS), as the lanes they are compared with."""
-    tx = paper_sgd(BASE_LR, batch_size, total_steps, weight_decay=WEIGHT_DECAY)
+    tx = paper_sgd(timing_lr(batch_size), batch_size, total_steps, weight_decay=WEIGHT_DECAY)
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels, mean, std):
@@ -138,8 +146,8 @@ def lanes_runner(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
     model = build_model(conv_layer(strategy.conv))
     trainer = LaneTrainer(LaneStep(model, batch_size, dataset.image_shape), plan)
     source = DeviceBatches(dataset, batch_size, eval_batch_size=len(dataset.test_labels))
-    grid = LaneGrid(seeds=(0,), base_lrs=(BASE_LR,) * num_lanes, weight_decay=WEIGHT_DECAY,
-                    warmup_fraction=0.0, momentum=0.0)
+    grid = LaneGrid(seeds=(0,), base_lrs=(timing_lr(batch_size),) * num_lanes,
+                    weight_decay=WEIGHT_DECAY, warmup_fraction=0.0, momentum=0.0)
     seeds = jnp.asarray(grid.seeds)
     state, hparams, source = trainer.start(seeds, grid.hparams(), source)
     state = [state]
@@ -151,8 +159,9 @@ def lanes_runner(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
         jax.block_until_ready(state[0])
         seconds = time.perf_counter() - start
         if np.asarray(state[0].lanes.diverged).any():
-            raise RuntimeError(f"a lane diverged at m={batch_size} with η̃={BASE_LR}: it would "
-                               "no longer be trained, and the timing would flatter the lanes")
+            raise RuntimeError(f"a lane diverged at m={batch_size} with "
+                               f"η̃={timing_lr(batch_size)}: it would no longer be trained, "
+                               "and the timing would flatter the lanes")
         return seconds
 
     first = epoch()

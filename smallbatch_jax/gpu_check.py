@@ -195,13 +195,17 @@ def _run_config(sweep, batch_size: int, precision: str, strategy: Strategy | Non
     return config
 
 
+class LaneDiverged(RuntimeError):
+    """A timed lane diverged: the candidate is reported as such, never timed."""
+
+
 def lanes_runner(run_config, dataset, num_lanes: int, timed_steps: int):
-    """K lanes at η̃ = benchmark.BASE_LR, built as lr_sweep builds them for `run_config` (a
+    """K lanes at η̃ = benchmark.timing_lr(m), built as lr_sweep builds them for `run_config` (a
     manual strategy without lane groups, one device). Each repeat runs `timed_steps` steps
     in dispatches of the strategy's steps_per_dispatch. Returns (first_call_s,
     first_call_steps, run) and what the program is made of (memory, HLO)."""
     with run_config.unlocked():
-        run_config.base_lrs = (benchmark.BASE_LR,) * num_lanes
+        run_config.base_lrs = (benchmark.timing_lr(run_config.batch_size),) * num_lanes
         run_config.weight_decay = benchmark.WEIGHT_DECAY
     grid = lr_sweep.lane_grid(run_config)
     trainer, source = lr_sweep.build_trainer(run_config, dataset, grid.num_lanes)
@@ -222,7 +226,7 @@ def lanes_runner(run_config, dataset, num_lanes: int, timed_steps: int):
             lanes[0], _ = program[0](*arguments(lanes[0]))
         jax.block_until_ready(lanes[0])
         if np.asarray(lanes[0].diverged).any():
-            raise RuntimeError("a lane diverged: skipped lanes would flatter the timing")
+            raise LaneDiverged("a lane diverged: skipped lanes would flatter the timing")
 
     start = time.perf_counter()
     # Compiled once, explicitly, to read its memory and HLO; the same program as the jitted
@@ -264,13 +268,34 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
     steps = max(tp.min_steps, tp.examples_per_lane // m)
     model = create_model(tp.model, dataset.num_classes)
     runners, row = {}, {"batch_size": m, "num_lanes": k, "steps": steps, "lanes": {},
-                        "skipped": []}
-    clock.log(f"m={m}: JAX baseline and packing limit")
-    runners["baseline"] = benchmark.python_loop_runner(model, dataset, m, k, steps,
-                                                       config.precision)
-    runners["limit"] = benchmark.python_loop_runner(model, dataset, k * m, 1, steps,
-                                                    config.precision)
-    if tp.torch and torch_available():
+                        "skipped": [], "diverged": []}
+
+    def diverged(name):
+        # The timed η̃ is stable at every m for the reference lowering (benchmark.timing_lr):
+        # a candidate whose lanes diverge there is reported, never chosen, and the check goes
+        # on with the others.
+        row["diverged"].append(name)
+        row["lanes"].pop(name, None)
+        clock.log(f"m={m}: {name}: a lane diverged at η̃ = {benchmark.timing_lr(m)}; dropped")
+        return float("nan")
+
+    def guarded(name, run):
+        def timed():
+            if name in row["diverged"]:
+                return float("nan")
+            try:
+                return run()
+            except LaneDiverged:
+                return diverged(name)
+        return timed
+
+    if tp.baselines:
+        clock.log(f"m={m}: JAX baseline and packing limit")
+        runners["baseline"] = benchmark.python_loop_runner(model, dataset, m, k, steps,
+                                                           config.precision)
+        runners["limit"] = benchmark.python_loop_runner(model, dataset, k * m, 1, steps,
+                                                        config.precision)
+    if tp.baselines and tp.torch and torch_available():
         import torch
 
         clock.log(f"m={m}: PyTorch eager baseline")
@@ -278,7 +303,8 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
                             train=False)["params"]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         runners["torch"] = torch_sequential_runner(model, params, dataset, m, k, steps,
-                                                   benchmark.BASE_LR, benchmark.WEIGHT_DECAY,
+                                                   benchmark.timing_lr(m),
+                                                   benchmark.WEIGHT_DECAY,
                                                    device)
     for name, (strategy, precision) in candidates.items():
         if budget.left() <= 0:
@@ -290,12 +316,19 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
                                        steps_per_dispatch=strategy.steps_per_dispatch or steps)
         run_config = _run_config(config.fig1, m, precision, strategy)
         run_config.model = tp.model
-        runner, info = lanes_runner(run_config, dataset, k, steps)
-        runners[name] = runner
+        try:
+            (first, first_steps, run), info = lanes_runner(run_config, dataset, k, steps)
+        except LaneDiverged:
+            diverged(name)
+            continue
+        runners[name] = (first, first_steps, guarded(name, run))
         row["lanes"][name] = {**info, "precision": precision,
                               "strategy": dataclasses.asdict(strategy)}
     clock.log(f"m={m}: timing {len(runners)} methods, {tp.repeats} interleaved repeats")
     timings = benchmark.time_interleaved(runners, tp.repeats)
+    for name in row["diverged"]:
+        runners.pop(name, None)
+        timings.pop(name, None)
     for name, timing in timings.items():
         figures = benchmark.step_figures(timing, k * m if name == "limit" else m,
                                      1 if name == "limit" else k)
@@ -403,7 +436,8 @@ def full_sweep_estimate(rows: list[dict], precision: str) -> dict:
     JAX sequential baseline and, where measured, PyTorch eager sequential runs."""
     series = {"ours": {m: f["step_ms"] for m, (_, f) in
                        fastest_per_batch_size(rows, precision).items()},
-              "jax_sequential": {r["batch_size"]: r["baseline"]["step_ms"] for r in rows},
+              "jax_sequential": {r["batch_size"]: r["baseline"]["step_ms"] for r in rows
+                                 if "baseline" in r},
               "torch_sequential": {r["batch_size"]: r["torch"]["step_ms"] for r in rows
                                    if "torch" in r}}
     estimate = {"num_train": FULL_NUM_TRAIN, "epochs": FULL_EPOCHS, "minutes": {}}
@@ -650,6 +684,9 @@ def markdown(record: dict) -> str:
             if row["skipped"]:
                 lines.append(f"| {row['batch_size']} | | skipped (budget): "
                              f"{', '.join(row['skipped'])} | | | | | | | | | | | |")
+            if row.get("diverged"):
+                lines.append(f"| {row['batch_size']} | | diverged (dropped): "
+                             f"{', '.join(row['diverged'])} | | | | | | | | | | | |")
         lines += ["", "## Fastest lanes per m against the targets", "",
                   "| m | fastest | ours/JAX sequential (≥ 3 at m ≤ 8) | "
                   "ours/PyTorch eager (≥ 10 at m ≤ 8) | ours/limit time (≤ 1.3) | "
@@ -657,11 +694,12 @@ def markdown(record: dict) -> str:
         precision = record["config"]["precision"]
         for m, (name, f) in fastest_per_batch_size(section["rows"], precision).items():
             row = next(r for r in section["rows"] if r["batch_size"] == m)
-            torch_ratio = (f"{row['torch']['step_ms'] / f['step_ms']:.2f}" if "torch" in row
-                           else "not measured")
+            ratio = lambda name: (f"{row[name]['step_ms'] / f['step_ms']:.2f}" if name in row
+                                  else "not measured")
             memory = row.get("device_memory_mib") or {}
-            lines.append(f"| {m} | {name} | {row['baseline']['step_ms'] / f['step_ms']:.2f} | "
-                         f"{torch_ratio} | {f['step_ms'] / row['limit']['step_ms']:.2f} | "
+            limit = (f"{f['step_ms'] / row['limit']['step_ms']:.2f}" if "limit" in row
+                     else "not measured")
+            lines.append(f"| {m} | {name} | {ratio('baseline')} | {ratio('torch')} | {limit} | "
                          f"{memory.get('peak_bytes_in_use', float('nan')):.0f} |")
         estimate = section.get("full_fig1_estimate")
         if estimate:

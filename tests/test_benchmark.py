@@ -83,11 +83,18 @@ def test_a_diverged_lane_stops_the_timing(monkeypatch):
     # A diverged lane is frozen and, group by group, skipped: its timing would flatter the
     # lanes. At η̃ = 2^100 the small CNN diverges within the first epoch.
     from smallbatch_jax import benchmark
-    monkeypatch.setattr(benchmark, "BASE_LR", 2.0**100)
+    monkeypatch.setattr(benchmark, "timing_lr", lambda batch_size: 2.0**100)
     dataset = synthetic_dataset((8, 8, 1), 10, 16)
     with pytest.raises(RuntimeError, match="a lane diverged at m=2"):
         benchmark.lanes_runner(lambda conv: create_model("small_cnn", 10, conv=conv), dataset,
                                2, 2, Strategy())
+
+
+def test_the_timed_lr_holds_eta_below_the_divergence_seen_at_large_m():
+    from smallbatch_jax.benchmark import BASE_LR, MAX_LR, timing_lr
+    assert [timing_lr(m) for m in (2, 256)] == [BASE_LR, BASE_LR]
+    assert timing_lr(512) == 2.0**-15 and timing_lr(2048) == 2.0**-17
+    assert all(m * timing_lr(m) <= MAX_LR for m in (2, 8, 512, 2048, 26624))
 
 
 def test_sweep_estimate_counts_each_ms_steps_at_its_widest_row():

@@ -161,3 +161,48 @@ def test_a_sweep_run_again_skips_what_finished_and_what_does_not_fit(tmp_path, m
     assert list(done["wall_seconds"]) == ["m8"] and done["skipped"][0].startswith("m32")
     with tarfile.open(archive) as tar:
         assert "fig1/grid/m8/results.csv" in tar.getnames()
+
+
+def test_a_candidate_whose_lanes_diverge_is_dropped_and_the_check_goes_on(monkeypatch):
+    """A candidate diverging at its first dispatch or during the timed repeats is reported in
+    the row's 'diverged', never timed or chosen; the other candidates are timed as usual."""
+    import os
+
+    from conftest import REPO_ROOT
+    from smallbatch_jax import gpu_check
+    from smallbatch_jax.benchmark import synthetic_dataset
+    from smallbatch_jax.config_args import load_config
+
+    calls = []
+
+    def fake_lanes_runner(run_config, dataset, num_lanes, timed_steps):
+        conv = run_config.strategy.conv
+        calls.append(conv)
+        if conv == "patches":  # diverges at once
+            raise gpu_check.LaneDiverged("a lane diverged")
+        repeats = []
+
+        def run():
+            repeats.append(1)
+            if conv == "shifted" and len(repeats) == 2:  # diverges in its second repeat
+                raise gpu_check.LaneDiverged("a lane diverged")
+            return 1e-3
+        return (0.5, timed_steps, run), {"steps_per_dispatch": timed_steps, "program_mib": 1.0,
+                                         "hlo": gpu_check.hlo_stats("")}
+
+    monkeypatch.setattr(gpu_check, "lanes_runner", fake_lanes_runner)
+    config = load_config(os.path.join(REPO_ROOT, "configs", "gpu_check.py") + ":tiny")
+    config.throughput.baselines = False
+    config.throughput.repeats = 3
+    candidates = {spec: (gpu_check.parse_candidate(spec), "highest")
+                  for spec in ("vmap/patches", "vmap/xla", "vmap/shifted")}
+    clock = gpu_check.Clock(deadline_minutes=10)
+    row = gpu_check.measure_row(config, synthetic_dataset((8, 8, 1), 10, 16), 4, candidates,
+                                gpu_check.Budget(clock, minutes=5), clock, profile_dir=None)
+    assert calls == ["patches", "xla", "shifted"]
+    assert row["diverged"] == ["vmap/patches", "vmap/shifted"]
+    assert list(row["lanes"]) == ["vmap/xla"] and row["lanes"]["vmap/xla"]["step_ms"] == 1.0
+    assert "| 4 | | diverged (dropped): vmap/patches, vmap/shifted |" in gpu_check.markdown(
+        {"machine": {"device_kind": "cpu", "jax": "", "jaxlib": "", "date": "", "platform": "",
+                     "num_devices": 1}, "config": config.to_dict(),
+         "throughput": {"rows": [row]}})
