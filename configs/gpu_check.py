@@ -7,8 +7,8 @@ Three sections under one deadline (`deadline_minutes`), each writing what it mea
 OUTDIR as it goes (gpu_check.json, gpu_check.md, strategy_table.json, *.tar.gz):
 
 a. Throughput (`throughput`): the reduced AlexNet, K = 13 lanes, on the CIFAR-10 subset's
-   shapes. At every m of `batch_sizes_all`, every candidate strategy side by side with the
-   JAX sequential baseline, the packing limit and the PyTorch eager baseline (interleaved
+   shapes. At every m of `batch_sizes_all`, every candidate strategy that the m's equal share
+   of the section's budget allows, side by side with the JAX sequential baseline, the packing limit and the PyTorch eager baseline (interleaved
    repeats); at `batch_sizes_best` only the best `num_best` candidates, and the best at the
    other precision (TF32 against true float32). The fastest strategy per m goes to
    strategy_table.json, which 'auto' then uses (strategy.choose_strategy).
@@ -57,17 +57,19 @@ def get_config(arg: str | None = None):
     # follow-up run that has its baselines from an earlier one).
     tp.baselines = True
     tp.torch = True  # the PyTorch eager baseline, where `import torch` works (needs baselines)
-    # Candidates, in order of priority (the budget may stop the list), as
+    # Candidates, in order of priority (each m's share of the budget may stop the list), as
     # "lanes/conv[/unrollN][/stepsN]": how lanes map, how convolutions are computed, scan
     # iterations unrolled, steps per dispatch (default: the repeat's steps, one dispatch).
+    # The order is the H100's at m = 2 (docs/gpu/2026-11-26-h100): fastest first, the two
+    # whose compilation alone costs more than a minute or who lose 10× last.
     tp.candidates = (
-        "vmap/xla",  # the reference: grouped convolutions under vmap
-        "map/xla",  # lax.map: one lane at a time, ungrouped cuDNN convolutions
-        "vmap/patches",  # batched matrix products, the patches in memory
-        "vmap/xla/unroll8",  # loop overhead: 8 steps per scan iteration
-        "vmap/shifted",  # batched matrix products, no patches
-        "unrolled/xla",  # K subgraphs in one program
-        "vmap/xla/steps1",  # a dispatch per step: the host's cost against the loop's
+        "vmap/patches",  # batched matrix products, the patches in memory (H100 m = 2: 0.39 ms)
+        "vmap/xla",  # the reference: grouped convolutions under vmap (1.37 ms)
+        "vmap/shifted",  # batched matrix products, no patches (0.68 ms)
+        "vmap/xla/steps1",  # a dispatch per step: the host's cost against the loop's (1.87 ms)
+        "vmap/xla/unroll8",  # loop overhead: 8 steps per scan iteration (1.45 ms)
+        "map/xla",  # lax.map: one lane at a time, ungrouped cuDNN convolutions (6.17 ms)
+        "unrolled/xla",  # K subgraphs in one program (5.03 ms, 78 s to compile)
     )
     # Profiles (jax.profiler, summarized by kernel and HLO op) of the best and the reference
     # at these m.

@@ -17,7 +17,8 @@ if compgen -G ".carry/*.whl" > /dev/null; then
   export PYTHONPATH=/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}
   # The carried Orbax was tested with this machine's jax, not necessarily with the device's:
   # if it does not import there, fall back to the device's own.
-  if ! python3 -c "import orbax.checkpoint" 2> "$out/orbax_import.log"; then
+  if ! python3 -c "import orbax.checkpoint" 2> /tmp/gpu_check_orbax.log; then
+    cp /tmp/gpu_check_orbax.log "$out/orbax_import.log"
     echo "the carried orbax-checkpoint does not import (orbax_import.log); using the device's"
     rm -rf /tmp/gpu_check_site/orbax /tmp/gpu_check_site/orbax_checkpoint-*
   fi

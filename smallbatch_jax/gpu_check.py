@@ -70,7 +70,7 @@ class Budget:
 
     clock: Clock
     minutes: float
-    began: float = dataclasses.field(default_factory=time.perf_counter)
+    began: float = dataclasses.field(default_factory=lambda: time.perf_counter())
 
     def left(self) -> float:
         return min(self.began + 60.0 * self.minutes - time.perf_counter(), self.clock.left())
@@ -382,8 +382,19 @@ def throughput_section(config, dataset, clock: Clock, record: dict, outdir: str,
     section = record["throughput"] = {"rows": []}
     candidates = {spec: (parse_candidate(spec), config.precision) for spec in tp.candidates}
     profile_dir = os.path.join(config.workdir, "profiles")
+    remaining = len(tp.batch_sizes_all) + len(tp.batch_sizes_best)
+
+    def share() -> Budget:
+        # Each m gets an equal share of what is left, so that no m is left without a
+        # candidate because the first one's compilations took the whole section (the first
+        # H100 run: 7 candidates at m = 2 took 2.5 of its 3 minutes, 78 s of it one compile).
+        nonlocal remaining
+        minutes = max(budget.left(), 0.0) / 60.0 / remaining
+        remaining -= 1
+        return Budget(clock, minutes)
+
     for m in tp.batch_sizes_all:
-        section["rows"].append(measure_row(config, dataset, m, candidates, budget, clock,
+        section["rows"].append(measure_row(config, dataset, m, candidates, share(), clock,
                                            profile_dir))
         save()
     timed = [row for row in section["rows"] if row["lanes"]]
@@ -396,7 +407,7 @@ def throughput_section(config, dataset, clock: Clock, record: dict, outdir: str,
     later[f"{best[0]}@{config.other_precision}"] = (candidates[best[0]][0],
                                                    config.other_precision)
     for m in tp.batch_sizes_best:
-        section["rows"].append(measure_row(config, dataset, m, later, budget, clock,
+        section["rows"].append(measure_row(config, dataset, m, later, share(), clock,
                                            profile_dir))
         save()
     chosen = fastest_per_batch_size(section["rows"], config.precision)

@@ -123,9 +123,14 @@ def write_measured_table(path: str, choices: dict[int, Strategy], **provenance) 
 
 def measured_choice(table: dict, batch_size: int) -> Strategy:
     """The table's strategy for the measured m nearest to `batch_size` in log₂ m (a tie goes
-    to the smaller m)."""
-    nearest = min(table["choices"], key=lambda m: (abs(math.log2(m / batch_size)), m))
-    return table["choices"][nearest]
+    to the smaller m); the reference beyond a factor 2 of the measured range: a choice
+    measured at m = 128 says nothing about m = 2048, where the patches of the fastest small-m
+    lowering alone take tens of GiB."""
+    measured = table["choices"]
+    if not min(measured) / 2 <= batch_size <= 2 * max(measured):
+        return PRESETS["reference"]
+    nearest = min(measured, key=lambda m: (abs(math.log2(m / batch_size)), m))
+    return measured[nearest]
 
 
 def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
@@ -151,7 +156,8 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
     Other backends (GPU): the fastest strategy of a table measured there by
     experiments.gpu_check (reduced AlexNet, K = 13; smallbatch_jax/measured/gpu.json, whose
     device, jax version and date docs/benchmarks.md shows), for the measured m nearest to
-    `batch_size`. Without a table: the reference (vmap, scan), split over every device.
+    `batch_size`, within a factor 2 of the measured range. Without a table, or outside its
+    range: the reference (vmap, scan), split over every device.
     """
     if table_path:
         if not os.path.isfile(table_path):

@@ -206,3 +206,45 @@ def test_a_candidate_whose_lanes_diverge_is_dropped_and_the_check_goes_on(monkey
         {"machine": {"device_kind": "cpu", "jax": "", "jaxlib": "", "date": "", "platform": "",
                      "num_devices": 1}, "config": config.to_dict(),
          "throughput": {"rows": [row]}})
+
+
+def test_each_batch_size_gets_an_equal_share_of_what_is_left(monkeypatch, tmp_path):
+    """The throughput section's budget is split over the m still to measure: a slow first m
+    cannot leave the others without a candidate. Time is faked: each compile takes 1 s."""
+    import os
+    import types
+
+    from conftest import REPO_ROOT
+    from smallbatch_jax import gpu_check
+    from smallbatch_jax.benchmark import synthetic_dataset
+    from smallbatch_jax.config_args import load_config
+
+    now = [0.0]
+    monkeypatch.setattr(gpu_check, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    compiled = []
+
+    def fake_lanes_runner(run_config, dataset, num_lanes, timed_steps):
+        compiled.append((run_config.batch_size, run_config.strategy.conv))
+        now[0] += 1.0
+        return (0.5, timed_steps, lambda: 1e-3), {"steps_per_dispatch": timed_steps,
+                                                  "program_mib": 1.0,
+                                                  "hlo": gpu_check.hlo_stats("")}
+
+    monkeypatch.setattr(gpu_check, "lanes_runner", fake_lanes_runner)
+    monkeypatch.setattr(gpu_check, "pack", lambda *args: True)
+    config = load_config(os.path.join(REPO_ROOT, "configs", "gpu_check.py") + ":tiny")
+    tp = config.throughput
+    tp.baselines, tp.num_best, tp.profile_batch_sizes = False, 1, ()
+    tp.batch_sizes_all, tp.batch_sizes_best = (2, 4, 8), (16,)
+    tp.candidates = ("vmap/patches", "vmap/xla", "vmap/shifted")
+    tp.budget_minutes = 6.5 / 60  # 6.5 s: 1.625 s per m at first
+    clock = gpu_check.Clock(deadline_minutes=10)
+    record = {"machine": {"device_kind": "cpu", "date": ""}}
+    gpu_check.throughput_section(config, synthetic_dataset((8, 8, 1), 10, 16), clock, record,
+                                 str(tmp_path), save=lambda: None)
+    # m = 2: 1.625 s, two compiles (the second begins at 1 s); m = 4: 4.5 s left, 1.5 each:
+    # two; m = 8: 2.5 s left, 1.25: two; m = 16: 0.5 s left: one (of the best and its
+    # other precision).
+    assert [m for m, _ in compiled] == [2, 2, 4, 4, 8, 8, 16]
+    assert [row["skipped"] for row in record["throughput"]["rows"]] == [
+        ["vmap/shifted"]] * 3 + [["vmap/patches@default"]]

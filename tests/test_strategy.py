@@ -66,8 +66,10 @@ def test_a_measured_table_decides_auto_for_the_nearest_measured_batch_size(tmp_p
     write_measured_table(path, {2: small, 32: large}, device="test device", jax="0.0")
     table = read_measured_table(path)
     assert table["device"] == "test device" and table["choices"] == {2: small, 32: large}
-    # log₂ distance: 8 is 2 from 2 and 2 from 32 (a tie: the smaller m), 16 is nearer 32.
-    expected = {1: small, 2: small, 4: small, 8: small, 16: large, 32: large, 2048: large}
+    # log₂ distance: 8 is 2 from 2 and 2 from 32 (a tie: the smaller m), 16 is nearer 32;
+    # beyond a factor 2 of the measured m, nothing was measured: the reference.
+    expected = {1: small, 2: small, 4: small, 8: small, 16: large, 32: large, 64: large,
+                128: PRESETS["reference"], 2048: PRESETS["reference"]}
     for m, strategy in expected.items():
         for backend in ("gpu", "cpu"):
             assert choose_strategy(backend, m, table_path=path) == strategy
@@ -90,6 +92,7 @@ def test_without_a_packaged_table_an_accelerator_gets_the_reference(monkeypatch,
     write_measured_table(str(tmp_path / "gpu.json"), {8: Strategy(lane_map="map")})
     assert choose_strategy("gpu", 8) == Strategy(lane_map="map")
     assert choose_strategy("tpu", 8) == PRESETS["reference"]
+
 
 
 def _section(**fields):
