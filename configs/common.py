@@ -27,6 +27,11 @@ def get_config():
     # Built in (smallbatch_jax.models.MODELS), or your own: "package.module:attribute", a
     # Flax module or a factory of one called with the number of classes.
     config.model = "small_cnn"
+    # What training minimizes and the sweep ranks by (smallbatch_jax/objectives.py):
+    # 'classification' (softmax cross-entropy; the test accuracy, higher is better: the
+    # paper's), 'regression' (squared error, for real-valued targets; the test mean squared
+    # error, lower is better), or your own: "package.module:attribute" naming an Objective.
+    config.objective = "classification"
     # Standardize the inputs with the training split's statistics (per channel for images,
     # per feature for other float inputs; token ids are never touched).
     config.standardize = True

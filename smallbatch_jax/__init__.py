@@ -7,5 +7,7 @@ The Python API (smallbatch_jax/api.py): `load_config`, `run_lr_sweep`, `run_batc
 from smallbatch_jax.api import run_batch_sweep, run_lr_sweep
 from smallbatch_jax.config_args import load_config
 from smallbatch_jax.data import Dataset, make_dataset
+from smallbatch_jax.objectives import CLASSIFICATION, REGRESSION, Objective
 
-__all__ = ["Dataset", "load_config", "make_dataset", "run_batch_sweep", "run_lr_sweep"]
+__all__ = ["CLASSIFICATION", "Dataset", "Objective", "REGRESSION", "load_config", "make_dataset",
+           "run_batch_sweep", "run_lr_sweep"]

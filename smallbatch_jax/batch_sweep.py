@@ -31,12 +31,12 @@ def batch_size_runs(config) -> list[Run]:
 
 
 def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1, *,
-                    model=None, dataset=None) -> list[dict]:
+                    model=None, dataset=None, objective=None) -> list[dict]:
     """Runs this task's unfinished batch sizes, merges, reports; returns the merged rows.
-    `model`, `dataset`: a user's (smallbatch_jax.api)."""
+    `model`, `dataset`, `objective`: a user's (smallbatch_jax.api)."""
     return run_sweep(config, batch_size_runs(config), workdir,
                      lambda rows: report(workdir, rows, config.reliable_tolerance),
-                     task_index, num_tasks, model=model, dataset=dataset)
+                     task_index, num_tasks, model=model, dataset=dataset, objective=objective)
 
 
 def report(workdir: str, rows, tolerance: float, curves=None) -> None:

@@ -6,9 +6,9 @@ limits that depend on its size.
 
 import math
 
-
 from smallbatch_jax.data import DATASETS, Dataset
 from smallbatch_jax.models import MODELS, import_model
+from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
 from smallbatch_jax.strategy import strategy_fields
 from smallbatch_jax.train.plan import PRECISIONS
@@ -22,11 +22,14 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_config(config, *, user_model: bool = False, user_data: bool = False) -> None:
-    """`user_model`/`user_data`: the model or the data come from the API (smallbatch_jax.api),
-    and config.model/config.dataset only name them."""
+def check_config(config, *, user_model: bool = False, user_data: bool = False,
+                 user_objective: bool = False) -> None:
+    """`user_model`/`user_data`/`user_objective`: the model, the data or the objective come
+    from the API (smallbatch_jax.api), and config.model/dataset/objective only name them."""
     if not user_model and config.model not in MODELS:
         import_model(config.model)  # "package.module:attribute", or a clear error
+    if not user_objective:
+        objective_named(config.objective)  # built in, "package.module:attribute", or an error
     if not user_data and config.dataset not in DATASETS:
         _fail("dataset", config.dataset, DATASETS)
     if config.dataset == "npz" and not config.data_dir:
@@ -115,7 +118,16 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     strategy_fields(config.strategy)
 
 
-def check_against_data(config, dataset: Dataset) -> None:
+def check_against_data(config, dataset: Dataset, objective: Objective | None = None) -> None:
+    """What the config asks of the data set (and the objective of its labels: None, the
+    config's own)."""
+    objective = objective or objective_named(config.objective)
+    labels = getattr(dataset, "label_kind", "classes")
+    if objective.labels != labels:
+        _fail("objective", config.objective,
+              f"one for {labels} ({dataset.name}'s labels are "
+              + ("integer class ids)" if labels == "classes" else "real-valued targets)")
+              + f"; this objective needs {objective.labels}")
     kind = getattr(dataset, "input_kind", "images")
     if config.augment and kind != "images":
         _fail("augment", config.augment, f"False for {dataset.name}: its inputs are {kind}, "

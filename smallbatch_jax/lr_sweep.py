@@ -36,6 +36,7 @@ from smallbatch_jax.data import DATASETS, Dataset, load_dataset
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model, takes_conv, user_model
 from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.optim import Optimizer, beta2_for
 from smallbatch_jax.provenance import provenance
 from smallbatch_jax.run_directory import claim
@@ -48,6 +49,10 @@ CHECKPOINTS = "checkpoints"
 # run computes (the sweep's other points, the summary's tolerance, how often to save).
 RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size",
                   "reliable_tolerance", "checkpoint")
+# Keys added to the config after runs were saved without them, with the value that trains
+# as those runs were trained: absent from a saved config and at this value now is no
+# difference (a finished run stays finished, a checkpoint resumes).
+ADDED_KEYS = {"objective": "classification"}
 
 
 def optimizer_of(config) -> Optimizer:
@@ -70,10 +75,12 @@ def lane_grid(config) -> LaneGrid:
     )
 
 
-def build_trainer(config, dataset, num_lanes: int, model=None):
+def build_trainer(config, dataset, num_lanes: int, model=None, objective=None):
     """The execution plan for `num_lanes` lanes of `config` on this process's devices (made
     once: train/plan.py), the trainer built from it, and the data set's batch source.
-    `model`: a user's model (a Flax module or a factory of one) instead of config.model."""
+    `model`: a user's model (a Flax module or a factory of one) instead of config.model;
+    `objective`: a user's Objective instead of config.objective."""
+    objective = objective or objective_named(config.objective)
     source = batch_source(dataset, config.batch_size,
                           min(config.eval_batch_size, dataset.num_test))
     tokens = getattr(dataset, "input_kind", "images") == "tokens"
@@ -86,7 +93,7 @@ def build_trainer(config, dataset, num_lanes: int, model=None):
                                  config.bn_batch_size or None, conv_layer(conv))
         return LaneStep(built, batch_size=config.batch_size, image_shape=dataset.image_shape,
                         optimizer=optimizer_of(config),
-                        input_dtype="int32" if tokens else "float32",
+                        input_dtype="int32" if tokens else "float32", objective=objective,
                         decay_points=tuple(config.lr_decay_points),
                         decay_factor=config.lr_decay_factor)
 
@@ -122,9 +129,11 @@ def as_json(config) -> dict:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """'key: saved → current' for every key that differs, RESUME_IGNORES aside."""
+    """'key: saved → current' for every key that differs, RESUME_IGNORES aside (and
+    ADDED_KEYS absent from `saved` at their old behaviour's value)."""
     saved, current = _flat(saved), _flat(current)
-    ignored = lambda key: key.split(".")[0] in RESUME_IGNORES
+    ignored = lambda key: key.split(".")[0] in RESUME_IGNORES or (
+        key in ADDED_KEYS and key not in saved and current.get(key) == ADDED_KEYS[key])
     return [f"{key}: {saved.get(key, '(absent)')!r} → {current.get(key, '(absent)')!r}"
             for key in sorted(set(saved) | set(current))
             if not ignored(key) and saved.get(key) != current.get(key)]
@@ -149,7 +158,7 @@ def checkpoint_due(cadence, epoch: int, last_save: tuple[int, float]) -> bool:
                 (cadence.every_minutes and minutes_since >= cadence.every_minutes))
 
 
-def _log_progress(grid: LaneGrid, epochs: int, started: float):
+def _log_progress(grid: LaneGrid, epochs: int, started: float, objective: Objective):
     """The per-epoch progress line; the ETA is from the epochs after this process's first,
     whose time includes compilation."""
     lanes = grid.lanes()
@@ -157,11 +166,13 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
 
     def log(epoch, history):
         now = time.perf_counter()
-        accuracy = history.test_accuracy[-1][:len(lanes)]  # without padding lanes
-        diverged = int(np.isnan(accuracy).sum())
+        metric = history.test_metric[-1][:len(lanes)]  # without padding lanes
+        diverged = int(np.isnan(metric).sum())
         if diverged < len(lanes):
-            best = int(np.nanargmax(accuracy))
-            best_text = f"best η̃=2^{np.log2(lanes[best][1]):g} acc {accuracy[best]:.4f}"
+            best = int(np.nanargmax(metric) if objective.higher_is_better
+                       else np.nanargmin(metric))
+            name = "acc" if objective.metric_name == "accuracy" else objective.metric_name
+            best_text = f"best η̃=2^{np.log2(lanes[best][1]):g} {name} {metric[best]:.4f}"
         else:
             best_text = "every lane diverged"
         if not first_done:
@@ -175,23 +186,27 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float):
     return log
 
 
-def train_and_evaluate(config, workdir: str, dataset=None, model=None) -> list[dict]:
+def train_and_evaluate(config, workdir: str, dataset=None, model=None,
+                       objective=None) -> list[dict]:
     """Trains every lane of the config's grid, or resumes it from the workdir's newest
     checkpoint; returns the per-lane results rows. `dataset`: the loaded data set (a
     sweep loads it once for all its runs; a user's, through smallbatch_jax.api); default:
-    config.dataset, loaded here. `model`: a user's model instead of config.model."""
+    config.dataset, loaded here. `model`: a user's model instead of config.model;
+    `objective`: a user's Objective instead of config.objective."""
     check_config(config, user_model=model is not None,
-                 user_data=dataset is not None and config.dataset not in DATASETS)
+                 user_data=dataset is not None and config.dataset not in DATASETS,
+                 user_objective=objective is not None)
+    objective = objective or objective_named(config.objective)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     if not config.standardize and isinstance(dataset, Dataset):
         dataset = dataclasses.replace(dataset, mean=None, std=None)
-    check_against_data(config, dataset)
+    check_against_data(config, dataset, objective)
     with claim(workdir, remove_temporaries=True):
-        return _train_and_evaluate(config, workdir, dataset, model)
+        return _train_and_evaluate(config, workdir, dataset, model, objective)
 
 
-def _train_and_evaluate(config, workdir: str, dataset, model) -> list[dict]:
+def _train_and_evaluate(config, workdir: str, dataset, model, objective) -> list[dict]:
     finished = os.path.join(workdir, "results.csv")
     if os.path.isfile(finished):
         with open(os.path.join(workdir, "config.json")) as f:
@@ -201,18 +216,18 @@ def _train_and_evaluate(config, workdir: str, dataset, model) -> list[dict]:
 
     checkpoints = RunCheckpoints(os.path.join(workdir, CHECKPOINTS), config.checkpoint.keep)
     try:
-        return _train(config, workdir, dataset, model, checkpoints)
+        return _train(config, workdir, dataset, model, objective, checkpoints)
     finally:
         checkpoints.close()  # (its threads, also when the run fails)
 
 
-def _train(config, workdir: str, dataset, model, checkpoints) -> list[dict]:
+def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list[dict]:
     newest = checkpoints.newest_progress()
     if newest is not None:  # refused before anything compiles
         check_resumable(newest["config"], config, workdir)
 
     grid = lane_grid(config)
-    trainer, source = build_trainer(config, dataset, grid.num_lanes, model)
+    trainer, source = build_trainer(config, dataset, grid.num_lanes, model, objective)
     if config.bn_batch_size and not trainer.has_batch_norm:
         logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
                         config.bn_batch_size, config.model)
@@ -244,7 +259,7 @@ def _train(config, workdir: str, dataset, model, checkpoints) -> list[dict]:
                      int(state.epoch), config.epochs, int(state.step))
 
     started = time.perf_counter()
-    log = _log_progress(grid, config.epochs, started)
+    log = _log_progress(grid, config.epochs, started, objective)
     last_save = [int(state.epoch), started]
 
     def on_epoch_end(epoch, history, state):
@@ -266,7 +281,7 @@ def _train(config, workdir: str, dataset, model, checkpoints) -> list[dict]:
         config.batch_size, steps_per_epoch=source.steps_per_epoch,
         diverged_step=np.asarray(state.lanes.diverged_step), last_epochs=config.last_epochs,
         wall_seconds=wall_seconds, model=config.model, dataset=config.dataset,
-        optimizer=optimizer_of(config))
+        optimizer=optimizer_of(config), objective=objective)
     save_state(os.path.join(workdir, "state.msgpack"), state)
     # Last: a results.csv marks a finished run (batch_sweep skips it when re-run).
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)

@@ -2,8 +2,9 @@
 
 Each function draws one figure on a new matplotlib Figure and returns it; `write_figures`
 saves a batch sweep's as PNG and SVG, `write_bn_figures` a ghost-BN sweep's. Diverged runs
-stay visible: drawn as crosses on the bottom axis of the accuracy plots, and as empty cells
-of the heat maps.
+stay visible: drawn as crosses at the worst edge of the metric plots (the bottom for
+accuracy, the top where lower is better), and as empty cells of the heat maps. Every label
+names the table's metric (analysis.MetricTable) and says when lower is better.
 """
 
 import math
@@ -16,8 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from smallbatch_jax.analysis import (  # noqa: E402
-    accuracy_table, best_per_batch_size, bn_accuracy_table, reliable_ranges)
-from smallbatch_jax.results import replacing  # noqa: E402
+    accuracy_table, best_per_batch_size, bn_accuracy_table, higher_is_better, metric_name,
+    reliability_rule, reliable_ranges)
+from smallbatch_jax.results import metric_of, replacing  # noqa: E402
 
 FORMATS = ("png", "svg")
 
@@ -30,18 +32,36 @@ def _base_lrs(accuracies):
     return sorted({lr for _, lr in accuracies})
 
 
+def _metric_label(table, prefix: str = "test") -> str:
+    """e.g. 'test accuracy', 'test mse (lower is better)'."""
+    return f"{prefix} {metric_name(table)}" + ("" if higher_is_better(table)
+                                               else " (lower is better)")
+
+
+def _mark_failed(ax, table, xs, color) -> None:
+    """Crosses at the worst edge of the axes (x in data, y in axes coordinates): failed runs
+    stay visible without stretching the axis to a made-up value."""
+    y = 0.03 if higher_is_better(table) else 0.97
+    ax.plot(xs, [y] * len(xs), "x", color=color, markersize=6,
+            transform=ax.get_xaxis_transform(), clip_on=False)
+
+
+def _colormap(table) -> str:
+    return "viridis" if higher_is_better(table) else "viridis_r"  # bright: better
+
+
 def accuracy_vs_lr(accuracies) -> plt.Figure:
-    """Figs 1–3, 5–11: test accuracy vs η̃, one curve per m; ✕ marks diverged runs."""
+    """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; ✕ marks diverged runs."""
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(_batch_sizes(accuracies))))
     for color, m in zip(colors, _batch_sizes(accuracies)):
         lrs = [lr for mm, lr in accuracies if mm == m]
         accs = [accuracies[(m, lr)] for lr in lrs]
         ax.plot(np.log2(lrs), accs, "o-", color=color, label=f"m = {m}", markersize=3)
-        failed = [math.log2(lr) for lr, acc in zip(lrs, accs) if math.isnan(acc)]
-        ax.plot(failed, [0.0] * len(failed), "x", color=color, markersize=6)
-    ax.set(xlabel="log₂ η̃", ylabel="test accuracy (median, last epochs)",
-           title="Test accuracy vs base learning rate (✕: diverged)")
+        _mark_failed(ax, accuracies,
+                     [math.log2(lr) for lr, acc in zip(lrs, accs) if math.isnan(acc)], color)
+    ax.set(xlabel="log₂ η̃", ylabel=_metric_label(accuracies) + ", median of the last epochs",
+           title=f"Test {metric_name(accuracies)} vs base learning rate (✕: diverged)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -62,7 +82,9 @@ def compare_best_accuracy(tables: dict) -> plt.Figure:
         ax.plot(np.log2(list(best)), [acc for _, acc in best.values()], "o-", label=label,
                 markersize=4)
     ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
-    ax.set(xlabel="batch size m", ylabel="best test accuracy", title="Best test accuracy vs m")
+    first = next(iter(tables.values()), {})
+    ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"),
+           title=f"Best test {metric_name(first)} vs m")
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -92,7 +114,8 @@ def compare_reliable_ranges(tables: dict, tolerance: float) -> plt.Figure:
             ax.plot([], [], "-", color=color, linewidth=3, label=label)
     ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
     ax.set(xlabel="batch size m", ylabel="log₂ η̃",
-           title=f"Reliable η̃: accuracy ≥ best − {tolerance:g}, no divergence")
+           title=f"Reliable η̃: {reliability_rule(next(iter(tables.values()), {}), tolerance)}, "
+                 "no divergence")
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -104,10 +127,11 @@ def accuracy_heat_map(accuracies) -> plt.Figure:
     ms, lrs = _batch_sizes(accuracies), _base_lrs(accuracies)
     values = np.array([[accuracies.get((m, lr), np.nan) for m in ms] for lr in lrs])
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(accuracies))
     ax.set_xticks(range(len(ms)), [str(m) for m in ms])
     ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
-    ax.set(xlabel="batch size m", ylabel="log₂ η̃", title="Test accuracy (blank: diverged)")
+    ax.set(xlabel="batch size m", ylabel="log₂ η̃",
+           title=f"{_metric_label(accuracies, 'Test')} (blank: diverged)")
     fig.colorbar(image, ax=ax)
     return fig
 
@@ -122,12 +146,13 @@ def accuracy_vs_bn_batch_size(bn_grid) -> plt.Figure:
         mbns = sorted(b for mm, b in bn_grid if mm == m)
         accs = [bn_grid[(m, b)][1] for b in mbns]
         ax.plot(np.log2(mbns), accs, "o-", color=color, label=f"m = {m}", markersize=3)
-        failed = [math.log2(b) for b, acc in zip(mbns, accs) if math.isnan(acc)]
-        ax.plot(failed, [0.0] * len(failed), "x", color=color, markersize=6)
+        _mark_failed(ax, bn_grid, [math.log2(b) for b, acc in zip(mbns, accs)
+                                   if math.isnan(acc)], color)
     mbns = sorted({b for _, b in bn_grid})
     ax.set_xticks(np.log2(mbns), [str(b) for b in mbns])
-    ax.set(xlabel="BN batch size m_BN", ylabel="test accuracy (median, last epochs)",
-           title="Test accuracy vs BN batch size (✕: diverged)")
+    ax.set(xlabel="BN batch size m_BN",
+           ylabel=_metric_label(bn_grid) + ", median of the last epochs",
+           title=f"Test {metric_name(bn_grid)} vs BN batch size (✕: diverged)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -138,22 +163,22 @@ def bn_heat_map(bn_grid) -> plt.Figure:
     ms, mbns = sorted({m for m, _ in bn_grid}), sorted({b for _, b in bn_grid})
     values = np.array([[bn_grid.get((m, b), (np.nan, np.nan))[1] for m in ms] for b in mbns])
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(bn_grid))
     ax.set_xticks(range(len(ms)), [str(m) for m in ms])
     ax.set_yticks(range(len(mbns)), [str(b) for b in mbns])
     ax.set(xlabel="SGD batch size m", ylabel="BN batch size m_BN",
-           title="Test accuracy, best η̃ (blank: not run or diverged)")
+           title=f"{_metric_label(bn_grid, 'Test')}, best η̃ (blank: not run or diverged)")
     fig.colorbar(image, ax=ax)
     return fig
 
 
-def training_curves(curves: dict[str, list[dict]]) -> plt.Figure:
-    """Fig 4: test accuracy per epoch, one curve per label (e.g. 'm = 8, η̃ = 2^-8')."""
+def training_curves(curves: dict[str, list[dict]], metric: str = "accuracy") -> plt.Figure:
+    """Fig 4: the test metric per epoch, one curve per label (e.g. 'm = 8, η̃ = 2^-8')."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, rows in curves.items():
-        ax.plot([int(r["epoch"]) for r in rows], [float(r["test_accuracy"]) for r in rows],
+        ax.plot([int(r["epoch"]) for r in rows], [float(r["test_metric"]) for r in rows],
                 label=label)
-    ax.set(xlabel="epoch", ylabel="test accuracy", title="Training curves")
+    ax.set(xlabel="epoch", ylabel=f"test {metric}", title="Training curves")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
@@ -177,7 +202,7 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
                "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance),
                "accuracy_heat_map": accuracy_heat_map(accuracies)}
     if curves:
-        figures["training_curves"] = training_curves(curves)
+        figures["training_curves"] = training_curves(curves, metric_of(rows)[0])
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 

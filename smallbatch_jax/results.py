@@ -1,9 +1,11 @@
 """Per-lane results: the paper's metric, the tables a run writes and prints.
 
 The paper's metric (§3.1, after Goyal et al.) is the median test accuracy over the last 5
-epochs, evaluated once per epoch. A lane that diverged has NaN measurements from that epoch
-on, so its metric is NaN whenever it diverged within the last epochs; `diverged` and
-`diverged_step` say when.
+epochs, evaluated once per epoch. With another objective (objectives.py) it is the median of
+that objective's test metric: the columns say `median_test_metric`, and `metric` and
+`higher_is_better` say which and in which direction. A lane that diverged has NaN
+measurements from that epoch on, so its metric is NaN whenever it diverged within the last
+epochs; `diverged` and `diverged_step` say when.
 """
 
 import contextlib
@@ -14,18 +16,41 @@ import os
 import numpy as np
 
 from smallbatch_jax.lanes import LaneGrid
+from smallbatch_jax.objectives import CLASSIFICATION, Objective
 from smallbatch_jax.optim import Optimizer
 from smallbatch_jax.train.loop import History
 
 SUMMARY_FIELDS = (
-    "model", "dataset", "optimizer",
+    "model", "dataset", "optimizer", "metric", "higher_is_better",
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta2", "epsilon", "epochs", "steps",
-    "median_test_accuracy", "final_test_accuracy", "final_test_loss", "final_train_loss",
+    "median_test_metric", "final_test_metric", "final_test_loss", "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds",
 )
-CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_accuracy",
+CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
                 "epoch_seconds")
+# Columns of files written before the metric was configurable, read under today's names.
+LEGACY_NAMES = {"median_test_accuracy": "median_test_metric",
+                "final_test_accuracy": "final_test_metric", "test_accuracy": "test_metric"}
+
+
+def metric_of(rows: list[dict]) -> tuple[str, bool]:
+    """(the metric's name, whether higher is better) of results rows; the paper's accuracy
+    for rows that do not say (files from before the metric was configurable). Rows of
+    different metrics or directions cannot be ranked together: ValueError."""
+    found = {(r.get("metric") or "accuracy",
+              r.get("higher_is_better") in (True, "True", "", None)) for r in rows}
+    if len(found) > 1:
+        raise ValueError(f"results of different metrics cannot be compared: {sorted(found)}")
+    return found.pop() if found else ("accuracy", True)
+
+
+def best_value(values, higher_is_better: bool) -> float:
+    """The best of `values` (NaN ignored; NaN if none is finite)."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if higher_is_better else min(finite)
 
 
 def median_last(values: np.ndarray, last: int) -> np.ndarray:
@@ -37,15 +62,16 @@ def median_last(values: np.ndarray, last: int) -> np.ndarray:
 def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
               steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int,
               wall_seconds: float = math.nan, model: str = "", dataset: str = "",
-              optimizer: Optimizer = Optimizer()) -> list[dict]:
+              optimizer: Optimizer = Optimizer(),
+              objective: Objective = CLASSIFICATION) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
     whole program (all lanes together, evaluation included, compilation too). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ, or Adam's β₁; `beta2` and `epsilon`
     are Adam's (blank for SGD)."""
     adam = optimizer.name in ("adam", "adamw")
     name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
-    accuracy = np.stack(history.test_accuracy)
-    median = median_last(accuracy, last_epochs)
+    metric = np.stack(history.test_metric)
+    median = median_last(metric, last_epochs)
     rows = []
     for lane, (seed, base_lr) in enumerate(grid.lanes()):
         step = int(diverged_step[lane])
@@ -53,6 +79,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "model": model,
             "dataset": dataset,
             "optimizer": name,
+            "metric": objective.metric_name,
+            "higher_is_better": objective.higher_is_better,
             "lane": lane,
             "seed": seed,
             "base_lr": base_lr,
@@ -68,8 +96,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "epsilon": grid.epsilon if adam else "",
             "epochs": history.epoch[-1],
             "steps": history.epoch[-1] * steps_per_epoch,
-            "median_test_accuracy": float(median[lane]),
-            "final_test_accuracy": float(accuracy[-1, lane]),
+            "median_test_metric": float(median[lane]),
+            "final_test_metric": float(metric[-1, lane]),
             "final_test_loss": float(history.test_loss[-1][lane]),
             "final_train_loss": float(history.train_loss[-1][lane]),
             "diverged": step >= 0,
@@ -119,9 +147,11 @@ def typed(rows: list[dict]) -> list[dict]:
 
 
 def read_csv(path: str) -> list[dict]:
-    """Rows as `write_csv` wrote them, numbers and booleans converted back."""
+    """Rows as `write_csv` wrote them, numbers and booleans converted back (older files'
+    column names as today's: LEGACY_NAMES)."""
     with open(path, newline="") as f:
-        return typed(list(csv.DictReader(f)))
+        rows = typed(list(csv.DictReader(f)))
+    return [{LEGACY_NAMES.get(k, k): v for k, v in row.items()} for row in rows]
 
 
 def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
@@ -132,7 +162,7 @@ def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
                 "epoch": epoch, "lane": lane, "seed": seed, "base_lr": base_lr,
                 "train_loss": float(history.train_loss[i][lane]),
                 "test_loss": float(history.test_loss[i][lane]),
-                "test_accuracy": float(history.test_accuracy[i][lane]),
+                "test_metric": float(history.test_metric[i][lane]),
                 "epoch_seconds": history.seconds[i],
             })
     return rows
@@ -144,15 +174,18 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
     scaling = rows[0].get("lr_scaling", "linear") if rows else "linear"
     swept, eta = {"linear": ("η̃", "η = m·η̃"), "sqrt": ("s", "η = √m·s"),
                   "none": ("η", "η")}[scaling]
-    lines = [f"{'seed':>4} {swept:>8} {eta:>10} {f'median acc (last {last_epochs})':>21} "
-             f"{'final acc':>9} {'train loss':>10}  diverged"]
-    best = np.nanmax([r["median_test_accuracy"] for r in rows] + [-np.inf])
+    name, higher = metric_of(rows)
+    short = "acc" if name == "accuracy" else name
+    lines = [f"{'seed':>4} {swept:>8} {eta:>10} {f'median {short} (last {last_epochs})':>21} "
+             f"{f'final {short}':>9} {'train loss':>10}  diverged"
+             + ("" if higher else f"   ({name}: lower is better)")]
+    best = best_value([r["median_test_metric"] for r in rows], higher)
     for r in rows:
-        marker = " *" if r["median_test_accuracy"] == best else ""
+        marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
         base_lr = f"2^{r['log2_base_lr']:.4g}"
         lines.append(
             f"{r['seed']:>4} {base_lr:>8} {r['lr']:>10.4g} "
-            f"{r['median_test_accuracy']:>21.4f} {r['final_test_accuracy']:>9.4f} "
+            f"{r['median_test_metric']:>21.4f} {r['final_test_metric']:>9.4f} "
             f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
     return "\n".join(lines)

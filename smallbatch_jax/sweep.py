@@ -67,21 +67,22 @@ def task_runs(runs, task_index: int, num_tasks: int) -> list:
 
 
 def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
-              task_index: int = 0, num_tasks: int = 1, *, model=None, dataset=None
-              ) -> list[dict]:
+              task_index: int = 0, num_tasks: int = 1, *, model=None, dataset=None,
+              objective=None) -> list[dict]:
     """Trains this task's unfinished runs (every run's config is checked first, against the
     data too), then merges every complete run into workdir/results.csv and calls
-    `report(rows)` on the merged rows (figures, summary); returns them. `model`, `dataset`:
-    a user's (smallbatch_jax.api), instead of config.model and config.dataset."""
+    `report(rows)` on the merged rows (figures, summary); returns them. `model`, `dataset`,
+    `objective`: a user's (smallbatch_jax.api), instead of the config's."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
     configs = [config_for(config, run) for run in runs]
     for one in configs:
-        check_config(one, user_model=model is not None, user_data=dataset is not None)
+        check_config(one, user_model=model is not None, user_data=dataset is not None,
+                     user_objective=objective is not None)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     for one in configs:
-        check_against_data(one, dataset)
+        check_against_data(one, dataset, objective)
     mine = task_runs(runs, task_index, num_tasks)
     with claim(workdir, f".lock_task{task_index}of{num_tasks}"):
         with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
@@ -98,7 +99,7 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
                          i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
                          time.perf_counter() - started, len(left),
                          eta_text(workdir, runs, left, dataset.num_train))
-            train_and_evaluate(one, os.path.join(workdir, run.name), dataset, model)
+            train_and_evaluate(one, os.path.join(workdir, run.name), dataset, model, objective)
         if jax.process_count() > 1:
             processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
             if jax.process_index() != 0:

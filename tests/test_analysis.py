@@ -12,7 +12,7 @@ NAN = float("nan")
 def _rows(table, seed=0):
     """table: {m: {log2 η̃: accuracy}} → results rows (strings, as csv gives them)."""
     return [{"batch_size": str(m), "base_lr": str(2.0**k), "seed": str(seed),
-             "median_test_accuracy": str(acc)}
+             "median_test_metric": str(acc)}
             for m, accs in table.items() for k, acc in accs.items()]
 
 
@@ -78,7 +78,7 @@ def test_optima_at_the_edge_of_the_grid_are_flagged():
 def _bn_rows(cells, seed=0):
     """cells: {(m, m_BN, log2 η̃): accuracy} → results rows."""
     return [{"batch_size": str(m), "bn_batch_size": str(b), "base_lr": str(2.0**k),
-             "seed": str(seed), "median_test_accuracy": str(acc)}
+             "seed": str(seed), "median_test_metric": str(acc)}
             for (m, b, k), acc in cells.items()]
 
 
@@ -134,8 +134,41 @@ def test_one_tie_rule_everywhere_the_smaller_value_wins():
     assert best[8] == (2.0**-8, 0.70) and best[2] == (2.0**-7, 0.70)
     assert "Best: m = 2, η̃ = 2^-7" in summary_markdown(_rows(table), 0.02)
     bn_rows = [{"batch_size": "64", "bn_batch_size": str(b), "base_lr": str(lr), "seed": "0",
-                "median_test_accuracy": "0.7"} for b in (16, 4, 8) for lr in (0.5, 0.125)]
+                "median_test_metric": "0.7"} for b in (16, 4, 8) for lr in (0.5, 0.125)]
     assert bn_accuracy_table(bn_rows)[(64, 8)] == (0.125, 0.7)
     summary = bn_summary_markdown(bn_rows)
     assert "Best: m = 64, m_BN = 4 (η̃ = 2^-3)" in summary
     assert summary.rstrip().endswith("| 4 |")
+
+
+def _lower_is_better(rows):
+    return [{**row, "metric": "mse", "higher_is_better": "False"} for row in rows]
+
+
+def test_a_metric_where_lower_is_better_turns_every_best_around():
+    """The same numbers as errors: the best is the smallest, the reliable range is within
+    tolerance above it, and the summary and the BN and comparison tables say so."""
+    rows = _lower_is_better(_rows(TABLE))
+    errors = accuracy_table(rows)
+    assert (errors.metric, errors.higher_is_better) == ("mse", False)
+    best = best_per_batch_size(errors)
+    assert best[2] == (2.0**-12, 0.60) and best[8] == (2.0**-8, 0.65)
+    assert best[64] == (2.0**-12, 0.50) and all(math.isnan(x) for x in best[256])
+    # The sweep's best is 0.50 (m = 64): within 0.12 of it, 0.60 (m = 2) and nothing of m = 8.
+    assert reliable_ranges(errors, 0.12) == {2: [2.0**-12], 8: [], 64: [2.0**-12], 256: []}
+    assert reliable_ranges(accuracy_table(_rows(TABLE)), 0.12)[8] == [2.0**-12, 2.0**-10,
+                                                                       2.0**-8]
+    text = summary_markdown(rows, tolerance=0.12)
+    assert "Best: m = 64, η̃ = 2^-12, mse 0.5000" in text and "lower is better" in text
+    assert "mse ≤ best + 0.12" in text and "| m | best η̃ | best mse |" in text
+    assert "| 2 | 2^-12 | 0.6000 | 2^-12 … 2^-12 | 1 | — |" in text
+    bn_rows = [{**row, "bn_batch_size": row["batch_size"]} for row in rows]
+    assert bn_accuracy_table(bn_rows)[(8, 8)] == (2.0**-8, 0.65)
+    assert "Best: m = 64, m_BN = 64" in bn_summary_markdown(bn_rows)
+    compared = comparison_markdown({"a": errors}, 0.12)
+    assert "Best m of each sweep: a: m = 64" in compared and "mse ≤ best + 0.12" in compared
+
+
+def test_rows_of_different_metrics_are_not_ranked_together():
+    with pytest.raises(ValueError, match="different metrics"):
+        accuracy_table(_rows(TABLE) + _lower_is_better(_rows({4: {-8: 0.3}})))

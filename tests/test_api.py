@@ -70,7 +70,7 @@ def test_the_readme_example_runs(tmp_path):
     assert {r["batch_size"] for r in rows} == {4, 16, 64}
     assert {r["optimizer"] for r in rows} == {"adam"} and rows[0]["dataset"] == "user"
     assert rows[0]["model"] == "__main__:MLP"
-    assert max(r["median_test_accuracy"] for r in rows) > 0.5  # 4 classes: chance is 0.25
+    assert max(r["median_test_metric"] for r in rows) > 0.5  # 4 classes: chance is 0.25
     assert (tmp_path / "mine" / "summary.md").is_file()
 
 
@@ -86,7 +86,7 @@ def test_a_dropout_mlp_on_flat_features_runs_under_every_plan(tmp_path, preset):
     rows = sbj.run_lr_sweep(config, str(tmp_path / "grid"), model=MLP(), data=data)
     assert all(r["model"].endswith(":MLP") and r["dataset"] == "user" for r in rows)
     assert all(np.isfinite(r["final_train_loss"]) for r in rows)
-    assert max(r["final_test_accuracy"] for r in rows) > 0.6
+    assert max(r["final_test_metric"] for r in rows) > 0.6
     alone = sbj.run_lr_sweep(_config(base_lrs=(2.0**-6,), strategy=config.strategy),
                              str(tmp_path / "alone"), model=MLP(), data=data)
     np.testing.assert_allclose(alone[0]["final_train_loss"], rows[1]["final_train_loss"],
@@ -109,7 +109,7 @@ def test_a_users_cnn_on_images_and_a_factory(tmp_path, digits):
                                str(tmp_path), data=data,
                                model=lambda num_classes: SmallCNN())
     assert {r["batch_size"] for r in rows} == {32, 64}
-    assert max(r["median_test_accuracy"] for r in rows) > 0.3
+    assert max(r["median_test_metric"] for r in rows) > 0.3
 
 
 def test_token_ids_pass_untouched_to_the_model(tmp_path, monkeypatch):
@@ -127,13 +127,13 @@ def test_token_ids_pass_untouched_to_the_model(tmp_path, monkeypatch):
     assert dataset.input_kind == "tokens" and dataset.mean is None
     rows = sbj.run_lr_sweep(_config(optimizer="adam", base_lrs=(1e-2,)), str(tmp_path),
                             model=Bag(), data=dataset)
-    assert rows[0]["dataset"] == "bag" and rows[0]["final_test_accuracy"] > 0.6
+    assert rows[0]["dataset"] == "bag" and rows[0]["final_test_metric"] > 0.6
     # Re-running the same call: the finished run is skipped, its rows returned.
     from smallbatch_jax import lr_sweep
     monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("trained again"))
     again = sbj.run_lr_sweep(_config(optimizer="adam", base_lrs=(1e-2,)), str(tmp_path),
                              model=Bag(), data=dataset)
-    assert again[0]["final_test_accuracy"] == rows[0]["final_test_accuracy"]
+    assert again[0]["final_test_metric"] == rows[0]["final_test_metric"]
 
 
 def test_the_command_line_takes_a_model_path_and_an_npz(tmp_path):
@@ -151,7 +151,7 @@ def test_the_command_line_takes_a_model_path_and_an_npz(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = results.read_csv(str(tmp_path / "run" / "results.csv"))
     assert rows[0]["model"] == "mymodels:MLP" and rows[0]["dataset"] == "npz"
-    assert max(r["final_test_accuracy"] for r in rows) > 0.6
+    assert max(r["final_test_metric"] for r in rows) > 0.6
 
 
 @pytest.mark.parametrize("model,message", [
@@ -176,9 +176,63 @@ def test_a_bad_model_path_says_what_failed(tmp_path, model, message):
 ])
 def test_bad_arrays_say_what_is_wrong(change, message):
     with pytest.raises(ValueError, match=message):
-        make_dataset("user", *change(_features()), num_classes=3)
+        make_dataset("user", *change(_features()), num_classes=3, labels="classes")
+
+
+def test_real_valued_labels_under_a_classification_objective_name_the_fix(tmp_path):
+    x, y, xt, yt = _features()
+    with pytest.raises(ValueError, match="labels must be integers.*config.objective='regression'"):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(),
+                         data=(x, y.astype(np.float32), xt, yt.astype(np.float32)))
+    # A Dataset of targets (inferred from float labels) against the default objective:
+    targets = make_dataset("user", x, y.astype(np.float32), xt, yt.astype(np.float32))
+    assert targets.label_kind == "targets" and targets.num_classes == 1
+    with pytest.raises(ValueError, match="config.objective='classification' is invalid.*"
+                                         "real-valued targets.*needs classes"):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=targets)
+    assert not (tmp_path / "run").exists()
 
 
 def test_augmentation_is_for_images_only(tmp_path):
     with pytest.raises(ValueError, match="config.augment=True .*inputs are features"):
         sbj.run_lr_sweep(_config(augment=True), str(tmp_path), model=MLP(), data=_features())
+
+
+def test_a_regression_with_a_lower_is_better_metric_end_to_end(tmp_path):
+    """Real-valued targets, squared error and its test mean (lower is better): the rows name
+    the metric and its direction, the summary's best is the smallest error, and the batch
+    sweep's figures are written."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=6) + 0.1 * rng.normal(size=500)).astype(np.float32)
+    config = _config(batch_sizes=(8, 32), base_lrs=(2.0**-12, 2.0**-9, 2.0**-6))
+    rows = sbj.run_batch_sweep(config, str(tmp_path / "sweep"), model=MLP(num_classes=1),
+                               data=(x[:400], y[:400], x[400:], y[400:]),
+                               objective=sbj.REGRESSION)
+    assert {(r["metric"], r["higher_is_better"]) for r in rows} == {("mse", False)}
+    errors = {(r["batch_size"], r["base_lr"]): r["median_test_metric"] for r in rows
+              if np.isfinite(r["median_test_metric"])}  # (the largest η diverge)
+    assert len(errors) >= 4 and all(v >= 0 for v in errors.values())
+    best = min(errors, key=errors.get)
+    assert errors[best] < 0.5 * np.var(y[400:])  # learned: well below predicting the mean
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert (f"Best: m = {best[0]}, η̃ = 2^{np.log2(best[1]):g}, mse {errors[best]:.4f}"
+            in summary), summary
+    assert "mse ≤ best + " in summary and "lower is better" in summary
+    assert (tmp_path / "sweep" / "figures" / "accuracy_vs_lr.png").is_file()
+    config_json = (tmp_path / "sweep" / "m8" / "config.json").read_text()
+    assert '"objective": "regression"' in config_json
+
+
+def test_a_user_objective_by_import_path_and_its_errors(tmp_path):
+    config = _config(objective="smallbatch_jax.objectives:REGRESSION")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(120, 4)).astype(np.float32), rng.normal(size=120).astype(np.float32)
+    rows = sbj.run_lr_sweep(config, str(tmp_path / "run"), model=MLP(num_classes=1),
+                            data=(x[:100], y[:100], x[100:], y[100:]))
+    assert rows[0]["metric"] == "mse" and rows[0]["higher_is_better"] is False
+    for objective, message in [("nope", r"config.objective='nope' is unknown"),
+                               ("json:dumps", "is a function, not a smallbatch_jax.Objective")]:
+        with pytest.raises(ValueError, match=message):
+            sbj.run_lr_sweep(_config(objective=objective), str(tmp_path / "bad"), model=MLP(),
+                             data=_features())

@@ -47,21 +47,21 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
         (m, lr) for m in (128, 256) for lr in (2.0**-12, 2.0**-10)]
     assert all(float(r["wall_seconds"]) > 0 and r["bn_batch_size"] == r["batch_size"]
                for r in table)
-    assert all(np.isfinite(float(r["median_test_accuracy"])) for r in table)
+    assert all(np.isfinite(float(r["median_test_metric"])) for r in table)
     for m in (128, 256):
         assert os.path.isfile(tmp_path / f"m{m}" / "curves.csv")
     # The figures and the summary, from the same table.
     assert os.path.isfile(tmp_path / "figures" / "accuracy_vs_lr.png")
     assert os.path.isfile(tmp_path / "figures" / "reliable_lr_range.svg")
     summary = (tmp_path / "summary.md").read_text()
-    best = max(table, key=lambda r: float(r["median_test_accuracy"]))
-    assert f"accuracy {float(best['median_test_accuracy']):.4f}" in summary
+    best = max(table, key=lambda r: float(r["median_test_metric"]))
+    assert f"accuracy {float(best['median_test_metric']):.4f}" in summary
     assert f"Best: m = {best['batch_size']}," in summary
 
     # Re-running trains nothing that is complete; a missing batch size is run again.
     trained = []
     monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, workdir, dataset=None, model=None: trained.append(c.batch_size) or
+                        lambda c, workdir, dataset=None, model=None, objective=None: trained.append(c.batch_size) or
                         _fake_run(c, workdir))
     run_batch_sweep(config, str(tmp_path))
     assert trained == []
@@ -71,13 +71,13 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     assert len(_read(tmp_path / "results.csv")) == 4
 
 
-def _fake_run(config, workdir, dataset=None, model=None):
+def _fake_run(config, workdir, dataset=None, model=None, objective=None):
     """What lr_sweep leaves behind, without training: one row per η̃."""
     os.makedirs(workdir, exist_ok=True)
     rows = [{field: "" for field in results.SUMMARY_FIELDS} | {
         "batch_size": config.batch_size,
         "bn_batch_size": config.bn_batch_size or config.batch_size, "base_lr": lr,
-        "seed": config.seed, "median_test_accuracy": 0.5}
+        "seed": config.seed, "median_test_metric": 0.5}
         for lr in config.base_lrs]
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
     return rows

@@ -84,7 +84,7 @@ def test_a_config_without_the_bn_keys_is_refused():
 def test_sweep_merges_one_table_and_skips_complete_runs(tmp_path, monkeypatch):
     trained = []
     monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, workdir, dataset=None, model=None: trained.append((c.batch_size, c.bn_batch_size))
+                        lambda c, workdir, dataset=None, model=None, objective=None: trained.append((c.batch_size, c.bn_batch_size))
                         or _fake_run(c, workdir))
     config = _config(lr_per_batch_size=((8, 0.5), (16, 0.25), (64, 0.125)))
     rows = run_bn_sweep(config, str(tmp_path))

@@ -145,7 +145,7 @@ def test_a_sweep_run_again_skips_what_finished_and_what_does_not_fit(tmp_path, m
         trained.append(config.batch_size)
         os.makedirs(workdir)
         with open(os.path.join(workdir, "results.csv"), "w") as f:
-            f.write("batch_size,base_lr,median_test_accuracy\n")
+            f.write("batch_size,base_lr,median_test_metric\n")
     monkeypatch.setattr(gpu_check.lr_sweep, "train_and_evaluate", fake_run)
     monkeypatch.setattr(gpu_check, "merge_until_stable", lambda *args: [])
     config = sibling_config(os.path.join(REPO_ROOT, "configs", "x.py"), "default")

@@ -58,8 +58,8 @@ def test_bn_plots_hold_one_curve_per_batch_size_and_the_grids_numbers(tmp_path):
 
 def test_write_figures_writes_png_and_svg(tmp_path):
     rows = [r | {"bn_batch_size": r["batch_size"]} for r in _rows(TABLE)]
-    curves = {"m = 2": [{"epoch": "1", "test_accuracy": "0.5"}, {"epoch": "2",
-                                                                "test_accuracy": "0.6"}]}
+    curves = {"m = 2": [{"epoch": "1", "test_metric": "0.5"}, {"epoch": "2",
+                                                                "test_metric": "0.6"}]}
     paths = plots.write_figures(rows, str(tmp_path), 0.02, curves)
     names = {os.path.basename(p) for p in paths}
     assert names == {f"{n}.{ext}" for ext in ("png", "svg") for n in (
@@ -85,10 +85,10 @@ def test_comparison_figures_draw_one_curve_and_one_bar_colour_per_sweep(tmp_path
 
 
 def test_training_curves_hold_one_line_per_chosen_run():
-    curves = {"m = 2, η̃ = 2^-8": [{"epoch": "1", "test_accuracy": "0.5"},
-                                  {"epoch": "2", "test_accuracy": "0.6"}],
-              "m = 64, η̃ = 2^-8": [{"epoch": "1", "test_accuracy": "0.3"},
-                                   {"epoch": "2", "test_accuracy": "0.4"}]}
+    curves = {"m = 2, η̃ = 2^-8": [{"epoch": "1", "test_metric": "0.5"},
+                                  {"epoch": "2", "test_metric": "0.6"}],
+              "m = 64, η̃ = 2^-8": [{"epoch": "1", "test_metric": "0.3"},
+                                   {"epoch": "2", "test_metric": "0.4"}]}
     ax = plots.training_curves(curves).axes[0]
     lines = _lines_with_data(ax)
     assert [list(line.get_ydata()) for line in lines] == [[0.5, 0.6], [0.3, 0.4]]

@@ -20,7 +20,7 @@ def _history():
     for epoch, (acc, loss) in enumerate([([0.5, 0.4], [1.0, 2.0]), ([0.6, nan], [0.8, nan]),
                                          ([0.7, nan], [0.6, nan])], start=1):
         h.epoch.append(epoch)
-        h.test_accuracy.append(np.array(acc))
+        h.test_metric.append(np.array(acc))
         h.test_loss.append(np.array(loss))
         h.train_loss.append(np.array(loss) / 2)
         h.seconds.append(1.0)
@@ -34,12 +34,12 @@ def test_summary_rows():
                      diverged_step=np.array([-1, 13]), last_epochs=5)
     assert [tuple(r) for r in rows] == [SUMMARY_FIELDS] * 2
     healthy, diverged = rows
-    assert healthy["median_test_accuracy"] == 0.6 and healthy["final_test_accuracy"] == 0.7
+    assert healthy["median_test_metric"] == 0.6 and healthy["final_test_metric"] == 0.7
     assert healthy["lr"] == 8 * 2.0**-6 and healthy["log2_base_lr"] == -6
     assert not healthy["diverged"] and healthy["diverged_step"] == -1
     assert diverged["diverged"] and diverged["diverged_step"] == 13
     assert diverged["diverged_epoch"] == 2  # step 13 lies in epoch 2 (steps 10..19)
-    assert np.isnan(diverged["median_test_accuracy"])
+    assert np.isnan(diverged["median_test_metric"])
     table = format_table(rows, 5)
     assert "step 13" in table and "0.6000" in table and "2^-6" in table
 
@@ -52,4 +52,36 @@ def test_csv_files_round_trip(tmp_path):
     write_csv(tmp_path / "curves.csv", rows, CURVE_FIELDS)
     with open(tmp_path / "curves.csv") as f:
         read = list(csv.DictReader(f))
-    assert len(read) == 6 and float(read[2]["test_accuracy"]) == 0.6
+    assert len(read) == 6 and float(read[2]["test_metric"]) == 0.6
+
+
+def test_rows_name_the_metric_and_the_table_marks_the_best_in_its_direction(tmp_path):
+    from smallbatch_jax.objectives import REGRESSION
+    from smallbatch_jax.results import metric_of, read_csv
+    grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6, 2.0**-5), weight_decay=0.0,
+                    warmup_fraction=0.0, momentum=0.0)
+    h = _history()
+    h.test_metric = [np.array([0.5, 0.4])] * 3  # lane 1 has the lower error
+    h.test_loss = h.train_loss = [np.array([1.0, 1.0])] * 3
+    rows = summarize(h, grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
+                     diverged_step=np.array([-1, -1]), last_epochs=5, objective=REGRESSION)
+    assert metric_of(rows) == ("mse", False)
+    lines = format_table(rows, 5).splitlines()
+    assert "median mse" in lines[0] and "lower is better" in lines[0]
+    assert lines[2].endswith(" *") and not lines[1].endswith(" *")
+    write_csv(tmp_path / "results.csv", rows, SUMMARY_FIELDS)
+    assert metric_of(read_csv(tmp_path / "results.csv")) == ("mse", False)
+
+
+def test_files_from_before_the_metric_was_configurable_read_as_accuracy(tmp_path):
+    from smallbatch_jax.results import metric_of, read_csv
+    (tmp_path / "old.csv").write_text("batch_size,base_lr,median_test_accuracy,"
+                                      "final_test_accuracy\n8,0.5,0.7,0.75\n")
+    rows = read_csv(tmp_path / "old.csv")
+    assert rows == [{"batch_size": 8, "base_lr": 0.5, "median_test_metric": 0.7,
+                     "final_test_metric": 0.75}]
+    assert metric_of(rows) == ("accuracy", True)
+    old = History.from_dict({"epoch": [1], "seconds": [2.0], "train_loss": [[1.0]],
+                             "test_loss": [[1.5]], "test_accuracy": [[0.25]]})
+    assert old.test_metric[0].tolist() == [0.25]
+

@@ -51,7 +51,7 @@ FOUR_DEVICES = textwrap.dedent("""
         state, history = fit(trainer, state, hparams, source, (0,), epochs=2)
         kernel = state.lanes.params["Conv_0"]["kernel"]
         out[name] = {"kernel": np.asarray(kernel).tolist(),
-                     "accuracy": np.stack(history.test_accuracy).tolist(),
+                     "accuracy": np.stack(history.test_metric).tolist(),
                      "kernel_devices": len(kernel.sharding.device_set),
                      "traces": dict(trainer.traces)}
     print("RESULT" + json.dumps(out))

@@ -5,17 +5,21 @@
 # Marek et al. 2025). The swept value is Adam's η itself (lr_scaling 'none'), 2^-18 … 2^-6.
 # Interleaved per m (small m first, both rules) so that a cut-off run still compares the rules
 # at the smallest m; every run is resumable: run this script again to continue.
-#   bash docs/evidence/alexnet_adam_study.sh [RUNS_DIR]
+#   bash docs/evidence/alexnet_adam_study.sh [RUNS_DIR] [M ...]
+# (M: the batch sizes to train, default all. At m = 128 = m_ref both rules give β₂ = 0.999:
+# the two runs there must agree, a check of the rule's plumbing.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${1:-runs}"
+shift || true
+ms="${*:-2 4 8 16 32 64 128 256}"
 lrs="($(python -c 'print(", ".join(repr(2.0**k) for k in range(-18, -5)))'))"
 common=(--config=configs/alexnet_cifar10.py:bn=none
         --config.data_dir=../shared/data/cifar10_subset.npz --config.epochs=10
         --config.optimizer=adam "--config.base_lrs=$lrs" --config.adam.beta2=0.999
         --config.adam.beta2_batch_size=128)
-all="(2, 4, 8, 16, 32, 64, 128, 256)"
-for m in 2 4 8 16 32 64 128 256; do
+all="($(echo $ms | sed 's/ /, /g'),)"
+for m in $ms; do
   for rule in fixed per_example; do
     python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
         "--config.batch_sizes=($m,)" --workdir="$runs/study_alexnet_adam_$rule"

@@ -1,6 +1,9 @@
-"""A classification data set held whole in memory (and then on the device).
+"""A data set held whole in memory (and then on the device).
 
-A `Dataset` is four arrays and what preprocessing needs. Its inputs are one of three kinds,
+A `Dataset` is four arrays and what preprocessing needs. Its labels are 'classes' (integer
+class ids, (N,); `num_classes` outputs) or 'targets' (real values, (N,) or (N, D), for a
+regression; `num_classes` is then the model's output width, 1 or D): objectives.py says
+which an objective needs. Its inputs are one of three kinds,
 told apart by their shape and dtype (`input_kind`):
 - 'images': (N, H, W, C), kept in their storage dtype (uint8 for CIFAR: four times less
   device memory than float32), standardized per channel inside the compiled step with
@@ -26,13 +29,14 @@ ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 class Dataset:
     name: str
     train_images: np.ndarray  # (N, H, W, C) images, or (N, ...) features or tokens
-    train_labels: np.ndarray  # (N,) int32
+    train_labels: np.ndarray  # (N,) int32 classes, or (N,) / (N, D) float32 targets
     test_images: np.ndarray
     test_labels: np.ndarray
-    num_classes: int
+    num_classes: int  # the model's output width: classes, or a target's components
     mean: np.ndarray | None  # (C,) float32: per channel (last axis) of the training inputs
     std: np.ndarray | None  # (C,) float32; both None: the inputs are used as they are
     input_kind: str = "images"
+    label_kind: str = "classes"  # 'classes' or 'targets' (objectives.LABEL_KINDS)
 
     @property
     def num_train(self) -> int:
@@ -55,31 +59,55 @@ def input_kind(inputs: np.ndarray) -> str:
 
 
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
-                 num_classes: int | None = None, standardize: bool = True) -> Dataset:
-    """Checks the arrays (one label per example, integer labels in [0, num_classes), the same
-    input shape in both splits) and computes the standardization statistics.
-    `num_classes`: default, the largest label + 1."""
+                 num_classes: int | None = None, standardize: bool = True,
+                 labels: str | None = None) -> Dataset:
+    """Checks the arrays (the same input shape in both splits, one label per example:
+    integer labels in [0, num_classes), or real-valued targets) and computes the
+    standardization statistics. `labels`: 'classes' or 'targets'; default, 'classes' for
+    integer labels and 'targets' for floating-point ones. `num_classes`: default, the
+    largest label + 1 (classes) or a target's number of components (targets)."""
     arrays = [np.asarray(x) for x in (train_images, train_labels, test_images, test_labels)]
     train_images, train_labels, test_images, test_labels = arrays
-    for split, images, labels in (("train", train_images, train_labels),
-                                  ("test", test_images, test_labels)):
-        if images.ndim < 2 or labels.ndim != 1 or len(images) != len(labels):
+    if labels is None:
+        labels = "classes" if np.issubdtype(train_labels.dtype, np.integer) else "targets"
+    if labels not in ("classes", "targets"):
+        raise ValueError(f"{name}: labels={labels!r}; allowed: 'classes', 'targets'")
+    for split, images, y in (("train", train_images, train_labels),
+                             ("test", test_images, test_labels)):
+        shapes = "(N,)" if labels == "classes" else "(N,) or (N, D)"
+        if images.ndim < 2 or y.ndim not in ((1,) if labels == "classes" else (1, 2)) \
+                or len(images) != len(y):
             raise ValueError(f"{name}: {split} inputs must be (N, ...) with one label each "
-                             f"(labels (N,)); got {images.shape} and {labels.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
+                             f"(labels {shapes}); got {images.shape} and {y.shape}")
+        if labels == "classes" and not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"{name}: {split} labels must be integers (class indices); got "
-                             f"{labels.dtype}")
-        if len(labels) == 0:
+                             f"{y.dtype} (real-valued targets: labels='targets' and a "
+                             "regression objective, e.g. config.objective='regression')")
+        if labels == "targets" and not np.all(np.isfinite(y.astype(np.float64))):
+            raise ValueError(f"{name}: {split} targets must be finite")
+        if len(y) == 0:
             raise ValueError(f"{name}: the {split} split is empty")
     if train_images.shape[1:] != test_images.shape[1:]:
         raise ValueError(f"{name}: train and test inputs differ in shape: "
                          f"{train_images.shape[1:]} and {test_images.shape[1:]}")
-    if num_classes is None:
-        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    for split, labels in (("train", train_labels), ("test", test_labels)):
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"{name}: {split} labels must lie in [0, {num_classes}); they "
-                             f"span [{labels.min()}, {labels.max()}]")
+    if labels == "targets":
+        if train_labels.shape[1:] != test_labels.shape[1:]:
+            raise ValueError(f"{name}: train and test targets differ in shape: "
+                             f"{train_labels.shape[1:]} and {test_labels.shape[1:]}")
+        width = 1 if train_labels.ndim == 1 else train_labels.shape[1]
+        if num_classes not in (None, width):
+            raise ValueError(f"{name}: num_classes={num_classes} but the targets have {width} "
+                             "component(s)")
+        num_classes = width
+        train_labels, test_labels = (y.astype(np.float32) for y in (train_labels, test_labels))
+    else:
+        if num_classes is None:
+            num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+        for split, y in (("train", train_labels), ("test", test_labels)):
+            if y.min() < 0 or y.max() >= num_classes:
+                raise ValueError(f"{name}: {split} labels must lie in [0, {num_classes}); they "
+                                 f"span [{y.min()}, {y.max()}]")
+        train_labels, test_labels = (y.astype(np.int32) for y in (train_labels, test_labels))
     kind = input_kind(train_images)
     mean = std = None
     if standardize and kind != "tokens":
@@ -88,13 +116,14 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
     return Dataset(
         name=name,
         train_images=train_images,
-        train_labels=train_labels.astype(np.int32),
+        train_labels=train_labels,
         test_images=test_images,
-        test_labels=test_labels.astype(np.int32),
+        test_labels=test_labels,
         num_classes=num_classes,
         mean=mean,
         std=std,
         input_kind=kind,
+        label_kind=labels,
     )
 
 

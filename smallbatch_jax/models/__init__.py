@@ -61,21 +61,28 @@ def takes_conv(name: str) -> bool:
     return name in MODELS
 
 
-def import_model(path: str):
-    """The object "package.module:attribute" names; ValueError saying what failed."""
+def import_attribute(path: str, key: str, allowed, what: str):
+    """The object "package.module:attribute" names, for config key `key` (whose built-in
+    values are `allowed`, and whose imported value should be `what`); ValueError saying what
+    failed."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"config.model={path!r} is unknown; allowed: {sorted(MODELS)} or "
-                         "'package.module:attribute' (a Flax module or a factory of one)")
+        raise ValueError(f"{key}={path!r} is unknown; allowed: {allowed} or "
+                         f"'package.module:attribute' ({what})")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"config.model={path!r}: cannot import {module_name!r} ({error})"
+        raise ValueError(f"{key}={path!r}: cannot import {module_name!r} ({error})"
                          ) from error
     if not hasattr(module, attribute):
-        raise ValueError(f"config.model={path!r}: {module_name} has no attribute "
-                         f"{attribute!r}")
+        raise ValueError(f"{key}={path!r}: {module_name} has no attribute {attribute!r}")
     return getattr(module, attribute)
+
+
+def import_model(path: str):
+    """The object "package.module:attribute" names; ValueError saying what failed."""
+    return import_attribute(path, "config.model", sorted(MODELS),
+                            "a Flax module or a factory of one")
 
 
 def user_model(model, num_classes: int) -> nn.Module:

@@ -24,20 +24,22 @@ class History:
     epoch: list[int] = dataclasses.field(default_factory=list)
     train_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
     test_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
-    test_accuracy: list[np.ndarray] = dataclasses.field(default_factory=list)
+    test_metric: list[np.ndarray] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able (a checkpoint's progress); `from_dict` gives back an equal History (every
         value is float64, whose repr JSON keeps exactly; NaN is written as NaN)."""
-        arrays = ("train_loss", "test_loss", "test_accuracy")
+        arrays = ("train_loss", "test_loss", "test_metric")
         return {"epoch": list(self.epoch), "seconds": list(self.seconds),
                 **{name: [np.asarray(v, np.float64).tolist() for v in getattr(self, name)]
                    for name in arrays}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        arrays = ("train_loss", "test_loss", "test_accuracy")
+        arrays = ("train_loss", "test_loss", "test_metric")
+        if "test_accuracy" in d:  # a checkpoint from before the metric was configurable
+            d = {**d, "test_metric": d["test_accuracy"]}
         return cls(epoch=[int(e) for e in d["epoch"]], seconds=[float(s) for s in d["seconds"]],
                    **{name: [np.asarray(v, np.float64) for v in d[name]] for name in arrays})
 
@@ -63,12 +65,12 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
     for epoch in range(int(state.epoch), epochs):
         start = time.perf_counter()
         state, train_loss = trainer.train_epoch(state, hparams, source, seeds, total_steps)
-        test_accuracy, test_loss = trainer.evaluate(state.lanes, source)
+        test_metric, test_loss = trainer.evaluate(state.lanes, source)  # objectives.py
         diverged = np.asarray(state.lanes.diverged)
         history.epoch.append(epoch + 1)
         history.train_loss.append(np.where(diverged, np.nan, train_loss))
         history.test_loss.append(np.where(diverged, np.nan, test_loss))
-        history.test_accuracy.append(np.where(diverged, np.nan, test_accuracy))
+        history.test_metric.append(np.where(diverged, np.nan, test_metric))
         history.seconds.append(time.perf_counter() - start)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history, state)

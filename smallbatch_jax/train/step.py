@@ -28,6 +28,7 @@ import optax
 
 from smallbatch_jax.augment import pad_crop_flip
 from smallbatch_jax.lanes import LaneHparams
+from smallbatch_jax.objectives import CLASSIFICATION, Objective, softmax_cross_entropy
 from smallbatch_jax.optim import Optimizer, lane_optimizer
 from smallbatch_jax.train.state import LaneState
 
@@ -43,8 +44,7 @@ def standardize(inputs, mean, std):
     return (inputs.astype(jnp.float32) - mean) / std
 
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+cross_entropy = softmax_cross_entropy  # the paper's loss (objectives.CLASSIFICATION)
 
 
 def all_finite(tree) -> jax.Array:
@@ -65,14 +65,15 @@ def augment_batch(seed, step, images):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LaneStep:
-    """The model, the batch size and the optimizer's static settings: what one lane's
-    computation needs besides its state and hyperparameters (traced, per lane)."""
+    """The model, the batch size, the objective and the optimizer's static settings: what
+    one lane's computation needs besides its state and hyperparameters (traced, per lane)."""
 
     model: flax.linen.Module
     batch_size: int
     image_shape: tuple[int, ...]  # one example's input shape (an image's, or any)
     optimizer: Optimizer = Optimizer()  # the paper's SGD
     input_dtype: str = "float32"  # the model's input: float32, or int32 for token ids
+    objective: Objective = CLASSIFICATION  # the loss trained on and the metric evaluated
     decay_points: Sequence[float] = (0.5, 0.75)
     decay_factor: float = 0.1
 
@@ -119,7 +120,7 @@ class LaneStep:
         def loss_fn(params):
             logits, batch_stats = self.apply(params, lane.batch_stats, images, train=True,
                                              rngs={"dropout": dropout})
-            return cross_entropy(logits, labels).mean(), batch_stats
+            return self.objective.loss(logits, labels).mean(), batch_stats
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)
         # Decided before the update, so that freezing fuses into the update's single pass over
@@ -143,9 +144,10 @@ class LaneStep:
         return lane, loss
 
     def evaluate(self, lane: LaneState, images, labels, mask):
-        """Correct predictions and summed loss of one lane on standardized test images, with
-        the running BatchNorm statistics; `mask` is False on padding."""
-        logits, _ = self.apply(lane.params, lane.batch_stats, images, train=False)
-        correct = jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
-        loss = jnp.sum(jnp.where(mask, cross_entropy(logits, labels), 0.0))
-        return correct, loss
+        """The summed metric (correct predictions, for accuracy) and summed loss of one lane on
+        standardized test inputs, with the running BatchNorm statistics; `mask` is False on
+        padding."""
+        outputs, _ = self.apply(lane.params, lane.batch_stats, images, train=False)
+        metric = jnp.sum(jnp.where(mask, self.objective.metric(outputs, labels), 0.0))
+        loss = jnp.sum(jnp.where(mask, self.objective.loss(outputs, labels), 0.0))
+        return metric, loss

@@ -86,8 +86,8 @@ class LaneTrainer:
         return state, mean_loss
 
     def evaluate(self, lanes: LaneState, source) -> tuple[np.ndarray, np.ndarray]:
-        """Test accuracy and mean test loss of every lane, with running BN statistics (NaN for
-        a skipped group of diverged lanes)."""
+        """The test metric (objectives.py; accuracy by default) and mean test loss of every
+        lane, with running BN statistics (NaN for a skipped group of diverged lanes)."""
         num_lanes = lanes.diverged.shape[0]
         groups = lane_groups.live_groups(self.plan, lanes)
         on_device = [lane_groups.take(lanes, g) for g in groups]
@@ -97,9 +97,9 @@ class LaneTrainer:
             for i, group in enumerate(groups):
                 sums[i].append(self.programs.evaluate(
                     on_device[i], lane_groups.on(group.device, batch, local)))
-        accuracy, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
+        metric, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
         for group, batches in zip(groups, sums):
             a, b = group.start, group.stop
-            accuracy[a:b] = sum(np.asarray(c) for c, _ in batches) / source.num_test
+            metric[a:b] = sum(np.asarray(c) for c, _ in batches) / source.num_test
             loss[a:b] = sum(np.asarray(l) for _, l in batches) / source.num_test
-        return accuracy, loss
+        return metric, loss

@@ -40,9 +40,9 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     assert [float(r["base_lr"]) for r in rows] == [2.0**-10, 2.0**-8, 2.0**-2, 4.0]
     assert all(r["epochs"] == "3" and r["steps"] == str(3 * (1438 // 32)) for r in rows)
     # Small η̃ learn digits within 3 epochs; η̃ = 4 (η = 128 at m = 32) blows up.
-    assert float(rows[1]["final_test_accuracy"]) > 0.6
+    assert float(rows[1]["final_test_metric"]) > 0.6
     assert rows[3]["diverged"] == "True" and int(rows[3]["diverged_step"]) >= 0
-    assert rows[3]["median_test_accuracy"] == "nan"
+    assert rows[3]["median_test_metric"] == "nan"
     curves = read_csv(workdir / "curves.csv")
     assert len(curves) == 3 * 4 and {c["epoch"] for c in curves} == {"1", "2", "3"}
 
@@ -141,7 +141,7 @@ def test_memory_budget_runs_lanes_in_groups(tmp_path, caplog):
     assert "2 of 4 lanes per program" in caplog.text
     for a, b in zip(unlimited, grouped):
         assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-5)
-        assert a["final_test_accuracy"] == pytest.approx(b["final_test_accuracy"], abs=1e-9)
+        assert a["final_test_metric"] == pytest.approx(b["final_test_metric"], abs=1e-9)
 
 
 def _stopping_fit(after_epoch):
@@ -213,8 +213,8 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     # Finished: the same command returns its rows without training; another is refused.
     monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("compiled"))
     again = lr_sweep.train_and_evaluate(config, workdir)
-    assert [r["median_test_accuracy"] for r in again] == pytest.approx(
-        [r["median_test_accuracy"] for r in rows])
+    assert [r["median_test_metric"] for r in again] == pytest.approx(
+        [r["median_test_metric"] for r in rows])
     assert again[0]["diverged"] is rows[0]["diverged"] and again[0]["epochs"] == 3
     with pytest.raises(ValueError, match="holds the results of a run with another config; "
                                          "differing keys: seed: 0 → 1"):
@@ -227,3 +227,16 @@ def _with(config, **overrides):
     with config.unlocked():
         config.update(overrides)
     return config
+
+
+def test_a_run_saved_before_a_config_key_existed_is_the_same_run_at_its_old_value():
+    from smallbatch_jax.lr_sweep import config_differences
+    saved = {"model": "alexnet", "base_lrs": [0.5], "checkpoint": {"keep": 2}}
+    assert config_differences(saved, {**saved, "objective": "classification"}) == []
+    assert config_differences(saved, {**saved, "objective": "regression"}) == [
+        "objective: '(absent)' → 'regression'"]
+    assert config_differences({**saved, "objective": "regression"},
+                              {**saved, "objective": "classification"}) == [
+        "objective: 'regression' → 'classification'"]
+    assert config_differences(saved, {**saved, "model": "resnet32"}) == [
+        "model: 'alexnet' → 'resnet32'"]

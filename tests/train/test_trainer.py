@@ -70,7 +70,7 @@ def test_a_vmapped_lane_equals_a_single_lane_run(tiny_digits, model):
     many_state, many = _run(_trainer(tiny_digits, model), tiny_digits, _grid(base_lrs))
     one_state, one = _run(_trainer(tiny_digits, model), tiny_digits, _grid(base_lrs[1:2]))
     _assert_trees_close(tree_index(many_state.lanes, 1), tree_index(one_state.lanes, 0))
-    for name in ("train_loss", "test_loss", "test_accuracy"):
+    for name in ("train_loss", "test_loss", "test_metric"):
         np.testing.assert_allclose(np.stack(getattr(many, name))[:, 1],
                                    np.stack(getattr(one, name))[:, 0], rtol=1e-5, atol=1e-6)
     # The lanes did learn something different from each other.
@@ -91,7 +91,7 @@ def test_a_diverging_lane_is_frozen_and_the_others_are_untouched(tiny_digits):
     np.testing.assert_array_equal(np.asarray(with_huge.lanes.diverged_step)[[0, 2]], -1)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(with_huge.lanes.params))
     # Its measurements are NaN from the epoch it diverged in; the others' are numbers.
-    accuracy = np.stack(history.test_accuracy)
+    accuracy = np.stack(history.test_metric)
     assert np.isnan(accuracy[step // steps_per_epoch:, 1]).all()
     assert np.isfinite(accuracy[:, [0, 2]]).all()
     # The healthy lanes are bit-identical to a run where the diverging lane is replaced by a
@@ -158,8 +158,8 @@ def test_a_group_of_diverged_lanes_is_no_longer_run(tiny_digits):
     assert per_epoch[0] == sorted([2.0**-8, 2.0**12, 2.0**-6] * steps)
     assert per_epoch[1] == sorted([2.0**-8, 2.0**-6] * steps)
     _assert_trees_equal(tree_index(after_two.lanes, 1), tree_index(after_one.lanes, 1))
-    assert np.isnan(history.test_accuracy[1][1])
-    assert np.isfinite(history.test_accuracy[1][[0, 2]]).all()
+    assert np.isnan(history.test_metric[1][1])
+    assert np.isfinite(history.test_metric[1][[0, 2]]).all()
     # The healthy lanes: the same as a run that never had the diverging lane.
     without, _ = _run(_trainer(tiny_digits, "small_cnn", strategy=one_lane_groups), tiny_digits,
                       _grid((2.0**-8, 2.0**-6)))
@@ -210,7 +210,7 @@ def test_every_strategy_gives_the_reference_results(tiny_digits, reference_run, 
     state, history = _run(_trainer(tiny_digits, strategy=strategy), tiny_digits,
                           _grid(STABLE_GRID))
     _assert_trees_close(state.lanes, reference_state.lanes, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(np.stack(history.test_accuracy), np.stack(reference.test_accuracy))
+    np.testing.assert_allclose(np.stack(history.test_metric), np.stack(reference.test_metric))
     np.testing.assert_allclose(np.stack(history.train_loss), np.stack(reference.train_loss),
                                rtol=1e-5)
 
@@ -253,8 +253,8 @@ def test_seeds_set_initial_weights_and_data_order(tiny_digits):
     state, history = _run(trainer, tiny_digits, grid)
     alone_state, alone = _run(_trainer(tiny_digits), tiny_digits, _grid((2.0**-4,), seeds=(4,)))
     _assert_trees_close(tree_index(state.lanes, 3), tree_index(alone_state.lanes, 0))
-    np.testing.assert_allclose(np.stack(history.test_accuracy)[:, 3],
-                               np.stack(alone.test_accuracy)[:, 0])
+    np.testing.assert_allclose(np.stack(history.test_metric)[:, 3],
+                               np.stack(alone.test_metric)[:, 0])
 
 
 def test_ghost_batch_norm_changes_training(tiny_digits):
@@ -285,8 +285,8 @@ def test_resuming_from_a_checkpoint_continues_exactly(tiny_digits, tmp_path, aug
     resumed, resumed_history = fit(trainer, restored, hparams, source, grid.seeds, epochs=3)
     assert resumed_history.epoch == [2, 3]
     _assert_trees_equal(resumed.lanes, straight.lanes)
-    np.testing.assert_array_equal(np.stack(resumed_history.test_accuracy),
-                                  np.stack(straight_history.test_accuracy)[1:])
+    np.testing.assert_array_equal(np.stack(resumed_history.test_metric),
+                                  np.stack(straight_history.test_metric)[1:])
 
 
 def test_augmentation_is_reproducible_and_changes_training(tiny_digits):
@@ -351,7 +351,7 @@ def test_streamed_batches_train_like_device_resident_data(tiny_digits):
         StreamedBatches(_streamed(trainer, tiny_digits), 8, EVAL_BATCH))
     streamed_state, streamed = fit(trainer, state, hparams, stream, grid.seeds, EPOCHS)
     _assert_trees_close(streamed_state.lanes, resident_state.lanes, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.stack(streamed.test_accuracy), np.stack(resident.test_accuracy))
+    np.testing.assert_allclose(np.stack(streamed.test_metric), np.stack(resident.test_metric))
     np.testing.assert_allclose(np.stack(streamed.train_loss), np.stack(resident.train_loss),
                                rtol=1e-5)
     assert resident_traces == 2 and trainer.traces["train"] == 2 + 2  # one per length

@@ -1,0 +1,71 @@
+"""What a run minimizes and what a sweep ranks by: the loss, the metric and its direction.
+
+The paper trains with softmax cross-entropy and ranks by test accuracy (higher is better);
+that is `CLASSIFICATION`, the default. A user's problem may need another loss and a metric
+where lower is better (a regression's mean squared error): `REGRESSION`, or any `Objective`
+(through the Python API, or `--config.objective=package.module:attribute`). Every summary,
+plot and best-of follows `higher_is_better` (analysis.py).
+
+Both functions take one lane's model outputs (batch, ...) and labels (batch, ...) and return
+one value per example: the training loss is their mean over the batch, the test metric their
+mean over the test set (so a metric must be a mean of per-example values: accuracy, squared
+or absolute error, not a root of a mean). Labels are either 'classes' (integer class ids in
+[0, num_classes): the model's last axis has num_classes outputs) or 'targets' (real values,
+(N,) or (N, D): the model has 1 or D outputs); data/dataset.py checks which the data hold.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import optax
+
+LABEL_KINDS = ("classes", "targets")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    loss: Callable  # (outputs, labels) -> (batch,) training loss per example
+    metric: Callable  # (outputs, labels) -> (batch,) per example; the test metric is the mean
+    metric_name: str = "accuracy"  # how tables, plots and summaries name the metric
+    higher_is_better: bool = True
+    labels: str = "classes"  # LABEL_KINDS: what the data set's labels must be
+
+    def __post_init__(self):
+        if self.labels not in LABEL_KINDS:
+            raise ValueError(f"Objective(labels={self.labels!r}); allowed: {LABEL_KINDS}")
+
+
+def softmax_cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def accuracy(logits, labels):
+    return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+
+
+def squared_error(outputs, targets):
+    """Σ over a target's components of (output − target)²; outputs (batch, 1) for targets
+    (batch,)."""
+    outputs = outputs.reshape(targets.shape).astype(jnp.float32)
+    error = jnp.square(outputs - targets)
+    return error.reshape(len(error), -1).sum(-1)
+
+
+CLASSIFICATION = Objective(softmax_cross_entropy, accuracy, "accuracy", True, "classes")
+REGRESSION = Objective(squared_error, squared_error, "mse", False, "targets")
+OBJECTIVES = {"classification": CLASSIFICATION, "regression": REGRESSION}
+
+
+def objective_named(name: str) -> Objective:
+    """config.objective: a built-in name (OBJECTIVES) or "package.module:attribute" naming an
+    Objective."""
+    if name in OBJECTIVES:
+        return OBJECTIVES[name]
+    from smallbatch_jax.models import import_attribute
+
+    found = import_attribute(name, "config.objective", sorted(OBJECTIVES), "an Objective")
+    if not isinstance(found, Objective):
+        raise ValueError(f"config.objective={name!r} is a {type(found).__name__}, not a "
+                         "smallbatch_jax.Objective")
+    return found
