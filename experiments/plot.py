@@ -10,7 +10,6 @@ Reads workdir/results.csv (and sweep_config.json for the reliable-range toleranc
 the training curves (Fig 4) of the listed m:η̃ pairs from workdir/m{m}/curves.csv.
 """
 
-import csv
 import json
 import math
 import os
@@ -18,7 +17,7 @@ import os
 from absl import app, flags
 
 from experiments import entry
-from smallbatch_jax import bn_sweep
+from smallbatch_jax import bn_sweep, results
 from smallbatch_jax.batch_sweep import report, run_dir
 from smallbatch_jax.sweep import RESULTS, SWEEP_CONFIG
 
@@ -31,8 +30,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def main():
     workdir = _WORKDIR.value
-    with open(os.path.join(workdir, RESULTS)) as f:
-        rows = list(csv.DictReader(f))
+    rows = results.read_raw(os.path.join(workdir, RESULTS))
     if len({(r["batch_size"], r["bn_batch_size"]) for r in rows}) > len(
             {r["batch_size"] for r in rows}):  # several m_BN at one m: a ghost-BN sweep
         if _CURVES.value:
@@ -46,9 +44,9 @@ def main():
     curves = {}
     for pair in _CURVES.value:
         m, lr = pair.split(":")
-        with open(os.path.join(run_dir(workdir, int(m)), "curves.csv")) as f:
-            curves[f"m = {m}, η̃ = 2^{math.log2(float(lr)):g}"] = [
-                r for r in csv.DictReader(f) if float(r["base_lr"]) == float(lr)]
+        curves[f"m = {m}, η̃ = 2^{math.log2(float(lr)):g}"] = [
+            r for r in results.read_raw(os.path.join(run_dir(workdir, int(m)), "curves.csv"))
+            if float(r["base_lr"]) == float(lr)]
     report(workdir, rows, tolerance, curves)
 
 

@@ -10,10 +10,9 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 `task_index`/`num_tasks` split the batch sizes over machines (sweep.py).
 """
 
-import csv
 import os
 
-from smallbatch_jax import analysis, plots
+from smallbatch_jax import analysis, plots, results
 from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
@@ -54,8 +53,7 @@ def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) ->
         path = os.path.join(sweep_dir, RESULTS)
         if not os.path.isfile(path):
             raise ValueError(f"sweep {label!r}: no {RESULTS} in {sweep_dir}")
-        with open(path) as f:
-            tables[label] = analysis.accuracy_table(list(csv.DictReader(f)))
+        tables[label] = analysis.accuracy_table(results.read_raw(path))
     os.makedirs(workdir, exist_ok=True)
     paths = plots.write_comparison_figures(tables, os.path.join(workdir, "figures"), tolerance)
     write_summary(workdir, analysis.comparison_markdown(tables, tolerance), paths)

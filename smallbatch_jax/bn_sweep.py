@@ -16,11 +16,10 @@ in this order:
   best η̃.
 """
 
-import csv
 import math
 import os
 
-from smallbatch_jax import analysis, plots
+from smallbatch_jax import analysis, plots, results
 from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
@@ -31,8 +30,7 @@ def best_lrs_from(workdir: str) -> dict[int, float]:
     if not os.path.isfile(path):
         raise ValueError(f"config.lr_from={workdir!r}: no {RESULTS} there; give the workdir "
                          "of a finished experiments.batch_sweep")
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
+    rows = results.read_raw(path)
     best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
     return {m: lr for m, (lr, _) in best.items() if not math.isnan(lr)}
 

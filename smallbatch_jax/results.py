@@ -146,12 +146,17 @@ def typed(rows: list[dict]) -> list[dict]:
     return [{k: value(v) for k, v in row.items()} for row in rows]
 
 
+def read_raw(path: str) -> list[dict]:
+    """Rows of a CSV file as strings (written back, they are the same text), older files'
+    column names as today's (LEGACY_NAMES)."""
+    with open(path, newline="") as f:
+        return [{LEGACY_NAMES.get(k, k): v for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def read_csv(path: str) -> list[dict]:
     """Rows as `write_csv` wrote them, numbers and booleans converted back (older files'
     column names as today's: LEGACY_NAMES)."""
-    with open(path, newline="") as f:
-        rows = typed(list(csv.DictReader(f)))
-    return [{LEGACY_NAMES.get(k, k): v for k, v in row.items()} for row in rows]
+    return typed(read_raw(path))
 
 
 def curve_rows(history: History, grid: LaneGrid) -> list[dict]:

@@ -21,7 +21,6 @@ small-m runs spread over the tasks); each task writes only its own run directori
 """
 
 import copy
-import csv
 import json
 import math
 import os
@@ -143,8 +142,7 @@ def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]
     rows, names = [], []
     for run in runs:
         if is_complete(workdir, run):
-            with open(os.path.join(workdir, run.name, RESULTS)) as f:
-                rows.extend(csv.DictReader(f))
+            rows.extend(results.read_raw(os.path.join(workdir, run.name, RESULTS)))
             names.append(run.name)
     return rows, names
 

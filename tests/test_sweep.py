@@ -90,7 +90,7 @@ def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monk
 
     trained = []
     monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, w, d=None, mdl=None: trained.append(c.batch_size) or _fake_run(c, w))
+                        lambda c, w, d=None, mdl=None, obj=None: trained.append(c.batch_size) or _fake_run(c, w))
     config = _config(batch_sizes=(8, 16, 32))
     with claim(str(tmp_path), ".lock_task0of1"):  # a sweep already running, unsplit
         with pytest.raises(LockedError, match="in use by another process"):
@@ -99,3 +99,20 @@ def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monk
         # A task of a split sweep is another task: it trains its own runs.
         sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, 1, 2)
         assert trained == [16]
+
+
+def test_runs_written_before_the_metric_was_configurable_merge_with_new_ones(tmp_path):
+    """An old run's results.csv (median_test_accuracy, no metric column) and a new run's
+    merge into one table under today's names, read as accuracy."""
+    old, new = tmp_path / "m2", tmp_path / "m8"
+    old.mkdir(), new.mkdir()
+    (old / "results.csv").write_text("batch_size,base_lr,median_test_accuracy,"
+                                     "final_test_accuracy\n2,0.5,0.7,0.75\n")
+    (new / "results.csv").write_text("batch_size,base_lr,metric,higher_is_better,"
+                                     "median_test_metric,final_test_metric\n"
+                                     "8,0.5,accuracy,True,0.6,0.65\n")
+    rows, names = sweep.merge_results(str(tmp_path), [Run("m2", {}), Run("m8", {})])
+    assert names == ["m2", "m8"]
+    merged = results.read_csv(str(tmp_path / "results.csv"))
+    assert [r["median_test_metric"] for r in merged] == [0.7, 0.6]
+    assert results.metric_of(merged) == ("accuracy", True)
