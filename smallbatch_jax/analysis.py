@@ -13,6 +13,12 @@ accuracy is at least the best accuracy of the whole sweep (every m, every η̃) 
 `tolerance` (in the metric's units), and no seed diverged. The tolerance is the sweep
 config's `reliable_tolerance`, and every figure and summary states it.
 
+Seeds: with two or more, every (m, η̃) has a mean and a standard error (`seed_statistics`),
+and an m is "within noise of the best" when Welch's t-test of its best η̃'s seeds against the
+sweep's best point's seeds does not reject equal means at α = 0.05, two-sided
+(`within_noise`). The best η̃ of each m is itself chosen on these seeds, which flatters every
+m alike; the test does not correct for it, and the summary says so.
+
 Ties: wherever a best is chosen (η̃ at an m, the best m, the best m_BN), equal scores go
 to the smaller value (`best_of`), one rule for every table, figure and summary.
 """
@@ -21,8 +27,11 @@ import collections
 import math
 
 import numpy as np
+from scipy import stats
 
 from smallbatch_jax.results import metric_of
+
+ALPHA = 0.05  # the significance level of `within_noise`
 
 
 class MetricTable(dict):
@@ -61,6 +70,72 @@ def accuracy_table(rows) -> MetricTable:
             float(row["median_test_metric"]))
     return MetricTable({point: float(np.mean(values))
                         for point, values in sorted(by_point.items())}, *metric_of(rows))
+
+
+def seed_values(rows) -> dict[tuple[int, float], list[float]]:
+    """{(m, η̃): every seed's median test metric} (NaN for a seed that diverged)."""
+    by_point = collections.defaultdict(list)
+    for row in rows:
+        by_point[(int(row["batch_size"]), float(row["base_lr"]))].append(
+            float(row["median_test_metric"]))
+    return dict(sorted(by_point.items()))
+
+
+def seed_statistics(rows) -> dict[tuple[int, float], tuple[float, float, int]]:
+    """{(m, η̃): (mean, standard error, seeds)} over seeds; the standard error is the seeds'
+    sample standard deviation / √n (NaN with one seed); both NaN if a seed diverged."""
+    statistics = {}
+    for point, values in seed_values(rows).items():
+        n = len(values)
+        if any(math.isnan(v) for v in values):
+            statistics[point] = (math.nan, math.nan, n)
+        else:
+            se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+            statistics[point] = (float(np.mean(values)), se, n)
+    return statistics
+
+
+def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
+    """{m: the p-value of Welch's t-test between m's best η̃ and the sweep's best point}
+    (1.0 for the best m itself; NaN where either has fewer than 2 seeds or m every η̃
+    diverged). m is within noise of the best when p ≥ `alpha`."""
+    table, values = accuracy_table(rows), seed_values(rows)
+    best = best_per_batch_size(table)
+    trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
+    if not trained:
+        return {m: math.nan for m in best}
+    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(table))
+    reference = values[(best_m, trained[best_m][0])]
+    p_values = {}
+    for m, (lr, _) in best.items():
+        if m == best_m:
+            p_values[m] = 1.0
+        elif math.isnan(lr) or len(values[(m, lr)]) < 2 or len(reference) < 2:
+            p_values[m] = math.nan
+        else:
+            ours = values[(m, lr)]
+            if np.std(ours) == 0 and np.std(reference) == 0:  # no spread: the means decide
+                p_values[m] = 1.0 if np.mean(ours) == np.mean(reference) else 0.0
+            else:
+                p_values[m] = float(stats.ttest_ind(ours, reference, equal_var=False).pvalue)
+    return p_values
+
+
+def format_lrs(lrs: list[float], grid: list[float]) -> str:
+    """The η̃ of `lrs` as runs of consecutive grid points, gaps shown as gaps:
+    '2^-12 … 2^-11, 2^-9' (not '2^-12 … 2^-9' when 2^-10 is missing); 'none' if empty."""
+    if not lrs:
+        return "none"
+    index = {lr: i for i, lr in enumerate(sorted(grid))}
+    runs, chosen = [], sorted(lrs)
+    for lr in chosen:
+        if runs and index[lr] == index[runs[-1][-1]] + 1:
+            runs[-1].append(lr)
+        else:
+            runs.append([lr])
+    text = lambda lr: f"2^{math.log2(lr):g}"
+    return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} … {text(r[-1])}"
+                     for r in runs)
 
 
 def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
@@ -134,8 +209,12 @@ def optima_at_the_edge(accuracies: dict) -> dict[int, str]:
 
 
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
-    """Best m, best η̃ and the reliable range per m, with the numbers."""
+    """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
+    each best's standard error and whether m is within noise of the best."""
     accuracies = accuracy_table(rows)
+    statistics = seed_statistics(rows)
+    seeds = max((n for _, _, n in statistics.values()), default=1)
+    p_values = within_noise(rows) if seeds > 1 else {}
     best = best_per_batch_size(accuracies)
     ranges = reliable_ranges(accuracies, tolerance)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
@@ -145,22 +224,47 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         best_m = best_of({m: acc for m, (_, acc) in trained.items()},
                          higher_is_better(accuracies))
         lr, acc = trained[best_m]
-        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f} "
-                  f"({_metric_words(accuracies)}).", ""]
+        se = statistics[(best_m, lr)][1]
+        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f}"
+                  + (f" ± {se:.4f} (standard error over {seeds} seeds)"
+                     if not math.isnan(se) else "")
+                  + f" ({_metric_words(accuracies)}).", ""]
+        if p_values:
+            close = [str(m) for m, p in p_values.items() if not math.isnan(p) and p >= ALPHA]
+            lines += [f"Within noise of the best: m = {', '.join(close)} (Welch's t-test of "
+                      f"each m's best η̃ against the best point over {seeds} seeds, two-sided, "
+                      f"p ≥ {ALPHA:g}; each m's best η̃ is chosen on the same seeds, which the "
+                      "test does not correct for).", ""]
     else:
         lines += ["Every run diverged.", ""]
-    lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence. "
-              "Training time: the wall time of m's program, every η̃ (and seed) at once.", "",
-              f"| m | best η̃ | best {name} | reliable η̃ | reliable count | training time |",
-              "|---|---|---|---|---|---|"]
+    scalings = {row.get("lr_scaling") for row in rows} - {None, "", "linear"}
+    if scalings:  # the tables say η̃ for the swept value whatever it is
+        lines += [f"The swept value (written η̃ below) is {' and '.join(sorted(scalings))}-"
+                  "scaled: η = s for 'none', η = √m·s for 'sqrt' (optim.Optimizer).", ""]
+    noise = bool(p_values)
+    lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
+              "(gaps in a range are η̃ that are not). Training time: the wall time of m's "
+              "program, every η̃ (and seed) at once.", "",
+              f"| m | best η̃ | best {name} |" + (" ± se | p vs best |" if noise else "")
+              + " reliable η̃ | reliable count | training time |",
+              "|---|---|---|" + ("---|---|" if noise else "") + "---|---|---|"]
     seconds = training_seconds(rows)
+    grid = collections.defaultdict(list)
+    for m, lr in accuracies:
+        grid[m].append(lr)
     for m, (lr, acc) in best.items():
         lrs = ranges[m]
-        span = (f"2^{math.log2(lrs[0]):g} … 2^{math.log2(lrs[-1]):g}" if lrs else "none")
         best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
         time_text = "—" if math.isnan(seconds[m]) else f"{seconds[m]:.0f} s"
-        lines.append(f"| {m} | {best_lr} | {best_acc} | {span} | {len(lrs)} | {time_text} |")
+        cells = ""
+        if noise:
+            se = statistics[(m, lr)][1] if not math.isnan(lr) else math.nan
+            p = p_values.get(m, math.nan)
+            cells = (f" {'—' if math.isnan(se) else f'{se:.4f}'} |"
+                     f" {'—' if math.isnan(p) else f'{p:.2g}'} |")
+        lines.append(f"| {m} | {best_lr} | {best_acc} |{cells} {format_lrs(lrs, grid[m])} | "
+                     f"{len(lrs)} | {time_text} |")
     edges = optima_at_the_edge(accuracies)
     for side in ("smallest", "largest"):
         at_edge = [str(m) for m, where in edges.items() if where == side]

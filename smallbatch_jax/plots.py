@@ -5,6 +5,10 @@ saves a batch sweep's as PNG and SVG, `write_bn_figures` a ghost-BN sweep's. Div
 stay visible: drawn as crosses at the worst edge of the metric plots (the bottom for
 accuracy, the top where lower is better), and as empty cells of the heat maps. Every label
 names the table's metric (analysis.MetricTable) and says when lower is better.
+
+For a paper: one colour *and* marker per m (tab10, so m = 2, 4, 8 do not look alike), error
+bars of one standard error where a sweep has several seeds, integer log₂ ticks, the axes
+fitted to the data, the model, data set and optimizer in the title, 300-dpi PNG and SVG.
 """
 
 import math
@@ -15,13 +19,38 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from smallbatch_jax.analysis import (  # noqa: E402
     accuracy_table, best_per_batch_size, bn_accuracy_table, higher_is_better, metric_name,
-    reliability_rule, reliable_ranges)
+    reliability_rule, reliable_ranges, seed_statistics)
 from smallbatch_jax.results import metric_of, replacing  # noqa: E402
 
 FORMATS = ("png", "svg")
+DPI = 300
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def _style(i: int) -> dict:
+    """The i-th series' colour and marker: distinguishable in colour and in grey."""
+    return {"color": plt.cm.tab10(i % 10), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def context(rows) -> str:
+    """'alexnet on cifar10, sgd' from results rows (what they name; '' if nothing)."""
+    first = rows[0] if rows else {}
+    named = [str(first.get(key) or "") for key in ("model", "dataset", "optimizer")]
+    if not any(named):
+        return ""
+    return f"{named[0] or '?'} on {named[1] or '?'}" + (f", {named[2]}" if named[2] else "")
+
+
+def _title(ax, text: str, where: str = "") -> None:
+    ax.set_title(text + (f"\n{where}" if where else ""), fontsize=10)
+
+
+def _integer_log2_axis(axis) -> None:
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _batch_sizes(accuracies):
@@ -38,11 +67,12 @@ def _metric_label(table, prefix: str = "test") -> str:
                                                else " (lower is better)")
 
 
-def _mark_failed(ax, table, xs, color) -> None:
-    """Crosses at the worst edge of the axes (x in data, y in axes coordinates): failed runs
-    stay visible without stretching the axis to a made-up value."""
-    y = 0.03 if higher_is_better(table) else 0.97
-    ax.plot(xs, [y] * len(xs), "x", color=color, markersize=6,
+def _mark_failed(ax, table, xs, color, row: int = 0) -> None:
+    """Crosses at the worst edge of the axes (x in data, y in axes coordinates), one row per
+    series so that no series' marks hide another's: failed runs stay visible without
+    stretching the axis to a made-up value."""
+    y = 0.03 + 0.035 * row if higher_is_better(table) else 0.97 - 0.035 * row
+    ax.plot(xs, [y] * len(xs), "x", color=color, markersize=5,
             transform=ax.get_xaxis_transform(), clip_on=False)
 
 
@@ -50,79 +80,105 @@ def _colormap(table) -> str:
     return "viridis" if higher_is_better(table) else "viridis_r"  # bright: better
 
 
-def accuracy_vs_lr(accuracies) -> plt.Figure:
-    """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; ✕ marks diverged runs."""
+def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "") -> plt.Figure:
+    """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; ✕ marks diverged runs.
+    `errors`: {(m, η̃): standard error} (bars where finite); `where`: the title's second line
+    (plots.context)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(_batch_sizes(accuracies))))
-    for color, m in zip(colors, _batch_sizes(accuracies)):
-        lrs = [lr for mm, lr in accuracies if mm == m]
+    for i, m in enumerate(_batch_sizes(accuracies)):
+        style = _style(i)
+        lrs = sorted(lr for mm, lr in accuracies if mm == m)
         accs = [accuracies[(m, lr)] for lr in lrs]
-        ax.plot(np.log2(lrs), accs, "o-", color=color, label=f"m = {m}", markersize=3)
-        _mark_failed(ax, accuracies,
-                     [math.log2(lr) for lr, acc in zip(lrs, accs) if math.isnan(acc)], color)
-    ax.set(xlabel="log₂ η̃", ylabel=_metric_label(accuracies) + ", median of the last epochs",
-           title=f"Test {metric_name(accuracies)} vs base learning rate (✕: diverged)")
+        bars = [(errors or {}).get((m, lr), math.nan) for lr in lrs]
+        ax.errorbar(np.log2(lrs), accs, yerr=None if np.all(np.isnan(bars)) else bars,
+                    linestyle="-", markersize=4, capsize=2, label=f"m = {m}", **style)
+        _mark_failed(ax, accuracies, [math.log2(lr) for lr, acc in zip(lrs, accs)
+                                      if math.isnan(acc)], style["color"], i)
+    _integer_log2_axis(ax.xaxis)
+    ax.set(xlabel="log₂ η̃", ylabel=_metric_label(accuracies) + ", median of the last epochs")
+    _title(ax, f"Test {metric_name(accuracies)} vs base learning rate (✕: diverged)", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
 
 
-def best_accuracy_vs_batch_size(accuracies) -> plt.Figure:
-    """Fig 15 of one sweep: the best test accuracy over η̃ at each m."""
-    return compare_best_accuracy({None: accuracies})
+def best_accuracy_vs_batch_size(accuracies, errors: dict | None = None,
+                                where: str = "") -> plt.Figure:
+    """Fig 15 of one sweep: the best test metric over η̃ at each m (± one standard error)."""
+    return compare_best_accuracy({None: accuracies}, {None: errors}, where)
 
 
-def compare_best_accuracy(tables: dict) -> plt.Figure:
-    """Fig 15: the best test accuracy over η̃ at each m, one curve per sweep ({label: accuracies};
-    label None: a single sweep, no legend)."""
+def compare_best_accuracy(tables: dict, errors: dict | None = None,
+                          where: str = "") -> plt.Figure:
+    """Fig 15: the best test metric over η̃ at each m, one curve per sweep ({label: accuracies};
+    label None: a single sweep, no legend); `errors`: {label: {(m, η̃): standard error}}."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
-    for label, accuracies in tables.items():
+    for i, (label, accuracies) in enumerate(tables.items()):
         best = best_per_batch_size(accuracies)
-        ax.plot(np.log2(list(best)), [acc for _, acc in best.values()], "o-", label=label,
-                markersize=4)
+        sweep_errors = (errors or {}).get(label) or {}
+        bars = [sweep_errors.get((m, lr), math.nan) for m, (lr, _) in best.items()]
+        ax.errorbar(np.log2(list(best)), [acc for _, acc in best.values()],
+                    yerr=None if np.all(np.isnan(bars)) else bars, linestyle="-",
+                    markersize=4, capsize=2, label=label, **_style(i))
     ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
     first = next(iter(tables.values()), {})
-    ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"),
-           title=f"Best test {metric_name(first)} vs m")
+    ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"))
+    _title(ax, f"Best test {metric_name(first)} vs m", where)
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
 
-def reliable_range_vs_batch_size(accuracies, tolerance: float) -> plt.Figure:
+def reliable_range_vs_batch_size(accuracies, tolerance: float, where: str = "") -> plt.Figure:
     """Fig 16 of one sweep: the η̃ that converge reliably at each m."""
-    return compare_reliable_ranges({None: accuracies}, tolerance)
+    return compare_reliable_ranges({None: accuracies}, tolerance, where)
 
 
-def compare_reliable_ranges(tables: dict, tolerance: float) -> plt.Figure:
+def _consecutive(lrs: list[float], grid: list[float]) -> list[list[float]]:
+    """`lrs` cut into runs of consecutive grid points (a gap: an η̃ that is not reliable)."""
+    index, runs = {lr: i for i, lr in enumerate(grid)}, []
+    for lr in sorted(lrs):
+        if runs and index[lr] == index[runs[-1][-1]] + 1:
+            runs[-1].append(lr)
+        else:
+            runs.append([lr])
+    return runs
+
+
+def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> plt.Figure:
     """Fig 16: the η̃ that converge reliably at each m (vertical bars through the grid points),
     one colour per sweep ({label: accuracies}, each against its own best; side by side at each m)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
     colors = plt.cm.tab10(np.arange(len(tables)) % 10)
     for i, (color, (label, accuracies)) in enumerate(zip(colors, tables.items())):
+        grid = sorted({lr for _, lr in accuracies})
         offset = 0.15 * (i - (len(tables) - 1) / 2)
         for m, lrs in reliable_ranges(accuracies, tolerance).items():
-            if lrs:
-                x = math.log2(m) + offset
-                ax.plot([x] * 2, [math.log2(lrs[0]), math.log2(lrs[-1])], "-", color=color,
+            x = math.log2(m) + offset
+            for run in _consecutive(lrs, grid):  # gaps stay gaps
+                # ±0.3 around the run's ends: a lone η̃ shows as a bar, a gap as white.
+                ax.plot([x] * 2, [math.log2(run[0]) - 0.3, math.log2(run[-1]) + 0.3], "-",
+                        color=color, solid_capstyle="butt",
                         linewidth=6 if len(tables) == 1 else 3, alpha=0.5)
+            if lrs:
                 ax.plot([x] * len(lrs), np.log2(lrs), "o", color=color, markersize=3)
         if label is not None:
             ax.plot([], [], "-", color=color, linewidth=3, label=label)
     ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
-    ax.set(xlabel="batch size m", ylabel="log₂ η̃",
-           title=f"Reliable η̃: {reliability_rule(next(iter(tables.values()), {}), tolerance)}, "
-                 "no divergence")
+    _integer_log2_axis(ax.yaxis)
+    ax.set(xlabel="batch size m", ylabel="log₂ η̃")
+    _title(ax, f"Reliable η̃: {reliability_rule(next(iter(tables.values()), {}), tolerance)}, "
+               "no divergence", where)
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
 
-def accuracy_heat_map(accuracies) -> plt.Figure:
+def accuracy_heat_map(accuracies, where: str = "") -> plt.Figure:
     """Test accuracy over the η̃ × m grid (blank: diverged)."""
     ms, lrs = _batch_sizes(accuracies), _base_lrs(accuracies)
     values = np.array([[accuracies.get((m, lr), np.nan) for m in ms] for lr in lrs])
@@ -130,8 +186,8 @@ def accuracy_heat_map(accuracies) -> plt.Figure:
     image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(accuracies))
     ax.set_xticks(range(len(ms)), [str(m) for m in ms])
     ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
-    ax.set(xlabel="batch size m", ylabel="log₂ η̃",
-           title=f"{_metric_label(accuracies, 'Test')} (blank: diverged)")
+    ax.set(xlabel="batch size m", ylabel="log₂ η̃")
+    _title(ax, f"{_metric_label(accuracies, 'Test')} (blank: diverged)", where)
     fig.colorbar(image, ax=ax)
     return fig
 
@@ -188,7 +244,7 @@ def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
     paths = [os.path.join(directory, f"{name}.{ext}") for ext in FORMATS]
     for path, ext in zip(paths, FORMATS):
         with replacing(path) as temporary:
-            fig.savefig(temporary, format=ext, dpi=120, bbox_inches="tight")
+            fig.savefig(temporary, format=ext, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -197,10 +253,13 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
     """Every figure of a batch sweep, as PNG and SVG in `directory`; returns the paths."""
     os.makedirs(directory, exist_ok=True)
     accuracies = accuracy_table(rows)
-    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies),
-               "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(accuracies),
-               "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance),
-               "accuracy_heat_map": accuracy_heat_map(accuracies)}
+    errors = {point: se for point, (_, se, _) in seed_statistics(rows).items()}
+    where = context(rows)
+    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies, errors, where),
+               "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(accuracies, errors,
+                                                                          where),
+               "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where),
+               "accuracy_heat_map": accuracy_heat_map(accuracies, where)}
     if curves:
         figures["training_curves"] = training_curves(curves, metric_of(rows)[0])
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

@@ -55,7 +55,7 @@ def test_summary_numbers_match_the_table():
     assert "Best: m = 2, η̃ = 2^-8, accuracy 0.7100" in text
     assert "accuracy ≥ best − 0.02" in text
     assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-6 | 3 | — |" in text
-    assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 | — |" in text
+    assert "| 8 | 2^-10 | 0.7000 | 2^-10 | 1 | — |" in text
     assert "| 256 | — | all diverged | none | 0 | — |" in text
     assert "At m = 64 the best η̃ is the smallest of the grid" in text
     assert "largest of the grid" not in text
@@ -66,7 +66,7 @@ def test_training_time_per_batch_size_is_its_programs_wall_time():
             zip(_rows({2: {-10: 0.7, -8: 0.71}, 8: {-10: 0.7}}), (120.5, 120.5, 30.2))]
     text = summary_markdown(rows, tolerance=0.02)
     assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-8 | 2 | 120 s |" in text
-    assert "| 8 | 2^-10 | 0.7000 | 2^-10 … 2^-10 | 1 | 30 s |" in text
+    assert "| 8 | 2^-10 | 0.7000 | 2^-10 | 1 | 30 s |" in text
 
 
 def test_optima_at_the_edge_of_the_grid_are_flagged():
@@ -161,7 +161,7 @@ def test_a_metric_where_lower_is_better_turns_every_best_around():
     text = summary_markdown(rows, tolerance=0.12)
     assert "Best: m = 64, η̃ = 2^-12, mse 0.5000" in text and "lower is better" in text
     assert "mse ≤ best + 0.12" in text and "| m | best η̃ | best mse |" in text
-    assert "| 2 | 2^-12 | 0.6000 | 2^-12 … 2^-12 | 1 | — |" in text
+    assert "| 2 | 2^-12 | 0.6000 | 2^-12 | 1 | — |" in text
     bn_rows = [{**row, "bn_batch_size": row["batch_size"]} for row in rows]
     assert bn_accuracy_table(bn_rows)[(8, 8)] == (2.0**-8, 0.65)
     assert "Best: m = 64, m_BN = 64" in bn_summary_markdown(bn_rows)
@@ -172,3 +172,46 @@ def test_a_metric_where_lower_is_better_turns_every_best_around():
 def test_rows_of_different_metrics_are_not_ranked_together():
     with pytest.raises(ValueError, match="different metrics"):
         accuracy_table(_rows(TABLE) + _lower_is_better(_rows({4: {-8: 0.3}})))
+
+
+def test_a_reliable_range_with_a_gap_is_shown_with_the_gap():
+    from smallbatch_jax.analysis import format_lrs
+    grid = [2.0**k for k in range(-12, -6)]
+    assert format_lrs([2.0**-12, 2.0**-11, 2.0**-9], grid) == "2^-12 … 2^-11, 2^-9"
+    assert format_lrs([2.0**-10], grid) == "2^-10" and format_lrs([], grid) == "none"
+    rows = _rows({4: {-12: 0.70, -11: 0.71, -10: 0.60, -9: 0.70, -8: NAN}})
+    text = summary_markdown(rows, tolerance=0.02)
+    assert "| 4 | 2^-11 | 0.7100 | 2^-12 … 2^-11, 2^-9 | 3 | — |" in text
+
+
+def _seeded(table_per_seed):
+    return [row for seed, table in enumerate(table_per_seed) for row in _rows(table, seed)]
+
+
+def test_seeds_give_standard_errors_and_which_m_are_within_noise_of_the_best():
+    """m = 2's best (2^-8) has seeds 0.70, 0.72, 0.74; m = 8's best (2^-10) 0.69, 0.71, 0.73
+    (the same spread, 0.01 lower: within noise); m = 64's 0.50, 0.51, 0.52 (far below)."""
+    from smallbatch_jax.analysis import seed_statistics, within_noise
+    per_seed = [{2: {-10: 0.60, -8: 0.70 + d}, 8: {-10: 0.69 + d, -8: 0.5},
+                 64: {-10: 0.50 + d / 2, -8: NAN}} for d in (0.0, 0.02, 0.04)]
+    rows = _seeded(per_seed)
+    statistics = seed_statistics(rows)
+    mean, se, n = statistics[(2, 2.0**-8)]
+    assert n == 3 and mean == pytest.approx(0.72) and se == pytest.approx(0.02 / math.sqrt(3))
+    assert math.isnan(statistics[(64, 2.0**-8)][0])
+    p = within_noise(rows)
+    assert p[2] == 1.0 and p[8] > 0.05 and p[64] < 0.01
+    text = summary_markdown(rows, tolerance=0.02)
+    assert "accuracy 0.7200 ± 0.0115 (standard error over 3 seeds)" in text
+    assert "Within noise of the best: m = 2, 8 (Welch's t-test" in text
+    assert "| m | best η̃ | best accuracy | ± se | p vs best | reliable η̃ |" in text
+    assert "| 64 | 2^-10 | 0.5100 | 0.0058 |" in text
+    one_seed = summary_markdown(_rows(TABLE), tolerance=0.02)
+    assert "± se" not in one_seed and "Within noise" not in one_seed
+
+
+def test_a_summary_says_what_the_swept_value_is_when_it_is_not_eta_tilde():
+    rows = [{**r, "lr_scaling": "none"} for r in _rows(TABLE)]
+    assert "The swept value (written η̃ below) is none-scaled: η = s" in summary_markdown(
+        rows, 0.02)
+    assert "swept value" not in summary_markdown(_rows(TABLE), 0.02)

@@ -93,3 +93,31 @@ def test_training_curves_hold_one_line_per_chosen_run():
     lines = _lines_with_data(ax)
     assert [list(line.get_ydata()) for line in lines] == [[0.5, 0.6], [0.3, 0.4]]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(curves)
+
+
+def test_figures_for_a_paper_error_bars_staggered_marks_gaps_and_where(tmp_path):
+    """With seeds: error bars; each m's divergence marks on their own row; a reliable range
+    with a gap drawn as two bars; the model, data and optimizer in the title; 300 dpi."""
+    from test_analysis import _seeded
+    per_seed = [{2: {-10: 0.60 + d, -9: 0.5, -8: 0.70 + d, -6: NAN},
+                 8: {-10: 0.69 + d, -9: 0.7, -8: 0.5, -6: NAN}} for d in (0.0, 0.02)]
+    rows = [{**r, "model": "alexnet", "dataset": "cifar10", "optimizer": "sgd"}
+            for r in _seeded(per_seed)]
+    paths = plots.write_figures(rows, str(tmp_path), 0.02)
+    from smallbatch_jax.analysis import seed_statistics
+    errors = {p: se for p, (_, se, _) in seed_statistics(rows).items()}
+    fig = plots.accuracy_vs_lr(accuracy_table(rows), errors, plots.context(rows))
+    ax = fig.axes[0]
+    assert ax.get_title().endswith("alexnet on cifar10, sgd")
+    assert len(ax.containers) == 2 and all(c.has_yerr for c in ax.containers)
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert len({float(line.get_ydata()[0]) for line in crosses}) == 2  # one row per m
+    assert all(t == int(t) for t in ax.get_xticks())  # integer log₂ ticks
+    markers = {line.get_marker() for line in ax.get_lines() if line.get_marker() != "x"}
+    assert len(markers) >= 2  # m told apart by marker too
+    gap = plots.reliable_range_vs_batch_size(accuracy_table(rows), 0.12).axes[0]
+    bars = [line for line in gap.get_lines() if line.get_marker() in ("None", "")]
+    assert len(bars) == 3  # m = 2: 2^-10, 2^-8 (a gap at 2^-9), m = 8: 2^-10 … 2^-9
+    from matplotlib.image import imread
+    png = imread(next(p for p in paths if p.endswith("accuracy_vs_lr.png")))
+    assert png.shape[1] > 1500  # 6 inches at 300 dpi (tight bounding box)
