@@ -37,17 +37,20 @@ def main():
             raise app.UsageError("--curves is for a batch sweep's workdir")
         bn_sweep.report(workdir, rows)
         return
+    saved = {}
+    if os.path.isfile(os.path.join(workdir, SWEEP_CONFIG)):
+        with open(os.path.join(workdir, SWEEP_CONFIG)) as f:
+            saved = json.load(f)
     tolerance = _TOLERANCE.value
     if tolerance is None:
-        with open(os.path.join(workdir, SWEEP_CONFIG)) as f:
-            tolerance = json.load(f)["reliable_tolerance"]
+        tolerance = saved["reliable_tolerance"]
     curves = {}
     for pair in _CURVES.value:
         m, lr = pair.split(":")
         curves[f"m = {m}, η̃ = 2^{math.log2(float(lr)):g}"] = [
             r for r in results.read_raw(os.path.join(run_dir(workdir, int(m)), "curves.csv"))
             if float(r["base_lr"]) == float(lr)]
-    report(workdir, rows, tolerance, curves)
+    report(workdir, rows, tolerance, curves, target=saved.get("target", 0.0))
 
 
 if __name__ == "__main__":

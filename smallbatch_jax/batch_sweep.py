@@ -10,9 +10,10 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 `task_index`/`num_tasks` split the batch sizes over machines (sweep.py).
 """
 
+import math
 import os
 
-from smallbatch_jax import analysis, plots, results
+from smallbatch_jax import analysis, plots, results, steps_to_target
 from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
@@ -34,15 +35,30 @@ def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 
     """Runs this task's unfinished batch sizes, merges, reports; returns the merged rows.
     `model`, `dataset`, `objective`: a user's (smallbatch_jax.api)."""
     return run_sweep(config, batch_size_runs(config), workdir,
-                     lambda rows: report(workdir, rows, config.reliable_tolerance),
+                     lambda rows: report(workdir, rows, config.reliable_tolerance,
+                                         target=config.target),
                      task_index, num_tasks, model=model, dataset=dataset, objective=objective)
 
 
-def report(workdir: str, rows, tolerance: float, curves=None) -> None:
+def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.0) -> None:
     """The figures (workdir/figures/, with `curves` as in plots.training_curves) and
-    summary.md of the rows; printed summary too."""
-    paths = plots.write_figures(rows, os.path.join(workdir, "figures"), tolerance, curves)
-    write_summary(workdir, analysis.summary_markdown(rows, tolerance), paths)
+    summary.md of the rows, with the steps to `target` (0: steps_to_target.default_target)
+    from the runs' curves.csv; printed summary too."""
+    directory = os.path.join(workdir, "figures")
+    paths = plots.write_figures(rows, directory, tolerance, curves)
+    summary = analysis.summary_markdown(rows, tolerance)
+    runs = {m: os.path.join(run_dir(workdir, m), "curves.csv")
+            for m in sorted({int(row["batch_size"]) for row in rows})}
+    if all(os.path.isfile(path) for path in runs.values()):
+        target = target or steps_to_target.default_target(rows)
+        if not math.isnan(target):
+            found = steps_to_target.steps_to_target(
+                rows, {m: results.read_raw(path) for m, path in runs.items()}, target)
+            metric = results.metric_of(rows)[0]
+            summary += "\n" + steps_to_target.markdown(found, target, metric)
+            paths += plots.save(plots.steps_to_target_vs_batch_size(
+                found, target, metric, plots.context(rows)), directory, "steps_to_target")
+    write_summary(workdir, summary, paths)
 
 
 def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) -> None:

@@ -103,6 +103,8 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False,
               "0 (no budget) or the GiB one dispatch may use")
     if not _is_int(config.last_epochs) or config.last_epochs <= 0:
         _fail("last_epochs", config.last_epochs, "a positive integer (the paper: 5)")
+    if not (isinstance(config.target, (int, float)) and math.isfinite(config.target)):
+        _fail("target", config.target, "a finite number (0: within 5% of the sweep's best)")
     if not 0.0 <= config.reliable_tolerance <= 1.0:
         _fail("reliable_tolerance", config.reliable_tolerance,
               "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")

@@ -48,7 +48,7 @@ CHECKPOINTS = "checkpoints"
 # Keys a checkpoint's config may differ in from the command's: they do not change what one
 # run computes (the sweep's other points, the summary's tolerance, how often to save).
 RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size",
-                  "reliable_tolerance", "checkpoint")
+                  "reliable_tolerance", "target", "checkpoint")
 # Keys added to the config after runs were saved without them, with the value that trains
 # as those runs were trained: absent from a saved config and at this value now is no
 # difference (a finished run stays finished, a checkpoint resumes).

@@ -240,6 +240,34 @@ def training_curves(curves: dict[str, list[dict]], metric: str = "accuracy") -> 
     return fig
 
 
+def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric: str,
+                                  where: str = "") -> plt.Figure:
+    """Shallue et al.'s figure: the fewest steps to the target per m (steps_to_target.py),
+    log–log, with the perfect-scaling line (steps ∝ 1/m) through the smallest m that
+    reached it; m that never reached it are marked at the top."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    reached = {m: f["steps"] for m, f in found.items() if f["steps"] is not None}
+    if reached:
+        ms = sorted(reached)
+        ax.plot(ms, [reached[m] for m in ms], linestyle="-", markersize=5,
+                label="measured", **_style(0))
+        ax.plot(ms, [reached[ms[0]] * ms[0] / m for m in ms], "--", color="grey",
+                label="perfect scaling")
+    missed = [m for m, f in found.items() if f["steps"] is None]
+    ax.plot(missed, [0.97] * len(missed), "x", color="black", markersize=6,
+            transform=ax.get_xaxis_transform(), clip_on=False,
+            label="not reached" if missed else None)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    all_ms = sorted(found)
+    ax.set_xticks(all_ms, [str(m) for m in all_ms])
+    ax.set(xlabel="batch size m", ylabel="steps to target")
+    _title(ax, f"Steps to test {metric} {target:.4f}", where)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
 def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
     paths = [os.path.join(directory, f"{name}.{ext}") for ext in FORMATS]
     for path, ext in zip(paths, FORMATS):

@@ -5,7 +5,7 @@
 # Marek et al. 2025). The swept value is Adam's η itself (lr_scaling 'none'), 2^-18 … 2^-6.
 # Interleaved per m (small m first, both rules) so that a cut-off run still compares the rules
 # at the smallest m; every run is resumable: run this script again to continue.
-#   bash docs/evidence/alexnet_adam_study.sh [RUNS_DIR] [M ...]
+#   [RULES="fixed per_example"] bash docs/evidence/alexnet_adam_study.sh [RUNS_DIR] [M ...]
 # (M: the batch sizes to train, default all. At m = 128 = m_ref both rules give β₂ = 0.999:
 # the two runs there must agree, a check of the rule's plumbing.)
 set -euo pipefail
@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 runs="${1:-runs}"
 shift || true
 ms="${*:-2 4 8 16 32 64 128 256}"
+rules="${RULES:-fixed per_example}"
 lrs="($(python -c 'print(", ".join(repr(2.0**k) for k in range(-18, -5)))'))"
 common=(--config=configs/alexnet_cifar10.py:bn=none
         --config.data_dir=../shared/data/cifar10_subset.npz --config.epochs=10
@@ -20,12 +21,12 @@ common=(--config=configs/alexnet_cifar10.py:bn=none
         --config.adam.beta2_batch_size=128)
 all="($(echo $ms | sed 's/ /, /g'),)"
 for m in $ms; do
-  for rule in fixed per_example; do
+  for rule in $rules; do
     python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
         "--config.batch_sizes=($m,)" --workdir="$runs/study_alexnet_adam_$rule"
   done
 done
-for rule in fixed per_example; do  # the merged tables, figures and summaries of all m
+for rule in $rules; do  # the merged tables, figures and summaries of all m
   python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
       "--config.batch_sizes=$all" --workdir="$runs/study_alexnet_adam_$rule"
 done

@@ -1,0 +1,105 @@
+"""Steps, examples and wall time to a target metric per batch size (Shallue et al. 2019).
+
+"Larger batches train faster" is a claim about time to a result, not about the final
+accuracy. Shallue et al. ("Measuring the Effects of Data Parallelism on Neural Network
+Training", 2019) measure it as the fewest steps, over the learning-rate grid, in which a
+batch size first reaches a target: under perfect scaling doubling m halves them, and the
+curve's bend shows where larger batches stop paying.
+
+Here, from a batch sweep's curves (every lane's test metric after every evaluation; one per
+epoch): the mean over seeds of each (m, η̃)'s curve (NaN once a seed diverged), the first
+evaluation at which it reaches the target, and the fewest such steps over η̃ per m. A step
+count is a multiple of the evaluation interval, so it is an upper bound by less than one
+interval. The wall time to target is those steps at the speed m's program measured (its
+results' wall seconds / steps: every η̃ at once, evaluation included, so an upper bound for
+one η̃ alone).
+
+The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best: 0.95 × best where
+higher is better, 1.05 × best where lower is; every report states the target it used.
+"""
+
+import collections
+import math
+
+import numpy as np
+
+from smallbatch_jax.analysis import accuracy_table, best_of, higher_is_better
+
+DEFAULT_FRACTION = 0.05
+
+
+def default_target(rows) -> float:
+    """Within DEFAULT_FRACTION of the sweep's best (NaN if every run diverged)."""
+    table = accuracy_table(rows)
+    best = best_of(table, higher_is_better(table))
+    if best is None:
+        return math.nan
+    value = table[best]
+    return value * (1 - DEFAULT_FRACTION if higher_is_better(table) else 1 + DEFAULT_FRACTION)
+
+
+def mean_curves(curves: list[dict]) -> dict[float, list[tuple[int, float]]]:
+    """{η̃: [(epoch, mean over seeds of the test metric)]} of one m's curves.csv rows (NaN at
+    an epoch where any seed's value is NaN)."""
+    by_point = collections.defaultdict(list)
+    for row in curves:
+        by_point[(float(row["base_lr"]), int(row["epoch"]))].append(float(row["test_metric"]))
+    means = collections.defaultdict(list)
+    for (lr, epoch), values in sorted(by_point.items()):
+        means[lr].append((epoch, math.nan if any(math.isnan(v) for v in values)
+                          else float(np.mean(values))))
+    return dict(means)
+
+
+def first_reaching(curve: list[tuple[int, float]], target: float, higher: bool) -> int | None:
+    """The first epoch whose value reaches `target` (≥, or ≤ where lower is better)."""
+    for epoch, value in curve:
+        if not math.isnan(value) and (value >= target if higher else value <= target):
+            return epoch
+    return None
+
+
+def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float
+                    ) -> dict[int, dict]:
+    """Per m: {'steps', 'examples', 'seconds', 'lr'} of the η̃ that reaches `target` in the
+    fewest steps (None values where no η̃ does). `rows`: the sweep's results rows (for the
+    direction, steps per epoch and the measured speed); `curves_by_m`: {m: its curves.csv
+    rows}."""
+    higher = higher_is_better(accuracy_table(rows))
+    steps_per_epoch, seconds_per_step = {}, {}
+    for row in rows:
+        m = int(row["batch_size"])
+        steps, epochs = int(row["steps"]), int(row["epochs"])
+        steps_per_epoch[m] = steps // epochs
+        seconds = float(row.get("wall_seconds") or math.nan)
+        seconds_per_step[m] = seconds / steps if steps else math.nan
+    found = {}
+    for m in sorted(curves_by_m):
+        reached = {lr: first_reaching(curve, target, higher)
+                   for lr, curve in mean_curves(curves_by_m[m]).items()}
+        reached = {lr: epoch for lr, epoch in reached.items() if epoch is not None}
+        if not reached:
+            found[m] = {"steps": None, "examples": None, "seconds": None, "lr": None}
+            continue
+        lr = min(reached, key=lambda lr: (reached[lr], lr))  # ties: the smaller η̃
+        steps = reached[lr] * steps_per_epoch[m]
+        found[m] = {"steps": steps, "examples": steps * m,
+                    "seconds": steps * seconds_per_step.get(m, math.nan), "lr": lr}
+    return found
+
+
+def markdown(found: dict[int, dict], target: float, metric: str) -> str:
+    """The table of steps, examples and wall time to the target per m."""
+    lines = [f"Steps to target: the fewest optimizer steps over η̃ after which the mean over "
+             f"seeds of the test {metric} first reaches {target:.4f} (evaluated once per "
+             "epoch: an upper bound by less than an epoch's steps); wall time at the speed "
+             "measured for m's program.", "",
+             "| m | η̃ | steps | examples | wall time |", "|---|---|---|---|---|"]
+    for m, f in found.items():
+        if f["steps"] is None:
+            lines.append(f"| {m} | — | not reached | — | — |")
+        else:
+            seconds = "—" if math.isnan(f["seconds"]) else f"{f['seconds']:.0f} s"
+            lines.append(f"| {m} | 2^{math.log2(f['lr']):g} | {f['steps']} | "
+                         f"{f['examples']} | {seconds} |")
+    return "\n".join(lines) + "\n"
