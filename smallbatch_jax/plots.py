@@ -258,7 +258,10 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
             transform=ax.get_xaxis_transform(), clip_on=False,
             label="not reached" if missed else None)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    if reached:
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no m reached the target", ha="center", transform=ax.transAxes)
     all_ms = sorted(found)
     ax.set_xticks(all_ms, [str(m) for m in all_ms])
     ax.set(xlabel="batch size m", ylabel="steps to target")

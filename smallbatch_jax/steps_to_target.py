@@ -68,13 +68,15 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float
     higher = higher_is_better(accuracy_table(rows))
     steps_per_epoch, seconds_per_step = {}, {}
     for row in rows:
+        if not row.get("steps") or not row.get("epochs"):
+            continue  # a table that does not say (its m get no steps to target)
         m = int(row["batch_size"])
         steps, epochs = int(row["steps"]), int(row["epochs"])
         steps_per_epoch[m] = steps // epochs
         seconds = float(row.get("wall_seconds") or math.nan)
         seconds_per_step[m] = seconds / steps if steps else math.nan
     found = {}
-    for m in sorted(curves_by_m):
+    for m in sorted(set(curves_by_m) & set(steps_per_epoch)):
         reached = {lr: first_reaching(curve, target, higher)
                    for lr, curve in mean_curves(curves_by_m[m]).items()}
         reached = {lr: epoch for lr, epoch in reached.items() if epoch is not None}

@@ -57,6 +57,8 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     best = max(table, key=lambda r: float(r["median_test_metric"]))
     assert f"accuracy {float(best['median_test_metric']):.4f}" in summary
     assert f"Best: m = {best['batch_size']}," in summary
+    assert "Steps to target: " in summary and "| m | η̃ | steps | examples | wall time |" in summary
+    assert os.path.isfile(tmp_path / "figures" / "steps_to_target.png")
 
     # Re-running trains nothing that is complete; a missing batch size is run again.
     trained = []

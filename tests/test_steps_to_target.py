@@ -61,3 +61,10 @@ def test_the_default_target_is_within_five_percent_of_the_best_in_its_direction(
     assert default_target(lower) == pytest.approx(0.42)
     curves = {2: _curves({0.1: [0.9, 0.45, 0.41]})}
     assert steps_to_target(lower, curves, 0.42)[2]["steps"] == 30  # ≤ where lower is better
+
+
+def test_the_figure_of_a_target_no_m_reached_says_so(tmp_path):
+    found = {2: {"steps": None, "examples": None, "seconds": None, "lr": None}}
+    fig = plots.steps_to_target_vs_batch_size(found, 0.9, "accuracy")
+    assert "no m reached the target" in [t.get_text() for t in fig.axes[0].texts]
+    assert all(p.endswith(("png", "svg")) for p in plots.save(fig, str(tmp_path), "s"))
