@@ -58,7 +58,9 @@ def best_of(scores: dict, higher: bool = True):
     if not finite:
         return None
     sign = -1.0 if higher else 1.0
-    return min(finite, key=lambda key: (sign * scores[key], key))
+    # Means over seeds of equal scores can differ in their last bits: scores equal to 12
+    # significant digits are ties.
+    return min(finite, key=lambda key: (float(f"{sign * scores[key]:.12g}"), key))
 
 
 def accuracy_table(rows) -> MetricTable:
@@ -225,10 +227,11 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                          higher_is_better(accuracies))
         lr, acc = trained[best_m]
         se = statistics[(best_m, lr)][1]
-        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f}"
-                  + (f" ± {se:.4f} (standard error over {seeds} seeds)"
-                     if not math.isnan(se) else "")
-                  + f" ({_metric_words(accuracies)}).", ""]
+        spread = (f" ± {se:.4f}" if not math.isnan(se) else "")
+        words = _metric_words(accuracies) + (f"; ± one standard error over {seeds} seeds"
+                                             if spread else "")
+        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f}{spread} "
+                  f"({words}).", ""]
         if p_values:
             close = [str(m) for m, p in p_values.items() if not math.isnan(p) and p >= ALPHA]
             lines += [f"Within noise of the best: m = {', '.join(close)} (Welch's t-test of "

@@ -81,22 +81,32 @@ def _colormap(table) -> str:
 
 
 def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "") -> plt.Figure:
-    """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; ✕ marks diverged runs.
-    `errors`: {(m, η̃): standard error} (bars where finite); `where`: the title's second line
-    (plots.context)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, m in enumerate(_batch_sizes(accuracies)):
+    """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; below it, a strip with one
+    row per m marking (✕) the η̃ where m diverged, so that no mark hides another or the
+    data. `errors`: {(m, η̃): standard error} (bars where finite); `where`: the title's
+    second line (plots.context)."""
+    ms = _batch_sizes(accuracies)
+    fig, (ax, strip) = plt.subplots(
+        2, 1, figsize=(6, 4.2 + 0.12 * len(ms)), sharex=True,
+        gridspec_kw={"height_ratios": [4, 0.6 + 0.15 * len(ms)], "hspace": 0.05})
+    for i, m in enumerate(ms):
         style = _style(i)
         lrs = sorted(lr for mm, lr in accuracies if mm == m)
         accs = [accuracies[(m, lr)] for lr in lrs]
         bars = [(errors or {}).get((m, lr), math.nan) for lr in lrs]
         ax.errorbar(np.log2(lrs), accs, yerr=None if np.all(np.isnan(bars)) else bars,
                     linestyle="-", markersize=4, capsize=2, label=f"m = {m}", **style)
-        _mark_failed(ax, accuracies, [math.log2(lr) for lr, acc in zip(lrs, accs)
-                                      if math.isnan(acc)], style["color"], i)
-    _integer_log2_axis(ax.xaxis)
-    ax.set(xlabel="log₂ η̃", ylabel=_metric_label(accuracies) + ", median of the last epochs")
-    _title(ax, f"Test {metric_name(accuracies)} vs base learning rate (✕: diverged)", where)
+        failed = [math.log2(lr) for lr, acc in zip(lrs, accs) if math.isnan(acc)]
+        strip.plot(failed, [i] * len(failed), "x", color=style["color"], markersize=5)
+    strip.set_yticks(range(len(ms)), [str(m) for m in ms], fontsize=6)
+    strip.set_ylim(-0.7, len(ms) - 0.3)
+    strip.invert_yaxis()
+    strip.set_ylabel("✕ diverged\nm", fontsize=7)
+    strip.grid(alpha=0.3, axis="x")
+    _integer_log2_axis(strip.xaxis)
+    strip.set_xlabel("log₂ η̃")
+    ax.set(ylabel=_metric_label(accuracies) + ", median of the last epochs")
+    _title(ax, f"Test {metric_name(accuracies)} vs base learning rate", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig

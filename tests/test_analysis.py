@@ -202,7 +202,8 @@ def test_seeds_give_standard_errors_and_which_m_are_within_noise_of_the_best():
     p = within_noise(rows)
     assert p[2] == 1.0 and p[8] > 0.05 and p[64] < 0.01
     text = summary_markdown(rows, tolerance=0.02)
-    assert "accuracy 0.7200 ± 0.0115 (standard error over 3 seeds)" in text
+    assert ("accuracy 0.7200 ± 0.0115 (median test accuracy over the last epochs, mean over "
+            "seeds; ± one standard error over 3 seeds)") in text
     assert "Within noise of the best: m = 2, 8 (Welch's t-test" in text
     assert "| m | best η̃ | best accuracy | ± se | p vs best | reliable η̃ |" in text
     assert "| 64 | 2^-10 | 0.5100 | 0.0058 |" in text
@@ -215,3 +216,9 @@ def test_a_summary_says_what_the_swept_value_is_when_it_is_not_eta_tilde():
     assert "The swept value (written η̃ below) is none-scaled: η = s" in summary_markdown(
         rows, 0.02)
     assert "swept value" not in summary_markdown(_rows(TABLE), 0.02)
+
+
+def test_means_equal_but_for_their_last_bits_are_ties():
+    from smallbatch_jax.analysis import best_of
+    a, b = (0.9889 + 0.9944) / 2, 0.99165  # the same accuracy, rounded differently
+    assert a != b and best_of({4: a, 2: b}) == 2 and best_of({4: b, 2: a}) == 2

@@ -16,9 +16,11 @@ def test_accuracy_vs_lr_has_one_curve_per_batch_size_and_marks_divergence():
     curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert len(curves) == len(TABLE)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"m = {m}" for m in TABLE]
-    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    strip = fig.axes[1]  # the divergence marks: one row per m, under the curves
+    crosses = [line for line in strip.get_lines() if line.get_marker() == "x"]
     diverged = sum(1 for accs in TABLE.values() for acc in accs.values() if acc != acc)
     assert sum(len(line.get_xdata()) for line in crosses) == diverged
+    assert [t.get_text() for t in strip.get_yticklabels()] == [str(m) for m in TABLE]
 
 
 def test_best_accuracy_and_heat_map_hold_the_tables_numbers():
@@ -110,9 +112,9 @@ def test_figures_for_a_paper_error_bars_staggered_marks_gaps_and_where(tmp_path)
     ax = fig.axes[0]
     assert ax.get_title().endswith("alexnet on cifar10, sgd")
     assert len(ax.containers) == 2 and all(c.has_yerr for c in ax.containers)
-    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    crosses = [line for line in fig.axes[1].get_lines() if line.get_marker() == "x"]
     assert len({float(line.get_ydata()[0]) for line in crosses}) == 2  # one row per m
-    assert all(t == int(t) for t in ax.get_xticks())  # integer log₂ ticks
+    assert all(t == int(t) for t in fig.axes[1].get_xticks())  # integer log₂ ticks
     markers = {line.get_marker() for line in ax.get_lines() if line.get_marker() != "x"}
     assert len(markers) >= 2  # m told apart by marker too
     gap = plots.reliable_range_vs_batch_size(accuracy_table(rows), 0.12).axes[0]
