@@ -124,21 +124,26 @@ def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
     return p_values
 
 
+def consecutive_runs(lrs: list[float], grid: list[float]) -> list[list[float]]:
+    """`lrs` cut into runs of consecutive points of `grid` (a gap: a grid point not in
+    `lrs`)."""
+    index, runs = {lr: i for i, lr in enumerate(sorted(grid))}, []
+    for lr in sorted(lrs):
+        if runs and index[lr] == index[runs[-1][-1]] + 1:
+            runs[-1].append(lr)
+        else:
+            runs.append([lr])
+    return runs
+
+
 def format_lrs(lrs: list[float], grid: list[float]) -> str:
     """The η̃ of `lrs` as runs of consecutive grid points, gaps shown as gaps:
     '2^-12 … 2^-11, 2^-9' (not '2^-12 … 2^-9' when 2^-10 is missing); 'none' if empty."""
     if not lrs:
         return "none"
-    index = {lr: i for i, lr in enumerate(sorted(grid))}
-    runs, chosen = [], sorted(lrs)
-    for lr in chosen:
-        if runs and index[lr] == index[runs[-1][-1]] + 1:
-            runs[-1].append(lr)
-        else:
-            runs.append([lr])
     text = lambda lr: f"2^{math.log2(lr):g}"
     return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} … {text(r[-1])}"
-                     for r in runs)
+                     for r in consecutive_runs(lrs, grid))
 
 
 def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:

@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from smallbatch_jax.analysis import (  # noqa: E402
-    accuracy_table, best_per_batch_size, bn_accuracy_table, higher_is_better, metric_name,
-    reliability_rule, reliable_ranges, seed_statistics)
+    accuracy_table, best_per_batch_size, bn_accuracy_table, consecutive_runs, higher_is_better,
+    metric_name, reliability_rule, reliable_ranges, seed_statistics)
 from smallbatch_jax.results import metric_of, replacing  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -146,17 +146,6 @@ def reliable_range_vs_batch_size(accuracies, tolerance: float, where: str = "") 
     return compare_reliable_ranges({None: accuracies}, tolerance, where)
 
 
-def _consecutive(lrs: list[float], grid: list[float]) -> list[list[float]]:
-    """`lrs` cut into runs of consecutive grid points (a gap: an η̃ that is not reliable)."""
-    index, runs = {lr: i for i, lr in enumerate(grid)}, []
-    for lr in sorted(lrs):
-        if runs and index[lr] == index[runs[-1][-1]] + 1:
-            runs[-1].append(lr)
-        else:
-            runs.append([lr])
-    return runs
-
-
 def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> plt.Figure:
     """Fig 16: the η̃ that converge reliably at each m (vertical bars through the grid points),
     one colour per sweep ({label: accuracies}, each against its own best; side by side at each m)."""
@@ -168,7 +157,7 @@ def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> 
         offset = 0.15 * (i - (len(tables) - 1) / 2)
         for m, lrs in reliable_ranges(accuracies, tolerance).items():
             x = math.log2(m) + offset
-            for run in _consecutive(lrs, grid):  # gaps stay gaps
+            for run in consecutive_runs(lrs, grid):  # gaps stay gaps
                 # ±0.3 around the run's ends: a lone η̃ shows as a bar, a gap as white.
                 ax.plot([x] * 2, [math.log2(run[0]) - 0.3, math.log2(run[-1]) + 0.3], "-",
                         color=color, solid_capstyle="butt",
