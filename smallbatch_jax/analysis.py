@@ -248,8 +248,10 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         lines += ["Every run diverged.", ""]
     scalings = {row.get("lr_scaling") for row in rows} - {None, "", "linear"}
     if scalings:  # the tables say η̃ for the swept value whatever it is
-        lines += [f"The swept value (written η̃ below) is {' and '.join(sorted(scalings))}-"
-                  "scaled: η = s for 'none', η = √m·s for 'sqrt' (optim.Optimizer).", ""]
+        meaning = {"none": "η itself (lr_scaling 'none')",
+                   "sqrt": "s, with η = √m·s (lr_scaling 'sqrt')"}
+        lines += ["The swept value, written η̃ below, is "
+                  + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
               "(gaps in a range are η̃ that are not). Training time: the wall time of m's "

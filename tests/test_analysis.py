@@ -213,8 +213,8 @@ def test_seeds_give_standard_errors_and_which_m_are_within_noise_of_the_best():
 
 def test_a_summary_says_what_the_swept_value_is_when_it_is_not_eta_tilde():
     rows = [{**r, "lr_scaling": "none"} for r in _rows(TABLE)]
-    assert "The swept value (written η̃ below) is none-scaled: η = s" in summary_markdown(
-        rows, 0.02)
+    assert "The swept value, written η̃ below, is η itself (lr_scaling 'none')." in (
+        summary_markdown(rows, 0.02))
     assert "swept value" not in summary_markdown(_rows(TABLE), 0.02)
 
 
