@@ -80,7 +80,15 @@ def _colormap(table) -> str:
     return "viridis" if higher_is_better(table) else "viridis_r"  # bright: better
 
 
-def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "") -> plt.Figure:
+def swept_symbol(rows) -> str:
+    """How the axes name the swept value: η̃ (the paper's, η = m·η̃), η where the sweep's
+    lr_scaling is 'none' (Adam's default), s where it is 'sqrt'."""
+    scalings = {row.get("lr_scaling") or "linear" for row in rows}
+    return {"none": "η", "sqrt": "s"}.get(scalings.pop(), "η̃") if len(scalings) == 1 else "η̃"
+
+
+def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "",
+                   swept: str = "η̃") -> plt.Figure:
     """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; below it, a strip with one
     row per m marking (✕) the η̃ where m diverged, so that no mark hides another or the
     data. `errors`: {(m, η̃): standard error} (bars where finite); `where`: the title's
@@ -104,7 +112,7 @@ def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "") -> p
     strip.set_ylabel("✕ diverged\nm", fontsize=7)
     strip.grid(alpha=0.3, axis="x")
     _integer_log2_axis(strip.xaxis)
-    strip.set_xlabel("log₂ η̃")
+    strip.set_xlabel(f"log₂ {swept}")
     ax.set(ylabel=_metric_label(accuracies) + ", median of the last epochs")
     _title(ax, f"Test {metric_name(accuracies)} vs base learning rate", where)
     ax.legend(fontsize=7, ncol=2)
@@ -285,7 +293,7 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
     accuracies = accuracy_table(rows)
     errors = {point: se for point, (_, se, _) in seed_statistics(rows).items()}
     where = context(rows)
-    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies, errors, where),
+    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies, errors, where, swept_symbol(rows)),
                "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(accuracies, errors,
                                                                           where),
                "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where),

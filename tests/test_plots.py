@@ -123,3 +123,11 @@ def test_figures_for_a_paper_error_bars_staggered_marks_gaps_and_where(tmp_path)
     from matplotlib.image import imread
     png = imread(next(p for p in paths if p.endswith("accuracy_vs_lr.png")))
     assert png.shape[1] > 1500  # 6 inches at 300 dpi (tight bounding box)
+
+
+def test_the_swept_value_is_named_as_the_sweep_scales_it():
+    rows = _rows(TABLE)
+    assert plots.swept_symbol(rows) == "η̃"
+    assert plots.swept_symbol([{**r, "lr_scaling": "none"} for r in rows]) == "η"
+    fig = plots.accuracy_vs_lr(accuracy_table(rows), swept="η")
+    assert fig.axes[1].get_xlabel() == "log₂ η"
