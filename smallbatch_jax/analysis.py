@@ -67,12 +67,8 @@ def best_of(scores: dict, higher: bool = True):
 def accuracy_table(rows) -> MetricTable:
     """{(m, η̃): mean over seeds of the median test metric (accuracy by default)}; NaN if a
     seed is NaN."""
-    by_point = collections.defaultdict(list)
-    for row in rows:
-        by_point[(int(row["batch_size"]), float(row["base_lr"]))].append(
-            float(row["median_test_metric"]))
     return MetricTable({point: float(np.mean(values))
-                        for point, values in sorted(by_point.items())}, *metric_of(rows))
+                        for point, values in seed_values(rows).items()}, *metric_of(rows))
 
 
 def seed_values(rows) -> dict[tuple[int, float], list[float]]:

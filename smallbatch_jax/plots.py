@@ -2,8 +2,9 @@
 
 Each function draws one figure on a new matplotlib Figure and returns it; `write_figures`
 saves a batch sweep's as PNG and SVG, `write_bn_figures` a ghost-BN sweep's. Diverged runs
-stay visible: drawn as crosses at the worst edge of the metric plots (the bottom for
-accuracy, the top where lower is better), and as empty cells of the heat maps. Every label
+stay visible: as crosses in a strip under the curves of the metric vs η̃ (one row per m),
+at the worst edge of the m_BN plot (the bottom for accuracy, the top where lower is better),
+and as empty cells of the heat maps. Every label
 names the table's metric (analysis.MetricTable) and says when lower is better.
 
 For a paper: one colour *and* marker per m (tab10, so m = 2, 4, 8 do not look alike), error
