@@ -7,7 +7,8 @@ Three sections under one deadline (`deadline_minutes`), each writing what it mea
 OUTDIR as it goes (gpu_check.json, gpu_check.md, strategy_table.json, *.tar.gz):
 
 a. Throughput (`throughput`): the reduced AlexNet, K = 13 lanes, on the CIFAR-10 subset's
-   shapes. At every m of `batch_sizes_all`, every candidate strategy that the m's equal share
+   shapes. At every m of `batch_sizes_all`, every candidate (a strategy, at `precision` or
+   at the one its "@precision" suffix names) strategy that the m's equal share
    of the section's budget allows, side by side with the JAX sequential baseline, the packing limit and the PyTorch eager baseline (interleaved
    repeats); at `batch_sizes_best` only the best `num_best` candidates, and the best at the
    other precision (TF32 against true float32). The fastest strategy per m goes to
@@ -35,6 +36,10 @@ def get_config(arg: str | None = None):
     config.data_path = ".carry/cifar10_subset.npz"
     config.workdir = "/tmp/gpu_check"  # runs and traces; OUTDIR gets the files that come back
     config.cache_dir = "/tmp/gpu_check/jax_cache"  # persistent compilation cache ("": off)
+    # The compiled programs of an earlier check on this kind of device (its OUTDIR/
+    # jax_cache.tar.gz, carried back): unpacked into cache_dir, they save its compilations
+    # where the device, jax and the programs are the same. Every check returns its own.
+    config.cache_archive = ".carry/jax_cache.tar.gz"
     config.deadline_minutes = 8.0  # the whole check (issue 10: at most 8 on one H100)
     # The precision of §a's lanes and baselines and of §b's sweep (trainer.PRECISIONS); the
     # other one is measured beside it.
@@ -95,6 +100,7 @@ def get_config(arg: str | None = None):
     if args.tiny:
         config.workdir = "/tmp/gpu_check_tiny"
         config.cache_dir = "/tmp/gpu_check_tiny/jax_cache"
+        config.cache_archive = "/tmp/gpu_check_tiny/carried_jax_cache.tar.gz"
         config.deadline_minutes = 30.0
         tp.model = "small_cnn"
         tp.num_lanes = 3

@@ -18,8 +18,9 @@ if compgen -G ".carry/*.whl" > /dev/null; then
   # The carried Orbax was tested with this machine's jax, not necessarily with the device's:
   # if it does not import there, fall back to the device's own.
   if ! python3 -c "import orbax.checkpoint" 2> /tmp/gpu_check_orbax.log; then
-    cp /tmp/gpu_check_orbax.log "$out/orbax_import.log"
-    echo "the carried orbax-checkpoint does not import (orbax_import.log); using the device's"
+    # (into the log: the device tool returns at most 8 files, and the check writes 8)
+    echo "the carried orbax-checkpoint does not import; using the device's:" | tee "$out/gpu_check.log"
+    tail -3 /tmp/gpu_check_orbax.log | tee -a "$out/gpu_check.log"
     rm -rf /tmp/gpu_check_site/orbax /tmp/gpu_check_site/orbax_checkpoint-*
   fi
 fi
@@ -28,4 +29,4 @@ config=--config=configs/gpu_check.py
 for arg in "$@"; do
   case $arg in --config=*) config=;; esac  # the caller names the config (e.g. its :tiny)
 done
-python3 -m experiments.gpu_check $config --outdir="$out" "$@" 2>&1 | tee "$out/gpu_check.log"
+python3 -m experiments.gpu_check $config --outdir="$out" "$@" 2>&1 | tee -a "$out/gpu_check.log"

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import jaxlib
 import numpy as np
+import optax
 
 from smallbatch_jax import benchmark, lr_sweep, results
 from smallbatch_jax.batch_sweep import batch_size_runs, report
@@ -40,9 +41,11 @@ from smallbatch_jax.strategy import Strategy, strategy_from_config, write_measur
 from smallbatch_jax.models import create_model
 from smallbatch_jax.sweep import config_for, is_complete, merge_until_stable
 from smallbatch_jax.torch_baseline import settings as torch_settings
+from smallbatch_jax.train.plan import PRECISIONS
 from smallbatch_jax.torch_baseline import torch_available, torch_sequential_runner
 
 RECORD, TABLE, STRATEGY_TABLE = "gpu_check.json", "gpu_check.md", "strategy_table.json"
+CACHE_ARCHIVE = "jax_cache.tar.gz"
 # The full data set the estimate is for: the paper's Fig 1 on all of CIFAR-10.
 FULL_NUM_TRAIN, FULL_EPOCHS, FULL_BATCH_SIZES = 50_000, 82, tuple(2**k for k in range(1, 12))
 
@@ -86,6 +89,21 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def unpack_cache(archive: str, cache_dir: str) -> int:
+    """Compiled programs of an earlier check (its OUTDIR/{CACHE_ARCHIVE}, carried back to the
+    device) into `cache_dir`: on the same kind of device and jax they are served from there,
+    so that a check's minutes go to measuring rather than compiling. Returns how many files."""
+    if not (archive and cache_dir and os.path.isfile(archive)):
+        return 0
+    with tarfile.open(archive) as tar:
+        members = [member for member in tar.getmembers() if member.isfile()]
+        for member in members:
+            # The archive holds one folder (pack()'s arcname): its files go into cache_dir.
+            member.name = os.path.join(*member.name.split("/")[1:])
+        tar.extractall(cache_dir, members=members, filter="data")
+    return len(members)
+
+
 def machine_description() -> dict:
     """The device, the software, the date: what a reader needs to place the figures."""
     device = jax.devices()[0]
@@ -113,6 +131,34 @@ def parse_candidate(spec: str) -> Strategy:
             raise ValueError(f"candidate {spec!r}: expected 'lanes/conv[/unrollN][/stepsN]'")
         fields["scan_unroll" if match[1] == "unroll" else "steps_per_dispatch"] = int(match[2])
     return Strategy(lane_map=lanes, conv=conv, **fields)
+
+
+def parse_candidate_spec(spec: str, precision: str) -> tuple[Strategy, str]:
+    """"STRATEGY[@precision]" → (its Strategy, its precision; `precision` without a suffix),
+    so that one list can time a strategy at both precisions side by side."""
+    name, _, suffix = spec.partition("@")
+    suffix = suffix or precision
+    if suffix not in PRECISIONS:
+        raise ValueError(f"candidate {spec!r}: precision {suffix!r} not in {PRECISIONS}")
+    return parse_candidate(name), suffix
+
+
+def train_flops_per_example(model, image_shape, num_classes: int) -> float:
+    """The model's forward and backward floating-point operations per training example, as
+    XLA counts them (cost analysis of the gradient of the summed loss at m = 8): with the step
+    time, how far a lowering is from the device's arithmetic rate."""
+    m = 8
+    images = jnp.zeros((m,) + tuple(image_shape), jnp.float32)
+    labels = jnp.zeros((m,), jnp.int32)
+    variables = model.init(jax.random.key(0), images[:1], train=False)
+
+    def loss(params):
+        logits = model.apply({**variables, "params": params}, images, train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
+
+    cost = jax.jit(jax.grad(loss)).lower(variables["params"]).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) / m
 
 
 def hlo_stats(text: str) -> dict:
@@ -351,10 +397,11 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
     return row
 
 
-def best_candidates(rows: list[dict], count: int) -> list[str]:
-    """The `count` candidates with the lowest mean slowdown against each m's fastest, over
-    the m where every one of them was timed."""
-    names = [n for n in rows[0]["lanes"] if all(n in row["lanes"] for row in rows)]
+def best_candidates(rows: list[dict], count: int, precision: str | None = None) -> list[str]:
+    """The `count` candidates (at `precision`; None: any) with the lowest mean slowdown
+    against each m's fastest of them, over the m where every one of them was timed."""
+    names = [n for n in rows[0]["lanes"] if all(n in row["lanes"] for row in rows)
+             and precision in (None, rows[0]["lanes"][n]["precision"])]
 
     def slowdown(name):
         return np.mean([row["lanes"][name]["step_ms"]
@@ -380,7 +427,7 @@ def throughput_section(config, dataset, clock: Clock, record: dict, outdir: str,
     tp = config.throughput
     budget = Budget(clock, tp.budget_minutes)
     section = record["throughput"] = {"rows": []}
-    candidates = {spec: (parse_candidate(spec), config.precision) for spec in tp.candidates}
+    candidates = {spec: parse_candidate_spec(spec, config.precision) for spec in tp.candidates}
     profile_dir = os.path.join(config.workdir, "profiles")
     remaining = len(tp.batch_sizes_all) + len(tp.batch_sizes_best)
 
@@ -400,12 +447,14 @@ def throughput_section(config, dataset, clock: Clock, record: dict, outdir: str,
     timed = [row for row in section["rows"] if row["lanes"]]
     if not timed:
         return None
-    best = best_candidates(timed, tp.num_best)
+    best = best_candidates(timed, tp.num_best, config.precision)
     section["best"] = best
     clock.log(f"best candidates over m = {tp.batch_sizes_all}: {best}")
     later = {name: candidates[name] for name in best}
-    later[f"{best[0]}@{config.other_precision}"] = (candidates[best[0]][0],
-                                                   config.other_precision)
+    strategy, precision = candidates[best[0]]
+    if precision != config.other_precision:
+        later.setdefault(f"{best[0].partition('@')[0]}@{config.other_precision}",
+                         (strategy, config.other_precision))
     for m in tp.batch_sizes_best:
         section["rows"].append(measure_row(config, dataset, m, later, share(), clock,
                                            profile_dir))
@@ -550,6 +599,9 @@ def fig1_section(config, table_path: str, clock: Clock, record: dict, outdir: st
     num_train = load_dataset(main.dataset, main.data_dir).num_train
     for name, sweep in (("grid", main), (f"precision_{config.other_precision}", other),
                         ("extension", extension)):
+        if not sweep.batch_sizes:
+            section[name] = {"skipped": "no batch sizes asked for"}
+            continue
         seconds = _expected_seconds(rows, config.precision, num_train, sweep.epochs,
                                     len(sweep.base_lrs) / config.throughput.num_lanes)
         section[name] = sweep_until(sweep, os.path.join(root, name), budget, clock,
@@ -614,7 +666,8 @@ def run_gpu_check(config, outdir: str) -> dict:
     os.makedirs(outdir, exist_ok=True)
     os.makedirs(config.workdir, exist_ok=True)  # a rerun skips the sweeps' finished runs
     enable_compilation_cache(config.cache_dir)
-    record = {"machine": machine_description(), "config": config.to_dict()}
+    record = {"machine": machine_description(), "config": config.to_dict(),
+              "cache_files_carried": unpack_cache(config.cache_archive, config.cache_dir)}
     if config.throughput.torch and torch_available():
         import torch
 
@@ -630,8 +683,14 @@ def run_gpu_check(config, outdir: str) -> dict:
                 open(temporary, "w") as f:
             f.write(markdown(record))
 
+    def pack_cache():
+        # For the next check on this kind of device (carried back as config.cache_archive).
+        if config.cache_dir and not pack(config.cache_dir, os.path.join(outdir, CACHE_ARCHIVE)):
+            clock.log(f"the compilation cache is over {CACHE_ARCHIVE}'s size limit: not returned")
+
     clock.log(f"{record['machine']['device_kind']} ({record['machine']['platform']}), "
-              f"jax {jax.__version__}; deadline {config.deadline_minutes} min")
+              f"jax {jax.__version__}; deadline {config.deadline_minutes} min; "
+              f"{record['cache_files_carried']} compiled programs carried")
     save()
     if os.path.isfile(config.data_path):
         dataset = load_dataset("cifar10", config.data_path)
@@ -639,7 +698,11 @@ def run_gpu_check(config, outdir: str) -> dict:
         clock.log(f"{config.data_path} is missing: §a on random images of its shapes, "
                   "§b and §c skipped")
         dataset = benchmark.synthetic_dataset((32, 32, 3), 10, 5085)
+    record["train_flops_per_example"] = train_flops_per_example(
+        create_model(config.throughput.model, dataset.num_classes), dataset.image_shape,
+        dataset.num_classes)
     table_path = throughput_section(config, dataset, clock, record, outdir, save)
+    pack_cache()
     if not os.path.isfile(config.data_path):
         record["fig1"] = record["fig8"] = {"skipped": f"no data at {config.data_path}"}
     else:
@@ -648,6 +711,7 @@ def run_gpu_check(config, outdir: str) -> dict:
             fig8_section(config, table_path, clock, record, outdir, save)
         else:
             record["fig8"] = {"skipped": "no minutes left"}
+    pack_cache()
     save()
     clock.log(f"done; wrote {sorted(os.listdir(outdir))}")
     return record
@@ -660,6 +724,13 @@ def _speed(figures: dict | None) -> str:
     return "" if not figures else f"{figures['examples_lanes_per_s']:.0f}"
 
 
+def _tflops(figures: dict, flops_per_example: float | None) -> str:
+    """The arithmetic rate achieved: the model's training FLOPs per example × examples/s."""
+    if not flops_per_example:
+        return ""
+    return f"{figures['examples_lanes_per_s'] * flops_per_example / 1e12:.3g}"
+
+
 def markdown(record: dict) -> str:
     """The check for people: machine, throughput per m and method, the choice, the targets,
     the estimate, profiles, and the sweeps' progress."""
@@ -668,20 +739,24 @@ def markdown(record: dict) -> str:
              f"jax {machine['jax']} (jaxlib {machine['jaxlib']}), {machine['date']}, "
              f"{machine['platform']} × {machine['num_devices']}"
              + (f"; PyTorch {machine['torch']['torch']}" if "torch" in machine else "")
-             + f"; {record.get('elapsed_s', 0):.0f} s so far.", ""]
+             + f"; {record.get('elapsed_s', 0):.0f} s so far."
+             + (f" The model's training step: {record['train_flops_per_example'] / 1e6:.1f} "
+                "MFLOP per example (XLA's count)." if record.get("train_flops_per_example")
+                else ""), ""]
     section = record.get("throughput", {})
     if section.get("rows"):
         lines += ["## Throughput (examples·lanes/s, medians of interleaved repeats)", "",
-                  "| m | K | method | precision | examples·lanes/s | step ms | compile s | "
-                  "program MiB | grouped convs | convs | cuDNN | cuBLAS | fusions | loops |",
-                  "|" + "---|" * 14]
+                  "| m | K | method | precision | examples·lanes/s | step ms | TFLOP/s | "
+                  "compile s | program MiB | grouped convs | convs | cuDNN | cuBLAS | "
+                  "fusions | loops |", "|" + "---|" * 15]
+        flops = record.get("train_flops_per_example")
         for row in section["rows"]:
             for name in ("baseline", "limit", "torch"):
                 if name in row:
                     f = row[name]
                     lines.append(f"| {row['batch_size']} | {row['num_lanes']} | {name} | | "
-                                 f"{_speed(f)} | {f['step_ms']:.2f} | {f['compile_s']:.1f} |"
-                                 " | | | | | | |")
+                                 f"{_speed(f)} | {f['step_ms']:.2f} | {_tflops(f, flops)} | "
+                                 f"{f['compile_s']:.1f} | | | | | | | |")
             for name, f in row["lanes"].items():
                 if "step_ms" not in f:
                     continue
@@ -689,15 +764,15 @@ def markdown(record: dict) -> str:
                 lines.append(
                     f"| {row['batch_size']} | {row['num_lanes']} | lanes {name} | "
                     f"{f['precision']} | {_speed(f)} | {f['step_ms']:.2f} | "
-                    f"{f['compile_s']:.1f} | {f['program_mib'] or 0:.0f} | "
+                    f"{_tflops(f, flops)} | {f['compile_s']:.1f} | {f['program_mib'] or 0:.0f} | "
                     f"{h['grouped_convolutions']} | {h['convolutions']} | {h['cudnn_calls']} | "
                     f"{h['cublas_calls']} | {h['fusions']} | {h['while_loops']} |")
             if row["skipped"]:
                 lines.append(f"| {row['batch_size']} | | skipped (budget): "
-                             f"{', '.join(row['skipped'])} | | | | | | | | | | | |")
+                             f"{', '.join(row['skipped'])} | | | | | | | | | | | | |")
             if row.get("diverged"):
                 lines.append(f"| {row['batch_size']} | | diverged (dropped): "
-                             f"{', '.join(row['diverged'])} | | | | | | | | | | | |")
+                             f"{', '.join(row['diverged'])} | | | | | | | | | | | | |")
         lines += ["", "## Fastest lanes per m against the targets", "",
                   "| m | fastest | ours/JAX sequential (≥ 3 at m ≤ 8) | "
                   "ours/PyTorch eager (≥ 10 at m ≤ 8) | ours/limit time (≤ 1.3) | "

@@ -5,10 +5,13 @@ import gzip
 import json
 
 import pytest
+from flax import linen as nn
 
 from smallbatch_jax.gpu_check import (_interpolated_ms, best_candidates, fastest_per_batch_size,
                                       full_sweep_estimate, hlo_stats, pack, parse_candidate,
-                                      profile_summary, run_seconds)
+                                      parse_candidate_spec, profile_summary, run_seconds,
+                                      train_flops_per_example, unpack_cache)
+from smallbatch_jax.models import create_model
 from smallbatch_jax.strategy import Strategy
 
 
@@ -21,6 +24,42 @@ def test_candidates_parse_to_strategies():
     for bad in ("vmap", "vmap/xla/8", "pmap/xla", "vmap/fft", "vmap/xla/steps"):
         with pytest.raises(ValueError):
             parse_candidate(bad)
+
+
+def test_a_candidate_may_name_its_precision():
+    assert parse_candidate_spec("vmap/patches", "highest") == (Strategy(conv="patches"),
+                                                               "highest")
+    assert parse_candidate_spec("vmap/patches@default", "highest") == (
+        Strategy(conv="patches"), "default")
+    with pytest.raises(ValueError):
+        parse_candidate_spec("vmap/patches@tf32", "highest")
+
+
+class _Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+
+def test_training_flops_per_example_are_xlas_count_of_the_network():
+    # A linear classifier on 8×8×1 inputs: 640 multiply-adds forward, 640 more for the
+    # weights' gradient (the input's is never needed), plus the loss's few dozen operations.
+    flops = train_flops_per_example(_Linear(), (8, 8, 1), 10)
+    assert 2 * 2 * 640 <= flops <= 2 * 2 * 640 + 200
+    assert train_flops_per_example(create_model("small_cnn", 10), (8, 8, 1), 10) > 10 * flops
+
+
+def test_a_returned_compilation_cache_unpacks_into_the_next_checks_cache(tmp_path):
+    cache = tmp_path / "check1" / "jax_cache"
+    (cache / "sub").mkdir(parents=True)
+    (cache / "program-a").write_bytes(b"compiled a")
+    (cache / "sub" / "program-b").write_bytes(b"compiled b")
+    assert pack(str(cache), str(tmp_path / "jax_cache.tar.gz"))
+    fresh = tmp_path / "check2" / "cache"
+    assert unpack_cache(str(tmp_path / "jax_cache.tar.gz"), str(fresh)) == 2
+    assert (fresh / "program-a").read_bytes() == b"compiled a"
+    assert (fresh / "sub" / "program-b").read_bytes() == b"compiled b"
+    assert unpack_cache(str(tmp_path / "missing.tar.gz"), str(fresh)) == 0
 
 
 def _row(m, lanes, baseline=10.0, torch=None):
@@ -40,6 +79,11 @@ def test_best_candidates_rank_by_mean_slowdown_over_every_m():
     # A candidate the budget skipped at some m does not compete.
     rows[1]["lanes"].pop("c")
     assert set(best_candidates(rows, 2)) == {"a", "b"}
+    # At one precision: the other one's candidates neither compete nor set the pace.
+    rows = [_row(2, {"a": (1.0, "default"), "a@highest": (0.5, "highest"), "b": (2.0, "default")}),
+            _row(8, {"a": (3.0, "default"), "a@highest": (0.5, "highest"), "b": (2.0, "default")})]
+    assert best_candidates(rows, 1) == ["a@highest"]
+    assert best_candidates(rows, 2, "default") == ["a", "b"]
 
 
 def test_the_fastest_per_m_is_taken_at_one_precision():

@@ -21,14 +21,16 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
                f"--config.cache_dir={work / 'cache'}"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # At most 8 files: what the device tool returns.
     assert sorted(os.listdir(out)) == ["fig1.tar.gz", "fig8.tar.gz", "gpu_check.json",
-                                       "gpu_check.log", "gpu_check.md", "profiles.tar.gz",
-                                       "strategy_table.json"]
+                                       "gpu_check.log", "gpu_check.md", "jax_cache.tar.gz",
+                                       "profiles.tar.gz", "strategy_table.json"]
     log = (out / "gpu_check.log").read_text()
     assert re.search(r"^\[ +\d+\.\d s\] m=4: lanes vmap/patches", log, re.M)  # timestamped
 
     record = json.loads((out / "gpu_check.json").read_text())
     assert record["machine"]["platform"] == "cpu" and record["machine"]["jax"]
+    assert record["cache_files_carried"] == 0 and record["train_flops_per_example"] > 0
     rows = {row["batch_size"]: row for row in record["throughput"]["rows"]}
     assert sorted(rows) == [4, 8]
     # m = 4: every candidate and every baseline timed; m = 8: the best, and it at the other
@@ -70,3 +72,8 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
     assert record["fig8"]["epochs"] == 1
     markdown = (out / "gpu_check.md").read_text()
     assert "| m | K | method | precision |" in markdown and "Estimate of the paper's" in markdown
+    assert "| TFLOP/s |" in markdown
+
+    # The compiled programs come back, for the next check on this kind of device to carry.
+    with tarfile.open(out / "jax_cache.tar.gz") as tar:
+        assert any(member.isfile() for member in tar.getmembers())
