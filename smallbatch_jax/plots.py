@@ -18,6 +18,7 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -121,6 +122,15 @@ def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "",
     return fig
 
 
+def _batch_size_ticks(ax, positions, sizes) -> None:
+    """A tick per batch size, labelled with it; slanted when the row of labels would run
+    together (m = 2 … 2048 on a 5-inch axis: "10242048")."""
+    labels = [str(m) for m in sizes]
+    ax.set_xticks(positions, labels)
+    if len(labels) > 6 and max(map(len, labels)) >= 4:
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+
+
 def best_accuracy_vs_batch_size(accuracies, errors: dict | None = None,
                                 where: str = "") -> plt.Figure:
     """Fig 15 of one sweep: the best test metric over η̃ at each m (± one standard error)."""
@@ -140,7 +150,7 @@ def compare_best_accuracy(tables: dict, errors: dict | None = None,
         ax.errorbar(np.log2(list(best)), [acc for _, acc in best.values()],
                     yerr=None if np.all(np.isnan(bars)) else bars, linestyle="-",
                     markersize=4, capsize=2, label=label, **_style(i))
-    ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
+    _batch_size_ticks(ax, np.log2(all_ms), all_ms)
     first = next(iter(tables.values()), {})
     ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"))
     _title(ax, f"Best test {metric_name(first)} vs m", where)
@@ -175,7 +185,7 @@ def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> 
                 ax.plot([x] * len(lrs), np.log2(lrs), "o", color=color, markersize=3)
         if label is not None:
             ax.plot([], [], "-", color=color, linewidth=3, label=label)
-    ax.set_xticks(np.log2(all_ms), [str(m) for m in all_ms])
+    _batch_size_ticks(ax, np.log2(all_ms), all_ms)
     _integer_log2_axis(ax.yaxis)
     ax.set(xlabel="batch size m", ylabel="log₂ η̃")
     _title(ax, f"Reliable η̃: {reliability_rule(next(iter(tables.values()), {}), tolerance)}, "
@@ -191,11 +201,17 @@ def accuracy_heat_map(accuracies, where: str = "") -> plt.Figure:
     ms, lrs = _batch_sizes(accuracies), _base_lrs(accuracies)
     values = np.array([[accuracies.get((m, lr), np.nan) for m in ms] for lr in lrs])
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    # Cells of η̃ not run at m (grids that differ per m) in grey: blank means diverged only.
+    not_run = np.array([[(m, lr) not in accuracies for m in ms] for lr in lrs])
+    if not_run.any():
+        ax.imshow(np.where(not_run, 1.0, np.nan), origin="lower", aspect="auto",
+                  cmap=mcolors.ListedColormap(["0.85"]), vmin=0, vmax=1)
     image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(accuracies))
-    ax.set_xticks(range(len(ms)), [str(m) for m in ms])
+    _batch_size_ticks(ax, range(len(ms)), ms)
     ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
     ax.set(xlabel="batch size m", ylabel="log₂ η̃")
-    _title(ax, f"{_metric_label(accuracies, 'Test')} (blank: diverged)", where)
+    _title(ax, f"{_metric_label(accuracies, 'Test')} (blank: diverged"
+               + ("; grey: not run)" if not_run.any() else ")"), where)
     fig.colorbar(image, ax=ax)
     return fig
 
@@ -213,7 +229,7 @@ def accuracy_vs_bn_batch_size(bn_grid) -> plt.Figure:
         _mark_failed(ax, bn_grid, [math.log2(b) for b, acc in zip(mbns, accs)
                                    if math.isnan(acc)], color)
     mbns = sorted({b for _, b in bn_grid})
-    ax.set_xticks(np.log2(mbns), [str(b) for b in mbns])
+    _batch_size_ticks(ax, np.log2(mbns), mbns)
     ax.set(xlabel="BN batch size m_BN",
            ylabel=_metric_label(bn_grid) + ", median of the last epochs",
            title=f"Test {metric_name(bn_grid)} vs BN batch size (✕: diverged)")
@@ -228,7 +244,7 @@ def bn_heat_map(bn_grid) -> plt.Figure:
     values = np.array([[bn_grid.get((m, b), (np.nan, np.nan))[1] for m in ms] for b in mbns])
     fig, ax = plt.subplots(figsize=(6, 4.5))
     image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(bn_grid))
-    ax.set_xticks(range(len(ms)), [str(m) for m in ms])
+    _batch_size_ticks(ax, range(len(ms)), ms)
     ax.set_yticks(range(len(mbns)), [str(b) for b in mbns])
     ax.set(xlabel="SGD batch size m", ylabel="BN batch size m_BN",
            title=f"{_metric_label(bn_grid, 'Test')}, best η̃ (blank: not run or diverged)")
@@ -271,7 +287,7 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
     else:
         ax.text(0.5, 0.5, "no m reached the target", ha="center", transform=ax.transAxes)
     all_ms = sorted(found)
-    ax.set_xticks(all_ms, [str(m) for m in all_ms])
+    _batch_size_ticks(ax, all_ms, all_ms)
     ax.set(xlabel="batch size m", ylabel="steps to target")
     _title(ax, f"Steps to test {metric} {target:.4f}", where)
     ax.legend(fontsize=7)

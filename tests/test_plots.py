@@ -1,3 +1,4 @@
+import math
 import os
 
 from smallbatch_jax import plots
@@ -30,6 +31,21 @@ def test_best_accuracy_and_heat_map_hold_the_tables_numbers():
     image = plots.accuracy_heat_map(accuracies).axes[0].get_images()[0].get_array()
     assert image.shape == (5, 4)  # 5 η̃ × 4 m
     assert image[2, 0] == 0.71 and image.mask[4, 0]  # m = 2: η̃ = 2^-8 best, 2^-4 blank
+
+
+def test_heat_map_tells_cells_not_run_from_diverged_ones():
+    accuracies = accuracy_table(_rows(TABLE))
+    ax = plots.accuracy_heat_map(accuracies).axes[0]
+    assert "not run" not in ax.get_title() and len(ax.get_images()) == 1
+    m, lr = next(key for key in accuracies if not math.isnan(accuracies[key]))
+    del accuracies[m, lr]  # that η̃ was never run at that m
+    ax = plots.accuracy_heat_map(accuracies).axes[0]
+    assert "grey: not run" in ax.get_title()
+    grey, values = (image.get_array() for image in ax.get_images())
+    lrs, ms = sorted({l for _, l in accuracies} | {lr}), sorted({b for b, _ in accuracies})
+    cell = (lrs.index(lr), ms.index(m))
+    assert grey[cell] == 1.0 and values.mask[cell]
+    assert grey.mask.sum() == grey.size - 1  # only that cell is grey
 
 
 def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
