@@ -85,7 +85,10 @@ def get_config():
     config.target = 0.0
     # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
     # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA
-    # GPUs (10-bit mantissas, faster). Its cost and effect: docs/benchmarks.md.
+    # GPUs (10-bit mantissas). Measured on an H100 (docs/gpu/2026-11-26-h100): TF32 is 1.3×
+    # (m = 2) to 1.5× (m = 2048) faster, and at 82 epochs it kept m = 2's divergence edge and
+    # its best accuracy within one seed's noise (0.569 vs 0.579). The default stays float32:
+    # a modest gain, and too little evidence yet that no result moves.
     config.precision = "highest"
     # Device memory one dispatch may use (GiB); lanes run in groups to stay under it. 0: none.
     config.memory_budget_gb = 0.0
