@@ -25,6 +25,7 @@ to the smaller value (`best_of`), one rule for every table, figure and summary.
 
 import collections
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -112,12 +113,20 @@ def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
         elif math.isnan(lr) or len(values[(m, lr)]) < 2 or len(reference) < 2:
             p_values[m] = math.nan
         else:
-            ours = values[(m, lr)]
-            if np.std(ours) == 0 and np.std(reference) == 0:  # no spread: the means decide
-                p_values[m] = 1.0 if np.mean(ours) == np.mean(reference) else 0.0
-            else:
-                p_values[m] = float(stats.ttest_ind(ours, reference, equal_var=False).pvalue)
+            p_values[m] = welch_p(values[(m, lr)], reference)
     return p_values
+
+
+def welch_p(ours: list[float], reference: list[float]) -> float:
+    """The p-value of Welch's t-test between two sets of seeds' scores (NaN with fewer than
+    2 of either or a NaN among them); without spread in either, the means decide (1 or 0)."""
+    if len(ours) < 2 or len(reference) < 2 or any(math.isnan(v) for v in ours + reference):
+        return math.nan
+    if np.std(ours) == 0 and np.std(reference) == 0:
+        return 1.0 if np.mean(ours) == np.mean(reference) else 0.0
+    with warnings.catch_warnings():  # nearly equal seeds: scipy warns, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(ours, reference, equal_var=False).pvalue)
 
 
 def consecutive_runs(lrs: list[float], grid: list[float]) -> list[list[float]]:

@@ -3,6 +3,7 @@
     import smallbatch_jax as sbj
     config = sbj.load_config("configs/default.py")
     rows = sbj.run_batch_sweep(config, "runs/mine", model=MyModule(), data=(x, y, xt, yt))
+    print(sbj.recommend_batch_size(config, "runs/mine", model=MyModule(), data=(x, y, xt, yt)))
 
 `model`: a Flax module called as `model.apply(variables, x, train=...)` (stochastic layers
 draw from the 'dropout' stream, derived per lane and step like every other key), or a
@@ -22,6 +23,7 @@ import copy
 
 from smallbatch_jax import results
 from smallbatch_jax.batch_sweep import run_batch_sweep as _run_batch_sweep
+from smallbatch_jax.batch_sweep import write_recommendation
 from smallbatch_jax.data import Dataset, make_dataset
 from smallbatch_jax.lr_sweep import train_and_evaluate
 from smallbatch_jax.models import model_name
@@ -71,3 +73,18 @@ def run_batch_sweep(config, workdir: str, *, model=None, data=None, objective=No
     config, dataset, objective = _prepare(config, model, data, objective)
     return results.typed(_run_batch_sweep(config, workdir, task_index, num_tasks, model=model,
                                           dataset=dataset, objective=objective))
+
+
+def recommend_batch_size(config, workdir: str, *, model=None, data=None, objective=None,
+                         budget_minutes: float = 0.0) -> str:
+    """"Which batch size should I use?": runs (or resumes) the batch sweep, no new batch
+    size started after `budget_minutes` (0: every one), then writes
+    workdir/recommendation.md (recommend.py: the best m and η̃ with the optimizer setting to
+    paste, the largest m within noise of it, the stable η̃ per m, time to target, verdicts
+    on common advice). Returns the report's text."""
+    config, dataset, objective = _prepare(config, model, data, objective)
+    rows = _run_batch_sweep(config, workdir, model=model, dataset=dataset, objective=objective,
+                            budget_minutes=budget_minutes)
+    path = write_recommendation(workdir, rows, config.reliable_tolerance, config.target)
+    with open(path) as f:
+        return f.read()

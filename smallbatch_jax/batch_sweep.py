@@ -13,7 +13,7 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 import math
 import os
 
-from smallbatch_jax import analysis, plots, results, steps_to_target
+from smallbatch_jax import analysis, plots, recommend, results, steps_to_target
 from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
@@ -31,13 +31,43 @@ def batch_size_runs(config) -> list[Run]:
 
 
 def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1, *,
-                    model=None, dataset=None, objective=None) -> list[dict]:
-    """Runs this task's unfinished batch sizes, merges, reports; returns the merged rows.
-    `model`, `dataset`, `objective`: a user's (smallbatch_jax.api)."""
+                    model=None, dataset=None, objective=None,
+                    budget_minutes: float = 0.0) -> list[dict]:
+    """Runs this task's unfinished batch sizes (none started after `budget_minutes`, 0: no
+    limit), merges, reports; returns the merged rows. `model`, `dataset`, `objective`: a
+    user's (smallbatch_jax.api)."""
     return run_sweep(config, batch_size_runs(config), workdir,
                      lambda rows: report(workdir, rows, config.reliable_tolerance,
                                          target=config.target),
-                     task_index, num_tasks, model=model, dataset=dataset, objective=objective)
+                     task_index, num_tasks, model=model, dataset=dataset, objective=objective,
+                     budget_minutes=budget_minutes)
+
+
+def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict[int, dict]]:
+    """(the target, steps_to_target's table per m) from the runs' curves.csv; `target` 0:
+    steps_to_target.default_target. The table is empty where a run's curves are missing or
+    every run diverged."""
+    runs = {m: os.path.join(run_dir(workdir, m), "curves.csv")
+            for m in sorted({int(row["batch_size"]) for row in rows})}
+    target = target or steps_to_target.default_target(rows)
+    if math.isnan(target) or not all(os.path.isfile(path) for path in runs.values()):
+        return target, {}
+    return target, steps_to_target.steps_to_target(
+        rows, {m: results.read_raw(path) for m, path in runs.items()}, target)
+
+
+def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:
+    """workdir/recommendation.md from the sweep's rows (recommend.py); returns its path."""
+    target, found = time_to_target(workdir, rows, target)
+    text = recommend.recommendation_markdown(rows, found, target, tolerance,
+                                             where=plots.context(rows))
+    text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in (
+        "accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
+        "steps_to_target")) + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
+    path = os.path.join(workdir, "recommendation.md")
+    with results.replacing(path) as temporary, open(temporary, "w") as f:
+        f.write(text)
+    return path
 
 
 def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.0) -> None:
@@ -47,17 +77,12 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
     directory = os.path.join(workdir, "figures")
     paths = plots.write_figures(rows, directory, tolerance, curves)
     summary = analysis.summary_markdown(rows, tolerance)
-    runs = {m: os.path.join(run_dir(workdir, m), "curves.csv")
-            for m in sorted({int(row["batch_size"]) for row in rows})}
-    if all(os.path.isfile(path) for path in runs.values()):
-        target = target or steps_to_target.default_target(rows)
-        if not math.isnan(target):
-            found = steps_to_target.steps_to_target(
-                rows, {m: results.read_raw(path) for m, path in runs.items()}, target)
-            metric = results.metric_of(rows)[0]
-            summary += "\n" + steps_to_target.markdown(found, target, metric)
-            paths += plots.save(plots.steps_to_target_vs_batch_size(
-                found, target, metric, plots.context(rows)), directory, "steps_to_target")
+    target, found = time_to_target(workdir, rows, target)
+    if found:
+        metric = results.metric_of(rows)[0]
+        summary += "\n" + steps_to_target.markdown(found, target, metric)
+        paths += plots.save(plots.steps_to_target_vs_batch_size(
+            found, target, metric, plots.context(rows)), directory, "steps_to_target")
     write_summary(workdir, summary, paths)
 
 

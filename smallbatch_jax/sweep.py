@@ -67,11 +67,13 @@ def task_runs(runs, task_index: int, num_tasks: int) -> list:
 
 def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
               task_index: int = 0, num_tasks: int = 1, *, model=None, dataset=None,
-              objective=None) -> list[dict]:
+              objective=None, budget_minutes: float = 0.0) -> list[dict]:
     """Trains this task's unfinished runs (every run's config is checked first, against the
     data too), then merges every complete run into workdir/results.csv and calls
     `report(rows)` on the merged rows (figures, summary); returns them. `model`, `dataset`,
-    `objective`: a user's (smallbatch_jax.api), instead of the config's."""
+    `objective`: a user's (smallbatch_jax.api), instead of the config's. `budget_minutes`
+    (0: none): no run starts once this call has trained that long (a started run finishes;
+    a rerun resumes with the runs left)."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
     configs = [config_for(config, run) for run in runs]
@@ -94,6 +96,10 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
                 continue
             one = config_for(config, run)
             left = [(r, config_for(config, r)) for r in mine[i:] if not is_complete(workdir, r)]
+            if budget_minutes and time.perf_counter() - started >= 60.0 * budget_minutes:
+                logging.info("budget of %g min spent: %s not started (a rerun resumes them)",
+                             budget_minutes, [r.name for r, _ in left])
+                break
             logging.info("run %d of %d (%s): %s; %.0f s so far, ETA of the %d runs left %s",
                          i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
                          time.perf_counter() - started, len(left),
