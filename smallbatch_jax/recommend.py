@@ -253,8 +253,13 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
 
     p_values = within_noise(rows, alpha)
     seconds = training_seconds(rows)
-    lines += ["## 2. The largest m within noise of the best", ""]
-    close = [m for m, p in p_values.items() if not math.isnan(p) and p >= alpha]
+    lines += ["## 2. The largest m within noise of the best", "",
+              f"Within noise: not significantly worse than the best (Welch p ≥ {alpha}) and "
+              f"no further from it than the tolerance, {tolerance:g} (seeds that scatter "
+              "widely fail the test without being as good).", ""]
+    best_score = trained[best_m][1]
+    close = [m for m, p in p_values.items() if not math.isnan(p) and p >= alpha
+             and analysis.within_tolerance(trained[m][1], best_score, tolerance, higher)]
     if all(math.isnan(p) for m, p in p_values.items() if m != best_m):
         lines.append("Cannot tell with one seed per point (no test).")
     else:
@@ -263,7 +268,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                 f"{_score_text(stats[(largest, best[largest][0])])}, Welch p = "
                 f"{p_values[largest]:.2f} against the best)")
         if largest == best_m:
-            text = f"m = {best_m} itself: every larger m is significantly worse (p < {alpha})"
+            text = f"m = {best_m} itself: no larger m is within noise"
         elif not math.isnan(seconds[largest]) and not math.isnan(seconds[best_m]):
             text += (f"; its training took {seconds[largest]:.0f} s against "
                      f"{seconds[best_m]:.0f} s at m = {best_m} (this sweep's program, every η̃)")
