@@ -90,6 +90,15 @@ def get_config():
     # its best accuracy within one seed's noise (0.569 vs 0.579). The default stays float32:
     # a modest gain, and too little evidence yet that no result moves.
     config.precision = "highest"
+    # The gradient noise scale B_simple = tr(Σ)/|G|² of every lane after each epoch
+    # (noise_scale.py, McCandlish et al. 2018): from `num_batches` batches of `batch_size`
+    # training examples, at most `max_fraction` of an epoch's examples (fewer than 2 batches
+    # fit: not measured; num_batches 0: off); smoothed over epochs with `decay`.
+    config.noise_scale = ml_collections.ConfigDict()
+    config.noise_scale.batch_size = 32
+    config.noise_scale.num_batches = 8
+    config.noise_scale.max_fraction = 0.05
+    config.noise_scale.decay = 0.5
     # Device memory one dispatch may use (GiB); lanes run in groups to stay under it. 0: none.
     config.memory_budget_gb = 0.0
     # How lanes, steps and convolutions execute (smallbatch_jax/strategy.py): `preset` 'auto'

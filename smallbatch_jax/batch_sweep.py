@@ -13,7 +13,7 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 import math
 import os
 
-from smallbatch_jax import analysis, plots, recommend, results, steps_to_target
+from smallbatch_jax import analysis, noise_scale, plots, recommend, results, steps_to_target
 from smallbatch_jax.sweep import RESULTS, Run, run_sweep, write_summary
 
 
@@ -43,27 +43,44 @@ def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 
                      budget_minutes=budget_minutes)
 
 
+def _curves(workdir: str, rows) -> dict[int, list[dict]] | None:
+    """{m: its curves.csv rows}; None if any m's file is missing."""
+    paths = {m: os.path.join(run_dir(workdir, m), "curves.csv")
+             for m in sorted({int(row["batch_size"]) for row in rows})}
+    if not all(os.path.isfile(path) for path in paths.values()):
+        return None
+    return {m: results.read_raw(path) for m, path in paths.items()}
+
+
+def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
+    """{m: [(epoch, B_simple)] at m's best η̃} where the runs measured it (noise_scale.py)."""
+    curves = _curves(workdir, rows) or {}
+    best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
+    found = {m: noise_scale.curves_at(curves[m], lr) for m, (lr, _) in best.items()
+             if m in curves and not math.isnan(lr)}
+    return {m: c for m, c in found.items() if any(not math.isnan(v) for _, v in c)}
+
+
 def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict[int, dict]]:
     """(the target, steps_to_target's table per m) from the runs' curves.csv; `target` 0:
     steps_to_target.default_target. The table is empty where a run's curves are missing or
     every run diverged."""
-    runs = {m: os.path.join(run_dir(workdir, m), "curves.csv")
-            for m in sorted({int(row["batch_size"]) for row in rows})}
+    curves = _curves(workdir, rows)
     target = target or steps_to_target.default_target(rows)
-    if math.isnan(target) or not all(os.path.isfile(path) for path in runs.values()):
+    if math.isnan(target) or curves is None:
         return target, {}
-    return target, steps_to_target.steps_to_target(
-        rows, {m: results.read_raw(path) for m, path in runs.items()}, target)
+    return target, steps_to_target.steps_to_target(rows, curves, target)
 
 
 def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:
     """workdir/recommendation.md from the sweep's rows (recommend.py); returns its path."""
     target, found = time_to_target(workdir, rows, target)
+    scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
-                                             where=plots.context(rows))
+                                             where=plots.context(rows), noise_scales=scales)
     text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in (
         "accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
-        "steps_to_target")) + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
+        "steps_to_target", "noise_scale")) + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
     path = os.path.join(workdir, "recommendation.md")
     with results.replacing(path) as temporary, open(temporary, "w") as f:
         f.write(text)
@@ -83,6 +100,12 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
         summary += "\n" + steps_to_target.markdown(found, target, metric)
         paths += plots.save(plots.steps_to_target_vs_batch_size(
             found, target, metric, plots.context(rows)), directory, "steps_to_target")
+    scales = noise_scales(workdir, rows)
+    if scales:
+        best = analysis.best_of(analysis.accuracy_table(rows),
+                                analysis.higher_is_better(analysis.accuracy_table(rows)))
+        paths += plots.save(plots.noise_scale_vs_progress(
+            scales, best[0] if best else None, plots.context(rows)), directory, "noise_scale")
     write_summary(workdir, summary, paths)
 
 

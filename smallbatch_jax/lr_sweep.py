@@ -37,6 +37,7 @@ from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.models import create_model, takes_conv, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.objectives import Objective, objective_named
+from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.optim import Optimizer, beta2_for
 from smallbatch_jax.provenance import provenance
 from smallbatch_jax.run_directory import claim
@@ -46,9 +47,10 @@ from smallbatch_jax.train.loop import History
 
 CHECKPOINTS = "checkpoints"
 # Keys a checkpoint's config may differ in from the command's: they do not change what one
-# run computes (the sweep's other points, the summary's tolerance, how often to save).
+# run computes (the sweep's other points, the summary's tolerance, how often to save, what
+# is measured on the side: the noise-scale probe never touches the weights).
 RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size",
-                  "reliable_tolerance", "target", "checkpoint")
+                  "reliable_tolerance", "target", "checkpoint", "noise_scale")
 # Keys added to the config after runs were saved without them, with the value that trains
 # as those runs were trained: absent from a saved config and at this value now is no
 # difference (a finished run stays finished, a checkpoint resumes).
@@ -258,6 +260,7 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
         logging.info("resumed from %s at epoch %d of %d (step %d)", checkpoints.directory,
                      int(state.epoch), config.epochs, int(state.step))
 
+    probe = NoiseProbe.from_config(config.noise_scale, source.num_train)
     started = time.perf_counter()
     log = _log_progress(grid, config.epochs, started, objective)
     last_save = [int(state.epoch), started]
@@ -265,7 +268,7 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
     def on_epoch_end(epoch, history, state):
         log(epoch, history)
         results.write_csv(os.path.join(workdir, "curves.csv"),
-                          results.curve_rows(history, grid), results.CURVE_FIELDS)
+                          results.curve_rows(history, grid, probe), results.CURVE_FIELDS)
         if epoch < config.epochs and checkpoint_due(config.checkpoint, epoch, last_save):
             checkpoints.save(state, {
                 "config": as_json(config), "history": history.to_dict(),
@@ -273,7 +276,7 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
             last_save[:] = [epoch, time.perf_counter()]
 
     state, history = fit(trainer, state, hparams, source, grid.seeds, config.epochs,
-                         on_epoch_end=on_epoch_end, history=history)
+                         on_epoch_end=on_epoch_end, history=history, probe=probe)
     wall_seconds = seconds_before + time.perf_counter() - started
 
     rows = results.summarize(

@@ -295,6 +295,26 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
     return fig
 
 
+def noise_scale_vs_progress(curves: dict[int, list[tuple[int, float]]], best_m: int | None,
+                            where: str = "") -> plt.Figure:
+    """The gradient noise scale B_simple (noise_scale.py) against the fraction of training
+    done, one curve per m at its best η̃ ({m: [(epoch, B_simple)]}), log scale, with the
+    sweep's empirically best m as a dashed line: does the noise scale point at it?"""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for i, (m, curve) in enumerate(sorted(curves.items())):
+        epochs = max((e for e, _ in curve), default=1)
+        ax.plot([e / epochs for e, _ in curve], [v for _, v in curve], linestyle="-",
+                markersize=3, label=f"m = {m}", **_style(i))
+    if best_m is not None:
+        ax.axhline(best_m, linestyle="--", color="grey", label=f"best m = {best_m}")
+    ax.set_yscale("log")
+    ax.set(xlabel="fraction of training", ylabel="noise scale B_simple = tr Σ / |G|²")
+    _title(ax, "Gradient noise scale at each m's best η̃", where)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
 def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
     paths = [os.path.join(directory, f"{name}.{ext}") for ext in FORMATS]
     for path, ext in zip(paths, FORMATS):

@@ -217,8 +217,11 @@ def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
 
 
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
-                            alpha: float = ALPHA, where: str = "") -> str:
-    """recommendation.md: the answer, its evidence and the verdicts (see the module doc)."""
+                            alpha: float = ALPHA, where: str = "",
+                            noise_scales: dict[int, float] | None = None) -> str:
+    """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
+    `noise_scales`: {m: the gradient noise scale B_simple at the end of m's training at its
+    best η̃} (noise_scale.py), where measured."""
     table = accuracy_table(rows)
     name, higher = metric_name(table), higher_is_better(table)
     stats, seeds = seed_statistics(rows), _num_seeds(rows)
@@ -288,7 +291,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                      f"{format_lrs(trains, grid)} | {format_lrs(reliable.get(m, []), grid)} |")
     lines.append("")
 
-    lines += ["## 4. Time to the target per m", ""]
+    lines += ["## 4. Time to the target per m, and the noise scale", ""]
     if found:
         lines += [f"Target: {name} {target:.4f}. Steps and wall time of the η̃ that gets there "
                   "first (evaluated once per epoch; wall time at the measured speed of m's "
@@ -304,6 +307,13 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     else:
         lines.append("Not measured: the runs' curves.csv are missing.")
     lines.append("")
+    measured = {m: b for m, b in (noise_scales or {}).items() if not math.isnan(b)}
+    if measured:
+        lines += [f"Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
+                  "of the last 3 epochs (McCandlish et al. 2018: to first order, batches "
+                  "beyond it stop cutting the steps in proportion): " + ", ".join(
+                      f"m = {m}: {b:.3g}" for m, b in measured.items())
+                  + f". The best m found by training: {best_m}.", ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]
     for verdict in verdicts(rows, found, alpha):

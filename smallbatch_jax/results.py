@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from smallbatch_jax import noise_scale
 from smallbatch_jax.lanes import LaneGrid
 from smallbatch_jax.objectives import CLASSIFICATION, Objective
 from smallbatch_jax.optim import Optimizer
@@ -28,7 +29,7 @@ SUMMARY_FIELDS = (
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds",
 )
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
-                "epoch_seconds")
+                "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale")
 # Columns of files written before the metric was configurable, read under today's names.
 LEGACY_NAMES = {"median_test_accuracy": "median_test_metric",
                 "final_test_accuracy": "final_test_metric", "test_accuracy": "test_metric"}
@@ -159,7 +160,13 @@ def read_csv(path: str) -> list[dict]:
     return typed(read_raw(path))
 
 
-def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
+def curve_rows(history: History, grid: LaneGrid, probe=None) -> list[dict]:
+    """Per epoch and lane: losses, test metric, the epoch's seconds and, where the run probed
+    the gradient noise with `probe` (noise_scale.NoiseProbe), the probe's mean |G_small|²,
+    |G_big|² and the smoothed noise scale B_simple (NaN where not measured)."""
+    probed = probe is not None and len(history.grad_sq_small) == len(history.epoch)
+    scales = (noise_scale.noise_scale_curves(history.grad_sq_small, history.grad_sq_big,
+                                             probe)[2] if probed else None)
     rows = []
     for i, epoch in enumerate(history.epoch):
         for lane, (seed, base_lr) in enumerate(grid.lanes()):
@@ -169,6 +176,9 @@ def curve_rows(history: History, grid: LaneGrid) -> list[dict]:
                 "test_loss": float(history.test_loss[i][lane]),
                 "test_metric": float(history.test_metric[i][lane]),
                 "epoch_seconds": history.seconds[i],
+                "grad_sq_small": float(history.grad_sq_small[i][lane]) if probed else math.nan,
+                "grad_sq_big": float(history.grad_sq_big[i][lane]) if probed else math.nan,
+                "noise_scale": float(scales[i][lane]) if probed else math.nan,
             })
     return rows
 

@@ -147,3 +147,12 @@ def test_the_swept_value_is_named_as_the_sweep_scales_it():
     assert plots.swept_symbol([{**r, "lr_scaling": "none"} for r in rows]) == "η"
     fig = plots.accuracy_vs_lr(accuracy_table(rows), swept="η")
     assert fig.axes[1].get_xlabel() == "log₂ η"
+
+
+def test_noise_scale_figure_has_a_curve_per_m_and_the_best_m():
+    curves = {8: [(1, 10.0), (2, 20.0), (4, 40.0)], 64: [(1, 12.0), (2, float("nan"))]}
+    ax = plots.noise_scale_vs_progress(curves, 8).axes[0]
+    lines = _lines_with_data(ax)
+    assert list(lines[0].get_xdata()) == [0.25, 0.5, 1.0]  # epochs as a fraction of training
+    assert list(lines[2].get_ydata()) == [8, 8]  # the best m, dashed
+    assert ax.get_yscale() == "log"

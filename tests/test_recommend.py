@@ -109,3 +109,12 @@ def test_the_report_recommends_the_best_point_and_its_setting():
     # The stable range shows the diverged η̃ as missing from 'trains'.
     assert "| 4 | 2^-8 | 0.8000 ± 0.0029 (n = 3) | 2^-10 … 2^-8 | 2^-8 |" in text
     assert text.count("- **\"") == 4  # the four verdicts
+
+
+def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
+    rows = _rows({4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}})
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02,
+                                             noise_scales={4: 31.4, 16: float("nan")})
+    assert "m = 4: 31.4. The best m found by training: 4." in text
+    assert "m = 16:" not in text.split("noise scale B_simple")[1].split("\n")[0]
+    assert "noise scale B_simple" not in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from smallbatch_jax import noise_scale
 from smallbatch_jax.data import Dataset, StreamedDataset
 from smallbatch_jax.train.step import DATA_ORDER
 
@@ -131,6 +132,17 @@ class StreamedTestBatch:
         return self.images, self.labels, self.mask
 
 
+@flax.struct.dataclass
+class ProbeBatch:
+    """The noise-scale probe's batches of every seed (noise_scale.py): images (S, n, b, ...),
+    labels (S, n, b), raw like a dispatch's (standardized in the program)."""
+
+    images: jax.Array
+    labels: jax.Array
+    mean: jax.Array | None
+    std: jax.Array | None
+
+
 # ------------------------------------------------------------------ on the host
 
 
@@ -199,6 +211,19 @@ class DeviceBatches(BatchSource):
         for start in range(0, self.data.test_labels.shape[0], self.eval_batch_size):
             yield ResidentTestBatch(self.data, np.int32(start), self.eval_batch_size)
 
+    def probe_batch(self, seeds, epoch: int, probe) -> ProbeBatch:
+        """The noise-scale probe after `epoch` (noise_scale.NoiseProbe): each seed's
+        num_batches × batch_size training examples, drawn per (seed, epoch)."""
+        count = probe.batch_size * probe.num_batches
+        shape = (probe.num_batches, probe.batch_size)
+        picks = [noise_scale.probe_indices(int(seed), epoch, self.num_train, count)
+                 for seed in np.asarray(seeds)]
+        images = np.stack([self.dataset.train_images[i].reshape(
+            shape + self.dataset.train_images.shape[1:]) for i in picks])
+        labels = np.stack([self.dataset.train_labels[i].reshape(
+            shape + self.dataset.train_labels.shape[1:]) for i in picks])
+        return ProbeBatch(images, labels, self.dataset.mean, self.dataset.std)
+
     def abstract_dispatch(self, num_seeds: int, num_steps: int) -> ResidentDispatch:
         """The shapes of a dispatch, for compiling without data (memory analysis)."""
         data = jax.eval_shape(lambda: put_on_device(self.dataset, self.eval_batch_size))
@@ -231,6 +256,10 @@ class StreamedBatches(BatchSource):
             yield num_steps, self.put(StreamedDispatch(
                 np.stack([b[0] for b in host]), np.stack([b[1] for b in host]).astype(np.int32),
                 self.dataset.mean, self.dataset.std))
+
+    def probe_batch(self, seeds, epoch: int, probe) -> None:
+        """None: a streamed data set is not in memory to draw probe batches from."""
+        return None
 
     def test_batches(self) -> Iterator:
         for images, labels, mask in self.dataset.test_batches(self.eval_batch_size):

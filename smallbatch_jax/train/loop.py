@@ -26,20 +26,24 @@ class History:
     test_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
     test_metric: list[np.ndarray] = dataclasses.field(default_factory=list)
     seconds: list[float] = dataclasses.field(default_factory=list)
+    # The noise-scale probe's mean |G_small|² and |G_big|² (noise_scale.py); empty without.
+    grad_sq_small: list[np.ndarray] = dataclasses.field(default_factory=list)
+    grad_sq_big: list[np.ndarray] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able (a checkpoint's progress); `from_dict` gives back an equal History (every
         value is float64, whose repr JSON keeps exactly; NaN is written as NaN)."""
-        arrays = ("train_loss", "test_loss", "test_metric")
+        arrays = ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big")
         return {"epoch": list(self.epoch), "seconds": list(self.seconds),
                 **{name: [np.asarray(v, np.float64).tolist() for v in getattr(self, name)]
                    for name in arrays}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        arrays = ("train_loss", "test_loss", "test_metric")
+        arrays = ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big")
         if "test_accuracy" in d:  # a checkpoint from before the metric was configurable
             d = {**d, "test_metric": d["test_accuracy"]}
+        d = {"grad_sq_small": [], "grad_sq_big": [], **d}  # from before the noise probe
         return cls(epoch=[int(e) for e in d["epoch"]], seconds=[float(s) for s in d["seconds"]],
                    **{name: [np.asarray(v, np.float64) for v in d[name]] for name in arrays})
 
@@ -47,10 +51,11 @@ class History:
 def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         seeds: Sequence[int], epochs: int,
         on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
-        history: History | None = None) -> tuple[TrainState, History]:
-    """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch.
-    `history`: the epochs before `state` (a resumed run's), continued; default: a new
-    history of the epochs from `state` on.
+        history: History | None = None, probe=None) -> tuple[TrainState, History]:
+    """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch,
+    and probing the gradient noise there with `probe` (a noise_scale.NoiseProbe; None: not,
+    nor on a streamed source). `history`: the epochs before `state` (a resumed run's),
+    continued; default: a new history of the epochs from `state` on.
 
     A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
     are not a trained model. With a donating plan, `state` is used up: keep the returned one.
@@ -71,6 +76,11 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         history.train_loss.append(np.where(diverged, np.nan, train_loss))
         history.test_loss.append(np.where(diverged, np.nan, test_loss))
         history.test_metric.append(np.where(diverged, np.nan, test_metric))
+        probe_batch = None if probe is None else source.probe_batch(seeds, epoch, probe)
+        if probe_batch is not None:
+            small, big = trainer.gradient_moments(state.lanes, hparams, probe_batch)
+            history.grad_sq_small.append(np.where(diverged, np.nan, small))
+            history.grad_sq_big.append(np.where(diverged, np.nan, big))
         history.seconds.append(time.perf_counter() - start)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history, state)

@@ -81,6 +81,7 @@ class Programs:
         self.train = jax.jit(self._at_precision(self._train), static_argnames="num_steps",
                              donate_argnums=(0,) if plan.donate else ())
         self.evaluate = jax.jit(self._at_precision(self._evaluate))
+        self.probe = jax.jit(self._at_precision(self._probe))
 
     def _at_precision(self, fn):
         """`fn` traced under the plan's default matmul precision ('default': unchanged)."""
@@ -140,6 +141,15 @@ class Programs:
         images = standardize(images, test_batch.mean, test_batch.std)
         return map_lanes(self.lane_step.evaluate, (0, None, None, None),
                          self.plan.strategy.lane_map)(lanes, images, labels, mask)
+
+    def _probe(self, lanes: LaneState, hparams: LaneHparams, probe_batch):
+        """Every lane's noise-scale probe (LaneStep.gradient_moments) on its seed's probe
+        batches: `probe_batch.images` (S, n, b, ...), labels (S, n, b)."""
+        self.traces["probe"] += 1
+        images = standardize(probe_batch.images, probe_batch.mean, probe_batch.std)
+        images, labels = images[hparams.seed_index], probe_batch.labels[hparams.seed_index]
+        return map_lanes(self.lane_step.gradient_moments, (0, 0, 0),
+                         self.plan.strategy.lane_map)(lanes, images, labels)
 
     def program_bytes(self, num_lanes: int, dispatch, num_steps: int) -> int:
         """Device memory of one training dispatch of `num_lanes` lanes, as XLA's compiled

@@ -143,6 +143,26 @@ class LaneStep:
         )
         return lane, loss
 
+    def gradient_moments(self, lane: LaneState, images, labels):
+        """The noise-scale probe of one lane (noise_scale.py), weights frozen: on batches
+        images (n, b, ...), labels (n, b), the mean over the n batches of |G_i|² and the
+        squared norm of their mean, |Ḡ|², where G_i is the gradient of batch i's mean loss
+        (BatchNorm on batch i's statistics, as in training; a fixed dropout key)."""
+        dropout = jax.random.key(0)
+
+        def gradient(batch_images, batch_labels):
+            def loss_fn(params):
+                logits, _ = self.apply(params, lane.batch_stats, batch_images, train=True,
+                                       rngs={"dropout": dropout})
+                return self.objective.loss(logits, batch_labels).mean()
+
+            return jax.grad(loss_fn)(lane.params)
+
+        grads = jax.vmap(gradient)(images, labels)
+        small = jnp.mean(jax.vmap(sum_of_squares)(grads))
+        big = sum_of_squares(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads))
+        return small, big
+
     def evaluate(self, lane: LaneState, images, labels, mask):
         """The summed metric (correct predictions, for accuracy) and summed loss of one lane on
         standardized test inputs, with the running BatchNorm statistics; `mask` is False on

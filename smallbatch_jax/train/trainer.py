@@ -103,3 +103,21 @@ class LaneTrainer:
             metric[a:b] = sum(np.asarray(c) for c, _ in batches) / source.num_test
             loss[a:b] = sum(np.asarray(l) for _, l in batches) / source.num_test
         return metric, loss
+
+    def gradient_moments(self, lanes: LaneState, hparams: LaneHparams, probe_batch
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Every lane's noise-scale probe (noise_scale.py): (mean |G_small|², |G_big|²) per
+        lane, NaN for a skipped group of diverged lanes. `probe_batch`: a host ProbeBatch."""
+        num_lanes = lanes.diverged.shape[0]
+        groups = lane_groups.live_groups(self.plan, lanes)
+        probe_batch = lane_groups.put_everywhere(self.plan, probe_batch)
+        local, moments = {}, []
+        for group in groups:  # every group is issued before any result is read
+            moments.append(self.programs.probe(
+                lane_groups.take(lanes, group), lane_groups.take(hparams, group),
+                lane_groups.on(group.device, probe_batch, local)))
+        small, big = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
+        for group, (s, b) in zip(groups, moments):
+            small[group.start:group.stop] = np.asarray(s)
+            big[group.start:group.stop] = np.asarray(b)
+        return small, big

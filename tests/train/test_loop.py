@@ -13,14 +13,25 @@ def test_history_survives_json_exactly():
     history = History(epoch=[1, 2], seconds=[0.1, 1 / 3],
                       train_loss=[rng.random(3), np.array([np.nan, 1e-300, 2.0 / 3])],
                       test_loss=[rng.random(3), rng.random(3)],
-                      test_metric=[rng.random(3), np.array([0.5, np.nan, np.pi])])
+                      test_metric=[rng.random(3), np.array([0.5, np.nan, np.pi])],
+                      grad_sq_small=[rng.random(3), rng.random(3)],
+                      grad_sq_big=[np.array([np.nan, 1e-30, 2.0]), rng.random(3)])
     back = History.from_dict(json.loads(json.dumps(history.to_dict())))
     assert back.epoch == history.epoch and back.seconds == history.seconds
-    for name in ("train_loss", "test_loss", "test_metric"):
+    for name in ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big"):
         for a, b in zip(getattr(back, name), getattr(history, name)):
             assert a.dtype == np.float64
             np.testing.assert_array_equal(a, b)  # NaN == NaN here; every bit otherwise
             assert a.tobytes() == np.asarray(b, np.float64).tobytes()
+
+
+def test_a_history_saved_before_the_noise_probe_reads_without_it():
+    old = History(epoch=[1], seconds=[0.5], train_loss=[np.zeros(2)], test_loss=[np.zeros(2)],
+                  test_metric=[np.ones(2)]).to_dict()
+    for name in ("grad_sq_small", "grad_sq_big"):
+        del old[name]
+    back = History.from_dict(old)
+    assert back.grad_sq_small == [] and back.grad_sq_big == [] and back.epoch == [1]
 
 
 def test_fit_refuses_a_history_that_does_not_match_the_state():

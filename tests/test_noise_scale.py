@@ -1,0 +1,97 @@
+"""The gradient noise scale: the estimator, and the probe on a problem whose gradient
+covariance is known in closed form."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import linen as nn
+
+from smallbatch_jax import noise_scale
+from smallbatch_jax.noise_scale import NoiseProbe
+from smallbatch_jax.objectives import REGRESSION
+from smallbatch_jax.train.state import LaneState
+from smallbatch_jax.train.step import LaneStep
+
+
+def test_the_two_batch_estimates_are_unbiased():
+    # Per-example gradients G + ε with a known covariance: the estimates, averaged over many
+    # draws, recover |G|² and tr Σ.
+    rng = np.random.default_rng(0)
+    d, b_small, num_batches, draws = 6, 4, 8, 4000
+    g_true = rng.normal(size=d)
+    scales = np.linspace(0.5, 3.0, d)  # Σ = diag(scales²)
+    examples = g_true + scales * rng.normal(size=(draws, num_batches, b_small, d))
+    batch_means = examples.mean(axis=2)  # (draws, n, d)
+    small = np.mean(np.sum(batch_means**2, axis=-1), axis=1)
+    big = np.sum(batch_means.mean(axis=1) ** 2, axis=-1)
+    g2, trace = noise_scale.unbiased(small, big, b_small, b_small * num_batches)
+    assert abs(g2.mean() / np.sum(g_true**2) - 1) < 0.03
+    assert abs(trace.mean() / np.sum(scales**2) - 1) < 0.03
+
+
+class _Linear(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return nn.Dense(1, use_bias=False)(x)[..., 0]
+
+
+def test_the_probe_measures_the_noise_scale_of_linear_regression():
+    # x ~ N(0, I_d), y = w*·x + σ·z, squared error at weights w = w* + δ: the per-example
+    # gradient 2((δ·x) − σz)x has mean 2δ and covariance 4[(|δ|² + σ²) I + δδᵀ], so
+    # B_simple = tr Σ / |G|² = (d(|δ|² + σ²) + |δ|²) / |δ|² (the factor 4 cancels).
+    d, sigma, delta = 10, 1.0, 1.0 / math.sqrt(10) * np.ones(10)  # |δ|² = 1
+    expected = (d * (1.0 + sigma**2) + 1.0) / 1.0
+    step = LaneStep(_Linear(1), batch_size=32, image_shape=(d,), objective=REGRESSION)
+    w_star = np.linspace(-1, 1, d)
+    params = {"Dense_0": {"kernel": jnp.asarray(w_star + delta)[:, None]}}
+    lane = LaneState(params=params, batch_stats={}, opt_state=(), diverged=jnp.zeros((), bool),
+                     diverged_step=jnp.zeros((), jnp.int32))
+    probe = NoiseProbe(batch_size=16, num_batches=8)
+    repeats = 500
+
+    def one_probe(key):
+        kx, kz = jax.random.split(key)
+        x = jax.random.normal(kx, (probe.num_batches, probe.batch_size, d))
+        y = x @ jnp.asarray(w_star) + sigma * jax.random.normal(kz, x.shape[:2])
+        return step.gradient_moments(lane, x, y)
+
+    small, big = jax.jit(jax.vmap(one_probe))(jax.random.split(jax.random.key(0), repeats))
+    g2, trace = noise_scale.unbiased(np.mean(small), np.mean(big), probe.batch_size,
+                                     probe.big_batch)
+    assert abs(trace / g2 / expected - 1) < 0.1
+    # One probe's estimate, smoothed over "epochs" of fresh probes, lands near it too.
+    scales = noise_scale.noise_scale_curves(list(np.asarray(small)[:, None]),
+                                            list(np.asarray(big)[:, None]),
+                                            NoiseProbe(16, 8, decay=0.98))[2]
+    assert abs(float(scales[-1][0]) / expected - 1) < 0.5
+
+
+def test_a_gradient_lost_in_the_noise_gives_no_scale_and_nan_stays_nan():
+    probe = NoiseProbe(batch_size=4, num_batches=2)
+    # |G_big|² below |G_small|²·(B_small/B_big): the |G|² estimate is negative.
+    g2s, traces, scales = noise_scale.noise_scale_curves(
+        [np.array([1.0, 1.0, math.nan])], [np.array([0.2, 0.9, math.nan])], probe)
+    assert g2s[0][0] < 0 and math.isnan(scales[0][0])
+    assert scales[0][1] > 0 and math.isnan(scales[0][2])
+
+
+def test_the_probe_fits_its_share_of_an_epoch():
+    section = ml_collections.ConfigDict(dict(batch_size=32, num_batches=8, max_fraction=0.05,
+                                             decay=0.5))
+    assert NoiseProbe.from_config(section, 50_000) == NoiseProbe(32, 8, 0.5)
+    assert NoiseProbe.from_config(section, 5_085).num_batches == 7  # 254 of 5,085 examples
+    assert NoiseProbe.from_config(section, 1_000) is None  # one batch would fit: no estimate
+    section.num_batches = 0
+    assert NoiseProbe.from_config(section, 50_000) is None
+
+
+def test_probe_examples_are_distinct_and_a_function_of_seed_and_epoch():
+    a = noise_scale.probe_indices(0, 3, 1000, 64)
+    assert len(set(a)) == 64 and np.array_equal(a, noise_scale.probe_indices(0, 3, 1000, 64))
+    assert not np.array_equal(a, noise_scale.probe_indices(0, 4, 1000, 64))
+    assert not np.array_equal(a, noise_scale.probe_indices(1, 3, 1000, 64))
