@@ -166,24 +166,37 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
                    "are the more variable")
 
 
+TIMING_NOISE = 0.10  # wall times within 10% of each other are not told apart
+
+
 def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
     """"Larger batches train faster": wall time to the target on this machine (steps to
-    target × the measured seconds per step of m's program). True if the largest m run is the
-    fastest to the target, false if a smaller m is faster or larger ones never reach it;
-    cannot tell if fewer than 2 m reach it or no time was measured."""
+    target × the measured seconds per step of m's program). True if the largest m run gets
+    there faster than every smaller m by more than TIMING_NOISE, false if it never gets
+    there or a smaller m is faster by more than that; cannot tell otherwise (times within
+    the noise of a shared machine), or if fewer than 2 m reach it with a measured time."""
     claim = "larger batches train faster (wall time to the target, on this machine)"
     timed = {m: f["seconds"] for m, f in found.items()
              if f["steps"] is not None and not math.isnan(f["seconds"])}
     if len(timed) < 2:
         return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes reached the target with "
                        "a measured time")
-    fastest = min(timed, key=timed.get)
     listing = ", ".join(f"m = {m}: {s:.0f} s" for m, s in timed.items())
     never = [m for m, f in found.items() if f["steps"] is None]
-    if fastest == max(found) and not never:
-        return Verdict(claim, TRUE, f"{listing}: the largest m is the fastest")
-    return Verdict(claim, FALSE, f"{listing}: fastest at m = {fastest}"
-                   + (f"; m = {', '.join(map(str, never))} never reached it" if never else ""))
+    largest = max(found)
+    if largest in never:
+        return Verdict(claim, FALSE, f"{listing}; m = {', '.join(map(str, never))} never "
+                       "reached it")
+    fastest_smaller = min((m for m in timed if m != largest), key=timed.get)
+    ratio = timed[fastest_smaller] / timed[largest]
+    if ratio < 1 - TIMING_NOISE:
+        return Verdict(claim, FALSE, f"{listing}: m = {fastest_smaller} is {1 / ratio:.2f}× "
+                       f"faster than the largest, m = {largest}")
+    if ratio > 1 / (1 - TIMING_NOISE):
+        return Verdict(claim, TRUE, f"{listing}: the largest m is {ratio:.2f}× faster than "
+                       f"the fastest smaller one, m = {fastest_smaller}")
+    return Verdict(claim, CANNOT_TELL, f"{listing}: the largest m and m = {fastest_smaller} "
+                   f"are within {TIMING_NOISE:.0%} (timing noise on a shared machine)")
 
 
 def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA) -> list[Verdict]:

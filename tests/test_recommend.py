@@ -84,6 +84,9 @@ def test_larger_batches_train_faster_from_time_to_target():
     assert verdict.answer == FALSE and "never reached" in verdict.because
     assert recommend.verdict_larger_train_faster(
         rows, found({8: 10.0, 64: 30.0})).answer == FALSE
+    # 2% apart: timing noise, not a verdict.
+    assert recommend.verdict_larger_train_faster(
+        rows, found({8: 10.0, 64: 10.2})).answer == CANNOT_TELL
     assert recommend.verdict_larger_train_faster(rows, found({8: 10.0})).answer == CANNOT_TELL
 
 
