@@ -78,9 +78,10 @@ def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
                                              where=plots.context(rows), noise_scales=scales)
-    text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in (
-        "accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
-        "steps_to_target", "noise_scale")) + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
+    figures = ("accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
+               "steps_to_target", "noise_scale")
+    text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in figures)
+             + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
     path = os.path.join(workdir, "recommendation.md")
     with results.replacing(path) as temporary, open(temporary, "w") as f:
         f.write(text)
@@ -102,8 +103,8 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
             found, target, metric, plots.context(rows)), directory, "steps_to_target")
     scales = noise_scales(workdir, rows)
     if scales:
-        best = analysis.best_of(analysis.accuracy_table(rows),
-                                analysis.higher_is_better(analysis.accuracy_table(rows)))
+        table = analysis.accuracy_table(rows)
+        best = analysis.best_of(table, analysis.higher_is_better(table))
         paths += plots.save(plots.noise_scale_vs_progress(
             scales, best[0] if best else None, plots.context(rows)), directory, "noise_scale")
     write_summary(workdir, summary, paths)

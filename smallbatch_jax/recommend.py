@@ -17,7 +17,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from smallbatch_jax import analysis
+from smallbatch_jax import analysis, steps_to_target
 from smallbatch_jax.analysis import (ALPHA, accuracy_table, best_of, best_per_batch_size,
                                      format_lrs, higher_is_better, metric_name,
                                      optima_at_the_edge, reliable_ranges, seed_statistics,
@@ -306,17 +306,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
 
     lines += ["## 4. Time to the target per m, and the noise scale", ""]
     if found:
-        lines += [f"Target: {name} {target:.4f}. Steps and wall time of the η̃ that gets there "
-                  "first (evaluated once per epoch; wall time at the measured speed of m's "
-                  "program on this machine).", "", "| m | η̃ | steps | examples | wall time |",
-                  "|---|---|---|---|---|"]
-        for m, f in found.items():
-            if f["steps"] is None:
-                lines.append(f"| {m} | — | not reached | — | — |")
-            else:
-                wall = "—" if math.isnan(f["seconds"]) else f"{f['seconds']:.0f} s"
-                lines.append(f"| {m} | {_lr_text(f['lr'])} | {f['steps']} | {f['examples']} | "
-                             f"{wall} |")
+        lines += steps_to_target.markdown(found, target, name).rstrip("\n").split("\n")
     else:
         lines.append("Not measured: the runs' curves.csv are missing.")
     lines.append("")
