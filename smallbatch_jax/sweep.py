@@ -73,7 +73,7 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
     `report(rows)` on the merged rows (figures, summary); returns them. `model`, `dataset`,
     `objective`: a user's (smallbatch_jax.api), instead of the config's. `budget_minutes`
     (0: none): no run starts once this call has trained that long (a started run finishes;
-    a rerun resumes with the runs left)."""
+    the first unfinished one always starts; a rerun resumes with the runs left)."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
     configs = [config_for(config, run) for run in runs]
@@ -89,14 +89,17 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
         with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
                 open(temporary, "w") as f:
             json.dump(config.to_dict(), f, indent=2, default=str)
-        started = time.perf_counter()
+        started, trained = time.perf_counter(), False
         for i, run in enumerate(mine):
             if is_complete(workdir, run):
                 logging.info("%s: complete, skipped", os.path.join(workdir, run.name))
                 continue
             one = config_for(config, run)
             left = [(r, config_for(config, r)) for r in mine[i:] if not is_complete(workdir, r)]
-            if budget_minutes and time.perf_counter() - started >= 60.0 * budget_minutes:
+            # The first unfinished run always starts: a budget bounds when runs start, and
+            # a budget spent before any run trained (a busy machine) would make no progress.
+            if (budget_minutes and trained
+                    and time.perf_counter() - started >= 60.0 * budget_minutes):
                 logging.info("budget of %g min spent: %s not started (a rerun resumes them)",
                              budget_minutes, [r.name for r, _ in left])
                 break
@@ -105,6 +108,7 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
                          time.perf_counter() - started, len(left),
                          eta_text(workdir, runs, left, dataset.num_train))
             train_and_evaluate(one, os.path.join(workdir, run.name), dataset, model, objective)
+            trained = True
         if jax.process_count() > 1:
             processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
             if jax.process_index() != 0:

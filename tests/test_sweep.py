@@ -81,6 +81,21 @@ def test_a_sweep_says_which_run_of_how_many_it_trains(tmp_path, monkeypatch, cap
     assert "ETA of the 2 runs left" in caplog.text
 
 
+def test_a_spent_budget_starts_no_new_run_but_the_first_always_starts(tmp_path, monkeypatch):
+    """A budget already spent when the sweep starts (e.g. a busy machine's slow start) still
+    trains the first unfinished run; the next ones wait for a rerun."""
+    trained = []
+    monkeypatch.setattr(sweep, "train_and_evaluate",
+                        lambda c, w, d=None, mdl=None, obj=None: trained.append(c.batch_size) or _fake_run(c, w))
+    clock = iter(range(0, 10_000, 100))  # every reading 100 s after the last
+    monkeypatch.setattr(sweep.time, "perf_counter", lambda: float(next(clock)))
+    config = _config(batch_sizes=(8, 16, 32))
+    sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, budget_minutes=1.0)
+    assert trained == [8]
+    sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, budget_minutes=1.0)
+    assert trained == [8, 16]
+
+
 def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monkeypatch):
     """(flock locks belong to an open file, so a second claim in this process stands for a
     second process.)"""
