@@ -155,7 +155,7 @@ def lanes_runner(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
 
     def epoch():
         start = time.perf_counter()
-        state[0], _ = trainer.train_epoch(state[0], hparams, source, seeds, total_steps)
+        state[0], _, _ = trainer.train_epoch(state[0], hparams, source, seeds, total_steps)
         jax.block_until_ready(state[0])
         seconds = time.perf_counter() - start
         if np.asarray(state[0].lanes.diverged).any():

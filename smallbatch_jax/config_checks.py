@@ -98,6 +98,9 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False,
         _fail("lr_decay_factor", config.lr_decay_factor, "a number in (0, 1]")
     if not _is_int(config.eval_batch_size) or config.eval_batch_size <= 0:
         _fail("eval_batch_size", config.eval_batch_size, "a positive integer")
+    if not _is_int(config.evals_per_epoch) or config.evals_per_epoch <= 0:
+        _fail("evals_per_epoch", config.evals_per_epoch,
+              "a positive integer (1: after each epoch, as the paper)")
     if not config.memory_budget_gb >= 0:
         _fail("memory_budget_gb", config.memory_budget_gb,
               "0 (no budget) or the GiB one dispatch may use")
@@ -137,3 +140,7 @@ def check_against_data(config, dataset: Dataset, objective: Objective | None = N
     if config.batch_size > dataset.num_train:
         _fail("batch_size", config.batch_size,
               f"at most the {dataset.num_train} training examples of {dataset.name}")
+    steps_per_epoch = dataset.num_train // config.batch_size
+    if config.evals_per_epoch > steps_per_epoch:
+        _fail("evals_per_epoch", config.evals_per_epoch,
+              f"at most the {steps_per_epoch} steps of an epoch at m = {config.batch_size}")

@@ -6,6 +6,8 @@ writes into `workdir`:
   precision, donation, devices) and what a reader needs to rerun it (provenance.py);
 - curves.csv: per epoch and lane, training loss, test loss and test accuracy, rewritten
   whole after every epoch (a reader never sees half a row);
+- evaluations.csv (with `config.evals_per_epoch` > 1): every evaluation, inside epochs and
+  at their ends, per lane with its step (steps to a target read it);
 - checkpoints/: while it trains, the training state and history at epoch boundaries
   (checkpoint.py; cadence `config.checkpoint`), removed when the run has finished;
 - results.csv: one row per lane (see results.SUMMARY_FIELDS), the paper's metric included;
@@ -54,7 +56,7 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
 # Keys added to the config after runs were saved without them, with the value that trains
 # as those runs were trained: absent from a saved config and at this value now is no
 # difference (a finished run stays finished, a checkpoint resumes).
-ADDED_KEYS = {"objective": "classification"}
+ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1}
 
 
 def optimizer_of(config) -> Optimizer:
@@ -269,6 +271,10 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
         log(epoch, history)
         results.write_csv(os.path.join(workdir, "curves.csv"),
                           results.curve_rows(history, grid, probe), results.CURVE_FIELDS)
+        if config.evals_per_epoch > 1:
+            results.write_csv(os.path.join(workdir, "evaluations.csv"),
+                              results.evaluation_rows(history, grid, source.steps_per_epoch),
+                              results.EVALUATION_FIELDS)
         if epoch < config.epochs and checkpoint_due(config.checkpoint, epoch, last_save):
             checkpoints.save(state, {
                 "config": as_json(config), "history": history.to_dict(),
@@ -276,7 +282,8 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
             last_save[:] = [epoch, time.perf_counter()]
 
     state, history = fit(trainer, state, hparams, source, grid.seeds, config.epochs,
-                         on_epoch_end=on_epoch_end, history=history, probe=probe)
+                         on_epoch_end=on_epoch_end, history=history, probe=probe,
+                         evals_per_epoch=config.evals_per_epoch)
     wall_seconds = seconds_before + time.perf_counter() - started
 
     rows = results.summarize(

@@ -30,6 +30,9 @@ SUMMARY_FIELDS = (
 )
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
                 "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale")
+# evaluations.csv (a run with evals_per_epoch > 1): every evaluation, inside epochs and at
+# their ends, per lane; `epoch` is fractional (steps / steps per epoch).
+EVALUATION_FIELDS = ("step", "epoch", "lane", "seed", "base_lr", "test_loss", "test_metric")
 # Columns of files written before the metric was configurable, read under today's names.
 LEGACY_NAMES = {"median_test_accuracy": "median_test_metric",
                 "final_test_accuracy": "final_test_metric", "test_accuracy": "test_metric"}
@@ -181,6 +184,19 @@ def curve_rows(history: History, grid: LaneGrid, probe=None) -> list[dict]:
                 "noise_scale": float(scales[i][lane]) if probed else math.nan,
             })
     return rows
+
+
+def evaluation_rows(history: History, grid: LaneGrid, steps_per_epoch: int) -> list[dict]:
+    """Per evaluation (inside epochs and at their ends, in order of step) and lane: the step
+    after which it was made, the fractional epoch, the test loss and metric."""
+    points = [(step, history.within_test_loss[i], history.within_test_metric[i])
+              for i, step in enumerate(history.within_step)]
+    points += [(epoch * steps_per_epoch, history.test_loss[i], history.test_metric[i])
+               for i, epoch in enumerate(history.epoch)]
+    return [{"step": step, "epoch": step / steps_per_epoch, "lane": lane, "seed": seed,
+             "base_lr": base_lr, "test_loss": float(loss[lane]), "test_metric": float(metric[lane])}
+            for step, loss, metric in sorted(points, key=lambda p: p[0])
+            for lane, (seed, base_lr) in enumerate(grid.lanes())]
 
 
 def format_table(rows: list[dict], last_epochs: int) -> str:

@@ -6,11 +6,11 @@ Training", 2019) measure it as the fewest steps, over the learning-rate grid, in
 batch size first reaches a target: under perfect scaling doubling m halves them, and the
 curve's bend shows where larger batches stop paying.
 
-Here, from a batch sweep's curves (every lane's test metric after every evaluation; one per
-epoch): the mean over seeds of each (m, η̃)'s curve (NaN once a seed diverged), the first
-evaluation at which it reaches the target, and the fewest such steps over η̃ per m. A step
-count is a multiple of the evaluation interval, so it is an upper bound by less than one
-interval. The wall time to target is those steps at the speed m's program measured (its
+Here, from a batch sweep's curves (every lane's test metric after every evaluation: one per
+epoch in curves.csv, or `evals_per_epoch` per epoch in evaluations.csv): the mean over seeds
+of each (m, η̃)'s curve (NaN once a seed diverged), the first evaluation at which it reaches
+the target, and the fewest such steps over η̃ per m. A step count is an evaluation's step, so
+it is an upper bound by less than one evaluation interval (stated per m). The wall time to target is those steps at the speed m's program measured (its
 results' wall seconds / steps: every η̃ at once, evaluation included, so an upper bound for
 one η̃ alone).
 
@@ -38,33 +38,39 @@ def default_target(rows) -> float:
     return value * (1 - DEFAULT_FRACTION if higher_is_better(table) else 1 + DEFAULT_FRACTION)
 
 
-def mean_curves(curves: list[dict]) -> dict[float, list[tuple[int, float]]]:
-    """{η̃: [(epoch, mean over seeds of the test metric)]} of one m's curves.csv rows (NaN at
-    an epoch where any seed's value is NaN)."""
+def mean_curves(curves: list[dict], steps_per_epoch: int | None = None
+                ) -> dict[float, list[tuple[int, float]]]:
+    """{η̃: [(step, mean over seeds of the test metric)]} of one m's evaluation rows (NaN at
+    a step where any seed's value is NaN). Rows with a `step` (evaluations.csv) give it;
+    per-epoch rows (curves.csv) are at epoch × `steps_per_epoch` (default 1: the epoch)."""
     by_point = collections.defaultdict(list)
     for row in curves:
-        by_point[(float(row["base_lr"]), int(row["epoch"]))].append(float(row["test_metric"]))
+        step = (int(row["step"]) if row.get("step") not in (None, "")
+                else int(row["epoch"]) * (steps_per_epoch or 1))
+        by_point[(float(row["base_lr"]), step)].append(float(row["test_metric"]))
     means = collections.defaultdict(list)
-    for (lr, epoch), values in sorted(by_point.items()):
-        means[lr].append((epoch, math.nan if any(math.isnan(v) for v in values)
+    for (lr, step), values in sorted(by_point.items()):
+        means[lr].append((step, math.nan if any(math.isnan(v) for v in values)
                           else float(np.mean(values))))
     return dict(means)
 
 
 def first_reaching(curve: list[tuple[int, float]], target: float, higher: bool) -> int | None:
-    """The first epoch whose value reaches `target` (≥, or ≤ where lower is better)."""
-    for epoch, value in curve:
+    """The first step (or epoch) whose value reaches `target` (≥, or ≤ where lower is
+    better)."""
+    for step, value in curve:
         if not math.isnan(value) and (value >= target if higher else value <= target):
-            return epoch
+            return step
     return None
 
 
 def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float
                     ) -> dict[int, dict]:
     """Per m: {'steps', 'examples', 'seconds', 'lr'} of the η̃ that reaches `target` in the
-    fewest steps (None values where no η̃ does). `rows`: the sweep's results rows (for the
-    direction, steps per epoch and the measured speed); `curves_by_m`: {m: its curves.csv
-    rows}."""
+    fewest steps (None values where no η̃ does), and 'interval', the steps between m's
+    evaluations. `rows`: the sweep's results rows (for the direction, steps per epoch and the
+    measured speed); `curves_by_m`: {m: its evaluation rows (curves.csv or
+    evaluations.csv)}."""
     higher = higher_is_better(accuracy_table(rows))
     steps_per_epoch, seconds_per_step = {}, {}
     for row in rows:
@@ -77,31 +83,38 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float
         seconds_per_step[m] = seconds / steps if steps else math.nan
     found = {}
     for m in sorted(set(curves_by_m) & set(steps_per_epoch)):
-        reached = {lr: first_reaching(curve, target, higher)
-                   for lr, curve in mean_curves(curves_by_m[m]).items()}
-        reached = {lr: epoch for lr, epoch in reached.items() if epoch is not None}
+        curves = mean_curves(curves_by_m[m], steps_per_epoch[m])
+        interval = max((b[0] - a[0] for curve in curves.values()
+                        for a, b in zip([(0, None)] + curve, curve)), default=None)
+        reached = {lr: first_reaching(curve, target, higher) for lr, curve in curves.items()}
+        reached = {lr: step for lr, step in reached.items() if step is not None}
         if not reached:
-            found[m] = {"steps": None, "examples": None, "seconds": None, "lr": None}
+            found[m] = {"steps": None, "examples": None, "seconds": None, "lr": None,
+                        "interval": interval}
             continue
         lr = min(reached, key=lambda lr: (reached[lr], lr))  # ties: the smaller η̃
-        steps = reached[lr] * steps_per_epoch[m]
+        steps = reached[lr]
         found[m] = {"steps": steps, "examples": steps * m,
-                    "seconds": steps * seconds_per_step.get(m, math.nan), "lr": lr}
+                    "seconds": steps * seconds_per_step.get(m, math.nan), "lr": lr,
+                    "interval": interval}
     return found
 
 
 def markdown(found: dict[int, dict], target: float, metric: str) -> str:
     """The table of steps, examples and wall time to the target per m."""
     lines = [f"Steps to target: the fewest optimizer steps over η̃ after which the mean over "
-             f"seeds of the test {metric} first reaches {target:.4f} (evaluated once per "
-             "epoch: an upper bound by less than an epoch's steps); wall time at the speed "
-             "measured for m's program.", "",
-             "| m | η̃ | steps | examples | wall time |", "|---|---|---|---|---|"]
+             f"seeds of the test {metric} first reaches {target:.4f}: an upper bound by less "
+             "than the steps between two evaluations (the last column; an epoch's, unless "
+             "the runs set `evals_per_epoch`); wall time at the speed measured for m's "
+             "program.", "",
+             "| m | η̃ | steps | examples | wall time | evaluated every |",
+             "|---|---|---|---|---|---|"]
     for m, f in found.items():
+        every = "—" if f.get("interval") is None else f"{f['interval']} steps"
         if f["steps"] is None:
-            lines.append(f"| {m} | — | not reached | — | — |")
+            lines.append(f"| {m} | — | not reached | — | — | {every} |")
         else:
             seconds = "—" if math.isnan(f["seconds"]) else f"{f['seconds']:.0f} s"
             lines.append(f"| {m} | 2^{math.log2(f['lr']):g} | {f['steps']} | "
-                         f"{f['examples']} | {seconds} |")
+                         f"{f['examples']} | {seconds} | {every} |")
     return "\n".join(lines) + "\n"

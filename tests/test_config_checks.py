@@ -92,6 +92,9 @@ BAD_INPUTS = [
     ("lr_decay_points", (0.5, 1.5), "config.lr_decay_points"),
     ("eval_batch_size", 0, "config.eval_batch_size=0"),
     ("last_epochs", 0, "config.last_epochs=0"),
+    ("evals_per_epoch", 0, "config.evals_per_epoch=0.*positive integer"),
+    ("evals_per_epoch", 500, "config.evals_per_epoch=500.*at most the 179 steps of an epoch "
+                             "at m = 8"),
     ("memory_budget_gb", -1.0, "config.memory_budget_gb=-1.0"),
     ("precision", "tf32", "config.precision='tf32'.*allowed.*highest"),
 ]

@@ -44,14 +44,39 @@ def test_fewest_steps_over_the_grid_per_m_and_wall_time_at_the_measured_speed():
     rows = [_row(2, 100, seconds=40.0), _row(8, 25, seconds=20.0), _row(32, 6, best=0.6)]
     found = steps_to_target(rows, curves, target=0.7)
     assert found[2] == {"steps": 200, "examples": 400, "seconds": pytest.approx(20.0),
-                        "lr": 2.0**-8}
+                        "lr": 2.0**-8, "interval": 100}
     assert found[8]["steps"] == 75 and found[8]["seconds"] == pytest.approx(15.0)
     assert found[32]["steps"] is None
     text = markdown(found, 0.7, "accuracy")
-    assert "| 2 | 2^-8 | 200 | 400 | 20 s |" in text and "| 32 | — | not reached |" in text
+    assert "| 2 | 2^-8 | 200 | 400 | 20 s | 100 steps |" in text
+    assert "| 32 | — | not reached | — | — | 6 steps |" in text
     ax = plots.steps_to_target_vs_batch_size(found, 0.7, "accuracy").axes[0]
     measured, perfect = ax.get_lines()[:2]
     assert list(measured.get_ydata()) == [200, 75] and list(perfect.get_ydata()) == [200, 50]
+
+
+def _evaluations(per_lr, steps, seeds=1):
+    """per_lr: {η̃: [metric after each of `steps`]} as evaluations.csv rows."""
+    return [{"step": str(step), "epoch": "0", "lane": "0", "seed": str(s), "base_lr": str(lr),
+             "test_metric": str(v)}
+            for s in range(seeds) for lr, values in per_lr.items()
+            for step, v in zip(steps, values)]
+
+
+def test_evaluations_inside_epochs_time_the_target_to_their_step():
+    """With 4 evaluations per 100-step epoch, a target first reached a quarter into the
+    second epoch is timed at step 125, not at the epoch's end (200), and the table says the
+    evaluations were 25 steps apart."""
+    steps = [25, 50, 75, 100, 125, 150, 175, 200]
+    evaluations = {2: _evaluations({2.0**-8: [0.1, 0.2, 0.3, 0.5, 0.71, 0.72, 0.72, 0.73]},
+                                   steps, seeds=2),
+                   8: _curves({2.0**-8: [0.3, 0.71]})}  # per epoch only: 25 steps each
+    rows = [_row(2, 100, epochs=2, seconds=40.0), _row(8, 25, epochs=2, seconds=20.0)]
+    found = steps_to_target(rows, evaluations, target=0.7)
+    assert found[2]["steps"] == 125 and found[2]["interval"] == 25
+    assert found[2]["seconds"] == pytest.approx(25.0)  # 40 s / 200 steps × 125
+    assert found[8]["steps"] == 50 and found[8]["interval"] == 25
+    assert "| 2 | 2^-8 | 125 | 250 | 25 s | 25 steps |" in markdown(found, 0.7, "accuracy")
 
 
 def test_the_default_target_is_within_five_percent_of_the_best_in_its_direction():

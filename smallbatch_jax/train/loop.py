@@ -2,7 +2,9 @@
 
 `fit` starts from a state at any epoch boundary (a fresh one, or one restored from a
 checkpoint) and calls `on_epoch_end(epoch, history, state)` after each epoch: the hook for
-progress lines, checkpoints and per-epoch files.
+progress lines, checkpoints and per-epoch files. With `evals_per_epoch` > 1 it also
+evaluates inside each epoch (trainer.evaluation_points), kept apart from the per-epoch
+measurements that the paper's metric and the figures read.
 """
 
 import dataclasses
@@ -29,32 +31,43 @@ class History:
     # The noise-scale probe's mean |G_small|² and |G_big|² (noise_scale.py); empty without.
     grad_sq_small: list[np.ndarray] = dataclasses.field(default_factory=list)
     grad_sq_big: list[np.ndarray] = dataclasses.field(default_factory=list)
+    # Evaluations inside epochs (fit's evals_per_epoch > 1): the step after which each was
+    # made, and every lane's test metric and loss there; empty without.
+    within_step: list[int] = dataclasses.field(default_factory=list)
+    within_test_metric: list[np.ndarray] = dataclasses.field(default_factory=list)
+    within_test_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    ARRAYS = ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big",
+              "within_test_metric", "within_test_loss")
 
     def to_dict(self) -> dict:
         """JSON-able (a checkpoint's progress); `from_dict` gives back an equal History (every
         value is float64, whose repr JSON keeps exactly; NaN is written as NaN)."""
-        arrays = ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big")
         return {"epoch": list(self.epoch), "seconds": list(self.seconds),
+                "within_step": list(self.within_step),
                 **{name: [np.asarray(v, np.float64).tolist() for v in getattr(self, name)]
-                   for name in arrays}}
+                   for name in self.ARRAYS}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        arrays = ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big")
         if "test_accuracy" in d:  # a checkpoint from before the metric was configurable
             d = {**d, "test_metric": d["test_accuracy"]}
-        d = {"grad_sq_small": [], "grad_sq_big": [], **d}  # from before the noise probe
+        # From before the noise probe, or before evaluations inside epochs:
+        d = {"grad_sq_small": [], "grad_sq_big": [], "within_step": [],
+             "within_test_metric": [], "within_test_loss": [], **d}
         return cls(epoch=[int(e) for e in d["epoch"]], seconds=[float(s) for s in d["seconds"]],
-                   **{name: [np.asarray(v, np.float64) for v in d[name]] for name in arrays})
+                   within_step=[int(s) for s in d["within_step"]],
+                   **{name: [np.asarray(v, np.float64) for v in d[name]] for name in cls.ARRAYS})
 
 
 def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         seeds: Sequence[int], epochs: int,
         on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
-        history: History | None = None, probe=None) -> tuple[TrainState, History]:
-    """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch,
-    and probing the gradient noise there with `probe` (a noise_scale.NoiseProbe; None: not,
-    nor on a streamed source). `history`: the epochs before `state` (a resumed run's),
+        history: History | None = None, probe=None, evals_per_epoch: int = 1
+        ) -> tuple[TrainState, History]:
+    """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch
+    (and `evals_per_epoch` − 1 times inside it), and probing the gradient noise after each
+    epoch with `probe` (a noise_scale.NoiseProbe; None: not, nor on a streamed source). `history`: the epochs before `state` (a resumed run's),
     continued; default: a new history of the epochs from `state` on.
 
     A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
@@ -69,7 +82,12 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
                          f"state at epoch {int(state.epoch)}")
     for epoch in range(int(state.epoch), epochs):
         start = time.perf_counter()
-        state, train_loss = trainer.train_epoch(state, hparams, source, seeds, total_steps)
+        state, train_loss, within = trainer.train_epoch(state, hparams, source, seeds,
+                                                        total_steps, evals_per_epoch)
+        for step, metric, loss in within:
+            history.within_step.append(step)
+            history.within_test_metric.append(metric)
+            history.within_test_loss.append(loss)
         test_metric, test_loss = trainer.evaluate(state.lanes, source)  # objectives.py
         diverged = np.asarray(state.lanes.diverged)
         history.epoch.append(epoch + 1)

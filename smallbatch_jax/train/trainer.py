@@ -3,9 +3,11 @@ plan's groups on its devices (lane_groups.py), on batches from a source (batches
 
 `LaneTrainer.train_epoch` runs one epoch of every live group; dispatches go out step-major
 (every group's first dispatch, then every group's second, …), so groups on different devices
-run concurrently and a streamed batch is read from the host once. `evaluate` runs the test
-split through every live group, issuing every batch before reading any result. The epoch
-loop with its history and hooks is loop.py.
+run concurrently and a streamed batch is read from the host once. It may also evaluate at
+points inside the epoch (steps to a target, measured finer than an epoch): the epoch is cut
+into near-equal parts, each dispatched as the plan says, so the steps and their results are
+those of an uncut epoch. `evaluate` runs the test split through every live group, issuing
+every batch before reading any result. The epoch loop with its history and hooks is loop.py.
 """
 
 import jax
@@ -17,6 +19,15 @@ from smallbatch_jax.train.plan import ExecutionPlan
 from smallbatch_jax.train.programs import Programs
 from smallbatch_jax.train.state import LaneState, TrainState
 from smallbatch_jax.train.step import LaneStep
+
+
+def evaluation_points(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
+    """The steps into an epoch after which it is evaluated: `evals_per_epoch` near-equal
+    parts, the epoch's end last."""
+    if not 1 <= evals_per_epoch <= steps_per_epoch:
+        raise ValueError(f"evals_per_epoch={evals_per_epoch} must be between 1 and the "
+                         f"epoch's {steps_per_epoch} steps")
+    return [round((i + 1) * steps_per_epoch / evals_per_epoch) for i in range(evals_per_epoch)]
 
 
 class LaneTrainer:
@@ -57,19 +68,26 @@ class LaneTrainer:
                                                                                     tree))
 
     def train_epoch(self, state: TrainState, hparams: LaneHparams, source, seeds: jax.Array,
-                    total_steps: int) -> tuple[TrainState, np.ndarray]:
-        """One epoch of every live group; returns the new state and each lane's mean training
-        loss (NaN for a skipped group of diverged lanes). With donation, `state` is used up."""
+                    total_steps: int, evals_per_epoch: int = 1
+                    ) -> tuple[TrainState, np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+        """One epoch of every live group; returns the new state, each lane's mean training
+        loss (NaN for a skipped group of diverged lanes) and the evaluations inside the epoch,
+        [(step, test metric, test loss)] per lane (`evals_per_epoch` − 1 of them, at
+        `evaluation_points`; the epoch's end is the caller's to evaluate). With donation,
+        `state` is used up."""
         groups = lane_groups.live_groups(self.plan, state.lanes)
         lanes = [lane_groups.take(state.lanes, g) for g in groups]
         group_hparams = [lane_groups.take(hparams, g) for g in groups]
         group_seeds = [lane_groups.on(g.device, seeds) for g in groups]
-        lengths = source.dispatch_lengths(self.plan.strategy, source.steps_per_epoch)
+        points = evaluation_points(source.steps_per_epoch, evals_per_epoch)
+        lengths = [n for start, stop in zip([0] + points[:-1], points)
+                   for n in source.dispatch_lengths(self.plan.strategy, stop - start)]
         losses = [0] * len(groups)
-        step = int(state.step)
+        step = first_step = int(state.step)
         num_lanes = state.lanes.diverged.shape[0]
         put = lambda tree: lane_groups.put_everywhere(self.plan, tree)
         local = {}  # each device's copy of the epoch's data and order, made once
+        evaluations = []
         for num_steps, dispatch in source.epoch(seeds, int(state.epoch), lengths, put):
             for i, group in enumerate(groups):
                 lanes[i], loss = self.programs.train(
@@ -77,31 +95,42 @@ class LaneTrainer:
                     group_seeds[i], np.int32(step), np.int32(total_steps), num_steps=num_steps)
                 losses[i] = losses[i] + loss
             step += num_steps
+            if step - first_step in points[:-1]:
+                evaluations.append((step, *self._evaluate_groups(groups, lanes, source,
+                                                                 num_lanes)))
         mean_loss = np.full(num_lanes, np.nan)
         for group, loss in zip(groups, losses):
             mean_loss[group.start:group.stop] = np.asarray(loss) / source.steps_per_epoch
         trained = {(g.start, g.stop): group_lanes for g, group_lanes in zip(groups, lanes)}
         state = TrainState(lane_groups.assemble(self.plan, state.lanes, trained),
                            step=state.step + source.steps_per_epoch, epoch=state.epoch + 1)
-        return state, mean_loss
+        return state, mean_loss, evaluations
 
     def evaluate(self, lanes: LaneState, source) -> tuple[np.ndarray, np.ndarray]:
         """The test metric (objectives.py; accuracy by default) and mean test loss of every
-        lane, with running BN statistics (NaN for a skipped group of diverged lanes)."""
-        num_lanes = lanes.diverged.shape[0]
+        lane, with running BN statistics (NaN for a lane that diverged)."""
         groups = lane_groups.live_groups(self.plan, lanes)
-        on_device = [lane_groups.take(lanes, g) for g in groups]
+        return self._evaluate_groups(groups, [lane_groups.take(lanes, g) for g in groups],
+                                     source, lanes.diverged.shape[0])
+
+    def _evaluate_groups(self, groups, group_lanes, source, num_lanes: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """`evaluate` of the groups' lanes (each group's on its device); NaN elsewhere, and
+        for a lane that diverged."""
         sums = [[] for _ in groups]  # every batch is issued before any result is read
         local = {}
         for batch in source.test_batches():
             for i, group in enumerate(groups):
                 sums[i].append(self.programs.evaluate(
-                    on_device[i], lane_groups.on(group.device, batch, local)))
+                    group_lanes[i], lane_groups.on(group.device, batch, local)))
         metric, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
-        for group, batches in zip(groups, sums):
+        for group, batches, lanes in zip(groups, sums, group_lanes):
             a, b = group.start, group.stop
-            metric[a:b] = sum(np.asarray(c) for c, _ in batches) / source.num_test
-            loss[a:b] = sum(np.asarray(l) for _, l in batches) / source.num_test
+            diverged = np.asarray(lanes.diverged)[:b - a]
+            metric[a:b] = np.where(diverged, np.nan,
+                                   sum(np.asarray(c) for c, _ in batches) / source.num_test)
+            loss[a:b] = np.where(diverged, np.nan,
+                                 sum(np.asarray(l) for _, l in batches) / source.num_test)
         return metric, loss
 
     def gradient_moments(self, lanes: LaneState, hparams: LaneHparams, probe_batch

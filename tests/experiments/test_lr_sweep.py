@@ -240,3 +240,33 @@ def test_a_run_saved_before_a_config_key_existed_is_the_same_run_at_its_old_valu
         "objective: 'regression' → 'classification'"]
     assert config_differences(saved, {**saved, "model": "resnet32"}) == [
         "model: 'alexnet' → 'resnet32'"]
+
+
+def test_evaluations_inside_epochs_are_written_and_survive_a_resume(tmp_path, monkeypatch):
+    """evals_per_epoch = 3 at m = 64 (22 steps per epoch): evaluations.csv has each lane
+    after steps 7, 15, 22, 29, …; a run stopped after epoch 1 and resumed writes the same
+    file as one that never stopped; curves.csv and the paper's metric are per epoch still."""
+    from smallbatch_jax import lr_sweep
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.epochs, config.batch_size, config.base_lrs = 2, 64, (2.0**-9, 2.0**-7)
+        config.evals_per_epoch = 3
+    straight = tmp_path / "straight"
+    lr_sweep.train_and_evaluate(config, str(straight))
+    evaluations = read_csv(straight / "evaluations.csv")
+    assert [int(r["step"]) for r in evaluations[::2]] == [7, 15, 22, 29, 37, 44]
+    assert [float(r["epoch"]) for r in evaluations[4::2]] == [1.0, 29 / 22, 37 / 22, 2.0]
+    curves = read_csv(straight / "curves.csv")
+    at_epoch_ends = [r for r in evaluations if r["step"] in ("22", "44")]
+    assert [r["test_metric"] for r in at_epoch_ends] == [r["test_metric"] for r in curves]
+    assert evaluations[0]["test_metric"] != evaluations[4]["test_metric"]
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(lr_sweep, "fit", _stopping_fit(after_epoch=1))
+    with pytest.raises(KeyboardInterrupt):
+        lr_sweep.train_and_evaluate(config, str(resumed))
+    monkeypatch.undo()
+    assert len(read_csv(resumed / "evaluations.csv")) == 2 * 3
+    lr_sweep.train_and_evaluate(config, str(resumed))
+    assert read_csv(resumed / "evaluations.csv") == evaluations

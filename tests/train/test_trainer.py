@@ -215,6 +215,45 @@ def test_every_strategy_gives_the_reference_results(tiny_digits, reference_run, 
                                rtol=1e-5)
 
 
+@pytest.mark.parametrize("strategy", [Strategy(), Strategy(steps_per_dispatch=2)],
+                         ids=["epoch_per_dispatch", "2_steps_per_dispatch"])
+def test_evaluations_inside_epochs_leave_training_unchanged(tiny_digits, reference_run,
+                                                            strategy):
+    """Cutting each 8-step epoch at steps 3 and 5 (3 evaluations per epoch) trains the same
+    lanes; the evaluation after step 3 is that of the lanes trained 3 steps, and the
+    per-epoch measurements are the uncut run's."""
+    reference_state, reference = reference_run
+    trainer = _trainer(tiny_digits, strategy=strategy)
+    grid = _grid(STABLE_GRID)
+    state, hparams, source = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
+                                           _source(trainer, tiny_digits))
+    state, history = fit(trainer, state, hparams, source, grid.seeds, EPOCHS,
+                         evals_per_epoch=3)
+    assert source.steps_per_epoch == 8 and history.within_step == [3, 5, 11, 13]
+    _assert_trees_close(state.lanes, reference_state.lanes, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(history.test_metric), np.stack(reference.test_metric))
+
+    fresh, hparams, source = trainer.start(jnp.asarray(grid.seeds), grid.hparams(),
+                                           _source(trainer, tiny_digits))
+    _, dispatch = next(source.epoch(jnp.asarray(grid.seeds), 0, [3, 5], jax.device_put))
+    lanes, _ = trainer.programs.train(fresh.lanes, hparams, dispatch, jnp.asarray(grid.seeds),
+                                      np.int32(0), np.int32(EPOCHS * 8), num_steps=3)
+    metric, loss = trainer.evaluate(lanes, source)
+    np.testing.assert_allclose(history.within_test_metric[0], metric)
+    np.testing.assert_allclose(history.within_test_loss[0], loss, rtol=1e-5)
+    assert not np.allclose(history.within_test_loss[0], reference.test_loss[0])
+
+
+def test_evaluation_points_cut_an_epoch_into_near_equal_parts():
+    from smallbatch_jax.train.trainer import evaluation_points
+
+    assert evaluation_points(8, 1) == [8]
+    assert evaluation_points(8, 3) == [3, 5, 8]
+    assert evaluation_points(2542, 4) == [636, 1271, 1906, 2542]
+    with pytest.raises(ValueError, match="between 1 and the epoch's 8 steps"):
+        evaluation_points(8, 9)
+
+
 def test_precision_is_traced_into_the_programs(tiny_digits):
     """'highest' marks every matrix product and convolution of the training program; the
     default leaves the backend's precision (no marks). On CPU both are float32: same run."""
