@@ -83,7 +83,8 @@ def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict
     target = target or steps_to_target.default_target(rows)
     if math.isnan(target) or curves is None:
         return target, {}
-    return target, steps_to_target.steps_to_target(rows, curves, target)
+    return target, steps_to_target.steps_to_target(rows, curves, target,
+                                                   _curves(workdir, rows))
 
 
 def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:

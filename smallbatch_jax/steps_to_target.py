@@ -10,9 +10,11 @@ Here, from a batch sweep's curves (every lane's test metric after every evaluati
 epoch in curves.csv, or `evals_per_epoch` per epoch in evaluations.csv): the mean over seeds
 of each (m, η̃)'s curve (NaN once a seed diverged), the first evaluation at which it reaches
 the target, and the fewest such steps over η̃ per m. A step count is an evaluation's step, so
-it is an upper bound by less than one evaluation interval (stated per m). The wall time to target is those steps at the speed m's program measured (its
-results' wall seconds / steps: every η̃ at once, evaluation included, so an upper bound for
-one η̃ alone).
+it is an upper bound by less than one evaluation interval (stated per m). The wall time to target is those steps at the speed m's program measured: its median
+epoch's seconds / steps per epoch (curves.csv; every η̃ at once, evaluation included, so an
+upper bound for one η̃ alone). The median leaves out the compilation, paid once by the first
+epoch of a process: in a short run it would dominate a large m's few steps. Without
+per-epoch times, the run's wall seconds / steps.
 
 The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best: 0.95 × best where
 higher is better, 1.05 × best where lower is; every report states the target it used.
@@ -64,13 +66,23 @@ def first_reaching(curve: list[tuple[int, float]], target: float, higher: bool) 
     return None
 
 
-def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float
-                    ) -> dict[int, dict]:
+def epoch_seconds_per_step(curves: list[dict], steps_per_epoch: int) -> float:
+    """The median epoch's wall seconds / steps per epoch, from one m's curves.csv rows (NaN
+    where they hold no epoch times)."""
+    by_epoch = {int(row["epoch"]): float(row.get("epoch_seconds") or math.nan)
+                for row in curves}
+    seconds = [s for s in by_epoch.values() if math.isfinite(s)]
+    return float(np.median(seconds)) / steps_per_epoch if seconds else math.nan
+
+
+def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
+                    epoch_curves: dict[int, list[dict]] | None = None) -> dict[int, dict]:
     """Per m: {'steps', 'examples', 'seconds', 'lr'} of the η̃ that reaches `target` in the
     fewest steps (None values where no η̃ does), and 'interval', the steps between m's
     evaluations. `rows`: the sweep's results rows (for the direction, steps per epoch and the
-    measured speed); `curves_by_m`: {m: its evaluation rows (curves.csv or
-    evaluations.csv)}."""
+    run's speed); `curves_by_m`: {m: its evaluation rows (curves.csv or evaluations.csv)};
+    `epoch_curves`: {m: its curves.csv rows}, for the speed of its median epoch (default:
+    `curves_by_m`'s rows where they are curves.csv's)."""
     higher = higher_is_better(accuracy_table(rows))
     steps_per_epoch, seconds_per_step = {}, {}
     for row in rows:
@@ -81,6 +93,12 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float
         steps_per_epoch[m] = steps // epochs
         seconds = float(row.get("wall_seconds") or math.nan)
         seconds_per_step[m] = seconds / steps if steps else math.nan
+    epoch_curves = epoch_curves or {m: c for m, c in curves_by_m.items()
+                                    if c and "epoch_seconds" in c[0]}
+    for m, curves in epoch_curves.items():
+        per_step = epoch_seconds_per_step(curves, steps_per_epoch.get(m, 0) or 1)
+        if m in seconds_per_step and not math.isnan(per_step):
+            seconds_per_step[m] = per_step
     found = {}
     for m in sorted(set(curves_by_m) & set(steps_per_epoch)):
         curves = mean_curves(curves_by_m[m], steps_per_epoch[m])
@@ -105,8 +123,8 @@ def markdown(found: dict[int, dict], target: float, metric: str) -> str:
     lines = [f"Steps to target: the fewest optimizer steps over η̃ after which the mean over "
              f"seeds of the test {metric} first reaches {target:.4f}: an upper bound by less "
              "than the steps between two evaluations (the last column; an epoch's, unless "
-             "the runs set `evals_per_epoch`); wall time at the speed measured for m's "
-             "program.", "",
+             "the runs set `evals_per_epoch`); wall time at the speed of m's program in its "
+             "median epoch (every η̃ at once, evaluation included, compilation not).", "",
              "| m | η̃ | steps | examples | wall time | evaluated every |",
              "|---|---|---|---|---|---|"]
     for m, f in found.items():

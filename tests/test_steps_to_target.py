@@ -93,3 +93,21 @@ def test_the_figure_of_a_target_no_m_reached_says_so(tmp_path):
     fig = plots.steps_to_target_vs_batch_size(found, 0.9, "accuracy")
     assert "no m reached the target" in [t.get_text() for t in fig.axes[0].texts]
     assert all(p.endswith(("png", "svg")) for p in plots.save(fig, str(tmp_path), "s"))
+
+
+def test_wall_time_to_target_is_at_the_median_epochs_speed_without_the_compilation():
+    """The first epoch of a process pays the compilation (30 s here against 2 s for the
+    others): the time to target is at the median epoch's speed, 2 s per 100 steps, not at
+    the run's 36 s over 400 steps."""
+    curves = _curves({2.0**-8: [0.5, 0.72, 0.8, 0.8]})
+    for row in curves:
+        row["epoch_seconds"] = "30.0" if row["epoch"] == "1" else "2.0"
+    found = steps_to_target([_row(2, 100, seconds=36.0)], {2: curves}, target=0.7)
+    assert found[2]["steps"] == 200 and found[2]["seconds"] == pytest.approx(4.0)
+    # From evaluations.csv (no epoch times), the speed comes from the m's curves.csv.
+    evaluations = _evaluations({2.0**-8: [0.5, 0.6, 0.72, 0.8]}, [50, 100, 150, 200])
+    found = steps_to_target([_row(2, 100, seconds=36.0)], {2: evaluations}, 0.7, {2: curves})
+    assert found[2]["steps"] == 150 and found[2]["seconds"] == pytest.approx(3.0)
+    # Without epoch times: the run's wall seconds per step.
+    found = steps_to_target([_row(2, 100, seconds=36.0)], {2: evaluations}, 0.7)
+    assert found[2]["seconds"] == pytest.approx(150 * 36.0 / 400)
