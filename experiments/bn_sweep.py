@@ -16,7 +16,8 @@ from smallbatch_jax.bn_sweep import run_bn_sweep
 
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where results are written.")
+CACHE = entry.compilation_cache_flag()
 
 if __name__ == "__main__":
     entry.run(lambda: run_bn_sweep(CONFIG.value, WORKDIR.value, *sweep_flags.task()),
-              cpu_cores=True)
+              cpu_cores=True, compilation_cache=CACHE)

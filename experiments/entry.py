@@ -1,13 +1,16 @@
 """What every entry point shares: its flags' declarations, the check for stray arguments,
-and, for those that train, one XLA device per CPU core before JAX starts.
+and, for those that train, one XLA device per CPU core and the persistent compilation
+cache before JAX starts.
 
 Each `experiments/*.py` is its docstring, its flags and one library call:
 
     CONFIG = entry.config_flag()
     WORKDIR = entry.workdir_flag("Where results are written.")
+    CACHE = entry.compilation_cache_flag()
 
     if __name__ == "__main__":
-        entry.run(lambda: train_and_evaluate(CONFIG.value, WORKDIR.value), cpu_cores=True)
+        entry.run(lambda: train_and_evaluate(CONFIG.value, WORKDIR.value), cpu_cores=True,
+                  compilation_cache=CACHE)
 """
 
 from collections.abc import Callable
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
+from smallbatch_jax import compilation_cache as cache
 from smallbatch_jax.sharding import use_cpu_cores
 
 
@@ -33,15 +37,28 @@ def workdir_flag(help_text: str):
     return workdir
 
 
-def run(main: Callable[[], object], *, cpu_cores: bool = False) -> None:
+def compilation_cache_flag():
+    """--compilation_cache=DIR: where compiled programs are kept (compilation_cache.enable:
+    unset, JAX_COMPILATION_CACHE_DIR if set, else the user's cache directory; '': off)."""
+    return flags.DEFINE_string(
+        "compilation_cache", None, "Keep compiled programs in this directory and reuse them "
+        "(programs the same at every m, reruns, resumes). Unset: $JAX_COMPILATION_CACHE_DIR "
+        f"if set, else {cache.DEFAULT_DIR}; '': off.")
+
+
+def run(main: Callable[[], object], *, cpu_cores: bool = False,
+        compilation_cache=None) -> None:
     """Parses the flags and runs `main()`; `cpu_cores`: ask XLA for one CPU device per core
     first (sharding.use_cpu_cores: on a CPU, small programs split their lanes over the
-    cores; accelerators are not affected)."""
+    cores; accelerators are not affected); `compilation_cache`: a compilation_cache_flag,
+    whose directory keeps the compiled programs (compilation_cache.py)."""
     def absl_main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         if cpu_cores:
             use_cpu_cores()
+        if compilation_cache is not None:
+            cache.enable(compilation_cache.value)
         main()
 
     app.run(absl_main)

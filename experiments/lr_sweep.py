@@ -10,6 +10,8 @@ from smallbatch_jax.lr_sweep import train_and_evaluate
 
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where results are written.")
+CACHE = entry.compilation_cache_flag()
 
 if __name__ == "__main__":
-    entry.run(lambda: train_and_evaluate(CONFIG.value, WORKDIR.value), cpu_cores=True)
+    entry.run(lambda: train_and_evaluate(CONFIG.value, WORKDIR.value), cpu_cores=True,
+              compilation_cache=CACHE)

@@ -67,12 +67,12 @@ def _evaluations(workdir: str, rows) -> dict[int, list[dict]] | None:
 
 
 def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
-    """{m: [(epoch, B_simple)] at m's best η̃} where the runs measured it (noise_scale.py)."""
+    """{m: [(epoch, B_simple)] at m's best η̃} where the runs probed it (noise_scale.py;
+    NaN where the estimate was not positive: the gradient lost in the probe's noise)."""
     curves = _curves(workdir, rows) or {}
     best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
-    found = {m: noise_scale.curves_at(curves[m], lr) for m, (lr, _) in best.items()
-             if m in curves and not math.isnan(lr)}
-    return {m: c for m, c in found.items() if any(not math.isnan(v) for _, v in c)}
+    return {m: noise_scale.curves_at(curves[m], lr) for m, (lr, _) in best.items()
+            if m in curves and not math.isnan(lr) and noise_scale.probed(curves[m], lr)}
 
 
 def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict[int, dict]]:

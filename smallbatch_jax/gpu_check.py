@@ -34,7 +34,7 @@ import jaxlib
 import numpy as np
 import optax
 
-from smallbatch_jax import benchmark, lr_sweep, results
+from smallbatch_jax import benchmark, compilation_cache, lr_sweep, results
 from smallbatch_jax.batch_sweep import batch_size_runs, report
 from smallbatch_jax.data import load_dataset
 from smallbatch_jax.strategy import Strategy, strategy_from_config, write_measured_table
@@ -77,16 +77,6 @@ class Budget:
 
     def left(self) -> float:
         return min(self.began + 60.0 * self.minutes - time.perf_counter(), self.clock.left())
-
-
-def enable_compilation_cache(cache_dir: str) -> None:
-    """Every compiled program is kept in `cache_dir`, however quick its compilation was."""
-    if not cache_dir:
-        return
-    os.makedirs(cache_dir, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def unpack_cache(archive: str, cache_dir: str) -> int:
@@ -669,7 +659,7 @@ def run_gpu_check(config, outdir: str) -> dict:
     clock = Clock(config.deadline_minutes)
     os.makedirs(outdir, exist_ok=True)
     os.makedirs(config.workdir, exist_ok=True)  # a rerun skips the sweeps' finished runs
-    enable_compilation_cache(config.cache_dir)
+    compilation_cache.enable(config.cache_dir, min_compile_seconds=0.0)
     record = {"machine": machine_description(), "config": config.to_dict(),
               "cache_files_carried": unpack_cache(config.cache_archive, config.cache_dir)}
     if config.throughput.torch and torch_available():

@@ -103,6 +103,13 @@ def curves_at(curves: list[dict], base_lr: float) -> list[tuple[int, float]]:
     return [(epoch, float(np.mean(values))) for epoch, values in sorted(by_epoch.items())]
 
 
+def probed(curves: list[dict], base_lr: float) -> bool:
+    """Whether the probe ran at η̃ = `base_lr` in one m's curves.csv rows (a finite
+    |G_small|² in some epoch), whatever B_simple came out."""
+    return any(float(row["base_lr"]) == base_lr
+               and math.isfinite(float(row.get("grad_sq_small") or math.nan)) for row in curves)
+
+
 def final_scale(curve: list[tuple[int, float]], last: int = 3) -> float:
     """The median of the last `last` epochs' finite B_simple of a curve (NaN if none)."""
     values = [v for _, v in curve[-last:] if not math.isnan(v)]

@@ -299,9 +299,16 @@ def noise_scale_vs_progress(curves: dict[int, list[tuple[int, float]]], best_m: 
                             where: str = "") -> plt.Figure:
     """The gradient noise scale B_simple (noise_scale.py) against the fraction of training
     done, one curve per m at its best η̃ ({m: [(epoch, B_simple)]}), log scale, with the
-    sweep's empirically best m as a dashed line: does the noise scale point at it?"""
+    sweep's empirically best m as a dashed line: does the noise scale point at it? An m
+    whose estimate was never positive is named as not measurable."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    lost = [m for m, curve in sorted(curves.items()) if all(math.isnan(v) for _, v in curve)]
+    if lost:
+        ax.text(0.02, 0.02, "not measurable at m = " + ", ".join(map(str, lost)),
+                transform=ax.transAxes, fontsize=7, color="grey")
     for i, (m, curve) in enumerate(sorted(curves.items())):
+        if m in lost:
+            continue
         epochs = max((e for e, _ in curve), default=1)
         ax.plot([e / epochs for e, _ in curve], [v for _, v in curve], linestyle="-",
                 markersize=3, label=f"m = {m}", **_style(i))

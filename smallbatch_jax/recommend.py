@@ -234,7 +234,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                             noise_scales: dict[int, float] | None = None) -> str:
     """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
     `noise_scales`: {m: the gradient noise scale B_simple at the end of m's training at its
-    best η̃} (noise_scale.py), where measured."""
+    best η̃} (noise_scale.py), where probed (NaN: not measurable)."""
     table = accuracy_table(rows)
     name, higher = metric_name(table), higher_is_better(table)
     stats, seeds = seed_statistics(rows), _num_seeds(rows)
@@ -310,13 +310,16 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     else:
         lines.append("Not measured: the runs' curves.csv are missing.")
     lines.append("")
-    measured = {m: b for m, b in (noise_scales or {}).items() if not math.isnan(b)}
-    if measured:
+    if noise_scales:
         lines += [f"Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
                   "of the last 3 epochs (McCandlish et al. 2018: to first order, batches "
                   "beyond it stop cutting the steps in proportion): " + ", ".join(
-                      f"m = {m}: {b:.3g}" for m, b in measured.items())
-                  + f". The best m found by training: {best_m}.", ""]
+                      f"m = {m}: {'not measurable' if math.isnan(b) else f'{b:.3g}'}"
+                      for m, b in noise_scales.items())
+                  + f". The best m found by training: {best_m}."
+                  + (" Not measurable: the estimate of |G|² was not positive in those epochs "
+                     "(near convergence the gradient is lost in the probe's noise)."
+                     if any(math.isnan(b) for b in noise_scales.values()) else ""), ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]
     for verdict in verdicts(rows, found, alpha):

@@ -95,3 +95,11 @@ def test_probe_examples_are_distinct_and_a_function_of_seed_and_epoch():
     assert len(set(a)) == 64 and np.array_equal(a, noise_scale.probe_indices(0, 3, 1000, 64))
     assert not np.array_equal(a, noise_scale.probe_indices(0, 4, 1000, 64))
     assert not np.array_equal(a, noise_scale.probe_indices(1, 3, 1000, 64))
+
+
+def test_probed_is_whether_the_probe_ran_at_that_lr_whatever_it_estimated():
+    from smallbatch_jax.noise_scale import probed
+
+    rows = [{"base_lr": "0.5", "grad_sq_small": "2.0", "noise_scale": "nan"},
+            {"base_lr": "0.25", "grad_sq_small": "nan", "noise_scale": "nan"}]
+    assert probed(rows, 0.5) and not probed(rows, 0.25) and not probed(rows, 1.0)

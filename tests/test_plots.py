@@ -156,3 +156,6 @@ def test_noise_scale_figure_has_a_curve_per_m_and_the_best_m():
     assert list(lines[0].get_xdata()) == [0.25, 0.5, 1.0]  # epochs as a fraction of training
     assert list(lines[2].get_ydata()) == [8, 8]  # the best m, dashed
     assert ax.get_yscale() == "log"
+    lost = plots.noise_scale_vs_progress({**curves, 16: [(1, float("nan"))]}, 8).axes[0]
+    assert len(_lines_with_data(lost)) == 3  # no line for m = 16 ...
+    assert "not measurable at m = 16" in [t.get_text() for t in lost.texts]  # ... but named

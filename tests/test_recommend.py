@@ -118,6 +118,8 @@ def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
     rows = _rows({4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}})
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02,
                                              noise_scales={4: 31.4, 16: float("nan")})
-    assert "m = 4: 31.4. The best m found by training: 4." in text
-    assert "m = 16:" not in text.split("noise scale B_simple")[1].split("\n")[0]
+    assert "m = 4: 31.4, m = 16: not measurable. The best m found by training: 4." in text
+    assert "Not measurable: the estimate of |G|² was not positive" in text
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, noise_scales={4: 31.4})
+    assert "m = 4: 31.4. The best m found by training: 4.\n" in text
     assert "noise scale B_simple" not in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)

@@ -270,3 +270,43 @@ def test_evaluations_inside_epochs_are_written_and_survive_a_resume(tmp_path, mo
     assert len(read_csv(resumed / "evaluations.csv")) == 2 * 3
     lr_sweep.train_and_evaluate(config, str(resumed))
     assert read_csv(resumed / "evaluations.csv") == evaluations
+
+
+def test_the_compilation_cache_keeps_programs_and_a_cached_run_is_the_same(tmp_path):
+    """The training commands keep their compiled programs in the user's cache directory; a
+    second run in another workdir is served from them and writes the same results and final
+    state, bit for bit; --compilation_cache=DIR moves the cache, '' turns it off, and a cache
+    JAX was given in the environment (the suite's, conftest.py) is respected."""
+    def run(workdir, *extra, jax_dir=None):
+        command = [sys.executable, "-m", "experiments.lr_sweep", "--config=configs/default.py",
+                   f"--workdir={workdir}", "--config.epochs=2", "--config.batch_size=64",
+                   "--config.base_lrs=(0.001953125,)", *extra]
+        env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "xdg"), JAX_LOG_COMPILES="1")
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        if jax_dir:
+            env["JAX_COMPILATION_CACHE_DIR"] = str(jax_dir)
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr
+
+    default = tmp_path / "xdg" / "smallbatch_jax" / "jax"
+    assert "cache hit" not in run(tmp_path / "first")
+    kept = sorted(os.listdir(default))
+    assert any(name.startswith("jit__train") for name in kept)
+    assert "Persistent compilation cache hit for 'jit__train'" in run(tmp_path / "second")
+    assert sorted(os.listdir(default)) == kept
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+    assert strip(read_csv(tmp_path / "first" / "results.csv")) == strip(
+        read_csv(tmp_path / "second" / "results.csv"))
+    assert ((tmp_path / "first" / "state.msgpack").read_bytes()
+            == (tmp_path / "second" / "state.msgpack").read_bytes())
+
+    other = tmp_path / "other"
+    run(tmp_path / "third", f"--compilation_cache={other}")
+    assert any(name.startswith("jit__train") for name in os.listdir(other))
+    assert "cache hit" not in run(tmp_path / "off", "--compilation_cache=")
+    assert "cache hit" not in run(tmp_path / "off_too", "--compilation_cache=", jax_dir=other)
+    from_environment = tmp_path / "from_environment"
+    run(tmp_path / "fourth", jax_dir=from_environment)
+    assert any(name.startswith("jit__train") for name in os.listdir(from_environment))
