@@ -317,8 +317,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                       f"m = {m}: {'not measurable' if math.isnan(b) else f'{b:.3g}'}"
                       for m, b in noise_scales.items())
                   + f". The best m found by training: {best_m}."
-                  + (" Not measurable: the estimate of |G|² was not positive in those epochs "
-                     "(near convergence the gradient is lost in the probe's noise)."
+                  + (" Not measurable: the estimate of |G|² was not positive for some seed in "
+                     "the last epochs (near convergence the gradient is lost in the probe's "
+                     "noise)."
                      if any(math.isnan(b) for b in noise_scales.values()) else ""), ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]
