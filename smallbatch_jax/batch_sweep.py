@@ -52,20 +52,6 @@ def _curves(workdir: str, rows) -> dict[int, list[dict]] | None:
     return {m: results.read_raw(path) for m, path in paths.items()}
 
 
-def _evaluations(workdir: str, rows) -> dict[int, list[dict]] | None:
-    """{m: its evaluations}: evaluations.csv where the run evaluated inside epochs, else
-    curves.csv; None if any m has neither."""
-    found = {}
-    for m in sorted({int(row["batch_size"]) for row in rows}):
-        paths = [os.path.join(run_dir(workdir, m), name)
-                 for name in ("evaluations.csv", "curves.csv")]
-        path = next((p for p in paths if os.path.isfile(p)), None)
-        if path is None:
-            return None
-        found[m] = results.read_raw(path)
-    return found
-
-
 def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
     """{m: [(epoch, B_simple)] at m's best η̃} where the runs probed it (noise_scale.py;
     NaN where the estimate was not positive: the gradient lost in the probe's noise)."""
@@ -76,15 +62,18 @@ def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
 
 
 def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict[int, dict]]:
-    """(the target, steps_to_target's table per m) from the runs' evaluations (_evaluations);
-    `target` 0: steps_to_target.default_target. The table is empty where a run's curves are
-    missing or every run diverged."""
-    curves = _evaluations(workdir, rows)
+    """(the target, steps_to_target's table per m) from the runs' evaluations (evaluations.csv
+    where there is one, else curves.csv); `target` 0: steps_to_target.default_target. The
+    table is empty where a run's curves are missing or every run diverged."""
+    curves = _curves(workdir, rows)
     target = target or steps_to_target.default_target(rows)
     if math.isnan(target) or curves is None:
         return target, {}
-    return target, steps_to_target.steps_to_target(rows, curves, target,
-                                                   _curves(workdir, rows))
+    # A run that evaluated inside epochs (config.evals_per_epoch) has its finer evaluations.
+    paths = {m: os.path.join(run_dir(workdir, m), "evaluations.csv") for m in curves}
+    evaluations = {m: results.read_raw(paths[m]) if os.path.isfile(paths[m]) else curves[m]
+                   for m in curves}
+    return target, steps_to_target.steps_to_target(rows, evaluations, target, curves)
 
 
 def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:

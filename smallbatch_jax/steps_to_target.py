@@ -9,12 +9,13 @@ curve's bend shows where larger batches stop paying.
 Here, from a batch sweep's curves (every lane's test metric after every evaluation: one per
 epoch in curves.csv, or `evals_per_epoch` per epoch in evaluations.csv): the mean over seeds
 of each (m, η̃)'s curve (NaN once a seed diverged), the first evaluation at which it reaches
-the target, and the fewest such steps over η̃ per m. A step count is an evaluation's step, so
-it is an upper bound by less than one evaluation interval (stated per m). The wall time to target is those steps at the speed m's program measured: its median
-epoch's seconds / steps per epoch (curves.csv; every η̃ at once, evaluation included, so an
-upper bound for one η̃ alone). The median leaves out the compilation, paid once by the first
-epoch of a process: in a short run it would dominate a large m's few steps. Without
-per-epoch times, the run's wall seconds / steps.
+the target, and the fewest such steps over η̃ per m. A step count is an evaluation's step,
+so it is an upper bound by less than one evaluation interval (stated per m). The wall time
+to target is those steps at the speed m's program measured: its median epoch's seconds /
+steps per epoch (curves.csv; every η̃ at once, evaluation included, so an upper bound for
+one η̃ alone). The median leaves out the compilation, paid once by the first epoch of a
+process: in a short run it would dominate a large m's few steps. Without per-epoch times,
+the run's wall seconds / steps.
 
 The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best: 0.95 × best where
 higher is better, 1.05 × best where lower is; every report states the target it used.
@@ -102,6 +103,7 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
     found = {}
     for m in sorted(set(curves_by_m) & set(steps_per_epoch)):
         curves = mean_curves(curves_by_m[m], steps_per_epoch[m])
+        # The widest gap between evaluations, from step 0 on: the bound on each count.
         interval = max((b[0] - a[0] for curve in curves.values()
                         for a, b in zip([(0, None)] + curve, curve)), default=None)
         reached = {lr: first_reaching(curve, target, higher) for lr, curve in curves.items()}

@@ -67,8 +67,9 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         ) -> tuple[TrainState, History]:
     """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch
     (and `evals_per_epoch` − 1 times inside it), and probing the gradient noise after each
-    epoch with `probe` (a noise_scale.NoiseProbe; None: not, nor on a streamed source). `history`: the epochs before `state` (a resumed run's),
-    continued; default: a new history of the epochs from `state` on.
+    epoch with `probe` (a noise_scale.NoiseProbe; None: not, nor on a streamed source).
+    `history`: the epochs before `state` (a resumed run's), continued; default: a new
+    history of the epochs from `state` on.
 
     A lane's measurements are NaN from the epoch in which it diverged on: its frozen weights
     are not a trained model. With a donating plan, `state` is used up: keep the returned one.
