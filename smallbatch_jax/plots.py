@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only: no display on a cluster node
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from smallbatch_jax.analysis import (  # noqa: E402
@@ -89,6 +90,10 @@ def swept_symbol(rows) -> str:
     return {"none": "η", "sqrt": "s"}.get(scalings.pop(), "η̃") if len(scalings) == 1 else "η̃"
 
 
+def _swept_name(swept: str) -> str:
+    return {"η̃": "base learning rate", "η": "learning rate"}.get(swept, f"learning rate {swept}")
+
+
 def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "",
                    swept: str = "η̃") -> plt.Figure:
     """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; below it, a strip with one
@@ -116,7 +121,7 @@ def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "",
     _integer_log2_axis(strip.xaxis)
     strip.set_xlabel(f"log₂ {swept}")
     ax.set(ylabel=_metric_label(accuracies) + ", median of the last epochs")
-    _title(ax, f"Test {metric_name(accuracies)} vs base learning rate", where)
+    _title(ax, f"Test {metric_name(accuracies)} vs {_swept_name(swept)}", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -160,12 +165,14 @@ def compare_best_accuracy(tables: dict, errors: dict | None = None,
     return fig
 
 
-def reliable_range_vs_batch_size(accuracies, tolerance: float, where: str = "") -> plt.Figure:
+def reliable_range_vs_batch_size(accuracies, tolerance: float, where: str = "",
+                                 swept: str = "η̃") -> plt.Figure:
     """Fig 16 of one sweep: the η̃ that converge reliably at each m."""
-    return compare_reliable_ranges({None: accuracies}, tolerance, where)
+    return compare_reliable_ranges({None: accuracies}, tolerance, where, swept)
 
 
-def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> plt.Figure:
+def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "",
+                            swept: str = "η̃") -> plt.Figure:
     """Fig 16: the η̃ that converge reliably at each m (vertical bars through the grid points),
     one colour per sweep ({label: accuracies}, each against its own best; side by side at each m)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -187,8 +194,8 @@ def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> 
             ax.plot([], [], "-", color=color, linewidth=3, label=label)
     _batch_size_ticks(ax, np.log2(all_ms), all_ms)
     _integer_log2_axis(ax.yaxis)
-    ax.set(xlabel="batch size m", ylabel="log₂ η̃")
-    _title(ax, f"Reliable η̃: {reliability_rule(next(iter(tables.values()), {}), tolerance)}, "
+    ax.set(xlabel="batch size m", ylabel=f"log₂ {swept}")
+    _title(ax, f"Reliable {swept}: {reliability_rule(next(iter(tables.values()), {}), tolerance)}, "
                "no divergence", where)
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
@@ -196,7 +203,7 @@ def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "") -> 
     return fig
 
 
-def accuracy_heat_map(accuracies, where: str = "") -> plt.Figure:
+def accuracy_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.Figure:
     """Test accuracy over the η̃ × m grid (blank: diverged)."""
     ms, lrs = _batch_sizes(accuracies), _base_lrs(accuracies)
     values = np.array([[accuracies.get((m, lr), np.nan) for m in ms] for lr in lrs])
@@ -209,7 +216,7 @@ def accuracy_heat_map(accuracies, where: str = "") -> plt.Figure:
     image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(accuracies))
     _batch_size_ticks(ax, range(len(ms)), ms)
     ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
-    ax.set(xlabel="batch size m", ylabel="log₂ η̃")
+    ax.set(xlabel="batch size m", ylabel=f"log₂ {swept}")
     _title(ax, f"{_metric_label(accuracies, 'Test')} (blank: diverged"
                + ("; grey: not run)" if not_run.any() else ")"), where)
     fig.colorbar(image, ax=ax)
@@ -322,7 +329,17 @@ def noise_scale_vs_progress(curves: dict[int, list[tuple[int, float]]], best_m: 
     return fig
 
 
+def _typeset_tilde(fig: plt.Figure) -> None:
+    """η̃ through matplotlib's mathtext: as Unicode (η + a combining tilde) its fonts draw
+    the tilde beside the η, which reads as "ñ". The figures' functions keep plain Unicode
+    (what their callers and tests compare); the files get the typeset symbol."""
+    for text in fig.findobj(Text):
+        if "η̃" in text.get_text():
+            text.set_text(text.get_text().replace("η̃", r"$\tilde{\eta}$"))
+
+
 def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
+    _typeset_tilde(fig)
     paths = [os.path.join(directory, f"{name}.{ext}") for ext in FORMATS]
     for path, ext in zip(paths, FORMATS):
         with replacing(path) as temporary:
@@ -336,12 +353,13 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
     os.makedirs(directory, exist_ok=True)
     accuracies = accuracy_table(rows)
     errors = {point: se for point, (_, se, _) in seed_statistics(rows).items()}
-    where = context(rows)
-    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies, errors, where, swept_symbol(rows)),
+    where, swept = context(rows), swept_symbol(rows)
+    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies, errors, where, swept),
                "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(accuracies, errors,
                                                                           where),
-               "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where),
-               "accuracy_heat_map": accuracy_heat_map(accuracies, where)}
+               "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where,
+                                                                 swept),
+               "accuracy_heat_map": accuracy_heat_map(accuracies, where, swept)}
     if curves:
         figures["training_curves"] = training_curves(curves, metric_of(rows)[0])
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

@@ -147,6 +147,21 @@ def test_the_swept_value_is_named_as_the_sweep_scales_it():
     assert plots.swept_symbol([{**r, "lr_scaling": "none"} for r in rows]) == "η"
     fig = plots.accuracy_vs_lr(accuracy_table(rows), swept="η")
     assert fig.axes[1].get_xlabel() == "log₂ η"
+    assert fig.axes[0].get_title() == "Test accuracy vs learning rate"  # not "base"
+    assert "base learning rate" in plots.accuracy_vs_lr(accuracy_table(rows)).axes[0].get_title()
+    for figure in (plots.reliable_range_vs_batch_size(accuracy_table(rows), 0.02, swept="η"),
+                   plots.accuracy_heat_map(accuracy_table(rows), swept="η")):
+        assert figure.axes[0].get_ylabel() == "log₂ η"
+    assert plots.accuracy_heat_map(accuracy_table(rows)).axes[0].get_ylabel() == "log₂ η̃"
+
+
+def test_saved_figures_typeset_the_tilde(tmp_path):
+    """η̃ as Unicode draws its tilde beside the η ("ñ"): the files get mathtext's."""
+    fig = plots.accuracy_heat_map(accuracy_table(_rows(TABLE)))
+    plots.save(fig, str(tmp_path), "heat")
+    assert fig.axes[0].get_ylabel() == r"log₂ $\tilde{\eta}$"
+    svg = (tmp_path / "heat.svg").read_text()
+    assert "log₂ η̃" not in svg
 
 
 def test_noise_scale_figure_has_a_curve_per_m_and_the_best_m():

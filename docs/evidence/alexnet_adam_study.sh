@@ -20,14 +20,16 @@ common=(--config=configs/alexnet_cifar10.py:bn=none
         --config.data_dir="${DATA:-../shared/data/cifar10_subset.npz}" --config.epochs=10
         --config.optimizer=adam "--config.base_lrs=$lrs" --config.adam.beta2=0.999
         --config.adam.beta2_batch_size=128)
-all="($(echo $ms | sed 's/ /, /g'),)"
 for m in $ms; do
   for rule in $rules; do
     python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
         "--config.batch_sizes=($m,)" --workdir="$runs/study_alexnet_adam_$rule"
   done
 done
-for rule in $rules; do  # the merged tables, figures and summaries of all m
+for rule in $rules; do  # the merged tables, figures and summaries: these m and every m done before
+  workdir="$runs/study_alexnet_adam_$rule"
+  done_ms=$(ls -d "$workdir"/m*/results.csv 2>/dev/null | sed 's|.*/m\([0-9]*\)/results.csv|\1|' || true)
+  merged="($(echo $ms $done_ms | tr ' ' '\n' | sort -nu | paste -sd, -),)"
   python -m experiments.batch_sweep "${common[@]}" --config.adam.beta2_rule=$rule \
-      "--config.batch_sizes=$all" --workdir="$runs/study_alexnet_adam_$rule"
+      "--config.batch_sizes=$merged" --workdir="$workdir"
 done
