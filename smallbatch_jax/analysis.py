@@ -221,6 +221,19 @@ def optima_at_the_edge(accuracies: dict) -> dict[int, str]:
     return edges
 
 
+def swept_value_note(rows) -> list[str]:
+    """The lines that say what the tables' η̃ is where a sweep's lr_scaling is not the
+    paper's (the tables say η̃ for the swept value whatever it is); none for 'linear'."""
+    scalings = {row.get("lr_scaling") for row in rows} - {None, "", "linear"}
+    if not scalings:
+        return []
+    meaning = {"none": "η itself (lr_scaling 'none')",
+               "sqrt": "s, with η = √m·s (lr_scaling 'sqrt')"}
+    return ["The swept value, written η̃ below, is "
+            + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
+
+
+
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
     each best's standard error and whether m is within noise of the best."""
@@ -251,12 +264,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                       "test does not correct for).", ""]
     else:
         lines += ["Every run diverged.", ""]
-    scalings = {row.get("lr_scaling") for row in rows} - {None, "", "linear"}
-    if scalings:  # the tables say η̃ for the swept value whatever it is
-        meaning = {"none": "η itself (lr_scaling 'none')",
-                   "sqrt": "s, with η = √m·s (lr_scaling 'sqrt')"}
-        lines += ["The swept value, written η̃ below, is "
-                  + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
+    lines += swept_value_note(rows)
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
               "(gaps in a range are η̃ that are not). Training time: the wall time of m's "

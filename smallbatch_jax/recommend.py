@@ -93,14 +93,25 @@ def verdict_32_is_best(rows, alpha: float = ALPHA) -> Verdict:
     return Verdict(claim, FALSE, f"{ours} is below the best, {theirs} (Welch p = {p:.3f})")
 
 
+def as_base_lrs(rows) -> list[dict]:
+    """The rows with η/m as their swept value (the paper's η̃), whatever the sweep's
+    lr_scaling: "scale the learning rate linearly" is a claim about η/m, and a sweep of
+    Adam's η itself (lr_scaling 'none') or of s = η/√m tests it on that axis."""
+    if all((row.get("lr_scaling") or "linear") == "linear" for row in rows):
+        return rows
+    return [{**row, "base_lr": float(row["lr"]) / int(row["batch_size"])} for row in rows]
+
+
 def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
-    """"Scale the learning rate linearly with m": η = m·η̃ ∝ m means one η̃ for every m.
-    False if no η̃ is within noise of the best at every m that trains (the test rejects a
-    common η̃); true if, besides, the best η̃ of every m is within one grid step of the
-    others (the estimates agree, not merely the test fails to tell them apart); cannot tell
-    otherwise, with one seed, fewer than 2 such m, or where an m's best lies at the edge of
-    its grid (a bound, not an optimum)."""
-    claim = "scale the learning rate linearly with m (the best η̃ is the same at every m)"
+    """"Scale the learning rate linearly with m": η = m·η̃ ∝ m means one η̃ = η/m for every
+    m (as_base_lrs: the same test whatever the sweep's lr_scaling). False if no η̃ is within
+    noise of the best at every m that trains (the test rejects a common η̃); true if,
+    besides, the best η̃ of every m is within one grid step of the others (the estimates
+    agree, not merely the test fails to tell them apart); cannot tell otherwise, with one
+    seed, fewer than 2 such m, where the m's grids of η/m share no value, or where an m's
+    best lies at the edge of its grid (a bound, not an optimum)."""
+    claim = "scale the learning rate linearly with m (the best η̃ = η/m is the same at every m)"
+    rows = as_base_lrs(rows)
     table = accuracy_table(rows)
     best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
     listing = ", ".join(f"m = {m}: {_lr_text(lr)}" for m, lr in best.items())
@@ -111,13 +122,16 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
         return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; at m = "
                        + ", ".join(str(m) for m in edges) + " it is the edge of the grid run "
                        "there (the optimum may lie beyond)")
+    grids = {m: sorted(l for mm, l in table if mm == m) for m in best}
+    if not set.intersection(*(set(grid) for grid in grids.values())):
+        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; the grids of η/m run at "
+                       "these m share no value to test")
     ranges = {m: lrs_within_noise(rows, m, alpha) for m in best}
     if any(r is None for r in ranges.values()):
         return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; one seed: no test "
                        "(run with num_seeds ≥ 2)")
     common = set.intersection(*(set(r) for r in ranges.values()))
     if not common:
-        grids = {m: sorted(l for mm, l in table if mm == m) for m in best}
         within = "; ".join(f"m = {m}: {format_lrs(r, grids[m])}" for m, r in ranges.items())
         return Verdict(claim, FALSE, f"no η̃ is within noise of the best at every m (best η̃ "
                        f"{listing}; within noise of each m's best: {within})")
@@ -243,6 +257,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     lines = ["# Which batch size? The answer from these runs", ""]
     if where:
         lines += [where, ""]
+    lines += analysis.swept_value_note(rows)
     lines += [f"{len(best)} batch sizes, {len({lr for _, lr in table})} η̃, {seeds} seed"
               f"{'s' if seeds != 1 else ''} per point; the score is the median test {name} "
               "over the last epochs, mean over seeds"

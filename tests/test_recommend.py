@@ -54,6 +54,25 @@ def test_linear_scaling_true_false_and_undecidable():
     assert "edge" in recommend.verdict_linear_scaling(_rows(edge)).because
 
 
+def test_linear_scaling_is_judged_on_eta_over_m_whatever_the_sweep_scales():
+    """A sweep of Adam's η itself (lr_scaling 'none'): the same best η at every m is η/m
+    falling with m, linear scaling rejected; a best η ∝ m is linear scaling."""
+    def adam_rows(best_log2_eta):  # {m: log2 of the best η}, a sharp optimum there
+        return [{"batch_size": str(m), "base_lr": str(2.0**k), "lr": str(2.0**k),
+                 "lr_scaling": "none", "seed": str(i),
+                 "median_test_metric": str((0.8 if k == best else 0.6) + offset)}
+                for m, best in best_log2_eta.items() for k in range(-12, -1, 2)
+                for i, offset in enumerate(SPREAD)]
+    fixed_eta = recommend.verdict_linear_scaling(adam_rows({4: -8, 16: -8, 64: -8}))
+    assert fixed_eta.answer == FALSE and "m = 64: 2^-14" in fixed_eta.because  # η/m
+    proportional = adam_rows({4: -8, 16: -6, 64: -4})  # η/m = 2^-10 at every m
+    assert recommend.verdict_linear_scaling(proportional).answer == TRUE
+    apart = recommend.verdict_linear_scaling(adam_rows({4: -8, 8192: -8}))  # no common η/m
+    assert apart.answer == CANNOT_TELL and "share no value" in apart.because
+    note = recommend.recommendation_markdown(proportional, {}, 0.7, 0.02)
+    assert "The swept value, written η̃ below, is η itself (lr_scaling 'none')" in note
+
+
 def test_update_noise_verdict_follows_the_trend_of_best_lr_squared_times_m():
     def sweep(best_log2_lr):
         # Interior optima at the given η̃ per m.
