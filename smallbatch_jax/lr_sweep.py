@@ -40,7 +40,7 @@ from smallbatch_jax.models import create_model, takes_conv, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.noise_scale import NoiseProbe
-from smallbatch_jax.optim import Optimizer, beta2_for
+from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
 from smallbatch_jax.provenance import provenance
 from smallbatch_jax.run_directory import claim
 from smallbatch_jax.train import (LaneStep, LaneTrainer, Programs, batch_source, fit,
@@ -162,9 +162,10 @@ def checkpoint_due(cadence, epoch: int, last_save: tuple[int, float]) -> bool:
                 (cadence.every_minutes and minutes_since >= cadence.every_minutes))
 
 
-def _log_progress(grid: LaneGrid, epochs: int, started: float, objective: Objective):
-    """The per-epoch progress line; the ETA is from the epochs after this process's first,
-    whose time includes compilation."""
+def _log_progress(grid: LaneGrid, epochs: int, started: float, objective: Objective,
+                  swept: str = "η̃"):
+    """The per-epoch progress line (`swept`: the swept value's name, optim.SWEPT_SYMBOL);
+    the ETA is from the epochs after this process's first, whose time includes compilation."""
     lanes = grid.lanes()
     first_done = []  # (epoch, time) at the end of this process's first epoch
 
@@ -176,7 +177,7 @@ def _log_progress(grid: LaneGrid, epochs: int, started: float, objective: Object
             best = int(np.nanargmax(metric) if objective.higher_is_better
                        else np.nanargmin(metric))
             name = "acc" if objective.metric_name == "accuracy" else objective.metric_name
-            best_text = f"best η̃=2^{np.log2(lanes[best][1]):g} {name} {metric[best]:.4f}"
+            best_text = f"best {swept}=2^{np.log2(lanes[best][1]):g} {name} {metric[best]:.4f}"
         else:
             best_text = "every lane diverged"
         if not first_done:
@@ -246,9 +247,10 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
                    "donate": plan.donate, "provenance": provenance(plan.devices)},
                   f, indent=2, default=str)
 
-    logging.info("%s on %s: m=%d, %d lanes (%d η̃ × %d seeds) on %d device(s), %d steps/epoch, "
+    logging.info("%s on %s: m=%d, %d lanes (%d %s × %d seeds) on %d device(s), %d steps/epoch, "
                  "%s", config.model, config.dataset, config.batch_size, grid.num_lanes,
-                 len(grid.base_lrs), len(grid.seeds), len(plan.devices),
+                 len(grid.base_lrs), SWEPT_SYMBOL[optimizer_of(config).scaling],
+                 len(grid.seeds), len(plan.devices),
                  source.steps_per_epoch, plan.strategy)
     state, hparams, source = trainer.start(jnp.asarray(grid.seeds, jnp.int32), grid.hparams(),
                                            source)
@@ -264,7 +266,8 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
 
     probe = NoiseProbe.from_config(config.noise_scale, source.num_train)
     started = time.perf_counter()
-    log = _log_progress(grid, config.epochs, started, objective)
+    log = _log_progress(grid, config.epochs, started, objective,
+                        SWEPT_SYMBOL[optimizer_of(config).scaling])
     last_save = [int(state.epoch), started]
 
     def on_epoch_end(epoch, history, state):

@@ -46,6 +46,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
 BETA2_RULES = ("fixed", "per_example")
 DEFAULT_LR_SCALING = {"sgd": "linear", "momentum": "linear", "adam": "none", "adamw": "none"}
+# How logs, tables and figures name the swept value under each lr_scaling.
+SWEPT_SYMBOL = {"linear": "η̃", "sqrt": "s", "none": "η"}
 
 # The paper's warm-up starts at η/32 (after Goyal et al. 2017).
 WARMUP_START_FACTOR = 1.0 / 32.0

@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from smallbatch_jax.analysis import (  # noqa: E402
     accuracy_table, best_per_batch_size, bn_accuracy_table, consecutive_runs, higher_is_better,
     metric_name, reliability_rule, reliable_ranges, seed_statistics)
+from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
 from smallbatch_jax.results import metric_of, replacing  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -87,7 +88,7 @@ def swept_symbol(rows) -> str:
     """How the axes name the swept value: η̃ (the paper's, η = m·η̃), η where the sweep's
     lr_scaling is 'none' (Adam's default), s where it is 'sqrt'."""
     scalings = {row.get("lr_scaling") or "linear" for row in rows}
-    return {"none": "η", "sqrt": "s"}.get(scalings.pop(), "η̃") if len(scalings) == 1 else "η̃"
+    return SWEPT_SYMBOL.get(scalings.pop(), "η̃") if len(scalings) == 1 else "η̃"
 
 
 def _swept_name(swept: str) -> str:

@@ -32,6 +32,7 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All lanes share initial weights and data order" in done.stdout
     assert "median acc (last 3)" in done.stdout  # a 3-epoch run: the window is 3
+    assert "4 lanes (4 η̃ × 1 seeds)" in done.stderr and "best η̃=2^" in done.stderr
     assert "All lanes share" in json.loads((workdir / "config.json").read_text())["lanes"]
 
     config = json.loads((workdir / "config.json").read_text())
@@ -270,6 +271,15 @@ def test_evaluations_inside_epochs_are_written_and_survive_a_resume(tmp_path, mo
     assert len(read_csv(resumed / "evaluations.csv")) == 2 * 3
     lr_sweep.train_and_evaluate(config, str(resumed))
     assert read_csv(resumed / "evaluations.csv") == evaluations
+
+
+def test_an_adam_sweep_names_its_swept_value_eta(tmp_path):
+    """Adam sweeps η itself (lr_scaling 'none'): the log and the table say η, not η̃."""
+    done = run_lr_sweep(tmp_path / "adam", "--config.optimizer=adam", "--config.epochs=1",
+                        "--config.batch_size=64", "--config.base_lrs=(0.0009765625, 0.00390625)")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 lanes (2 η × 1 seeds)" in done.stderr and "best η=2^" in done.stderr
+    assert "η̃" not in done.stderr
 
 
 def test_the_compilation_cache_keeps_programs_and_a_cached_run_is_the_same(tmp_path):
