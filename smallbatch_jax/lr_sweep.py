@@ -247,10 +247,10 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
                    "donate": plan.donate, "provenance": provenance(plan.devices)},
                   f, indent=2, default=str)
 
+    swept = SWEPT_SYMBOL[optimizer_of(config).scaling]  # η̃, or η for Adam's lr_scaling 'none'
     logging.info("%s on %s: m=%d, %d lanes (%d %s × %d seeds) on %d device(s), %d steps/epoch, "
                  "%s", config.model, config.dataset, config.batch_size, grid.num_lanes,
-                 len(grid.base_lrs), SWEPT_SYMBOL[optimizer_of(config).scaling],
-                 len(grid.seeds), len(plan.devices),
+                 len(grid.base_lrs), swept, len(grid.seeds), len(plan.devices),
                  source.steps_per_epoch, plan.strategy)
     state, hparams, source = trainer.start(jnp.asarray(grid.seeds, jnp.int32), grid.hparams(),
                                            source)
@@ -266,8 +266,7 @@ def _train(config, workdir: str, dataset, model, objective, checkpoints) -> list
 
     probe = NoiseProbe.from_config(config.noise_scale, source.num_train)
     started = time.perf_counter()
-    log = _log_progress(grid, config.epochs, started, objective,
-                        SWEPT_SYMBOL[optimizer_of(config).scaling])
+    log = _log_progress(grid, config.epochs, started, objective, swept)
     last_save = [int(state.epoch), started]
 
     def on_epoch_end(epoch, history, state):
