@@ -233,7 +233,6 @@ def swept_value_note(rows) -> list[str]:
             + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
 
 
-
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
     each best's standard error and whether m is within noise of the best."""
