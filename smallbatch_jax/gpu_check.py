@@ -133,26 +133,39 @@ def parse_candidate_spec(spec: str, precision: str) -> tuple[Strategy, str]:
     return parse_candidate(name), suffix
 
 
-def train_flops_per_example(model, image_shape, num_classes: int) -> float:
-    """The model's forward and backward floating-point operations per training example, as
-    XLA:CPU counts them (cost analysis of the gradient of the summed loss at m = 8): with the
-    step time, how far a lowering is from the device's arithmetic rate. Counted on the CPU
-    because XLA:GPU's count leaves out the convolutions it hands to cuDNN (the first H100
-    run of this count: 3.0 MFLOP per example for reduced AlexNet, against 60.5)."""
-    m = 8
-    cpu = jax.devices("cpu")[0]
-    images = jax.device_put(jnp.zeros((m,) + tuple(image_shape), jnp.float32), cpu)
-    labels = jax.device_put(jnp.zeros((m,), jnp.int32), cpu)
-    with jax.default_device(cpu):
-        variables = model.init(jax.random.key(0), images[:1], train=False)
+FLOPS_BATCH_SIZE = 8
 
-    def loss(params):
+
+def train_flops_per_example(model, image_shape, num_classes: int, device=None) -> float:
+    """The model's forward and backward floating-point operations per training example, as
+    XLA:CPU counts them (cost analysis of the gradient of the summed loss): with the step
+    time, how far a lowering is from the device's arithmetic rate. Counted on the CPU
+    (`device`: the first CPU device unless given) because XLA:GPU's count leaves out the
+    convolutions it hands to cuDNN (reduced AlexNet: 3.0 MFLOP per example on an H100,
+    against 60.5)."""
+    cost = training_gradient_program(model, image_shape, num_classes, device).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) / FLOPS_BATCH_SIZE
+
+
+def training_gradient_program(model, image_shape, num_classes: int, device=None):
+    """The gradient of the summed loss over FLOPS_BATCH_SIZE examples, compiled on `device`
+    (the first CPU device unless given) whatever the default device: jit compiles where its
+    arguments are committed, so parameters, images and labels are all put there and passed
+    in. (Closing over the images, with parameters made under `jax.default_device`, left the
+    arguments uncommitted: the GPU compiled it, and its count came back in runs 3 and 5 of
+    docs/gpu/2026-11-26-h100.)"""
+    m = FLOPS_BATCH_SIZE
+    device = device or jax.devices("cpu")[0]
+    images = jax.device_put(jnp.zeros((m,) + tuple(image_shape), jnp.float32), device)
+    labels = jax.device_put(jnp.zeros((m,), jnp.int32), device)
+    variables = jax.device_put(model.init(jax.random.key(0), images[:1], train=False), device)
+
+    def loss(params, images, labels):
         logits = model.apply({**variables, "params": params}, images, train=False)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
 
-    cost = jax.jit(jax.grad(loss)).lower(variables["params"]).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost["flops"]) / m
+    return jax.jit(jax.grad(loss)).lower(variables["params"], images, labels).compile()
 
 
 def hlo_stats(text: str) -> dict:
@@ -487,16 +500,21 @@ def _interpolated_ms(measured: dict[int, float], m: int) -> float:
 def full_sweep_estimate(rows: list[dict], precision: str) -> dict:
     """The paper's whole Fig 1 grid (13 η̃ × m = 2 … 2048 × 82 epochs × 50,000 images) from
     the measured step times (interpolated between measured m; training only), for ours, the
-    JAX sequential baseline and, where measured, PyTorch eager sequential runs."""
+    JAX sequential baseline and, where measured, PyTorch eager sequential runs; only for a
+    series measured at two m or more."""
     series = {"ours": {m: f["step_ms"] for m, (_, f) in
                        fastest_per_batch_size(rows, precision).items()},
               "jax_sequential": {r["batch_size"]: r["baseline"]["step_ms"] for r in rows
                                  if "baseline" in r},
               "torch_sequential": {r["batch_size"]: r["torch"]["step_ms"] for r in rows
                                    if "torch" in r}}
-    estimate = {"num_train": FULL_NUM_TRAIN, "epochs": FULL_EPOCHS, "minutes": {}}
+    estimate = {"num_train": FULL_NUM_TRAIN, "epochs": FULL_EPOCHS, "minutes": {},
+                "from_batch_sizes": {}}
     for name, measured in series.items():
-        if measured:
+        # One m says nothing about how the step time changes over three decades of m (a
+        # check of m = 512 alone "estimated" m = 2's steps at m = 512's time: 28 hours).
+        if len(measured) >= 2:
+            estimate["from_batch_sizes"][name] = sorted(measured)
             estimate["minutes"][name] = sum(
                 FULL_EPOCHS * (FULL_NUM_TRAIN // m) * _interpolated_ms(measured, m)
                 for m in FULL_BATCH_SIZES) / 6e4
@@ -784,7 +802,10 @@ def markdown(record: dict) -> str:
             lines.append(f"| {m} | {name} | {ratio('baseline')} | {ratio('torch')} | {limit} | "
                          f"{memory.get('peak_bytes_in_use', float('nan')):.0f} |")
         estimate = section.get("full_fig1_estimate")
-        if estimate:
+        if estimate and not estimate["minutes"]:
+            lines += ["", "No estimate of the paper's whole Fig 1 grid: it needs step times "
+                      "at two m or more."]
+        elif estimate:
             lines += ["", f"Estimate of the paper's whole Fig 1 grid ({estimate['epochs']} "
                       f"epochs × {estimate['num_train']} images × m = 2 … 2048, 13 η̃; "
                       "training only, from the step times above): " + ", ".join(

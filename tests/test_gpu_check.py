@@ -3,6 +3,10 @@ summaries of compiled programs and profiles."""
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from flax import linen as nn
@@ -13,6 +17,8 @@ from smallbatch_jax.gpu_check import (_interpolated_ms, best_candidates, fastest
                                       train_flops_per_example, unpack_cache)
 from smallbatch_jax.models import create_model
 from smallbatch_jax.strategy import Strategy
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_candidates_parse_to_strategies():
@@ -47,6 +53,32 @@ def test_training_flops_per_example_are_xlas_count_of_the_network():
     flops = train_flops_per_example(_Linear(), (8, 8, 1), 10)
     assert 2 * 2 * 640 <= flops <= 2 * 2 * 640 + 200
     assert train_flops_per_example(create_model("small_cnn", 10), (8, 8, 1), 10) > 10 * flops
+
+
+# Two CPU devices, the default one the second: as on a GPU machine, where the default device
+# is not the one the count must be compiled on.
+COUNT_OFF_THE_DEFAULT_DEVICE = textwrap.dedent("""
+    import json
+    import jax
+    jax.config.update("jax_default_device", jax.devices()[1])
+    from smallbatch_jax.gpu_check import training_gradient_program
+    from smallbatch_jax.models import create_model
+
+    program = training_gradient_program(create_model("small_cnn", 10), (8, 8, 1), 10)
+    devices = {str(d) for s in jax.tree.leaves(program.input_shardings) for d in s.device_set}
+    print("RESULT" + json.dumps({"devices": sorted(devices), "first": str(jax.devices()[0]),
+                                 "default": str(jax.devices()[1])}))
+""")
+
+
+def test_the_flop_count_compiles_on_the_cpu_whatever_the_default_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", COUNT_OFF_THE_DEFAULT_DEVICE], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert out["devices"] == [out["first"]] and out["first"] != out["default"]
 
 
 def test_a_returned_compilation_cache_unpacks_into_the_next_checks_cache(tmp_path):
@@ -109,6 +141,17 @@ def test_the_full_fig1_estimate_sums_every_m():
     assert estimate["ours"] == pytest.approx(steps / 6e4)
     assert estimate["jax_sequential"] == pytest.approx(10 * steps / 6e4)
     assert estimate["torch_sequential"] == pytest.approx(100 * steps / 6e4)
+
+
+def test_one_measured_m_gives_no_full_fig1_estimate():
+    # m = 2's steps cannot be read from m = 512's time alone.
+    rows = [_row(512, {"a": (25.0, "highest")}, baseline=38.0)]
+    assert full_sweep_estimate(rows, "highest")["minutes"] == {}
+    rows.append(_row(2048, {"a": (95.0, "highest")}))
+    del rows[-1]["baseline"]
+    estimate = full_sweep_estimate(rows, "highest")
+    assert set(estimate["minutes"]) == {"ours"}  # the baseline is still at one m only
+    assert estimate["from_batch_sizes"] == {"ours": [512, 2048]}
 
 
 def test_hlo_stats_count_what_matters():
