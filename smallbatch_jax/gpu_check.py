@@ -235,7 +235,7 @@ def profile_summary(trace_dir: str, top: int = 12) -> dict:
 # ------------------------------------------------------------------------ §a throughput
 
 
-def _run_config(sweep, batch_size: int, precision: str, strategy: Strategy | None = None):
+def run_config_at(sweep, batch_size: int, precision: str, strategy: Strategy | None = None):
     """The lr_sweep config of `sweep` at m, with `strategy` given by hand (None: 'auto')."""
     config = copy.deepcopy(sweep)
     with config.unlocked():
@@ -367,7 +367,7 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
         clock.log(f"m={m}: lanes {name} (precision {precision}): compiling")
         strategy = dataclasses.replace(strategy,
                                        steps_per_dispatch=strategy.steps_per_dispatch or steps)
-        run_config = _run_config(config.fig1, m, precision, strategy)
+        run_config = run_config_at(config.fig1, m, precision, strategy)
         run_config.model = tp.model
         try:
             (first, first_steps, run), info = lanes_runner(run_config, dataset, k, steps)
@@ -640,13 +640,13 @@ def fig8_section(config, table_path: str, clock: Clock, record: dict, outdir: st
         if budget.left() <= 0:
             break
         clock.log(f"Fig 8: timing m={m}")
-        at_m = _run_config(fig8, m, config.precision)
+        at_m = run_config_at(fig8, m, config.precision)
         # The sweep's own strategy, all lanes in one program (an estimate either way).
         strategy = dataclasses.replace(
             strategy_from_config(at_m, len(fig8.base_lrs), jax.default_backend(), 1),
             lanes_per_program=0)
         steps = strategy.dispatch_lengths(dataset.num_train // m)[0]
-        runner, _ = lanes_runner(_run_config(fig8, m, config.precision, strategy), dataset,
+        runner, _ = lanes_runner(run_config_at(fig8, m, config.precision, strategy), dataset,
                                  len(fig8.base_lrs), steps)
         section["epoch_seconds"][m] = runner[2]() * (dataset.num_train // m)
     if not section["epoch_seconds"]:
