@@ -6,6 +6,7 @@ import pytest
 
 from configs import gpu_concurrency
 from smallbatch_jax import concurrent_grids
+from smallbatch_jax.config_checks import check_config
 from smallbatch_jax.concurrent_grids import (grid_steps, markdown, parse_variants,
                                              same_training, together)
 from smallbatch_jax.gpu_check import parse_candidate, run_config_at
@@ -46,8 +47,11 @@ def test_variants_parse_in_order_and_bad_ones_raise():
     for bad in (("a",), ("=--x",), ("a=", "a=--x")):
         with pytest.raises(ValueError):
             parse_variants(bad)
-    # The device config's own variants parse.
-    assert list(parse_variants(gpu_concurrency.get_config().variants))[0] == "default"
+    # The device config's own variants parse, and its sweep is a valid lr_sweep config.
+    config = gpu_concurrency.get_config()
+    assert list(parse_variants(config.variants))[0] == "default"
+    for m in config.batch_sizes:
+        check_config(run_config_at(config.sweep, m, config.precision))
 
 
 def test_the_table_has_a_row_per_variant_and_names_failures():

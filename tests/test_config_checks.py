@@ -12,8 +12,9 @@ from smallbatch_jax.lr_sweep import train_and_evaluate
 
 # Configs of experiments.lr_sweep; configs/throughput.py belongs to experiments.throughput
 # (tested in tests/test_benchmark.py), configs/gpu_check.py to experiments.gpu_check
-# (tests/experiments/test_gpu_check_command.py).
-OTHER_ENTRY_POINTS = {"throughput.py", "gpu_check.py"}
+# (tests/experiments/test_gpu_check_command.py), configs/gpu_concurrency.py to
+# experiments.gpu_concurrency (tests/test_concurrent_grids.py).
+OTHER_ENTRY_POINTS = {"throughput.py", "gpu_check.py", "gpu_concurrency.py"}
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py"))
                       if os.path.basename(p) not in OTHER_ENTRY_POINTS)
 
