@@ -7,7 +7,8 @@ at the worst edge of the m_BN plot (the bottom for accuracy, the top where lower
 and as empty cells of the heat maps. Every label
 names the table's metric (analysis.MetricTable) and says when lower is better.
 
-For a paper: one colour *and* marker per m (tab10, so m = 2, 4, 8 do not look alike), error
+For a paper: one colour *and* marker per m (tab10 and black, so m = 2, 4, 8 do not look
+alike and the paper's eleven m = 2 … 2048 have a colour each), error
 bars of one standard error where a sweep has several seeds, integer log₂ ticks, the axes
 fitted to the data, the model, data set and optimizer in the title, 300-dpi PNG and SVG.
 """
@@ -35,9 +36,14 @@ DPI = 300
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
+# tab10 and, for the paper's eleven m (2 … 2048), black: m = 2048 in tab10's first colour
+# would be drawn like m = 2.
+COLORS = tuple(plt.cm.tab10(i) for i in range(10)) + (mcolors.to_rgba("black"),)
+
+
 def _style(i: int) -> dict:
     """The i-th series' colour and marker: distinguishable in colour and in grey."""
-    return {"color": plt.cm.tab10(i % 10), "marker": MARKERS[i % len(MARKERS)]}
+    return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
 
 
 def context(rows) -> str:

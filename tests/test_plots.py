@@ -174,3 +174,12 @@ def test_noise_scale_figure_has_a_curve_per_m_and_the_best_m():
     lost = plots.noise_scale_vs_progress({**curves, 16: [(1, float("nan"))]}, 8).axes[0]
     assert len(_lines_with_data(lost)) == 3  # no line for m = 16 ...
     assert "not measurable at m = 16" in [t.get_text() for t in lost.texts]  # ... but named
+
+
+def test_the_papers_eleven_batch_sizes_have_a_colour_each():
+    table = {2**k: {-12: 0.5, -10: 0.6} for k in range(1, 12)}  # m = 2 … 2048, as in Fig 1
+    ax = plots.accuracy_vs_lr(accuracy_table(_rows(table))).axes[0]
+    curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert len(curves) == 11
+    assert len({tuple(line.get_color()) for line in curves}) == 11
+    assert len({line.get_marker() for line in curves}) == 11
