@@ -16,7 +16,6 @@ every grid alone and all of them in one jitted program (`together`), timed side 
 
 import collections
 import dataclasses
-import functools
 import json
 import os
 import statistics
@@ -63,8 +62,7 @@ def grid_steps(run_config, dataset, num_lanes: int, examples_per_lane: int) -> G
     steps = max(1, min(examples_per_lane // m, source.steps_per_epoch))
     _, dispatch = next(source.epoch(seeds, 0, [steps], lambda tree: tree))
     total_steps = np.int32(run_config.epochs * source.steps_per_epoch)
-    programs = trainer.programs
-    train = functools.partial(programs._at_precision(programs._train), num_steps=steps)
+    train = trainer.programs.traceable_train(steps)
 
     def run(lanes, inputs):
         hparams, dispatch, seeds, step, total = inputs
@@ -91,7 +89,7 @@ def time_grids(grids: list[GridSteps], repeats: int, log=print) -> dict:
     `repeats` interleaved repeats; compile seconds of each program. The programs start from
     the same lanes at every repeat."""
     alone = [jax.jit(grid.run) for grid in grids]
-    both = together(grids)
+    joint = together(grids)
     all_lanes, all_inputs = [g.lanes for g in grids], [g.inputs for g in grids]
     record = {"grids": [{"batch_size": g.batch_size, "steps": g.steps} for g in grids],
               "compile_s": {}}
@@ -101,7 +99,7 @@ def time_grids(grids: list[GridSteps], repeats: int, log=print) -> dict:
         compiled[grid.batch_size] = program.lower(grid.lanes, grid.inputs).compile()
         record["compile_s"][f"m{grid.batch_size}"] = time.perf_counter() - start
     start = time.perf_counter()
-    compiled["together"] = both.lower(all_lanes, all_inputs).compile()
+    compiled["together"] = joint.lower(all_lanes, all_inputs).compile()
     record["compile_s"]["together"] = time.perf_counter() - start
     log(f"compiled: {', '.join(f'{k} {v:.1f} s' for k, v in record['compile_s'].items())}")
 

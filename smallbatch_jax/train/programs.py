@@ -134,6 +134,12 @@ class Programs:
         return loop_steps(body, (lanes, loss_sum), num_steps, strategy.step_loop,
                           strategy.scan_unroll)
 
+    def traceable_train(self, num_steps: int):
+        """The training dispatch of `num_steps` steps as a function to trace inside another
+        program (not jitted; at the plan's precision): several grids in one program
+        (concurrent_grids.py)."""
+        return functools.partial(self._at_precision(self._train), num_steps=num_steps)
+
     def _evaluate(self, lanes: LaneState, test_batch):
         """Correct predictions and summed loss of every lane on one test batch."""
         self.traces["evaluate"] += 1
