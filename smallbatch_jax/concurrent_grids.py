@@ -27,9 +27,10 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from smallbatch_jax import benchmark, lr_sweep
+from smallbatch_jax import benchmark
 from smallbatch_jax.data import load_dataset
-from smallbatch_jax.gpu_check import machine_description, parse_candidate, run_config_at
+from smallbatch_jax.gpu_check import (machine_description, parse_candidate, run_config_at,
+                                      timed_lanes)
 
 
 @dataclasses.dataclass
@@ -46,30 +47,21 @@ class GridSteps:
 
 
 def grid_steps(run_config, dataset, num_lanes: int, examples_per_lane: int) -> GridSteps:
-    """One m's grid (`run_config`, an lr_sweep config at that m with its strategy) as
-    GridSteps over `examples_per_lane` examples (at most one epoch), at the timing η̃ of
-    benchmark.timing_lr (no lane diverges while timed)."""
-    m = run_config.batch_size
-    with run_config.unlocked():
-        run_config.base_lrs = (benchmark.timing_lr(m),) * num_lanes
-        run_config.weight_decay = benchmark.WEIGHT_DECAY
-    grid = lr_sweep.lane_grid(run_config)
-    trainer, source = lr_sweep.build_trainer(run_config, dataset, grid.num_lanes)
-    if len(trainer.plan.devices) > 1 or trainer.plan.strategy.lanes_per_program:
-        raise ValueError("grids are timed with every lane in one program on one device")
-    seeds = jax.numpy.asarray(grid.seeds, jax.numpy.int32)
-    state, hparams, source = trainer.start(seeds, grid.hparams(), source)
-    steps = max(1, min(examples_per_lane // m, source.steps_per_epoch))
-    _, dispatch = next(source.epoch(seeds, 0, [steps], lambda tree: tree))
-    total_steps = np.int32(run_config.epochs * source.steps_per_epoch)
-    train = trainer.programs.traceable_train(steps)
+    """One m's grid (`run_config`, an lr_sweep config at that m with its strategy; lanes as
+    gpu_check.timed_lanes builds them) as GridSteps over `examples_per_lane` examples (at
+    most one epoch)."""
+    timed = timed_lanes(run_config, dataset, num_lanes)
+    steps = max(1, min(examples_per_lane // run_config.batch_size,
+                       timed.source.steps_per_epoch))
+    train = timed.trainer.programs.traceable_train(steps)
 
     def run(lanes, inputs):
         hparams, dispatch, seeds, step, total = inputs
         return train(lanes, hparams, dispatch, seeds, step, total)
 
-    return GridSteps(m, steps, run, state.lanes,
-                     (hparams, dispatch, seeds, np.int32(0), total_steps))
+    return GridSteps(run_config.batch_size, steps, run, timed.state.lanes,
+                     (timed.hparams, timed.dispatch(steps), timed.seeds, np.int32(0),
+                      timed.total_steps))
 
 
 def together(grids: list[GridSteps]):

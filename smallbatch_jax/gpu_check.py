@@ -252,27 +252,51 @@ class LaneDiverged(RuntimeError):
     """A timed lane diverged: the candidate is reported as such, never timed."""
 
 
-def lanes_runner(run_config, dataset, num_lanes: int, timed_steps: int):
-    """K lanes at η̃ = benchmark.timing_lr(m), built as lr_sweep builds them for `run_config` (a
-    manual strategy without lane groups, one device). Each repeat runs `timed_steps` steps
-    in dispatches of the strategy's steps_per_dispatch. Returns (first_call_s,
-    first_call_steps, run) and what the program is made of (memory, HLO)."""
+@dataclasses.dataclass
+class TimedLanes:
+    """K lanes ready to be timed: their trainer, data source, seeds, start state and
+    hyperparameters, and the run's total steps (the schedule's length)."""
+
+    trainer: object
+    source: object
+    seeds: jax.Array
+    state: object
+    hparams: object
+    total_steps: np.int32
+
+    def dispatch(self, num_steps: int):
+        """The first `num_steps` steps' batches of epoch 0."""
+        return next(self.source.epoch(self.seeds, 0, [num_steps], lambda tree: tree))[1]
+
+
+def timed_lanes(run_config, dataset, num_lanes: int) -> TimedLanes:
+    """K lanes at η̃ = benchmark.timing_lr(m) (none diverges while timed), built as lr_sweep
+    builds them for `run_config` (a manual strategy without lane groups, one device)."""
     with run_config.unlocked():
         run_config.base_lrs = (benchmark.timing_lr(run_config.batch_size),) * num_lanes
         run_config.weight_decay = benchmark.WEIGHT_DECAY
     grid = lr_sweep.lane_grid(run_config)
     trainer, source = lr_sweep.build_trainer(run_config, dataset, grid.num_lanes)
-    plan = trainer.plan
-    if len(plan.devices) > 1 or plan.strategy.lanes_per_program:
-        raise ValueError("the GPU check times every lane in one program on one device")
+    if len(trainer.plan.devices) > 1 or trainer.plan.strategy.lanes_per_program:
+        raise ValueError("lanes are timed all in one program on one device")
     seeds = jnp.asarray(grid.seeds, jnp.int32)
     state, hparams, source = trainer.start(seeds, grid.hparams(), source)
+    return TimedLanes(trainer, source, seeds, state, hparams,
+                      np.int32(run_config.epochs * source.steps_per_epoch))
+
+
+def lanes_runner(run_config, dataset, num_lanes: int, timed_steps: int):
+    """K lanes (timed_lanes) whose repeats each run `timed_steps` steps in dispatches of the
+    strategy's steps_per_dispatch. Returns (first_call_s, first_call_steps, run) and what the
+    program is made of (memory, HLO)."""
+    timed = timed_lanes(run_config, dataset, num_lanes)
+    trainer, source, plan = timed.trainer, timed.source, timed.trainer.plan
     per_dispatch = source.dispatch_lengths(plan.strategy, source.steps_per_epoch)[0]
-    _, dispatch = next(source.epoch(seeds, 0, [per_dispatch], lambda tree: tree))
+    dispatch = timed.dispatch(per_dispatch)
     dispatches = -(-timed_steps // per_dispatch)
-    total_steps = np.int32(run_config.epochs * source.steps_per_epoch)
-    arguments = lambda lanes: (lanes, hparams, dispatch, seeds, np.int32(0), total_steps)
-    lanes, program = [state.lanes], []
+    arguments = lambda lanes: (lanes, timed.hparams, dispatch, timed.seeds, np.int32(0),
+                               timed.total_steps)
+    lanes, program = [timed.state.lanes], []
 
     def train(count):
         for _ in range(count):
