@@ -153,7 +153,7 @@ def training_gradient_program(model, image_shape, num_classes: int, device=None)
     (the first CPU device unless given) whatever the default device: jit compiles where its
     arguments are committed, so parameters, images and labels are all put there and passed
     in. (Closing over the images, with parameters made under `jax.default_device`, left the
-    arguments uncommitted: the GPU compiled it, and its count came back in runs 3 and 5 of
+    arguments uncommitted: the GPU compiled it, and its count came back in runs 3, 5 and 6 of
     docs/gpu/2026-11-26-h100.)"""
     m = FLOPS_BATCH_SIZE
     device = device or jax.devices("cpu")[0]
