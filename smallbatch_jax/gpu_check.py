@@ -567,13 +567,25 @@ def pack(directory: str, path: str, max_mib: float = 15.0,
     return True
 
 
+# What a sweep run spends beyond its training steps, measured on an H100 (runs 5 and 8,
+# docs/gpu): compiling its programs and the first epoch's other excess, 11–26 s per new
+# program at TF32 (the timing's programs are not the sweep's, so the cache does not help);
+# evaluating the test set each epoch, 5–21% of an epoch's training steps (more at large m,
+# whose epochs are short).
+COMPILE_SECONDS = 30.0
+EVALUATION_FACTOR = 1.2
+
+
 def run_seconds(measured_ms: dict[int, float], batch_size: int, steps_per_epoch: int,
-                epochs: int) -> float:
-    """A run's expected wall time from §a's step times (plus 15% for evaluation and 10 s
-    for compiling); 0 without a measurement."""
+                epochs: int, lane_fraction: float = 1.0) -> float:
+    """A run's expected wall time from §a's step times (of `lane_fraction` as many lanes as
+    the run has: fewer lanes cost less), evaluation and compilation included; 0 without a
+    measurement."""
     if not measured_ms:
         return 0.0
-    return 1.15 * epochs * steps_per_epoch * _interpolated_ms(measured_ms, batch_size) / 1e3 + 10
+    steps_seconds = (lane_fraction * epochs * steps_per_epoch
+                     * _interpolated_ms(measured_ms, batch_size) / 1e3)
+    return EVALUATION_FACTOR * steps_seconds + COMPILE_SECONDS
 
 
 def sweep_until(run_config, workdir: str, budget: Budget, clock: Clock, archive: str,
@@ -609,7 +621,7 @@ def _expected_seconds(rows, precision: str, num_train: int, epochs: int, lane_fr
     at every m; another precision's run costs about the same at small m, where steps are
     latency-bound), scaled by the run's share of §a's lanes."""
     measured = {m: f["step_ms"] for m, (_, f) in fastest_per_batch_size(rows, precision).items()}
-    return lambda m: lane_fraction * run_seconds(measured, m, num_train // m, epochs)
+    return lambda m: run_seconds(measured, m, num_train // m, epochs, lane_fraction)
 
 
 def fig1_section(config, table_path: str, clock: Clock, record: dict, outdir: str, save):
@@ -676,20 +688,34 @@ def fig8_section(config, table_path: str, clock: Clock, record: dict, outdir: st
     if not section["epoch_seconds"]:
         return
     save()
-    per_epoch = sum(section["epoch_seconds"].values()) * 1.1  # + evaluation
-    epochs = int(min(config.fig8_max_epochs, budget.left() // per_epoch))
-    section["epochs"] = epochs
+    epochs, expected = fig8_plan(section["epoch_seconds"], budget.left(),
+                                 config.fig8_max_epochs)
+    section["epochs"], section["expected_seconds"] = epochs, expected
     save()
     if epochs < 1:
-        clock.log(f"Fig 8: not one epoch of every m fits ({per_epoch:.0f} s each); skipped")
+        clock.log(f"Fig 8: not one epoch of every m fits in {budget.left():.0f} s; skipped")
         return
     with fig8.unlocked():
         fig8.epochs = epochs
         fig8.last_epochs = min(fig8.last_epochs, epochs)
         fig8.batch_sizes = tuple(section["epoch_seconds"])
     section["runs"] = sweep_until(fig8, workdir, budget, clock,
-                                  os.path.join(outdir, "fig8.tar.gz"), "Fig 8")
+                                  os.path.join(outdir, "fig8.tar.gz"), "Fig 8",
+                                  lambda m: expected[m])
     save()
+
+
+def fig8_plan(epoch_seconds: dict[int, float], seconds_left: float,
+              max_epochs: int) -> tuple[int, dict[int, float]]:
+    """The epochs (the same at every m, as the paper compares m) that fit `seconds_left`
+    when each m's epoch takes its timed `epoch_seconds` plus evaluation, and each m's run
+    compiles anew; and each m's expected seconds at that length (sweep_until skips an m
+    whose time is not left rather than have it cut off)."""
+    compiling = COMPILE_SECONDS * len(epoch_seconds)
+    per_epoch = EVALUATION_FACTOR * sum(epoch_seconds.values())
+    epochs = int(min(max_epochs, max(seconds_left - compiling, 0.0) // per_epoch))
+    return epochs, {m: EVALUATION_FACTOR * epochs * seconds + COMPILE_SECONDS
+                    for m, seconds in epoch_seconds.items()}
 
 
 # ------------------------------------------------------------------------ the check

@@ -197,8 +197,35 @@ def test_profile_summary_reads_a_gpu_trace(tmp_path):
 
 
 def test_run_seconds_from_step_times():
+    from smallbatch_jax.gpu_check import COMPILE_SECONDS, EVALUATION_FACTOR
+
     assert run_seconds({}, 8, 100, 82) == 0.0  # nothing measured: nothing expected
-    assert run_seconds({8: 2.0}, 8, 100, 10) == pytest.approx(1.15 * 10 * 100 * 2e-3 + 10)
+    assert run_seconds({8: 2.0}, 8, 100, 10) == pytest.approx(
+        EVALUATION_FACTOR * 10 * 100 * 2e-3 + COMPILE_SECONDS)
+    # Half the lanes: half the steps' time, the same compilation.
+    assert run_seconds({8: 2.0}, 8, 100, 10, lane_fraction=0.5) == pytest.approx(
+        EVALUATION_FACTOR * 5 * 100 * 2e-3 + COMPILE_SECONDS)
+
+
+def test_fig8_plans_the_epochs_that_fit_with_compilation_and_evaluation():
+    """Run 8 (docs/gpu/2026-11-27-h100) planned 39 epochs from the timed epochs alone, with
+    every m's expected time 0, so its last m started without the time to finish and was cut
+    off. With its figures the plan now leaves each m's compilation and evaluation room, and
+    what every m is expected to take fits the time left."""
+    from smallbatch_jax.gpu_check import COMPILE_SECONDS, fig8_plan
+
+    timed = {8: 3.70, 32: 2.55, 128: 2.16, 512: 2.06}  # s per epoch, run 8's timing
+    epochs, expected = fig8_plan(timed, seconds_left=452.0, max_epochs=82)
+    assert 1 <= epochs < 39
+    assert all(expected[m] > epochs * timed[m] + COMPILE_SECONDS for m in timed)
+    assert sum(expected.values()) <= 452.0
+    # What run 8 spent per m at this length (its median epoch × epochs + its first epoch's
+    # excess, from its log) fits what was expected.
+    spent = {8: 3.9 * epochs + 25.5, 32: 2.8 * epochs + 13.3, 128: 2.5 * epochs + 14.6,
+             512: 2.5 * epochs + 11.3}
+    assert all(spent[m] <= expected[m] for m in timed)
+    assert fig8_plan(timed, seconds_left=452.0, max_epochs=10)[0] == 10
+    assert fig8_plan(timed, seconds_left=100.0, max_epochs=82)[0] == 0  # compiling alone
 
 
 def test_pack_leaves_out_states_and_refuses_what_would_not_come_back(tmp_path):
