@@ -27,6 +27,9 @@ def get_config(arg: str | None = None):
     # Per lane per round: m = 2 takes 128 steps, m = 16 16 (one chain of 128 small steps
     # against ones of 64, 32, 16).
     config.examples_per_lane = 256
+    # The interleaved program's rounds: 0, as many as the largest m has steps (16: each round
+    # m = 2's 8 steps, m = 4's 4, m = 8's 2, m = 16's 1).
+    config.rounds = 0
     config.repeats = 5
     config.candidate = "vmap/patches"  # gpu_check's spelling; the GPU's fastest lanes
     config.precision = "default"  # TF32, the precision of the 15-minute estimate

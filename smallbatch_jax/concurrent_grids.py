@@ -10,8 +10,11 @@ its slowest m instead of the sum over m.
 
 This module builds that measurement: each m's grid as a function of its lanes and inputs
 (`grid_steps`, the trainer's own training steps over a fixed number of examples per lane),
-every grid alone and all of them in one jitted program (`together`), timed side by side
-(`time_grids`). experiments/gpu_concurrency.py runs it under several XLA flag settings.
+every grid alone and all of them in one jitted program, in two forms, timed side by side
+(`time_grids`): `together` keeps each grid's loop over its steps (on an H100 the loops ran
+one after another: 1.03×, docs/gpu/2026-11-27-h100); `interleaved` has one loop over rounds
+whose body holds every grid's steps of the round, unrolled, as independent chains.
+experiments/gpu_concurrency.py runs it under several XLA flag settings.
 """
 
 import collections
@@ -25,7 +28,9 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from smallbatch_jax import benchmark
 from smallbatch_jax.data import load_dataset
@@ -44,6 +49,8 @@ class GridSteps:
     run: Callable
     lanes: object
     inputs: tuple
+    # (num_steps, step_loop) → the trainer's traceable training steps (Programs.traceable_train)
+    traceable: Callable
 
 
 def grid_steps(run_config, dataset, num_lanes: int, examples_per_lane: int) -> GridSteps:
@@ -61,7 +68,7 @@ def grid_steps(run_config, dataset, num_lanes: int, examples_per_lane: int) -> G
 
     return GridSteps(run_config.batch_size, steps, run, timed.state.lanes,
                      (timed.hparams, timed.dispatch(steps), timed.seeds, np.int32(0),
-                      timed.total_steps))
+                      timed.total_steps), timed.trainer.programs.traceable_train)
 
 
 def together(grids: list[GridSteps]):
@@ -74,25 +81,66 @@ def together(grids: list[GridSteps]):
     return jax.jit(program)
 
 
-def time_grids(grids: list[GridSteps], repeats: int, log=print) -> dict:
+def round_shares(grids: list[GridSteps], rounds: int) -> list[int]:
+    """Each grid's steps per round when its steps are split into `rounds` rounds (0: as many
+    rounds as the grid with the fewest steps has steps, one step of it per round)."""
+    rounds = rounds or min(grid.steps for grid in grids)
+    if any(grid.steps % rounds for grid in grids):
+        raise ValueError(f"{rounds} rounds do not divide every grid's steps "
+                         f"{[grid.steps for grid in grids]}")
+    return [grid.steps // rounds for grid in grids]
+
+
+def interleaved(grids: list[GridSteps], rounds: int = 0):
+    """One jitted program, one loop over rounds (round_shares); each iteration runs every
+    grid's next steps, traced one after another (no inner loop). One loop body then holds
+    every grid's steps as independent chains, which XLA:GPU can schedule at once inside one
+    command buffer (CONCURRENT mode); `together` leaves each grid its own loop, and a
+    program's loops run one after another. Each grid trains as alone: round r's steps are
+    steps r·k … r·k + k − 1 of its data and schedule."""
+    shares = round_shares(grids, rounds)
+    num_rounds = grids[0].steps // shares[0]
+    trains = [grid.traceable(share, "unrolled") for grid, share in zip(grids, shares)]
+
+    def program(all_lanes, all_inputs):
+        def body(carry, r):
+            out = []
+            for train, k, (lanes, loss), inputs in zip(trains, shares, carry, all_inputs):
+                hparams, dispatch, seeds, step, total = inputs
+                dispatch = dispatch.replace(first_batch=dispatch.first_batch + r * k)
+                lanes, round_loss = train(lanes, hparams, dispatch, seeds, step + r * k, total)
+                out.append((lanes, loss + round_loss))
+            return out, None
+
+        start = [(lanes, jnp.zeros(inputs[0].base_lr.shape, jnp.float32))
+                 for lanes, inputs in zip(all_lanes, all_inputs)]
+        carry, _ = lax.scan(body, start, jnp.arange(num_rounds))
+        return carry
+
+    return jax.jit(program)
+
+
+def time_grids(grids: list[GridSteps], repeats: int, log=print, rounds: int = 0) -> dict:
     """Milliseconds per round (every grid through its examples) of: each grid alone (its own
     program), the sum of those, the grids' programs queued back to back before one wait
-    ("queued": overlap across programs), and all in one program ("together"); medians of
-    `repeats` interleaved repeats; compile seconds of each program. The programs start from
-    the same lanes at every repeat."""
+    ("queued": overlap across programs), and all in one program, each grid in its own loop
+    ("together") and the grids' steps interleaved in one loop of `rounds` ("interleaved");
+    medians of `repeats` interleaved repeats; compile seconds of each program. The programs
+    start from the same lanes at every repeat."""
     alone = [jax.jit(grid.run) for grid in grids]
-    joint = together(grids)
     all_lanes, all_inputs = [g.lanes for g in grids], [g.inputs for g in grids]
     record = {"grids": [{"batch_size": g.batch_size, "steps": g.steps} for g in grids],
-              "compile_s": {}}
+              "round_steps": round_shares(grids, rounds), "compile_s": {}}
     compiled = {}
     for grid, program in zip(grids, alone):
         start = time.perf_counter()
         compiled[grid.batch_size] = program.lower(grid.lanes, grid.inputs).compile()
         record["compile_s"][f"m{grid.batch_size}"] = time.perf_counter() - start
-    start = time.perf_counter()
-    compiled["together"] = joint.lower(all_lanes, all_inputs).compile()
-    record["compile_s"]["together"] = time.perf_counter() - start
+    for name, joint in (("together", together(grids)),
+                        ("interleaved", interleaved(grids, rounds))):
+        start = time.perf_counter()
+        compiled[name] = joint.lower(all_lanes, all_inputs).compile()
+        record["compile_s"][name] = time.perf_counter() - start
     log(f"compiled: {', '.join(f'{k} {v:.1f} s' for k, v in record['compile_s'].items())}")
 
     def run_alone(grid):
@@ -101,11 +149,11 @@ def time_grids(grids: list[GridSteps], repeats: int, log=print) -> dict:
     def run_queued():
         jax.block_until_ready([compiled[g.batch_size](g.lanes, g.inputs) for g in grids])
 
-    def run_together():
-        jax.block_until_ready(compiled["together"](all_lanes, all_inputs))
+    def run_joint(name):
+        return lambda: jax.block_until_ready(compiled[name](all_lanes, all_inputs))
 
-    methods = {**{f"m{g.batch_size}": run_alone(g) for g in grids},
-               "queued": run_queued, "together": run_together}
+    methods = {**{f"m{g.batch_size}": run_alone(g) for g in grids}, "queued": run_queued,
+               "together": run_joint("together"), "interleaved": run_joint("interleaved")}
     for method in methods.values():  # warm-up: first runs allocate and load
         method()
     seconds = {name: [] for name in methods}
@@ -121,21 +169,25 @@ def time_grids(grids: list[GridSteps], repeats: int, log=print) -> dict:
     record["sum_alone_ms"], record["max_alone_ms"] = sum(alone_ms), max(alone_ms)
     # 1: no overlap; sum/max: the slowest grid hides every other one.
     record["speedup_together"] = sum(alone_ms) / ms["together"]
+    record["speedup_interleaved"] = sum(alone_ms) / ms["interleaved"]
     record["speedup_queued"] = sum(alone_ms) / ms["queued"]
     record["speedup_ideal"] = sum(alone_ms) / max(alone_ms)
     return record
 
 
-def same_training(grids: list[GridSteps]) -> bool:
-    """Whether the program of every grid together trains each grid exactly as its own
-    program does (the lanes after the grid's steps; a check of the measurement's premise)."""
-    outputs = together(grids)([g.lanes for g in grids], [g.inputs for g in grids])
-    for grid, (lanes, loss) in zip(grids, outputs):
-        alone_lanes, alone_loss = jax.jit(grid.run)(grid.lanes, grid.inputs)
-        pairs = zip(jax.tree.leaves((lanes, loss)), jax.tree.leaves((alone_lanes, alone_loss)))
-        if not all(np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True) for a, b in pairs):
-            return False
-    return True
+def same_training(grids: list[GridSteps], rounds: int = 0) -> dict[str, bool]:
+    """For each program of every grid (`together`, `interleaved`), whether it trains each
+    grid as the grid's own program does (the lanes and summed losses after the grid's steps;
+    a check of the measurement's premise)."""
+    alone = [jax.jit(grid.run)(grid.lanes, grid.inputs) for grid in grids]
+    same = {}
+    for name, program in (("together", together(grids)),
+                          ("interleaved", interleaved(grids, rounds))):
+        outputs = program([g.lanes for g in grids], [g.inputs for g in grids])
+        pairs = zip(jax.tree.leaves(outputs), jax.tree.leaves(alone))
+        same[name] = all(np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+                         for a, b in pairs)
+    return same
 
 
 # ------------------------------------------------------------------ the check, per XLA flags
@@ -173,12 +225,14 @@ def run_variant(config, outdir: str, name: str) -> dict:
     record = {"variant": name, "machine": machine_description(),
               "precision": config.precision, "candidate": config.candidate,
               "num_lanes": config.num_lanes, "examples_per_lane": config.examples_per_lane}
-    record.update(time_grids(grids, config.repeats, log))  # first: its compile times are real
+    # First: its compile times are real.
+    record.update(time_grids(grids, config.repeats, log, config.rounds))
     if config.check_same_training:
-        record["same_training"] = same_training(grids)
-        log(f"together trains each grid as alone: {record['same_training']}")
+        record["same_training"] = same_training(grids, config.rounds)
+        log(f"each program of all grids trains each as alone: {record['same_training']}")
     log(f"ms: {', '.join(f'{k} {v:.2f}' for k, v in record['ms'].items())}; together "
-        f"{record['speedup_together']:.2f}× the sum alone (ideal {record['speedup_ideal']:.2f}×)")
+        f"{record['speedup_together']:.2f}×, interleaved {record['speedup_interleaved']:.2f}× "
+        f"the sum alone (ideal {record['speedup_ideal']:.2f}×)")
     os.makedirs(os.path.join(outdir, "variants"), exist_ok=True)
     with open(os.path.join(outdir, "variants", f"{name}.json"), "w") as f:
         json.dump(record, f, indent=1)
@@ -228,13 +282,17 @@ def _write(outdir: str, record: dict) -> None:
 
 
 def markdown(record: dict) -> str:
-    """The variants side by side: ms per round of each m alone, their sum, queued, together."""
+    """The variants side by side: ms per round of each m alone, their sum, queued, together,
+    interleaved (a record from before `interleaved` existed shows "–" there)."""
     lines = ["# Grids of several m in one program", ""]
     variants = record["variants"]
     if variants:
         first = next(iter(variants.values()))
         machine, names = first["machine"], [f"m{g['batch_size']}" for g in first["grids"]]
         steps = ", ".join(f"m = {g['batch_size']}: {g['steps']} steps" for g in first["grids"])
+        if "round_steps" in first:
+            steps += "; interleaved: " + ", ".join(
+                f"{k}" for k in first["round_steps"]) + " steps per round"
         lines += [f"{machine['device_kind']} ({machine['platform']}), jax {machine['jax']}, "
                   f"{machine['date']}; {first['num_lanes']} lanes per m, "
                   f"{first['examples_per_lane']} examples per lane per round ({steps}), "
@@ -242,16 +300,19 @@ def markdown(record: dict) -> str:
                   "round, medians of interleaved repeats; speed-up: the sum of the m alone "
                   "over the time (1: no overlap; ideal: the slowest m alone).", "",
                   "| variant | XLA flags | " + " | ".join(f"m = {n[1:]}" for n in names)
-                  + " | sum | queued | together | together speed-up | ideal "
-                  "| compile together (s) |",
-                  "|" + "---|" * (len(names) + 8)]
+                  + " | sum | queued | together | together speed-up | interleaved "
+                  "| interleaved speed-up | ideal | compile together, interleaved (s) |",
+                  "|" + "---|" * (len(names) + 10)]
         for name, v in variants.items():
             ms, flags = v["ms"], v["machine"]["xla_flags"] or "(none)"
+            number = lambda x, form: "–" if x is None else format(x, form)
             lines.append(
                 f"| {name} | `{flags}` | " + " | ".join(f"{ms[n]:.2f}" for n in names)
                 + f" | {v['sum_alone_ms']:.2f} | {ms['queued']:.2f} | {ms['together']:.2f} | "
-                f"{v['speedup_together']:.2f}× | {v['speedup_ideal']:.2f}× | "
-                f"{v['compile_s']['together']:.1f} |")
+                f"{v['speedup_together']:.2f}× | {number(ms.get('interleaved'), '.2f')} | "
+                f"{number(v.get('speedup_interleaved'), '.2f')}× | "
+                f"{v['speedup_ideal']:.2f}× | {v['compile_s']['together']:.1f}, "
+                f"{number(v['compile_s'].get('interleaved'), '.1f')} |")
     for name, why in record["failed"].items():
         lines += ["", f"- {name}: {why.strip()}"]
     return "\n".join(lines) + "\n"

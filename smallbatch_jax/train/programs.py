@@ -105,9 +105,10 @@ class Programs:
         return TrainState(lanes, step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32))
 
     def _train(self, lanes: LaneState, hparams: LaneHparams, dispatch, seeds, step,
-               total_steps, *, num_steps: int):
+               total_steps, *, num_steps: int, step_loop: str | None = None):
         """`num_steps` steps of every lane; `dispatch.batch(i)` is step i's raw batch of each
-        seed, (images (S, m, ...), labels (S, m))."""
+        seed, (images (S, m, ...), labels (S, m)); the steps looped as the strategy says
+        unless `step_loop` says otherwise."""
         self.traces["train"] += 1
         strategy = self.plan.strategy
         shared_batch = self.num_seeds == 1  # then every lane sees the same batch
@@ -131,14 +132,15 @@ class Programs:
             return lanes, loss_sum + loss
 
         loss_sum = jnp.zeros(hparams.base_lr.shape, jnp.float32)
-        return loop_steps(body, (lanes, loss_sum), num_steps, strategy.step_loop,
+        return loop_steps(body, (lanes, loss_sum), num_steps, step_loop or strategy.step_loop,
                           strategy.scan_unroll)
 
-    def traceable_train(self, num_steps: int):
+    def traceable_train(self, num_steps: int, step_loop: str | None = None):
         """The training dispatch of `num_steps` steps as a function to trace inside another
-        program (not jitted; at the plan's precision): several grids in one program
-        (concurrent_grids.py)."""
-        return functools.partial(self._at_precision(self._train), num_steps=num_steps)
+        program (not jitted; at the plan's precision; `step_loop`: as in loop_steps, default
+        the strategy's): several grids in one program (concurrent_grids.py)."""
+        return functools.partial(self._at_precision(self._train), num_steps=num_steps,
+                                 step_loop=step_loop)
 
     def _evaluate(self, lanes: LaneState, test_batch):
         """Correct predictions and summed loss of every lane on one test batch."""

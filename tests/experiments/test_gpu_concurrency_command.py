@@ -27,10 +27,12 @@ def test_the_tiny_check_times_grids_alone_and_together_per_variant(tmp_path):
     for name, flags in (("default", ""), ("concurrent", CONCURRENT)):
         variant = record["variants"][name]
         assert variant["machine"]["xla_flags"] == flags  # each process got its own flags
-        assert variant["same_training"] is True  # one program trains each grid as alone
+        # Each program of all grids trains each grid as alone.
+        assert variant["same_training"] == {"together": True, "interleaved": True}
         assert [g["batch_size"] for g in variant["grids"]] == [2, 4]
         assert [g["steps"] for g in variant["grids"]] == [4, 2]  # 8 examples per lane
-        assert set(variant["ms"]) == {"m2", "m4", "queued", "together"}
+        assert variant["round_steps"] == [2, 1]
+        assert set(variant["ms"]) == {"m2", "m4", "queued", "together", "interleaved"}
         assert all(ms > 0 for ms in variant["ms"].values())
         assert len(variant["ms_repeats"]["together"]) == 2
         assert variant["sum_alone_ms"] == variant["ms"]["m2"] + variant["ms"]["m4"]
