@@ -47,8 +47,9 @@ def get_config(arg: str | None = None):
         "concurrent_while=--xla_gpu_command_buffer_scheduling_mode=CONCURRENT "
         "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,"
         "DYNAMIC_SLICE_FUSION,WHILE,CONDITIONAL",
-        "no_command_buffers=--xla_gpu_enable_command_buffer=",
     )
+    # Run 7 (docs/gpu/2026-11-27-h100) also measured "no_command_buffers=
+    # --xla_gpu_enable_command_buffer=": m = 2 1.54× slower than the default; not rerun.
     if args.tiny:
         config.sweep.model = "small_cnn"
         config.batch_sizes = (2, 4)
