@@ -195,12 +195,13 @@ def _metric_words(table) -> str:
             + ("" if higher_is_better(table) else "; lower is better"))
 
 
-def training_seconds(rows) -> dict[int, float]:
+def training_seconds(rows, field: str = "wall_seconds") -> dict[int, float]:
     """{m: wall seconds of m's training} (one program trains all of m's lanes: the whole η̃
-    grid); NaN where the table does not say."""
+    grid), or of its compiling (`field` 'compile_seconds'); NaN where the table does not
+    say."""
     seconds = collections.defaultdict(lambda: math.nan)
     for row in rows:
-        m, value = int(row["batch_size"]), float(row.get("wall_seconds") or math.nan)
+        m, value = int(row["batch_size"]), float(row.get(field) or math.nan)
         if not math.isnan(value):
             seconds[m] = value if math.isnan(seconds[m]) else max(seconds[m], value)
     return seconds
@@ -267,11 +268,12 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
               "(gaps in a range are η̃ that are not). Training time: the wall time of m's "
-              "program, every η̃ (and seed) at once.", "",
+              "program, every η̃ (and seed) at once; in brackets, what compiling took (the "
+              "first epoch's excess over the median epoch).", "",
               f"| m | best η̃ | best {name} |" + (" ± se | p vs best |" if noise else "")
               + " reliable η̃ | reliable count | training time |",
               "|---|---|---|" + ("---|---|" if noise else "") + "---|---|---|"]
-    seconds = training_seconds(rows)
+    seconds, compiling = training_seconds(rows), training_seconds(rows, "compile_seconds")
     grid = collections.defaultdict(list)
     for m, lr in accuracies:
         grid[m].append(lr)
@@ -280,6 +282,8 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
         time_text = "—" if math.isnan(seconds[m]) else f"{seconds[m]:.0f} s"
+        if not math.isnan(seconds[m]) and not math.isnan(compiling[m]):
+            time_text += f" ({compiling[m]:.0f} s compiling)"
         cells = ""
         if noise:
             se = statistics[(m, lr)][1] if not math.isnan(lr) else math.nan

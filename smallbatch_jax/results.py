@@ -26,7 +26,7 @@ SUMMARY_FIELDS = (
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta2", "epsilon", "epochs", "steps",
     "median_test_metric", "final_test_metric", "final_test_loss", "final_train_loss",
-    "diverged", "diverged_step", "diverged_epoch", "wall_seconds",
+    "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
 )
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
                 "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale")
@@ -63,13 +63,23 @@ def median_last(values: np.ndarray, last: int) -> np.ndarray:
     return np.where(np.isnan(window).any(axis=0), np.nan, np.median(window, axis=0))
 
 
+def first_epoch_excess(epoch_seconds: list[float]) -> float:
+    """The first epoch's seconds beyond the median of the others': what compiling the
+    programs (and the first calls' autotuning and allocation) added. On a GPU at large m it
+    can be most of a run's wall time (docs/gpu). NaN with fewer than two epochs."""
+    if len(epoch_seconds) < 2:
+        return math.nan
+    return max(epoch_seconds[0] - float(np.median(epoch_seconds[1:])), 0.0)
+
+
 def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
               steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int,
               wall_seconds: float = math.nan, model: str = "", dataset: str = "",
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
-    whole program (all lanes together, evaluation included, compilation too). `lr` is η
+    whole program (all lanes together, evaluation included, compilation too), of which
+    `compile_seconds` (first_epoch_excess) was compiling. `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ, or Adam's β₁; `beta2` and `epsilon`
     are Adam's (blank for SGD)."""
     adam = optimizer.name in ("adam", "adamw")
@@ -108,6 +118,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "diverged_step": step,
             "diverged_epoch": step // steps_per_epoch + 1 if step >= 0 else -1,
             "wall_seconds": wall_seconds,
+            "compile_seconds": first_epoch_excess(history.seconds),
         })
     return rows
 

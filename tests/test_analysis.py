@@ -67,6 +67,11 @@ def test_training_time_per_batch_size_is_its_programs_wall_time():
     text = summary_markdown(rows, tolerance=0.02)
     assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-8 | 2 | 120 s |" in text
     assert "| 8 | 2^-10 | 0.7000 | 2^-10 | 1 | 30 s |" in text
+    # With what compiling took (rows from before the column have none: as above).
+    rows = [row | {"compile_seconds": str(c)} for row, c in zip(rows, (15.2, 15.2, 9.7))]
+    text = summary_markdown(rows, tolerance=0.02)
+    assert "| 2 | 2^-8 | 0.7100 | 2^-10 … 2^-8 | 2 | 120 s (15 s compiling) |" in text
+    assert "| 8 | 2^-10 | 0.7000 | 2^-10 | 1 | 30 s (10 s compiling) |" in text
 
 
 def test_optima_at_the_edge_of_the_grid_are_flagged():

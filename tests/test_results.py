@@ -1,10 +1,12 @@
 import csv
 
 import numpy as np
+import pytest
 
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.results import (CURVE_FIELDS, SUMMARY_FIELDS, curve_rows, format_table,
-                                    median_last, summarize, write_csv)
+from smallbatch_jax.results import (CURVE_FIELDS, SUMMARY_FIELDS, curve_rows,
+                                    first_epoch_excess, format_table, median_last, summarize,
+                                    write_csv)
 from smallbatch_jax.train import History
 
 
@@ -40,8 +42,15 @@ def test_summary_rows():
     assert diverged["diverged"] and diverged["diverged_step"] == 13
     assert diverged["diverged_epoch"] == 2  # step 13 lies in epoch 2 (steps 10..19)
     assert np.isnan(diverged["median_test_metric"])
+    assert healthy["compile_seconds"] == 0.0  # every epoch took 1 s: nothing stands out
     table = format_table(rows, 5)
     assert "step 13" in table and "0.6000" in table and "2^-6" in table
+
+
+def test_compiling_is_the_first_epochs_excess_over_the_median_epoch():
+    assert first_epoch_excess([25.0, 4.0, 3.9, 4.2]) == pytest.approx(21.0)
+    assert first_epoch_excess([3.0, 4.0, 4.0]) == 0.0  # never negative
+    assert np.isnan(first_epoch_excess([9.0]))  # one epoch: compiling is not told apart
 
 
 def test_csv_files_round_trip(tmp_path):

@@ -31,7 +31,7 @@ atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
 sys.argv = sys.argv[1:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
-TIMING_COLUMNS = {"wall_seconds", "epoch_seconds"}
+TIMING_COLUMNS = {"wall_seconds", "compile_seconds", "epoch_seconds"}
 
 
 def _command(module: str, workdir, *extra) -> list[str]:
