@@ -43,13 +43,14 @@ def get_config(arg: str | None = None):
     # scan loop itself into the graph; an empty list turns command buffers off.
     config.variants = (
         "default=",
-        "concurrent=--xla_gpu_command_buffer_scheduling_mode=CONCURRENT",
         "concurrent_while=--xla_gpu_command_buffer_scheduling_mode=CONCURRENT "
         "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,"
         "DYNAMIC_SLICE_FUSION,WHILE,CONDITIONAL",
     )
-    # Run 7 (docs/gpu/2026-11-27-h100) also measured "no_command_buffers=
-    # --xla_gpu_enable_command_buffer=": m = 2 1.54× slower than the default; not rerun.
+    # Run 7 (docs/gpu/2026-11-27-h100) also measured, not rerun: CONCURRENT alone
+    # ("concurrent=--xla_gpu_command_buffer_scheduling_mode=CONCURRENT", between the two
+    # above at every m) and command buffers off ("no_command_buffers=
+    # --xla_gpu_enable_command_buffer=": m = 2 1.54× slower than the default).
     if args.tiny:
         config.sweep.model = "small_cnn"
         config.batch_sizes = (2, 4)
