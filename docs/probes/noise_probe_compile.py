@@ -1,0 +1,73 @@
+"""The noise-scale probe's program (issue 14) in two forms, compile and run time side by side:
+the gradients of the probe's batches vmapped ('vmap', as it was) or summed one batch at a
+time in a lax.scan ('scan', LaneStep.gradient_moments now), for K = 13, 4 and 1 lanes of
+the default config (small CNN on digits, m = 2, 2 probe batches of 32), one device. Both
+give the same moments (printed).
+
+    python docs/probes/noise_probe_compile.py [REPEATS]
+"""
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from smallbatch_jax import lr_sweep
+from smallbatch_jax.config_args import load_config
+from smallbatch_jax.data import load_dataset
+from smallbatch_jax.noise_scale import NoiseProbe
+from smallbatch_jax.train.step import LaneStep, sum_of_squares
+
+
+def vmapped(self, lane, images, labels):
+    """gradient_moments as it was before the scan (4375d0e … 0ab4471)."""
+    dropout = jax.random.key(0)
+
+    def gradient(batch_images, batch_labels):
+        def loss_fn(params):
+            logits, _ = self.apply(params, lane.batch_stats, batch_images, train=True,
+                                   rngs={"dropout": dropout})
+            return self.objective.loss(logits, batch_labels).mean()
+
+        return jax.grad(loss_fn)(lane.params)
+
+    grads = jax.vmap(gradient)(images, labels)
+    small = jnp.mean(jax.vmap(sum_of_squares)(grads))
+    big = sum_of_squares(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads))
+    return small, big
+
+
+repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+config = load_config("configs/default.py")
+config.batch_size = 2
+dataset = load_dataset(config.dataset, config.data_dir)
+grid = lr_sweep.lane_grid(config)
+forms = {"scan": LaneStep.gradient_moments, "vmap": vmapped}
+print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, {repeats} repeats")
+for num_lanes in (13, 4, 1):
+    for name, method in forms.items():
+        LaneStep.gradient_moments = method
+        # A new trainer per form: its jitted probe traces the form set above.
+        trainer, source = lr_sweep.build_trainer(config, dataset, grid.num_lanes)
+        state, hparams, source = trainer.start(jnp.asarray(grid.seeds, jnp.int32),
+                                               grid.hparams(), source)
+        probe_batch = source.probe_batch(grid.seeds, 0, NoiseProbe.from_config(
+            config.noise_scale, source.num_train))
+        lanes, lane_hparams = (jax.tree.map(lambda x: x[:num_lanes], tree)
+                               for tree in (state.lanes, hparams))
+        start = time.perf_counter()
+        program = trainer.programs.probe.lower(lanes, lane_hparams, probe_batch).compile()
+        compile_s = time.perf_counter() - start
+        jax.block_until_ready(program(lanes, lane_hparams, probe_batch))
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            small, big = jax.block_until_ready(program(lanes, lane_hparams, probe_batch))
+            seconds.append(time.perf_counter() - start)
+        print(f"K = {num_lanes:2d} {name}: compile {compile_s:.1f} s, run "
+              f"{1e3 * statistics.median(seconds):.1f} ms; lane 0: |G_small|² "
+              f"{float(np.asarray(small)[0]):.4f}, |G_big|² {float(np.asarray(big)[0]):.4f}",
+              flush=True)
+LaneStep.gradient_moments = forms["scan"]
