@@ -4,10 +4,14 @@ batch sweep's, or a ghost-BN sweep's (recognised by several m_BN at one m).
     python -m experiments.plot --workdir=runs/sweep
     python -m experiments.plot --workdir=runs/sweep --tolerance=0.01 \
         --curves="8:0.00390625,64:0.00390625"
+    python -m experiments.plot --workdir=runs/sweep --merge=runs/more_seeds/results.csv
 
 Reads workdir/results.csv (and sweep_config.json for the reliable-range tolerance unless
 --tolerance is given); writes workdir/figures/*.png|svg and workdir/summary.md. --curves adds
-the training curves (Fig 4) of the listed m:η̃ pairs from workdir/m{m}/curves.csv.
+the training curves (Fig 4) of the listed m:η̃ pairs from workdir/m{m}/curves.csv. --merge
+first adds other tables of the same study (more seeds, run elsewhere) to workdir/results.csv
+(results.merge_tables: a lane held twice, or another model, is refused), so that the summary
+gives standard errors over all the seeds.
 """
 
 import json
@@ -25,12 +29,19 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
 _TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "
                                 "sweep config's reliable_tolerance).")
 _CURVES = flags.DEFINE_list("curves", [], "m:η̃ pairs whose training curves to draw.")
+_MERGE = flags.DEFINE_list("merge", [], "results.csv files of the same study (more seeds) "
+                           "merged into workdir/results.csv first.")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main():
     workdir = _WORKDIR.value
-    rows = results.read_raw(os.path.join(workdir, RESULTS))
+    path = os.path.join(workdir, RESULTS)
+    rows = results.read_raw(path) if os.path.isfile(path) or not _MERGE.value else []
+    if _MERGE.value:
+        rows = results.merge_tables([rows] + [results.read_raw(p) for p in _MERGE.value])
+        os.makedirs(workdir, exist_ok=True)
+        results.write_csv(path, rows, results.columns_of(rows))
     if len({(r["batch_size"], r["bn_batch_size"]) for r in rows}) > len(
             {r["batch_size"] for r in rows}):  # several m_BN at one m: a ghost-BN sweep
         if _CURVES.value:
@@ -43,6 +54,9 @@ def main():
             saved = json.load(f)
     tolerance = _TOLERANCE.value
     if tolerance is None:
+        if "reliable_tolerance" not in saved:
+            raise app.UsageError(f"no {SWEEP_CONFIG} in {workdir} to take the reliable-range "
+                                 "tolerance from: give --tolerance")
         tolerance = saved["reliable_tolerance"]
     curves = {}
     for pair in _CURVES.value:

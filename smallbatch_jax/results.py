@@ -168,6 +168,34 @@ def read_raw(path: str) -> list[dict]:
         return [{LEGACY_NAMES.get(k, k): v for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def merge_tables(tables: list[list[dict]]) -> list[dict]:
+    """The rows of several results tables of one study (more seeds run another day or on
+    another machine) as one table. A lane two tables both hold (the same m, m_BN, η̃ and
+    seed) would count twice, and tables of different models, data sets or optimizers do not
+    belong together: ValueError for either."""
+    merged, seen = [], {}
+    for index, rows in enumerate(tables):
+        for row in rows:
+            key = (int(row["batch_size"]), int(row.get("bn_batch_size") or row["batch_size"]),
+                   float(row["base_lr"]), int(row["seed"]))
+            if key in seen:
+                raise ValueError(f"tables {seen[key]} and {index} both hold the lane m = "
+                                 f"{key[0]}, m_BN = {key[1]}, η̃ = {key[2]:g}, seed {key[3]}")
+            seen[key] = index
+            merged.append(row)
+    for field in ("model", "dataset", "optimizer"):
+        values = {row.get(field) for row in merged} - {None, ""}
+        if len(values) > 1:
+            raise ValueError(f"tables of different {field}s cannot be merged: {sorted(values)}")
+    return merged
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """Every column of `rows`, in the order first seen (tables written before a column
+    existed lack it)."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
 def read_csv(path: str) -> list[dict]:
     """Rows as `write_csv` wrote them, numbers and booleans converted back (older files'
     column names as today's: LEGACY_NAMES)."""

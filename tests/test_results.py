@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from smallbatch_jax.lanes import LaneGrid
-from smallbatch_jax.results import (CURVE_FIELDS, SUMMARY_FIELDS, curve_rows,
-                                    first_epoch_excess, format_table, median_last, summarize,
-                                    write_csv)
+from smallbatch_jax.results import (CURVE_FIELDS, SUMMARY_FIELDS, columns_of, curve_rows,
+                                    first_epoch_excess, format_table, median_last,
+                                    merge_tables, summarize, write_csv)
 from smallbatch_jax.train import History
 
 
@@ -94,3 +94,19 @@ def test_files_from_before_the_metric_was_configurable_read_as_accuracy(tmp_path
                              "test_loss": [[1.5]], "test_accuracy": [[0.25]]})
     assert old.test_metric[0].tolist() == [0.25]
 
+
+
+def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
+    row = {"model": "alexnet", "dataset": "cifar10", "optimizer": "sgd", "batch_size": "8",
+           "bn_batch_size": "8", "base_lr": "0.0078125", "seed": "0"}
+    seed_0 = [row, row | {"base_lr": "0.015625"}]
+    seeds_1_2 = [row | {"seed": "1", "compile_seconds": "3.0"}, row | {"seed": "2"}]
+    merged = merge_tables([seed_0, seeds_1_2])
+    assert [r["seed"] for r in merged] == ["0", "0", "1", "2"]
+    assert columns_of(merged)[-1] == "compile_seconds"  # a column only the newer table has
+    with pytest.raises(ValueError, match="both hold the lane m = 8, m_BN = 8"):
+        merge_tables([seed_0, [row | {"base_lr": "0.0078125000"}]])  # the same η̃, seed 0
+    with pytest.raises(ValueError, match="different models"):
+        merge_tables([seed_0, [row | {"seed": "1", "model": "resnet32"}]])
+    # A table from before the column existed (no model) merges with one that has it.
+    assert len(merge_tables([seed_0, [row | {"seed": "1", "model": ""}]])) == 3

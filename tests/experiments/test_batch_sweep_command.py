@@ -23,13 +23,22 @@ def test_two_tasks_fill_one_table(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["batch_size"] for r in rows] == ["128", "256"]
 
-    # The plot entry point redraws from the workdir, with training curves (Fig 4).
+    # The plot entry point redraws from the workdir, with training curves (Fig 4), after
+    # merging another table of the study (a second seed, run elsewhere).
+    more = tmp_path / "seed1.csv"
+    with open(more, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(row | {"seed": "1"} for row in rows)
     command = [sys.executable, "-m", "experiments.plot", f"--workdir={tmp_path}",
-               "--tolerance=0.05", "--curves=128:0.000244140625"]
+               "--tolerance=0.05", "--curves=128:0.000244140625", f"--merge={more}"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "figures" / "training_curves.png").is_file()
-    assert "accuracy ≥ best − 0.05" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "accuracy ≥ best − 0.05" in summary and "over 2 seeds" in summary
+    with open(tmp_path / "results.csv") as f:
+        assert [r["seed"] for r in csv.DictReader(f)] == ["0", "0", "1", "1"]
 
 
 def _free_port() -> int:
