@@ -150,22 +150,27 @@ def train_flops_per_example(model, image_shape, num_classes: int, device=None) -
 
 def training_gradient_program(model, image_shape, num_classes: int, device=None):
     """The gradient of the summed loss over FLOPS_BATCH_SIZE examples, compiled on `device`
-    (the first CPU device unless given) whatever the default device: jit compiles where its
-    arguments are committed, so parameters, images and labels are all put there and passed
-    in. (Closing over the images, with parameters made under `jax.default_device`, left the
-    arguments uncommitted: the GPU compiled it, and its count came back in runs 3, 5 and 6 of
-    docs/gpu/2026-11-26-h100.)"""
+    (the first CPU device unless given) whatever the default device: every argument is
+    given as a shape placed there (a count needs no values: initializing the model eagerly
+    took most of the count's 8 s on a CPU). (Closing over arrays made under
+    `jax.default_device` left the arguments uncommitted: the GPU compiled it, and its count
+    came back in runs 3, 5 and 6 of docs/gpu/2026-11-26-h100.)"""
     m = FLOPS_BATCH_SIZE
     device = device or jax.devices("cpu")[0]
-    images = jax.device_put(jnp.zeros((m,) + tuple(image_shape), jnp.float32), device)
-    labels = jax.device_put(jnp.zeros((m,), jnp.int32), device)
-    variables = jax.device_put(model.init(jax.random.key(0), images[:1], train=False), device)
+    on_device = jax.sharding.SingleDeviceSharding(device)
+    placed = lambda shape: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=on_device)
+    images = placed(jax.ShapeDtypeStruct((m,) + tuple(image_shape), jnp.float32))
+    labels = placed(jax.ShapeDtypeStruct((m,), jnp.int32))
+    variables = jax.tree.map(placed, jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1,) + tuple(image_shape)),
+                           train=False)))
+    params, others = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
-    def loss(params, images, labels):
-        logits = model.apply({**variables, "params": params}, images, train=False)
+    def loss(params, others, images, labels):
+        logits = model.apply({**others, "params": params}, images, train=False)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
 
-    return jax.jit(jax.grad(loss)).lower(variables["params"], images, labels).compile()
+    return jax.jit(jax.grad(loss)).lower(params, others, images, labels).compile()
 
 
 def hlo_stats(text: str) -> dict:
