@@ -23,17 +23,7 @@ from smallbatch_jax.train.step import LaneStep, sum_of_squares
 
 def vmapped(self, lane, images, labels):
     """gradient_moments as it was before the scan (4375d0e … 0ab4471)."""
-    dropout = jax.random.key(0)
-
-    def gradient(batch_images, batch_labels):
-        def loss_fn(params):
-            logits, _ = self.apply(params, lane.batch_stats, batch_images, train=True,
-                                   rngs={"dropout": dropout})
-            return self.objective.loss(logits, batch_labels).mean()
-
-        return jax.grad(loss_fn)(lane.params)
-
-    grads = jax.vmap(gradient)(images, labels)
+    grads = jax.vmap(lambda x, y: self.probe_gradient(lane, x, y))(images, labels)
     small = jnp.mean(jax.vmap(sum_of_squares)(grads))
     big = sum_of_squares(jax.tree.map(lambda g: jnp.mean(g, axis=0), grads))
     return small, big

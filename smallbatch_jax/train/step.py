@@ -144,27 +144,27 @@ class LaneStep:
         )
         return lane, loss
 
+    def probe_gradient(self, lane: LaneState, images, labels):
+        """The gradient of one lane's mean loss on one batch, weights frozen (BatchNorm on the
+        batch's statistics, as in training; a fixed dropout key): the noise-scale probe's G_i."""
+        def loss_fn(params):
+            logits, _ = self.apply(params, lane.batch_stats, images, train=True,
+                                   rngs={"dropout": jax.random.key(0)})
+            return self.objective.loss(logits, labels).mean()
+
+        return jax.grad(loss_fn)(lane.params)
+
     def gradient_moments(self, lane: LaneState, images, labels):
-        """The noise-scale probe of one lane (noise_scale.py), weights frozen: on batches
-        images (n, b, ...), labels (n, b), the mean over the n batches of |G_i|² and the
-        squared norm of their mean, |Ḡ|², where G_i is the gradient of batch i's mean loss
-        (BatchNorm on batch i's statistics, as in training; a fixed dropout key)."""
-        dropout = jax.random.key(0)
-
-        def gradient(batch_images, batch_labels):
-            def loss_fn(params):
-                logits, _ = self.apply(params, lane.batch_stats, batch_images, train=True,
-                                       rngs={"dropout": dropout})
-                return self.objective.loss(logits, batch_labels).mean()
-
-            return jax.grad(loss_fn)(lane.params)
-
+        """The noise-scale probe of one lane (noise_scale.py): on batches images (n, b, ...),
+        labels (n, b), the mean over the n batches of |G_i|² and the squared norm of their
+        mean, |Ḡ|², where G_i is `probe_gradient` of batch i."""
         # One batch's gradient at a time, summed as it comes: vmapping the gradient over the
-        # batches instead compiled 1.6× longer and ran 1.8× slower (13 small-CNN lanes on
-        # XLA:CPU, 6.0 against 3.7 s; docs/benchmarks.md), and held every batch's gradient.
+        # batches instead compiled 1.5× longer and ran 1.6× slower (13 small-CNN lanes on
+        # XLA:CPU, 7.0 against 4.6 s and 78.7 against 49.9 ms; docs/benchmarks.md), and held
+        # every batch's gradient.
         def add_batch(sums, batch):
             squares, total = sums
-            grads = gradient(*batch)
+            grads = self.probe_gradient(lane, *batch)
             return (squares + sum_of_squares(grads), jax.tree.map(jnp.add, total, grads)), None
 
         start = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, lane.params))
