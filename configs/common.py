@@ -105,7 +105,7 @@ def get_config():
     config.noise_scale.decay = 0.5
     # Device memory one dispatch may use (GiB); lanes run in groups to stay under it. 0: none.
     config.memory_budget_gb = 0.0
-    # How lanes, steps and convolutions execute (smallbatch_jax/strategy.py): `preset` 'auto'
+    # How lanes, steps and convolutions execute (smallbatch_jax/engine/strategy.py): `preset` 'auto'
     # (measured fastest per backend), a name of strategy.PRESETS, or 'manual' (the fields;
     # with another preset they must stay at these defaults). `table`: a measured table for
     # 'auto' (experiments.gpu_check writes one; "" = the packaged one of the backend).

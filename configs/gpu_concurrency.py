@@ -6,7 +6,7 @@ r"""Grids of several m in one program, under several XLA flag settings (issue 10
 
 For each variant (its own process: XLA reads XLA_FLAGS once), the reduced AlexNet's η̃ grid
 (13 lanes) at every m of `batch_sizes`, each m alone and all in one program
-(smallbatch_jax/concurrent_grids.py): whether the GPU overlaps independent grids, and how
+(smallbatch_jax/diagnostics/concurrent_grids.py): whether the GPU overlaps independent grids, and how
 much the command-buffer settings change one grid's step. `:tiny` is the same in CPU seconds
 (the test suite runs it).
 """

@@ -12,7 +12,7 @@ sizes i, i + n, …; each task merges whatever is complete into results.csv when
 """
 
 from experiments import entry, sweep_flags
-from smallbatch_jax.batch_sweep import run_batch_sweep
+from smallbatch_jax.study.batch_sweep import run_batch_sweep
 
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where results are written.")

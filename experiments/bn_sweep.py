@@ -12,7 +12,7 @@ Re-running skips (m, m_BN) already complete; split over machines with
 """
 
 from experiments import entry, sweep_flags
-from smallbatch_jax.bn_sweep import run_bn_sweep
+from smallbatch_jax.study.bn_sweep import run_bn_sweep
 
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where results are written.")

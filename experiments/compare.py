@@ -11,7 +11,7 @@ workdir/summary.md (per m, each sweep's best accuracy, its η̃ and its reliable
 from absl import app, flags
 
 from experiments import entry
-from smallbatch_jax.batch_sweep import report_comparison
+from smallbatch_jax.study.batch_sweep import report_comparison
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the figures and summary are written.")
 _SWEEPS = flags.DEFINE_list("sweeps", None, "label=workdir of each finished batch sweep.")

@@ -19,7 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from smallbatch_jax import compilation_cache as cache
-from smallbatch_jax.sharding import use_cpu_cores
+from smallbatch_jax.engine.sharding import use_cpu_cores
 
 
 def config_flag():

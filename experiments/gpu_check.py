@@ -15,7 +15,7 @@ Writes OUTDIR/gpu_check.json, gpu_check.md, strategy_table.json and the sweeps' 
 from absl import flags
 
 from experiments import entry
-from smallbatch_jax.gpu_check import run_gpu_check
+from smallbatch_jax.diagnostics.gpu_check import run_gpu_check
 
 CONFIG = entry.config_flag()
 OUTDIR = flags.DEFINE_string("outdir", None, "Where the files that come back are written.")

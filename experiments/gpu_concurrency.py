@@ -1,5 +1,5 @@
 r"""Grids of several m in one program, under several XLA flag settings
-(configs/gpu_concurrency.py says what it measures; smallbatch_jax/concurrent_grids.py how).
+(configs/gpu_concurrency.py says what it measures; smallbatch_jax/diagnostics/concurrent_grids.py how).
 
 On the device machine, with the carried wheels:
 
@@ -20,7 +20,7 @@ import sys
 from absl import flags
 
 from experiments import entry
-from smallbatch_jax.concurrent_grids import run_check, run_variant
+from smallbatch_jax.diagnostics.concurrent_grids import run_check, run_variant
 
 CONFIG = entry.config_flag()
 OUTDIR = flags.DEFINE_string("outdir", None, "Where the files that come back are written.")

@@ -6,7 +6,7 @@ r"""Trains a whole grid of base learning rates η̃ for one batch size m, as one
 """
 
 from experiments import entry
-from smallbatch_jax.lr_sweep import train_and_evaluate
+from smallbatch_jax.run.train import train_and_evaluate
 
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where results are written.")

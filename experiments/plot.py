@@ -21,9 +21,10 @@ import os
 from absl import app, flags
 
 from experiments import entry
-from smallbatch_jax import bn_sweep, results
-from smallbatch_jax.batch_sweep import report, run_dir
-from smallbatch_jax.sweep import RESULTS, SWEEP_CONFIG
+from smallbatch_jax.study import bn_sweep
+from smallbatch_jax.run import results
+from smallbatch_jax.study.batch_sweep import report, run_dir
+from smallbatch_jax.study.sweep import RESULTS, SWEEP_CONFIG
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
 _TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "

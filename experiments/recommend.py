@@ -1,5 +1,5 @@
 r""""Which batch size should I use?": the batch sweep of a config, then the answer with its
-evidence in workdir/recommendation.md (smallbatch_jax/recommend.py).
+evidence in workdir/recommendation.md (smallbatch_jax/study/recommend.py).
 
     python -m experiments.recommend --config=configs/default.py --workdir=runs/recommend
     python -m experiments.recommend --config=configs/alexnet_cifar10.py:bn=conv \

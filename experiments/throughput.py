@@ -8,7 +8,7 @@ Prints the table and writes throughput.json to the workdir.
 """
 
 from experiments import entry
-from smallbatch_jax.benchmark import run_throughput
+from smallbatch_jax.diagnostics.benchmark import run_throughput
 
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where throughput.json is written.")

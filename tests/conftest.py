@@ -7,6 +7,8 @@ starts), compiles each program once. It changes nothing a test checks: the cache
 the executable XLA would compile. Set SMALLBATCH_TEST_XLA_CACHE="" to turn it off.
 """
 
+import glob
+import importlib.util
 import os
 import tempfile
 
@@ -19,6 +21,8 @@ if CACHE:
 
 import numpy as np  # noqa: E402 (after the environment JAX reads)
 import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 from smallbatch_jax.data import load_digits, make_dataset  # noqa: E402
 
@@ -46,3 +50,33 @@ def write_fake_cifar_npz(path, num_train=24, num_test=10, num_classes=10, seed=0
              test_images=rng.integers(0, 256, (num_test, 32, 32, 3), dtype=np.uint8),
              test_labels=rng.integers(0, num_classes, num_test))
     return path
+
+
+# Configs of experiments.lr_sweep; configs/throughput.py belongs to experiments.throughput
+# (tested in tests/diagnostics/test_benchmark.py), configs/gpu_check.py to experiments.gpu_check
+# (tests/experiments/test_gpu_check_command.py), configs/gpu_concurrency.py to
+# experiments.gpu_concurrency (tests/diagnostics/test_concurrent_grids.py).
+OTHER_ENTRY_POINTS = {"throughput.py", "gpu_check.py", "gpu_concurrency.py"}
+CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py"))
+                      if os.path.basename(p) not in OTHER_ENTRY_POINTS)
+
+
+def _variants(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # A config with arguments lists one per figure it reproduces in VARIANTS.
+    return [f"{path}:{arg}" for arg in getattr(module, "VARIANTS", {}).values()] or [path]
+
+
+ALL_CONFIGS = [arg for path in CONFIG_FILES for arg in _variants(path)]
+
+
+def parse(*argv):
+    """The config as `--config=... --config.key=value` on a command line would give it."""
+    argv = ["prog", *argv]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=values, lock_config=True,
+                                    sys_argv=argv)
+    values(argv)
+    return values.config

@@ -12,8 +12,8 @@ from flax import linen as nn
 from smallbatch_jax import noise_scale
 from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import REGRESSION
-from smallbatch_jax.train.state import LaneState
-from smallbatch_jax.train.step import LaneStep
+from smallbatch_jax.engine.state import LaneState
+from smallbatch_jax.engine.step import LaneStep
 
 
 def test_the_two_batch_estimates_are_unbiased():

@@ -122,8 +122,8 @@ def test_hyperparameters_are_traced_not_compiled_in():
 
 
 def _hp(base_lr, weight_decay=1e-2, momentum=0.9, beta2=0.99, epsilon=1e-6):
-    from smallbatch_jax.lanes import LaneGrid
-    from smallbatch_jax.lanes import tree_index
+    from smallbatch_jax.engine.lanes import LaneGrid
+    from smallbatch_jax.engine.lanes import tree_index
     grid = LaneGrid((0,), (base_lr,), weight_decay, 0.0, momentum, beta2, epsilon)
     return tree_index(grid.hparams(), 0)
 
@@ -173,7 +173,7 @@ def test_each_optimizer_is_optax_reference_at_the_scaled_rate(name, scaling):
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
 def test_a_lane_of_each_optimizer_equals_a_single_lane_run(name):
     """Lanes vmapped over traced hyperparameters (η̃, λ, β's) update as each lane alone."""
-    from smallbatch_jax.lanes import LaneGrid, tree_index, tree_stack
+    from smallbatch_jax.engine.lanes import LaneGrid, tree_index, tree_stack
     from smallbatch_jax.optim import Optimizer, lane_optimizer
 
     optimizer = Optimizer(name)

@@ -2,13 +2,13 @@
 current check (loss, Σg², BN finite, then jnp.where), the loss alone, Σg² without freezing,
 none. Not usable strategies: measurements only. Usage: python docs/probes/divergence_check_cost.py M K REPEATS"""
 import sys
-from smallbatch_jax.sharding import use_cpu_cores
+from smallbatch_jax.engine.sharding import use_cpu_cores
 use_cpu_cores()
 import jax, jax.numpy as jnp, optax
-from smallbatch_jax import benchmark
-from smallbatch_jax.train import step as S
+from smallbatch_jax.diagnostics import benchmark
+from smallbatch_jax.engine import step as S
 from smallbatch_jax.models import create_model
-from smallbatch_jax.strategy import choose_strategy
+from smallbatch_jax.engine.strategy import choose_strategy
 
 m = int(sys.argv[1]); k = int(sys.argv[2]); repeats = int(sys.argv[3])
 steps = max(2, 256 // m)

@@ -1,11 +1,11 @@
 """Exploration (docs/benchmarks.md): small-m groups of lanes dealt over the CPU devices vs every
 lane in one program split over them. Usage: python docs/probes/lane_chunks_small_m.py M K REPEATS"""
 import sys
-from smallbatch_jax.sharding import use_cpu_cores
+from smallbatch_jax.engine.sharding import use_cpu_cores
 use_cpu_cores()
 import jax
-from smallbatch_jax import benchmark
-from smallbatch_jax.strategy import Strategy, choose_strategy
+from smallbatch_jax.diagnostics import benchmark
+from smallbatch_jax.engine.strategy import Strategy, choose_strategy
 from smallbatch_jax.models import create_model
 m = int(sys.argv[1]); k = int(sys.argv[2]); repeats = int(sys.argv[3])
 steps = max(2, 256 // m)

@@ -12,14 +12,14 @@ Prints one line per m and method: median ms per step of all lanes, and baseline/
 """
 import sys
 
-from smallbatch_jax.sharding import use_cpu_cores
+from smallbatch_jax.engine.sharding import use_cpu_cores
 
 use_cpu_cores()
 import jax  # noqa: E402
 
-from smallbatch_jax import benchmark  # noqa: E402
+from smallbatch_jax.diagnostics import benchmark
 from smallbatch_jax.models import create_model  # noqa: E402
-from smallbatch_jax.strategy import choose_strategy  # noqa: E402
+from smallbatch_jax.engine.strategy import choose_strategy  # noqa: E402
 from smallbatch_jax_old import benchmark as old_benchmark  # noqa: E402
 from smallbatch_jax_old.lowering import choose_lowering  # noqa: E402
 from smallbatch_jax_old.models import create_model as old_create_model  # noqa: E402

@@ -179,6 +179,6 @@ def test_the_package_imports_without_tensorflow():
 
     code = ("import sys; sys.modules['tensorflow'] = None; "
             "sys.modules['tensorflow_datasets'] = None; "
-            "import smallbatch_jax.lr_sweep, smallbatch_jax.batch_sweep, smallbatch_jax.bn_sweep")
+            "import smallbatch_jax.run.train, smallbatch_jax.study.batch_sweep, smallbatch_jax.study.bn_sweep")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

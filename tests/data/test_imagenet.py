@@ -7,7 +7,7 @@ tf = pytest.importorskip("tensorflow")  # a dependency (pyproject); skip only if
 import tensorflow_datasets as tfds  # noqa: E402
 
 from smallbatch_jax.data.imagenet import (  # noqa: E402
-    eval_preprocess, load_imagenet, pad_batch, train_preprocess)
+                                          eval_preprocess, load_imagenet, pad_batch, train_preprocess)
 
 
 def _image(height=60, width=90, seed=0):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
-from smallbatch_jax import results
+from smallbatch_jax.run import results
 
 
 def test_bn_sweep_trains_each_m_and_m_bn_at_the_earlier_sweeps_best_lr(tmp_path):

@@ -1,0 +1,144 @@
+"""The execution plan: everything about how a run's lanes execute, decided once.
+
+`make_plan(config, num_lanes, …)` reads the config's strategy (strategy.py: 'auto' measured
+per backend, a preset, or 'manual' fields), its precision and memory budget, looks at the
+backend and the local devices, and returns a frozen `ExecutionPlan`; the trainer is built
+once from it and never revises it. Conflicts raise here, before anything is compiled for
+training (the memory budget compiles probes of the training program, nothing else).
+
+Lanes over several devices, two ways: every lane in one vmapped program that XLA partitions
+along the lane axis (`partitioned`; the lanes padded to a multiple of the devices with copies
+of the last lane, whose results are dropped), or groups of lanes (`strategy.lanes_per_program`)
+dealt out over the devices round-robin, one program per group, run concurrently (dispatch is
+asynchronous). Other strategies run on one device.
+"""
+
+import dataclasses
+
+import jax
+from absl import logging
+from jax.sharding import Mesh
+
+from smallbatch_jax.engine.sharding import lane_mesh, padded_num_lanes
+from smallbatch_jax.engine.strategy import Strategy, strategy_from_config
+
+# Default matmul precisions (jax.default_matmul_precision); see config.precision.
+PRECISIONS = ("default", "high", "highest")
+
+
+def donates_by_default(backend: str) -> bool:
+    """Whether a dispatch's lane state is donated to it unless the config says otherwise.
+
+    On an accelerator, always: the device then holds the lane state once, not twice (it
+    matters for ResNet-50 lanes). On XLA:CPU memory is plentiful and donation measured no
+    faster (docs/benchmarks.md), so the default stays as before."""
+    return backend != "cpu"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionPlan:
+    strategy: Strategy
+    num_lanes: int
+    devices: tuple  # the local devices the lanes run on
+    precision: str = "default"
+    donate: bool = False
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; allowed: {PRECISIONS}")
+        if len(self.devices) > 1 and not (self.partitioned or self.groups_over_devices):
+            raise ValueError("lanes over several devices need every lane in one vmapped "
+                             "program (lane_map='vmap', lanes_per_program=0) or groups of "
+                             f"lanes (lanes_per_program > 0); got {self.strategy}")
+
+    @property
+    def partitioned(self) -> bool:
+        """Every lane in one program that XLA partitions over several devices."""
+        return (len(self.devices) > 1 and self.strategy.lane_map == "vmap"
+                and self.strategy.lanes_per_program == 0)
+
+    @property
+    def groups_over_devices(self) -> bool:
+        return len(self.devices) > 1 and self.strategy.lanes_per_program > 0
+
+    @property
+    def mesh(self) -> Mesh | None:
+        """A 1-D mesh over the devices whose axis holds lanes (None on one device)."""
+        return lane_mesh(self.devices) if len(self.devices) > 1 else None
+
+    @property
+    def num_program_lanes(self) -> int:
+        """Lanes of the (one) partitioned program: padded to a multiple of the devices."""
+        if not self.partitioned:
+            return self.num_lanes
+        return padded_num_lanes(self.num_lanes, len(self.devices))
+
+    def lane_slices(self) -> list[tuple[int, int]]:
+        return self.strategy.lane_slices(self.num_program_lanes)
+
+
+def devices_for(strategy: Strategy, num_lanes: int, available) -> tuple:
+    """As many of the `available` devices as the strategy can keep busy: one per lane when
+    one vmapped program is partitioned, one per group of lanes when groups are dealt out,
+    else one."""
+    if strategy.lane_map == "vmap" and strategy.lanes_per_program == 0:
+        count = min(len(available), num_lanes)
+    elif strategy.lanes_per_program > 0:
+        count = min(len(available), len(strategy.lane_slices(num_lanes)))
+    else:
+        count = 1
+    return tuple(available[:max(count, 1)])
+
+
+def plan_for(strategy: Strategy, num_lanes: int, *, precision: str = "default",
+             donate: bool | None = None, devices=None, memory_budget_bytes: int = 0,
+             program_bytes=None) -> ExecutionPlan:
+    """The plan of a given strategy: the devices it keeps busy, and, under a memory budget,
+    the most lanes per program whose dispatch fits (`program_bytes(strategy)`: a compiled
+    probe's bytes; halving from all lanes)."""
+    available = list(jax.local_devices() if devices is None else devices)
+    if memory_budget_bytes:
+        strategy = _fit_memory(strategy, num_lanes, memory_budget_bytes, program_bytes)
+    donate = donates_by_default(available[0].platform) if donate is None else donate
+    return ExecutionPlan(strategy, num_lanes, devices_for(strategy, num_lanes, available),
+                         precision, donate)
+
+
+def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) -> Strategy:
+    lanes = min(strategy.lanes_per_program or num_lanes, num_lanes)
+    while True:
+        probe = dataclasses.replace(strategy, lanes_per_program=lanes)
+        needed = program_bytes(probe)
+        if needed <= budget:
+            break
+        if lanes == 1:
+            raise ValueError(f"one lane needs {needed / 2**20:.0f} MiB per dispatch, over the "
+                             f"memory budget of {budget / 2**20:.0f} MiB; lower batch_size or "
+                             "raise config.memory_budget_gb")
+        lanes = -(-lanes // 2)
+    logging.info("memory budget %.3g GiB: %d of %d lanes per program (%.0f MiB per dispatch)",
+                 budget / 2**30, lanes, num_lanes, needed / 2**20)
+    if lanes == (strategy.lanes_per_program or num_lanes):
+        return strategy
+    return dataclasses.replace(strategy, lanes_per_program=lanes)
+
+
+def make_plan(config, num_lanes: int, *, program_bytes=None, model_takes_conv: bool = True,
+              devices=None) -> ExecutionPlan:
+    """The plan of a run's config for `num_lanes` lanes on this process's devices.
+
+    `program_bytes(strategy)`: the bytes of one training dispatch under a strategy (needed
+    only with `config.memory_budget_gb`); `model_takes_conv`: whether the model receives its
+    convolution layer (models/conv.py), so that the strategy may choose it: 'auto' never
+    picks a convolution the model cannot take, and a manual one that it cannot take raises.
+    """
+    available = list(jax.local_devices() if devices is None else devices)
+    strategy = strategy_from_config(config, num_lanes, available[0].platform, len(available))
+    if strategy.conv != "xla" and not model_takes_conv:
+        if config.strategy.preset == "manual":
+            raise ValueError(f"config.strategy.conv={strategy.conv!r} needs a model that "
+                             f"receives its convolution layer; {config.model} does not")
+        strategy = dataclasses.replace(strategy, conv="xla")
+    return plan_for(strategy, num_lanes, precision=config.precision, devices=available,
+                    memory_budget_bytes=int(config.memory_budget_gb * 2**30),
+                    program_bytes=program_bytes)

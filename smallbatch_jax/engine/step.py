@@ -1,0 +1,183 @@
+"""One lane's math: initialize, take a training step, evaluate a batch, written for one lane.
+
+Like the `train_step` of flax's examples, these are pure functions of one lane's state and
+one batch; train/programs.py maps them over the lanes and loops them over the steps.
+
+Randomness is a pure function of (seed, purpose, counter): initial weights from
+fold_in(key(seed), INIT), the order of epoch e from fold_in(fold_in(key(seed), DATA_ORDER), e)
+(train/batches.py), the augmentation of step s (augment.py) from
+fold_in(fold_in(key(seed), AUGMENT), s), the stochastic layers' (Flax's 'dropout' stream)
+at step s from fold_in(fold_in(key(seed), DROPOUT), s). Nothing random is carried in the
+state, so a run restored at an epoch boundary continues exactly as if it had not stopped,
+and lanes with the same seed draw the same dropout masks (only the learning rate differs).
+
+Divergence: a step whose loss, gradients or BatchNorm statistics are not finite is not
+applied; the lane is frozen at its last finite state (with `jnp.where`, never `lax.cond`,
+which under vmap runs both branches anyway) and marked diverged with that step. A frozen
+lane costs the same compute as a live one, and the other lanes are unaffected.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from functools import cached_property
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from smallbatch_jax.engine.augment import pad_crop_flip
+from smallbatch_jax.engine.lanes import LaneHparams
+from smallbatch_jax.objectives import CLASSIFICATION, Objective, softmax_cross_entropy
+from smallbatch_jax.optim import Optimizer, lane_optimizer
+from smallbatch_jax.engine.state import LaneState
+
+# Streams of fold_in(key(seed), stream): one purpose each.
+INIT, DATA_ORDER, AUGMENT, DROPOUT = 0, 1, 2, 3
+
+
+def standardize(inputs, mean, std):
+    """(inputs − mean) / std in float32; inputs as they are where mean is None (token ids,
+    or standardization turned off: data/dataset.py)."""
+    if mean is None:
+        return inputs
+    return (inputs.astype(jnp.float32) - mean) / std
+
+
+cross_entropy = softmax_cross_entropy  # the paper's loss (objectives.CLASSIFICATION)
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
+def sum_of_squares(tree) -> jax.Array:
+    """Σ x² over every leaf: not finite if any element is not finite (or is huge)."""
+    return sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree))
+
+
+def augment_batch(seed, step, images):
+    """The paper's pad-crop-flip of one seed's batch, keyed by (seed, step)."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), AUGMENT), step)
+    return pad_crop_flip(key, images)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LaneStep:
+    """The model, the batch size, the objective and the optimizer's static settings: what
+    one lane's computation needs besides its state and hyperparameters (traced, per lane)."""
+
+    model: flax.linen.Module
+    batch_size: int
+    image_shape: tuple[int, ...]  # one example's input shape (an image's, or any)
+    optimizer: Optimizer = Optimizer()  # the paper's SGD
+    input_dtype: str = "float32"  # the model's input: float32, or int32 for token ids
+    objective: Objective = CLASSIFICATION  # the loss trained on and the metric evaluated
+    decay_points: Sequence[float] = (0.5, 0.75)
+    decay_factor: float = 0.1
+
+    @cached_property
+    def has_batch_norm(self) -> bool:
+        return "batch_stats" in jax.eval_shape(self.init_variables, jax.random.key(0))
+
+    def transformation(self, hp: LaneHparams, total_steps):
+        """The lane's Optax transformation (optim.lane_optimizer)."""
+        return lane_optimizer(self.optimizer, hp, self.batch_size, total_steps,
+                              decay_points=self.decay_points, decay_factor=self.decay_factor)
+
+    def init_variables(self, key):
+        dummy = jnp.zeros((1,) + tuple(self.image_shape), self.input_dtype)
+        return self.model.init(key, dummy, train=False)
+
+    def init_lane(self, variables, hp: LaneHparams) -> LaneState:
+        """A fresh lane from initialized variables (lanes with one seed share them)."""
+        return LaneState(params=variables["params"],
+                         batch_stats=variables.get("batch_stats", {}),
+                         opt_state=self.transformation(hp, 1).init(variables["params"]),
+                         diverged=jnp.zeros((), bool),
+                         diverged_step=jnp.full((), -1, jnp.int32))
+
+    def apply(self, params, batch_stats, images, train: bool, rngs=None):
+        """Logits, and the updated BatchNorm statistics when training. `rngs`: the stochastic
+        layers' keys when training (e.g. {'dropout': key})."""
+        variables = {"params": params}
+        if not self.has_batch_norm:
+            return self.model.apply(variables, images, train=train, rngs=rngs), batch_stats
+        variables["batch_stats"] = batch_stats
+        if not train:
+            return self.model.apply(variables, images, train=False), batch_stats
+        logits, updated = self.model.apply(variables, images, train=True, rngs=rngs,
+                                           mutable=["batch_stats"])
+        return logits, updated["batch_stats"]
+
+    def train_step(self, lane: LaneState, hp: LaneHparams, images, labels, seed, step,
+                   total_steps):
+        """One optimizer step of one lane (whose seed is `seed`) on standardized inputs;
+        returns the lane and its loss."""
+        dropout = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT), step)
+
+        def loss_fn(params):
+            logits, batch_stats = self.apply(params, lane.batch_stats, images, train=True,
+                                             rngs={"dropout": dropout})
+            return self.objective.loss(logits, labels).mean(), batch_stats
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(lane.params)
+        # Decided before the update, so that freezing fuses into the update's single pass over
+        # the weights (checking the new weights instead costs two more passes: 5 ms of a
+        # 40 ms step for 13 AlexNet lanes on CPU). Finite gradients give finite weights: Σg²
+        # overflows, and flags the lane, long before an update could.
+        healthy = jnp.isfinite(loss) & jnp.isfinite(sum_of_squares(grads)) & all_finite(batch_stats)
+        frozen = lane.diverged | ~healthy
+        updates, opt_state = self.transformation(hp, total_steps).update(
+            grads, lane.opt_state, lane.params)
+        params = optax.apply_updates(lane.params, updates)
+
+        keep_old = lambda old, new: jnp.where(frozen, old, new)
+        lane = LaneState(
+            params=jax.tree.map(keep_old, lane.params, params),
+            batch_stats=jax.tree.map(keep_old, lane.batch_stats, batch_stats),
+            opt_state=jax.tree.map(keep_old, lane.opt_state, opt_state),
+            diverged=frozen,
+            diverged_step=jnp.where(frozen & ~lane.diverged, step, lane.diverged_step),
+        )
+        return lane, loss
+
+    def probe_gradient(self, lane: LaneState, images, labels):
+        """The gradient of one lane's mean loss on one batch, weights frozen (BatchNorm on the
+        batch's statistics, as in training; a fixed dropout key): the noise-scale probe's G_i."""
+        def loss_fn(params):
+            logits, _ = self.apply(params, lane.batch_stats, images, train=True,
+                                   rngs={"dropout": jax.random.key(0)})
+            return self.objective.loss(logits, labels).mean()
+
+        return jax.grad(loss_fn)(lane.params)
+
+    def gradient_moments(self, lane: LaneState, images, labels):
+        """The noise-scale probe of one lane (noise_scale.py): on batches images (n, b, ...),
+        labels (n, b), the mean over the n batches of |G_i|² and the squared norm of their
+        mean, |Ḡ|², where G_i is `probe_gradient` of batch i."""
+        # One batch's gradient at a time, summed as it comes: vmapping the gradient over the
+        # batches instead compiled 1.5× longer and ran 1.6× slower (13 small-CNN lanes on
+        # XLA:CPU, 7.0 against 4.6 s and 78.7 against 49.9 ms; docs/benchmarks.md), and held
+        # every batch's gradient.
+        def add_batch(sums, batch):
+            squares, total = sums
+            grads = self.probe_gradient(lane, *batch)
+            return (squares + sum_of_squares(grads), jax.tree.map(jnp.add, total, grads)), None
+
+        start = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, lane.params))
+        (squares, total), _ = lax.scan(add_batch, start, (images, labels))
+        num_batches = images.shape[0]
+        return squares / num_batches, sum_of_squares(
+            jax.tree.map(lambda g: g / num_batches, total))
+
+    def evaluate(self, lane: LaneState, images, labels, mask):
+        """The summed metric (correct predictions, for accuracy) and summed loss of one lane on
+        standardized test inputs, with the running BatchNorm statistics; `mask` is False on
+        padding."""
+        outputs, _ = self.apply(lane.params, lane.batch_stats, images, train=False)
+        metric = jnp.sum(jnp.where(mask, self.objective.metric(outputs, labels), 0.0))
+        loss = jnp.sum(jnp.where(mask, self.objective.loss(outputs, labels), 0.0))
+        return metric, loss

@@ -1,0 +1,220 @@
+"""The execution strategy: how the lanes, steps and convolutions of one program are computed.
+
+`jax.vmap` over lanes inside a `lax.scan` over steps, with XLA's convolution, is the
+reference semantics. It is not always the fastest: on XLA:CPU a vmapped convolution becomes
+a grouped convolution, several times slower than the same work as a batched matrix product
+(docs/benchmarks.md). A `Strategy` names one way; the programs (train/programs.py) and the
+models' convolution layer (models/conv.py) follow it, and tests check that every strategy
+gives the reference's results (equal up to float rounding: another program sums in another
+order).
+
+- lane_map='vmap': `jax.vmap` over the lane axis (reference); 'unrolled': one copy of the
+  per-lane computation per lane in the same program (K independent subgraphs, no grouped
+  convolutions); 'map': `lax.map` over the lanes, a loop inside the program that runs one
+  lane at a time (no grouped convolutions, a program the size of one lane's).
+- conv='xla' (reference), 'patches' (patches × kernel) or 'shifted' (one matrix product
+  per kernel offset); models/conv.py.
+- step_loop='scan': `lax.scan` over the steps of a dispatch, `scan_unroll` steps per
+  iteration; 'unrolled': the steps traced one after another (no loop; the program grows with
+  `steps_per_dispatch`, so keep it small).
+- steps_per_dispatch: steps per call of a compiled program; 0 means a whole epoch.
+- lanes_per_program: at most this many lanes in one program (0: all). The lanes are split
+  into near-equal groups that each run a whole epoch: a smaller working set (on CPU, one that
+  stays in cache; on an accelerator, one that fits in memory), identical results. With
+  several devices the groups are dealt out over them and run concurrently (train/plan.py).
+
+`choose_strategy` is what `strategy.preset='auto'` gets: measured per backend, never assumed.
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+from smallbatch_jax.models.conv import CONV_IMPLS
+
+LANE_MAPS = ("vmap", "unrolled", "map")
+STEP_LOOPS = ("scan", "unrolled")
+# An unrolled step loop is traced step by step: beyond this the compile time explodes.
+MAX_UNROLLED_STEPS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    lane_map: str = "vmap"
+    conv: str = "xla"
+    step_loop: str = "scan"
+    steps_per_dispatch: int = 0
+    scan_unroll: int = 1
+    lanes_per_program: int = 0
+
+    def __post_init__(self):
+        if self.lane_map not in LANE_MAPS:
+            raise ValueError(f"strategy.lane_map={self.lane_map!r}; allowed: {LANE_MAPS}")
+        if self.conv not in CONV_IMPLS:
+            raise ValueError(f"strategy.conv={self.conv!r}; allowed: {CONV_IMPLS}")
+        if self.step_loop not in STEP_LOOPS:
+            raise ValueError(f"strategy.step_loop={self.step_loop!r}; allowed: {STEP_LOOPS}")
+        if self.steps_per_dispatch < 0:
+            raise ValueError(f"strategy.steps_per_dispatch={self.steps_per_dispatch}; "
+                             "allowed: 0 (a whole epoch) or a positive number of steps")
+        if self.step_loop == "unrolled" and not 0 < self.steps_per_dispatch <= MAX_UNROLLED_STEPS:
+            raise ValueError("strategy.step_loop='unrolled' needs strategy.steps_per_dispatch "
+                             f"in [1, {MAX_UNROLLED_STEPS}]; got {self.steps_per_dispatch}")
+        if self.scan_unroll < 1:
+            raise ValueError(f"strategy.scan_unroll={self.scan_unroll}; allowed: >= 1")
+        if self.lanes_per_program < 0:
+            raise ValueError(f"strategy.lanes_per_program={self.lanes_per_program}; allowed: 0 "
+                             "(all lanes in one program) or a positive number of lanes")
+
+    def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
+        """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""
+        per_dispatch = min(self.steps_per_dispatch or steps_per_epoch, steps_per_epoch)
+        full, rest = divmod(steps_per_epoch, per_dispatch)
+        return [per_dispatch] * full + ([rest] if rest else [])
+
+    def lane_slices(self, num_lanes: int) -> list[tuple[int, int]]:
+        """[start, stop) of each group of lanes: near-equal sizes (at most two programs)."""
+        groups = -(-num_lanes // (self.lanes_per_program or num_lanes))
+        bounds = [round(i * num_lanes / groups) for i in range(groups + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+
+# Named strategies, selectable as config.strategy.preset.
+PRESETS = {
+    "reference": Strategy(),
+    # Every lane's convolutions as one batched matrix product, steps in a scan.
+    "patches": Strategy(conv="patches"),
+    # The same in groups of at most 7 lanes (13 lanes: 6 + 7), a smaller working set.
+    "patches_grouped": Strategy(conv="patches", lanes_per_program=7),
+    # One lane and one step per dispatch with XLA's convolution: what a Python loop over
+    # runs does, with the data kept on the device.
+    "sequential": Strategy(lane_map="unrolled", step_loop="unrolled", steps_per_dispatch=1,
+                           lanes_per_program=1),
+}
+
+# Measured tables of the fastest strategy per m on an accelerator backend, as
+# experiments.gpu_check writes them (strategy_table.json): smallbatch_jax/measured/{backend}.json.
+MEASURED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "measured")
+
+
+def read_measured_table(path: str) -> dict:
+    """A table of measured strategies (`write_measured_table`), checked."""
+    try:
+        with open(path) as f:
+            table = json.load(f)
+        choices = {int(m): Strategy(**fields) for m, fields in table["choices"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a table of measured strategies ({error})") from error
+    if not choices:
+        raise ValueError(f"{path}: no batch size measured")
+    return {**table, "choices": choices}
+
+
+def write_measured_table(path: str, choices: dict[int, Strategy], **provenance) -> None:
+    """The fastest strategy per measured m, with where it was measured (device, jax version,
+    date, model, K)."""
+    table = {**provenance,
+             "choices": {str(m): dataclasses.asdict(strategy)
+                         for m, strategy in sorted(choices.items())}}
+    with open(path, "w") as f:
+        json.dump(table, f, indent=2)
+
+
+def measured_choice(table: dict, batch_size: int) -> Strategy:
+    """The table's strategy for the measured m nearest to `batch_size` in log₂ m (a tie goes
+    to the smaller m); the reference beyond a factor 2 of the measured range: a choice
+    measured at m = 128 says nothing about m = 2048, where the patches of the fastest small-m
+    lowering alone take tens of GiB."""
+    measured = table["choices"]
+    if not min(measured) / 2 <= batch_size <= 2 * max(measured):
+        return PRESETS["reference"]
+    nearest = min(measured, key=lambda m: (abs(math.log2(m / batch_size)), m))
+    return measured[nearest]
+
+
+def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
+                    num_devices: int = 1, table_path: str = "") -> Strategy:
+    """The strategy used when a config asks for 'auto': the fastest measured per backend.
+
+    `num_lanes`: K; `num_devices`: the local devices the lanes may use; `table_path`: a
+    measured table to use instead of the packaged one (e.g. one experiments.gpu_check just
+    wrote on this machine).
+
+    CPU (reduced AlexNet, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md): for
+    m ≤ 16 the convolutions as patches. With one CPU device per core
+    (sharding.use_cpu_cores), the lanes in groups of at most 4 (at least one group per
+    device) dealt out over the cores, which run them concurrently: one step of all lanes is
+    too small for XLA to spread over the cores by itself, and small groups keep each
+    program's working set in cache (m = 2, K = 13: 1.67× the sequential baseline against 1.55×
+    for every lane in one program split over the cores, which also pads 13 lanes to 14;
+    m = 8: 1.12× against 0.97×). On a single device, every lane in one program at m ≤ 4
+    and groups of ≤ 7 lanes up to m = 16. Above m = 16, XLA's own convolution, one lane and
+    one step per dispatch, the lanes dealt out over the devices: XLA:CPU's convolution runs
+    ~20× slower inside a loop, and at m ≥ 32 patches lose to it.
+
+    Other backends (GPU): the fastest strategy of a table measured there by
+    experiments.gpu_check (reduced AlexNet, K = 13; smallbatch_jax/measured/gpu.json, whose
+    device, jax version and date docs/benchmarks.md shows), for the measured m nearest to
+    `batch_size`, within a factor 2 of the measured range. Without a table, or outside its
+    range: the reference (vmap, scan), split over every device.
+    """
+    if table_path:
+        if not os.path.isfile(table_path):
+            raise ValueError(f"strategy.table={table_path!r}: no such file")
+        return measured_choice(read_measured_table(table_path), batch_size)
+    if backend != "cpu":
+        packaged = os.path.join(MEASURED_DIR, f"{backend}.json")
+        if not os.path.isfile(packaged):
+            return PRESETS["reference"]
+        return measured_choice(read_measured_table(packaged), batch_size)
+    if batch_size > 16:
+        return PRESETS["sequential"]
+    if num_devices > 1 and num_lanes > 1:
+        return Strategy(conv="patches", lanes_per_program=min(4, -(-num_lanes // num_devices)))
+    if batch_size <= 4:
+        return PRESETS["patches"]
+    return PRESETS["patches_grouped"]
+
+
+PRESET_CHOICES = ("auto", "manual", *PRESETS)
+
+
+def strategy_fields(section) -> Strategy:
+    """The fields of a config's `strategy` section as a Strategy, checked: a bad value, or a
+    field set away from its default while another preset than 'manual' chooses the fields
+    (it would be silently ignored), raises naming the key."""
+    if section.preset not in PRESET_CHOICES:
+        raise ValueError(f"config.strategy.preset={section.preset!r} is invalid; allowed: "
+                         f"{PRESET_CHOICES}")
+    fields = {f.name: section[f.name] for f in dataclasses.fields(Strategy)}
+    try:
+        strategy = Strategy(**fields)
+    except ValueError as error:
+        raise ValueError(f"config.{error}") from None
+    if section.preset != "manual":
+        changed = sorted(name for name, value in fields.items()
+                         if value != getattr(Strategy(), name))
+        if changed:
+            raise ValueError(f"config.strategy.{changed[0]}={fields[changed[0]]!r} is set, but "
+                             f"strategy.preset={section.preset!r} chooses every field; set "
+                             "strategy.preset='manual' to give the fields")
+    if section.table and not os.path.isfile(section.table):
+        raise ValueError(f"config.strategy.table={section.table!r}: no such file; allowed: '' "
+                         "(the packaged table) or a file of measured strategies "
+                         "(experiments.gpu_check writes strategy_table.json)")
+    return strategy
+
+
+def strategy_from_config(config, num_lanes: int, backend: str, num_devices: int) -> Strategy:
+    """The config's strategy: `strategy.preset` 'auto' (choose_strategy), a preset's name,
+    or 'manual' (the fields, `strategy_fields`)."""
+    section = config.strategy
+    strategy = strategy_fields(section)
+    if section.preset == "manual":
+        return strategy
+    if section.preset == "auto":
+        return choose_strategy(backend, config.batch_size, num_lanes, num_devices,
+                               section.table)
+    return PRESETS[section.preset]

@@ -1,0 +1,159 @@
+"""The lane trainer: one lane's math (step.py) compiled for K lanes (programs.py), run in the
+plan's groups on its devices (lane_groups.py), on batches from a source (batches.py).
+
+`LaneTrainer.train_epoch` runs one epoch of every live group; dispatches go out step-major
+(every group's first dispatch, then every group's second, …), so groups on different devices
+run concurrently and a streamed batch is read from the host once. It may also evaluate at
+points inside the epoch (steps to a target, measured finer than an epoch): the epoch is cut
+into near-equal parts, each dispatched as the plan says, so the steps and their results are
+those of an uncut epoch. `evaluate` runs the test split through every live group, issuing
+every batch before reading any result. The epoch loop with its history and hooks is loop.py.
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from smallbatch_jax.engine.lanes import LaneHparams
+from smallbatch_jax.engine import lane_groups
+from smallbatch_jax.engine.plan import ExecutionPlan
+from smallbatch_jax.engine.programs import Programs
+from smallbatch_jax.engine.state import LaneState, TrainState
+from smallbatch_jax.engine.step import LaneStep
+
+
+def evaluation_points(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
+    """The steps into an epoch after which it is evaluated: `evals_per_epoch` near-equal
+    parts, the epoch's end last."""
+    if not 1 <= evals_per_epoch <= steps_per_epoch:
+        raise ValueError(f"evals_per_epoch={evals_per_epoch} must be between 1 and the "
+                         f"epoch's {steps_per_epoch} steps")
+    return [round((i + 1) * steps_per_epoch / evals_per_epoch) for i in range(evals_per_epoch)]
+
+
+class LaneTrainer:
+    """The compiled programs of one model, batch size, data shape and number of seeds, run
+    as `plan` says."""
+
+    def __init__(self, lane_step: LaneStep, plan: ExecutionPlan, *, num_seeds: int = 1,
+                 augment: bool = False):
+        self.lane_step, self.plan = lane_step, plan
+        self.num_seeds, self.augment = num_seeds, augment
+        self.programs = Programs(lane_step, plan, num_seeds, augment)
+
+    @property
+    def traces(self):
+        return self.programs.traces
+
+    @property
+    def has_batch_norm(self) -> bool:
+        return self.lane_step.has_batch_norm
+
+    @property
+    def devices(self) -> list:
+        return list(self.plan.devices)
+
+    def init(self, seeds: jax.Array, hparams: LaneHparams) -> TrainState:
+        return self.programs.init(seeds, hparams)
+
+    def start(self, seeds: jax.Array, hparams: LaneHparams, source):
+        """Initial state, hyperparameters and batch source, placed for the plan: an
+        in-memory data set goes to the device(s), a streamed one stays on the host. Lanes of
+        a partitioned program are padded (lane_groups.pad_for)."""
+        if source.one_data_order and self.num_seeds != 1:
+            raise ValueError(f"{source.dataset.name} is streamed: one data order per program, "
+                             "so num_seeds must be 1 (run each seed as its own sweep)")
+        hparams = lane_groups.pad_for(self.plan, hparams)
+        state, hparams = lane_groups.place(self.plan, self.init(seeds, hparams), hparams)
+        return state, hparams, source.place(lambda tree: lane_groups.put_everywhere(self.plan,
+                                                                                    tree))
+
+    def train_epoch(self, state: TrainState, hparams: LaneHparams, source, seeds: jax.Array,
+                    total_steps: int, evals_per_epoch: int = 1
+                    ) -> tuple[TrainState, np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+        """One epoch of every live group; returns the new state, each lane's mean training
+        loss (NaN for a skipped group of diverged lanes) and the evaluations inside the epoch,
+        [(step, test metric, test loss)] per lane (`evals_per_epoch` − 1 of them, at
+        `evaluation_points`; the epoch's end is the caller's to evaluate). With donation,
+        `state` is used up."""
+        groups = lane_groups.live_groups(self.plan, state.lanes)
+        lanes = [lane_groups.take(state.lanes, g) for g in groups]
+        group_hparams = [lane_groups.take(hparams, g) for g in groups]
+        group_seeds = [lane_groups.on(g.device, seeds) for g in groups]
+        points = evaluation_points(source.steps_per_epoch, evals_per_epoch)
+        lengths = [n for start, stop in zip([0] + points[:-1], points)
+                   for n in source.dispatch_lengths(self.plan.strategy, stop - start)]
+        losses = [0] * len(groups)
+        step = first_step = int(state.step)
+        num_lanes = state.lanes.diverged.shape[0]
+        put = lambda tree: lane_groups.put_everywhere(self.plan, tree)
+        local = {}  # each device's copy of the epoch's data and order, made once
+        evaluations = []
+        for num_steps, dispatch in source.epoch(seeds, int(state.epoch), lengths, put):
+            for i, group in enumerate(groups):
+                lanes[i], loss = self.programs.train(
+                    lanes[i], group_hparams[i], lane_groups.on(group.device, dispatch, local),
+                    group_seeds[i], np.int32(step), np.int32(total_steps), num_steps=num_steps)
+                losses[i] = losses[i] + loss
+            step += num_steps
+            if step - first_step in points[:-1]:
+                evaluations.append((step, *self._evaluate_groups(groups, lanes, source,
+                                                                 num_lanes)))
+        mean_loss = np.full(num_lanes, np.nan)
+        for group, loss in zip(groups, losses):
+            mean_loss[group.start:group.stop] = np.asarray(loss) / source.steps_per_epoch
+        trained = {(g.start, g.stop): group_lanes for g, group_lanes in zip(groups, lanes)}
+        state = TrainState(lane_groups.assemble(self.plan, state.lanes, trained),
+                           step=state.step + source.steps_per_epoch, epoch=state.epoch + 1)
+        return state, mean_loss, evaluations
+
+    def evaluate(self, lanes: LaneState, source) -> tuple[np.ndarray, np.ndarray]:
+        """The test metric (objectives.py; accuracy by default) and mean test loss of every
+        lane, with running BN statistics (NaN for a lane that diverged)."""
+        groups = lane_groups.live_groups(self.plan, lanes)
+        return self._evaluate_groups(groups, [lane_groups.take(lanes, g) for g in groups],
+                                     source, lanes.diverged.shape[0])
+
+    def _evaluate_groups(self, groups, group_lanes, source, num_lanes: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """`evaluate` of the groups' lanes (each group's on its device); NaN elsewhere, and
+        for a lane that diverged."""
+        sums = [[] for _ in groups]  # every batch is issued before any result is read
+        local = {}
+        for batch in source.test_batches():
+            for i, group in enumerate(groups):
+                sums[i].append(self.programs.evaluate(
+                    group_lanes[i], lane_groups.on(group.device, batch, local)))
+        metric, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
+        for group, batches, lanes in zip(groups, sums, group_lanes):
+            a, b = group.start, group.stop
+            diverged = np.asarray(lanes.diverged)[:b - a]
+            metric[a:b] = np.where(diverged, np.nan,
+                                   sum(np.asarray(c) for c, _ in batches) / source.num_test)
+            loss[a:b] = np.where(diverged, np.nan,
+                                 sum(np.asarray(l) for _, l in batches) / source.num_test)
+        return metric, loss
+
+    def gradient_moments(self, lanes: LaneState, hparams: LaneHparams, probe_batch
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Every lane's noise-scale probe (noise_scale.py): (mean |G_small|², |G_big|²) per
+        lane, NaN for a skipped group of diverged lanes. `probe_batch`: a host ProbeBatch."""
+        num_lanes = lanes.diverged.shape[0]
+        # Every group on the lanes' home device: a program is compiled once per device it
+        # runs on, and a probe once an epoch is not worth a compile per device (3 probe
+        # compiles, 15 s, of a 2-device small-CNN run on this CPU: docs/benchmarks.md).
+        groups = [dataclasses.replace(group, device=self.plan.devices[0])
+                  if group.device is not None else group
+                  for group in lane_groups.live_groups(self.plan, lanes)]
+        probe_batch = lane_groups.put_everywhere(self.plan, probe_batch)
+        local, moments = {}, []
+        for group in groups:  # every group is issued before any result is read
+            moments.append(self.programs.probe(
+                lane_groups.take(lanes, group), lane_groups.take(hparams, group),
+                lane_groups.on(group.device, probe_batch, local)))
+        small, big = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
+        for group, (s, b) in zip(groups, moments):
+            small[group.start:group.stop] = np.asarray(s)
+            big[group.start:group.stop] = np.asarray(b)
+        return small, big

@@ -1,0 +1,146 @@
+"""Checks a run's config before any compute; every error names the key and what it allows.
+
+`check_config` needs only the config; `check_against_data` also needs the data set, for the
+limits that depend on its size.
+"""
+
+import math
+
+from smallbatch_jax.data import DATASETS, Dataset
+from smallbatch_jax.models import MODELS, import_model
+from smallbatch_jax.objectives import Objective, objective_named
+from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
+from smallbatch_jax.engine.strategy import strategy_fields
+from smallbatch_jax.engine.plan import PRECISIONS
+
+
+def _fail(key, value, allowed):
+    raise ValueError(f"config.{key}={value!r} is invalid; allowed: {allowed}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config(config, *, user_model: bool = False, user_data: bool = False,
+                 user_objective: bool = False) -> None:
+    """`user_model`/`user_data`/`user_objective`: the model, the data or the objective come
+    from the API (smallbatch_jax.api), and config.model/dataset/objective only name them."""
+    if not user_model and config.model not in MODELS:
+        import_model(config.model)  # "package.module:attribute", or a clear error
+    if not user_objective:
+        objective_named(config.objective)  # built in, "package.module:attribute", or an error
+    if not user_data and config.dataset not in DATASETS:
+        _fail("dataset", config.dataset, DATASETS)
+    if config.dataset == "npz" and not config.data_dir:
+        _fail("data_dir", config.data_dir, "the .npz file of dataset='npz'")
+    if not isinstance(config.standardize, bool):
+        _fail("standardize", config.standardize, "True or False")
+    if not isinstance(config.augment, bool):
+        _fail("augment", config.augment, "True (pad 4, random crop, random flip) or False")
+    if config.dataset == "imagenet2012":
+        if config.augment:
+            _fail("augment", config.augment, "False for imagenet2012: its augmentation is the "
+                  "host pipeline's (data/imagenet.py), always on in training")
+        if config.num_seeds != 1:
+            _fail("num_seeds", config.num_seeds, "1 for imagenet2012 (streamed: one data order "
+                  "per program); run each seed as its own sweep")
+        if not _is_int(config.image_size) or config.image_size < 32:
+            _fail("image_size", config.image_size, "an integer >= 32 (the paper: 224)")
+    if not _is_int(config.batch_size) or config.batch_size <= 0:
+        _fail("batch_size", config.batch_size, "a positive integer no larger than the training set")
+    if not _is_int(config.bn_batch_size) or config.bn_batch_size < 0 or (
+            config.bn_batch_size and config.batch_size % config.bn_batch_size):
+        _fail("bn_batch_size", config.bn_batch_size,
+              f"0 (BN over the whole batch) or a positive divisor of batch_size={config.batch_size}")
+    lrs = tuple(config.base_lrs) if isinstance(config.base_lrs, (tuple, list)) else ()
+    if not lrs or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0
+                          for lr in lrs):
+        _fail("base_lrs", config.base_lrs, "a non-empty tuple of positive finite numbers")
+    if not _is_int(config.epochs) or config.epochs <= 0:
+        _fail("epochs", config.epochs, "a positive integer")
+    if not _is_int(config.num_seeds) or config.num_seeds <= 0:
+        _fail("num_seeds", config.num_seeds, "a positive integer")
+    if not _is_int(config.seed) or config.seed < 0:
+        _fail("seed", config.seed, "a non-negative integer")
+    if not 0.0 <= config.warmup < 1.0:
+        _fail("warmup", config.warmup, "a fraction of training in [0, 1)")
+    if not config.weight_decay >= 0.0:
+        _fail("weight_decay", config.weight_decay, "a number >= 0")
+    if config.optimizer not in OPTIMIZERS:
+        _fail("optimizer", config.optimizer, OPTIMIZERS)
+    if config.lr_scaling not in ("",) + LR_SCALINGS:
+        _fail("lr_scaling", config.lr_scaling, f"'' (the optimizer's default) or {LR_SCALINGS}")
+    if not isinstance(config.nesterov, bool) or (config.nesterov and
+                                                 config.optimizer != "momentum"):
+        _fail("nesterov", config.nesterov, "False, or True with optimizer='momentum'")
+    if config.optimizer == "momentum":
+        if not 0.0 < config.momentum < 1.0:
+            _fail("momentum", config.momentum, "a number in (0, 1) for optimizer='momentum'")
+    elif config.momentum != 0.0:
+        _fail("momentum", config.momentum, f"0 for optimizer={config.optimizer!r} (heavy-ball "
+              "momentum is optimizer='momentum'; Adam's β₁ is adam.beta1)")
+    adam = config.adam
+    if not 0.0 <= adam.beta1 < 1.0:
+        _fail("adam.beta1", adam.beta1, "a number in [0, 1)")
+    if not 0.0 < adam.beta2 < 1.0:
+        _fail("adam.beta2", adam.beta2, "a number in (0, 1)")
+    if not adam.epsilon > 0.0:
+        _fail("adam.epsilon", adam.epsilon, "a positive number")
+    if adam.beta2_rule not in BETA2_RULES:
+        _fail("adam.beta2_rule", adam.beta2_rule, BETA2_RULES)
+    if not _is_int(adam.beta2_batch_size) or adam.beta2_batch_size <= 0:
+        _fail("adam.beta2_batch_size", adam.beta2_batch_size,
+              "a positive integer (the m at which adam.beta2 holds)")
+    if not all(0.0 < p < 1.0 for p in config.lr_decay_points):
+        _fail("lr_decay_points", config.lr_decay_points, "fractions of training in (0, 1)")
+    if not 0.0 < config.lr_decay_factor <= 1.0:
+        _fail("lr_decay_factor", config.lr_decay_factor, "a number in (0, 1]")
+    if not _is_int(config.eval_batch_size) or config.eval_batch_size <= 0:
+        _fail("eval_batch_size", config.eval_batch_size, "a positive integer")
+    if not _is_int(config.evals_per_epoch) or config.evals_per_epoch <= 0:
+        _fail("evals_per_epoch", config.evals_per_epoch,
+              "a positive integer (1: after each epoch, as the paper)")
+    if not config.memory_budget_gb >= 0:
+        _fail("memory_budget_gb", config.memory_budget_gb,
+              "0 (no budget) or the GiB one dispatch may use")
+    if not _is_int(config.last_epochs) or config.last_epochs <= 0:
+        _fail("last_epochs", config.last_epochs, "a positive integer (the paper: 5)")
+    if not (isinstance(config.target, (int, float)) and math.isfinite(config.target)):
+        _fail("target", config.target, "a finite number (0: within 5% of the sweep's best)")
+    if not 0.0 <= config.reliable_tolerance <= 1.0:
+        _fail("reliable_tolerance", config.reliable_tolerance,
+              "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")
+    if config.precision not in PRECISIONS:
+        _fail("precision", config.precision, PRECISIONS)
+    cadence = config.checkpoint
+    if not _is_int(cadence.every_epochs) or cadence.every_epochs < 0:
+        _fail("checkpoint.every_epochs", cadence.every_epochs, "an integer >= 0 (0: off)")
+    if not cadence.every_minutes >= 0:
+        _fail("checkpoint.every_minutes", cadence.every_minutes, "a number >= 0 (0: off)")
+    if not _is_int(cadence.keep) or cadence.keep < 1:
+        _fail("checkpoint.keep", cadence.keep, "a positive integer")
+    strategy_fields(config.strategy)
+
+
+def check_against_data(config, dataset: Dataset, objective: Objective | None = None) -> None:
+    """What the config asks of the data set (and the objective of its labels: None, the
+    config's own)."""
+    objective = objective or objective_named(config.objective)
+    labels = getattr(dataset, "label_kind", "classes")
+    if objective.labels != labels:
+        _fail("objective", config.objective,
+              f"one for {labels} ({dataset.name}'s labels are "
+              + ("integer class ids)" if labels == "classes" else "real-valued targets)")
+              + f"; this objective needs {objective.labels}")
+    kind = getattr(dataset, "input_kind", "images")
+    if config.augment and kind != "images":
+        _fail("augment", config.augment, f"False for {dataset.name}: its inputs are {kind}, "
+              "and the augmentation (pad, crop, flip) is for (N, H, W, C) images")
+    if config.batch_size > dataset.num_train:
+        _fail("batch_size", config.batch_size,
+              f"at most the {dataset.num_train} training examples of {dataset.name}")
+    steps_per_epoch = dataset.num_train // config.batch_size
+    if config.evals_per_epoch > steps_per_epoch:
+        _fail("evals_per_epoch", config.evals_per_epoch,
+              f"at most the {steps_per_epoch} steps of an epoch at m = {config.batch_size}")

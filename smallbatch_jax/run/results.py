@@ -1,0 +1,261 @@
+"""Per-lane results: the paper's metric, the tables a run writes and prints.
+
+The paper's metric (§3.1, after Goyal et al.) is the median test accuracy over the last 5
+epochs, evaluated once per epoch. With another objective (objectives.py) it is the median of
+that objective's test metric: the columns say `median_test_metric`, and `metric` and
+`higher_is_better` say which and in which direction. A lane that diverged has NaN
+measurements from that epoch on, so its metric is NaN whenever it diverged within the last
+epochs; `diverged` and `diverged_step` say when.
+"""
+
+import contextlib
+import csv
+import math
+import os
+
+import numpy as np
+
+from smallbatch_jax import noise_scale
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.objectives import CLASSIFICATION, Objective
+from smallbatch_jax.optim import Optimizer
+from smallbatch_jax.engine.loop import History
+
+SUMMARY_FIELDS = (
+    "model", "dataset", "optimizer", "metric", "higher_is_better",
+    "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
+    "weight_decay", "warmup", "momentum", "lr_scaling", "beta2", "epsilon", "epochs", "steps",
+    "median_test_metric", "final_test_metric", "final_test_loss", "final_train_loss",
+    "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
+)
+CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
+                "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale")
+# evaluations.csv (a run with evals_per_epoch > 1): every evaluation, inside epochs and at
+# their ends, per lane; `epoch` is fractional (steps / steps per epoch).
+EVALUATION_FIELDS = ("step", "epoch", "lane", "seed", "base_lr", "test_loss", "test_metric")
+# Columns of files written before the metric was configurable, read under today's names.
+LEGACY_NAMES = {"median_test_accuracy": "median_test_metric",
+                "final_test_accuracy": "final_test_metric", "test_accuracy": "test_metric"}
+
+
+def metric_of(rows: list[dict]) -> tuple[str, bool]:
+    """(the metric's name, whether higher is better) of results rows; the paper's accuracy
+    for rows that do not say (files from before the metric was configurable). Rows of
+    different metrics or directions cannot be ranked together: ValueError."""
+    found = {(r.get("metric") or "accuracy",
+              r.get("higher_is_better") in (True, "True", "", None)) for r in rows}
+    if len(found) > 1:
+        raise ValueError(f"results of different metrics cannot be compared: {sorted(found)}")
+    return found.pop() if found else ("accuracy", True)
+
+
+def best_value(values, higher_is_better: bool) -> float:
+    """The best of `values` (NaN ignored; NaN if none is finite)."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if higher_is_better else min(finite)
+
+
+def median_last(values: np.ndarray, last: int) -> np.ndarray:
+    """Median over the last `last` rows of (epochs, K) values; NaN where any of them is NaN."""
+    window = np.asarray(values)[-last:]
+    return np.where(np.isnan(window).any(axis=0), np.nan, np.median(window, axis=0))
+
+
+def first_epoch_excess(epoch_seconds: list[float]) -> float:
+    """The first epoch's seconds beyond the median of the others': what compiling the
+    programs (and the first calls' autotuning and allocation) added. On a GPU at large m it
+    can be most of a run's wall time (docs/gpu). NaN with fewer than two epochs."""
+    if len(epoch_seconds) < 2:
+        return math.nan
+    return max(epoch_seconds[0] - float(np.median(epoch_seconds[1:])), 0.0)
+
+
+def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
+              steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int,
+              wall_seconds: float = math.nan, model: str = "", dataset: str = "",
+              optimizer: Optimizer = Optimizer(),
+              objective: Objective = CLASSIFICATION) -> list[dict]:
+    """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
+    whole program (all lanes together, evaluation included, compilation too), of which
+    `compile_seconds` (first_epoch_excess) was compiling. `lr` is η
+    (optim.Optimizer.learning_rate); `momentum` is μ, or Adam's β₁; `beta2` and `epsilon`
+    are Adam's (blank for SGD)."""
+    adam = optimizer.name in ("adam", "adamw")
+    name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
+    metric = np.stack(history.test_metric)
+    median = median_last(metric, last_epochs)
+    rows = []
+    for lane, (seed, base_lr) in enumerate(grid.lanes()):
+        step = int(diverged_step[lane])
+        rows.append({
+            "model": model,
+            "dataset": dataset,
+            "optimizer": name,
+            "metric": objective.metric_name,
+            "higher_is_better": objective.higher_is_better,
+            "lane": lane,
+            "seed": seed,
+            "base_lr": base_lr,
+            "log2_base_lr": math.log2(base_lr),
+            "lr": optimizer.learning_rate(base_lr, batch_size),
+            "batch_size": batch_size,
+            "bn_batch_size": bn_batch_size,
+            "weight_decay": grid.weight_decay,
+            "warmup": grid.warmup_fraction,
+            "momentum": grid.momentum,
+            "lr_scaling": optimizer.scaling,
+            "beta2": grid.beta2 if adam else "",
+            "epsilon": grid.epsilon if adam else "",
+            "epochs": history.epoch[-1],
+            "steps": history.epoch[-1] * steps_per_epoch,
+            "median_test_metric": float(median[lane]),
+            "final_test_metric": float(metric[-1, lane]),
+            "final_test_loss": float(history.test_loss[-1][lane]),
+            "final_train_loss": float(history.train_loss[-1][lane]),
+            "diverged": step >= 0,
+            "diverged_step": step,
+            "diverged_epoch": step // steps_per_epoch + 1 if step >= 0 else -1,
+            "wall_seconds": wall_seconds,
+            "compile_seconds": first_epoch_excess(history.seconds),
+        })
+    return rows
+
+
+@contextlib.contextmanager
+def replacing(path: str):
+    """Yields a temporary path beside `path` to write; renamed onto `path` when the block
+    ends without error. A reader (or a sweep deciding what is complete) never sees half a
+    file, and processes writing the same file at once leave one whole copy."""
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_csv(path: str, rows: list[dict], fields) -> None:
+    with replacing(path) as temporary, open(temporary, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def typed(rows: list[dict]) -> list[dict]:
+    """Rows read from a CSV (strings), numbers and booleans converted back."""
+    def value(text):
+        if not isinstance(text, str):
+            return text
+        if text in ("True", "False"):
+            return text == "True"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    return [{k: value(v) for k, v in row.items()} for row in rows]
+
+
+def read_raw(path: str) -> list[dict]:
+    """Rows of a CSV file as strings (written back, they are the same text), older files'
+    column names as today's (LEGACY_NAMES)."""
+    with open(path, newline="") as f:
+        return [{LEGACY_NAMES.get(k, k): v for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def merge_tables(tables: list[list[dict]]) -> list[dict]:
+    """The rows of several results tables of one study (more seeds run another day or on
+    another machine) as one table. A lane two tables both hold (the same m, m_BN, η̃ and
+    seed) would count twice, and tables of different models, data sets or optimizers do not
+    belong together: ValueError for either."""
+    merged, seen = [], {}
+    for index, rows in enumerate(tables):
+        for row in rows:
+            key = (int(row["batch_size"]), int(row.get("bn_batch_size") or row["batch_size"]),
+                   float(row["base_lr"]), int(row["seed"]))
+            if key in seen:
+                raise ValueError(f"tables {seen[key]} and {index} both hold the lane m = "
+                                 f"{key[0]}, m_BN = {key[1]}, η̃ = {key[2]:g}, seed {key[3]}")
+            seen[key] = index
+            merged.append(row)
+    for field in ("model", "dataset", "optimizer"):
+        values = {row.get(field) for row in merged} - {None, ""}
+        if len(values) > 1:
+            raise ValueError(f"tables of different {field}s cannot be merged: {sorted(values)}")
+    return merged
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    """Every column of `rows`, in the order first seen (tables written before a column
+    existed lack it)."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
+def read_csv(path: str) -> list[dict]:
+    """Rows as `write_csv` wrote them, numbers and booleans converted back (older files'
+    column names as today's: LEGACY_NAMES)."""
+    return typed(read_raw(path))
+
+
+def curve_rows(history: History, grid: LaneGrid, probe=None) -> list[dict]:
+    """Per epoch and lane: losses, test metric, the epoch's seconds and, where the run probed
+    the gradient noise with `probe` (noise_scale.NoiseProbe), the probe's mean |G_small|²,
+    |G_big|² and the smoothed noise scale B_simple (NaN where not measured)."""
+    probed = probe is not None and len(history.grad_sq_small) == len(history.epoch)
+    scales = (noise_scale.noise_scale_curves(history.grad_sq_small, history.grad_sq_big,
+                                             probe)[2] if probed else None)
+    rows = []
+    for i, epoch in enumerate(history.epoch):
+        for lane, (seed, base_lr) in enumerate(grid.lanes()):
+            rows.append({
+                "epoch": epoch, "lane": lane, "seed": seed, "base_lr": base_lr,
+                "train_loss": float(history.train_loss[i][lane]),
+                "test_loss": float(history.test_loss[i][lane]),
+                "test_metric": float(history.test_metric[i][lane]),
+                "epoch_seconds": history.seconds[i],
+                "grad_sq_small": float(history.grad_sq_small[i][lane]) if probed else math.nan,
+                "grad_sq_big": float(history.grad_sq_big[i][lane]) if probed else math.nan,
+                "noise_scale": float(scales[i][lane]) if probed else math.nan,
+            })
+    return rows
+
+
+def evaluation_rows(history: History, grid: LaneGrid, steps_per_epoch: int) -> list[dict]:
+    """Per evaluation (inside epochs and at their ends, in order of step) and lane: the step
+    after which it was made, the fractional epoch, the test loss and metric."""
+    points = [(step, history.within_test_loss[i], history.within_test_metric[i])
+              for i, step in enumerate(history.within_step)]
+    points += [(epoch * steps_per_epoch, history.test_loss[i], history.test_metric[i])
+               for i, epoch in enumerate(history.epoch)]
+    return [{"step": step, "epoch": step / steps_per_epoch, "lane": lane, "seed": seed,
+             "base_lr": base_lr, "test_loss": float(loss[lane]), "test_metric": float(metric[lane])}
+            for step, loss, metric in sorted(points, key=lambda p: p[0])
+            for lane, (seed, base_lr) in enumerate(grid.lanes())]
+
+
+def format_table(rows: list[dict], last_epochs: int) -> str:
+    """The per-lane table printed at the end of a run: the swept value (η̃ for the paper's
+    linear scaling) and η."""
+    scaling = rows[0].get("lr_scaling", "linear") if rows else "linear"
+    swept, eta = {"linear": ("η̃", "η = m·η̃"), "sqrt": ("s", "η = √m·s"),
+                  "none": ("η", "η")}[scaling]
+    name, higher = metric_of(rows)
+    short = "acc" if name == "accuracy" else name
+    lines = [f"{'seed':>4} {swept:>8} {eta:>10} {f'median {short} (last {last_epochs})':>21} "
+             f"{f'final {short}':>9} {'train loss':>10}  diverged"
+             + ("" if higher else f"   ({name}: lower is better)")]
+    best = best_value([r["median_test_metric"] for r in rows], higher)
+    for r in rows:
+        marker = " *" if r["median_test_metric"] == best else ""
+        diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
+        base_lr = f"2^{r['log2_base_lr']:.4g}"
+        lines.append(
+            f"{r['seed']:>4} {base_lr:>8} {r['lr']:>10.4g} "
+            f"{r['median_test_metric']:>21.4f} {r['final_test_metric']:>9.4f} "
+            f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
+    return "\n".join(lines)

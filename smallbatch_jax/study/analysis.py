@@ -1,0 +1,390 @@
+"""What a batch sweep's results table says: best η̃ per m, best m, the reliable η̃ range.
+
+Input: the rows of a sweep's results.csv (dicts of strings or numbers). Seeds are averaged
+first: the score of (m, η̃) is the mean over seeds of the paper's metric (the median test
+accuracy over the last epochs, or of the run's own metric: objectives.py), NaN if any seed
+diverged within them. The tables (`MetricTable`) carry the metric's name and direction, and
+every best, threshold and sentence follows it: for a metric where lower is better (a
+regression's error), the best is the smallest and "within tolerance" means ≤ best + tolerance.
+
+"Reliable convergence" (the paper's Fig 16) is not defined in the paper
+(paper_protocol.md §7). Here, as the protocol suggests: η̃ is reliable for m when its
+accuracy is at least the best accuracy of the whole sweep (every m, every η̃) minus
+`tolerance` (in the metric's units), and no seed diverged. The tolerance is the sweep
+config's `reliable_tolerance`, and every figure and summary states it.
+
+Seeds: with two or more, every (m, η̃) has a mean and a standard error (`seed_statistics`),
+and an m is "within noise of the best" when Welch's t-test of its best η̃'s seeds against the
+sweep's best point's seeds does not reject equal means at α = 0.05, two-sided
+(`within_noise`). The best η̃ of each m is itself chosen on these seeds, which flatters every
+m alike; the test does not correct for it, and the summary says so.
+
+Ties: wherever a best is chosen (η̃ at an m, the best m, the best m_BN), equal scores go
+to the smaller value (`best_of`), one rule for every table, figure and summary.
+"""
+
+import collections
+import math
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from smallbatch_jax.run.results import metric_of
+
+ALPHA = 0.05  # the significance level of `within_noise`
+
+
+class MetricTable(dict):
+    """A dict of scores ({(m, η̃): value}, or {(m, m_BN): (η̃, value)}) that knows its
+    metric's name and direction. A plain dict is taken as accuracy, higher is better."""
+
+    def __init__(self, items=(), metric: str = "accuracy", higher_is_better: bool = True):
+        super().__init__(items)
+        self.metric, self.higher_is_better = metric, higher_is_better
+
+
+def metric_name(table) -> str:
+    return getattr(table, "metric", "accuracy")
+
+
+def higher_is_better(table) -> bool:
+    return getattr(table, "higher_is_better", True)
+
+
+def best_of(scores: dict, higher: bool = True):
+    """The key of the best finite score (the highest, or the lowest when not `higher`); ties
+    go to the smallest key. None if no score is finite."""
+    finite = [key for key, score in scores.items() if not math.isnan(score)]
+    if not finite:
+        return None
+    sign = -1.0 if higher else 1.0
+    # The metric is computed in float32 on the device, and means over seeds of equal scores
+    # differ in their last bits (356/359 as 0.99164343 and as 0.99164346): scores equal to
+    # 6 significant digits, float32's resolution, are ties.
+    return min(finite, key=lambda key: (float(f"{sign * scores[key]:.6g}"), key))
+
+
+def accuracy_table(rows) -> MetricTable:
+    """{(m, η̃): mean over seeds of the median test metric (accuracy by default)}; NaN if a
+    seed is NaN."""
+    return MetricTable({point: float(np.mean(values))
+                        for point, values in seed_values(rows).items()}, *metric_of(rows))
+
+
+def seed_values(rows) -> dict[tuple[int, float], list[float]]:
+    """{(m, η̃): every seed's median test metric} (NaN for a seed that diverged)."""
+    by_point = collections.defaultdict(list)
+    for row in rows:
+        by_point[(int(row["batch_size"]), float(row["base_lr"]))].append(
+            float(row["median_test_metric"]))
+    return dict(sorted(by_point.items()))
+
+
+def seed_statistics(rows) -> dict[tuple[int, float], tuple[float, float, int]]:
+    """{(m, η̃): (mean, standard error, seeds)} over seeds; the standard error is the seeds'
+    sample standard deviation / √n (NaN with one seed); both NaN if a seed diverged."""
+    statistics = {}
+    for point, values in seed_values(rows).items():
+        n = len(values)
+        if any(math.isnan(v) for v in values):
+            statistics[point] = (math.nan, math.nan, n)
+        else:
+            se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+            statistics[point] = (float(np.mean(values)), se, n)
+    return statistics
+
+
+def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
+    """{m: the p-value of Welch's t-test between m's best η̃ and the sweep's best point}
+    (1.0 for the best m itself; NaN where either has fewer than 2 seeds or m every η̃
+    diverged). m is within noise of the best when p ≥ `alpha`."""
+    table, values = accuracy_table(rows), seed_values(rows)
+    best = best_per_batch_size(table)
+    trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
+    if not trained:
+        return {m: math.nan for m in best}
+    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(table))
+    reference = values[(best_m, trained[best_m][0])]
+    p_values = {}
+    for m, (lr, _) in best.items():
+        if m == best_m:
+            p_values[m] = 1.0
+        elif math.isnan(lr) or len(values[(m, lr)]) < 2 or len(reference) < 2:
+            p_values[m] = math.nan
+        else:
+            p_values[m] = welch_p(values[(m, lr)], reference)
+    return p_values
+
+
+def welch_p(ours: list[float], reference: list[float]) -> float:
+    """The p-value of Welch's t-test between two sets of seeds' scores (NaN with fewer than
+    2 of either or a NaN among them); without spread in either, the means decide (1 or 0)."""
+    if len(ours) < 2 or len(reference) < 2 or any(math.isnan(v) for v in ours + reference):
+        return math.nan
+    if np.std(ours) == 0 and np.std(reference) == 0:
+        return 1.0 if np.mean(ours) == np.mean(reference) else 0.0
+    with warnings.catch_warnings():  # nearly equal seeds: scipy warns, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(ours, reference, equal_var=False).pvalue)
+
+
+def consecutive_runs(lrs: list[float], grid: list[float]) -> list[list[float]]:
+    """`lrs` cut into runs of consecutive points of `grid` (a gap: a grid point not in
+    `lrs`)."""
+    index, runs = {lr: i for i, lr in enumerate(sorted(grid))}, []
+    for lr in sorted(lrs):
+        if runs and index[lr] == index[runs[-1][-1]] + 1:
+            runs[-1].append(lr)
+        else:
+            runs.append([lr])
+    return runs
+
+
+def format_lrs(lrs: list[float], grid: list[float]) -> str:
+    """The η̃ of `lrs` as runs of consecutive grid points, gaps shown as gaps:
+    '2^-12 … 2^-11, 2^-9' (not '2^-12 … 2^-9' when 2^-10 is missing); 'none' if empty."""
+    if not lrs:
+        return "none"
+    text = lambda lr: f"2^{math.log2(lr):g}"
+    return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} … {text(r[-1])}"
+                     for r in consecutive_runs(lrs, grid))
+
+
+def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
+    """{m: (best η̃, its score)}; (NaN, NaN) where every η̃ failed."""
+    best = {}
+    for m in sorted({m for m, _ in accuracies}):
+        lr = best_of({lr: acc for (mm, lr), acc in accuracies.items() if mm == m},
+                     higher_is_better(accuracies))
+        best[m] = (math.nan, math.nan) if lr is None else (lr, accuracies[(m, lr)])
+    return best
+
+
+def within_tolerance(value: float, best: float, tolerance: float, higher: bool) -> bool:
+    """Whether `value` is no worse than `best` by more than `tolerance` (NaN: never)."""
+    if math.isnan(value):
+        return False
+    return value >= best - tolerance if higher else value <= best + tolerance
+
+
+def reliable_ranges(accuracies: dict, tolerance: float) -> dict[int, list[float]]:
+    """{m: the η̃ whose score is within `tolerance` of the sweep's best}, sorted."""
+    higher = higher_is_better(accuracies)
+    best_point = best_of(accuracies, higher)
+    if best_point is None:
+        return {m: [] for m, _ in accuracies}
+    best = accuracies[best_point]
+    ranges = {m: [] for m, _ in accuracies}
+    for (m, lr), acc in accuracies.items():
+        if within_tolerance(acc, best, tolerance, higher):
+            ranges[m].append(lr)
+    return {m: sorted(lrs) for m, lrs in sorted(ranges.items())}
+
+
+def reliability_rule(table, tolerance: float) -> str:
+    """The reliability rule in words, e.g. 'accuracy ≥ best − 0.02'."""
+    if higher_is_better(table):
+        return f"{metric_name(table)} ≥ best − {tolerance:g}"
+    return f"{metric_name(table)} ≤ best + {tolerance:g}"
+
+
+def _metric_words(table) -> str:
+    name = metric_name(table)
+    return (f"median test {name} over the last epochs, mean over seeds"
+            + ("" if higher_is_better(table) else "; lower is better"))
+
+
+def training_seconds(rows, field: str = "wall_seconds") -> dict[int, float]:
+    """{m: wall seconds of m's training} (one program trains all of m's lanes: the whole η̃
+    grid), or of its compiling (`field` 'compile_seconds'); NaN where the table does not
+    say."""
+    seconds = collections.defaultdict(lambda: math.nan)
+    for row in rows:
+        m, value = int(row["batch_size"]), float(row.get(field) or math.nan)
+        if not math.isnan(value):
+            seconds[m] = value if math.isnan(seconds[m]) else max(seconds[m], value)
+    return seconds
+
+
+def optima_at_the_edge(accuracies: dict) -> dict[int, str]:
+    """{m: 'smallest' or 'largest'} where m's best η̃ is the smallest or largest η̃ run at m:
+    the true optimum may lie outside the grid, and m's best accuracy is a lower bound."""
+    edges = {}
+    for m, (lr, _) in best_per_batch_size(accuracies).items():
+        lrs = sorted(l for mm, l in accuracies if mm == m)
+        if math.isnan(lr) or len(lrs) < 2:
+            continue
+        if lr == lrs[0]:
+            edges[m] = "smallest"
+        elif lr == lrs[-1]:
+            edges[m] = "largest"
+    return edges
+
+
+def swept_value_note(rows) -> list[str]:
+    """The lines that say what the tables' η̃ is where a sweep's lr_scaling is not the
+    paper's (the tables say η̃ for the swept value whatever it is); none for 'linear'."""
+    scalings = {row.get("lr_scaling") for row in rows} - {None, "", "linear"}
+    if not scalings:
+        return []
+    meaning = {"none": "η itself (lr_scaling 'none')",
+               "sqrt": "s, with η = √m·s (lr_scaling 'sqrt')"}
+    return ["The swept value, written η̃ below, is "
+            + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
+
+
+def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
+    """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
+    each best's standard error and whether m is within noise of the best."""
+    accuracies = accuracy_table(rows)
+    statistics = seed_statistics(rows)
+    seeds = max((n for _, _, n in statistics.values()), default=1)
+    p_values = within_noise(rows) if seeds > 1 else {}
+    best = best_per_batch_size(accuracies)
+    ranges = reliable_ranges(accuracies, tolerance)
+    trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
+    name = metric_name(accuracies)
+    lines = [f"# {title}", ""]
+    if trained:
+        best_m = best_of({m: acc for m, (_, acc) in trained.items()},
+                         higher_is_better(accuracies))
+        lr, acc = trained[best_m]
+        se = statistics[(best_m, lr)][1]
+        spread = (f" ± {se:.4f}" if not math.isnan(se) else "")
+        words = _metric_words(accuracies) + (f"; ± one standard error over {seeds} seeds"
+                                             if spread else "")
+        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f}{spread} "
+                  f"({words}).", ""]
+        if p_values:
+            close = [str(m) for m, p in p_values.items() if not math.isnan(p) and p >= ALPHA]
+            lines += [f"Within noise of the best: m = {', '.join(close)} (Welch's t-test of "
+                      f"each m's best η̃ against the best point over {seeds} seeds, two-sided, "
+                      f"p ≥ {ALPHA:g}; each m's best η̃ is chosen on the same seeds, which the "
+                      "test does not correct for).", ""]
+    else:
+        lines += ["Every run diverged.", ""]
+    lines += swept_value_note(rows)
+    noise = bool(p_values)
+    lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
+              "(gaps in a range are η̃ that are not). Training time: the wall time of m's "
+              "program, every η̃ (and seed) at once; in brackets, what compiling took (the "
+              "first epoch's excess over the median epoch).", "",
+              f"| m | best η̃ | best {name} |" + (" ± se | p vs best |" if noise else "")
+              + " reliable η̃ | reliable count | training time |",
+              "|---|---|---|" + ("---|---|" if noise else "") + "---|---|---|"]
+    seconds, compiling = training_seconds(rows), training_seconds(rows, "compile_seconds")
+    grid = collections.defaultdict(list)
+    for m, lr in accuracies:
+        grid[m].append(lr)
+    for m, (lr, acc) in best.items():
+        lrs = ranges[m]
+        best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
+        best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
+        time_text = "—" if math.isnan(seconds[m]) else f"{seconds[m]:.0f} s"
+        if not math.isnan(seconds[m]) and not math.isnan(compiling[m]):
+            time_text += f" ({compiling[m]:.0f} s compiling)"
+        cells = ""
+        if noise:
+            se = statistics[(m, lr)][1] if not math.isnan(lr) else math.nan
+            p = p_values.get(m, math.nan)
+            cells = (f" {'—' if math.isnan(se) else f'{se:.4f}'} |"
+                     f" {'—' if math.isnan(p) else f'{p:.2g}'} |")
+        lines.append(f"| {m} | {best_lr} | {best_acc} |{cells} {format_lrs(lrs, grid[m])} | "
+                     f"{len(lrs)} | {time_text} |")
+    edges = optima_at_the_edge(accuracies)
+    for side in ("smallest", "largest"):
+        at_edge = [str(m) for m, where in edges.items() if where == side]
+        if at_edge:
+            lines += ["", f"At m = {', '.join(at_edge)} the best η̃ is the {side} of the grid: "
+                      f"the optimum may lie beyond it, and the best {name} there is a bound. "
+                      "Extend `base_lrs` to find it."]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(tables: dict, tolerance: float) -> str:
+    """Several sweeps side by side ({label: accuracy_table}): per m, each sweep's best
+    accuracy, its η̃ and its number of reliable η̃ (against that sweep's own best)."""
+    labels = list(tables)
+    all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
+    best = {label: best_per_batch_size(accuracies) for label, accuracies in tables.items()}
+    ranges = {label: reliable_ranges(accuracies, tolerance) for label, accuracies in tables.items()}
+    first = next(iter(tables.values()), {})
+    if len({(metric_name(t), higher_is_better(t)) for t in tables.values()}) > 1:
+        raise ValueError("sweeps of different metrics cannot be compared")
+    name = metric_name(first)
+    lines = ["# Sweeps compared (Figs 15 and 16)", "",
+             f"Each cell: best {name} ({_metric_words(first)}) at its best "
+             f"η̃, and how many η̃ converge reliably ({reliability_rule(first, tolerance)}, "
+             "that sweep's own best; no divergence).", "",
+             "| m | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for m in all_ms:
+        cells = []
+        for label in labels:
+            if m not in best[label]:
+                cells.append("—")
+                continue
+            lr, acc = best[label][m]
+            cells.append("all diverged" if math.isnan(acc) else
+                         f"{acc:.4f} (2^{math.log2(lr):g}, {len(ranges[label][m])} reliable)")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Best m of each sweep: " + "; ".join(
+        f"{label}: m = "
+        f"{best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(first))}"
+        for label in labels
+        if (trained := {m: v for m, v in best[label].items() if not math.isnan(v[1])}))]
+    return "\n".join(lines) + "\n"
+
+
+def bn_accuracy_table(rows) -> MetricTable:
+    """{(m, m_BN): (best η̃, its accuracy)} of a ghost-BN sweep: seeds averaged first (as in
+    `accuracy_table`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""
+    by_point = collections.defaultdict(list)
+    for row in rows:
+        point = (int(row["batch_size"]), int(row["bn_batch_size"]), float(row["base_lr"]))
+        by_point[point].append(float(row["median_test_metric"]))
+    by_run = collections.defaultdict(dict)
+    for (m, mbn, lr), values in sorted(by_point.items()):
+        by_run[(m, mbn)][lr] = float(np.mean(values))
+    metric, higher = metric_of(rows)
+    best = MetricTable(metric=metric, higher_is_better=higher)
+    for run, scores in by_run.items():
+        lr = best_of(scores, higher)
+        best[run] = (math.nan, math.nan) if lr is None else (lr, scores[lr])
+    return best
+
+
+def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
+    """Accuracy per SGD batch m (rows) and BN batch m_BN (columns), the best m_BN per m and
+    the η̃ each m was trained with."""
+    accuracies = bn_accuracy_table(rows)
+    batch_sizes = sorted({m for m, _ in accuracies})
+    bn_sizes = sorted({b for _, b in accuracies})
+    lrs_used = collections.defaultdict(set)
+    for row in rows:
+        lrs_used[int(row["batch_size"])].add(float(row["base_lr"]))
+    trained = {key: v for key, v in accuracies.items() if not math.isnan(v[1])}
+    higher, name = higher_is_better(accuracies), metric_name(accuracies)
+    lines = [f"# {title}", ""]
+    if trained:
+        (m, mbn) = best_of({key: acc for key, (_, acc) in trained.items()}, higher)
+        lr, acc = trained[(m, mbn)]
+        lines += [f"Best: m = {m}, m_BN = {mbn} (η̃ = 2^{math.log2(lr):g}), {name} {acc:.4f} "
+                  f"({_metric_words(accuracies)}).", ""]
+    else:
+        lines += ["Every run diverged.", ""]
+    lines += [f"Each cell: the best η̃'s {name} at (m, m_BN); — where m_BN does not divide m "
+              "or was not run.", "",
+              "| m | η̃ | " + " | ".join(f"m_BN = {b}" for b in bn_sizes) + " | best m_BN |",
+              "|---|---|" + "---|" * (len(bn_sizes) + 1)]
+    for m in batch_sizes:
+        used = sorted(lrs_used[m])
+        lr_text = f"2^{math.log2(used[0]):g}" if len(used) == 1 else f"best of {len(used)}"
+        cells = []
+        for b in bn_sizes:
+            acc = accuracies.get((m, b), (math.nan, None))[1] if (m, b) in accuracies else None
+            cells.append("—" if acc is None else "diverged" if math.isnan(acc) else f"{acc:.4f}")
+        row_best = best_of({b: v[1] for (mm, b), v in trained.items() if mm == m}, higher)
+        best_text = "—" if row_best is None else str(row_best)
+        lines.append(f"| {m} | {lr_text} | " + " | ".join(cells) + f" | {best_text} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,138 @@
+"""Every batch size m of a grid, each with the whole η̃ grid: the paper's study, one table.
+
+`run_batch_sweep(config, workdir)` is what `python -m experiments.batch_sweep` runs. For
+each m in `config.batch_sizes` it runs `lr_sweep.train_and_evaluate` with batch_size = m
+(one compiled program per m) into `workdir/m{m}/`, merges every finished batch size's
+per-lane rows into one tidy table, `workdir/results.csv` (sweep.py: batch size, m_BN, η̃,
+seed, the paper's metric, divergence, wall time, ...), and draws the paper's figures from it
+(`workdir/figures/`, plots.py) with a summary (`workdir/summary.md`: best m, best η̃, the
+reliable η̃ range per m; analysis.py). Re-running skips batch sizes already complete;
+`task_index`/`num_tasks` split the batch sizes over machines (sweep.py).
+"""
+
+import math
+import os
+
+from smallbatch_jax import noise_scale
+
+from smallbatch_jax.study import analysis
+
+from smallbatch_jax.study import plots
+
+from smallbatch_jax.study import recommend
+
+from smallbatch_jax.run import results
+
+from smallbatch_jax.study import steps_to_target
+from smallbatch_jax.study.sweep import RESULTS, Run, run_sweep, write_summary
+
+
+def run_dir(workdir: str, batch_size: int) -> str:
+    return os.path.join(workdir, f"m{batch_size}")
+
+
+def batch_size_runs(config) -> list[Run]:
+    """One run per m of config.batch_sizes (checked: distinct positive integers)."""
+    batch_sizes = tuple(config.batch_sizes)
+    if not batch_sizes or len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"config.batch_sizes={config.batch_sizes!r} is invalid; allowed: a "
+                         "non-empty tuple of distinct positive integers")
+    return [Run(f"m{m}", {"batch_size": m}) for m in batch_sizes]
+
+
+def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1, *,
+                    model=None, dataset=None, objective=None,
+                    budget_minutes: float = 0.0) -> list[dict]:
+    """Runs this task's unfinished batch sizes (none started after `budget_minutes`, 0: no
+    limit), merges, reports; returns the merged rows. `model`, `dataset`, `objective`: a
+    user's (smallbatch_jax.api)."""
+    return run_sweep(config, batch_size_runs(config), workdir,
+                     lambda rows: report(workdir, rows, config.reliable_tolerance,
+                                         target=config.target),
+                     task_index, num_tasks, model=model, dataset=dataset, objective=objective,
+                     budget_minutes=budget_minutes)
+
+
+def _curves(workdir: str, rows) -> dict[int, list[dict]] | None:
+    """{m: its curves.csv rows}; None if any m's file is missing."""
+    paths = {m: os.path.join(run_dir(workdir, m), "curves.csv")
+             for m in sorted({int(row["batch_size"]) for row in rows})}
+    if not all(os.path.isfile(path) for path in paths.values()):
+        return None
+    return {m: results.read_raw(path) for m, path in paths.items()}
+
+
+def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
+    """{m: [(epoch, B_simple)] at m's best η̃} where the runs probed it (noise_scale.py;
+    NaN where the estimate was not positive: the gradient lost in the probe's noise)."""
+    curves = _curves(workdir, rows) or {}
+    best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
+    return {m: noise_scale.curves_at(curves[m], lr) for m, (lr, _) in best.items()
+            if m in curves and not math.isnan(lr) and noise_scale.probed(curves[m], lr)}
+
+
+def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict[int, dict]]:
+    """(the target, steps_to_target's table per m) from the runs' evaluations (evaluations.csv
+    where there is one, else curves.csv); `target` 0: steps_to_target.default_target. The
+    table is empty where a run's curves are missing or every run diverged."""
+    curves = _curves(workdir, rows)
+    target = target or steps_to_target.default_target(rows)
+    if math.isnan(target) or curves is None:
+        return target, {}
+    # A run that evaluated inside epochs (config.evals_per_epoch) has its finer evaluations.
+    paths = {m: os.path.join(run_dir(workdir, m), "evaluations.csv") for m in curves}
+    evaluations = {m: results.read_raw(paths[m]) if os.path.isfile(paths[m]) else curves[m]
+                   for m in curves}
+    return target, steps_to_target.steps_to_target(rows, evaluations, target, curves)
+
+
+def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:
+    """workdir/recommendation.md from the sweep's rows (recommend.py); returns its path."""
+    target, found = time_to_target(workdir, rows, target)
+    scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
+    text = recommend.recommendation_markdown(rows, found, target, tolerance,
+                                             where=plots.context(rows), noise_scales=scales)
+    figures = ("accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
+               "steps_to_target", "noise_scale")
+    text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in figures)
+             + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
+    path = os.path.join(workdir, "recommendation.md")
+    with results.replacing(path) as temporary, open(temporary, "w") as f:
+        f.write(text)
+    return path
+
+
+def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.0) -> None:
+    """The figures (workdir/figures/, with `curves` as in plots.training_curves) and
+    summary.md of the rows, with the steps to `target` (0: steps_to_target.default_target)
+    from the runs' curves.csv; printed summary too."""
+    directory = os.path.join(workdir, "figures")
+    paths = plots.write_figures(rows, directory, tolerance, curves)
+    summary = analysis.summary_markdown(rows, tolerance)
+    target, found = time_to_target(workdir, rows, target)
+    if found:
+        metric = results.metric_of(rows)[0]
+        summary += "\n" + steps_to_target.markdown(found, target, metric)
+        paths += plots.save(plots.steps_to_target_vs_batch_size(
+            found, target, metric, plots.context(rows)), directory, "steps_to_target")
+    scales = noise_scales(workdir, rows)
+    if scales:
+        table = analysis.accuracy_table(rows)
+        best = analysis.best_of(table, analysis.higher_is_better(table))
+        paths += plots.save(plots.noise_scale_vs_progress(
+            scales, best[0] if best else None, plots.context(rows)), directory, "noise_scale")
+    write_summary(workdir, summary, paths)
+
+
+def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) -> None:
+    """Figs 15 and 16 across finished sweeps ({label: sweep workdir}), e.g. AlexNet with and
+    without BN, in workdir/figures/ with workdir/summary.md."""
+    tables = {}
+    for label, sweep_dir in sweeps.items():
+        path = os.path.join(sweep_dir, RESULTS)
+        if not os.path.isfile(path):
+            raise ValueError(f"sweep {label!r}: no {RESULTS} in {sweep_dir}")
+        tables[label] = analysis.accuracy_table(results.read_raw(path))
+    os.makedirs(workdir, exist_ok=True)
+    paths = plots.write_comparison_figures(tables, os.path.join(workdir, "figures"), tolerance)
+    write_summary(workdir, analysis.comparison_markdown(tables, tolerance), paths)

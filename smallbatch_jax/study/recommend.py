@@ -1,0 +1,346 @@
+""""Which batch size should I use?", answered from a batch sweep's own runs.
+
+`recommendation_markdown(rows, found, tolerance)` turns a sweep's results rows (every m with
+its η̃ grid, one row per seed) and its steps to target (`steps_to_target.steps_to_target`)
+into recommendation.md: the best (m, η̃) and the optimizer setting to paste, the largest m
+within noise of it and what it saves, the stable η̃ per m, the time to target per m, and
+verdicts on four pieces of common advice, each computed from these runs with its numbers.
+
+"Within noise" is Welch's t-test over seeds at α = analysis.ALPHA (0.05): with one seed per
+point there is no test, and every statement that needs one says "cannot tell" rather than
+guess. Nothing here trains; `experiments.recommend` runs (or resumes) the sweep first.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import stats
+
+from smallbatch_jax.study import analysis
+
+from smallbatch_jax.study import steps_to_target
+from smallbatch_jax.study.analysis import (ALPHA, accuracy_table, best_of, best_per_batch_size,
+                                           format_lrs, higher_is_better, metric_name,
+                                           optima_at_the_edge, reliable_ranges, seed_statistics,
+                                           seed_values, training_seconds, welch_p, within_noise)
+
+TRUE, FALSE, CANNOT_TELL = "true", "false", "cannot tell"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    claim: str
+    answer: str  # TRUE, FALSE or CANNOT_TELL
+    because: str
+
+
+def _lr_text(lr: float) -> str:
+    return f"2^{math.log2(lr):g}"
+
+
+def _score_text(stats: tuple[float, float, int]) -> str:
+    mean, se, n = stats
+    return f"{mean:.4f}" + (f" ± {se:.4f} (n = {n})" if n > 1 and not math.isnan(se) else "")
+
+
+def _num_seeds(rows) -> int:
+    return min((len(v) for v in seed_values(rows).values()), default=0)
+
+
+def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA) -> list[float] | None:
+    """The η̃ at m whose seeds are within noise (Welch p ≥ α) of m's best η̃; None where
+    m's points have fewer than 2 seeds (no test) or every η̃ diverged."""
+    table, values = accuracy_table(rows), seed_values(rows)
+    lr, _ = best_per_batch_size(table)[batch_size]
+    if math.isnan(lr) or len(values[(batch_size, lr)]) < 2:
+        return None
+    reference = values[(batch_size, lr)]
+    return sorted(l for (m, l), v in values.items() if m == batch_size
+                  and (l == lr or welch_p(v, reference) >= alpha))
+
+
+# ------------------------------------------------------------------------ the verdicts
+
+
+def verdict_32_is_best(rows, alpha: float = ALPHA) -> Verdict:
+    """"32 is the best batch size": true if m = 32 is the best m, false if its best η̃ is
+    significantly worse than the best point, else (within noise, one seed, not run) cannot
+    tell."""
+    claim = "32 is the best batch size"
+    table = accuracy_table(rows)
+    best = best_per_batch_size(table)
+    trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
+    if 32 not in best:
+        return Verdict(claim, CANNOT_TELL, "m = 32 was not run")
+    if not trained:
+        return Verdict(claim, CANNOT_TELL, "every run diverged")
+    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(table))
+    stats = seed_statistics(rows)
+    ours = f"m = 32 (η̃ = {_lr_text(best[32][0])}): {_score_text(stats[(32, best[32][0])])}" \
+        if 32 in trained else "m = 32: every η̃ diverged"
+    theirs = f"m = {best_m} (η̃ = {_lr_text(best[best_m][0])}): " \
+             f"{_score_text(stats[(best_m, best[best_m][0])])}"
+    if best_m == 32:
+        return Verdict(claim, TRUE, f"the best m is 32: {ours}")
+    if 32 not in trained:
+        return Verdict(claim, FALSE, f"{ours}; best {theirs}")
+    p = within_noise(rows, alpha)[32]
+    if math.isnan(p):
+        return Verdict(claim, CANNOT_TELL, f"{ours}; best {theirs}; one seed: no test "
+                       "(run with num_seeds ≥ 2)")
+    if p >= alpha:
+        return Verdict(claim, CANNOT_TELL, f"{ours} is within noise of the best, {theirs} "
+                       f"(Welch p = {p:.2f} ≥ {alpha})")
+    return Verdict(claim, FALSE, f"{ours} is below the best, {theirs} (Welch p = {p:.3f})")
+
+
+def as_base_lrs(rows) -> list[dict]:
+    """The rows with η/m as their swept value (the paper's η̃), whatever the sweep's
+    lr_scaling: "scale the learning rate linearly" is a claim about η/m, and a sweep of
+    Adam's η itself (lr_scaling 'none') or of s = η/√m tests it on that axis."""
+    if all((row.get("lr_scaling") or "linear") == "linear" for row in rows):
+        return rows
+    return [{**row, "base_lr": float(row["lr"]) / int(row["batch_size"])} for row in rows]
+
+
+def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
+    """"Scale the learning rate linearly with m": η = m·η̃ ∝ m means one η̃ = η/m for every
+    m (as_base_lrs: the same test whatever the sweep's lr_scaling). False if no η̃ is within
+    noise of the best at every m that trains (the test rejects a common η̃); true if,
+    besides, the best η̃ of every m is within one grid step of the others (the estimates
+    agree, not merely the test fails to tell them apart); cannot tell otherwise, with one
+    seed, fewer than 2 such m, where the m's grids of η/m share no value, or where an m's
+    best lies at the edge of its grid (a bound, not an optimum)."""
+    claim = "scale the learning rate linearly with m (the best η̃ = η/m is the same at every m)"
+    rows = as_base_lrs(rows)
+    table = accuracy_table(rows)
+    best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
+    listing = ", ".join(f"m = {m}: {_lr_text(lr)}" for m, lr in best.items())
+    if len(best) < 2:
+        return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes trained")
+    edges = optima_at_the_edge(table)
+    if edges:
+        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; at m = "
+                       + ", ".join(str(m) for m in edges) + " it is the edge of the grid run "
+                       "there (the optimum may lie beyond)")
+    grids = {m: sorted(l for mm, l in table if mm == m) for m in best}
+    if not set.intersection(*(set(grid) for grid in grids.values())):
+        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; the grids of η/m run at "
+                       "these m share no value to test")
+    ranges = {m: lrs_within_noise(rows, m, alpha) for m in best}
+    if any(r is None for r in ranges.values()):
+        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; one seed: no test "
+                       "(run with num_seeds ≥ 2)")
+    common = set.intersection(*(set(r) for r in ranges.values()))
+    if not common:
+        within = "; ".join(f"m = {m}: {format_lrs(r, grids[m])}" for m, r in ranges.items())
+        return Verdict(claim, FALSE, f"no η̃ is within noise of the best at every m (best η̃ "
+                       f"{listing}; within noise of each m's best: {within})")
+    spread = math.log2(max(best.values()) / min(best.values()))
+    if spread <= 1:
+        return Verdict(claim, TRUE, f"best η̃ {listing}: within a factor 2 at every m, and "
+                       f"η̃ = {format_lrs(sorted(common), sorted(common))} is within noise of "
+                       "the best at every m")
+    return Verdict(claim, CANNOT_TELL, f"best η̃ {listing} (a factor {2 ** spread:g} apart), "
+                   f"yet the seeds cannot reject one η̃ for all "
+                   f"({format_lrs(sorted(common), sorted(common))} is within noise "
+                   "everywhere): more seeds would tell")
+
+
+def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
+    """"Small batches give noisier updates": the paper's argument (§2): an SGD update
+    η̃·Σᵢ gᵢ over m examples has covariance η̃²·m·Σ, so at each m's best η̃ the update
+    variance goes as η̃*²·m. True if that falls as m grows, false if it grows, by more than
+    the grid's resolution (a factor 2 in η̃ is 4 in η̃²·m) between the smallest and largest
+    m; cannot tell otherwise, for optimizers other than SGD, or with optima at grid edges."""
+    claim = "small batches give noisier updates (at each m's best η̃)"
+    if any((r.get("lr_scaling") or "linear") != "linear" or (r.get("optimizer") or "sgd")
+           != "sgd" for r in rows):
+        return Verdict(claim, CANNOT_TELL, "the argument is plain SGD's on summed gradients "
+                       "(η̃·Σg); these runs are not")
+    table = accuracy_table(rows)
+    best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
+    edges = optima_at_the_edge(table)
+    interior = {m: lr for m, lr in best.items() if m not in edges}
+    variance = {m: lr * lr * m for m, lr in interior.items()}
+    listing = ", ".join(f"m = {m}: 2^{math.log2(v):g}" for m, v in variance.items())
+    if len(variance) < 3:
+        return Verdict(claim, CANNOT_TELL, f"η̃*²·m {listing}: fewer than 3 batch sizes with "
+                       "an optimum inside their grid")
+    # The trend of log₂(η̃*²·m) against log₂ m over every m: each point is known to the
+    # grid's resolution only, so the endpoints alone would decide on noise.
+    fit = stats.linregress(np.log2(list(variance)), np.log2(list(variance.values())))
+    trend = (f"η̃*²·m {listing}: slope {fit.slope:+.2f} ± {fit.stderr:.2f} in log₂–log₂ "
+             f"(p = {fit.pvalue:.2f})")
+    if fit.pvalue >= alpha:
+        return Verdict(claim, CANNOT_TELL, f"{trend}: no trend")
+    if fit.slope < 0:
+        return Verdict(claim, TRUE, f"{trend}: at their best η̃ the updates of small batches "
+                       "are the more variable")
+    return Verdict(claim, FALSE, f"{trend}: at their best η̃ the updates of larger batches "
+                   "are the more variable")
+
+
+TIMING_NOISE = 0.10  # wall times within 10% of each other are not told apart
+
+
+def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
+    """"Larger batches train faster": wall time to the target on this machine (steps to
+    target × the measured seconds per step of m's program). True if the largest m run gets
+    there faster than every smaller m by more than TIMING_NOISE, false if it never gets
+    there or a smaller m is faster by more than that; cannot tell otherwise (times within
+    the noise of a shared machine), or if fewer than 2 m reach it with a measured time."""
+    claim = "larger batches train faster (wall time to the target, on this machine)"
+    timed = {m: f["seconds"] for m, f in found.items()
+             if f["steps"] is not None and not math.isnan(f["seconds"])}
+    if len(timed) < 2:
+        return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes reached the target with "
+                       "a measured time")
+    listing = ", ".join(f"m = {m}: {s:.0f} s" for m, s in timed.items())
+    never = [m for m, f in found.items() if f["steps"] is None]
+    largest = max(found)
+    if largest in never:
+        return Verdict(claim, FALSE, f"{listing}; m = {', '.join(map(str, never))} never "
+                       "reached it")
+    fastest_smaller = min((m for m in timed if m != largest), key=timed.get)
+    ratio = timed[fastest_smaller] / timed[largest]
+    if ratio < 1 - TIMING_NOISE:
+        return Verdict(claim, FALSE, f"{listing}: m = {fastest_smaller} is {1 / ratio:.2f}× "
+                       f"faster than the largest, m = {largest}")
+    if ratio > 1 / (1 - TIMING_NOISE):
+        return Verdict(claim, TRUE, f"{listing}: the largest m is {ratio:.2f}× faster than "
+                       f"the fastest smaller one, m = {fastest_smaller}")
+    return Verdict(claim, CANNOT_TELL, f"{listing}: the largest m and m = {fastest_smaller} "
+                   f"are within {TIMING_NOISE:.0%} (timing noise on a shared machine)")
+
+
+def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA) -> list[Verdict]:
+    return [verdict_32_is_best(rows, alpha), verdict_linear_scaling(rows, alpha),
+            verdict_small_batches_noisier(rows, alpha), verdict_larger_train_faster(rows, found)]
+
+
+# ------------------------------------------------------------------------ the report
+
+
+def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
+    """What to paste: the batch size and the optimizer's own learning rate η on the
+    batch-mean loss (the row's `lr`: m·η̃ for the paper's summed-gradient SGD, per the
+    sweep's `lr_scaling`), with the rest of the optimizer as the sweep ran it."""
+    row = next(r for r in rows if int(r["batch_size"]) == batch_size
+               and float(r["base_lr"]) == base_lr)
+    optimizer, scaling = row.get("optimizer") or "sgd", row.get("lr_scaling") or "linear"
+    relation = {"linear": f"m·η̃ = {batch_size} × {_lr_text(base_lr)}",
+                "sqrt": f"√m·η̃ = √{batch_size} × {_lr_text(base_lr)}"}.get(scaling)
+    parts = [f"batch size {batch_size}", f"{optimizer} learning rate {float(row['lr']):.6g}"
+             + (f" (= {relation}, on the batch-mean loss)" if relation else "")]
+    if float(row.get("momentum") or 0):
+        parts.append(f"momentum {float(row['momentum']):g}")
+    if optimizer in ("adam", "adamw") and row.get("beta2"):
+        parts.append(f"β₂ {float(row['beta2']):g}, ε {float(row['epsilon']):g}")
+    if float(row.get("weight_decay") or 0):
+        parts.append(f"weight decay {float(row['weight_decay']):g} (as this sweep applies it)")
+    if row.get("epochs"):
+        parts.append(f"{row['epochs']} epochs with this sweep's schedule")
+    return ", ".join(parts)
+
+
+def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
+                            alpha: float = ALPHA, where: str = "",
+                            noise_scales: dict[int, float] | None = None) -> str:
+    """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
+    `noise_scales`: {m: the gradient noise scale B_simple at the end of m's training at its
+    best η̃} (noise_scale.py), where probed (NaN: not measurable)."""
+    table = accuracy_table(rows)
+    name, higher = metric_name(table), higher_is_better(table)
+    stats, seeds = seed_statistics(rows), _num_seeds(rows)
+    best = best_per_batch_size(table)
+    trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
+    lines = ["# Which batch size? The answer from these runs", ""]
+    if where:
+        lines += [where, ""]
+    lines += analysis.swept_value_note(rows)
+    lines += [f"{len(best)} batch sizes, {len({lr for _, lr in table})} η̃, {seeds} seed"
+              f"{'s' if seeds != 1 else ''} per point; the score is the median test {name} "
+              "over the last epochs, mean over seeds"
+              + ("" if higher else " (lower is better)") + ".", ""]
+    if not trained:
+        return "\n".join(lines + ["Every run diverged: no recommendation.", ""])
+    best_m = best_of({m: v for m, (_, v) in trained.items()}, higher)
+    best_lr = trained[best_m][0]
+    edges = optima_at_the_edge(table)
+    lines += ["## 1. Recommended", "",
+              f"**m = {best_m}, η̃ = {_lr_text(best_lr)}**: {name} "
+              f"{_score_text(stats[(best_m, best_lr)])}.", "",
+              f"Setting: {optimizer_setting(rows, best_m, best_lr)}.", ""]
+    near = lrs_within_noise(rows, best_m, alpha)
+    grid = sorted(lr for m, lr in table if m == best_m)
+    lines.append(f"η̃ within noise of it at m = {best_m}: {format_lrs(near, grid)}."
+                 if near is not None else
+                 "Uncertainty: one seed per point, so none is stated; run with "
+                 "`--config.num_seeds=3` for error bars and tests.")
+    if best_m in edges:
+        lines.append(f"Its η̃ is the {edges[best_m]} run at m = {best_m}: the optimum may lie "
+                     "beyond the grid; extend `base_lrs`.")
+    lines.append("")
+
+    p_values = within_noise(rows, alpha)
+    seconds = training_seconds(rows)
+    lines += ["## 2. The largest m within noise of the best", "",
+              f"Within noise: not significantly worse than the best (Welch p ≥ {alpha}) and "
+              f"no further from it than the tolerance, {tolerance:g} (seeds that scatter "
+              "widely fail the test without being as good).", ""]
+    best_score = trained[best_m][1]
+    close = [m for m, p in p_values.items() if not math.isnan(p) and p >= alpha
+             and analysis.within_tolerance(trained[m][1], best_score, tolerance, higher)]
+    if all(math.isnan(p) for m, p in p_values.items() if m != best_m):
+        lines.append("Cannot tell with one seed per point (no test).")
+    else:
+        largest = max(close)
+        text = (f"m = {largest} (η̃ = {_lr_text(best[largest][0])}: "
+                f"{_score_text(stats[(largest, best[largest][0])])}, Welch p = "
+                f"{p_values[largest]:.2f} against the best)")
+        if largest == best_m:
+            text = f"m = {best_m} itself: no larger m is within noise"
+        elif not math.isnan(seconds[largest]) and not math.isnan(seconds[best_m]):
+            text += (f"; its training took {seconds[largest]:.0f} s against "
+                     f"{seconds[best_m]:.0f} s at m = {best_m} (this sweep's program, every η̃)")
+        lines.append(text + ".")
+    lines.append("")
+
+    lines += ["## 3. Stable η̃ per m", "",
+              f"Trains: no lane diverged. Reliable: {analysis.reliability_rule(table, tolerance)} "
+              "(the sweep's best). Gaps in a range are η̃ that are not.", "",
+              "| m | best η̃ | best | trains | reliable |", "|---|---|---|---|---|"]
+    reliable = reliable_ranges(table, tolerance)
+    for m, (lr, _) in best.items():
+        grid = sorted(l for mm, l in table if mm == m)
+        trains = [l for l in grid if not math.isnan(table[(m, l)])]
+        lines.append(f"| {m} | {'—' if math.isnan(lr) else _lr_text(lr)} | "
+                     f"{'all diverged' if math.isnan(lr) else _score_text(stats[(m, lr)])} | "
+                     f"{format_lrs(trains, grid)} | {format_lrs(reliable.get(m, []), grid)} |")
+    lines.append("")
+
+    lines += ["## 4. Time to the target per m, and the noise scale", ""]
+    if found:
+        lines += steps_to_target.markdown(found, target, name).rstrip("\n").split("\n")
+    else:
+        lines.append("Not measured: the runs' curves.csv are missing.")
+    lines.append("")
+    if noise_scales:
+        lines += [f"Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
+                  "of the last 3 epochs (McCandlish et al. 2018: to first order, batches "
+                  "beyond it stop cutting the steps in proportion): " + ", ".join(
+                      f"m = {m}: {'not measurable' if math.isnan(b) else f'{b:.3g}'}"
+                      for m, b in noise_scales.items())
+                  + f". The best m found by training: {best_m}."
+                  + (" Not measurable: the estimate of |G|² was not positive for some seed in "
+                     "the last epochs (near convergence the gradient is lost in the probe's "
+                     "noise)."
+                     if any(math.isnan(b) for b in noise_scales.values()) else ""), ""]
+
+    lines += ["## 5. Common advice, checked against these runs", ""]
+    for verdict in verdicts(rows, found, alpha):
+        lines.append(f"- **\"{verdict.claim}\": {verdict.answer}.** {verdict.because}.")
+    lines.append("")
+    return "\n".join(lines)

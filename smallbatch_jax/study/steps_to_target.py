@@ -1,0 +1,140 @@
+"""Steps, examples and wall time to a target metric per batch size (Shallue et al. 2019).
+
+"Larger batches train faster" is a claim about time to a result, not about the final
+accuracy. Shallue et al. ("Measuring the Effects of Data Parallelism on Neural Network
+Training", 2019) measure it as the fewest steps, over the learning-rate grid, in which a
+batch size first reaches a target: under perfect scaling doubling m halves them, and the
+curve's bend shows where larger batches stop paying.
+
+Here, from a batch sweep's curves (every lane's test metric after every evaluation: one per
+epoch in curves.csv, or `evals_per_epoch` per epoch in evaluations.csv): the mean over seeds
+of each (m, η̃)'s curve (NaN once a seed diverged), the first evaluation at which it reaches
+the target, and the fewest such steps over η̃ per m. A step count is an evaluation's step,
+so it is an upper bound by less than one evaluation interval (stated per m). The wall time
+to target is those steps at the speed m's program measured: its median epoch's seconds /
+steps per epoch (curves.csv; every η̃ at once, evaluation included, so an upper bound for
+one η̃ alone). The median leaves out the compilation, paid once by the first epoch of a
+process: in a short run it would dominate a large m's few steps. Without per-epoch times,
+the run's wall seconds / steps.
+
+The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best: 0.95 × best where
+higher is better, 1.05 × best where lower is; every report states the target it used.
+"""
+
+import collections
+import math
+
+import numpy as np
+
+from smallbatch_jax.study.analysis import accuracy_table, best_of, higher_is_better
+
+DEFAULT_FRACTION = 0.05
+
+
+def default_target(rows) -> float:
+    """Within DEFAULT_FRACTION of the sweep's best (NaN if every run diverged)."""
+    table = accuracy_table(rows)
+    best = best_of(table, higher_is_better(table))
+    if best is None:
+        return math.nan
+    value = table[best]
+    return value * (1 - DEFAULT_FRACTION if higher_is_better(table) else 1 + DEFAULT_FRACTION)
+
+
+def mean_curves(curves: list[dict], steps_per_epoch: int | None = None
+                ) -> dict[float, list[tuple[int, float]]]:
+    """{η̃: [(step, mean over seeds of the test metric)]} of one m's evaluation rows (NaN at
+    a step where any seed's value is NaN). Rows with a `step` (evaluations.csv) give it;
+    per-epoch rows (curves.csv) are at epoch × `steps_per_epoch` (default 1: the epoch)."""
+    by_point = collections.defaultdict(list)
+    for row in curves:
+        step = (int(row["step"]) if row.get("step") not in (None, "")
+                else int(row["epoch"]) * (steps_per_epoch or 1))
+        by_point[(float(row["base_lr"]), step)].append(float(row["test_metric"]))
+    means = collections.defaultdict(list)
+    for (lr, step), values in sorted(by_point.items()):
+        means[lr].append((step, math.nan if any(math.isnan(v) for v in values)
+                          else float(np.mean(values))))
+    return dict(means)
+
+
+def first_reaching(curve: list[tuple[int, float]], target: float, higher: bool) -> int | None:
+    """The first step (or epoch) whose value reaches `target` (≥, or ≤ where lower is
+    better)."""
+    for step, value in curve:
+        if not math.isnan(value) and (value >= target if higher else value <= target):
+            return step
+    return None
+
+
+def epoch_seconds_per_step(curves: list[dict], steps_per_epoch: int) -> float:
+    """The median epoch's wall seconds / steps per epoch, from one m's curves.csv rows (NaN
+    where they hold no epoch times)."""
+    by_epoch = {int(row["epoch"]): float(row.get("epoch_seconds") or math.nan)
+                for row in curves}
+    seconds = [s for s in by_epoch.values() if math.isfinite(s)]
+    return float(np.median(seconds)) / steps_per_epoch if seconds else math.nan
+
+
+def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
+                    epoch_curves: dict[int, list[dict]] | None = None) -> dict[int, dict]:
+    """Per m: {'steps', 'examples', 'seconds', 'lr'} of the η̃ that reaches `target` in the
+    fewest steps (None values where no η̃ does), and 'interval', the steps between m's
+    evaluations. `rows`: the sweep's results rows (for the direction, steps per epoch and the
+    run's speed); `curves_by_m`: {m: its evaluation rows (curves.csv or evaluations.csv)};
+    `epoch_curves`: {m: its curves.csv rows}, for the speed of its median epoch (default:
+    `curves_by_m`'s rows where they are curves.csv's)."""
+    higher = higher_is_better(accuracy_table(rows))
+    steps_per_epoch, seconds_per_step = {}, {}
+    for row in rows:
+        if not row.get("steps") or not row.get("epochs"):
+            continue  # a table that does not say (its m get no steps to target)
+        m = int(row["batch_size"])
+        steps, epochs = int(row["steps"]), int(row["epochs"])
+        steps_per_epoch[m] = steps // epochs
+        seconds = float(row.get("wall_seconds") or math.nan)
+        seconds_per_step[m] = seconds / steps if steps else math.nan
+    epoch_curves = epoch_curves or {m: c for m, c in curves_by_m.items()
+                                    if c and "epoch_seconds" in c[0]}
+    for m, curves in epoch_curves.items():
+        per_step = epoch_seconds_per_step(curves, steps_per_epoch.get(m, 0) or 1)
+        if m in seconds_per_step and not math.isnan(per_step):
+            seconds_per_step[m] = per_step
+    found = {}
+    for m in sorted(set(curves_by_m) & set(steps_per_epoch)):
+        curves = mean_curves(curves_by_m[m], steps_per_epoch[m])
+        # The widest gap between evaluations, from step 0 on: the bound on each count.
+        interval = max((b[0] - a[0] for curve in curves.values()
+                        for a, b in zip([(0, None)] + curve, curve)), default=None)
+        reached = {lr: first_reaching(curve, target, higher) for lr, curve in curves.items()}
+        reached = {lr: step for lr, step in reached.items() if step is not None}
+        if not reached:
+            found[m] = {"steps": None, "examples": None, "seconds": None, "lr": None,
+                        "interval": interval}
+            continue
+        lr = min(reached, key=lambda lr: (reached[lr], lr))  # ties: the smaller η̃
+        steps = reached[lr]
+        found[m] = {"steps": steps, "examples": steps * m,
+                    "seconds": steps * seconds_per_step.get(m, math.nan), "lr": lr,
+                    "interval": interval}
+    return found
+
+
+def markdown(found: dict[int, dict], target: float, metric: str) -> str:
+    """The table of steps, examples and wall time to the target per m."""
+    lines = [f"Steps to target: the fewest optimizer steps over η̃ after which the mean over "
+             f"seeds of the test {metric} first reaches {target:.4f}: an upper bound by less "
+             "than the steps between two evaluations (the last column; an epoch's, unless "
+             "the runs set `evals_per_epoch`); wall time at the speed of m's program in its "
+             "median epoch (every η̃ at once, evaluation included, compilation not).", "",
+             "| m | η̃ | steps | examples | wall time | evaluated every |",
+             "|---|---|---|---|---|---|"]
+    for m, f in found.items():
+        every = "—" if f.get("interval") is None else f"{f['interval']} steps"
+        if f["steps"] is None:
+            lines.append(f"| {m} | — | not reached | — | — | {every} |")
+        else:
+            seconds = "—" if math.isnan(f["seconds"]) else f"{f['seconds']:.0f} s"
+            lines.append(f"| {m} | 2^{math.log2(f['lr']):g} | {f['steps']} | "
+                         f"{f['examples']} | {seconds} | {every} |")
+    return "\n".join(lines) + "\n"

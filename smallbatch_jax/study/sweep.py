@@ -1,0 +1,192 @@
+"""A sweep: many lr_sweep programs (runs), one per point of a grid, in one workdir.
+
+A run is a name (its directory under the workdir) and the config keys it overrides, e.g.
+`Run("m8", {"batch_size": 8})` or `Run("m64_mbn8", {"batch_size": 64, "bn_batch_size": 8})`.
+`run_sweep` trains the runs of one task that are not complete yet and merges every complete
+run's per-lane rows into one tidy table, `workdir/results.csv` (`pandas.read_csv` reads it
+in one line).
+
+Before the first run trains, every run's config is checked, against the data set too (loaded
+once, for every run), and the task takes the workdir's lock for its task (run_directory.py:
+a second process started on the same sweep without a task split stops at once). Re-running
+skips complete runs (their results.csv exists: lr_sweep writes it last) and resumes an
+interrupted one from its checkpoint. Between runs it logs "run i of n", the time so far and
+an ETA for the task's runs left. Many machines: `task_index`/`num_tasks` give task i the runs i, i + n, i + 2n, … (so the slow
+small-m runs spread over the tasks); each task writes only its own run directories.
+- Independent tasks (a job array): each merges whatever is complete when it ends, and merges
+  again until no run completed meanwhile, so whichever task ends last leaves the whole
+  table even when two end at once (every shared file is replaced whole, results.replacing).
+- Processes joined by jax.distributed (processes.py): every process waits for the last,
+  then process 0 alone merges and reports.
+"""
+
+import copy
+import json
+import math
+import os
+import time
+from typing import Callable, NamedTuple
+
+import jax
+from absl import logging
+
+from smallbatch_jax import processes
+
+from smallbatch_jax.run import results
+from smallbatch_jax.run.config_checks import check_against_data, check_config
+from smallbatch_jax.data import load_dataset
+from smallbatch_jax.run.train import train_and_evaluate
+from smallbatch_jax.run.directory import claim
+
+RESULTS = "results.csv"
+SWEEP_CONFIG = "sweep_config.json"  # the sweep's config as run (experiments.plot reads it)
+
+
+class Run(NamedTuple):
+    name: str  # its directory under the sweep's workdir
+    overrides: dict  # config keys this run sets
+
+
+def config_for(config, run: Run):
+    """The lr_sweep config of one run of the sweep."""
+    one = copy.deepcopy(config)
+    with one.unlocked():
+        for key, value in run.overrides.items():
+            one[key] = value
+    return one
+
+
+def is_complete(workdir: str, run: Run) -> bool:
+    return os.path.isfile(os.path.join(workdir, run.name, RESULTS))
+
+
+def task_runs(runs, task_index: int, num_tasks: int) -> list:
+    """The runs task `task_index` of `num_tasks` trains (every one exactly once)."""
+    if not 0 <= task_index < num_tasks:
+        raise ValueError(f"task_index={task_index} must lie in [0, num_tasks={num_tasks})")
+    return list(runs)[task_index::num_tasks]
+
+
+def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
+              task_index: int = 0, num_tasks: int = 1, *, model=None, dataset=None,
+              objective=None, budget_minutes: float = 0.0) -> list[dict]:
+    """Trains this task's unfinished runs (every run's config is checked first, against the
+    data too), then merges every complete run into workdir/results.csv and calls
+    `report(rows)` on the merged rows (figures, summary); returns them. `model`, `dataset`,
+    `objective`: a user's (smallbatch_jax.api), instead of the config's. `budget_minutes`
+    (0: none): no run starts once this call has trained that long (a started run finishes;
+    the first unfinished one always starts; a rerun resumes with the runs left)."""
+    if len({run.name for run in runs}) != len(runs):
+        raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
+    configs = [config_for(config, run) for run in runs]
+    for one in configs:
+        check_config(one, user_model=model is not None, user_data=dataset is not None,
+                     user_objective=objective is not None)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    for one in configs:
+        check_against_data(one, dataset, objective)
+    mine = task_runs(runs, task_index, num_tasks)
+    with claim(workdir, f".lock_task{task_index}of{num_tasks}"):
+        with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
+                open(temporary, "w") as f:
+            json.dump(config.to_dict(), f, indent=2, default=str)
+        started, trained = time.perf_counter(), False
+        for i, run in enumerate(mine):
+            if is_complete(workdir, run):
+                logging.info("%s: complete, skipped", os.path.join(workdir, run.name))
+                continue
+            one = config_for(config, run)
+            left = [(r, config_for(config, r)) for r in mine[i:] if not is_complete(workdir, r)]
+            # The first unfinished run always starts: a budget bounds when runs start, and
+            # a budget spent before any run trained (a busy machine) would make no progress.
+            if (budget_minutes and trained
+                    and time.perf_counter() - started >= 60.0 * budget_minutes):
+                logging.info("budget of %g min spent: %s not started (a rerun resumes them)",
+                             budget_minutes, [r.name for r, _ in left])
+                break
+            logging.info("run %d of %d (%s): %s; %.0f s so far, ETA of the %d runs left %s",
+                         i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
+                         time.perf_counter() - started, len(left),
+                         eta_text(workdir, runs, left, dataset.num_train))
+            train_and_evaluate(one, os.path.join(workdir, run.name), dataset, model, objective)
+            trained = True
+        if jax.process_count() > 1:
+            processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
+            if jax.process_index() != 0:
+                return read_complete(workdir, runs)[0]
+        return merge_until_stable(workdir, runs, report)
+
+
+def _describe(run: Run) -> str:
+    names = {"batch_size": "m", "bn_batch_size": "m_BN"}
+    return ", ".join(f"{names.get(k, k)} = {v}" for k, v in run.overrides.items()
+                     if k != "base_lrs")
+
+
+def seconds_per_step(workdir: str, runs: list[Run]) -> dict[int, float]:
+    """{m: wall seconds per step} of the complete runs (the slowest lane group's program:
+    every lane of a run trains at once)."""
+    measured = {}
+    rows, _ = read_complete(workdir, runs)
+    for row in rows:
+        steps, seconds = (float(row.get(key) or math.nan) for key in ("steps", "wall_seconds"))
+        if steps > 0 and math.isfinite(seconds):  # (NaN > 0 is False)
+            measured[int(row["batch_size"])] = seconds / steps
+    return measured
+
+
+def eta_text(workdir: str, runs: list[Run], left: list, num_train: int) -> str:
+    """The time the runs `left` ([(run, config)]) should take: their steps at the speed
+    measured at the nearest m (log scale) among complete runs; "?" before any."""
+    measured = seconds_per_step(workdir, runs)
+    if not measured:
+        return "? (no run finished yet)"
+    total = 0.0
+    for _, one in left:
+        nearest = min(measured, key=lambda m: abs(math.log2(m) - math.log2(one.batch_size)))
+        total += one.epochs * (num_train // one.batch_size) * measured[nearest]
+    return f"{total:.0f} s (their steps at the speed measured at the nearest m)"
+
+
+def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]:
+    """Every complete run's per-lane rows, in the order of `runs`, and those runs' names."""
+    rows, names = [], []
+    for run in runs:
+        if is_complete(workdir, run):
+            rows.extend(results.read_raw(os.path.join(workdir, run.name, RESULTS)))
+            names.append(run.name)
+    return rows, names
+
+
+def merge_results(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]:
+    """One table of every complete run's per-lane rows, written to workdir; returns the rows
+    and the names of the runs merged."""
+    rows, names = read_complete(workdir, runs)
+    results.write_csv(os.path.join(workdir, RESULTS), rows, results.SUMMARY_FIELDS)
+    return rows, names
+
+
+def merge_until_stable(workdir: str, runs: list[Run], report) -> list[dict]:
+    """Merges and reports, again while runs complete meanwhile (another task finishing): the
+    last task to end writes last and sees every run."""
+    while True:
+        rows, merged = merge_results(workdir, runs)
+        if rows:
+            report(rows)
+        missing = [run.name for run in runs if run.name not in merged]
+        logging.info("%s: %d rows from %d of %d runs%s", os.path.join(workdir, RESULTS),
+                     len(rows), len(merged), len(runs),
+                     f"; waiting for {missing}" if missing else "")
+        if [run.name for run in runs if is_complete(workdir, run)] == merged:
+            return rows
+
+
+def write_summary(workdir: str, summary: str, figure_paths: list[str]) -> None:
+    """summary.md in the workdir (replaced whole), also printed."""
+    with results.replacing(os.path.join(workdir, "summary.md")) as temporary, \
+            open(temporary, "w") as f:
+        f.write(summary)
+    print(summary)
+    print(f"Wrote {os.path.join(workdir, 'summary.md')} and {len(figure_paths)} figure files in "
+          f"{os.path.join(workdir, 'figures')}")

@@ -1,0 +1,90 @@
+import dataclasses
+import functools
+
+import jax
+import pytest
+from ml_collections import ConfigDict
+
+from smallbatch_jax.models import create_model
+from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.engine.strategy import PRESETS, Strategy
+from smallbatch_jax.engine import DeviceBatches, LaneStep, Programs, make_plan, plan_for
+from smallbatch_jax.engine.plan import devices_for
+
+FOUR = ["d0", "d1", "d2", "d3"]  # devices_for only counts them
+
+
+def test_which_strategies_use_several_devices_and_how():
+    # One vmapped program partitioned over the devices: one device per lane at most.
+    assert [len(devices_for(PRESETS["patches"], k, FOUR)) for k in (1, 3, 13)] == [1, 3, 4]
+    # Groups of lanes dealt out over the devices: one device per group at most.
+    assert [len(devices_for(PRESETS["sequential"], k, FOUR)) for k in (1, 3, 13)] == [1, 3, 4]
+    assert [len(devices_for(PRESETS["patches_grouped"], k, FOUR))
+            for k in (7, 8, 13, 30)] == [1, 2, 2, 4]
+    # Neither: every lane unrolled into one program, which runs on one device.
+    assert len(devices_for(Strategy(lane_map="unrolled"), 13, FOUR)) == 1
+    # This process has one CPU device: nothing to split over.
+    plan = plan_for(PRESETS["patches"], 13)
+    assert plan.mesh is None and not plan.partitioned and plan.num_program_lanes == 13
+
+
+def test_a_plan_on_several_devices_needs_a_strategy_that_uses_them():
+    cpu = jax.local_devices()[0]
+    with pytest.raises(ValueError, match="lanes over several devices"):
+        from smallbatch_jax.engine import ExecutionPlan
+        ExecutionPlan(Strategy(lane_map="unrolled"), 13, (cpu, cpu))
+    with pytest.raises(ValueError, match="precision='tf32'"):
+        plan_for(Strategy(), 3, precision="tf32")
+
+
+def _config(**strategy):
+    fields = {"preset": "auto", "table": "", **dataclasses.asdict(Strategy()), **strategy}
+    return ConfigDict({"batch_size": 2, "model": "mlp", "precision": "highest",
+                       "memory_budget_gb": 0.0, "strategy": fields})
+
+
+def test_the_plan_never_gives_a_model_a_convolution_it_cannot_take():
+    # 'auto' at m = 2 on CPU computes convolutions as patches; a model that does not receive
+    # its convolution layer gets XLA's instead, and a manual choice of patches raises.
+    assert make_plan(_config(), 13).strategy.conv == "patches"
+    assert make_plan(_config(), 13, model_takes_conv=False).strategy.conv == "xla"
+    with pytest.raises(ValueError, match="strategy.conv='patches' needs a model"):
+        make_plan(_config(preset="manual", conv="patches"), 13, model_takes_conv=False)
+
+
+def test_the_plan_records_what_it_decided():
+    plan = make_plan(_config(preset="manual", conv="shifted", steps_per_dispatch=4), 5)
+    assert plan.strategy == Strategy(conv="shifted", steps_per_dispatch=4)
+    assert plan.precision == "highest" and plan.num_lanes == 5
+    assert plan.donate is False  # on CPU; accelerators donate (plan.donates_by_default)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.num_lanes = 3
+
+
+def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
+    lane_step = LaneStep(create_model("small_cnn_bn", 10, conv=conv_layer("patches")),
+                         batch_size=8, image_shape=tiny_digits.image_shape)
+    source = DeviceBatches(tiny_digits, 8, 16)
+    dispatch = source.abstract_dispatch(1, source.steps_per_epoch)
+
+    @functools.cache  # the plan asks again for sizes it measured before: compile each once
+    def program_bytes(strategy):
+        plan = plan_for(strategy, 4, devices=jax.local_devices()[:1])
+        return Programs(lane_step, plan).program_bytes(strategy.lanes_per_program or 4,
+                                                       dispatch, source.steps_per_epoch)
+
+    whole = Strategy(conv="patches")
+    one, two, four = (program_bytes(dataclasses.replace(whole, lanes_per_program=k))
+                      for k in (1, 2, 4))
+    assert 0 < one < two < four
+    per_lane = two - one
+
+    def lanes_per_program(budget):
+        plan = plan_for(whole, 4, memory_budget_bytes=budget, program_bytes=program_bytes)
+        return plan.strategy.lanes_per_program or 4
+
+    assert lanes_per_program(four) == 4
+    assert lanes_per_program(two + per_lane // 2) == 2
+    assert lanes_per_program(one) == 1
+    with pytest.raises(ValueError, match="over the memory budget"):
+        lanes_per_program(one - 1)

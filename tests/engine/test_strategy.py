@@ -1,0 +1,120 @@
+import pytest
+from ml_collections import ConfigDict
+
+from smallbatch_jax.engine.strategy import (PRESETS, Strategy, choose_strategy, read_measured_table,
+                                            strategy_fields, strategy_from_config, write_measured_table)
+
+
+@pytest.mark.parametrize("steps_per_dispatch,expected", [
+    (0, [10]), (3, [3, 3, 3, 1]), (5, [5, 5]), (20, [10]), (1, [1] * 10)])
+def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
+    assert Strategy(steps_per_dispatch=steps_per_dispatch).dispatch_lengths(10) == expected
+
+
+@pytest.mark.parametrize("lanes_per_program,expected", [
+    (0, [(0, 13)]), (13, [(0, 13)]), (20, [(0, 13)]), (4, [(0, 3), (3, 6), (6, 10), (10, 13)]),
+    (1, [(i, i + 1) for i in range(13)]), (7, [(0, 6), (6, 13)])])
+def test_lane_slices_are_near_equal_and_cover_every_lane(lanes_per_program, expected):
+    slices = Strategy(lanes_per_program=lanes_per_program).lane_slices(13)
+    assert slices == expected
+    assert max(b - a for a, b in slices) <= (lanes_per_program or 13)
+
+
+@pytest.mark.parametrize("fields,match", [
+    (dict(lane_map="pmap"), "strategy.lane_map"),
+    (dict(conv="winograd"), "strategy.conv"),
+    (dict(step_loop="while"), "strategy.step_loop"),
+    (dict(steps_per_dispatch=-1), "steps_per_dispatch"),
+    (dict(step_loop="unrolled", steps_per_dispatch=0), "needs strategy.steps_per_dispatch"),
+    (dict(step_loop="unrolled", steps_per_dispatch=10_000), "needs strategy.steps_per_dispatch"),
+    (dict(scan_unroll=0), "scan_unroll"),
+    (dict(lanes_per_program=-1), "lanes_per_program"),
+])
+def test_invalid_strategies_raise(fields, match):
+    with pytest.raises(ValueError, match=match):
+        Strategy(**fields)
+
+
+def test_auto_strategy_is_valid_on_every_backend():
+    for backend in ("cpu", "gpu", "tpu"):
+        assert isinstance(choose_strategy(backend, 8), Strategy)
+    # Measured on XLA:CPU (docs/benchmarks.md): vmapped grouped convolutions are slow there,
+    # and so is XLA's convolution inside a loop.
+    assert choose_strategy("cpu", 2).conv == "patches"
+    for m in (2, 8, 32, 128, 2048):
+        strategy = choose_strategy("cpu", m)
+        assert strategy.conv == "patches" or strategy.step_loop == "unrolled"
+        assert not (strategy.lane_map == "vmap" and strategy.conv == "xla")
+    # With several CPU devices (one per core) the lanes are split over them: at small m in
+    # groups of at most 4 lanes, at least one per device; above m = 16 one lane per group.
+    for m, k, group in ((2, 13, 4), (8, 13, 4), (8, 4, 2), (16, 3, 2), (64, 13, 1)):
+        strategy = choose_strategy("cpu", m, num_lanes=k, num_devices=2)
+        assert strategy.lanes_per_program == group and len(strategy.lane_slices(k)) >= 2
+    assert choose_strategy("cpu", 8, num_lanes=13, num_devices=1).lanes_per_program == 7
+    gpu = choose_strategy("gpu", 64, num_lanes=13, num_devices=8)
+    assert gpu.lane_map == "vmap" and gpu.lanes_per_program == 0  # partitioned over devices
+
+
+def test_presets_are_valid_strategies():
+    assert PRESETS["reference"] == Strategy()
+    assert all(isinstance(strategy, Strategy) for strategy in PRESETS.values())
+
+
+def test_a_measured_table_decides_auto_for_the_nearest_measured_batch_size(tmp_path):
+    path = str(tmp_path / "strategy_table.json")
+    small, large = Strategy(lane_map="map", steps_per_dispatch=64), Strategy(conv="shifted")
+    write_measured_table(path, {2: small, 32: large}, device="test device", jax="0.0")
+    table = read_measured_table(path)
+    assert table["device"] == "test device" and table["choices"] == {2: small, 32: large}
+    # log₂ distance: 8 is 2 from 2 and 2 from 32 (a tie: the smaller m), 16 is nearer 32;
+    # beyond a factor 2 of the measured m, nothing was measured: the reference.
+    expected = {1: small, 2: small, 4: small, 8: small, 16: large, 32: large, 64: large,
+                128: PRESETS["reference"], 2048: PRESETS["reference"]}
+    for m, strategy in expected.items():
+        for backend in ("gpu", "cpu"):
+            assert choose_strategy(backend, m, table_path=path) == strategy
+
+
+def test_broken_or_missing_tables_raise(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        choose_strategy("gpu", 8, table_path=str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    for text in ("not json", '{"choices": {}}', '{"choices": {"8": {"lane_map": "pmap"}}}',
+                 '{"device": "x"}'):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match="bad.json"):
+            choose_strategy("gpu", 8, table_path=str(bad))
+
+
+def test_without_a_packaged_table_an_accelerator_gets_the_reference(monkeypatch, tmp_path):
+    monkeypatch.setattr("smallbatch_jax.engine.strategy.MEASURED_DIR", str(tmp_path))
+    assert choose_strategy("gpu", 8) == PRESETS["reference"]
+    write_measured_table(str(tmp_path / "gpu.json"), {8: Strategy(lane_map="map")})
+    assert choose_strategy("gpu", 8) == Strategy(lane_map="map")
+    assert choose_strategy("tpu", 8) == PRESETS["reference"]
+
+
+
+def _section(**fields):
+    return ConfigDict({"preset": "auto", "table": "", **Strategy().__dict__, **fields})
+
+
+def test_fields_with_another_preset_than_manual_conflict():
+    """A field set while a preset chooses the fields would be silently ignored: it raises."""
+    with pytest.raises(ValueError, match="strategy.lanes_per_program=4 is set.*'manual'"):
+        strategy_fields(_section(lanes_per_program=4))
+    with pytest.raises(ValueError, match="strategy.conv='patches' is set"):
+        strategy_fields(_section(preset="sequential", conv="patches"))
+    assert strategy_fields(_section(preset="manual", lanes_per_program=4)).lanes_per_program == 4
+    with pytest.raises(ValueError, match="config.strategy.preset='fastest'"):
+        strategy_fields(_section(preset="fastest"))
+    with pytest.raises(ValueError, match="config.strategy.lane_map='pmap'"):
+        strategy_fields(_section(preset="manual", lane_map="pmap"))
+
+
+def test_the_config_names_the_strategy():
+    config = lambda **fields: ConfigDict({"batch_size": 2, "strategy": _section(**fields)})
+    assert strategy_from_config(config(), 13, "cpu", 1) == choose_strategy("cpu", 2)
+    assert strategy_from_config(config(preset="sequential"), 13, "cpu", 1) == PRESETS["sequential"]
+    manual = config(preset="manual", conv="shifted", scan_unroll=2)
+    assert strategy_from_config(manual, 13, "gpu", 1) == Strategy(conv="shifted", scan_unroll=2)

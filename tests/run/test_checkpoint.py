@@ -1,0 +1,159 @@
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from smallbatch_jax.run.checkpoint import restore_state, save_state, state_digest
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.models import create_model
+from smallbatch_jax.optim import Optimizer
+from smallbatch_jax.engine.strategy import Strategy
+from smallbatch_jax.engine import LaneStep, LaneTrainer, plan_for
+
+
+def test_state_round_trip(tiny_digits, tmp_path):
+    trainer = LaneTrainer(LaneStep(create_model("small_cnn_bn", 10), batch_size=8,
+                                   image_shape=tiny_digits.image_shape),
+                          plan_for(Strategy(), 2))
+    grid = LaneGrid((0,), (0.1, 0.2), 0.0, 0.0, 0.0)
+    state = trainer.init(jnp.asarray(grid.seeds), grid.hparams())
+    state = state.replace(step=jnp.int32(17), epoch=jnp.int32(2),
+                          lanes=state.lanes.replace(diverged=jnp.array([False, True])))
+    save_state(tmp_path / "state.msgpack", state)
+    template = trainer.init(jnp.asarray((9,)), grid.hparams())
+    restored = restore_state(tmp_path / "state.msgpack", template)
+    assert int(restored.step) == 17 and int(restored.epoch) == 2
+    np.testing.assert_array_equal(restored.lanes.diverged, [False, True])
+    np.testing.assert_array_equal(restored.lanes.params["Conv_0"]["kernel"],
+                                  state.lanes.params["Conv_0"]["kernel"])
+    assert not (tmp_path / "state.msgpack.tmp").exists()
+
+
+# ------------------------------------------------------------------ RunCheckpoints (Orbax)
+
+
+def _momentum_state(tiny_digits, step):
+    """A real TrainState with BN statistics and momentum buffers, at `step`."""
+    trainer = LaneTrainer(LaneStep(create_model("small_cnn_bn", 10), batch_size=8,
+                                   image_shape=tiny_digits.image_shape,
+                                   optimizer=Optimizer("momentum")),
+                          plan_for(Strategy(), 2))
+    grid = LaneGrid((0,), (0.1, 0.2), 0.0, 0.0, 0.9)
+    state = trainer.init(jnp.asarray(grid.seeds), grid.hparams())
+    return state.replace(step=jnp.int32(step), epoch=jnp.int32(step // 8),
+                         lanes=state.lanes.replace(diverged=jnp.array([False, True])))
+
+
+def _assert_trees_equal(a, b):
+    import jax
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_checkpoints_round_trip_and_keep_the_newest(tiny_digits, tmp_path):
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"), keep=2)
+    assert checkpoints.restore_latest(_momentum_state(tiny_digits, 0)) is None
+    states = {step: _momentum_state(tiny_digits, step) for step in (8, 16, 24)}
+    for step, state in states.items():
+        # A different state per step, so that restoring the wrong one would show.
+        state = state.replace(lanes=state.lanes.replace(
+            diverged_step=jnp.array([step, -1], jnp.int32)))
+        states[step] = state
+        checkpoints.save(state, {"history": {"epoch": [1, 2]}, "wall_seconds": 1.5,
+                                 "nan": float("nan")})
+    assert checkpoints.steps() == [16, 24]
+    target = _momentum_state(tiny_digits, 0)
+    state, progress = checkpoints.restore_latest(target)
+    _assert_trees_equal(state, states[24])
+    assert progress["history"] == {"epoch": [1, 2]} and progress["wall_seconds"] == 1.5
+    assert np.isnan(progress["nan"])
+    seen = []
+    checkpoints.restore_latest(target, check=seen.append)
+    assert seen[0]["state_sha256"] == state_digest(states[24])
+    checkpoints.close()
+
+
+def _damage(directory, how):
+    """Damages every array file of one checkpoint (its OCDBT data files)."""
+    files = [os.path.join(root, name) for root, _, names in os.walk(directory)
+             for name in names if "/d/" in os.path.join(root, name)]
+    assert files, os.listdir(directory)
+    for path in files:
+        data = bytearray(open(path, "rb").read())
+        if how == "truncate":
+            data = data[:len(data) // 2]
+        else:  # a flipped byte in the middle: still a well-formed file of the same size
+            data[len(data) // 2] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_a_damaged_checkpoint_is_never_trained_from(tiny_digits, tmp_path, how, caplog):
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"), keep=2)
+    older, newer = _momentum_state(tiny_digits, 8), _momentum_state(tiny_digits, 16)
+    newer = newer.replace(lanes=newer.lanes.replace(
+        params=jax.tree.map(lambda x: x + 1, newer.lanes.params)))
+    checkpoints.save(older, {})
+    checkpoints.save(newer, {})
+    _damage(tmp_path / "ck" / "16", how)
+    with caplog.at_level("WARNING"):
+        state, _ = checkpoints.restore_latest(_momentum_state(tiny_digits, 0))
+    _assert_trees_equal(state, older)  # the previous one, not the damaged one
+    assert "ck/16 cannot be read" in caplog.text
+    # The damaged one is gone: training on from the older one saves that step again.
+    assert checkpoints.steps() == [8]
+    checkpoints.save(newer, {})
+    _assert_trees_equal(checkpoints.restore_latest(_momentum_state(tiny_digits, 0))[0], newer)
+    _damage(tmp_path / "ck" / "16", how)
+    _damage(tmp_path / "ck" / "8", how)
+    with pytest.raises(ValueError, match=r"no checkpoint .* can be read: .*ck/16 .*ck/8"):
+        checkpoints.restore_latest(_momentum_state(tiny_digits, 0))
+    checkpoints.close()
+
+
+def test_a_checkpoint_refused_by_the_check_is_not_skipped(tiny_digits, tmp_path):
+    """A config mismatch is the command's fault: it stops, rather than falling back."""
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"))
+    checkpoints.save(_momentum_state(tiny_digits, 8), {"config": {"seed": 0}})
+
+    def check(progress):
+        raise ValueError(f"differs: {progress['config']}")
+
+    with pytest.raises(ValueError, match="differs: {'seed': 0}"):
+        checkpoints.restore_latest(_momentum_state(tiny_digits, 0), check=check)
+    assert checkpoints.newest_progress()["config"] == {"seed": 0}
+    checkpoints.close()
+
+
+def test_a_full_disk_during_a_save_is_an_os_error_and_leaves_nothing_half(tiny_digits,
+                                                                          tmp_path, monkeypatch):
+    import errno
+
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"))
+    checkpoints.save(_momentum_state(tiny_digits, 8), {})
+    original = checkpoints.manager.save
+
+    def full(step, *args, **kwargs):  # as TensorStore reports it
+        os.makedirs(tmp_path / "ck" / f"{step}.orbax-checkpoint-tmp-1", exist_ok=True)
+        raise ValueError("RESOURCE_EXHAUSTED: Error writing local file: No space left on "
+                         "device [os_error_code='28']")
+
+    monkeypatch.setattr(checkpoints.manager, "save", full)
+    with pytest.raises(OSError) as raised:
+        checkpoints.save(_momentum_state(tiny_digits, 16), {})
+    assert raised.value.errno == errno.ENOSPC
+    assert sorted(os.listdir(tmp_path / "ck")) == ["8"]
+    monkeypatch.setattr(checkpoints.manager, "save", original)
+    checkpoints.close()

@@ -1,0 +1,109 @@
+import os
+
+import pytest
+
+from conftest import ALL_CONFIGS, REPO_ROOT, parse
+from smallbatch_jax.run.config_checks import check_config
+from smallbatch_jax.run.train import train_and_evaluate
+
+def test_there_are_configs():
+    assert len(ALL_CONFIGS) >= 4
+
+
+@pytest.mark.parametrize("config_arg", ALL_CONFIGS, ids=os.path.basename)
+def test_every_config_loads_and_passes_the_checks(config_arg):
+    config = parse(f"--config={config_arg}")
+    check_config(config)
+
+
+def test_command_line_overrides_apply():
+    config = parse(f"--config={REPO_ROOT}/configs/default.py", "--config.batch_size=16",
+                   "--config.base_lrs=(0.5, 0.25)", "--config.warmup=0.05",
+                   "--config.strategy.steps_per_dispatch=4", "--config.model=small_cnn_bn")
+    assert config.batch_size == 16 and tuple(config.base_lrs) == (0.5, 0.25)
+    assert config.warmup == 0.05 and config.strategy.steps_per_dispatch == 4
+    assert config.model == "small_cnn_bn"
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(Exception, match="learning_rate"):
+        parse(f"--config={REPO_ROOT}/configs/default.py", "--config.learning_rate=0.1")
+
+
+BAD_INPUTS = [
+    ("model", "vgg", "config.model='vgg'.*allowed.*alexnet"),
+    ("dataset", "imagenet21k", "config.dataset='imagenet21k'.*allowed.*digits"),
+    ("batch_size", 0, "config.batch_size=0.*positive integer"),
+    ("batch_size", -4, "config.batch_size=-4"),
+    ("batch_size", 100_000, "config.batch_size=100000.*at most the 1438 training examples"),
+    ("bn_batch_size", 3, "config.bn_batch_size=3.*divisor of batch_size=8"),
+    ("bn_batch_size", -2, "config.bn_batch_size=-2"),
+    ("base_lrs", (), r"config.base_lrs=\(\).*non-empty"),
+    ("base_lrs", (0.1, 0.0), "config.base_lrs=.*positive finite"),
+    ("base_lrs", (0.1, -1.0), "config.base_lrs=.*positive finite"),
+    ("base_lrs", (float("nan"),), "config.base_lrs=.*positive finite"),
+    ("epochs", 0, "config.epochs=0.*positive integer"),
+    ("epochs", -3, "config.epochs=-3"),
+    ("warmup", 1.0, r"config.warmup=1.0.*\[0, 1\)"),
+    ("warmup", -0.1, "config.warmup=-0.1"),
+    ("weight_decay", -1e-4, "config.weight_decay"),
+    ("momentum", 1.0, "config.momentum=1.0"),
+    ("momentum", 0.9, r"config.momentum=0.9 .*0 for optimizer='sgd'.*optimizer='momentum'"),
+    ("optimizer", "lamb", r"config.optimizer='lamb'.*'sgd', 'momentum', 'adam', 'adamw'"),
+    ("lr_scaling", "cubic", r"config.lr_scaling='cubic'.*'linear', 'sqrt', 'none'"),
+    ("nesterov", True, r"config.nesterov=True .*with optimizer='momentum'"),
+    ("adam.beta2", 1.0, r"config.adam.beta2=1.0 .*\(0, 1\)"),
+    ("adam.beta2_rule", "steps", r"config.adam.beta2_rule='steps'.*per_example"),
+    ("adam.beta2_batch_size", 0, r"config.adam.beta2_batch_size=0"),
+    ("num_seeds", 0, "config.num_seeds=0"),
+    ("lr_decay_points", (0.5, 1.5), "config.lr_decay_points"),
+    ("eval_batch_size", 0, "config.eval_batch_size=0"),
+    ("last_epochs", 0, "config.last_epochs=0"),
+    ("evals_per_epoch", 0, "config.evals_per_epoch=0.*positive integer"),
+    ("evals_per_epoch", 500, "config.evals_per_epoch=500.*at most the 179 steps of an epoch "
+                             "at m = 8"),
+    ("memory_budget_gb", -1.0, "config.memory_budget_gb=-1.0"),
+    ("precision", "tf32", "config.precision='tf32'.*allowed.*highest"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD_INPUTS, ids=[f"{k}={v}" for k, v, _ in BAD_INPUTS])
+def test_bad_input_raises_before_any_compute(tmp_path, key, value, message):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    *parents, last = key.split(".")
+    with config.unlocked():
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[last] = value
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        train_and_evaluate(config, str(workdir))
+    assert not workdir.exists()  # nothing was written, nothing was trained
+
+
+@pytest.mark.parametrize("key,value", [("preset", "fastest"), ("lane_map", "pmap"),
+                                       ("conv", "fft"), ("step_loop", "while")])
+def test_bad_strategy_raises(key, value):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    config.strategy[key] = value
+    if key != "preset":
+        config.strategy.preset = "manual"
+    with pytest.raises(ValueError, match=f"config.strategy.{key}"):
+        check_config(config)
+
+
+def test_a_field_that_auto_would_ignore_raises_before_any_compute(tmp_path):
+    """`--config.strategy.lanes_per_program=4` with preset 'auto' used to do nothing."""
+    config = parse(f"--config={REPO_ROOT}/configs/default.py",
+                   "--config.strategy.lanes_per_program=4")
+    with pytest.raises(ValueError, match="strategy.lanes_per_program=4 is set.*'manual'"):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_measured_strategy_table_raises(tmp_path):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    config.strategy.table = str(tmp_path / "nowhere.json")
+    with pytest.raises(ValueError, match="config.strategy.table=.*nowhere.json.*measured"):
+        train_and_evaluate(config, str(tmp_path / "run"))

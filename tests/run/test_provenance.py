@@ -1,0 +1,27 @@
+import subprocess
+
+import jax
+
+from conftest import REPO_ROOT
+from smallbatch_jax.run.provenance import git_commit, provenance
+
+
+def test_provenance_names_versions_commit_flags_and_devices(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=true")
+    record = provenance(jax.local_devices())
+    assert record["packages"]["jax"] == jax.__version__
+    assert all(record["packages"][name] for name in ("jaxlib", "flax", "optax", "numpy",
+                                                      "orbax-checkpoint"))
+    assert record["xla_flags"] == "--xla_gpu_deterministic_ops=true"
+    assert record["devices"] == [str(d) for d in jax.local_devices()]
+    assert record["python"].count(".") == 2
+    head = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode == 0:  # a git checkout (CI's clean clone is one)
+        assert record["commit"].startswith(head.stdout.strip())
+    else:
+        assert record["commit"] is None
+
+
+def test_outside_a_checkout_there_is_no_commit(tmp_path):
+    assert git_commit(str(tmp_path)) is None

@@ -1,0 +1,112 @@
+import csv
+
+import numpy as np
+import pytest
+
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.run.results import (CURVE_FIELDS, SUMMARY_FIELDS, columns_of, curve_rows,
+                                        first_epoch_excess, format_table, median_last,
+                                        merge_tables, summarize, write_csv)
+from smallbatch_jax.engine import History
+
+
+def test_median_over_the_last_epochs():
+    values = np.array([[0.1, 0.5], [0.2, 0.6], [0.9, 0.7], [0.3, np.nan]])
+    np.testing.assert_allclose(median_last(values, 3), [0.3, np.nan])
+    np.testing.assert_allclose(median_last(values[:, :1], 5), [0.25])  # fewer epochs than asked
+
+
+def _history():
+    nan = np.nan
+    h = History()
+    for epoch, (acc, loss) in enumerate([([0.5, 0.4], [1.0, 2.0]), ([0.6, nan], [0.8, nan]),
+                                         ([0.7, nan], [0.6, nan])], start=1):
+        h.epoch.append(epoch)
+        h.test_metric.append(np.array(acc))
+        h.test_loss.append(np.array(loss))
+        h.train_loss.append(np.array(loss) / 2)
+        h.seconds.append(1.0)
+    return h
+
+
+def test_summary_rows():
+    grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6, 2.0**-1), weight_decay=5e-4,
+                    warmup_fraction=0.0, momentum=0.0)
+    rows = summarize(_history(), grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
+                     diverged_step=np.array([-1, 13]), last_epochs=5)
+    assert [tuple(r) for r in rows] == [SUMMARY_FIELDS] * 2
+    healthy, diverged = rows
+    assert healthy["median_test_metric"] == 0.6 and healthy["final_test_metric"] == 0.7
+    assert healthy["lr"] == 8 * 2.0**-6 and healthy["log2_base_lr"] == -6
+    assert not healthy["diverged"] and healthy["diverged_step"] == -1
+    assert diverged["diverged"] and diverged["diverged_step"] == 13
+    assert diverged["diverged_epoch"] == 2  # step 13 lies in epoch 2 (steps 10..19)
+    assert np.isnan(diverged["median_test_metric"])
+    assert healthy["compile_seconds"] == 0.0  # every epoch took 1 s: nothing stands out
+    table = format_table(rows, 5)
+    assert "step 13" in table and "0.6000" in table and "2^-6" in table
+
+
+def test_compiling_is_the_first_epochs_excess_over_the_median_epoch():
+    assert first_epoch_excess([25.0, 4.0, 3.9, 4.2]) == pytest.approx(21.0)
+    assert first_epoch_excess([3.0, 4.0, 4.0]) == 0.0  # never negative
+    assert np.isnan(first_epoch_excess([9.0]))  # one epoch: compiling is not told apart
+
+
+def test_csv_files_round_trip(tmp_path):
+    grid = LaneGrid(seeds=(0,), base_lrs=(0.5, 0.25), weight_decay=0.0, warmup_fraction=0.0,
+                    momentum=0.0)
+    rows = curve_rows(_history(), grid)
+    assert len(rows) == 3 * 2
+    write_csv(tmp_path / "curves.csv", rows, CURVE_FIELDS)
+    with open(tmp_path / "curves.csv") as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == 6 and float(read[2]["test_metric"]) == 0.6
+
+
+def test_rows_name_the_metric_and_the_table_marks_the_best_in_its_direction(tmp_path):
+    from smallbatch_jax.objectives import REGRESSION
+    from smallbatch_jax.run.results import metric_of, read_csv
+    grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6, 2.0**-5), weight_decay=0.0,
+                    warmup_fraction=0.0, momentum=0.0)
+    h = _history()
+    h.test_metric = [np.array([0.5, 0.4])] * 3  # lane 1 has the lower error
+    h.test_loss = h.train_loss = [np.array([1.0, 1.0])] * 3
+    rows = summarize(h, grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
+                     diverged_step=np.array([-1, -1]), last_epochs=5, objective=REGRESSION)
+    assert metric_of(rows) == ("mse", False)
+    lines = format_table(rows, 5).splitlines()
+    assert "median mse" in lines[0] and "lower is better" in lines[0]
+    assert lines[2].endswith(" *") and not lines[1].endswith(" *")
+    write_csv(tmp_path / "results.csv", rows, SUMMARY_FIELDS)
+    assert metric_of(read_csv(tmp_path / "results.csv")) == ("mse", False)
+
+
+def test_files_from_before_the_metric_was_configurable_read_as_accuracy(tmp_path):
+    from smallbatch_jax.run.results import metric_of, read_csv
+    (tmp_path / "old.csv").write_text("batch_size,base_lr,median_test_accuracy,"
+                                      "final_test_accuracy\n8,0.5,0.7,0.75\n")
+    rows = read_csv(tmp_path / "old.csv")
+    assert rows == [{"batch_size": 8, "base_lr": 0.5, "median_test_metric": 0.7,
+                     "final_test_metric": 0.75}]
+    assert metric_of(rows) == ("accuracy", True)
+    old = History.from_dict({"epoch": [1], "seconds": [2.0], "train_loss": [[1.0]],
+                             "test_loss": [[1.5]], "test_accuracy": [[0.25]]})
+    assert old.test_metric[0].tolist() == [0.25]
+
+
+
+def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
+    row = {"model": "alexnet", "dataset": "cifar10", "optimizer": "sgd", "batch_size": "8",
+           "bn_batch_size": "8", "base_lr": "0.0078125", "seed": "0"}
+    seed_0 = [row, row | {"base_lr": "0.015625"}]
+    seeds_1_2 = [row | {"seed": "1", "compile_seconds": "3.0"}, row | {"seed": "2"}]
+    merged = merge_tables([seed_0, seeds_1_2])
+    assert [r["seed"] for r in merged] == ["0", "0", "1", "2"]
+    assert columns_of(merged)[-1] == "compile_seconds"  # a column only the newer table has
+    with pytest.raises(ValueError, match="both hold the lane m = 8, m_BN = 8"):
+        merge_tables([seed_0, [row | {"base_lr": "0.0078125000"}]])  # the same η̃, seed 0
+    with pytest.raises(ValueError, match="different models"):
+        merge_tables([seed_0, [row | {"seed": "1", "model": "resnet32"}]])
+    # A table from before the column existed (no model) merges with one that has it.
+    assert len(merge_tables([seed_0, [row | {"seed": "1", "model": ""}]])) == 3

@@ -1,0 +1,99 @@
+import os
+
+import pytest
+
+from smallbatch_jax.run import results
+from smallbatch_jax.study import sweep
+from smallbatch_jax.study.bn_sweep import bn_runs, run_bn_sweep
+from test_analysis import _rows
+from test_batch_sweep import _fake_run, _read
+from conftest import REPO_ROOT, parse
+
+
+def _config(**overrides):
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.model = "small_cnn_bn"
+        config.batch_sizes = (8, 16, 64)
+        config.bn_batch_sizes = (4, 16, 64)
+        config.base_lrs = (2.0**-10, 2.0**-8)
+        for key, value in overrides.items():
+            config[key] = value
+    return config
+
+
+def _earlier_sweep(path, table):
+    """A finished batch sweep's results.csv: table as in test_analysis._rows."""
+    os.makedirs(path, exist_ok=True)
+    rows = [{field: "" for field in results.SUMMARY_FIELDS} | row for row in _rows(table)]
+    results.write_csv(os.path.join(path, "results.csv"), rows, results.SUMMARY_FIELDS)
+    return str(path)
+
+
+def test_runs_pair_every_m_with_each_bn_batch_size_that_divides_it():
+    runs = bn_runs(_config())
+    assert [run.name for run in runs] == ["m8_mbn4", "m16_mbn4", "m16_mbn16", "m64_mbn4",
+                                         "m64_mbn16", "m64_mbn64"]
+    assert runs[2].overrides == {"batch_size": 16, "bn_batch_size": 16,
+                                 "base_lrs": (2.0**-10, 2.0**-8)}
+
+
+def test_lr_per_m_from_an_earlier_batch_sweep_or_given(tmp_path):
+    earlier = _earlier_sweep(tmp_path / "fig8", {
+        8: {-10: 0.7, -8: 0.8}, 16: {-10: 0.75, -8: 0.6}, 64: {-10: 0.5, -8: float("nan")}})
+    runs = bn_runs(_config(lr_from=earlier))
+    assert {run.name: run.overrides["base_lrs"] for run in runs} == {
+        "m8_mbn4": (2.0**-8,), "m16_mbn4": (2.0**-10,), "m16_mbn16": (2.0**-10,),
+        "m64_mbn4": (2.0**-10,), "m64_mbn16": (2.0**-10,), "m64_mbn64": (2.0**-10,)}
+    given = bn_runs(_config(lr_per_batch_size=((8, 0.5), (16, 0.25), (64, 0.125))))
+    assert [run.overrides["base_lrs"] for run in given] == [(0.5,), (0.25,), (0.25,)] + [
+        (0.125,)] * 3
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (dict(lr_per_batch_size=((8, 0.5), (16, 0.25))), r"no η̃ for batch sizes \[64\]"),
+    (dict(lr_per_batch_size=((8, 0.5),), lr_from="x"), "both set"),
+    (dict(lr_from="/nonexistent"), "no results.csv there"),
+    (dict(bn_batch_sizes=(32,), batch_sizes=(8, 16)), "divides any m"),
+    (dict(bn_batch_sizes=(4, 4)), "config.bn_batch_sizes=.*distinct"),
+    (dict(batch_sizes=()), "config.batch_sizes=.*non-empty"),
+])
+def test_bad_sweeps_fail_before_anything_runs(tmp_path, monkeypatch, overrides, match):
+    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    with pytest.raises(ValueError, match=match):
+        run_bn_sweep(_config(**overrides), str(tmp_path / "sweep"))
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_an_earlier_sweep_where_every_lr_failed_at_some_m_is_refused(tmp_path):
+    earlier = _earlier_sweep(tmp_path / "fig8", {8: {-10: 0.7}, 16: {-10: 0.7},
+                                                 64: {-10: float("nan")}})
+    with pytest.raises(ValueError, match=r"no η̃ for batch sizes \[64\] \(every η̃ diverged"):
+        bn_runs(_config(lr_from=earlier))
+
+
+def test_a_config_without_the_bn_keys_is_refused():
+    """Every config built on configs/common.py has them; a hand-made one may not."""
+    config = parse(f"--config={REPO_ROOT}/configs/alexnet_cifar10.py:bn=all")
+    with config.unlocked():
+        del config["bn_batch_sizes"]
+    with pytest.raises(ValueError, match="no .*bn_batch_sizes"):
+        bn_runs(config)
+
+
+def test_sweep_merges_one_table_and_skips_complete_runs(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(sweep, "train_and_evaluate",
+                        lambda c, workdir, dataset=None, model=None, objective=None: trained.append((c.batch_size, c.bn_batch_size))
+                        or _fake_run(c, workdir))
+    config = _config(lr_per_batch_size=((8, 0.5), (16, 0.25), (64, 0.125)))
+    rows = run_bn_sweep(config, str(tmp_path))
+    assert trained == [(8, 4), (16, 4), (16, 16), (64, 4), (64, 16), (64, 64)]
+    table = _read(tmp_path / "results.csv")
+    assert len(rows) == len(table) == 6
+    assert (tmp_path / "figures" / "bn_heat_map.png").is_file()
+    assert "| 64 | 2^-3 |" in (tmp_path / "summary.md").read_text()
+    trained.clear()
+    os.remove(tmp_path / "m16_mbn16" / "results.csv")
+    run_bn_sweep(config, str(tmp_path))
+    assert trained == [(16, 16)]

@@ -1,0 +1,144 @@
+"""The recommendation's verdicts, each on tables built to make it true, false and
+undecidable, and the report's parts."""
+
+import math
+
+from smallbatch_jax.study import recommend
+from smallbatch_jax.study.recommend import CANNOT_TELL, FALSE, TRUE
+
+NAN = float("nan")
+# Three seeds' offsets: a spread of ±0.005 around each cell's value (standard error 0.003).
+SPREAD = (-0.005, 0.0, 0.005)
+
+
+def _rows(table, seeds=SPREAD, **columns):
+    """{m: {log2 η̃: accuracy}} → results rows, one per seed (accuracy + the seed's offset;
+    NaN stays NaN: diverged)."""
+    return [{"batch_size": str(m), "base_lr": str(2.0**k), "seed": str(i),
+             "median_test_metric": str(acc + offset), "lr": str(m * 2.0**k), **columns}
+            for m, accs in table.items() for k, acc in accs.items()
+            for i, offset in enumerate(seeds)]
+
+
+def test_32_is_best_true_false_and_undecidable():
+    assert recommend.verdict_32_is_best(_rows(
+        {8: {-10: 0.60, -8: 0.70, -6: 0.65}, 32: {-10: 0.75, -8: 0.80, -6: 0.70}})).answer == TRUE
+    false = recommend.verdict_32_is_best(_rows(
+        {8: {-10: 0.60, -8: 0.80, -6: 0.65}, 32: {-10: 0.70, -8: 0.72, -6: 0.60}}))
+    assert false.answer == FALSE and "p = 0.00" in false.because
+    within = recommend.verdict_32_is_best(_rows(
+        {8: {-10: 0.60, -8: 0.802, -6: 0.65}, 32: {-10: 0.70, -8: 0.80, -6: 0.60}}))
+    assert within.answer == CANNOT_TELL and "within noise" in within.because
+    one_seed = recommend.verdict_32_is_best(_rows(
+        {8: {-10: 0.60, -8: 0.80}, 32: {-10: 0.70, -8: 0.72}}, seeds=(0.0,)))
+    assert one_seed.answer == CANNOT_TELL and "one seed" in one_seed.because
+    assert recommend.verdict_32_is_best(_rows({8: {-8: 0.8}})).because == "m = 32 was not run"
+
+
+def test_linear_scaling_true_false_and_undecidable():
+    # The best η̃ is 2^-8 at every m: linear scaling of η = m·η̃ holds.
+    same = {m: {-10: 0.6, -8: 0.8, -6: 0.6} for m in (4, 16, 64)}
+    assert recommend.verdict_linear_scaling(_rows(same)).answer == TRUE
+    # The best η̃ halves with each doubling... here a factor 4 per 4× m, sharp optima: the
+    # seeds reject a common η̃.
+    moving = {4: {-10: 0.6, -8: 0.6, -6: 0.8, -4: 0.6},
+              16: {-10: 0.6, -8: 0.8, -6: 0.6, -4: 0.6},
+              64: {-12: 0.6, -10: 0.8, -8: 0.6, -6: 0.6}}
+    assert recommend.verdict_linear_scaling(_rows(moving)).answer == FALSE
+    # The best η̃ moves, but the seeds are too noisy to reject one η̃ for every m.
+    noisy = {m: {k: v for k, v in accs.items()} for m, accs in moving.items()}
+    verdict = recommend.verdict_linear_scaling(_rows(noisy, seeds=(-0.3, 0.0, 0.3)))
+    assert verdict.answer == CANNOT_TELL and "more seeds" in verdict.because
+    # An optimum at the grid's edge is a bound: no verdict.
+    edge = {4: {-8: 0.8, -6: 0.6}, 16: {-8: 0.6, -6: 0.8}}
+    assert "edge" in recommend.verdict_linear_scaling(_rows(edge)).because
+
+
+def test_linear_scaling_is_judged_on_eta_over_m_whatever_the_sweep_scales():
+    """A sweep of Adam's η itself (lr_scaling 'none'): the same best η at every m is η/m
+    falling with m, linear scaling rejected; a best η ∝ m is linear scaling."""
+    def adam_rows(best_log2_eta):  # {m: log2 of the best η}, a sharp optimum there
+        return [{"batch_size": str(m), "base_lr": str(2.0**k), "lr": str(2.0**k),
+                 "lr_scaling": "none", "seed": str(i),
+                 "median_test_metric": str((0.8 if k == best else 0.6) + offset)}
+                for m, best in best_log2_eta.items() for k in range(-12, -1, 2)
+                for i, offset in enumerate(SPREAD)]
+    fixed_eta = recommend.verdict_linear_scaling(adam_rows({4: -8, 16: -8, 64: -8}))
+    assert fixed_eta.answer == FALSE and "m = 64: 2^-14" in fixed_eta.because  # η/m
+    proportional = adam_rows({4: -8, 16: -6, 64: -4})  # η/m = 2^-10 at every m
+    assert recommend.verdict_linear_scaling(proportional).answer == TRUE
+    apart = recommend.verdict_linear_scaling(adam_rows({4: -8, 8192: -8}))  # no common η/m
+    assert apart.answer == CANNOT_TELL and "share no value" in apart.because
+    note = recommend.recommendation_markdown(proportional, {}, 0.7, 0.02)
+    assert "The swept value, written η̃ below, is η itself (lr_scaling 'none')" in note
+
+
+def test_update_noise_verdict_follows_the_trend_of_best_lr_squared_times_m():
+    def sweep(best_log2_lr):
+        # Interior optima at the given η̃ per m.
+        return {m: {k - 2: 0.5, k: 0.8, k + 2: 0.5} for m, k in best_log2_lr.items()}
+
+    # η̃* ∝ 1/m: η̃*²·m ∝ 1/m falls with m, the small batches' updates are the noisier.
+    assert recommend.verdict_small_batches_noisier(
+        _rows(sweep({2: -6, 8: -8, 32: -10, 128: -12}))).answer == TRUE
+    # η̃* constant: η̃*²·m ∝ m, the large batches' updates are the noisier.
+    assert recommend.verdict_small_batches_noisier(
+        _rows(sweep({2: -8, 8: -8, 32: -8, 128: -8}))).answer == FALSE
+    # η̃* ∝ 1/√m-ish with scatter: no trend.
+    assert recommend.verdict_small_batches_noisier(
+        _rows(sweep({2: -8, 8: -10, 32: -10, 128: -12}))).answer == CANNOT_TELL
+    # Not SGD on summed gradients: the argument does not apply.
+    adam = _rows(sweep({2: -6, 8: -8, 32: -10}), optimizer="adam", lr_scaling="none")
+    assert "SGD" in recommend.verdict_small_batches_noisier(adam).because
+
+
+def test_larger_batches_train_faster_from_time_to_target():
+    def found(seconds):
+        return {m: {"steps": None if s is None else 10, "examples": None, "lr": 2.0**-8,
+                    "seconds": math.nan if s is None else s} for m, s in seconds.items()}
+
+    rows = _rows({8: {-8: 0.8}})
+    assert recommend.verdict_larger_train_faster(rows, found({8: 30.0, 64: 10.0})).answer == TRUE
+    verdict = recommend.verdict_larger_train_faster(rows, found({8: 30.0, 64: 10.0, 512: None}))
+    assert verdict.answer == FALSE and "never reached" in verdict.because
+    assert recommend.verdict_larger_train_faster(
+        rows, found({8: 10.0, 64: 30.0})).answer == FALSE
+    # 2% apart: timing noise, not a verdict.
+    assert recommend.verdict_larger_train_faster(
+        rows, found({8: 10.0, 64: 10.2})).answer == CANNOT_TELL
+    assert recommend.verdict_larger_train_faster(rows, found({8: 10.0})).answer == CANNOT_TELL
+
+
+def test_the_report_recommends_the_best_point_and_its_setting():
+    table = {4: {-10: 0.70, -8: 0.80, -6: NAN}, 16: {-10: 0.78, -8: 0.70, -6: NAN},
+             64: {-12: 0.60, -10: 0.75, -8: NAN}}
+    rows = _rows(table, optimizer="sgd", lr_scaling="linear", weight_decay="0.0005",
+                 epochs="10")
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, where="cnn on digits, sgd")
+    assert "**m = 4, η̃ = 2^-8**: accuracy 0.8000 ± 0.0029 (n = 3)" in text
+    assert "sgd learning rate 0.015625 (= m·η̃ = 4 × 2^-8, on the batch-mean loss)" in text
+    # m = 16 (0.78) is significantly below 0.80 with these seeds, and so is m = 64 ...
+    assert "m = 4 itself: no larger m is within noise" in text
+    # ... but at 0.799 m = 16 is within noise, and the report names it.
+    table[16][-10] = 0.799
+    close = recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
+    assert "\n\nm = 16 (η̃ = 2^-10" in close.split("## 2.")[1].split("## 3.")[0]
+    # Seeds that scatter widely pass the test without being as good: not within noise.
+    table[16][-10] = 0.70
+    wide = recommend.recommendation_markdown(_rows(table, seeds=(-0.3, 0.0, 0.3)), {}, 0.0,
+                                             0.02)
+    assert "m = 4 itself: no larger m is within noise" in wide
+    # The stable range shows the diverged η̃ as missing from 'trains'.
+    assert "| 4 | 2^-8 | 0.8000 ± 0.0029 (n = 3) | 2^-10 … 2^-8 | 2^-8 |" in text
+    assert text.count("- **\"") == 4  # the four verdicts
+
+
+def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
+    rows = _rows({4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}})
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02,
+                                             noise_scales={4: 31.4, 16: float("nan")})
+    assert "m = 4: 31.4, m = 16: not measurable. The best m found by training: 4." in text
+    assert "Not measurable: the estimate of |G|² was not positive for some seed" in text
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, noise_scales={4: 31.4})
+    assert "m = 4: 31.4. The best m found by training: 4.\n" in text
+    assert "noise scale B_simple" not in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)

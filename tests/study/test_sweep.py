@@ -1,0 +1,135 @@
+import os
+
+from smallbatch_jax.run import results
+
+from smallbatch_jax.study import sweep
+from smallbatch_jax.study.sweep import Run, merge_until_stable
+from test_batch_sweep import _config, _fake_run, _read
+
+RUNS = [Run("m8", {"batch_size": 8}), Run("m16", {"batch_size": 16}),
+        Run("m32", {"batch_size": 32})]
+
+
+def _finish(workdir, run):
+    _fake_run(sweep.config_for(_config(), run), os.path.join(workdir, run.name))
+
+
+def test_a_run_that_completes_during_the_merge_is_merged_too(tmp_path):
+    # Two job-array tasks ending at once: while this task merges m8 and m16, the other
+    # finishes m32. A single merge would leave a table without m32 if this task wrote last.
+    workdir = str(tmp_path)
+    for run in RUNS[:2]:
+        _finish(workdir, run)
+    reported = []
+
+    def report(rows):
+        reported.append(sorted({int(r["batch_size"]) for r in rows}))
+        if len(reported) == 1:
+            _finish(workdir, RUNS[2])  # the other task, meanwhile
+
+    rows = merge_until_stable(workdir, RUNS, report)
+    assert reported == [[8, 16], [8, 16, 32]]
+    assert sorted({int(r["batch_size"]) for r in _read(tmp_path / "results.csv")}) == [8, 16, 32]
+    assert len(rows) == 3 * len(_config().base_lrs)
+
+
+def test_merging_an_unchanged_workdir_reports_once(tmp_path):
+    _finish(str(tmp_path), RUNS[0])
+    reported = []
+    merge_until_stable(str(tmp_path), RUNS, reported.append)
+    assert len(reported) == 1
+
+
+def test_replacing_leaves_the_old_file_whole_when_writing_fails(tmp_path):
+    path = tmp_path / "summary.md"
+    path.write_text("old")
+    try:
+        with results.replacing(str(path)) as temporary:
+            with open(temporary, "w") as f:
+                f.write("half")
+            raise OSError("disk full")
+    except OSError:
+        pass
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["summary.md"]
+    with results.replacing(str(path)) as temporary, open(temporary, "w") as f:
+        f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["summary.md"]
+
+
+def test_the_eta_is_the_steps_left_at_the_speed_of_the_nearest_finished_m(tmp_path):
+    from types import SimpleNamespace
+
+    runs = [Run(f"m{m}", {"batch_size": m}) for m in (2, 8, 16, 128)]
+    for run, steps, seconds in ((runs[0], 100, 10.0), (runs[1], 50, 10.0)):  # 0.1, 0.2 s/step
+        os.makedirs(tmp_path / run.name)
+        results.write_csv(str(tmp_path / run.name / "results.csv"),
+                          [{"batch_size": run.overrides["batch_size"], "steps": steps,
+                            "wall_seconds": seconds}], results.SUMMARY_FIELDS)
+    assert sweep.seconds_per_step(str(tmp_path), runs) == {2: 0.1, 8: 0.2}
+    left = [(runs[2], SimpleNamespace(batch_size=16, epochs=2)),  # 800 steps at m = 8's speed
+            (runs[3], SimpleNamespace(batch_size=128, epochs=1))]  # 50 steps, likewise
+    assert sweep.eta_text(str(tmp_path), runs, left, num_train=6400).startswith("170 s ")
+    assert sweep.eta_text(str(tmp_path / "none"), runs, left, 6400).startswith("?")
+
+
+def test_a_sweep_says_which_run_of_how_many_it_trains(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    config = _config(batch_sizes=(8, 16, 32))
+    _finish(str(tmp_path), RUNS[0])
+    with caplog.at_level("INFO"):
+        sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None)
+    assert "m8: complete, skipped" in caplog.text
+    assert "run 2 of 3 (m = 16)" in caplog.text and "run 3 of 3 (m = 32)" in caplog.text
+    assert "ETA of the 2 runs left" in caplog.text
+
+
+def test_a_spent_budget_starts_no_new_run_but_the_first_always_starts(tmp_path, monkeypatch):
+    """A budget already spent when the sweep starts (e.g. a busy machine's slow start) still
+    trains the first unfinished run; the next ones wait for a rerun."""
+    trained = []
+    monkeypatch.setattr(sweep, "train_and_evaluate",
+                        lambda c, w, d=None, mdl=None, obj=None: trained.append(c.batch_size) or _fake_run(c, w))
+    clock = iter(range(0, 10_000, 100))  # every reading 100 s after the last
+    monkeypatch.setattr(sweep.time, "perf_counter", lambda: float(next(clock)))
+    config = _config(batch_sizes=(8, 16, 32))
+    sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, budget_minutes=1.0)
+    assert trained == [8]
+    sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, budget_minutes=1.0)
+    assert trained == [8, 16]
+
+
+def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monkeypatch):
+    """(flock locks belong to an open file, so a second claim in this process stands for a
+    second process.)"""
+    import pytest
+
+    from smallbatch_jax.run.directory import LockedError, claim
+
+    trained = []
+    monkeypatch.setattr(sweep, "train_and_evaluate",
+                        lambda c, w, d=None, mdl=None, obj=None: trained.append(c.batch_size) or _fake_run(c, w))
+    config = _config(batch_sizes=(8, 16, 32))
+    with claim(str(tmp_path), ".lock_task0of1"):  # a sweep already running, unsplit
+        with pytest.raises(LockedError, match="in use by another process"):
+            sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None)
+        assert trained == []
+        # A task of a split sweep is another task: it trains its own runs.
+        sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, 1, 2)
+        assert trained == [16]
+
+
+def test_runs_written_before_the_metric_was_configurable_merge_with_new_ones(tmp_path):
+    """An old run's results.csv (median_test_accuracy, no metric column) and a new run's
+    merge into one table under today's names, read as accuracy."""
+    old, new = tmp_path / "m2", tmp_path / "m8"
+    old.mkdir(), new.mkdir()
+    (old / "results.csv").write_text("batch_size,base_lr,median_test_accuracy,"
+                                     "final_test_accuracy\n2,0.5,0.7,0.75\n")
+    (new / "results.csv").write_text("batch_size,base_lr,metric,higher_is_better,"
+                                     "median_test_metric,final_test_metric\n"
+                                     "8,0.5,accuracy,True,0.6,0.65\n")
+    rows, names = sweep.merge_results(str(tmp_path), [Run("m2", {}), Run("m8", {})])
+    assert names == ["m2", "m8"]
+    merged = results.read_csv(str(tmp_path / "results.csv"))
+    assert [r["median_test_metric"] for r in merged] == [0.7, 0.6]
+    assert results.metric_of(merged) == ("accuracy", True)
