@@ -14,17 +14,16 @@ first adds other tables of the same study (more seeds, run elsewhere) to workdir
 gives standard errors over all the seeds.
 """
 
-import json
 import math
 import os
 
 from absl import app, flags
 
 from experiments import entry
-from smallbatch_jax.study import bn_sweep
 from smallbatch_jax.run import results
-from smallbatch_jax.study.batch_sweep import report, run_dir
-from smallbatch_jax.study.sweep import RESULTS, SWEEP_CONFIG
+from smallbatch_jax.run.directory import SweepDirectory
+from smallbatch_jax.study import bn_sweep
+from smallbatch_jax.study.batch_sweep import report, run_directory
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
 _TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "
@@ -37,34 +36,33 @@ flags.mark_flags_as_required(["workdir"])
 
 def main():
     workdir = _WORKDIR.value
-    path = os.path.join(workdir, RESULTS)
-    rows = results.read_raw(path) if os.path.isfile(path) or not _MERGE.value else []
+    sweep = SweepDirectory(workdir)
+    rows = sweep.read_results() if sweep.has_results() or not _MERGE.value else []
     if _MERGE.value:
         rows = results.merge_tables([rows] + [results.read_raw(p) for p in _MERGE.value])
         os.makedirs(workdir, exist_ok=True)
-        results.write_csv(path, rows, results.columns_of(rows))
+        sweep.write_results(rows, results.columns_of(rows))
     if len({(r["batch_size"], r["bn_batch_size"]) for r in rows}) > len(
             {r["batch_size"] for r in rows}):  # several m_BN at one m: a ghost-BN sweep
         if _CURVES.value:
             raise app.UsageError("--curves is for a batch sweep's workdir")
         bn_sweep.report(workdir, rows)
         return
-    saved = {}
-    if os.path.isfile(os.path.join(workdir, SWEEP_CONFIG)):
-        with open(os.path.join(workdir, SWEEP_CONFIG)) as f:
-            saved = json.load(f)
+    saved = sweep.saved_config() or {}
     tolerance = _TOLERANCE.value
     if tolerance is None:
         if "reliable_tolerance" not in saved:
-            raise app.UsageError(f"no {SWEEP_CONFIG} in {workdir} to take the reliable-range "
+            raise app.UsageError(f"no {sweep.CONFIG} in {workdir} to take the reliable-range "
                                  "tolerance from: give --tolerance")
         tolerance = saved["reliable_tolerance"]
     curves = {}
     for pair in _CURVES.value:
         m, lr = pair.split(":")
+        run_curves = run_directory(workdir, int(m)).read_curves()
+        if run_curves is None:
+            raise app.UsageError(f"--curves={pair}: no curves.csv of m = {m} in {workdir}")
         curves[f"m = {m}, η̃ = 2^{math.log2(float(lr)):g}"] = [
-            r for r in results.read_raw(os.path.join(run_dir(workdir, int(m)), "curves.csv"))
-            if float(r["base_lr"]) == float(lr)]
+            r for r in run_curves if float(r["base_lr"]) == float(lr)]
     report(workdir, rows, tolerance, curves, target=saved.get("target", 0.0))
 
 

@@ -21,13 +21,13 @@ Returns the tidy rows of results.csv; the results name the model and the data se
 
 import copy
 
-from smallbatch_jax.run import results
-from smallbatch_jax.study.batch_sweep import run_batch_sweep as _run_batch_sweep
-from smallbatch_jax.study.batch_sweep import write_recommendation
 from smallbatch_jax.data import Dataset, make_dataset
-from smallbatch_jax.run.train import train_and_evaluate
 from smallbatch_jax.models import model_name
 from smallbatch_jax.objectives import OBJECTIVES, Objective, objective_named
+from smallbatch_jax.run import results
+from smallbatch_jax.run.train import train_and_evaluate
+from smallbatch_jax.study.batch_sweep import (run_batch_sweep as _run_batch_sweep,
+                                              write_recommendation)
 
 
 def _prepare(config, model, data, objective):

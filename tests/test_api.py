@@ -12,8 +12,8 @@ import pytest
 
 import smallbatch_jax as sbj
 from conftest import REPO_ROOT
-from smallbatch_jax.run import results
 from smallbatch_jax.data import make_dataset
+from smallbatch_jax.run import results
 
 MLP_SOURCE = '''
 import flax.linen as nn
@@ -130,7 +130,7 @@ def test_token_ids_pass_untouched_to_the_model(tmp_path, monkeypatch):
     assert rows[0]["dataset"] == "bag" and rows[0]["final_test_metric"] > 0.6
     # Re-running the same call: the finished run is skipped, its rows returned.
     from smallbatch_jax.run import train as lr_sweep
-    monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr(lr_sweep, "create_run", lambda *a: pytest.fail("trained again"))
     again = sbj.run_lr_sweep(_config(optimizer="adam", base_lrs=(1e-2,)), str(tmp_path),
                              model=Bag(), data=dataset)
     assert again[0]["final_test_metric"] == rows[0]["final_test_metric"]

@@ -13,12 +13,12 @@ import time
 import jax
 import jax.numpy as jnp
 
-from smallbatch_jax.run.checkpoint import RunCheckpoints
+from smallbatch_jax.engine import LaneStep, LaneTrainer, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import Optimizer
-from smallbatch_jax.engine.strategy import Strategy
-from smallbatch_jax.engine import LaneStep, LaneTrainer, plan_for
+from smallbatch_jax.run.checkpoint import RunCheckpoints
 
 name, k = sys.argv[1], int(sys.argv[2])
 repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 5

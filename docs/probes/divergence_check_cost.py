@@ -7,8 +7,8 @@ use_cpu_cores()
 import jax, jax.numpy as jnp, optax
 from smallbatch_jax.diagnostics import benchmark
 from smallbatch_jax.engine import step as S
-from smallbatch_jax.models import create_model
 from smallbatch_jax.engine.strategy import choose_strategy
+from smallbatch_jax.models import create_model
 
 m = int(sys.argv[1]); k = int(sys.argv[2]); repeats = int(sys.argv[3])
 steps = max(2, 256 // m)

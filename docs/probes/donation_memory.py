@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 
 from smallbatch_jax.diagnostics.benchmark import synthetic_dataset
-from smallbatch_jax.engine.lanes import LaneGrid
-from smallbatch_jax.models import create_model
-from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.engine import DeviceBatches, LaneStep, Programs, plan_for
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.strategy import Strategy
+from smallbatch_jax.models import create_model
 
 name, m, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ds = synthetic_dataset((32, 32, 3), 10, 4 * m)

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smallbatch_jax.run import train as lr_sweep
 from smallbatch_jax.config_args import load_config
 from smallbatch_jax.data import load_dataset
-from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.engine.step import LaneStep, sum_of_squares
+from smallbatch_jax.noise_scale import NoiseProbe
+from smallbatch_jax.run import train as lr_sweep
 
 
 def vmapped(self, lane, images, labels):

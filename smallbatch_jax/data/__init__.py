@@ -10,8 +10,7 @@
 A user's own arrays or Dataset are passed to the API directly (smallbatch_jax/api.py).
 """
 
-from smallbatch_jax.data.cifar import NUM_CLASSES as CIFAR_NUM_CLASSES
-from smallbatch_jax.data.cifar import load_cifar
+from smallbatch_jax.data.cifar import NUM_CLASSES as CIFAR_NUM_CLASSES, load_cifar
 from smallbatch_jax.data.dataset import Dataset, load_npz, make_dataset
 from smallbatch_jax.data.digits import load_digits
 from smallbatch_jax.data.imagenet import StreamedDataset, load_imagenet

@@ -27,12 +27,12 @@ import optax
 from flax import linen as nn
 
 from smallbatch_jax.data import Dataset, make_dataset
-from smallbatch_jax.engine.lanes import LaneGrid
-from smallbatch_jax.optim import paper_sgd
-from smallbatch_jax.models.conv import conv_layer
-from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
 from smallbatch_jax.engine import (DeviceBatches, LaneStep, LaneTrainer, cross_entropy, plan_for,
                                    standardize)
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
+from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.optim import paper_sgd
 
 # The timed η̃: small enough that no lane diverges. A diverged lane would stop costing time
 # (the trainer skips groups of diverged lanes), so each timing checks that none did. 2⁻¹⁴ up

@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from smallbatch_jax.diagnostics import benchmark
 from smallbatch_jax.data import load_dataset
-from smallbatch_jax.diagnostics.gpu_check import (machine_description, parse_candidate, run_config_at,
-                                                  timed_lanes)
+from smallbatch_jax.diagnostics import benchmark
+from smallbatch_jax.diagnostics.gpu_check import (machine_description, parse_candidate,
+                                                  run_config_at, timed_lanes)
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ gpu_check.py says what each section does). Device time is scarce (minutes per se
   cut off by its timeout still returns what it did, and every log line carries the seconds
   since the start;
 - JAX's persistent compilation cache is on, and §a's lanes are built exactly as §b's sweep
-  builds them (lr_sweep.build_trainer, the same data shapes and steps per dispatch), so §b
+  builds them (run.build.create_run, the same data shapes and steps per dispatch), so §b
   reuses §a's compiled programs, and a rerun on the same machine recompiles nothing.
 
 Where the time goes is recorded, not guessed: per candidate, the compiled program's memory
@@ -35,20 +35,17 @@ import numpy as np
 import optax
 
 from smallbatch_jax import compilation_cache
-
-from smallbatch_jax.diagnostics import benchmark
-
-from smallbatch_jax.run import train as lr_sweep
-
-from smallbatch_jax.run import results
-from smallbatch_jax.study.batch_sweep import batch_size_runs, report
 from smallbatch_jax.data import load_dataset
+from smallbatch_jax.diagnostics import benchmark
+from smallbatch_jax.diagnostics.torch_baseline import (settings as torch_settings, torch_available,
+                                                       torch_sequential_runner)
+from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import Strategy, strategy_from_config, write_measured_table
 from smallbatch_jax.models import create_model
+from smallbatch_jax.run import results, train as lr_sweep
+from smallbatch_jax.run.build import create_run, prepare
+from smallbatch_jax.study.batch_sweep import batch_size_runs, report
 from smallbatch_jax.study.sweep import config_for, is_complete, merge_until_stable
-from smallbatch_jax.diagnostics.torch_baseline import settings as torch_settings
-from smallbatch_jax.engine.plan import PRECISIONS
-from smallbatch_jax.diagnostics.torch_baseline import torch_available, torch_sequential_runner
 
 RECORD, TABLE, STRATEGY_TABLE = "gpu_check.json", "gpu_check.md", "strategy_table.json"
 CACHE_ARCHIVE = "jax_cache.tar.gz"
@@ -286,8 +283,8 @@ def timed_lanes(run_config, dataset, num_lanes: int) -> TimedLanes:
     with run_config.unlocked():
         run_config.base_lrs = (benchmark.timing_lr(run_config.batch_size),) * num_lanes
         run_config.weight_decay = benchmark.WEIGHT_DECAY
-    grid = lr_sweep.lane_grid(run_config)
-    trainer, source = lr_sweep.build_trainer(run_config, dataset, grid.num_lanes)
+    run = create_run(prepare(run_config, dataset))
+    grid, trainer, source = run.spec.grid, run.trainer, run.source
     if len(trainer.plan.devices) > 1 or trainer.plan.strategy.lanes_per_program:
         raise ValueError("lanes are timed all in one program on one device")
     seeds = jnp.asarray(grid.seeds, jnp.int32)

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 from smallbatch_jax.engine.lanes import tree_concatenate, tree_slice
-from smallbatch_jax.engine.sharding import pad_lanes, replicate, shard_lanes
 from smallbatch_jax.engine.plan import ExecutionPlan
+from smallbatch_jax.engine.sharding import pad_lanes, replicate, shard_lanes
 from smallbatch_jax.engine.state import LaneState, TrainState
 
 

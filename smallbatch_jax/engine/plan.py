@@ -1,8 +1,8 @@
 """The execution plan: everything about how a run's lanes execute, decided once.
 
-`make_plan(config, num_lanes, …)` reads the config's strategy (strategy.py: 'auto' measured
-per backend, a preset, or 'manual' fields), its precision and memory budget, looks at the
-backend and the local devices, and returns a frozen `ExecutionPlan`; the trainer is built
+`make_plan(choice, num_lanes, batch_size, …)` resolves the strategy asked for (strategy.py:
+'auto' measured per backend, a preset, or 'manual' fields) with the precision and memory
+budget, looks at the backend and the local devices, and returns a frozen `ExecutionPlan`; the trainer is built
 once from it and never revises it. Conflicts raise here, before anything is compiled for
 training (the memory budget compiles probes of the training program, nothing else).
 
@@ -20,7 +20,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from smallbatch_jax.engine.sharding import lane_mesh, padded_num_lanes
-from smallbatch_jax.engine.strategy import Strategy, strategy_from_config
+from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
 
 # Default matmul precisions (jax.default_matmul_precision); see config.precision.
 PRECISIONS = ("default", "high", "highest")
@@ -123,22 +123,24 @@ def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) 
     return dataclasses.replace(strategy, lanes_per_program=lanes)
 
 
-def make_plan(config, num_lanes: int, *, program_bytes=None, model_takes_conv: bool = True,
-              devices=None) -> ExecutionPlan:
-    """The plan of a run's config for `num_lanes` lanes on this process's devices.
+def make_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
+              precision: str = "default", memory_budget_bytes: int = 0, program_bytes=None,
+              model_takes_conv: bool = True, model: str = "this model", devices=None
+              ) -> ExecutionPlan:
+    """The plan of a run's strategy `choice` for `num_lanes` lanes at `batch_size` on this
+    process's devices.
 
     `program_bytes(strategy)`: the bytes of one training dispatch under a strategy (needed
-    only with `config.memory_budget_gb`); `model_takes_conv`: whether the model receives its
+    only with a memory budget); `model_takes_conv`: whether the model receives its
     convolution layer (models/conv.py), so that the strategy may choose it: 'auto' never
     picks a convolution the model cannot take, and a manual one that it cannot take raises.
     """
     available = list(jax.local_devices() if devices is None else devices)
-    strategy = strategy_from_config(config, num_lanes, available[0].platform, len(available))
+    strategy = choice.resolve(batch_size, num_lanes, available[0].platform, len(available))
     if strategy.conv != "xla" and not model_takes_conv:
-        if config.strategy.preset == "manual":
+        if choice.preset == "manual":
             raise ValueError(f"config.strategy.conv={strategy.conv!r} needs a model that "
-                             f"receives its convolution layer; {config.model} does not")
+                             f"receives its convolution layer; {model} does not")
         strategy = dataclasses.replace(strategy, conv="xla")
-    return plan_for(strategy, num_lanes, precision=config.precision, devices=available,
-                    memory_budget_bytes=int(config.memory_budget_gb * 2**30),
-                    program_bytes=program_bytes)
+    return plan_for(strategy, num_lanes, precision=precision, devices=available,
+                    memory_budget_bytes=memory_budget_bytes, program_bytes=program_bytes)

@@ -29,9 +29,9 @@ from jax import lax
 
 from smallbatch_jax.engine.augment import pad_crop_flip
 from smallbatch_jax.engine.lanes import LaneHparams
+from smallbatch_jax.engine.state import LaneState
 from smallbatch_jax.objectives import CLASSIFICATION, Objective, softmax_cross_entropy
 from smallbatch_jax.optim import Optimizer, lane_optimizer
-from smallbatch_jax.engine.state import LaneState
 
 # Streams of fold_in(key(seed), stream): one purpose each.
 INIT, DATA_ORDER, AUGMENT, DROPOUT = 0, 1, 2, 3

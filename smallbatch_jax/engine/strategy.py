@@ -207,14 +207,31 @@ def strategy_fields(section) -> Strategy:
     return strategy
 
 
+@dataclasses.dataclass(frozen=True)
+class StrategyChoice:
+    """What a config's `strategy` section asks for, checked: a preset's name, 'auto' (with
+    the table to measure from) or 'manual' (with the fields). `resolve` turns it into the
+    Strategy for a batch size, a number of lanes and the devices at hand."""
+
+    preset: str = "auto"
+    fields: Strategy = Strategy()  # 'manual' only
+    table: str = ""  # 'auto' only: a measured table; '' the packaged one
+
+    @classmethod
+    def from_section(cls, section) -> "StrategyChoice":
+        return cls(section.preset, strategy_fields(section), section.table)
+
+    def resolve(self, batch_size: int, num_lanes: int, backend: str, num_devices: int
+                ) -> Strategy:
+        if self.preset == "manual":
+            return self.fields
+        if self.preset == "auto":
+            return choose_strategy(backend, batch_size, num_lanes, num_devices, self.table)
+        return PRESETS[self.preset]
+
+
 def strategy_from_config(config, num_lanes: int, backend: str, num_devices: int) -> Strategy:
     """The config's strategy: `strategy.preset` 'auto' (choose_strategy), a preset's name,
     or 'manual' (the fields, `strategy_fields`)."""
-    section = config.strategy
-    strategy = strategy_fields(section)
-    if section.preset == "manual":
-        return strategy
-    if section.preset == "auto":
-        return choose_strategy(backend, config.batch_size, num_lanes, num_devices,
-                               section.table)
-    return PRESETS[section.preset]
+    return StrategyChoice.from_section(config.strategy).resolve(
+        config.batch_size, num_lanes, backend, num_devices)

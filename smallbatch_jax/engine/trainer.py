@@ -15,8 +15,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from smallbatch_jax.engine.lanes import LaneHparams
 from smallbatch_jax.engine import lane_groups
+from smallbatch_jax.engine.lanes import LaneHparams
 from smallbatch_jax.engine.plan import ExecutionPlan
 from smallbatch_jax.engine.programs import Programs
 from smallbatch_jax.engine.state import LaneState, TrainState

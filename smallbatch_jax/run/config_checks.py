@@ -7,11 +7,11 @@ limits that depend on its size.
 import math
 
 from smallbatch_jax.data import DATASETS, Dataset
+from smallbatch_jax.engine.plan import PRECISIONS
+from smallbatch_jax.engine.strategy import strategy_fields
 from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
-from smallbatch_jax.engine.strategy import strategy_fields
-from smallbatch_jax.engine.plan import PRECISIONS
 
 
 def _fail(key, value, allowed):

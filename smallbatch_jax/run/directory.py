@@ -1,4 +1,15 @@
-"""A run's directory: one process at a time, writable, and write errors that say what to do.
+"""The directories runs and sweeps write: every file name, "finished", the config comparison
+that resuming rests on, one process at a time, and write errors that say what to do.
+
+`RunDirectory(path)` is one run's directory (what `run.train.train_and_evaluate` writes:
+config.json, curves.csv, evaluations.csv, checkpoints/, state.msgpack, results.csv, the last
+marking the run finished); `SweepDirectory(path)` a sweep's (its runs' directories under it,
+the merged results.csv, sweep_config.json, summary.md, recommendation.md, figures/). Every
+module that reads or writes those files asks these objects for their paths.
+
+A run directory holds the runs of one config only: a finished run, or a checkpoint, made
+with another config is refused before any compute, naming the keys that differ
+(`config_differences`); RESUME_IGNORES are the keys that do not change what a run computes.
 
 `claim(directory, name)` is the guard a run or a sweep task enters before any compute:
 - it creates the directory, or fails at once with the reason (a file in the way, no
@@ -20,8 +31,12 @@
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
+import shutil
+
+from smallbatch_jax.run import results
 
 # Errors of the disk rather than of the program: the remedy is the user's.
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -84,3 +99,168 @@ def claim(directory: str, name: str = ".lock", remove_temporaries: bool = False)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# Keys a run's saved config may differ in from the command's: they do not change what one
+# run computes (the sweep's other points, the summary's tolerance, how often to save, what
+# is measured on the side: the noise-scale probe never touches the weights).
+RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size",
+                  "reliable_tolerance", "target", "checkpoint", "noise_scale")
+# Keys added to the config after runs were saved without them, with the value that trains
+# as those runs were trained: absent from a saved config and at this value now is no
+# difference (a finished run stays finished, a checkpoint resumes).
+ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1}
+
+
+def as_json(config) -> dict:
+    """The config as JSON gives it back (tuples as lists): what config.json and a
+    checkpoint store, and what they are compared in."""
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """'key: saved → current' for every key that differs, RESUME_IGNORES aside (and
+    ADDED_KEYS absent from `saved` at their old behaviour's value)."""
+    saved, current = _flat(saved), _flat(current)
+    ignored = lambda key: key.split(".")[0] in RESUME_IGNORES or (
+        key in ADDED_KEYS and key not in saved and current.get(key) == ADDED_KEYS[key])
+    return [f"{key}: {saved.get(key, '(absent)')!r} → {current.get(key, '(absent)')!r}"
+            for key in sorted(set(saved) | set(current))
+            if not ignored(key) and saved.get(key) != current.get(key)]
+
+
+class RunDirectory:
+    """One run's directory and every file in it, by name."""
+
+    CONFIG = "config.json"  # the config as run, the plan, the provenance
+    CURVES = "curves.csv"  # per epoch and lane, rewritten after every epoch
+    EVALUATIONS = "evaluations.csv"  # every evaluation, with evals_per_epoch > 1
+    CHECKPOINTS = "checkpoints"  # while the run trains; removed when it has finished
+    STATE = "state.msgpack"  # the final training state
+    RESULTS = "results.csv"  # per lane; written last: it marks the run finished
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def claim(self):
+        """The run's lock for the block (a run directory has one writer: its temporaries
+        are removed)."""
+        return claim(self.path, remove_temporaries=True)
+
+    def is_finished(self) -> bool:
+        return os.path.isfile(self.file(self.RESULTS))
+
+    def saved_config(self) -> dict:
+        """The config the run was made with (config.json's)."""
+        with open(self.file(self.CONFIG)) as f:
+            return json.load(f)["config"]
+
+    def refuse_other_config(self, saved: dict, current: dict, what: str = "a checkpoint"
+                            ) -> None:
+        """ValueError naming the differing keys unless `saved` (a config as JSON) trains as
+        `current` does."""
+        differences = config_differences(saved, current)
+        if differences:
+            raise ValueError(
+                f"{self.path} holds {what} of a run with another config; differing keys: "
+                f"{'; '.join(differences)}. Run with its config (to resume it, or to read its "
+                "results), or give another --workdir (or move this one away) to start over.")
+
+    def finished_rows(self, current: dict) -> list[dict] | None:
+        """The results of the finished run (its config checked against `current`, a config
+        as JSON); None if it has not finished."""
+        if not self.is_finished():
+            return None
+        self.refuse_other_config(self.saved_config(), current, "the results")
+        return results.read_csv(self.file(self.RESULTS))
+
+    def write_config(self, record: dict) -> None:
+        with results.replacing(self.file(self.CONFIG)) as temporary, open(temporary, "w") as f:
+            json.dump(record, f, indent=2, default=str)
+
+    def write_curves(self, rows: list[dict]) -> None:
+        results.write_csv(self.file(self.CURVES), rows, results.CURVE_FIELDS)
+
+    def write_evaluations(self, rows: list[dict]) -> None:
+        results.write_csv(self.file(self.EVALUATIONS), rows, results.EVALUATION_FIELDS)
+
+    def write_results(self, rows: list[dict]) -> None:
+        results.write_csv(self.file(self.RESULTS), rows, results.SUMMARY_FIELDS)
+
+    def read_curves(self) -> list[dict] | None:
+        """curves.csv's rows (strings); None if there is none."""
+        path = self.file(self.CURVES)
+        return results.read_raw(path) if os.path.isfile(path) else None
+
+    def read_evaluations(self) -> list[dict] | None:
+        """evaluations.csv's rows (strings); None if the run evaluated once per epoch."""
+        path = self.file(self.EVALUATIONS)
+        return results.read_raw(path) if os.path.isfile(path) else None
+
+    def remove_checkpoints(self) -> None:
+        shutil.rmtree(self.file(self.CHECKPOINTS), ignore_errors=True)
+
+
+class SweepDirectory:
+    """A sweep's workdir: its runs' directories by name, and the sweep's own files."""
+
+    RESULTS = "results.csv"  # every complete run's rows, merged
+    CONFIG = "sweep_config.json"  # the sweep's config as run (experiments.plot reads it)
+    SUMMARY = "summary.md"
+    RECOMMENDATION = "recommendation.md"
+    FIGURES = "figures"
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def run(self, name: str) -> RunDirectory:
+        return RunDirectory(os.path.join(self.path, name))
+
+    def claim_task(self, task_index: int, num_tasks: int):
+        """The lock of one task of the sweep (its temporaries are left alone: other tasks
+        write into the same workdir)."""
+        return claim(self.path, f".lock_task{task_index}of{num_tasks}")
+
+    def saved_config(self) -> dict | None:
+        """sweep_config.json; None if there is none."""
+        if not os.path.isfile(self.file(self.CONFIG)):
+            return None
+        with open(self.file(self.CONFIG)) as f:
+            return json.load(f)
+
+    def write_config(self, config) -> None:
+        with results.replacing(self.file(self.CONFIG)) as temporary, open(temporary, "w") as f:
+            json.dump(config.to_dict(), f, indent=2, default=str)
+
+    def has_results(self) -> bool:
+        return os.path.isfile(self.file(self.RESULTS))
+
+    def read_results(self) -> list[dict]:
+        """The merged table's rows (strings)."""
+        return results.read_raw(self.file(self.RESULTS))
+
+    def write_results(self, rows: list[dict], fields=results.SUMMARY_FIELDS) -> None:
+        results.write_csv(self.file(self.RESULTS), rows, fields)
+
+    def write_text(self, name: str, text: str) -> str:
+        """A report (summary.md, recommendation.md) replaced whole; returns its path."""
+        path = self.file(name)
+        with results.replacing(path) as temporary, open(temporary, "w") as f:
+            f.write(text)
+        return path

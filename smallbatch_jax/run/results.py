@@ -17,9 +17,9 @@ import numpy as np
 
 from smallbatch_jax import noise_scale
 from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.loop import History
 from smallbatch_jax.objectives import CLASSIFICATION, Objective
 from smallbatch_jax.optim import Optimizer
-from smallbatch_jax.engine.loop import History
 
 SUMMARY_FIELDS = (
     "model", "dataset", "optimizer", "metric", "higher_is_better",

@@ -14,21 +14,19 @@ import math
 import os
 
 from smallbatch_jax import noise_scale
-
-from smallbatch_jax.study import analysis
-
-from smallbatch_jax.study import plots
-
-from smallbatch_jax.study import recommend
-
 from smallbatch_jax.run import results
+from smallbatch_jax.run.directory import RunDirectory, SweepDirectory
+from smallbatch_jax.study import analysis, plots, recommend, steps_to_target
+from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
-from smallbatch_jax.study import steps_to_target
-from smallbatch_jax.study.sweep import RESULTS, Run, run_sweep, write_summary
+
+def run_name(batch_size: int) -> str:
+    """The directory of batch size m's run under the sweep's workdir."""
+    return f"m{batch_size}"
 
 
-def run_dir(workdir: str, batch_size: int) -> str:
-    return os.path.join(workdir, f"m{batch_size}")
+def run_directory(workdir: str, batch_size: int) -> RunDirectory:
+    return SweepDirectory(workdir).run(run_name(batch_size))
 
 
 def batch_size_runs(config) -> list[Run]:
@@ -37,7 +35,7 @@ def batch_size_runs(config) -> list[Run]:
     if not batch_sizes or len(set(batch_sizes)) != len(batch_sizes):
         raise ValueError(f"config.batch_sizes={config.batch_sizes!r} is invalid; allowed: a "
                          "non-empty tuple of distinct positive integers")
-    return [Run(f"m{m}", {"batch_size": m}) for m in batch_sizes]
+    return [Run(run_name(m), {"batch_size": m}) for m in batch_sizes]
 
 
 def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1, *,
@@ -55,11 +53,9 @@ def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 
 
 def _curves(workdir: str, rows) -> dict[int, list[dict]] | None:
     """{m: its curves.csv rows}; None if any m's file is missing."""
-    paths = {m: os.path.join(run_dir(workdir, m), "curves.csv")
-             for m in sorted({int(row["batch_size"]) for row in rows})}
-    if not all(os.path.isfile(path) for path in paths.values()):
-        return None
-    return {m: results.read_raw(path) for m, path in paths.items()}
+    curves = {m: run_directory(workdir, m).read_curves()
+              for m in sorted({int(row["batch_size"]) for row in rows})}
+    return None if any(rows is None for rows in curves.values()) else curves
 
 
 def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
@@ -80,9 +76,7 @@ def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict
     if math.isnan(target) or curves is None:
         return target, {}
     # A run that evaluated inside epochs (config.evals_per_epoch) has its finer evaluations.
-    paths = {m: os.path.join(run_dir(workdir, m), "evaluations.csv") for m in curves}
-    evaluations = {m: results.read_raw(paths[m]) if os.path.isfile(paths[m]) else curves[m]
-                   for m in curves}
+    evaluations = {m: run_directory(workdir, m).read_evaluations() or curves[m] for m in curves}
     return target, steps_to_target.steps_to_target(rows, evaluations, target, curves)
 
 
@@ -96,17 +90,14 @@ def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0
                "steps_to_target", "noise_scale")
     text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in figures)
              + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
-    path = os.path.join(workdir, "recommendation.md")
-    with results.replacing(path) as temporary, open(temporary, "w") as f:
-        f.write(text)
-    return path
+    return SweepDirectory(workdir).write_text(SweepDirectory.RECOMMENDATION, text)
 
 
 def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.0) -> None:
     """The figures (workdir/figures/, with `curves` as in plots.training_curves) and
     summary.md of the rows, with the steps to `target` (0: steps_to_target.default_target)
     from the runs' curves.csv; printed summary too."""
-    directory = os.path.join(workdir, "figures")
+    directory = SweepDirectory(workdir).file(SweepDirectory.FIGURES)
     paths = plots.write_figures(rows, directory, tolerance, curves)
     summary = analysis.summary_markdown(rows, tolerance)
     target, found = time_to_target(workdir, rows, target)
@@ -129,10 +120,11 @@ def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) ->
     without BN, in workdir/figures/ with workdir/summary.md."""
     tables = {}
     for label, sweep_dir in sweeps.items():
-        path = os.path.join(sweep_dir, RESULTS)
-        if not os.path.isfile(path):
-            raise ValueError(f"sweep {label!r}: no {RESULTS} in {sweep_dir}")
-        tables[label] = analysis.accuracy_table(results.read_raw(path))
+        sweep = SweepDirectory(sweep_dir)
+        if not sweep.has_results():
+            raise ValueError(f"sweep {label!r}: no {sweep.RESULTS} in {sweep_dir}")
+        tables[label] = analysis.accuracy_table(sweep.read_results())
     os.makedirs(workdir, exist_ok=True)
-    paths = plots.write_comparison_figures(tables, os.path.join(workdir, "figures"), tolerance)
+    paths = plots.write_comparison_figures(tables, SweepDirectory(workdir).file(
+        SweepDirectory.FIGURES), tolerance)
     write_summary(workdir, analysis.comparison_markdown(tables, tolerance), paths)

@@ -19,22 +19,20 @@ in this order:
 import math
 import os
 
-from smallbatch_jax.study import analysis
-
-from smallbatch_jax.study import plots
-
 from smallbatch_jax.run import results
-from smallbatch_jax.study.sweep import RESULTS, Run, run_sweep, write_summary
+from smallbatch_jax.run.directory import SweepDirectory
+from smallbatch_jax.study import analysis, plots
+from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
 
 def best_lrs_from(workdir: str) -> dict[int, float]:
     """{m: the best η̃ at m} of the batch sweep in `workdir` (m where every η̃ failed left
     out)."""
-    path = os.path.join(workdir, RESULTS)
-    if not os.path.isfile(path):
-        raise ValueError(f"config.lr_from={workdir!r}: no {RESULTS} there; give the workdir "
-                         "of a finished experiments.batch_sweep")
-    rows = results.read_raw(path)
+    sweep = SweepDirectory(workdir)
+    if not sweep.has_results():
+        raise ValueError(f"config.lr_from={workdir!r}: no {sweep.RESULTS} there; give the "
+                         "workdir of a finished experiments.batch_sweep")
+    rows = sweep.read_results()
     best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
     return {m: lr for m, (lr, _) in best.items() if not math.isnan(lr)}
 
@@ -90,5 +88,5 @@ def run_bn_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 1) 
 
 def report(workdir: str, rows) -> None:
     """The figures (workdir/figures/) and summary.md of the rows; printed summary too."""
-    paths = plots.write_bn_figures(rows, os.path.join(workdir, "figures"))
+    paths = plots.write_bn_figures(rows, SweepDirectory(workdir).file(SweepDirectory.FIGURES))
     write_summary(workdir, analysis.bn_summary_markdown(rows), paths)

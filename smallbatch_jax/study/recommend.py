@@ -17,9 +17,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from smallbatch_jax.study import analysis
-
-from smallbatch_jax.study import steps_to_target
+from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, accuracy_table, best_of, best_per_batch_size,
                                            format_lrs, higher_is_better, metric_name,
                                            optima_at_the_edge, reliable_ranges, seed_statistics,

@@ -7,10 +7,12 @@ run's per-lane rows into one tidy table, `workdir/results.csv` (`pandas.read_csv
 in one line).
 
 Before the first run trains, every run's config is checked, against the data set too (loaded
-once, for every run), and the task takes the workdir's lock for its task (run_directory.py:
-a second process started on the same sweep without a task split stops at once). Re-running
-skips complete runs (their results.csv exists: lr_sweep writes it last) and resumes an
-interrupted one from its checkpoint. Between runs it logs "run i of n", the time so far and
+once, for every run), runs that finished before are checked to be of this config (a changed
+model, grid or number of epochs would otherwise mix old results into the table: refused,
+naming the keys, before anything is written), and the task takes the workdir's lock for its
+task (run/directory.py: a second process started on the same sweep without a task split
+stops at once). Re-running skips complete runs (their results.csv exists: run.train writes
+it last) and resumes an interrupted one from its checkpoint. Between runs it logs "run i of n", the time so far and
 an ETA for the task's runs left. Many machines: `task_index`/`num_tasks` give task i the runs i, i + n, i + 2n, … (so the slow
 small-m runs spread over the tasks); each task writes only its own run directories.
 - Independent tasks (a job array): each merges whatever is complete when it ends, and merges
@@ -21,7 +23,6 @@ small-m runs spread over the tasks); each task writes only its own run directori
 """
 
 import copy
-import json
 import math
 import os
 import time
@@ -31,15 +32,11 @@ import jax
 from absl import logging
 
 from smallbatch_jax import processes
-
+from smallbatch_jax.data import load_dataset
 from smallbatch_jax.run import results
 from smallbatch_jax.run.config_checks import check_against_data, check_config
-from smallbatch_jax.data import load_dataset
+from smallbatch_jax.run.directory import SweepDirectory, as_json
 from smallbatch_jax.run.train import train_and_evaluate
-from smallbatch_jax.run.directory import claim
-
-RESULTS = "results.csv"
-SWEEP_CONFIG = "sweep_config.json"  # the sweep's config as run (experiments.plot reads it)
 
 
 class Run(NamedTuple):
@@ -57,7 +54,17 @@ def config_for(config, run: Run):
 
 
 def is_complete(workdir: str, run: Run) -> bool:
-    return os.path.isfile(os.path.join(workdir, run.name, RESULTS))
+    return SweepDirectory(workdir).run(run.name).is_finished()
+
+
+def refuse_other_configs(workdir: str, runs: list[Run], configs: list) -> None:
+    """ValueError naming the differing keys if a run finished before with another config
+    than this sweep gives it (its results would be merged as if they were this config's)."""
+    sweep = SweepDirectory(workdir)
+    for run, one in zip(runs, configs):
+        directory = sweep.run(run.name)
+        if directory.is_finished():
+            directory.refuse_other_config(directory.saved_config(), as_json(one), "the results")
 
 
 def task_runs(runs, task_index: int, num_tasks: int) -> list:
@@ -87,10 +94,10 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
     for one in configs:
         check_against_data(one, dataset, objective)
     mine = task_runs(runs, task_index, num_tasks)
-    with claim(workdir, f".lock_task{task_index}of{num_tasks}"):
-        with results.replacing(os.path.join(workdir, SWEEP_CONFIG)) as temporary, \
-                open(temporary, "w") as f:
-            json.dump(config.to_dict(), f, indent=2, default=str)
+    sweep = SweepDirectory(workdir)
+    with sweep.claim_task(task_index, num_tasks):
+        refuse_other_configs(workdir, runs, configs)
+        sweep.write_config(config)
         started, trained = time.perf_counter(), False
         for i, run in enumerate(mine):
             if is_complete(workdir, run):
@@ -109,7 +116,7 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
                          i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
                          time.perf_counter() - started, len(left),
                          eta_text(workdir, runs, left, dataset.num_train))
-            train_and_evaluate(one, os.path.join(workdir, run.name), dataset, model, objective)
+            train_and_evaluate(one, sweep.run(run.name).path, dataset, model, objective)
             trained = True
         if jax.process_count() > 1:
             processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
@@ -153,8 +160,9 @@ def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]
     """Every complete run's per-lane rows, in the order of `runs`, and those runs' names."""
     rows, names = [], []
     for run in runs:
-        if is_complete(workdir, run):
-            rows.extend(results.read_raw(os.path.join(workdir, run.name, RESULTS)))
+        directory = SweepDirectory(workdir).run(run.name)
+        if directory.is_finished():
+            rows.extend(results.read_raw(directory.file(directory.RESULTS)))
             names.append(run.name)
     return rows, names
 
@@ -163,7 +171,7 @@ def merge_results(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]
     """One table of every complete run's per-lane rows, written to workdir; returns the rows
     and the names of the runs merged."""
     rows, names = read_complete(workdir, runs)
-    results.write_csv(os.path.join(workdir, RESULTS), rows, results.SUMMARY_FIELDS)
+    SweepDirectory(workdir).write_results(rows)
     return rows, names
 
 
@@ -175,7 +183,8 @@ def merge_until_stable(workdir: str, runs: list[Run], report) -> list[dict]:
         if rows:
             report(rows)
         missing = [run.name for run in runs if run.name not in merged]
-        logging.info("%s: %d rows from %d of %d runs%s", os.path.join(workdir, RESULTS),
+        logging.info("%s: %d rows from %d of %d runs%s",
+                     SweepDirectory(workdir).file(SweepDirectory.RESULTS),
                      len(rows), len(merged), len(runs),
                      f"; waiting for {missing}" if missing else "")
         if [run.name for run in runs if is_complete(workdir, run)] == merged:
@@ -184,9 +193,7 @@ def merge_until_stable(workdir: str, runs: list[Run], report) -> list[dict]:
 
 def write_summary(workdir: str, summary: str, figure_paths: list[str]) -> None:
     """summary.md in the workdir (replaced whole), also printed."""
-    with results.replacing(os.path.join(workdir, "summary.md")) as temporary, \
-            open(temporary, "w") as f:
-        f.write(summary)
+    sweep = SweepDirectory(workdir)
+    path = sweep.write_text(sweep.SUMMARY, summary)
     print(summary)
-    print(f"Wrote {os.path.join(workdir, 'summary.md')} and {len(figure_paths)} figure files in "
-          f"{os.path.join(workdir, 'figures')}")
+    print(f"Wrote {path} and {len(figure_paths)} figure files in {sweep.file(sweep.FIGURES)}")

@@ -5,11 +5,11 @@ import jax
 import pytest
 from ml_collections import ConfigDict
 
-from smallbatch_jax.models import create_model
-from smallbatch_jax.models.conv import conv_layer
-from smallbatch_jax.engine.strategy import PRESETS, Strategy
 from smallbatch_jax.engine import DeviceBatches, LaneStep, Programs, make_plan, plan_for
 from smallbatch_jax.engine.plan import devices_for
+from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
+from smallbatch_jax.models import create_model
+from smallbatch_jax.models.conv import conv_layer
 
 FOUR = ["d0", "d1", "d2", "d3"]  # devices_for only counts them
 
@@ -37,23 +37,24 @@ def test_a_plan_on_several_devices_needs_a_strategy_that_uses_them():
         plan_for(Strategy(), 3, precision="tf32")
 
 
-def _config(**strategy):
+def _choice(**strategy):
+    """A config's strategy section, as the run's build step reads it."""
     fields = {"preset": "auto", "table": "", **dataclasses.asdict(Strategy()), **strategy}
-    return ConfigDict({"batch_size": 2, "model": "mlp", "precision": "highest",
-                       "memory_budget_gb": 0.0, "strategy": fields})
+    return StrategyChoice.from_section(ConfigDict(fields))
 
 
 def test_the_plan_never_gives_a_model_a_convolution_it_cannot_take():
     # 'auto' at m = 2 on CPU computes convolutions as patches; a model that does not receive
     # its convolution layer gets XLA's instead, and a manual choice of patches raises.
-    assert make_plan(_config(), 13).strategy.conv == "patches"
-    assert make_plan(_config(), 13, model_takes_conv=False).strategy.conv == "xla"
+    assert make_plan(_choice(), 13, 2).strategy.conv == "patches"
+    assert make_plan(_choice(), 13, 2, model_takes_conv=False).strategy.conv == "xla"
     with pytest.raises(ValueError, match="strategy.conv='patches' needs a model"):
-        make_plan(_config(preset="manual", conv="patches"), 13, model_takes_conv=False)
+        make_plan(_choice(preset="manual", conv="patches"), 13, 2, model_takes_conv=False)
 
 
 def test_the_plan_records_what_it_decided():
-    plan = make_plan(_config(preset="manual", conv="shifted", steps_per_dispatch=4), 5)
+    plan = make_plan(_choice(preset="manual", conv="shifted", steps_per_dispatch=4), 5, 2,
+                     precision="highest")
     assert plan.strategy == Strategy(conv="shifted", steps_per_dispatch=4)
     assert plan.precision == "highest" and plan.num_lanes == 5
     assert plan.donate is False  # on CPU; accelerators donate (plan.donates_by_default)

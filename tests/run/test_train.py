@@ -145,7 +145,7 @@ def test_memory_budget_runs_lanes_in_groups(tmp_path, caplog):
 
 
 def _stopping_fit(after_epoch):
-    """lr_sweep.fit that stops the run (as a preemption would) after `after_epoch`."""
+    """run.train.fit that stops the run (as a preemption would) after `after_epoch`."""
     from smallbatch_jax.run import train as lr_sweep
 
     real_fit = lr_sweep.fit
@@ -183,7 +183,7 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     with other.unlocked():
         other.epochs, other.batch_size, other.base_lrs = 3, 64, (2.0**-9, 2.0**-6)
         other.seed = 1
-    monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("compiled"))
+    monkeypatch.setattr(lr_sweep, "create_run", lambda *a: pytest.fail("compiled"))
     with pytest.raises(ValueError, match=r"another config; differing keys: base_lrs: "
                                          r"\[0.001953125, 0.0078125\] → \[0.001953125, "
                                          r"0.015625\]; seed: 0 → 1\. Run with its config"):
@@ -211,7 +211,7 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
                                            "results.csv", "state.msgpack"]
 
     # Finished: the same command returns its rows without training; another is refused.
-    monkeypatch.setattr(lr_sweep, "build_trainer", lambda *a: pytest.fail("compiled"))
+    monkeypatch.setattr(lr_sweep, "create_run", lambda *a: pytest.fail("compiled"))
     again = lr_sweep.train_and_evaluate(config, workdir)
     assert [r["median_test_metric"] for r in again] == pytest.approx(
         [r["median_test_metric"] for r in rows])
@@ -230,7 +230,7 @@ def _with(config, **overrides):
 
 
 def test_a_run_saved_before_a_config_key_existed_is_the_same_run_at_its_old_value():
-    from smallbatch_jax.run.train import config_differences
+    from smallbatch_jax.run.directory import config_differences
     saved = {"model": "alexnet", "base_lrs": [0.5], "checkpoint": {"keep": 2}}
     assert config_differences(saved, {**saved, "objective": "classification"}) == []
     assert config_differences(saved, {**saved, "objective": "regression"}) == [

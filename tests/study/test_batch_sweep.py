@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from smallbatch_jax.run import results
+from smallbatch_jax.run.directory import RunDirectory, as_json
 from smallbatch_jax.study import sweep
 from smallbatch_jax.study.batch_sweep import batch_size_runs, run_batch_sweep
 from smallbatch_jax.study.sweep import merge_results, task_runs
@@ -74,8 +75,9 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
 
 
 def _fake_run(config, workdir, dataset=None, model=None, objective=None):
-    """What lr_sweep leaves behind, without training: one row per η̃."""
+    """What run.train leaves behind, without training: its config.json and one row per η̃."""
     os.makedirs(workdir, exist_ok=True)
+    RunDirectory(workdir).write_config({"config": as_json(config)})
     rows = [{field: "" for field in results.SUMMARY_FIELDS} | {
         "batch_size": config.batch_size,
         "bn_batch_size": config.bn_batch_size or config.batch_size, "base_lr": lr,
@@ -93,6 +95,22 @@ def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch
     second = run_batch_sweep(config, str(tmp_path), task_index=1, num_tasks=2)
     assert sorted({int(r["batch_size"]) for r in second}) == [2, 4, 8, 16, 32]
     assert len(merge_results(str(tmp_path), batch_size_runs(config))[0]) == 5 * 2
+
+
+def test_a_rerun_with_another_config_is_refused_before_any_file_changes(tmp_path, monkeypatch):
+    """Finished runs of another model, grid or length would be merged into one table with
+    the new ones: refused, naming the keys; adding batch sizes stays allowed."""
+    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    run_batch_sweep(_config(), str(tmp_path))
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for change, key in ((dict(epochs=2), "epochs: 1 → 2"), (dict(model="small_cnn_bn"), "model: "),
+                        (dict(base_lrs=(2.0**-12,)), "base_lrs: ")):
+        with pytest.raises(ValueError, match=f"m128 holds the results of a run with another "
+                                             f"config; differing keys: {key}"):
+            run_batch_sweep(_config(**change), str(tmp_path))
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+    rows = run_batch_sweep(_config(batch_sizes=(64, 128, 256)), str(tmp_path))
+    assert sorted({int(r["batch_size"]) for r in rows}) == [64, 128, 256]
 
 
 @pytest.mark.parametrize("overrides,match", [

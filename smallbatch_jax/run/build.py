@@ -1,0 +1,215 @@
+"""The config read once: a run's typed pieces, made before its loop and never revised.
+
+`prepare(config, …)` checks the config (and the data against it) and turns it into a
+`RunSpec`: the data set, the objective, the lane grid, the optimizer, the model's recipe,
+the strategy asked for, the schedule, the checkpoint policy and the noise probe. Nothing
+is compiled yet, so a run directory holding another config's run can refuse it first.
+`create_run(spec)` then makes what trains: the lane step, the execution plan (its memory
+probe compiles the training program), the trainer and the batch source, as a `Run`.
+Below this module nothing reads the ConfigDict: the engine gets these objects.
+"""
+
+import dataclasses
+import time
+
+import jax
+from absl import logging
+
+from smallbatch_jax.data import DATASETS, Dataset, StreamedDataset, load_dataset
+from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source, make_plan, plan_for
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.strategy import StrategyChoice
+from smallbatch_jax.models import create_model, takes_conv, user_model
+from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.noise_scale import NoiseProbe
+from smallbatch_jax.objectives import Objective, objective_named
+from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
+from smallbatch_jax.run.config_checks import check_against_data, check_config
+from smallbatch_jax.run.directory import as_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How long a run trains and how often it is measured."""
+    epochs: int
+    evals_per_epoch: int  # evaluations per epoch (1: after each, as the paper)
+    last_epochs: int  # the paper's metric: the median over these last epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a run saves: every `every_epochs` epochs, or once `every_minutes` have passed
+    since the last save (0 turns either off); the newest `keep` are kept."""
+    every_epochs: int = 1
+    every_minutes: float = 0.0
+    keep: int = 2
+
+    def due(self, epoch: int, last_save: tuple[int, float]) -> bool:
+        """Whether to save after `epoch` (`last_save`: the epoch and perf_counter time of
+        the last save)."""
+        epochs_since = epoch - last_save[0]
+        minutes_since = (time.perf_counter() - last_save[1]) / 60
+        return bool((self.every_epochs and epochs_since >= self.every_epochs) or
+                    (self.every_minutes and minutes_since >= self.every_minutes))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRecipe:
+    """How to build the lanes' model for a given convolution layer (models/conv.py): a
+    built-in or imported model by name, or a user's module or factory."""
+    name: str  # config.model: how results name it
+    num_classes: int
+    bn_batch_size: int | None  # m_BN (ghost BatchNorm); None: BN over the whole batch
+    user: object = None  # a user's Flax module or factory (smallbatch_jax.api)
+
+    @property
+    def takes_conv(self) -> bool:
+        return self.user is None and takes_conv(self.name)
+
+    def build(self, conv: str):
+        if self.user is not None:
+            return user_model(self.user, self.num_classes)
+        return create_model(self.name, self.num_classes, self.bn_batch_size, conv_layer(conv))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs from its config, typed, checked and with its data loaded."""
+    config: dict  # the config as JSON: what the run directory stores and compares
+    dataset_name: str  # config.dataset: how results name the data
+    dataset: Dataset | StreamedDataset
+    objective: Objective
+    grid: LaneGrid
+    optimizer: Optimizer
+    model: ModelRecipe
+    batch_size: int
+    eval_batch_size: int
+    augment: bool
+    decay_points: tuple[float, ...]
+    decay_factor: float
+    strategy: StrategyChoice
+    precision: str
+    memory_budget_bytes: int
+    schedule: Schedule
+    checkpoints: CheckpointPolicy
+    probe: NoiseProbe | None  # the gradient-noise probe; None: not measured
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.grid.seeds)
+
+    @property
+    def swept(self) -> str:
+        """The swept value's name: η̃, or η for Adam's lr_scaling 'none' (optim.SWEPT_SYMBOL)."""
+        return SWEPT_SYMBOL[self.optimizer.scaling]
+
+    @property
+    def lanes_note(self) -> str:
+        if self.num_seeds == 1:
+            return (f"All lanes share initial weights and data order (seed {self.grid.seeds[0]}"
+                    "); only the learning rate differs.")
+        return "Lanes with the same seed share initial weights and data order."
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What trains: the spec's pieces made into a plan, a trainer and a batch source."""
+    spec: RunSpec
+    trainer: LaneTrainer
+    source: object  # engine.batches: DeviceBatches or StreamedBatches
+
+    @property
+    def plan(self):
+        return self.trainer.plan
+
+
+def lane_grid(config) -> LaneGrid:
+    """The lanes of `config`: its seeds × swept values, and the optimizer's numbers (μ for
+    'momentum', Adam's β₁, its β₂ at this batch size under `adam.beta2_rule`, and ε)."""
+    adam = config.optimizer in ("adam", "adamw")
+    return LaneGrid(
+        seeds=tuple(range(config.seed, config.seed + config.num_seeds)),
+        base_lrs=tuple(float(lr) for lr in config.base_lrs),
+        weight_decay=float(config.weight_decay),
+        warmup_fraction=float(config.warmup),
+        momentum=float(config.adam.beta1 if adam else config.momentum),
+        beta2=beta2_for(config.adam.beta2, config.batch_size, config.adam.beta2_rule,
+                        config.adam.beta2_batch_size) if adam else 0.0,
+        epsilon=float(config.adam.epsilon) if adam else 0.0,
+    )
+
+
+def optimizer_of(config) -> Optimizer:
+    return Optimizer(config.optimizer, config.nesterov, config.lr_scaling)
+
+
+def prepare(config, dataset=None, model=None, objective: Objective | None = None) -> RunSpec:
+    """The config checked (against the data too) and read into a RunSpec. `dataset`: the
+    loaded data set (a sweep loads it once for all its runs; a user's, through
+    smallbatch_jax.api); default: config.dataset, loaded here. `model`: a user's model
+    instead of config.model; `objective`: a user's Objective instead of config.objective."""
+    check_config(config, user_model=model is not None,
+                 user_data=dataset is not None and config.dataset not in DATASETS,
+                 user_objective=objective is not None)
+    objective = objective or objective_named(config.objective)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    if not config.standardize and isinstance(dataset, Dataset):
+        dataset = dataclasses.replace(dataset, mean=None, std=None)
+    check_against_data(config, dataset, objective)
+    cadence = config.checkpoint
+    return RunSpec(
+        config=as_json(config),
+        dataset_name=config.dataset,
+        dataset=dataset,
+        objective=objective,
+        grid=lane_grid(config),
+        optimizer=optimizer_of(config),
+        model=ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None,
+                          model),
+        batch_size=config.batch_size,
+        eval_batch_size=min(config.eval_batch_size, dataset.num_test),
+        augment=config.augment,
+        decay_points=tuple(config.lr_decay_points),
+        decay_factor=config.lr_decay_factor,
+        strategy=StrategyChoice.from_section(config.strategy),
+        precision=config.precision,
+        memory_budget_bytes=int(config.memory_budget_gb * 2**30),
+        schedule=Schedule(config.epochs, config.evals_per_epoch, config.last_epochs),
+        checkpoints=CheckpointPolicy(cadence.every_epochs, cadence.every_minutes, cadence.keep),
+        probe=NoiseProbe.from_config(config.noise_scale, dataset.num_train),
+    )
+
+
+def create_run(spec: RunSpec) -> Run:
+    """The execution plan for the spec's lanes on this process's devices (made once:
+    engine/plan.py), the trainer built from it, and the data set's batch source."""
+    source = batch_source(spec.dataset, spec.batch_size, spec.eval_batch_size)
+    tokens = getattr(spec.dataset, "input_kind", "images") == "tokens"
+
+    def lane_step(conv: str) -> LaneStep:
+        return LaneStep(spec.model.build(conv), batch_size=spec.batch_size,
+                        image_shape=spec.dataset.image_shape, optimizer=spec.optimizer,
+                        input_dtype="int32" if tokens else "float32",
+                        objective=spec.objective, decay_points=spec.decay_points,
+                        decay_factor=spec.decay_factor)
+
+    def program_bytes(strategy) -> int:
+        """One dispatch's bytes under `strategy`, compiled on one device (a probe)."""
+        plan = plan_for(strategy, spec.grid.num_lanes, precision=spec.precision,
+                        devices=jax.local_devices()[:1])
+        steps = source.dispatch_lengths(strategy, source.steps_per_epoch)[0]
+        lanes = strategy.lanes_per_program or spec.grid.num_lanes
+        return Programs(lane_step(strategy.conv), plan, spec.num_seeds).program_bytes(
+            lanes, source.abstract_dispatch(spec.num_seeds, steps), steps)
+
+    plan = make_plan(spec.strategy, spec.grid.num_lanes, spec.batch_size,
+                     precision=spec.precision, memory_budget_bytes=spec.memory_budget_bytes,
+                     program_bytes=program_bytes, model_takes_conv=spec.model.takes_conv,
+                     model=spec.model.name)
+    trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=spec.num_seeds,
+                          augment=spec.augment)
+    if spec.model.bn_batch_size and not trainer.has_batch_norm:
+        logging.warning("config.bn_batch_size=%d is ignored: %s has no BatchNorm",
+                        spec.model.bn_batch_size, spec.model.name)
+    return Run(spec, trainer, source)
