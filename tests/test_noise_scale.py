@@ -10,10 +10,10 @@ import numpy as np
 from flax import linen as nn
 
 from smallbatch_jax import noise_scale
-from smallbatch_jax.noise_scale import NoiseProbe
-from smallbatch_jax.objectives import REGRESSION
 from smallbatch_jax.engine.state import LaneState
 from smallbatch_jax.engine.step import LaneStep
+from smallbatch_jax.noise_scale import NoiseProbe
+from smallbatch_jax.objectives import REGRESSION
 
 
 def test_the_two_batch_estimates_are_unbiased():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from smallbatch_jax.diagnostics.benchmark import (Timing, format_table, measure, ratios, synthetic_dataset,
-                                                  time_python_loop)
+from smallbatch_jax.diagnostics.benchmark import (Timing, format_table, measure, ratios,
+                                                  synthetic_dataset, time_python_loop)
 from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
 

@@ -11,12 +11,14 @@ import textwrap
 import pytest
 from flax import linen as nn
 
-from smallbatch_jax.diagnostics.gpu_check import (_interpolated_ms, best_candidates, fastest_per_batch_size,
-                                                  full_sweep_estimate, hlo_stats, pack, parse_candidate,
-                                                  parse_candidate_spec, profile_summary, run_seconds,
-                                                  train_flops_per_example, unpack_cache)
-from smallbatch_jax.models import create_model
+from smallbatch_jax.diagnostics.gpu_check import (_interpolated_ms, best_candidates,
+                                                  fastest_per_batch_size, full_sweep_estimate,
+                                                  hlo_stats, pack, parse_candidate,
+                                                  parse_candidate_spec, profile_summary,
+                                                  run_seconds, train_flops_per_example,
+                                                  unpack_cache)
 from smallbatch_jax.engine.strategy import Strategy
+from smallbatch_jax.models import create_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -7,9 +7,9 @@ import optax
 import pytest
 
 from smallbatch_jax.diagnostics.benchmark import synthetic_dataset
+from smallbatch_jax.engine import cross_entropy
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import paper_sgd
-from smallbatch_jax.engine import cross_entropy
 
 torch = pytest.importorskip("torch")
 from smallbatch_jax.diagnostics.torch_baseline import (  # noqa: E402

@@ -3,13 +3,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smallbatch_jax.run.checkpoint import restore_state, save_state
+from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, fit, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid, tree_index
+from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.optim import Optimizer
-from smallbatch_jax.engine.strategy import Strategy
-from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, fit, plan_for
+from smallbatch_jax.run.checkpoint import restore_state, save_state
 
 EPOCHS = 2
 EVAL_BATCH = 16

@@ -9,8 +9,8 @@ import sys
 import tarfile
 
 from conftest import REPO_ROOT, write_fake_cifar_npz
-from smallbatch_jax.engine.strategy import read_measured_table
 from smallbatch_jax.diagnostics.torch_baseline import torch_available
+from smallbatch_jax.engine.strategy import read_measured_table
 
 
 def test_the_tiny_check_measures_chooses_and_trains(tmp_path):

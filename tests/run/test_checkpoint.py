@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from smallbatch_jax.run.checkpoint import restore_state, save_state, state_digest
+from smallbatch_jax.engine import LaneStep, LaneTrainer, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import Optimizer
-from smallbatch_jax.engine.strategy import Strategy
-from smallbatch_jax.engine import LaneStep, LaneTrainer, plan_for
+from smallbatch_jax.run.checkpoint import restore_state, save_state, state_digest
 
 
 def test_state_round_trip(tiny_digits, tmp_path):

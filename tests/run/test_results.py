@@ -3,11 +3,11 @@ import csv
 import numpy as np
 import pytest
 
+from smallbatch_jax.engine import History
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.run.results import (CURVE_FIELDS, SUMMARY_FIELDS, columns_of, curve_rows,
                                         first_epoch_excess, format_table, median_last,
                                         merge_tables, summarize, write_csv)
-from smallbatch_jax.engine import History
 
 
 def test_median_over_the_last_epochs():

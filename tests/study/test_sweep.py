@@ -1,7 +1,6 @@
 import os
 
 from smallbatch_jax.run import results
-
 from smallbatch_jax.study import sweep
 from smallbatch_jax.study.sweep import Run, merge_until_stable
 from test_batch_sweep import _config, _fake_run, _read
