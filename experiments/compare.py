@@ -4,7 +4,7 @@ range vs m (Fig 16), one curve or bar colour per finished batch sweep.
     python -m experiments.compare --workdir=runs/fig15 \
         --sweeps="AlexNet=runs/fig1,AlexNet BN=runs/fig5,ResNet-8=runs/fig2"
 
-Writes workdir/figures/{best_accuracy_vs_batch_size,reliable_lr_range}.{png,svg} and
+Writes workdir/figures/{best_metric_vs_batch_size,reliable_lr_range}.{png,svg} and
 workdir/summary.md (per m, each sweep's best accuracy, its η̃ and its reliable count).
 """
 

@@ -15,12 +15,38 @@ or absolute error, not a root of a mean). Labels are either 'classes' (integer c
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import optax
 
 LABEL_KINDS = ("classes", "targets")
+
+
+class Metric(NamedTuple):
+    """A metric's name and direction: the one place that says which of two values is
+    better. Results rows carry it (`metric`, `higher_is_better` columns: results.metric_of),
+    and every table, best, threshold and plot of a study follows it (study/analysis.py)."""
+
+    name: str = "accuracy"
+    higher_is_better: bool = True
+
+    @property
+    def short(self) -> str:
+        """How a narrow column names it."""
+        return "acc" if self.name == "accuracy" else self.name
+
+    def best(self, values) -> float:
+        """The best of `values` (NaN ignored; NaN if none is finite)."""
+        finite = [v for v in values if not math.isnan(v)]
+        if not finite:
+            return math.nan
+        return max(finite) if self.higher_is_better else min(finite)
+
+
+ACCURACY = Metric("accuracy", True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +60,11 @@ class Objective:
     def __post_init__(self):
         if self.labels not in LABEL_KINDS:
             raise ValueError(f"Objective(labels={self.labels!r}); allowed: {LABEL_KINDS}")
+
+    @property
+    def ranking(self) -> Metric:
+        """The test metric's name and direction."""
+        return Metric(self.metric_name, self.higher_is_better)
 
 
 def softmax_cross_entropy(logits, labels):

@@ -18,7 +18,7 @@ import numpy as np
 from smallbatch_jax import noise_scale
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.loop import History
-from smallbatch_jax.objectives import CLASSIFICATION, Objective
+from smallbatch_jax.objectives import ACCURACY, CLASSIFICATION, Metric, Objective
 from smallbatch_jax.optim import Optimizer
 
 SUMMARY_FIELDS = (
@@ -38,23 +38,15 @@ LEGACY_NAMES = {"median_test_accuracy": "median_test_metric",
                 "final_test_accuracy": "final_test_metric", "test_accuracy": "test_metric"}
 
 
-def metric_of(rows: list[dict]) -> tuple[str, bool]:
-    """(the metric's name, whether higher is better) of results rows; the paper's accuracy
-    for rows that do not say (files from before the metric was configurable). Rows of
-    different metrics or directions cannot be ranked together: ValueError."""
-    found = {(r.get("metric") or "accuracy",
-              r.get("higher_is_better") in (True, "True", "", None)) for r in rows}
+def metric_of(rows: list[dict]) -> Metric:
+    """The metric (name and direction) of results rows; the paper's accuracy for rows that
+    do not say (files from before the metric was configurable). Rows of different metrics
+    or directions cannot be ranked together: ValueError."""
+    found = {Metric(r.get("metric") or "accuracy",
+                    r.get("higher_is_better") in (True, "True", "", None)) for r in rows}
     if len(found) > 1:
         raise ValueError(f"results of different metrics cannot be compared: {sorted(found)}")
-    return found.pop() if found else ("accuracy", True)
-
-
-def best_value(values, higher_is_better: bool) -> float:
-    """The best of `values` (NaN ignored; NaN if none is finite)."""
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return math.nan
-    return max(finite) if higher_is_better else min(finite)
+    return found.pop() if found else ACCURACY
 
 
 def median_last(values: np.ndarray, last: int) -> np.ndarray:
@@ -244,12 +236,12 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
     scaling = rows[0].get("lr_scaling", "linear") if rows else "linear"
     swept, eta = {"linear": ("η̃", "η = m·η̃"), "sqrt": ("s", "η = √m·s"),
                   "none": ("η", "η")}[scaling]
-    name, higher = metric_of(rows)
-    short = "acc" if name == "accuracy" else name
+    metric = metric_of(rows)
+    name, higher, short = metric.name, metric.higher_is_better, metric.short
     lines = [f"{'seed':>4} {swept:>8} {eta:>10} {f'median {short} (last {last_epochs})':>21} "
              f"{f'final {short}':>9} {'train loss':>10}  diverged"
              + ("" if higher else f"   ({name}: lower is better)")]
-    best = best_value([r["median_test_metric"] for r in rows], higher)
+    best = metric.best([r["median_test_metric"] for r in rows])
     for r in rows:
         marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"

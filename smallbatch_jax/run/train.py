@@ -147,11 +147,10 @@ class EpochOutputs:
         metric = history.test_metric[-1][:len(lanes)]  # without padding lanes
         diverged = int(np.isnan(metric).sum())
         if diverged < len(lanes):
-            objective = spec.objective
-            best = int(np.nanargmax(metric) if objective.higher_is_better
+            ranking = spec.objective.ranking
+            best = int(np.nanargmax(metric) if ranking.higher_is_better
                        else np.nanargmin(metric))
-            name = "acc" if objective.metric_name == "accuracy" else objective.metric_name
-            best_text = (f"best {spec.swept}=2^{np.log2(lanes[best][1]):g} {name} "
+            best_text = (f"best {spec.swept}=2^{np.log2(lanes[best][1]):g} {ranking.short} "
                          f"{metric[best]:.4f}")
         else:
             best_text = "every lane diverged"

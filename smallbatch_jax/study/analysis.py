@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from smallbatch_jax.objectives import ACCURACY, Metric
 from smallbatch_jax.run.results import metric_of
 
 ALPHA = 0.05  # the significance level of `within_noise`
@@ -37,19 +38,19 @@ ALPHA = 0.05  # the significance level of `within_noise`
 
 class MetricTable(dict):
     """A dict of scores ({(m, η̃): value}, or {(m, m_BN): (η̃, value)}) that knows its
-    metric's name and direction. A plain dict is taken as accuracy, higher is better."""
+    metric (objectives.Metric: the name and the direction, as the results rows say)."""
 
-    def __init__(self, items=(), metric: str = "accuracy", higher_is_better: bool = True):
+    def __init__(self, items=(), ranking: Metric = ACCURACY):
         super().__init__(items)
-        self.metric, self.higher_is_better = metric, higher_is_better
+        self.ranking = ranking
 
+    @property
+    def metric(self) -> str:
+        return self.ranking.name
 
-def metric_name(table) -> str:
-    return getattr(table, "metric", "accuracy")
-
-
-def higher_is_better(table) -> bool:
-    return getattr(table, "higher_is_better", True)
+    @property
+    def higher_is_better(self) -> bool:
+        return self.ranking.higher_is_better
 
 
 def best_of(scores: dict, higher: bool = True):
@@ -65,11 +66,11 @@ def best_of(scores: dict, higher: bool = True):
     return min(finite, key=lambda key: (float(f"{sign * scores[key]:.6g}"), key))
 
 
-def accuracy_table(rows) -> MetricTable:
+def metric_table(rows) -> MetricTable:
     """{(m, η̃): mean over seeds of the median test metric (accuracy by default)}; NaN if a
     seed is NaN."""
     return MetricTable({point: float(np.mean(values))
-                        for point, values in seed_values(rows).items()}, *metric_of(rows))
+                        for point, values in seed_values(rows).items()}, metric_of(rows))
 
 
 def seed_values(rows) -> dict[tuple[int, float], list[float]]:
@@ -99,12 +100,12 @@ def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
     """{m: the p-value of Welch's t-test between m's best η̃ and the sweep's best point}
     (1.0 for the best m itself; NaN where either has fewer than 2 seeds or m every η̃
     diverged). m is within noise of the best when p ≥ `alpha`."""
-    table, values = accuracy_table(rows), seed_values(rows)
+    table, values = metric_table(rows), seed_values(rows)
     best = best_per_batch_size(table)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
     if not trained:
         return {m: math.nan for m in best}
-    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(table))
+    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, table.higher_is_better)
     reference = values[(best_m, trained[best_m][0])]
     p_values = {}
     for m, (lr, _) in best.items():
@@ -156,7 +157,7 @@ def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
     best = {}
     for m in sorted({m for m, _ in accuracies}):
         lr = best_of({lr: acc for (mm, lr), acc in accuracies.items() if mm == m},
-                     higher_is_better(accuracies))
+                     accuracies.higher_is_better)
         best[m] = (math.nan, math.nan) if lr is None else (lr, accuracies[(m, lr)])
     return best
 
@@ -170,7 +171,7 @@ def within_tolerance(value: float, best: float, tolerance: float, higher: bool) 
 
 def reliable_ranges(accuracies: dict, tolerance: float) -> dict[int, list[float]]:
     """{m: the η̃ whose score is within `tolerance` of the sweep's best}, sorted."""
-    higher = higher_is_better(accuracies)
+    higher = accuracies.higher_is_better
     best_point = best_of(accuracies, higher)
     if best_point is None:
         return {m: [] for m, _ in accuracies}
@@ -184,15 +185,15 @@ def reliable_ranges(accuracies: dict, tolerance: float) -> dict[int, list[float]
 
 def reliability_rule(table, tolerance: float) -> str:
     """The reliability rule in words, e.g. 'accuracy ≥ best − 0.02'."""
-    if higher_is_better(table):
-        return f"{metric_name(table)} ≥ best − {tolerance:g}"
-    return f"{metric_name(table)} ≤ best + {tolerance:g}"
+    if table.higher_is_better:
+        return f"{table.metric} ≥ best − {tolerance:g}"
+    return f"{table.metric} ≤ best + {tolerance:g}"
 
 
 def _metric_words(table) -> str:
-    name = metric_name(table)
+    name = table.metric
     return (f"median test {name} over the last epochs, mean over seeds"
-            + ("" if higher_is_better(table) else "; lower is better"))
+            + ("" if table.higher_is_better else "; lower is better"))
 
 
 def training_seconds(rows, field: str = "wall_seconds") -> dict[int, float]:
@@ -237,18 +238,18 @@ def swept_value_note(rows) -> list[str]:
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
     each best's standard error and whether m is within noise of the best."""
-    accuracies = accuracy_table(rows)
+    accuracies = metric_table(rows)
     statistics = seed_statistics(rows)
     seeds = max((n for _, _, n in statistics.values()), default=1)
     p_values = within_noise(rows) if seeds > 1 else {}
     best = best_per_batch_size(accuracies)
     ranges = reliable_ranges(accuracies, tolerance)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
-    name = metric_name(accuracies)
+    name = accuracies.metric
     lines = [f"# {title}", ""]
     if trained:
         best_m = best_of({m: acc for m, (_, acc) in trained.items()},
-                         higher_is_better(accuracies))
+                         accuracies.higher_is_better)
         lr, acc = trained[best_m]
         se = statistics[(best_m, lr)][1]
         spread = (f" ± {se:.4f}" if not math.isnan(se) else "")
@@ -303,16 +304,16 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
 
 
 def comparison_markdown(tables: dict, tolerance: float) -> str:
-    """Several sweeps side by side ({label: accuracy_table}): per m, each sweep's best
+    """Several sweeps side by side ({label: metric_table}): per m, each sweep's best
     accuracy, its η̃ and its number of reliable η̃ (against that sweep's own best)."""
     labels = list(tables)
     all_ms = sorted({m for accuracies in tables.values() for m, _ in accuracies})
     best = {label: best_per_batch_size(accuracies) for label, accuracies in tables.items()}
     ranges = {label: reliable_ranges(accuracies, tolerance) for label, accuracies in tables.items()}
     first = next(iter(tables.values()), {})
-    if len({(metric_name(t), higher_is_better(t)) for t in tables.values()}) > 1:
+    if len({(t.metric, t.higher_is_better) for t in tables.values()}) > 1:
         raise ValueError("sweeps of different metrics cannot be compared")
-    name = metric_name(first)
+    name = first.metric
     lines = ["# Sweeps compared (Figs 15 and 16)", "",
              f"Each cell: best {name} ({_metric_words(first)}) at its best "
              f"η̃, and how many η̃ converge reliably ({reliability_rule(first, tolerance)}, "
@@ -330,15 +331,15 @@ def comparison_markdown(tables: dict, tolerance: float) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Best m of each sweep: " + "; ".join(
         f"{label}: m = "
-        f"{best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(first))}"
+        f"{best_of({m: acc for m, (_, acc) in trained.items()}, first.higher_is_better)}"
         for label in labels
         if (trained := {m: v for m, v in best[label].items() if not math.isnan(v[1])}))]
     return "\n".join(lines) + "\n"
 
 
-def bn_accuracy_table(rows) -> MetricTable:
+def bn_metric_table(rows) -> MetricTable:
     """{(m, m_BN): (best η̃, its accuracy)} of a ghost-BN sweep: seeds averaged first (as in
-    `accuracy_table`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""
+    `metric_table`), then the best η̃ of each (m, m_BN); (NaN, NaN) where every η̃ failed."""
     by_point = collections.defaultdict(list)
     for row in rows:
         point = (int(row["batch_size"]), int(row["bn_batch_size"]), float(row["base_lr"]))
@@ -346,10 +347,9 @@ def bn_accuracy_table(rows) -> MetricTable:
     by_run = collections.defaultdict(dict)
     for (m, mbn, lr), values in sorted(by_point.items()):
         by_run[(m, mbn)][lr] = float(np.mean(values))
-    metric, higher = metric_of(rows)
-    best = MetricTable(metric=metric, higher_is_better=higher)
+    best = MetricTable(ranking=metric_of(rows))
     for run, scores in by_run.items():
-        lr = best_of(scores, higher)
+        lr = best_of(scores, best.higher_is_better)
         best[run] = (math.nan, math.nan) if lr is None else (lr, scores[lr])
     return best
 
@@ -357,14 +357,14 @@ def bn_accuracy_table(rows) -> MetricTable:
 def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
     """Accuracy per SGD batch m (rows) and BN batch m_BN (columns), the best m_BN per m and
     the η̃ each m was trained with."""
-    accuracies = bn_accuracy_table(rows)
+    accuracies = bn_metric_table(rows)
     batch_sizes = sorted({m for m, _ in accuracies})
     bn_sizes = sorted({b for _, b in accuracies})
     lrs_used = collections.defaultdict(set)
     for row in rows:
         lrs_used[int(row["batch_size"])].add(float(row["base_lr"]))
     trained = {key: v for key, v in accuracies.items() if not math.isnan(v[1])}
-    higher, name = higher_is_better(accuracies), metric_name(accuracies)
+    higher, name = accuracies.higher_is_better, accuracies.metric
     lines = [f"# {title}", ""]
     if trained:
         (m, mbn) = best_of({key: acc for key, (_, acc) in trained.items()}, higher)

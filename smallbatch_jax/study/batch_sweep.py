@@ -62,7 +62,7 @@ def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
     """{m: [(epoch, B_simple)] at m's best η̃} where the runs probed it (noise_scale.py;
     NaN where the estimate was not positive: the gradient lost in the probe's noise)."""
     curves = _curves(workdir, rows) or {}
-    best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
+    best = analysis.best_per_batch_size(analysis.metric_table(rows))
     return {m: noise_scale.curves_at(curves[m], lr) for m, (lr, _) in best.items()
             if m in curves and not math.isnan(lr) and noise_scale.probed(curves[m], lr)}
 
@@ -102,14 +102,14 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
     summary = analysis.summary_markdown(rows, tolerance)
     target, found = time_to_target(workdir, rows, target)
     if found:
-        metric = results.metric_of(rows)[0]
+        metric = results.metric_of(rows).name
         summary += "\n" + steps_to_target.markdown(found, target, metric)
         paths += plots.save(plots.steps_to_target_vs_batch_size(
             found, target, metric, plots.context(rows)), directory, "steps_to_target")
     scales = noise_scales(workdir, rows)
     if scales:
-        table = analysis.accuracy_table(rows)
-        best = analysis.best_of(table, analysis.higher_is_better(table))
+        table = analysis.metric_table(rows)
+        best = analysis.best_of(table, table.higher_is_better)
         paths += plots.save(plots.noise_scale_vs_progress(
             scales, best[0] if best else None, plots.context(rows)), directory, "noise_scale")
     write_summary(workdir, summary, paths)
@@ -123,7 +123,7 @@ def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) ->
         sweep = SweepDirectory(sweep_dir)
         if not sweep.has_results():
             raise ValueError(f"sweep {label!r}: no {sweep.RESULTS} in {sweep_dir}")
-        tables[label] = analysis.accuracy_table(sweep.read_results())
+        tables[label] = analysis.metric_table(sweep.read_results())
     os.makedirs(workdir, exist_ok=True)
     paths = plots.write_comparison_figures(tables, SweepDirectory(workdir).file(
         SweepDirectory.FIGURES), tolerance)

@@ -33,7 +33,7 @@ def best_lrs_from(workdir: str) -> dict[int, float]:
         raise ValueError(f"config.lr_from={workdir!r}: no {sweep.RESULTS} there; give the "
                          "workdir of a finished experiments.batch_sweep")
     rows = sweep.read_results()
-    best = analysis.best_per_batch_size(analysis.accuracy_table(rows))
+    best = analysis.best_per_batch_size(analysis.metric_table(rows))
     return {m: lr for m, (lr, _) in best.items() if not math.isnan(lr)}
 
 

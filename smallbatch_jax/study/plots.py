@@ -25,11 +25,11 @@ import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from smallbatch_jax.study.analysis import (  # noqa: E402
-                                           accuracy_table, best_per_batch_size, bn_accuracy_table, consecutive_runs, higher_is_better,
-                                           metric_name, reliability_rule, reliable_ranges, seed_statistics)
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
 from smallbatch_jax.run.results import metric_of, replacing  # noqa: E402
+from smallbatch_jax.study.analysis import (  # noqa: E402
+    best_per_batch_size, bn_metric_table, consecutive_runs, metric_table, reliability_rule,
+    reliable_ranges, seed_statistics)
 
 FORMATS = ("png", "svg")
 DPI = 300
@@ -73,7 +73,7 @@ def _base_lrs(accuracies):
 
 def _metric_label(table, prefix: str = "test") -> str:
     """e.g. 'test accuracy', 'test mse (lower is better)'."""
-    return f"{prefix} {metric_name(table)}" + ("" if higher_is_better(table)
+    return f"{prefix} {table.metric}" + ("" if table.higher_is_better
                                                else " (lower is better)")
 
 
@@ -81,13 +81,13 @@ def _mark_failed(ax, table, xs, color, row: int = 0) -> None:
     """Crosses at the worst edge of the axes (x in data, y in axes coordinates), one row per
     series so that no series' marks hide another's: failed runs stay visible without
     stretching the axis to a made-up value."""
-    y = 0.03 + 0.035 * row if higher_is_better(table) else 0.97 - 0.035 * row
+    y = 0.03 + 0.035 * row if table.higher_is_better else 0.97 - 0.035 * row
     ax.plot(xs, [y] * len(xs), "x", color=color, markersize=5,
             transform=ax.get_xaxis_transform(), clip_on=False)
 
 
 def _colormap(table) -> str:
-    return "viridis" if higher_is_better(table) else "viridis_r"  # bright: better
+    return "viridis" if table.higher_is_better else "viridis_r"  # bright: better
 
 
 def swept_symbol(rows) -> str:
@@ -101,7 +101,7 @@ def _swept_name(swept: str) -> str:
     return {"η̃": "base learning rate", "η": "learning rate"}.get(swept, f"learning rate {swept}")
 
 
-def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "",
+def metric_vs_lr(accuracies, errors: dict | None = None, where: str = "",
                    swept: str = "η̃") -> plt.Figure:
     """Figs 1–3, 5–11: the test metric vs η̃, one curve per m; below it, a strip with one
     row per m marking (✕) the η̃ where m diverged, so that no mark hides another or the
@@ -128,7 +128,7 @@ def accuracy_vs_lr(accuracies, errors: dict | None = None, where: str = "",
     _integer_log2_axis(strip.xaxis)
     strip.set_xlabel(f"log₂ {swept}")
     ax.set(ylabel=_metric_label(accuracies) + ", median of the last epochs")
-    _title(ax, f"Test {metric_name(accuracies)} vs {_swept_name(swept)}", where)
+    _title(ax, f"Test {accuracies.metric} vs {_swept_name(swept)}", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -143,13 +143,13 @@ def _batch_size_ticks(ax, positions, sizes) -> None:
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
 
 
-def best_accuracy_vs_batch_size(accuracies, errors: dict | None = None,
+def best_metric_vs_batch_size(accuracies, errors: dict | None = None,
                                 where: str = "") -> plt.Figure:
     """Fig 15 of one sweep: the best test metric over η̃ at each m (± one standard error)."""
-    return compare_best_accuracy({None: accuracies}, {None: errors}, where)
+    return compare_best_metric({None: accuracies}, {None: errors}, where)
 
 
-def compare_best_accuracy(tables: dict, errors: dict | None = None,
+def compare_best_metric(tables: dict, errors: dict | None = None,
                           where: str = "") -> plt.Figure:
     """Fig 15: the best test metric over η̃ at each m, one curve per sweep ({label: accuracies};
     label None: a single sweep, no legend); `errors`: {label: {(m, η̃): standard error}}."""
@@ -165,7 +165,7 @@ def compare_best_accuracy(tables: dict, errors: dict | None = None,
     _batch_size_ticks(ax, np.log2(all_ms), all_ms)
     first = next(iter(tables.values()), {})
     ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"))
-    _title(ax, f"Best test {metric_name(first)} vs m", where)
+    _title(ax, f"Best test {first.metric} vs m", where)
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -210,7 +210,7 @@ def compare_reliable_ranges(tables: dict, tolerance: float, where: str = "",
     return fig
 
 
-def accuracy_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.Figure:
+def metric_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.Figure:
     """Test accuracy over the η̃ × m grid (blank: diverged)."""
     ms, lrs = _batch_sizes(accuracies), _base_lrs(accuracies)
     values = np.array([[accuracies.get((m, lr), np.nan) for m in ms] for lr in lrs])
@@ -230,8 +230,8 @@ def accuracy_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.F
     return fig
 
 
-def accuracy_vs_bn_batch_size(bn_grid) -> plt.Figure:
-    """Figs 13–14: test accuracy vs m_BN, one curve per m (analysis.bn_accuracy_table: the
+def metric_vs_bn_batch_size(bn_grid) -> plt.Figure:
+    """Figs 13–14: test accuracy vs m_BN, one curve per m (analysis.bn_metric_table: the
     best η̃ of each (m, m_BN)); ✕ marks an (m, m_BN) where every η̃ diverged."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     batch_sizes = sorted({m for m, _ in bn_grid})
@@ -246,7 +246,7 @@ def accuracy_vs_bn_batch_size(bn_grid) -> plt.Figure:
     _batch_size_ticks(ax, np.log2(mbns), mbns)
     ax.set(xlabel="BN batch size m_BN",
            ylabel=_metric_label(bn_grid) + ", median of the last epochs",
-           title=f"Test {metric_name(bn_grid)} vs BN batch size (✕: diverged)")
+           title=f"Test {bn_grid.metric} vs BN batch size (✕: diverged)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -358,24 +358,24 @@ def save(fig: plt.Figure, directory: str, name: str) -> list[str]:
 def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[str]:
     """Every figure of a batch sweep, as PNG and SVG in `directory`; returns the paths."""
     os.makedirs(directory, exist_ok=True)
-    accuracies = accuracy_table(rows)
+    accuracies = metric_table(rows)
     errors = {point: se for point, (_, se, _) in seed_statistics(rows).items()}
     where, swept = context(rows), swept_symbol(rows)
-    figures = {"accuracy_vs_lr": accuracy_vs_lr(accuracies, errors, where, swept),
-               "best_accuracy_vs_batch_size": best_accuracy_vs_batch_size(accuracies, errors,
+    figures = {"accuracy_vs_lr": metric_vs_lr(accuracies, errors, where, swept),
+               "best_accuracy_vs_batch_size": best_metric_vs_batch_size(accuracies, errors,
                                                                           where),
                "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where,
                                                                  swept),
-               "accuracy_heat_map": accuracy_heat_map(accuracies, where, swept)}
+               "accuracy_heat_map": metric_heat_map(accuracies, where, swept)}
     if curves:
-        figures["training_curves"] = training_curves(curves, metric_of(rows)[0])
+        figures["training_curves"] = training_curves(curves, metric_of(rows).name)
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 
 def write_comparison_figures(tables: dict, directory: str, tolerance: float) -> list[str]:
-    """Figs 15 and 16 of several sweeps ({label: accuracy_table}) in `directory`."""
+    """Figs 15 and 16 of several sweeps ({label: metric_table}) in `directory`."""
     os.makedirs(directory, exist_ok=True)
-    figures = {"best_accuracy_vs_batch_size": compare_best_accuracy(tables),
+    figures = {"best_accuracy_vs_batch_size": compare_best_metric(tables),
                "reliable_lr_range": compare_reliable_ranges(tables, tolerance)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
@@ -383,7 +383,7 @@ def write_comparison_figures(tables: dict, directory: str, tolerance: float) -> 
 def write_bn_figures(rows, directory: str) -> list[str]:
     """The figures of a ghost-BN sweep (accuracy vs m_BN, the m × m_BN heat map)."""
     os.makedirs(directory, exist_ok=True)
-    bn_grid = bn_accuracy_table(rows)
-    figures = {"accuracy_vs_bn_batch_size": accuracy_vs_bn_batch_size(bn_grid),
+    bn_grid = bn_metric_table(rows)
+    figures = {"accuracy_vs_bn_batch_size": metric_vs_bn_batch_size(bn_grid),
                "bn_heat_map": bn_heat_map(bn_grid)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

@@ -18,10 +18,10 @@ import numpy as np
 from scipy import stats
 
 from smallbatch_jax.study import analysis, steps_to_target
-from smallbatch_jax.study.analysis import (ALPHA, accuracy_table, best_of, best_per_batch_size,
-                                           format_lrs, higher_is_better, metric_name,
-                                           optima_at_the_edge, reliable_ranges, seed_statistics,
-                                           seed_values, training_seconds, welch_p, within_noise)
+from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
+                                           metric_table, optima_at_the_edge, reliable_ranges,
+                                           seed_statistics, seed_values, training_seconds,
+                                           welch_p, within_noise)
 
 TRUE, FALSE, CANNOT_TELL = "true", "false", "cannot tell"
 
@@ -49,7 +49,7 @@ def _num_seeds(rows) -> int:
 def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA) -> list[float] | None:
     """The η̃ at m whose seeds are within noise (Welch p ≥ α) of m's best η̃; None where
     m's points have fewer than 2 seeds (no test) or every η̃ diverged."""
-    table, values = accuracy_table(rows), seed_values(rows)
+    table, values = metric_table(rows), seed_values(rows)
     lr, _ = best_per_batch_size(table)[batch_size]
     if math.isnan(lr) or len(values[(batch_size, lr)]) < 2:
         return None
@@ -66,14 +66,14 @@ def verdict_32_is_best(rows, alpha: float = ALPHA) -> Verdict:
     significantly worse than the best point, else (within noise, one seed, not run) cannot
     tell."""
     claim = "32 is the best batch size"
-    table = accuracy_table(rows)
+    table = metric_table(rows)
     best = best_per_batch_size(table)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
     if 32 not in best:
         return Verdict(claim, CANNOT_TELL, "m = 32 was not run")
     if not trained:
         return Verdict(claim, CANNOT_TELL, "every run diverged")
-    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, higher_is_better(table))
+    best_m = best_of({m: acc for m, (_, acc) in trained.items()}, table.higher_is_better)
     stats = seed_statistics(rows)
     ours = f"m = 32 (η̃ = {_lr_text(best[32][0])}): {_score_text(stats[(32, best[32][0])])}" \
         if 32 in trained else "m = 32: every η̃ diverged"
@@ -112,7 +112,7 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
     best lies at the edge of its grid (a bound, not an optimum)."""
     claim = "scale the learning rate linearly with m (the best η̃ = η/m is the same at every m)"
     rows = as_base_lrs(rows)
-    table = accuracy_table(rows)
+    table = metric_table(rows)
     best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
     listing = ", ".join(f"m = {m}: {_lr_text(lr)}" for m, lr in best.items())
     if len(best) < 2:
@@ -157,7 +157,7 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
            != "sgd" for r in rows):
         return Verdict(claim, CANNOT_TELL, "the argument is plain SGD's on summed gradients "
                        "(η̃·Σg); these runs are not")
-    table = accuracy_table(rows)
+    table = metric_table(rows)
     best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
     edges = optima_at_the_edge(table)
     interior = {m: lr for m, lr in best.items() if m not in edges}
@@ -249,8 +249,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
     `noise_scales`: {m: the gradient noise scale B_simple at the end of m's training at its
     best η̃} (noise_scale.py), where probed (NaN: not measurable)."""
-    table = accuracy_table(rows)
-    name, higher = metric_name(table), higher_is_better(table)
+    table = metric_table(rows)
+    name, higher = table.metric, table.higher_is_better
     stats, seeds = seed_statistics(rows), _num_seeds(rows)
     best = best_per_batch_size(table)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}

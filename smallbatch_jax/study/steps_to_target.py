@@ -26,19 +26,19 @@ import math
 
 import numpy as np
 
-from smallbatch_jax.study.analysis import accuracy_table, best_of, higher_is_better
+from smallbatch_jax.study.analysis import best_of, metric_table
 
 DEFAULT_FRACTION = 0.05
 
 
 def default_target(rows) -> float:
     """Within DEFAULT_FRACTION of the sweep's best (NaN if every run diverged)."""
-    table = accuracy_table(rows)
-    best = best_of(table, higher_is_better(table))
+    table = metric_table(rows)
+    best = best_of(table, table.higher_is_better)
     if best is None:
         return math.nan
     value = table[best]
-    return value * (1 - DEFAULT_FRACTION if higher_is_better(table) else 1 + DEFAULT_FRACTION)
+    return value * (1 - DEFAULT_FRACTION if table.higher_is_better else 1 + DEFAULT_FRACTION)
 
 
 def mean_curves(curves: list[dict], steps_per_epoch: int | None = None
@@ -84,7 +84,7 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
     run's speed); `curves_by_m`: {m: its evaluation rows (curves.csv or evaluations.csv)};
     `epoch_curves`: {m: its curves.csv rows}, for the speed of its median epoch (default:
     `curves_by_m`'s rows where they are curves.csv's)."""
-    higher = higher_is_better(accuracy_table(rows))
+    higher = metric_table(rows).higher_is_better
     steps_per_epoch, seconds_per_step = {}, {}
     for row in rows:
         if not row.get("steps") or not row.get("epochs"):

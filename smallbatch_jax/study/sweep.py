@@ -76,13 +76,18 @@ def task_runs(runs, task_index: int, num_tasks: int) -> list:
 
 def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
               task_index: int = 0, num_tasks: int = 1, *, model=None, dataset=None,
-              objective=None, budget_minutes: float = 0.0) -> list[dict]:
+              objective=None, budget_minutes: float = 0.0,
+              may_start: Callable[[Run, object], bool] | None = None,
+              after_run: Callable[[Run], None] | None = None) -> list[dict]:
     """Trains this task's unfinished runs (every run's config is checked first, against the
     data too), then merges every complete run into workdir/results.csv and calls
     `report(rows)` on the merged rows (figures, summary); returns them. `model`, `dataset`,
     `objective`: a user's (smallbatch_jax.api), instead of the config's. `budget_minutes`
     (0: none): no run starts once this call has trained that long (a started run finishes;
-    the first unfinished one always starts; a rerun resumes with the runs left)."""
+    the first unfinished one always starts; a rerun resumes with the runs left).
+    `may_start(run, its config)` (None: always): whether an unfinished run may start now
+    (False: it is passed over, left for a rerun, and the next one asked); `after_run(run)`:
+    called after each run trained (e.g. to save what is done so far)."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
     configs = [config_for(config, run) for run in runs]
@@ -112,12 +117,16 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
                 logging.info("budget of %g min spent: %s not started (a rerun resumes them)",
                              budget_minutes, [r.name for r, _ in left])
                 break
+            if may_start is not None and not may_start(run, one):
+                continue
             logging.info("run %d of %d (%s): %s; %.0f s so far, ETA of the %d runs left %s",
                          i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
                          time.perf_counter() - started, len(left),
                          eta_text(workdir, runs, left, dataset.num_train))
             train_and_evaluate(one, sweep.run(run.name).path, dataset, model, objective)
             trained = True
+            if after_run is not None:
+                after_run(run)
         if jax.process_count() > 1:
             processes.wait_for_all(f"sweep {workdir}: every process trained its runs")
             if jax.process_index() != 0:

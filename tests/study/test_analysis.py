@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from smallbatch_jax.study.analysis import (accuracy_table, best_per_batch_size, bn_accuracy_table,
-                                           bn_summary_markdown, comparison_markdown, optima_at_the_edge,
-                                           reliable_ranges, summary_markdown)
+from smallbatch_jax.study.analysis import (best_per_batch_size, bn_metric_table,
+                                           bn_summary_markdown, comparison_markdown, metric_table,
+                                           optima_at_the_edge, reliable_ranges, summary_markdown)
 
 NAN = float("nan")
 
@@ -25,7 +25,7 @@ TABLE = {
 
 
 def test_best_per_batch_size():
-    best = best_per_batch_size(accuracy_table(_rows(TABLE)))
+    best = best_per_batch_size(metric_table(_rows(TABLE)))
     assert best[2] == (2.0**-8, 0.71) and best[8] == (2.0**-10, 0.70)
     assert best[64] == (2.0**-12, 0.50)
     assert all(math.isnan(x) for x in best[256])
@@ -39,13 +39,13 @@ def test_best_per_batch_size():
     (0.5, {2: [-12, -10, -8, -6], 8: [-12, -10, -8], 64: [-12], 256: []}),
 ])
 def test_reliable_range_is_within_tolerance_of_the_sweeps_best(tolerance, expected):
-    ranges = reliable_ranges(accuracy_table(_rows(TABLE)), tolerance)
+    ranges = reliable_ranges(metric_table(_rows(TABLE)), tolerance)
     assert ranges == {m: [2.0**k for k in ks] for m, ks in expected.items()}
 
 
 def test_seeds_are_averaged_and_a_diverged_seed_is_not_reliable():
     rows = _rows({4: {-8: 0.8, -6: 0.7}}) + _rows({4: {-8: 0.6, -6: NAN}}, seed=1)
-    accuracies = accuracy_table(rows)
+    accuracies = metric_table(rows)
     assert accuracies[(4, 2.0**-8)] == pytest.approx(0.7) and math.isnan(accuracies[(4, 2.0**-6)])
     assert reliable_ranges(accuracies, 0.5) == {4: [2.0**-8]}
 
@@ -77,7 +77,7 @@ def test_training_time_per_batch_size_is_its_programs_wall_time():
 def test_optima_at_the_edge_of_the_grid_are_flagged():
     table = {2: {-12: 0.6, -10: 0.7, -8: 0.5}, 4: {-12: 0.6, -10: 0.5, -8: 0.7},
              8: {-12: 0.7, -10: 0.6, -8: NAN}, 16: {-12: 0.7}, 32: {-12: NAN, -10: NAN}}
-    assert optima_at_the_edge(accuracy_table(_rows(table))) == {4: "largest", 8: "smallest"}
+    assert optima_at_the_edge(metric_table(_rows(table))) == {4: "largest", 8: "smallest"}
 
 
 def _bn_rows(cells, seed=0):
@@ -94,13 +94,13 @@ BN_CELLS = {
 
 
 def test_bn_grid_takes_the_best_lr_of_each_cell_after_averaging_seeds():
-    accuracies = bn_accuracy_table(_bn_rows(BN_CELLS))
+    accuracies = bn_metric_table(_bn_rows(BN_CELLS))
     assert accuracies[(16, 4)] == (2.0**-6, 0.82) and accuracies[(16, 16)] == (2.0**-8, 0.78)
     assert accuracies[(64, 16)] == (2.0**-8, 0.76)
     assert all(math.isnan(x) for x in accuracies[(64, 64)])
     # A second seed: η̃ = 2^-6 at (16, 4) now averages 0.62 and 2^-8 wins with 0.79.
     rows = _bn_rows(BN_CELLS) + _bn_rows({(16, 4, -8): 0.78, (16, 4, -6): 0.42}, seed=1)
-    assert bn_accuracy_table(rows)[(16, 4)] == (2.0**-8, pytest.approx(0.79))
+    assert bn_metric_table(rows)[(16, 4)] == (2.0**-8, pytest.approx(0.79))
 
 
 def test_bn_summary_numbers_match_the_table():
@@ -116,7 +116,7 @@ def test_bn_summary_numbers_match_the_table():
 
 def test_comparison_table_holds_each_sweeps_best_and_reliable_count():
     other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
-    tables = {"A": accuracy_table(_rows(TABLE)), "B": accuracy_table(_rows(other))}
+    tables = {"A": metric_table(_rows(TABLE)), "B": metric_table(_rows(other))}
     text = comparison_markdown(tables, tolerance=0.02)
     assert "| m | A | B |" in text
     # B's best is 0.85 (m = 8): at m = 2 neither 0.80 nor 0.81 is within 0.02 of it.
@@ -135,12 +135,12 @@ def test_one_tie_rule_everywhere_the_smaller_value_wins():
     assert best_of({0.5: 0.7, 0.25: 0.7, 1.0: 0.6}) == 0.25
     assert best_of({4: NAN}) is None
     table = {8: {-6: 0.70, -8: 0.70, -10: 0.60}, 2: {-6: 0.70, -7: 0.70}}
-    best = best_per_batch_size(accuracy_table(_rows(table)))
+    best = best_per_batch_size(metric_table(_rows(table)))
     assert best[8] == (2.0**-8, 0.70) and best[2] == (2.0**-7, 0.70)
     assert "Best: m = 2, η̃ = 2^-7" in summary_markdown(_rows(table), 0.02)
     bn_rows = [{"batch_size": "64", "bn_batch_size": str(b), "base_lr": str(lr), "seed": "0",
                 "median_test_metric": "0.7"} for b in (16, 4, 8) for lr in (0.5, 0.125)]
-    assert bn_accuracy_table(bn_rows)[(64, 8)] == (0.125, 0.7)
+    assert bn_metric_table(bn_rows)[(64, 8)] == (0.125, 0.7)
     summary = bn_summary_markdown(bn_rows)
     assert "Best: m = 64, m_BN = 4 (η̃ = 2^-3)" in summary
     assert summary.rstrip().endswith("| 4 |")
@@ -154,21 +154,21 @@ def test_a_metric_where_lower_is_better_turns_every_best_around():
     """The same numbers as errors: the best is the smallest, the reliable range is within
     tolerance above it, and the summary and the BN and comparison tables say so."""
     rows = _lower_is_better(_rows(TABLE))
-    errors = accuracy_table(rows)
+    errors = metric_table(rows)
     assert (errors.metric, errors.higher_is_better) == ("mse", False)
     best = best_per_batch_size(errors)
     assert best[2] == (2.0**-12, 0.60) and best[8] == (2.0**-8, 0.65)
     assert best[64] == (2.0**-12, 0.50) and all(math.isnan(x) for x in best[256])
     # The sweep's best is 0.50 (m = 64): within 0.12 of it, 0.60 (m = 2) and nothing of m = 8.
     assert reliable_ranges(errors, 0.12) == {2: [2.0**-12], 8: [], 64: [2.0**-12], 256: []}
-    assert reliable_ranges(accuracy_table(_rows(TABLE)), 0.12)[8] == [2.0**-12, 2.0**-10,
+    assert reliable_ranges(metric_table(_rows(TABLE)), 0.12)[8] == [2.0**-12, 2.0**-10,
                                                                        2.0**-8]
     text = summary_markdown(rows, tolerance=0.12)
     assert "Best: m = 64, η̃ = 2^-12, mse 0.5000" in text and "lower is better" in text
     assert "mse ≤ best + 0.12" in text and "| m | best η̃ | best mse |" in text
     assert "| 2 | 2^-12 | 0.6000 | 2^-12 | 1 | — |" in text
     bn_rows = [{**row, "bn_batch_size": row["batch_size"]} for row in rows]
-    assert bn_accuracy_table(bn_rows)[(8, 8)] == (2.0**-8, 0.65)
+    assert bn_metric_table(bn_rows)[(8, 8)] == (2.0**-8, 0.65)
     assert "Best: m = 64, m_BN = 64" in bn_summary_markdown(bn_rows)
     compared = comparison_markdown({"a": errors}, 0.12)
     assert "Best m of each sweep: a: m = 64" in compared and "mse ≤ best + 0.12" in compared
@@ -176,7 +176,7 @@ def test_a_metric_where_lower_is_better_turns_every_best_around():
 
 def test_rows_of_different_metrics_are_not_ranked_together():
     with pytest.raises(ValueError, match="different metrics"):
-        accuracy_table(_rows(TABLE) + _lower_is_better(_rows({4: {-8: 0.3}})))
+        metric_table(_rows(TABLE) + _lower_is_better(_rows({4: {-8: 0.3}})))
 
 
 def test_a_reliable_range_with_a_gap_is_shown_with_the_gap():

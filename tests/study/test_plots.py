@@ -2,7 +2,7 @@ import math
 import os
 
 from smallbatch_jax.study import plots
-from smallbatch_jax.study.analysis import accuracy_table, bn_accuracy_table
+from smallbatch_jax.study.analysis import metric_table, bn_metric_table
 from test_analysis import BN_CELLS, NAN, TABLE, _bn_rows, _rows
 
 
@@ -11,8 +11,8 @@ def _lines_with_data(ax):
 
 
 def test_accuracy_vs_lr_has_one_curve_per_batch_size_and_marks_divergence():
-    accuracies = accuracy_table(_rows(TABLE))
-    fig = plots.accuracy_vs_lr(accuracies)
+    accuracies = metric_table(_rows(TABLE))
+    fig = plots.metric_vs_lr(accuracies)
     ax = fig.axes[0]
     curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert len(curves) == len(TABLE)
@@ -25,21 +25,21 @@ def test_accuracy_vs_lr_has_one_curve_per_batch_size_and_marks_divergence():
 
 
 def test_best_accuracy_and_heat_map_hold_the_tables_numbers():
-    accuracies = accuracy_table(_rows(TABLE))
-    (line,) = _lines_with_data(plots.best_accuracy_vs_batch_size(accuracies).axes[0])
+    accuracies = metric_table(_rows(TABLE))
+    (line,) = _lines_with_data(plots.best_metric_vs_batch_size(accuracies).axes[0])
     assert list(line.get_ydata()[:3]) == [0.71, 0.70, 0.50]
-    image = plots.accuracy_heat_map(accuracies).axes[0].get_images()[0].get_array()
+    image = plots.metric_heat_map(accuracies).axes[0].get_images()[0].get_array()
     assert image.shape == (5, 4)  # 5 η̃ × 4 m
     assert image[2, 0] == 0.71 and image.mask[4, 0]  # m = 2: η̃ = 2^-8 best, 2^-4 blank
 
 
 def test_heat_map_tells_cells_not_run_from_diverged_ones():
-    accuracies = accuracy_table(_rows(TABLE))
-    ax = plots.accuracy_heat_map(accuracies).axes[0]
+    accuracies = metric_table(_rows(TABLE))
+    ax = plots.metric_heat_map(accuracies).axes[0]
     assert "not run" not in ax.get_title() and len(ax.get_images()) == 1
     m, lr = next(key for key in accuracies if not math.isnan(accuracies[key]))
     del accuracies[m, lr]  # that η̃ was never run at that m
-    ax = plots.accuracy_heat_map(accuracies).axes[0]
+    ax = plots.metric_heat_map(accuracies).axes[0]
     assert "grey: not run" in ax.get_title()
     grey, values = (image.get_array() for image in ax.get_images())
     lrs, ms = sorted({l for _, l in accuracies} | {lr}), sorted({b for b, _ in accuracies})
@@ -49,7 +49,7 @@ def test_heat_map_tells_cells_not_run_from_diverged_ones():
 
 
 def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
-    accuracies = accuracy_table(_rows(TABLE))
+    accuracies = metric_table(_rows(TABLE))
     ax = plots.reliable_range_vs_batch_size(accuracies, 0.06).axes[0]
     assert "best − 0.06" in ax.get_title()
     bars = [line for line in ax.get_lines() if line.get_marker() == "o"]
@@ -58,8 +58,8 @@ def test_reliable_range_plot_states_its_tolerance_and_draws_each_m():
 
 def test_bn_plots_hold_one_curve_per_batch_size_and_the_grids_numbers(tmp_path):
     rows = _bn_rows(BN_CELLS)
-    accuracies = bn_accuracy_table(rows)
-    ax = plots.accuracy_vs_bn_batch_size(accuracies).axes[0]
+    accuracies = bn_metric_table(rows)
+    ax = plots.metric_vs_bn_batch_size(accuracies).axes[0]
     curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert [list(line.get_ydata()) for line in curves][0] == [0.82, 0.78]  # m = 16
     assert len(curves) == 2
@@ -88,8 +88,8 @@ def test_write_figures_writes_png_and_svg(tmp_path):
 
 def test_comparison_figures_draw_one_curve_and_one_bar_colour_per_sweep(tmp_path):
     other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
-    tables = {"A": accuracy_table(_rows(TABLE)), "B": accuracy_table(_rows(other))}
-    ax = plots.compare_best_accuracy(tables).axes[0]
+    tables = {"A": metric_table(_rows(TABLE)), "B": metric_table(_rows(other))}
+    ax = plots.compare_best_metric(tables).axes[0]
     curves = _lines_with_data(ax)
     assert [list(line.get_ydata()) for line in curves][1] == [0.81, 0.85]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
@@ -124,7 +124,7 @@ def test_figures_for_a_paper_error_bars_staggered_marks_gaps_and_where(tmp_path)
     paths = plots.write_figures(rows, str(tmp_path), 0.02)
     from smallbatch_jax.study.analysis import seed_statistics
     errors = {p: se for p, (_, se, _) in seed_statistics(rows).items()}
-    fig = plots.accuracy_vs_lr(accuracy_table(rows), errors, plots.context(rows))
+    fig = plots.metric_vs_lr(metric_table(rows), errors, plots.context(rows))
     ax = fig.axes[0]
     assert ax.get_title().endswith("alexnet on cifar10, sgd")
     assert len(ax.containers) == 2 and all(c.has_yerr for c in ax.containers)
@@ -133,7 +133,7 @@ def test_figures_for_a_paper_error_bars_staggered_marks_gaps_and_where(tmp_path)
     assert all(t == int(t) for t in fig.axes[1].get_xticks())  # integer log₂ ticks
     markers = {line.get_marker() for line in ax.get_lines() if line.get_marker() != "x"}
     assert len(markers) >= 2  # m told apart by marker too
-    gap = plots.reliable_range_vs_batch_size(accuracy_table(rows), 0.12).axes[0]
+    gap = plots.reliable_range_vs_batch_size(metric_table(rows), 0.12).axes[0]
     bars = [line for line in gap.get_lines() if line.get_marker() in ("None", "")]
     assert len(bars) == 3  # m = 2: 2^-10, 2^-8 (a gap at 2^-9), m = 8: 2^-10 … 2^-9
     from matplotlib.image import imread
@@ -145,19 +145,19 @@ def test_the_swept_value_is_named_as_the_sweep_scales_it():
     rows = _rows(TABLE)
     assert plots.swept_symbol(rows) == "η̃"
     assert plots.swept_symbol([{**r, "lr_scaling": "none"} for r in rows]) == "η"
-    fig = plots.accuracy_vs_lr(accuracy_table(rows), swept="η")
+    fig = plots.metric_vs_lr(metric_table(rows), swept="η")
     assert fig.axes[1].get_xlabel() == "log₂ η"
     assert fig.axes[0].get_title() == "Test accuracy vs learning rate"  # not "base"
-    assert "base learning rate" in plots.accuracy_vs_lr(accuracy_table(rows)).axes[0].get_title()
-    for figure in (plots.reliable_range_vs_batch_size(accuracy_table(rows), 0.02, swept="η"),
-                   plots.accuracy_heat_map(accuracy_table(rows), swept="η")):
+    assert "base learning rate" in plots.metric_vs_lr(metric_table(rows)).axes[0].get_title()
+    for figure in (plots.reliable_range_vs_batch_size(metric_table(rows), 0.02, swept="η"),
+                   plots.metric_heat_map(metric_table(rows), swept="η")):
         assert figure.axes[0].get_ylabel() == "log₂ η"
-    assert plots.accuracy_heat_map(accuracy_table(rows)).axes[0].get_ylabel() == "log₂ η̃"
+    assert plots.metric_heat_map(metric_table(rows)).axes[0].get_ylabel() == "log₂ η̃"
 
 
 def test_saved_figures_typeset_the_tilde(tmp_path):
     """η̃ as Unicode draws its tilde beside the η ("ñ"): the files get mathtext's."""
-    fig = plots.accuracy_heat_map(accuracy_table(_rows(TABLE)))
+    fig = plots.metric_heat_map(metric_table(_rows(TABLE)))
     plots.save(fig, str(tmp_path), "heat")
     assert fig.axes[0].get_ylabel() == r"log₂ $\tilde{\eta}$"
     svg = (tmp_path / "heat.svg").read_text()
@@ -178,7 +178,7 @@ def test_noise_scale_figure_has_a_curve_per_m_and_the_best_m():
 
 def test_the_papers_eleven_batch_sizes_have_a_colour_each():
     table = {2**k: {-12: 0.5, -10: 0.6} for k in range(1, 12)}  # m = 2 … 2048, as in Fig 1
-    ax = plots.accuracy_vs_lr(accuracy_table(_rows(table))).axes[0]
+    ax = plots.metric_vs_lr(metric_table(_rows(table))).axes[0]
     curves = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
     assert len(curves) == 11
     assert len({tuple(line.get_color()) for line in curves}) == 11
