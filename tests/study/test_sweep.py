@@ -132,3 +132,29 @@ def test_runs_written_before_the_metric_was_configurable_merge_with_new_ones(tmp
     merged = results.read_csv(str(tmp_path / "results.csv"))
     assert [r["median_test_metric"] for r in merged] == [0.7, 0.6]
     assert results.metric_of(merged) == ("accuracy", True)
+
+
+def test_a_run_may_be_passed_over_and_each_trained_run_is_followed_by_after_run(tmp_path,
+                                                                                 monkeypatch):
+    """`may_start` passes a run over (left for a rerun) and the sweep asks about the next;
+    `after_run` follows every run that trained, before the next starts."""
+    events = []
+    monkeypatch.setattr(sweep, "train_and_evaluate",
+                        lambda c, w, d=None, mdl=None, obj=None:
+                        events.append(("train", c.batch_size)) or _fake_run(c, w))
+    config = _config(batch_sizes=(8, 16, 32))
+    _finish(str(tmp_path), RUNS[0])  # finished before: neither asked about nor trained
+    asked = []
+
+    def may_start(run, one):
+        asked.append((run.name, one.batch_size))
+        return one.batch_size != 16
+
+    sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None, may_start=may_start,
+                    after_run=lambda run: events.append(("after", run.name)))
+    assert asked == [("m16", 16), ("m32", 32)]
+    assert events == [("train", 32), ("after", "m32")]
+    assert not sweep.is_complete(str(tmp_path), RUNS[1])
+    # A rerun without the gate trains what was passed over.
+    sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None)
+    assert events[-1] == ("train", 16)
