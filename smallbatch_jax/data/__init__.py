@@ -8,31 +8,48 @@
 - 'npz': any .npz file of train_images, train_labels, test_images, test_labels (`data_dir`
   names it), of any input shape: images, flat features or token ids (data/dataset.py).
 A user's own arrays or Dataset are passed to the API directly (smallbatch_jax/api.py).
+
+Every data set, held in memory (`Dataset`) or streamed (`StreamedDataset`), tells the rest of
+the library the same things (`DatasetLike`): its sizes, its input kind, its label kind,
+whether it is streamed. `BUILT_IN` is the registry of the named ones: how each loads, and
+what the config checks need to know of it before it is loaded.
 """
 
-from smallbatch_jax.data.cifar import NUM_CLASSES as CIFAR_NUM_CLASSES, load_cifar
-from smallbatch_jax.data.dataset import Dataset, load_npz, make_dataset
+import dataclasses
+from collections.abc import Callable
+
+from smallbatch_jax.data.cifar import load_cifar
+from smallbatch_jax.data.dataset import Dataset, DatasetLike, load_npz, make_dataset
 from smallbatch_jax.data.digits import load_digits
 from smallbatch_jax.data.imagenet import StreamedDataset, load_imagenet
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet2012", "npz")
-NUM_CLASSES = {"digits": 10, **CIFAR_NUM_CLASSES, "imagenet2012": 1000}
 
-__all__ = ["DATASETS", "NUM_CLASSES", "Dataset", "StreamedDataset", "load_dataset",
-           "load_digits", "make_dataset"]
+@dataclasses.dataclass(frozen=True)
+class BuiltIn:
+    """A named data set: `load(data_dir, image_size)`, and what is known before loading."""
+    load: Callable[[str, int], DatasetLike]
+    num_classes: int | None  # None: read from the data (an .npz file)
+    streamed: bool = False  # fed from a host pipeline one batch per step (one data order)
 
 
-def load_dataset(name: str, data_dir: str = "", image_size: int = 224
-                 ) -> Dataset | StreamedDataset:
+BUILT_IN = {
+    "digits": BuiltIn(lambda data_dir, image_size: load_digits(), 10),
+    "cifar10": BuiltIn(lambda data_dir, image_size: load_cifar("cifar10", data_dir), 10),
+    "cifar100": BuiltIn(lambda data_dir, image_size: load_cifar("cifar100", data_dir), 100),
+    "imagenet2012": BuiltIn(load_imagenet, 1000, streamed=True),
+    "npz": BuiltIn(lambda data_dir, image_size: load_npz(data_dir), None),
+}
+DATASETS = tuple(BUILT_IN)
+NUM_CLASSES = {name: known.num_classes for name, known in BUILT_IN.items() if known.num_classes}
+
+__all__ = ["BUILT_IN", "DATASETS", "NUM_CLASSES", "Dataset", "DatasetLike", "StreamedDataset",
+           "load_dataset", "load_digits", "make_dataset"]
+
+
+def load_dataset(name: str, data_dir: str = "", image_size: int = 224) -> DatasetLike:
     """The data set `name`; `data_dir` says where CIFAR comes from (data/cifar.py), where
     tensorflow-datasets keeps ImageNet, or which .npz file to read; `image_size` is
     ImageNet's crop."""
-    if name not in DATASETS:
+    if name not in BUILT_IN:
         raise ValueError(f"dataset={name!r} is unknown; allowed: {DATASETS}")
-    if name == "npz":
-        return load_npz(data_dir)
-    if name == "digits":
-        return load_digits()
-    if name == "imagenet2012":
-        return load_imagenet(data_dir, image_size)
-    return load_cifar(name, data_dir)
+    return BUILT_IN[name].load(data_dir, image_size)

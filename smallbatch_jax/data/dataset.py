@@ -18,11 +18,35 @@ told apart by their shape and dtype (`input_kind`):
 import dataclasses
 import os
 import zipfile
+from typing import ClassVar, Protocol
 
 import numpy as np
 
 INPUT_KINDS = ("images", "features", "tokens")
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+class DatasetLike(Protocol):
+    """What every data set tells the library, held in memory (Dataset) or streamed
+    (data/imagenet.py: StreamedDataset)."""
+
+    name: str
+    num_classes: int  # the model's output width: classes, or a target's components
+    input_kind: str  # INPUT_KINDS
+    label_kind: str  # 'classes' or 'targets' (objectives.LABEL_KINDS)
+    streamed: bool  # fed from the host one batch per step, or held whole on the device
+
+    @property
+    def num_train(self) -> int: ...
+
+    @property
+    def num_test(self) -> int: ...
+
+    @property
+    def image_shape(self) -> tuple[int, ...]: ...
+
+    def unstandardized(self) -> "DatasetLike":
+        """The same data, its inputs used as they are (config.standardize=False)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +61,7 @@ class Dataset:
     std: np.ndarray | None  # (C,) float32; both None: the inputs are used as they are
     input_kind: str = "images"
     label_kind: str = "classes"  # 'classes' or 'targets' (objectives.LABEL_KINDS)
+    streamed: ClassVar[bool] = False  # held whole, then on the device
 
     @property
     def num_train(self) -> int:
@@ -49,6 +74,9 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.train_images.shape[1:])
+
+    def unstandardized(self) -> "Dataset":
+        return dataclasses.replace(self, mean=None, std=None)
 
 
 def input_kind(inputs: np.ndarray) -> str:

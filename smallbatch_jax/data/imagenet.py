@@ -21,6 +21,7 @@ boundary sees the same data as an uninterrupted one.
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import numpy as np
 
@@ -57,6 +58,14 @@ class StreamedDataset:
     std: np.ndarray
     train_batches: Callable[[int, int, int], Iterator[tuple[np.ndarray, np.ndarray]]]
     test_batches: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+    input_kind: ClassVar[str] = "images"
+    label_kind: ClassVar[str] = "classes"
+    streamed: ClassVar[bool] = True  # one data order per program: one seed per run
+
+    def unstandardized(self) -> "StreamedDataset":
+        raise ValueError(f"config.standardize=False is not available for {self.name}: its "
+                         "host pipeline's images are standardized on the device with the "
+                         "data set's channel statistics")
 
 
 def _resize_shorter_side(tf, image, length):

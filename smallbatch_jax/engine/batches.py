@@ -278,6 +278,6 @@ class StreamedBatches(BatchSource):
 
 def batch_source(dataset: Dataset | StreamedDataset, batch_size: int, eval_batch_size: int):
     """The batch source of a data set: resident if it is held in memory, else streamed."""
-    if isinstance(dataset, StreamedDataset):
+    if dataset.streamed:
         return StreamedBatches(dataset, batch_size, eval_batch_size)
     return DeviceBatches(dataset, batch_size, eval_batch_size)

@@ -15,7 +15,7 @@ import time
 import jax
 from absl import logging
 
-from smallbatch_jax.data import DATASETS, Dataset, StreamedDataset, load_dataset
+from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset
 from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source, make_plan, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.strategy import StrategyChoice
@@ -77,7 +77,7 @@ class RunSpec:
     """Everything a run needs from its config, typed, checked and with its data loaded."""
     config: dict  # the config as JSON: what the run directory stores and compares
     dataset_name: str  # config.dataset: how results name the data
-    dataset: Dataset | StreamedDataset
+    dataset: DatasetLike
     objective: Objective
     grid: LaneGrid
     optimizer: Optimizer
@@ -154,8 +154,8 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     objective = objective or objective_named(config.objective)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
-    if not config.standardize and isinstance(dataset, Dataset):
-        dataset = dataclasses.replace(dataset, mean=None, std=None)
+    if not config.standardize:
+        dataset = dataset.unstandardized()
     check_against_data(config, dataset, objective)
     cadence = config.checkpoint
     return RunSpec(
@@ -185,7 +185,7 @@ def create_run(spec: RunSpec) -> Run:
     """The execution plan for the spec's lanes on this process's devices (made once:
     engine/plan.py), the trainer built from it, and the data set's batch source."""
     source = batch_source(spec.dataset, spec.batch_size, spec.eval_batch_size)
-    tokens = getattr(spec.dataset, "input_kind", "images") == "tokens"
+    tokens = spec.dataset.input_kind == "tokens"
 
     def lane_step(conv: str) -> LaneStep:
         return LaneStep(spec.model.build(conv), batch_size=spec.batch_size,

@@ -6,7 +6,7 @@ limits that depend on its size.
 
 import math
 
-from smallbatch_jax.data import DATASETS, Dataset
+from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import strategy_fields
 from smallbatch_jax.models import MODELS, import_model
@@ -38,13 +38,17 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False,
         _fail("standardize", config.standardize, "True or False")
     if not isinstance(config.augment, bool):
         _fail("augment", config.augment, "True (pad 4, random crop, random flip) or False")
-    if config.dataset == "imagenet2012":
+    if config.dataset in BUILT_IN and BUILT_IN[config.dataset].streamed:
+        name = config.dataset
         if config.augment:
-            _fail("augment", config.augment, "False for imagenet2012: its augmentation is the "
+            _fail("augment", config.augment, f"False for {name}: its augmentation is the "
                   "host pipeline's (data/imagenet.py), always on in training")
         if config.num_seeds != 1:
-            _fail("num_seeds", config.num_seeds, "1 for imagenet2012 (streamed: one data order "
+            _fail("num_seeds", config.num_seeds, f"1 for {name} (streamed: one data order "
                   "per program); run each seed as its own sweep")
+        if config.standardize is not True:
+            _fail("standardize", config.standardize, f"True for {name} (streamed: its images "
+                  "are standardized on the device with the data set's statistics)")
         if not _is_int(config.image_size) or config.image_size < 32:
             _fail("image_size", config.image_size, "an integer >= 32 (the paper: 224)")
     if not _is_int(config.batch_size) or config.batch_size <= 0:
@@ -123,17 +127,17 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False,
     strategy_fields(config.strategy)
 
 
-def check_against_data(config, dataset: Dataset, objective: Objective | None = None) -> None:
+def check_against_data(config, dataset: DatasetLike, objective: Objective | None = None) -> None:
     """What the config asks of the data set (and the objective of its labels: None, the
     config's own)."""
     objective = objective or objective_named(config.objective)
-    labels = getattr(dataset, "label_kind", "classes")
+    labels = dataset.label_kind
     if objective.labels != labels:
         _fail("objective", config.objective,
               f"one for {labels} ({dataset.name}'s labels are "
               + ("integer class ids)" if labels == "classes" else "real-valued targets)")
               + f"; this objective needs {objective.labels}")
-    kind = getattr(dataset, "input_kind", "images")
+    kind = dataset.input_kind
     if config.augment and kind != "images":
         _fail("augment", config.augment, f"False for {dataset.name}: its inputs are {kind}, "
               "and the augmentation (pad, crop, flip) is for (N, H, W, C) images")

@@ -42,7 +42,12 @@ def train_and_evaluate(config, workdir: str, dataset=None, model=None,
     sweep loads it once for all its runs; a user's, through smallbatch_jax.api); default:
     config.dataset, loaded here. `model`: a user's model instead of config.model;
     `objective`: a user's Objective instead of config.objective."""
-    spec = prepare(config, dataset, model, objective)
+    return train(prepare(config, dataset, model, objective), workdir)
+
+
+def train(spec: RunSpec, workdir: str) -> list[dict]:
+    """Trains the run `spec` (build.prepare) in `workdir`, or resumes it, or returns the
+    rows of the finished run."""
     directory = RunDirectory(workdir)
     with directory.claim():
         rows = directory.finished_rows(spec.config)

@@ -32,11 +32,10 @@ import jax
 from absl import logging
 
 from smallbatch_jax import processes
-from smallbatch_jax.data import load_dataset
 from smallbatch_jax.run import results
-from smallbatch_jax.run.config_checks import check_against_data, check_config
-from smallbatch_jax.run.directory import SweepDirectory, as_json
-from smallbatch_jax.run.train import train_and_evaluate
+from smallbatch_jax.run.build import RunSpec, prepare
+from smallbatch_jax.run.directory import SweepDirectory
+from smallbatch_jax.run.train import train
 
 
 class Run(NamedTuple):
@@ -57,14 +56,25 @@ def is_complete(workdir: str, run: Run) -> bool:
     return SweepDirectory(workdir).run(run.name).is_finished()
 
 
-def refuse_other_configs(workdir: str, runs: list[Run], configs: list) -> None:
+def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=None
+                 ) -> list[RunSpec]:
+    """Every run's spec (run/build.py: its config checked, against the data too), the data
+    set loaded once for all of them: a bad point of the grid fails before any run trains."""
+    specs = []
+    for run in runs:
+        specs.append(prepare(config_for(config, run), dataset, model, objective))
+        dataset = specs[0].dataset
+    return specs
+
+
+def refuse_other_configs(workdir: str, runs: list[Run], specs: list[RunSpec]) -> None:
     """ValueError naming the differing keys if a run finished before with another config
     than this sweep gives it (its results would be merged as if they were this config's)."""
     sweep = SweepDirectory(workdir)
-    for run, one in zip(runs, configs):
+    for run, spec in zip(runs, specs):
         directory = sweep.run(run.name)
         if directory.is_finished():
-            directory.refuse_other_config(directory.saved_config(), as_json(one), "the results")
+            directory.refuse_other_config(directory.saved_config(), spec.config, "the results")
 
 
 def task_runs(runs, task_index: int, num_tasks: int) -> list:
@@ -77,7 +87,7 @@ def task_runs(runs, task_index: int, num_tasks: int) -> list:
 def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict]], None],
               task_index: int = 0, num_tasks: int = 1, *, model=None, dataset=None,
               objective=None, budget_minutes: float = 0.0,
-              may_start: Callable[[Run, object], bool] | None = None,
+              may_start: Callable[[Run, RunSpec], bool] | None = None,
               after_run: Callable[[Run], None] | None = None) -> list[dict]:
     """Trains this task's unfinished runs (every run's config is checked first, against the
     data too), then merges every complete run into workdir/results.csv and calls
@@ -85,31 +95,25 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
     `objective`: a user's (smallbatch_jax.api), instead of the config's. `budget_minutes`
     (0: none): no run starts once this call has trained that long (a started run finishes;
     the first unfinished one always starts; a rerun resumes with the runs left).
-    `may_start(run, its config)` (None: always): whether an unfinished run may start now
+    `may_start(run, its RunSpec)` (None: always): whether an unfinished run may start now
     (False: it is passed over, left for a rerun, and the next one asked); `after_run(run)`:
     called after each run trained (e.g. to save what is done so far)."""
     if len({run.name for run in runs}) != len(runs):
         raise ValueError(f"runs with the same name: {[run.name for run in runs]}")
-    configs = [config_for(config, run) for run in runs]
-    for one in configs:
-        check_config(one, user_model=model is not None, user_data=dataset is not None,
-                     user_objective=objective is not None)
-    if dataset is None:
-        dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
-    for one in configs:
-        check_against_data(one, dataset, objective)
+    specs = prepare_runs(config, runs, dataset, model, objective)
+    spec_of = {run.name: spec for run, spec in zip(runs, specs)}
     mine = task_runs(runs, task_index, num_tasks)
     sweep = SweepDirectory(workdir)
     with sweep.claim_task(task_index, num_tasks):
-        refuse_other_configs(workdir, runs, configs)
+        refuse_other_configs(workdir, runs, specs)
         sweep.write_config(config)
         started, trained = time.perf_counter(), False
         for i, run in enumerate(mine):
             if is_complete(workdir, run):
                 logging.info("%s: complete, skipped", os.path.join(workdir, run.name))
                 continue
-            one = config_for(config, run)
-            left = [(r, config_for(config, r)) for r in mine[i:] if not is_complete(workdir, r)]
+            one = spec_of[run.name]
+            left = [(r, spec_of[r.name]) for r in mine[i:] if not is_complete(workdir, r)]
             # The first unfinished run always starts: a budget bounds when runs start, and
             # a budget spent before any run trained (a busy machine) would make no progress.
             if (budget_minutes and trained
@@ -121,9 +125,8 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
                 continue
             logging.info("run %d of %d (%s): %s; %.0f s so far, ETA of the %d runs left %s",
                          i + 1, len(mine), _describe(run), os.path.join(workdir, run.name),
-                         time.perf_counter() - started, len(left),
-                         eta_text(workdir, runs, left, dataset.num_train))
-            train_and_evaluate(one, sweep.run(run.name).path, dataset, model, objective)
+                         time.perf_counter() - started, len(left), eta_text(workdir, runs, left))
+            train(one, sweep.run(run.name).path)
             trained = True
             if after_run is not None:
                 after_run(run)
@@ -152,16 +155,17 @@ def seconds_per_step(workdir: str, runs: list[Run]) -> dict[int, float]:
     return measured
 
 
-def eta_text(workdir: str, runs: list[Run], left: list, num_train: int) -> str:
-    """The time the runs `left` ([(run, config)]) should take: their steps at the speed
+def eta_text(workdir: str, runs: list[Run], left: list) -> str:
+    """The time the runs `left` ([(run, its RunSpec)]) should take: their steps at the speed
     measured at the nearest m (log scale) among complete runs; "?" before any."""
     measured = seconds_per_step(workdir, runs)
     if not measured:
         return "? (no run finished yet)"
     total = 0.0
     for _, one in left:
-        nearest = min(measured, key=lambda m: abs(math.log2(m) - math.log2(one.batch_size)))
-        total += one.epochs * (num_train // one.batch_size) * measured[nearest]
+        m = one.batch_size
+        nearest = min(measured, key=lambda done: abs(math.log2(done) - math.log2(m)))
+        total += one.schedule.epochs * (one.dataset.num_train // m) * measured[nearest]
     return f"{total:.0f} s (their steps at the speed measured at the nearest m)"
 
 

@@ -107,3 +107,17 @@ def test_a_missing_measured_strategy_table_raises(tmp_path):
     config.strategy.table = str(tmp_path / "nowhere.json")
     with pytest.raises(ValueError, match="config.strategy.table=.*nowhere.json.*measured"):
         train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_a_streamed_data_set_refuses_what_its_pipeline_cannot_do(tmp_path):
+    """ImageNet's host pipeline standardizes on the device with the data set's statistics
+    and augments on the host: standardize=False (once silently ignored) and augment=True
+    are refused before its data are looked for."""
+    for key, value, message in (("standardize", False, "config.standardize=False.*streamed"),
+                                ("augment", True, "config.augment=True.*host pipeline")):
+        config = parse(f"--config={REPO_ROOT}/configs/resnet50_imagenet.py")
+        with config.unlocked():
+            config[key] = value
+        with pytest.raises(ValueError, match=message):
+            train_and_evaluate(config, str(tmp_path / "run"))
+        assert not (tmp_path / "run").exists()

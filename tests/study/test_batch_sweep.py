@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from smallbatch_jax.run import results
-from smallbatch_jax.run.directory import RunDirectory, as_json
+from smallbatch_jax.run.directory import RunDirectory
 from smallbatch_jax.study import sweep
 from smallbatch_jax.study.batch_sweep import batch_size_runs, run_batch_sweep
 from smallbatch_jax.study.sweep import merge_results, task_runs
@@ -63,9 +63,9 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
 
     # Re-running trains nothing that is complete; a missing batch size is run again.
     trained = []
-    monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, workdir, dataset=None, model=None, objective=None: trained.append(c.batch_size) or
-                        _fake_run(c, workdir))
+    monkeypatch.setattr(sweep, "train",
+                        lambda spec, workdir: trained.append(spec.batch_size) or
+                        _fake_run(spec, workdir))
     run_batch_sweep(config, str(tmp_path))
     assert trained == []
     os.remove(tmp_path / "m128" / "results.csv")  # as if that run had been killed
@@ -74,21 +74,22 @@ def test_sweep_writes_one_tidy_table_and_skips_finished_batch_sizes(tmp_path, mo
     assert len(_read(tmp_path / "results.csv")) == 4
 
 
-def _fake_run(config, workdir, dataset=None, model=None, objective=None):
-    """What run.train leaves behind, without training: its config.json and one row per η̃."""
+def _fake_run(spec, workdir):
+    """What run.train.train leaves behind, without training: its config.json and one row
+    per η̃."""
     os.makedirs(workdir, exist_ok=True)
-    RunDirectory(workdir).write_config({"config": as_json(config)})
+    RunDirectory(workdir).write_config({"config": spec.config})
     rows = [{field: "" for field in results.SUMMARY_FIELDS} | {
-        "batch_size": config.batch_size,
-        "bn_batch_size": config.bn_batch_size or config.batch_size, "base_lr": lr,
-        "seed": config.seed, "median_test_metric": 0.5}
-        for lr in config.base_lrs]
+        "batch_size": spec.batch_size,
+        "bn_batch_size": spec.model.bn_batch_size or spec.batch_size, "base_lr": lr,
+        "seed": spec.grid.seeds[0], "median_test_metric": 0.5}
+        for lr in spec.grid.base_lrs]
     results.write_csv(os.path.join(workdir, "results.csv"), rows, results.SUMMARY_FIELDS)
     return rows
 
 
 def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train", _fake_run)
     config = _config(batch_sizes=(2, 4, 8, 16, 32))
     first = run_batch_sweep(config, str(tmp_path), task_index=0, num_tasks=2)
     assert sorted({int(r["batch_size"]) for r in first}) == [2, 8, 32]
@@ -100,7 +101,7 @@ def test_tasks_write_their_own_runs_and_the_merge_sees_all(tmp_path, monkeypatch
 def test_a_rerun_with_another_config_is_refused_before_any_file_changes(tmp_path, monkeypatch):
     """Finished runs of another model, grid or length would be merged into one table with
     the new ones: refused, naming the keys; adding batch sizes stays allowed."""
-    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train", _fake_run)
     run_batch_sweep(_config(), str(tmp_path))
     files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     for change, key in ((dict(epochs=2), "epochs: 1 → 2"), (dict(model="small_cnn_bn"), "model: "),
@@ -122,7 +123,7 @@ def test_a_rerun_with_another_config_is_refused_before_any_file_changes(tmp_path
     (dict(batch_sizes=(64, 4096)), "config.batch_size=4096.*at most the 1438"),
 ])
 def test_every_batch_size_is_checked_before_any_runs(tmp_path, monkeypatch, overrides, match):
-    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train", _fake_run)
     with pytest.raises(ValueError, match=match):
         run_batch_sweep(_config(**overrides), str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
@@ -137,7 +138,7 @@ def test_bad_data_fails_the_sweep_before_any_run(tmp_path, monkeypatch, content,
     stops it with the loader's message, naming the file, and no run directory is made."""
     import numpy as np
 
-    monkeypatch.setattr(sweep, "train_and_evaluate", lambda *a: pytest.fail("trained"))
+    monkeypatch.setattr(sweep, "train", lambda *a: pytest.fail("trained"))
     path = tmp_path / "broken.npz"
     if content is None:
         np.savez(path, images=np.zeros((4, 32, 32, 3), np.uint8))

@@ -59,7 +59,7 @@ def test_lr_per_m_from_an_earlier_batch_sweep_or_given(tmp_path):
     (dict(batch_sizes=()), "config.batch_sizes=.*non-empty"),
 ])
 def test_bad_sweeps_fail_before_anything_runs(tmp_path, monkeypatch, overrides, match):
-    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train", _fake_run)
     with pytest.raises(ValueError, match=match):
         run_bn_sweep(_config(**overrides), str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
@@ -83,9 +83,10 @@ def test_a_config_without_the_bn_keys_is_refused():
 
 def test_sweep_merges_one_table_and_skips_complete_runs(tmp_path, monkeypatch):
     trained = []
-    monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, workdir, dataset=None, model=None, objective=None: trained.append((c.batch_size, c.bn_batch_size))
-                        or _fake_run(c, workdir))
+    monkeypatch.setattr(sweep, "train",
+                        lambda spec, workdir: trained.append(
+                            (spec.batch_size, spec.model.bn_batch_size or 0))
+                        or _fake_run(spec, workdir))
     config = _config(lr_per_batch_size=((8, 0.5), (16, 0.25), (64, 0.125)))
     rows = run_bn_sweep(config, str(tmp_path))
     assert trained == [(8, 4), (16, 4), (16, 16), (64, 4), (64, 16), (64, 64)]

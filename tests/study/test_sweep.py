@@ -1,6 +1,7 @@
 import os
 
 from smallbatch_jax.run import results
+from smallbatch_jax.run.build import prepare
 from smallbatch_jax.study import sweep
 from smallbatch_jax.study.sweep import Run, merge_until_stable
 from test_batch_sweep import _config, _fake_run, _read
@@ -10,7 +11,7 @@ RUNS = [Run("m8", {"batch_size": 8}), Run("m16", {"batch_size": 16}),
 
 
 def _finish(workdir, run):
-    _fake_run(sweep.config_for(_config(), run), os.path.join(workdir, run.name))
+    _fake_run(prepare(sweep.config_for(_config(), run)), os.path.join(workdir, run.name))
 
 
 def test_a_run_that_completes_during_the_merge_is_merged_too(tmp_path):
@@ -65,14 +66,17 @@ def test_the_eta_is_the_steps_left_at_the_speed_of_the_nearest_finished_m(tmp_pa
                           [{"batch_size": run.overrides["batch_size"], "steps": steps,
                             "wall_seconds": seconds}], results.SUMMARY_FIELDS)
     assert sweep.seconds_per_step(str(tmp_path), runs) == {2: 0.1, 8: 0.2}
-    left = [(runs[2], SimpleNamespace(batch_size=16, epochs=2)),  # 800 steps at m = 8's speed
-            (runs[3], SimpleNamespace(batch_size=128, epochs=1))]  # 50 steps, likewise
-    assert sweep.eta_text(str(tmp_path), runs, left, num_train=6400).startswith("170 s ")
-    assert sweep.eta_text(str(tmp_path / "none"), runs, left, 6400).startswith("?")
+    data = SimpleNamespace(num_train=6400)
+    spec = lambda m, epochs: SimpleNamespace(batch_size=m, schedule=SimpleNamespace(
+        epochs=epochs), dataset=data)
+    left = [(runs[2], spec(16, 2)),  # 800 steps at m = 8's speed
+            (runs[3], spec(128, 1))]  # 50 steps, likewise
+    assert sweep.eta_text(str(tmp_path), runs, left).startswith("170 s ")
+    assert sweep.eta_text(str(tmp_path / "none"), runs, left).startswith("?")
 
 
 def test_a_sweep_says_which_run_of_how_many_it_trains(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(sweep, "train_and_evaluate", _fake_run)
+    monkeypatch.setattr(sweep, "train", _fake_run)
     config = _config(batch_sizes=(8, 16, 32))
     _finish(str(tmp_path), RUNS[0])
     with caplog.at_level("INFO"):
@@ -86,8 +90,8 @@ def test_a_spent_budget_starts_no_new_run_but_the_first_always_starts(tmp_path, 
     """A budget already spent when the sweep starts (e.g. a busy machine's slow start) still
     trains the first unfinished run; the next ones wait for a rerun."""
     trained = []
-    monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, w, d=None, mdl=None, obj=None: trained.append(c.batch_size) or _fake_run(c, w))
+    monkeypatch.setattr(sweep, "train",
+                        lambda spec, w: trained.append(spec.batch_size) or _fake_run(spec, w))
     clock = iter(range(0, 10_000, 100))  # every reading 100 s after the last
     monkeypatch.setattr(sweep.time, "perf_counter", lambda: float(next(clock)))
     config = _config(batch_sizes=(8, 16, 32))
@@ -105,8 +109,8 @@ def test_a_second_process_on_the_same_sweep_stops_before_training(tmp_path, monk
     from smallbatch_jax.run.directory import LockedError, claim
 
     trained = []
-    monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, w, d=None, mdl=None, obj=None: trained.append(c.batch_size) or _fake_run(c, w))
+    monkeypatch.setattr(sweep, "train",
+                        lambda spec, w: trained.append(spec.batch_size) or _fake_run(spec, w))
     config = _config(batch_sizes=(8, 16, 32))
     with claim(str(tmp_path), ".lock_task0of1"):  # a sweep already running, unsplit
         with pytest.raises(LockedError, match="in use by another process"):
@@ -139,9 +143,8 @@ def test_a_run_may_be_passed_over_and_each_trained_run_is_followed_by_after_run(
     """`may_start` passes a run over (left for a rerun) and the sweep asks about the next;
     `after_run` follows every run that trained, before the next starts."""
     events = []
-    monkeypatch.setattr(sweep, "train_and_evaluate",
-                        lambda c, w, d=None, mdl=None, obj=None:
-                        events.append(("train", c.batch_size)) or _fake_run(c, w))
+    monkeypatch.setattr(sweep, "train", lambda spec, w:
+                        events.append(("train", spec.batch_size)) or _fake_run(spec, w))
     config = _config(batch_sizes=(8, 16, 32))
     _finish(str(tmp_path), RUNS[0])  # finished before: neither asked about nor trained
     asked = []
