@@ -148,10 +148,9 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     loaded data set (a sweep loads it once for all its runs; a user's, through
     smallbatch_jax.api); default: config.dataset, loaded here. `model`: a user's model
     instead of config.model; `objective`: a user's Objective instead of config.objective."""
+    objective = objective or objective_named(config.objective)  # (a clear error if unknown)
     check_config(config, user_model=model is not None,
-                 user_data=dataset is not None and config.dataset not in DATASETS,
-                 user_objective=objective is not None)
-    objective = objective or objective_named(config.objective)
+                 user_data=dataset is not None and config.dataset not in DATASETS)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     if not config.standardize:

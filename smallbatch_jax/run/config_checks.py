@@ -10,7 +10,7 @@ from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import strategy_fields
 from smallbatch_jax.models import MODELS, import_model
-from smallbatch_jax.objectives import Objective, objective_named
+from smallbatch_jax.objectives import Objective
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
 
 
@@ -22,14 +22,12 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_config(config, *, user_model: bool = False, user_data: bool = False,
-                 user_objective: bool = False) -> None:
-    """`user_model`/`user_data`/`user_objective`: the model, the data or the objective come
-    from the API (smallbatch_jax.api), and config.model/dataset/objective only name them."""
+def check_config(config, *, user_model: bool = False, user_data: bool = False) -> None:
+    """`user_model`/`user_data`: the model or the data come from the API
+    (smallbatch_jax.api), and config.model/dataset only name them. (config.objective is
+    checked where it is looked up, once: run/build.py.)"""
     if not user_model and config.model not in MODELS:
         import_model(config.model)  # "package.module:attribute", or a clear error
-    if not user_objective:
-        objective_named(config.objective)  # built in, "package.module:attribute", or an error
     if not user_data and config.dataset not in DATASETS:
         _fail("dataset", config.dataset, DATASETS)
     if config.dataset == "npz" and not config.data_dir:
@@ -127,10 +125,8 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False,
     strategy_fields(config.strategy)
 
 
-def check_against_data(config, dataset: DatasetLike, objective: Objective | None = None) -> None:
-    """What the config asks of the data set (and the objective of its labels: None, the
-    config's own)."""
-    objective = objective or objective_named(config.objective)
+def check_against_data(config, dataset: DatasetLike, objective: Objective) -> None:
+    """What the config asks of the data set, and the objective of its labels."""
     labels = dataset.label_kind
     if objective.labels != labels:
         _fail("objective", config.objective,
