@@ -28,10 +28,6 @@ from smallbatch_jax import noise_scale
 from smallbatch_jax.data import Dataset, StreamedDataset
 from smallbatch_jax.engine.step import DATA_ORDER
 
-# Steps per dispatch on streamed data when the strategy says "a whole epoch" (stacking an
-# epoch of ImageNet batches on the host would not fit).
-STREAMED_STEPS_PER_DISPATCH = 16
-
 
 @flax.struct.dataclass
 class DeviceData:
@@ -181,9 +177,6 @@ class BatchSource:
         """Whole batches per epoch: the remainder that does not fill a batch is dropped."""
         return self.num_train // self.batch_size
 
-    def dispatch_lengths(self, strategy, steps_per_epoch: int) -> list[int]:
-        return strategy.dispatch_lengths(steps_per_epoch)
-
 
 @dataclasses.dataclass(eq=False)
 class DeviceBatches(BatchSource):
@@ -242,11 +235,6 @@ class StreamedBatches(BatchSource):
     def place(self, put) -> "StreamedBatches":
         self.put = put
         return self
-
-    def dispatch_lengths(self, strategy, steps_per_epoch: int) -> list[int]:
-        per_dispatch = strategy.steps_per_dispatch or STREAMED_STEPS_PER_DISPATCH
-        return dataclasses.replace(strategy, steps_per_dispatch=per_dispatch
-                                   ).dispatch_lengths(steps_per_epoch)
 
     def epoch(self, seeds: jax.Array, epoch: int, lengths: list[int], put) -> Iterator:
         del put  # each dispatch is put on the devices as it is read

@@ -3,7 +3,7 @@
 `fit` starts from a state at any epoch boundary (a fresh one, or one restored from a
 checkpoint) and calls `on_epoch_end(epoch, history, state)` after each epoch: the hook for
 progress lines, checkpoints and per-epoch files. With `evals_per_epoch` > 1 it also
-evaluates inside each epoch (trainer.evaluation_points), kept apart from the per-epoch
+evaluates inside each epoch (plan.evaluation_points), kept apart from the per-epoch
 measurements that the paper's metric and the figures read.
 """
 

@@ -6,6 +6,12 @@ budget, looks at the backend and the local devices, and returns a frozen `Execut
 once from it and never revises it. Conflicts raise here, before anything is compiled for
 training (the memory budget compiles probes of the training program, nothing else).
 
+The plan also owns how an epoch is cut into dispatches (`dispatch_lengths`,
+`epoch_dispatches`: the strategy's steps per dispatch, a default that fits a host's memory
+for streamed data, and the cuts at evaluations inside an epoch) and the memory probe it
+measures the lanes per program with (`MemoryProbe`: the programs of a candidate plan and a
+dispatch's shapes, handed to it by whoever builds the run).
+
 Lanes over several devices, two ways: every lane in one vmapped program that XLA partitions
 along the lane axis (`partitioned`; the lanes padded to a multiple of the devices with copies
 of the last lane, whose results are dropped), or groups of lanes (`strategy.lanes_per_program`)
@@ -14,6 +20,7 @@ asynchronous). Other strategies run on one device.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 from absl import logging
@@ -24,6 +31,18 @@ from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
 
 # Default matmul precisions (jax.default_matmul_precision); see config.precision.
 PRECISIONS = ("default", "high", "highest")
+# Steps per dispatch on streamed data when the strategy says "a whole epoch" (stacking an
+# epoch of ImageNet batches on the host would not fit).
+STREAMED_STEPS_PER_DISPATCH = 16
+
+
+def evaluation_points(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
+    """The steps into an epoch after which it is evaluated: `evals_per_epoch` near-equal
+    parts, the epoch's end last."""
+    if not 1 <= evals_per_epoch <= steps_per_epoch:
+        raise ValueError(f"evals_per_epoch={evals_per_epoch} must be between 1 and the "
+                         f"epoch's {steps_per_epoch} steps")
+    return [round((i + 1) * steps_per_epoch / evals_per_epoch) for i in range(evals_per_epoch)]
 
 
 def donates_by_default(backend: str) -> bool:
@@ -42,6 +61,7 @@ class ExecutionPlan:
     devices: tuple  # the local devices the lanes run on
     precision: str = "default"
     donate: bool = False
+    streamed: bool = False  # the data come from a host pipeline, dispatch by dispatch
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -76,6 +96,41 @@ class ExecutionPlan:
     def lane_slices(self) -> list[tuple[int, int]]:
         return self.strategy.lane_slices(self.num_program_lanes)
 
+    def dispatch_lengths(self, num_steps: int) -> list[int]:
+        """Steps of each dispatch of `num_steps` steps (an epoch, or a part of one)."""
+        strategy = self.strategy
+        if self.streamed and not strategy.steps_per_dispatch:
+            strategy = dataclasses.replace(strategy,
+                                           steps_per_dispatch=STREAMED_STEPS_PER_DISPATCH)
+        return strategy.dispatch_lengths(num_steps)
+
+    def epoch_dispatches(self, steps_per_epoch: int, evals_per_epoch: int = 1
+                         ) -> tuple[list[int], list[int]]:
+        """(the steps of each dispatch of an epoch, the steps into it after which it is
+        evaluated): the epoch is cut at its evaluation points, each part as
+        `dispatch_lengths` says."""
+        points = evaluation_points(steps_per_epoch, evals_per_epoch)
+        lengths = [n for start, stop in zip([0] + points[:-1], points)
+                   for n in self.dispatch_lengths(stop - start)]
+        return lengths, points
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryProbe:
+    """How a plan measures one training dispatch's bytes under a candidate strategy:
+    `programs_for(plan)` gives the compiled programs of a plan (engine.Programs) and
+    `abstract_dispatch(num_steps)` a dispatch's shapes (batches.BatchSource)."""
+
+    programs_for: Callable
+    abstract_dispatch: Callable[[int], object]
+    steps_per_epoch: int
+
+    def dispatch_bytes(self, plan: "ExecutionPlan") -> int:
+        steps = plan.dispatch_lengths(self.steps_per_epoch)[0]
+        lanes = plan.strategy.lanes_per_program or plan.num_lanes
+        return self.programs_for(plan).program_bytes(lanes, self.abstract_dispatch(steps),
+                                                     steps)
+
 
 def devices_for(strategy: Strategy, num_lanes: int, available) -> tuple:
     """As many of the `available` devices as the strategy can keep busy: one per lane when
@@ -91,24 +146,30 @@ def devices_for(strategy: Strategy, num_lanes: int, available) -> tuple:
 
 
 def plan_for(strategy: Strategy, num_lanes: int, *, precision: str = "default",
-             donate: bool | None = None, devices=None, memory_budget_bytes: int = 0,
-             program_bytes=None) -> ExecutionPlan:
+             donate: bool | None = None, devices=None, streamed: bool = False,
+             memory_budget_bytes: int = 0, memory_probe: MemoryProbe | None = None
+             ) -> ExecutionPlan:
     """The plan of a given strategy: the devices it keeps busy, and, under a memory budget,
-    the most lanes per program whose dispatch fits (`program_bytes(strategy)`: a compiled
-    probe's bytes; halving from all lanes)."""
+    the most lanes per program whose dispatch fits (`memory_probe`: a compiled probe's
+    bytes on one device; halving from all lanes)."""
     available = list(jax.local_devices() if devices is None else devices)
     if memory_budget_bytes:
+        def program_bytes(candidate: Strategy) -> int:
+            return memory_probe.dispatch_bytes(plan_for(
+                candidate, num_lanes, precision=precision, devices=available[:1],
+                streamed=streamed))
+
         strategy = _fit_memory(strategy, num_lanes, memory_budget_bytes, program_bytes)
     donate = donates_by_default(available[0].platform) if donate is None else donate
     return ExecutionPlan(strategy, num_lanes, devices_for(strategy, num_lanes, available),
-                         precision, donate)
+                         precision, donate, streamed)
 
 
 def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) -> Strategy:
     lanes = min(strategy.lanes_per_program or num_lanes, num_lanes)
     while True:
-        probe = dataclasses.replace(strategy, lanes_per_program=lanes)
-        needed = program_bytes(probe)
+        candidate = dataclasses.replace(strategy, lanes_per_program=lanes)
+        needed = program_bytes(candidate)
         if needed <= budget:
             break
         if lanes == 1:
@@ -124,14 +185,15 @@ def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) 
 
 
 def make_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
-              precision: str = "default", memory_budget_bytes: int = 0, program_bytes=None,
+              precision: str = "default", streamed: bool = False,
+              memory_budget_bytes: int = 0, memory_probe: MemoryProbe | None = None,
               model_takes_conv: bool = True, model: str = "this model", devices=None
               ) -> ExecutionPlan:
     """The plan of a run's strategy `choice` for `num_lanes` lanes at `batch_size` on this
-    process's devices.
+    process's devices; `streamed`: the data come from a host pipeline.
 
-    `program_bytes(strategy)`: the bytes of one training dispatch under a strategy (needed
-    only with a memory budget); `model_takes_conv`: whether the model receives its
+    `memory_probe`: how to measure a dispatch's bytes (needed only with a memory budget);
+    `model_takes_conv`: whether the model receives its
     convolution layer (models/conv.py), so that the strategy may choose it: 'auto' never
     picks a convolution the model cannot take, and a manual one that it cannot take raises.
     """
@@ -143,4 +205,5 @@ def make_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
                              f"receives its convolution layer; {model} does not")
         strategy = dataclasses.replace(strategy, conv="xla")
     return plan_for(strategy, num_lanes, precision=precision, devices=available,
-                    memory_budget_bytes=memory_budget_bytes, program_bytes=program_bytes)
+                    streamed=streamed, memory_budget_bytes=memory_budget_bytes,
+                    memory_probe=memory_probe)

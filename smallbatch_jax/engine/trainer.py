@@ -23,15 +23,6 @@ from smallbatch_jax.engine.state import LaneState, TrainState
 from smallbatch_jax.engine.step import LaneStep
 
 
-def evaluation_points(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
-    """The steps into an epoch after which it is evaluated: `evals_per_epoch` near-equal
-    parts, the epoch's end last."""
-    if not 1 <= evals_per_epoch <= steps_per_epoch:
-        raise ValueError(f"evals_per_epoch={evals_per_epoch} must be between 1 and the "
-                         f"epoch's {steps_per_epoch} steps")
-    return [round((i + 1) * steps_per_epoch / evals_per_epoch) for i in range(evals_per_epoch)]
-
-
 class LaneTrainer:
     """The compiled programs of one model, batch size, data shape and number of seeds, run
     as `plan` says."""
@@ -75,15 +66,13 @@ class LaneTrainer:
         """One epoch of every live group; returns the new state, each lane's mean training
         loss (NaN for a skipped group of diverged lanes) and the evaluations inside the epoch,
         [(step, test metric, test loss)] per lane (`evals_per_epoch` − 1 of them, at
-        `evaluation_points`; the epoch's end is the caller's to evaluate). With donation,
+        `plan.evaluation_points`; the epoch's end is the caller's to evaluate). With donation,
         `state` is used up."""
         groups = lane_groups.live_groups(self.plan, state.lanes)
         lanes = [lane_groups.take(state.lanes, g) for g in groups]
         group_hparams = [lane_groups.take(hparams, g) for g in groups]
         group_seeds = [lane_groups.on(g.device, seeds) for g in groups]
-        points = evaluation_points(source.steps_per_epoch, evals_per_epoch)
-        lengths = [n for start, stop in zip([0] + points[:-1], points)
-                   for n in source.dispatch_lengths(self.plan.strategy, stop - start)]
+        lengths, points = self.plan.epoch_dispatches(source.steps_per_epoch, evals_per_epoch)
         losses = [0] * len(groups)
         step = first_step = int(state.step)
         num_lanes = state.lanes.diverged.shape[0]

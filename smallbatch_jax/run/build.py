@@ -12,11 +12,11 @@ Below this module nothing reads the ConfigDict: the engine gets these objects.
 import dataclasses
 import time
 
-import jax
 from absl import logging
 
 from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset
-from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source, make_plan, plan_for
+from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source, make_plan
+from smallbatch_jax.engine.plan import MemoryProbe
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.strategy import StrategyChoice
 from smallbatch_jax.models import create_model, takes_conv, user_model
@@ -193,19 +193,14 @@ def create_run(spec: RunSpec) -> Run:
                         objective=spec.objective, decay_points=spec.decay_points,
                         decay_factor=spec.decay_factor)
 
-    def program_bytes(strategy) -> int:
-        """One dispatch's bytes under `strategy`, compiled on one device (a probe)."""
-        plan = plan_for(strategy, spec.grid.num_lanes, precision=spec.precision,
-                        devices=jax.local_devices()[:1])
-        steps = source.dispatch_lengths(strategy, source.steps_per_epoch)[0]
-        lanes = strategy.lanes_per_program or spec.grid.num_lanes
-        return Programs(lane_step(strategy.conv), plan, spec.num_seeds).program_bytes(
-            lanes, source.abstract_dispatch(spec.num_seeds, steps), steps)
-
+    memory_probe = MemoryProbe(
+        programs_for=lambda plan: Programs(lane_step(plan.strategy.conv), plan, spec.num_seeds),
+        abstract_dispatch=lambda steps: source.abstract_dispatch(spec.num_seeds, steps),
+        steps_per_epoch=source.steps_per_epoch)
     plan = make_plan(spec.strategy, spec.grid.num_lanes, spec.batch_size,
-                     precision=spec.precision, memory_budget_bytes=spec.memory_budget_bytes,
-                     program_bytes=program_bytes, model_takes_conv=spec.model.takes_conv,
-                     model=spec.model.name)
+                     precision=spec.precision, streamed=spec.dataset.streamed,
+                     memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe,
+                     model_takes_conv=spec.model.takes_conv, model=spec.model.name)
     trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=spec.num_seeds,
                           augment=spec.augment)
     if spec.model.bn_batch_size and not trainer.has_batch_norm:

@@ -6,7 +6,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from smallbatch_jax.engine import DeviceBatches, LaneStep, Programs, make_plan, plan_for
-from smallbatch_jax.engine.plan import devices_for
+from smallbatch_jax.engine.plan import MemoryProbe, devices_for
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
@@ -66,13 +66,17 @@ def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
     lane_step = LaneStep(create_model("small_cnn_bn", 10, conv=conv_layer("patches")),
                          batch_size=8, image_shape=tiny_digits.image_shape)
     source = DeviceBatches(tiny_digits, 8, 16)
-    dispatch = source.abstract_dispatch(1, source.steps_per_epoch)
 
-    @functools.cache  # the plan asks again for sizes it measured before: compile each once
-    def program_bytes(strategy):
-        plan = plan_for(strategy, 4, devices=jax.local_devices()[:1])
-        return Programs(lane_step, plan).program_bytes(strategy.lanes_per_program or 4,
-                                                       dispatch, source.steps_per_epoch)
+    class CachedProbe(MemoryProbe):
+        @functools.cache  # the plan asks again for sizes it measured before: compile each once
+        def dispatch_bytes(self, plan):
+            return super().dispatch_bytes(plan)
+
+    probe = CachedProbe(programs_for=lambda plan: Programs(lane_step, plan),
+                        abstract_dispatch=lambda steps: source.abstract_dispatch(1, steps),
+                        steps_per_epoch=source.steps_per_epoch)
+    program_bytes = lambda strategy: probe.dispatch_bytes(
+        plan_for(strategy, 4, devices=jax.local_devices()[:1]))
 
     whole = Strategy(conv="patches")
     one, two, four = (program_bytes(dataclasses.replace(whole, lanes_per_program=k))
@@ -81,7 +85,7 @@ def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
     per_lane = two - one
 
     def lanes_per_program(budget):
-        plan = plan_for(whole, 4, memory_budget_bytes=budget, program_bytes=program_bytes)
+        plan = plan_for(whole, 4, memory_budget_bytes=budget, memory_probe=probe)
         return plan.strategy.lanes_per_program or 4
 
     assert lanes_per_program(four) == 4
@@ -89,3 +93,16 @@ def test_memory_budget_picks_fewer_lanes_per_program(tiny_digits):
     assert lanes_per_program(one) == 1
     with pytest.raises(ValueError, match="over the memory budget"):
         lanes_per_program(one - 1)
+
+
+def test_the_plan_cuts_an_epoch_into_dispatches_and_at_its_evaluations():
+    """A streamed source whose strategy says "a whole epoch" gets dispatches a host can
+    stack; evaluations inside an epoch cut its dispatches."""
+    resident = plan_for(Strategy(), 3)
+    assert resident.dispatch_lengths(40) == [40]
+    streamed = plan_for(Strategy(), 3, streamed=True)
+    assert streamed.dispatch_lengths(40) == [16, 16, 8]
+    assert plan_for(Strategy(steps_per_dispatch=5), 3, streamed=True).dispatch_lengths(12) == [
+        5, 5, 2]
+    assert resident.epoch_dispatches(10, 3) == ([3, 4, 3], [3, 7, 10])
+    assert streamed.epoch_dispatches(40, 2) == ([16, 4, 16, 4], [20, 40])

@@ -245,7 +245,7 @@ def test_evaluations_inside_epochs_leave_training_unchanged(tiny_digits, referen
 
 
 def test_evaluation_points_cut_an_epoch_into_near_equal_parts():
-    from smallbatch_jax.engine.trainer import evaluation_points
+    from smallbatch_jax.engine.plan import evaluation_points
 
     assert evaluation_points(8, 1) == [8]
     assert evaluation_points(8, 3) == [3, 5, 8]
