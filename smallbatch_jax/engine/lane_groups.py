@@ -1,4 +1,4 @@
-"""Groups of lanes and the devices they run on (the plan's, train/plan.py).
+"""Groups of lanes and the devices they run on (the plan's, engine/plan.py).
 
 The lanes are cut into the plan's groups (`lane_slices`); each group trains as one program
 call per dispatch. Groups whose lanes have all diverged are skipped: their frozen lanes would
@@ -80,13 +80,18 @@ def on(device, tree, cache: dict | None = None):
     return jax.tree.map(put, tree)
 
 
-def live_groups(plan: ExecutionPlan, lanes: LaneState) -> list[Group]:
-    """The groups that still train, each with its device."""
+def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False) -> list[Group]:
+    """The groups that still train, each with its device; `at_home`: every group on the
+    lanes' home device instead (for a program run once an epoch, the noise probe: a program
+    is compiled once per device it runs on, and 3 probe compiles took 15 s of a 2-device
+    small-CNN run on a CPU: docs/benchmarks.md)."""
     diverged = np.asarray(lanes.diverged)
     live = [(a, b) for a, b in plan.strategy.lane_slices(len(diverged))
             if not diverged[a:b].all()]
     if not plan.groups_over_devices:
         return [Group(a, b, None) for a, b in live]
+    if at_home:
+        return [Group(a, b, plan.devices[0]) for a, b in live]
     return [Group(a, b, plan.devices[i % len(plan.devices)]) for i, (a, b) in enumerate(live)]
 
 

@@ -10,7 +10,6 @@ those of an uncut epoch. `evaluate` runs the test split through every live group
 every batch before reading any result. The epoch loop with its history and hooks is loop.py.
 """
 
-import dataclasses
 
 import jax
 import numpy as np
@@ -129,12 +128,7 @@ class LaneTrainer:
         """Every lane's noise-scale probe (noise_scale.py): (mean |G_small|², |G_big|²) per
         lane, NaN for a skipped group of diverged lanes. `probe_batch`: a host ProbeBatch."""
         num_lanes = lanes.diverged.shape[0]
-        # Every group on the lanes' home device: a program is compiled once per device it
-        # runs on, and a probe once an epoch is not worth a compile per device (3 probe
-        # compiles, 15 s, of a 2-device small-CNN run on this CPU: docs/benchmarks.md).
-        groups = [dataclasses.replace(group, device=self.plan.devices[0])
-                  if group.device is not None else group
-                  for group in lane_groups.live_groups(self.plan, lanes)]
+        groups = lane_groups.live_groups(self.plan, lanes, at_home=True)
         probe_batch = lane_groups.put_everywhere(self.plan, probe_batch)
         local, moments = {}, []
         for group in groups:  # every group is issued before any result is read

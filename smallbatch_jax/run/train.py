@@ -29,7 +29,7 @@ from absl import logging
 from smallbatch_jax.engine import fit
 from smallbatch_jax.engine.loop import History
 from smallbatch_jax.run import results
-from smallbatch_jax.run.build import Run, RunSpec, create_run, prepare
+from smallbatch_jax.run.build import RunSpec, create_run, prepare
 from smallbatch_jax.run.checkpoint import RunCheckpoints, save_state
 from smallbatch_jax.run.directory import RunDirectory
 from smallbatch_jax.run.provenance import provenance

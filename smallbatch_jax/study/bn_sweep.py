@@ -17,9 +17,7 @@ in this order:
 """
 
 import math
-import os
 
-from smallbatch_jax.run import results
 from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.study import analysis, plots
 from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
