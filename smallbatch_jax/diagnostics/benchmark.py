@@ -12,7 +12,9 @@ Three ways to train K models of batch size m on the same model and data:
 
 Throughput is examples × lanes per second. Each timing is the median over `repeats` after a
 first call, whose time (compilation plus one run) is reported separately. Repeats of the
-methods are interleaved, so that a noisy machine's drift affects all of them alike.
+methods are interleaved, so that a noisy machine's drift affects all of them alike
+(timing.py: the runners, the repeats, and the lanes, built as a run of configs/common.py
+builds them).
 """
 
 import dataclasses
@@ -24,53 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import linen as nn
 
-from smallbatch_jax.data import Dataset, make_dataset
-from smallbatch_jax.engine import (DeviceBatches, LaneStep, LaneTrainer, cross_entropy, plan_for,
-                                   standardize)
-from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.data import Dataset
+from smallbatch_jax.diagnostics.estimates import format_estimate, sweep_estimate
+from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Timing, common_run_config,
+                                               epoch_runner, step_figures, synthetic_dataset,
+                                               time_interleaved, timed_runner, timing_lr)
+from smallbatch_jax.engine import cross_entropy, plan_for, standardize
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
-from smallbatch_jax.models.conv import conv_layer
+from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import paper_sgd
-
-# The timed η̃: small enough that no lane diverges. A diverged lane would stop costing time
-# (the trainer skips groups of diverged lanes), so each timing checks that none did. 2⁻¹⁴ up
-# to m = 256; above, η = m·η̃ is held at 2⁻⁶: the reduced AlexNet without BN diverges within
-# ten steps at η = 2⁻⁴ (m = 128, η̃ = 2⁻¹¹ and m = 256, η̃ = 2⁻¹²; docs/evidence/
-# alexnet_nobn_study.md), and on the H100 at m = 2048, η̃ = 2⁻¹⁴ (η = 2⁻³) within 16 steps.
-BASE_LR = 2.0**-14
-MAX_LR = 2.0**-6
-WEIGHT_DECAY = 5e-4
-
-
-def timing_lr(batch_size: int) -> float:
-    """The η̃ every timing at batch size m trains with (see BASE_LR)."""
-    return min(BASE_LR, MAX_LR / batch_size)
-
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    first_call_s: float  # compilation + `first_call_steps` steps
-    first_call_steps: int
-    step_s: tuple[float, ...]  # per repeat: seconds per step of all K models
-
-    @property
-    def median_step_s(self) -> float:
-        return float(np.median(self.step_s))
-
-    @property
-    def compile_s(self) -> float:
-        """First call minus the same steps at steady speed: compilation and one-off costs."""
-        return max(self.first_call_s - self.median_step_s * self.first_call_steps, 0.0)
-
-
-def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int = 0) -> Dataset:
-    """Random uint8 images: throughput does not depend on pixel values."""
-    rng = np.random.default_rng(seed)
-    images = lambda n: rng.integers(0, 256, (n,) + tuple(image_shape), dtype=np.uint8)
-    return make_dataset("synthetic", images(num_train), rng.integers(0, num_classes, num_train),
-                        images(8), rng.integers(0, num_classes, 8), num_classes)
 
 
 def _plain_train_step(model, batch_size: int, total_steps: int, precision: str = "default"):
@@ -125,58 +90,15 @@ def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, 
                     dataset.std)
             jax.block_until_ready(params)
 
-    start = time.perf_counter()
-    train(1)  # compiles
-    first = time.perf_counter() - start
-
-    def run():
-        start = time.perf_counter()
-        train(steps)
-        return (time.perf_counter() - start) / steps
-
-    return first, 1, run
+    return timed_runner(train, steps)  # its first call compiles
 
 
-def lanes_runner(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
-                 strategy: Strategy, donate: bool | None = None):
-    """The lane trainer under `strategy`, on the devices a sweep would use (train/plan.py);
-    one repeat is one epoch of `dataset` (= the measured steps). `build_model(conv)`: the
-    model with the convolution layer the strategy asks for (models/conv.py: conv_layer)."""
-    plan = plan_for(strategy, num_lanes, donate=donate)
-    model = build_model(conv_layer(strategy.conv))
-    trainer = LaneTrainer(LaneStep(model, batch_size, dataset.image_shape), plan)
-    source = DeviceBatches(dataset, batch_size, eval_batch_size=len(dataset.test_labels))
-    grid = LaneGrid(seeds=(0,), base_lrs=(timing_lr(batch_size),) * num_lanes,
-                    weight_decay=WEIGHT_DECAY, warmup_fraction=0.0, momentum=0.0)
-    seeds = jnp.asarray(grid.seeds)
-    state, hparams, source = trainer.start(seeds, grid.hparams(), source)
-    state = [state]
-    total_steps = 1000 * source.steps_per_epoch
-
-    def epoch():
-        start = time.perf_counter()
-        state[0], _, _ = trainer.train_epoch(state[0], hparams, source, seeds, total_steps)
-        jax.block_until_ready(state[0])
-        seconds = time.perf_counter() - start
-        if np.asarray(state[0].lanes.diverged).any():
-            raise RuntimeError(f"a lane diverged at m={batch_size} with "
-                               f"η̃={timing_lr(batch_size)}: it would no longer be trained, "
-                               "and the timing would flatter the lanes")
-        return seconds
-
-    first = epoch()
-    return first, source.steps_per_epoch, lambda: epoch() / source.steps_per_epoch
-
-
-def time_interleaved(runners: dict, repeats: int) -> dict[str, Timing]:
-    """Times every runner `repeats` times, in turn (A B C A B C …): on a shared, noisy
-    machine, drift then affects every method alike instead of whichever ran last."""
-    per_step = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, (_, _, run) in runners.items():
-            per_step[name].append(run())
-    return {name: Timing(first, first_steps, tuple(per_step[name]))
-            for name, (first, first_steps, _) in runners.items()}
+def lanes_runner(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
+                 strategy: Strategy):
+    """The lane trainer of built-in `model` under `strategy`, on the devices a sweep would use
+    (engine/plan.py): timing.epoch_runner, one repeat one epoch of `dataset` (= the measured
+    steps)."""
+    return epoch_runner(common_run_config(model, batch_size, strategy), dataset, num_lanes)
 
 
 def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
@@ -185,33 +107,24 @@ def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, st
     return time_interleaved({"loop": runner}, repeats)["loop"]
 
 
-def time_lanes(build_model, dataset: Dataset, batch_size: int, num_lanes: int,
+def time_lanes(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
                strategy: Strategy, repeats: int) -> Timing:
-    runner = lanes_runner(build_model, dataset, batch_size, num_lanes, strategy)
+    runner = lanes_runner(model, dataset, batch_size, num_lanes, strategy)
     return time_interleaved({"lanes": runner}, repeats)["lanes"]
 
 
-def step_figures(timing: Timing, batch_size: int, num_models: int) -> dict:
-    return {
-        "examples_lanes_per_s": batch_size * num_models / timing.median_step_s,
-        "step_ms": 1e3 * timing.median_step_s,
-        "step_ms_repeats": [1e3 * t for t in timing.step_s],
-        "compile_s": timing.compile_s,
-    }
-
-
-def measure(build_model, image_shape, num_classes: int, batch_size: int, num_lanes: int,
+def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lanes: int,
             steps: int, repeats: int, strategies: dict[str, Strategy]) -> dict:
-    """Baseline, limit and lanes (each strategy) for one (m, K); one row of the table.
-    `build_model(conv)`: the model with a convolution layer (the baselines: XLA's)."""
-    model = build_model(nn.Conv)
+    """Baseline, limit and lanes (each strategy) for one (m, K) of built-in `model`; one row
+    of the table. The baselines use XLA's convolution layer."""
+    baseline_model = create_model(model, num_classes)
     m, k = batch_size, num_lanes
     dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m))
     lanes_data = synthetic_dataset(image_shape, num_classes, m * steps)
-    runners = {"baseline": python_loop_runner(model, dataset, m, k, steps),
-               "limit": python_loop_runner(model, dataset, k * m, 1, steps)}
+    runners = {"baseline": python_loop_runner(baseline_model, dataset, m, k, steps),
+               "limit": python_loop_runner(baseline_model, dataset, k * m, 1, steps)}
     for name, strategy in strategies.items():
-        runners[f"lanes:{name}"] = lanes_runner(build_model, lanes_data, m, k, strategy)
+        runners[f"lanes:{name}"] = lanes_runner(model, lanes_data, m, k, strategy)
     timings = time_interleaved(runners, repeats)
     row = {"batch_size": m, "num_lanes": k, "steps": steps,
            "baseline": step_figures(timings["baseline"], m, k),
@@ -257,10 +170,7 @@ def format_table(rows: list[dict], ours: str) -> str:
 def run_throughput(config, workdir: str) -> list[dict]:
     """Every (m, K) of the config; prints the table, writes throughput.json after each row
     (a long benchmark that is stopped keeps what it measured)."""
-    from smallbatch_jax.models import create_model
-
     backend = jax.default_backend()
-    build_model = lambda conv: create_model(config.model, config.num_classes, conv=conv)
     os.makedirs(workdir, exist_ok=True)
     record = {"config": config.to_dict(), "backend": backend,
               "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
@@ -270,8 +180,8 @@ def run_throughput(config, workdir: str) -> list[dict]:
             strategies = {name: choose_strategy(backend, m, k, jax.local_device_count())
                           if name == "auto" else PRESETS[name] for name in config.strategies}
             steps = max(config.min_steps, config.examples_per_lane // m)
-            row = measure(build_model, tuple(config.image_shape), config.num_classes, m, k, steps,
-                          config.repeats, strategies)
+            row = measure(config.model, tuple(config.image_shape), config.num_classes, m, k,
+                          steps, config.repeats, strategies)
             record["rows"].append(row)
             with open(os.path.join(workdir, "throughput.json"), "w") as f:
                 json.dump(record, f, indent=2)
@@ -284,37 +194,6 @@ def run_throughput(config, workdir: str) -> list[dict]:
             json.dump(record, f, indent=2)
         print(format_estimate(record["sweep_estimate"]))
     return record["rows"]
-
-
-def sweep_estimate(rows: list[dict], ours: str, num_train: int, epochs: int) -> dict:
-    """The training time of a batch-size sweep from measured step times (e.g. the paper's
-    Fig 1: 82 epochs of 50,000 images at every m of 2 … 2048): per measured m, at the most
-    lanes measured for it, epochs · ⌊num_train / m⌋ steps of ours and of the baseline
-    (K sequential runs). Evaluation and compilation are not included."""
-    widest = {}
-    for row in rows:
-        if row["num_lanes"] >= widest.get(row["batch_size"], {"num_lanes": 0})["num_lanes"]:
-            widest[row["batch_size"]] = row
-    per_m = []
-    for m, row in sorted(widest.items()):
-        steps = epochs * (num_train // m)
-        per_m.append({"batch_size": m, "num_lanes": row["num_lanes"], "steps": steps,
-                      "ours_hours": steps * row["lanes"][ours]["step_ms"] / 3.6e6,
-                      "baseline_hours": steps * row["baseline"]["step_ms"] / 3.6e6})
-    return {"num_train": num_train, "epochs": epochs, "per_m": per_m,
-            "ours_hours": sum(r["ours_hours"] for r in per_m),
-            "baseline_hours": sum(r["baseline_hours"] for r in per_m)}
-
-
-def format_estimate(estimate: dict) -> str:
-    lines = [f"Sweep estimate: {estimate['epochs']} epochs of {estimate['num_train']} examples "
-             "at each m below (training only)",
-             "    m    K      steps   ours (h)  baseline (h)"]
-    lines += [f"{r['batch_size']:5d} {r['num_lanes']:4d} {r['steps']:10d} {r['ours_hours']:10.2f} "
-              f"{r['baseline_hours']:13.2f}" for r in estimate["per_m"]]
-    lines.append(f"total {estimate['ours_hours']:.2f} h ours, {estimate['baseline_hours']:.2f} h "
-                 "baseline")
-    return "\n".join(lines)
 
 
 def markdown_table(rows: list[dict], ours: str) -> str:

@@ -21,7 +21,6 @@ import collections
 import dataclasses
 import json
 import os
-import statistics
 import subprocess
 import threading
 import time
@@ -32,10 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from smallbatch_jax.data import load_dataset
-from smallbatch_jax.diagnostics import benchmark
-from smallbatch_jax.diagnostics.gpu_check import (machine_description, parse_candidate,
-                                                  run_config_at, timed_lanes)
+from smallbatch_jax.diagnostics.candidates import parse_candidate
+from smallbatch_jax.diagnostics.machine import carried_cifar10, machine_description
+from smallbatch_jax.diagnostics.timing import (Clock, run_config_at, time_interleaved,
+                                               timed_lanes, timed_runner)
 
 
 @dataclasses.dataclass
@@ -55,7 +54,7 @@ class GridSteps:
 
 def grid_steps(run_config, dataset, num_lanes: int, examples_per_lane: int) -> GridSteps:
     """One m's grid (`run_config`, an lr_sweep config at that m with its strategy; lanes as
-    gpu_check.timed_lanes builds them) as GridSteps over `examples_per_lane` examples (at
+    timing.timed_lanes builds them) as GridSteps over `examples_per_lane` examples (at
     most one epoch)."""
     timed = timed_lanes(run_config, dataset, num_lanes)
     steps = max(1, min(examples_per_lane // run_config.batch_size,
@@ -152,20 +151,20 @@ def time_grids(grids: list[GridSteps], repeats: int, log=print, rounds: int = 0)
     def run_joint(name):
         return lambda: jax.block_until_ready(compiled[name](all_lanes, all_inputs))
 
+    def repeated(method):
+        return lambda count: [method() for _ in range(count)]
+
     methods = {**{f"m{g.batch_size}": run_alone(g) for g in grids}, "queued": run_queued,
                "together": run_joint("together"), "interleaved": run_joint("interleaved")}
-    for method in methods.values():  # warm-up: first runs allocate and load
-        method()
-    seconds = {name: [] for name in methods}
-    for _ in range(repeats):
-        for name, method in methods.items():
-            start = time.perf_counter()
-            method()
-            seconds[name].append(time.perf_counter() - start)
-    ms = {name: 1e3 * statistics.median(values) for name, values in seconds.items()}
+    # Each runner's first call is a warm-up (first runs allocate and load); a repeat is one
+    # round.
+    timings = time_interleaved({name: timed_runner(repeated(method), 1)
+                                for name, method in methods.items()}, repeats)
+    ms = {name: 1e3 * timing.median_step_s for name, timing in timings.items()}
     alone_ms = [ms[f"m{g.batch_size}"] for g in grids]
     record["ms"] = ms
-    record["ms_repeats"] = {name: [1e3 * s for s in values] for name, values in seconds.items()}
+    record["ms_repeats"] = {name: [1e3 * s for s in timing.step_s]
+                            for name, timing in timings.items()}
     record["sum_alone_ms"], record["max_alone_ms"] = sum(alone_ms), max(alone_ms)
     # 1: no overlap; sum/max: the slowest grid hides every other one.
     record["speedup_together"] = sum(alone_ms) / ms["together"]
@@ -210,14 +209,8 @@ def parse_variants(variants) -> dict[str, str]:
 def run_variant(config, outdir: str, name: str) -> dict:
     """This process's measurement (its XLA_FLAGS set by run_check): every m of
     config.batch_sizes alone and together; written to outdir/variants/{name}.json."""
-    start = time.perf_counter()
-    log = lambda message: print(f"[{name} {time.perf_counter() - start:6.1f} s] {message}",
-                                flush=True)
-    if os.path.isfile(config.data_path):
-        dataset = load_dataset("cifar10", config.data_path)
-    else:
-        log(f"{config.data_path} is missing: random images of CIFAR-10's shapes")
-        dataset = benchmark.synthetic_dataset((32, 32, 3), 10, 5085)
+    log = Clock(config.deadline_minutes, name).log
+    dataset = carried_cifar10(config.data_path, log, "random images of CIFAR-10's shapes")
     strategy = parse_candidate(config.candidate)
     grids = [grid_steps(run_config_at(config.sweep, m, config.precision, strategy), dataset,
                         config.num_lanes, config.examples_per_lane)
@@ -245,10 +238,10 @@ def run_check(config, outdir: str, child_command: list[str]) -> dict:
     variant that fails (an unknown flag, a crash) or runs out of time is recorded, not
     fatal. Writes outdir/concurrency.json and concurrency.md; returns the record."""
     os.makedirs(outdir, exist_ok=True)
-    deadline = time.perf_counter() + 60.0 * config.deadline_minutes
+    clock = Clock(config.deadline_minutes)
     record = {"variants": {}, "failed": {}}
     for name, flags in parse_variants(config.variants).items():
-        left = deadline - time.perf_counter()
+        left = clock.left()
         if left < 30.0:
             record["failed"][name] = f"not run: {max(left, 0):.0f} s left"
             continue

@@ -13,9 +13,9 @@ PyTorch is optional: `import torch` happens inside the functions, and callers sk
 baseline where it fails (`torch_available`).
 """
 
-import time
-
 import numpy as np
+
+from smallbatch_jax.diagnostics.timing import timed_runner
 
 
 def torch_available() -> bool:
@@ -122,7 +122,7 @@ def settings(device: str) -> dict:
 def torch_sequential_runner(model, params, dataset, batch_size: int, num_runs: int,
                             steps: int, base_lr: float, weight_decay: float, device: str):
     """`num_runs` models trained one after another for `steps` steps each, as
-    benchmark.python_loop_runner does in JAX. Returns (first_call_s, first_call_steps, run):
+    benchmark.python_loop_runner does in JAX. Returns the runner (timing.timed_runner):
     `run()` times one repeat, in seconds per step of all runs.
 
     The models and optimizers are built before timing (as the JAX loop compiles before it);
@@ -162,13 +162,4 @@ def torch_sequential_runner(model, params, dataset, batch_size: int, num_runs: i
                 optimizer.step()
         synchronize()
 
-    start = time.perf_counter()
-    train(1)  # cuDNN and allocator warm-up
-    first = time.perf_counter() - start
-
-    def run():
-        start = time.perf_counter()
-        train(steps)
-        return (time.perf_counter() - start) / steps
-
-    return first, 1, run
+    return timed_runner(train, steps)  # its first call warms cuDNN and the allocator up

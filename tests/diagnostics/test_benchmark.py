@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from smallbatch_jax.diagnostics.benchmark import (Timing, format_table, measure, ratios,
-                                                  synthetic_dataset, time_python_loop)
+from smallbatch_jax.diagnostics.benchmark import format_table, measure, ratios, time_python_loop
+from smallbatch_jax.diagnostics.timing import Timing, synthetic_dataset
 from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
 
@@ -33,8 +33,7 @@ def test_python_loop_baseline_runs_every_step(tiny_digits):
 
 def test_measure_gives_one_row_with_every_method():
     strategies = {"auto": Strategy(conv="patches"), "reference": Strategy()}
-    build = lambda conv: create_model("small_cnn", 10, conv=conv)
-    row = measure(build, (8, 8, 1), 10, batch_size=2, num_lanes=3, steps=4, repeats=1,
+    row = measure("small_cnn", (8, 8, 1), 10, batch_size=2, num_lanes=3, steps=4, repeats=1,
                   strategies=strategies)
     assert (row["batch_size"], row["num_lanes"], row["steps"]) == (2, 3, 4)
     assert set(row["lanes"]) == {"auto", "reference"}
@@ -82,23 +81,22 @@ def test_markdown_table():
 def test_a_diverged_lane_stops_the_timing(monkeypatch):
     # A diverged lane is frozen and, group by group, skipped: its timing would flatter the
     # lanes. At η̃ = 2^100 the small CNN diverges within the first epoch.
-    from smallbatch_jax.diagnostics import benchmark
-    monkeypatch.setattr(benchmark, "timing_lr", lambda batch_size: 2.0**100)
+    from smallbatch_jax.diagnostics import benchmark, timing
+    monkeypatch.setattr(timing, "timing_lr", lambda batch_size: 2.0**100)
     dataset = synthetic_dataset((8, 8, 1), 10, 16)
     with pytest.raises(RuntimeError, match="a lane diverged at m=2"):
-        benchmark.lanes_runner(lambda conv: create_model("small_cnn", 10, conv=conv), dataset,
-                               2, 2, Strategy())
+        benchmark.lanes_runner("small_cnn", dataset, 2, 2, Strategy())
 
 
 def test_the_timed_lr_holds_eta_below_the_divergence_seen_at_large_m():
-    from smallbatch_jax.diagnostics.benchmark import BASE_LR, MAX_LR, timing_lr
+    from smallbatch_jax.diagnostics.timing import BASE_LR, MAX_LR, timing_lr
     assert [timing_lr(m) for m in (2, 256)] == [BASE_LR, BASE_LR]
     assert timing_lr(512) == 2.0**-15 and timing_lr(2048) == 2.0**-17
     assert all(m * timing_lr(m) <= MAX_LR for m in (2, 8, 512, 2048, 26624))
 
 
 def test_sweep_estimate_counts_each_ms_steps_at_its_widest_row():
-    from smallbatch_jax.diagnostics.benchmark import format_estimate, sweep_estimate
+    from smallbatch_jax.diagnostics.estimates import format_estimate, sweep_estimate
     figures = lambda ms: {"step_ms": ms, "examples_lanes_per_s": 0.0, "compile_s": 0.0}
     row = lambda m, k, ours, base: {"batch_size": m, "num_lanes": k, "steps": 2,
                                     "baseline": figures(base), "limit": figures(1.0),

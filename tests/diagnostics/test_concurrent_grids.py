@@ -9,7 +9,8 @@ from smallbatch_jax.diagnostics import concurrent_grids
 from smallbatch_jax.diagnostics.concurrent_grids import (grid_steps, interleaved, markdown,
                                                          parse_variants, round_shares,
                                                          same_training, together)
-from smallbatch_jax.diagnostics.gpu_check import parse_candidate, run_config_at
+from smallbatch_jax.diagnostics.candidates import parse_candidate
+from smallbatch_jax.diagnostics.timing import run_config_at
 from smallbatch_jax.run.config_checks import check_config
 
 

@@ -11,12 +11,13 @@ import textwrap
 import pytest
 from flax import linen as nn
 
-from smallbatch_jax.diagnostics.gpu_check import (_interpolated_ms, best_candidates,
-                                                  fastest_per_batch_size, full_sweep_estimate,
-                                                  hlo_stats, pack, parse_candidate,
-                                                  parse_candidate_spec, profile_summary,
-                                                  run_seconds, train_flops_per_example,
-                                                  unpack_cache)
+from smallbatch_jax.diagnostics.candidates import (best_candidates, fastest_per_batch_size,
+                                                   parse_candidate, parse_candidate_spec)
+from smallbatch_jax.diagnostics.estimates import (full_sweep_estimate, interpolated_ms,
+                                                  run_seconds)
+from smallbatch_jax.diagnostics.machine import pack, unpack_cache
+from smallbatch_jax.diagnostics.program_stats import (hlo_stats, profile_summary,
+                                                      train_flops_per_example)
 from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
 
@@ -63,7 +64,7 @@ COUNT_OFF_THE_DEFAULT_DEVICE = textwrap.dedent("""
     import json
     import jax
     jax.config.update("jax_default_device", jax.devices()[1])
-    from smallbatch_jax.diagnostics.gpu_check import training_gradient_program
+    from smallbatch_jax.diagnostics.program_stats import training_gradient_program
     from smallbatch_jax.models import create_model
 
     program = training_gradient_program(create_model("small_cnn", 10), (8, 8, 1), 10)
@@ -129,10 +130,10 @@ def test_the_fastest_per_m_is_taken_at_one_precision():
 
 def test_step_times_are_interpolated_in_log_log():
     measured = {2: 1.0, 8: 4.0}
-    assert _interpolated_ms(measured, 4) == pytest.approx(2.0)
-    assert _interpolated_ms(measured, 8) == 4.0
-    assert _interpolated_ms(measured, 32) == pytest.approx(16.0)  # ∝ m beyond the last
-    assert _interpolated_ms(measured, 1) == 1.0  # latency-bound below the first
+    assert interpolated_ms(measured, 4) == pytest.approx(2.0)
+    assert interpolated_ms(measured, 8) == 4.0
+    assert interpolated_ms(measured, 32) == pytest.approx(16.0)  # ∝ m beyond the last
+    assert interpolated_ms(measured, 1) == 1.0  # latency-bound below the first
 
 
 def test_the_full_fig1_estimate_sums_every_m():
@@ -199,7 +200,7 @@ def test_profile_summary_reads_a_gpu_trace(tmp_path):
 
 
 def test_run_seconds_from_step_times():
-    from smallbatch_jax.diagnostics.gpu_check import COMPILE_SECONDS, EVALUATION_FACTOR
+    from smallbatch_jax.diagnostics.estimates import COMPILE_SECONDS, EVALUATION_FACTOR
 
     assert run_seconds({}, 8, 100, 82) == 0.0  # nothing measured: nothing expected
     assert run_seconds({8: 2.0}, 8, 100, 10) == pytest.approx(
@@ -214,7 +215,7 @@ def test_fig8_plans_the_epochs_that_fit_with_compilation_and_evaluation():
     every m's expected time 0, so its last m started without the time to finish and was cut
     off. With its figures the plan now leaves each m's compilation and evaluation room, and
     what every m is expected to take fits the time left."""
-    from smallbatch_jax.diagnostics.gpu_check import COMPILE_SECONDS, fig8_plan
+    from smallbatch_jax.diagnostics.estimates import COMPILE_SECONDS, fig8_plan
 
     timed = {8: 3.70, 32: 2.55, 128: 2.16, 512: 2.06}  # s per epoch, run 8's timing
     epochs, expected = fig8_plan(timed, seconds_left=452.0, max_epochs=82)
@@ -247,36 +248,46 @@ def test_pack_leaves_out_states_and_refuses_what_would_not_come_back(tmp_path):
 
 def test_a_sweep_run_again_skips_what_finished_and_what_does_not_fit(tmp_path, monkeypatch):
     """sweep_until: finished m are skipped (a rerun of the check resumes), an m whose expected
-    time does not fit the budget is skipped and said so, the rest trains and is packed."""
+    time does not fit the budget is skipped and said so, the rest trains and is packed; a
+    workdir whose finished runs are of another config is refused and said so."""
     import os
     import tarfile
 
     from conftest import REPO_ROOT
-    from smallbatch_jax.diagnostics import gpu_check
     from smallbatch_jax.config_args import sibling_config
+    from smallbatch_jax.diagnostics import gpu_check_figures
+    from smallbatch_jax.diagnostics.timing import Budget, Clock
+    from smallbatch_jax.run.directory import RunDirectory
+    from smallbatch_jax.study import sweep
 
     trained = []
 
-    def fake_run(config, workdir):
-        trained.append(config.batch_size)
+    def fake_run(spec, workdir):
+        trained.append(spec.batch_size)
         os.makedirs(workdir)
+        RunDirectory(workdir).write_config({"config": spec.config})
         with open(os.path.join(workdir, "results.csv"), "w") as f:
             f.write("batch_size,base_lr,median_test_metric\n")
-    monkeypatch.setattr(gpu_check.lr_sweep, "train_and_evaluate", fake_run)
-    monkeypatch.setattr(gpu_check, "merge_until_stable", lambda *args: [])
+    monkeypatch.setattr(sweep, "train", fake_run)
+    monkeypatch.setattr(sweep, "merge_until_stable", lambda *args: [])
+    monkeypatch.setattr(gpu_check_figures, "merge_until_stable", lambda *args: [])
     config = sibling_config(os.path.join(REPO_ROOT, "configs", "x.py"), "default")
     config.batch_sizes = (2, 8, 32)
-    clock = gpu_check.Clock(deadline_minutes=10)
-    budget = gpu_check.Budget(clock, minutes=1)
+    clock = Clock(deadline_minutes=10)
+    budget = Budget(clock, minutes=1)
     workdir, archive = str(tmp_path / "fig1" / "grid"), str(tmp_path / "fig1.tar.gz")
-    os.makedirs(os.path.join(workdir, "m2"))
-    open(os.path.join(workdir, "m2", "results.csv"), "w").close()  # finished before
-    done = gpu_check.sweep_until(config, workdir, budget, clock, archive, "Fig 1",
-                                 seconds=lambda m: 1e6 if m == 32 else 1.0)
+    finished, = sweep.prepare_runs(config, [sweep.Run("m2", {"batch_size": 2})])
+    fake_run(finished, os.path.join(workdir, "m2"))  # finished before
+    trained.clear()
+    done = gpu_check_figures.sweep_until(config, workdir, budget, clock, archive, "Fig 1",
+                                         seconds=lambda m: 1e6 if m == 32 else 1.0)
     assert trained == [8]
     assert list(done["wall_seconds"]) == ["m8"] and done["skipped"][0].startswith("m32")
     with tarfile.open(archive) as tar:
         assert "fig1/grid/m8/results.csv" in tar.getnames()
+    config.epochs = 3  # another config: its results would be merged with the others
+    done = gpu_check_figures.sweep_until(config, workdir, budget, clock, archive, "Fig 1")
+    assert trained == [8] and "another config" in done["refused"]
 
 
 def test_a_candidate_whose_lanes_diverge_is_dropped_and_the_check_goes_on(monkeypatch):
@@ -285,9 +296,10 @@ def test_a_candidate_whose_lanes_diverge_is_dropped_and_the_check_goes_on(monkey
     import os
 
     from conftest import REPO_ROOT
-    from smallbatch_jax.diagnostics import gpu_check
-    from smallbatch_jax.diagnostics.benchmark import synthetic_dataset
     from smallbatch_jax.config_args import load_config
+    from smallbatch_jax.diagnostics import gpu_check_throughput as throughput
+    from smallbatch_jax.diagnostics.gpu_check_markdown import markdown
+    from smallbatch_jax.diagnostics.timing import Budget, Clock, LaneDiverged, synthetic_dataset
 
     calls = []
 
@@ -295,30 +307,30 @@ def test_a_candidate_whose_lanes_diverge_is_dropped_and_the_check_goes_on(monkey
         conv = run_config.strategy.conv
         calls.append(conv)
         if conv == "patches":  # diverges at once
-            raise gpu_check.LaneDiverged("a lane diverged")
+            raise LaneDiverged("a lane diverged")
         repeats = []
 
         def run():
             repeats.append(1)
             if conv == "shifted" and len(repeats) == 2:  # diverges in its second repeat
-                raise gpu_check.LaneDiverged("a lane diverged")
+                raise LaneDiverged("a lane diverged")
             return 1e-3
         return (0.5, timed_steps, run), {"steps_per_dispatch": timed_steps, "program_mib": 1.0,
-                                         "hlo": gpu_check.hlo_stats("")}
+                                         "hlo": hlo_stats("")}
 
-    monkeypatch.setattr(gpu_check, "lanes_runner", fake_lanes_runner)
+    monkeypatch.setattr(throughput, "lanes_runner", fake_lanes_runner)
     config = load_config(os.path.join(REPO_ROOT, "configs", "gpu_check.py") + ":tiny")
     config.throughput.baselines = False
     config.throughput.repeats = 3
-    candidates = {spec: (gpu_check.parse_candidate(spec), "highest")
+    candidates = {spec: (parse_candidate(spec), "highest")
                   for spec in ("vmap/patches", "vmap/xla", "vmap/shifted")}
-    clock = gpu_check.Clock(deadline_minutes=10)
-    row = gpu_check.measure_row(config, synthetic_dataset((8, 8, 1), 10, 16), 4, candidates,
-                                gpu_check.Budget(clock, minutes=5), clock, profile_dir=None)
+    clock = Clock(deadline_minutes=10)
+    row = throughput.measure_row(config, synthetic_dataset((8, 8, 1), 10, 16), 4, candidates,
+                                 Budget(clock, minutes=5), clock, profile_dir=None)
     assert calls == ["patches", "xla", "shifted"]
     assert row["diverged"] == ["vmap/patches", "vmap/shifted"]
     assert list(row["lanes"]) == ["vmap/xla"] and row["lanes"]["vmap/xla"]["step_ms"] == 1.0
-    assert "| 4 | | diverged (dropped): vmap/patches, vmap/shifted |" in gpu_check.markdown(
+    assert "| 4 | | diverged (dropped): vmap/patches, vmap/shifted |" in markdown(
         {"machine": {"device_kind": "cpu", "jax": "", "jaxlib": "", "date": "", "platform": "",
                      "num_devices": 1}, "config": config.to_dict(),
          "throughput": {"rows": [row]}})
@@ -331,12 +343,12 @@ def test_each_batch_size_gets_an_equal_share_of_what_is_left(monkeypatch, tmp_pa
     import types
 
     from conftest import REPO_ROOT
-    from smallbatch_jax.diagnostics import gpu_check
-    from smallbatch_jax.diagnostics.benchmark import synthetic_dataset
     from smallbatch_jax.config_args import load_config
+    from smallbatch_jax.diagnostics import gpu_check_throughput as throughput, timing
+    from smallbatch_jax.diagnostics.timing import Clock, synthetic_dataset
 
     now = [0.0]
-    monkeypatch.setattr(gpu_check, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     compiled = []
 
     def fake_lanes_runner(run_config, dataset, num_lanes, timed_steps):
@@ -344,20 +356,20 @@ def test_each_batch_size_gets_an_equal_share_of_what_is_left(monkeypatch, tmp_pa
         now[0] += 1.0
         return (0.5, timed_steps, lambda: 1e-3), {"steps_per_dispatch": timed_steps,
                                                   "program_mib": 1.0,
-                                                  "hlo": gpu_check.hlo_stats("")}
+                                                  "hlo": hlo_stats("")}
 
-    monkeypatch.setattr(gpu_check, "lanes_runner", fake_lanes_runner)
-    monkeypatch.setattr(gpu_check, "pack", lambda *args: True)
+    monkeypatch.setattr(throughput, "lanes_runner", fake_lanes_runner)
+    monkeypatch.setattr(throughput, "pack", lambda *args: True)
     config = load_config(os.path.join(REPO_ROOT, "configs", "gpu_check.py") + ":tiny")
     tp = config.throughput
     tp.baselines, tp.num_best, tp.profile_batch_sizes = False, 1, ()
     tp.batch_sizes_all, tp.batch_sizes_best = (2, 4, 8), (16,)
     tp.candidates = ("vmap/patches", "vmap/xla", "vmap/shifted")
     tp.budget_minutes = 6.5 / 60  # 6.5 s: 1.625 s per m at first
-    clock = gpu_check.Clock(deadline_minutes=10)
+    clock = Clock(deadline_minutes=10)
     record = {"machine": {"device_kind": "cpu", "date": ""}}
-    gpu_check.throughput_section(config, synthetic_dataset((8, 8, 1), 10, 16), clock, record,
-                                 str(tmp_path), save=lambda: None)
+    throughput.throughput_section(config, synthetic_dataset((8, 8, 1), 10, 16), clock, record,
+                                  str(tmp_path), save=lambda: None)
     # m = 2: 1.625 s, two compiles (the second begins at 1 s); m = 4: 4.5 s left, 1.5 each:
     # two; m = 8: 2.5 s left, 1.25: two; m = 16: 0.5 s left: one (of the best and its
     # other precision).

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from smallbatch_jax.diagnostics.benchmark import synthetic_dataset
+from smallbatch_jax.diagnostics.timing import synthetic_dataset
 from smallbatch_jax.engine import cross_entropy
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import paper_sgd
