@@ -37,6 +37,7 @@ import re
 import shutil
 
 from smallbatch_jax.run import results
+from smallbatch_jax.run.checkpoint import RunCheckpoints
 
 # Errors of the disk rather than of the program: the remedy is the user's.
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -186,6 +187,20 @@ class RunDirectory:
             return None
         self.refuse_other_config(self.saved_config(), current, "the results")
         return results.read_csv(self.file(self.RESULTS))
+
+    def refuse_other_checkpoints(self, current: dict) -> None:
+        """ValueError naming the differing keys if the run's newest readable checkpoint was
+        made with another config than `current` (a config as JSON). Reads only the
+        checkpoints' JSON; creates nothing where there are none."""
+        if not os.path.isdir(self.file(self.CHECKPOINTS)):
+            return
+        checkpoints = RunCheckpoints(self.file(self.CHECKPOINTS))
+        try:
+            newest = checkpoints.newest_progress()
+        finally:
+            checkpoints.close()
+        if newest is not None:
+            self.refuse_other_config(newest["config"], current)
 
     def write_config(self, record: dict) -> None:
         with results.replacing(self.file(self.CONFIG)) as temporary, open(temporary, "w") as f:

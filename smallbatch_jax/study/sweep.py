@@ -68,13 +68,16 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
 
 
 def refuse_other_configs(workdir: str, runs: list[Run], specs: list[RunSpec]) -> None:
-    """ValueError naming the differing keys if a run finished before with another config
-    than this sweep gives it (its results would be merged as if they were this config's)."""
+    """ValueError naming the differing keys if a run finished, or checkpointed, before with
+    another config than this sweep gives it (its results would be merged as if they were this
+    config's), before the sweep writes anything."""
     sweep = SweepDirectory(workdir)
     for run, spec in zip(runs, specs):
         directory = sweep.run(run.name)
         if directory.is_finished():
             directory.refuse_other_config(directory.saved_config(), spec.config, "the results")
+        else:
+            directory.refuse_other_checkpoints(spec.config)
 
 
 def task_runs(runs, task_index: int, num_tasks: int) -> list:

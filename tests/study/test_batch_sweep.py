@@ -114,6 +114,34 @@ def test_a_rerun_with_another_config_is_refused_before_any_file_changes(tmp_path
     assert sorted({int(r["batch_size"]) for r in rows}) == [64, 128, 256]
 
 
+def test_a_checkpoint_of_another_config_is_refused_before_any_file_changes(tmp_path,
+                                                                            monkeypatch):
+    """A run interrupted with another config (its checkpoint's) is refused by the sweep
+    before sweep_config.json or anything else is written, naming the keys."""
+    import flax
+    import jax.numpy as jnp
+
+    from smallbatch_jax.run.build import prepare
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    @flax.struct.dataclass
+    class State:
+        step: jnp.ndarray
+
+    monkeypatch.setattr(sweep, "train", _fake_run)
+    run_batch_sweep(_config(batch_sizes=(128,)), str(tmp_path))
+    os.makedirs(tmp_path / "m256")
+    checkpoints = RunCheckpoints(str(tmp_path / "m256" / "checkpoints"))
+    checkpoints.save(State(jnp.int32(3)), {"config": prepare(_config(batch_size=256,
+                                                                     epochs=3)).config})
+    checkpoints.close()
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="m256 holds a checkpoint of a run with another "
+                                         "config; differing keys: epochs: 3 → 1"):
+        run_batch_sweep(_config(), str(tmp_path))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+
+
 @pytest.mark.parametrize("overrides,match", [
     (dict(batch_sizes=()), "config.batch_sizes=.*non-empty"),
     (dict(batch_sizes=(8, 8)), "config.batch_sizes=.*distinct"),
