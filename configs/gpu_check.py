@@ -103,7 +103,7 @@ def get_config(arg: str | None = None):
         config.cache_archive = "/tmp/gpu_check_tiny/carried_jax_cache.tar.gz"
         config.deadline_minutes = 30.0
         tp.model = "small_cnn"
-        tp.num_lanes = 3
+        tp.num_lanes = 2  # as many as the sweeps' η̃: §b runs the programs §a compiled
         tp.batch_sizes_all = (4,)
         tp.batch_sizes_best = (8,)
         tp.num_best = 1
@@ -120,6 +120,6 @@ def get_config(arg: str | None = None):
             sweep.batch_sizes = (8,)
         config.fig1_precision_batch_sizes = (8,)
         config.fig1_extension_batch_sizes = (8,)
-        config.fig1_extension_lrs = (2.0**-10,)
+        config.fig1_extension_lrs = (2.0**-10, 2.0**-9)  # two lanes too: §a's programs
         config.fig8_max_epochs = 1
     return config

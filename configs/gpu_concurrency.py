@@ -54,7 +54,7 @@ def get_config(arg: str | None = None):
     if args.tiny:
         config.sweep.model = "small_cnn"
         config.batch_sizes = (2, 4)
-        config.num_lanes = 3
+        config.num_lanes = 2
         config.examples_per_lane = 8
         config.repeats = 2
         config.check_same_training = True

@@ -119,37 +119,54 @@ def interleaved(grids: list[GridSteps], rounds: int = 0):
     return jax.jit(program)
 
 
-def time_grids(grids: list[GridSteps], repeats: int, log=print, rounds: int = 0) -> dict:
+@dataclasses.dataclass
+class CompiledGrids:
+    """Every program of the measurement, compiled once: each grid's own ("m{m}") and the two
+    of all grids ("together", and "interleaved" in `rounds`); the seconds each compile took."""
+
+    grids: list[GridSteps]
+    rounds: int
+    programs: dict
+    compile_s: dict
+
+
+def compile_grids(grids: list[GridSteps], rounds: int = 0, log=print) -> CompiledGrids:
+    """Each grid's own program, then `together` and `interleaved`, compiled and timed."""
+    all_lanes, all_inputs = [g.lanes for g in grids], [g.inputs for g in grids]
+    programs, compile_s = {}, {}
+    for name, program, arguments in (
+            *((f"m{g.batch_size}", jax.jit(g.run), (g.lanes, g.inputs)) for g in grids),
+            ("together", together(grids), (all_lanes, all_inputs)),
+            ("interleaved", interleaved(grids, rounds), (all_lanes, all_inputs))):
+        start = time.perf_counter()
+        programs[name] = program.lower(*arguments).compile()
+        compile_s[name] = time.perf_counter() - start
+    log(f"compiled: {', '.join(f'{k} {v:.1f} s' for k, v in compile_s.items())}")
+    return CompiledGrids(grids, rounds, programs, compile_s)
+
+
+def time_grids(compiled: CompiledGrids, repeats: int) -> dict:
     """Milliseconds per round (every grid through its examples) of: each grid alone (its own
     program), the sum of those, the grids' programs queued back to back before one wait
     ("queued": overlap across programs), and all in one program, each grid in its own loop
-    ("together") and the grids' steps interleaved in one loop of `rounds` ("interleaved");
+    ("together") and the grids' steps interleaved in one loop of rounds ("interleaved");
     medians of `repeats` interleaved repeats; compile seconds of each program. The programs
     start from the same lanes at every repeat."""
-    alone = [jax.jit(grid.run) for grid in grids]
+    grids, programs = compiled.grids, compiled.programs
     all_lanes, all_inputs = [g.lanes for g in grids], [g.inputs for g in grids]
     record = {"grids": [{"batch_size": g.batch_size, "steps": g.steps} for g in grids],
-              "round_steps": round_shares(grids, rounds), "compile_s": {}}
-    compiled = {}
-    for grid, program in zip(grids, alone):
-        start = time.perf_counter()
-        compiled[grid.batch_size] = program.lower(grid.lanes, grid.inputs).compile()
-        record["compile_s"][f"m{grid.batch_size}"] = time.perf_counter() - start
-    for name, joint in (("together", together(grids)),
-                        ("interleaved", interleaved(grids, rounds))):
-        start = time.perf_counter()
-        compiled[name] = joint.lower(all_lanes, all_inputs).compile()
-        record["compile_s"][name] = time.perf_counter() - start
-    log(f"compiled: {', '.join(f'{k} {v:.1f} s' for k, v in record['compile_s'].items())}")
+              "round_steps": round_shares(grids, compiled.rounds),
+              "compile_s": dict(compiled.compile_s)}
 
     def run_alone(grid):
-        return lambda: jax.block_until_ready(compiled[grid.batch_size](grid.lanes, grid.inputs))
+        program = programs[f"m{grid.batch_size}"]
+        return lambda: jax.block_until_ready(program(grid.lanes, grid.inputs))
 
     def run_queued():
-        jax.block_until_ready([compiled[g.batch_size](g.lanes, g.inputs) for g in grids])
+        jax.block_until_ready([programs[f"m{g.batch_size}"](g.lanes, g.inputs) for g in grids])
 
     def run_joint(name):
-        return lambda: jax.block_until_ready(compiled[name](all_lanes, all_inputs))
+        return lambda: jax.block_until_ready(programs[name](all_lanes, all_inputs))
 
     def repeated(method):
         return lambda count: [method() for _ in range(count)]
@@ -174,15 +191,15 @@ def time_grids(grids: list[GridSteps], repeats: int, log=print, rounds: int = 0)
     return record
 
 
-def same_training(grids: list[GridSteps], rounds: int = 0) -> dict[str, bool]:
+def same_training(compiled: CompiledGrids) -> dict[str, bool]:
     """For each program of every grid (`together`, `interleaved`), whether it trains each
     grid as the grid's own program does (the lanes and summed losses after the grid's steps;
     a check of the measurement's premise)."""
-    alone = [jax.jit(grid.run)(grid.lanes, grid.inputs) for grid in grids]
+    grids, programs = compiled.grids, compiled.programs
+    alone = [programs[f"m{grid.batch_size}"](grid.lanes, grid.inputs) for grid in grids]
     same = {}
-    for name, program in (("together", together(grids)),
-                          ("interleaved", interleaved(grids, rounds))):
-        outputs = program([g.lanes for g in grids], [g.inputs for g in grids])
+    for name in ("together", "interleaved"):
+        outputs = programs[name]([g.lanes for g in grids], [g.inputs for g in grids])
         pairs = zip(jax.tree.leaves(outputs), jax.tree.leaves(alone))
         same[name] = all(np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
                          for a, b in pairs)
@@ -218,10 +235,10 @@ def run_variant(config, outdir: str, name: str) -> dict:
     record = {"variant": name, "machine": machine_description(),
               "precision": config.precision, "candidate": config.candidate,
               "num_lanes": config.num_lanes, "examples_per_lane": config.examples_per_lane}
-    # First: its compile times are real.
-    record.update(time_grids(grids, config.repeats, log, config.rounds))
+    compiled = compile_grids(grids, config.rounds, log)  # first: its compile times are real
+    record.update(time_grids(compiled, config.repeats))
     if config.check_same_training:
-        record["same_training"] = same_training(grids, config.rounds)
+        record["same_training"] = same_training(compiled)
         log(f"each program of all grids trains each as alone: {record['same_training']}")
     log(f"ms: {', '.join(f'{k} {v:.2f}' for k, v in record['ms'].items())}; together "
         f"{record['speedup_together']:.2f}×, interleaved {record['speedup_interleaved']:.2f}× "

@@ -48,8 +48,9 @@ def sweep_until(run_config, workdir: str, budget: Budget, clock: Clock, archive:
 
     def after_run(run) -> None:
         done["wall_seconds"][run.name] = time.perf_counter() - started[run.name]
-        merge_until_stable(workdir, runs, reported)
-        pack(os.path.dirname(workdir), archive)
+        if not all(is_complete(workdir, r) for r in runs):  # (the last: run_sweep merges)
+            merge_until_stable(workdir, runs, reported)
+            pack(os.path.dirname(workdir), archive)
 
     try:
         run_sweep(run_config, runs, workdir, reported, may_start=may_start,
@@ -57,6 +58,8 @@ def sweep_until(run_config, workdir: str, budget: Budget, clock: Clock, archive:
     except ValueError as error:
         done["refused"] = str(error)
         clock.log(f"{label}: refused: {error}")
+    if done["wall_seconds"]:
+        pack(os.path.dirname(workdir), archive)
     if done["skipped"]:
         clock.log(f"{label}: skipped {done['skipped']}: the section's budget is spent")
     return done

@@ -59,7 +59,7 @@ def test_throughput_entry_point(tmp_path):
                f"--workdir={tmp_path}", "--config.model=small_cnn", "--config.image_shape=(8, 8, 1)",
                "--config.batch_sizes=(2, 4)", "--config.num_lanes=(2,)",
                "--config.examples_per_lane=8", "--config.repeats=1",
-               "--config.strategies=('auto', 'patches')"]
+               "--config.strategies=('auto',)"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "throughput.json").read_text())

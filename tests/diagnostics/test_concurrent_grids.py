@@ -1,15 +1,17 @@
 """Grids of several m in one program: the program is each grid's own training, and the
 check's parts (its variants, its table)."""
 
+import dataclasses
+
 import jax
 import pytest
 
 from configs import gpu_concurrency
-from smallbatch_jax.diagnostics import concurrent_grids
-from smallbatch_jax.diagnostics.concurrent_grids import (grid_steps, interleaved, markdown,
-                                                         parse_variants, round_shares,
-                                                         same_training, together)
 from smallbatch_jax.diagnostics.candidates import parse_candidate
+from smallbatch_jax.diagnostics.concurrent_grids import (compile_grids, grid_steps, interleaved,
+                                                         markdown, parse_variants,
+                                                         round_shares, same_training,
+                                                         time_grids, together)
 from smallbatch_jax.diagnostics.timing import run_config_at
 from smallbatch_jax.run.config_checks import check_config
 
@@ -22,39 +24,61 @@ def grids(tiny_digits):
                        tiny_digits, 2, 8) for m in (2, 4)]
 
 
-def test_both_programs_of_all_grids_train_each_grid_as_its_own_program(grids):
+@pytest.fixture(scope="module")
+def compiled(grids):
+    """Every program compiled once, shared by the tests (each replaces what it changes)."""
+    return compile_grids(grids, log=lambda message: None)
+
+
+def with_program(compiled, name, program):
+    return dataclasses.replace(compiled, programs={**compiled.programs, name: program})
+
+
+def test_both_programs_of_all_grids_train_each_grid_as_its_own_program(grids, compiled):
     assert [(g.batch_size, g.steps) for g in grids] == [(2, 4), (4, 2)]
     assert round_shares(grids, 0) == [2, 1] and round_shares(grids, 1) == [4, 2]
     with pytest.raises(ValueError):
         round_shares(grids, 4)  # m = 4's 2 steps do not split into 4 rounds
-    assert same_training(grids) == {"together": True, "interleaved": True}
-    assert same_training(grids, rounds=1) == {"together": True, "interleaved": True}
+    assert sorted(compiled.programs) == ["interleaved", "m2", "m4", "together"]
+    assert same_training(compiled) == {"together": True, "interleaved": True}
+    one_round = dataclasses.replace(with_program(compiled, "interleaved",
+                                                 interleaved(grids, rounds=1)), rounds=1)
+    assert same_training(one_round) == {"together": True, "interleaved": True}
     # The lanes moved: a program that did nothing would also "agree" with one that did not.
-    for program in (together(grids), interleaved(grids)):
-        (lanes, _), _ = program([g.lanes for g in grids], [g.inputs for g in grids])
+    for name in ("together", "interleaved"):
+        (lanes, _), _ = compiled.programs[name]([g.lanes for g in grids],
+                                                [g.inputs for g in grids])
         before, after = jax.tree.leaves(grids[0].lanes.params), jax.tree.leaves(lanes.params)
         assert any(float(abs(a - b).max()) > 0 for a, b in zip(before, after))
 
 
-def test_a_program_that_mixes_the_grids_up_is_caught(grids, monkeypatch):
-    real = concurrent_grids.together
-
-    def perturbed(grids):
-        program = real(grids)
-        return lambda lanes, inputs: [(jax.tree.map(lambda x: x * 1.01, out[0]), out[1])
-                                      for out in program(lanes, inputs)]
-
-    monkeypatch.setattr(concurrent_grids, "together", perturbed)
-    assert same_training(grids) == {"together": False, "interleaved": True}
+def test_the_timing_has_every_method_and_the_speed_ups_of_its_medians(compiled):
+    record = time_grids(compiled, repeats=2)
+    assert [g["steps"] for g in record["grids"]] == [4, 2] and record["round_steps"] == [2, 1]
+    assert set(record["ms"]) == {"m2", "m4", "queued", "together", "interleaved"}
+    assert all(len(values) == 2 for values in record["ms_repeats"].values())
+    assert record["speedup_together"] == record["sum_alone_ms"] / record["ms"]["together"]
+    assert set(record["compile_s"]) == set(record["ms"]) - {"queued"}
 
 
-def test_an_interleaved_program_that_reads_the_wrong_steps_is_caught(grids, monkeypatch):
+def test_a_program_that_mixes_the_grids_up_is_caught(grids, compiled):
+    def perturbed(lanes, inputs):
+        return [(jax.tree.map(lambda x: x * 1.01, out[0]), out[1])
+                for out in together(grids)(lanes, inputs)]
+
+    assert same_training(with_program(compiled, "together", perturbed)) == {
+        "together": False, "interleaved": True}
+
+
+def test_an_interleaved_program_that_reads_the_wrong_steps_is_caught(grids, compiled,
+                                                                     monkeypatch):
     """Every round must start where the last one stopped, in the data and the schedule: one
     whose rounds all read the first steps' batches trains differently."""
     real_replace = type(grids[0].inputs[1]).replace
     monkeypatch.setattr(type(grids[0].inputs[1]), "replace",
                         lambda self, **changes: real_replace(self))  # first_batch unchanged
-    assert same_training(grids) == {"together": True, "interleaved": False}
+    wrong = with_program(compiled, "interleaved", interleaved(grids))
+    assert same_training(wrong) == {"together": True, "interleaved": False}
 
 
 def test_variants_parse_in_order_and_bad_ones_raise():
