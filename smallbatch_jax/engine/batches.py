@@ -60,14 +60,8 @@ def put_on_device(dataset: Dataset, eval_batch_size: int) -> DeviceData:
 # ------------------------------------------------------------------ in the program
 
 
-@flax.struct.dataclass
-class ResidentDispatch:
-    """A dispatch on device-resident data: batch b of the epoch is perms[:, b·m:(b+1)·m]."""
-
-    data: DeviceData
-    perms: jax.Array  # (S, N): the epoch's order of each seed
-    first_batch: jax.Array  # int32: the epoch's batch at the dispatch's step 0
-    batch_size: int = flax.struct.field(pytree_node=False)
+class _ResidentStatistics:
+    """`mean` and `std` of what standardizes a batch: the device-resident data set's."""
 
     @property
     def mean(self):
@@ -76,6 +70,16 @@ class ResidentDispatch:
     @property
     def std(self):
         return self.data.std
+
+
+@flax.struct.dataclass
+class ResidentDispatch(_ResidentStatistics):
+    """A dispatch on device-resident data: batch b of the epoch is perms[:, b·m:(b+1)·m]."""
+
+    data: DeviceData
+    perms: jax.Array  # (S, N): the epoch's order of each seed
+    first_batch: jax.Array  # int32: the epoch's batch at the dispatch's step 0
+    batch_size: int = flax.struct.field(pytree_node=False)
 
     def batch(self, i):
         """Step i's raw batch of every seed: images (S, m, ...), labels (S, m)."""
@@ -98,18 +102,10 @@ class StreamedDispatch:
 
 
 @flax.struct.dataclass
-class ResidentTestBatch:
+class ResidentTestBatch(_ResidentStatistics):
     data: DeviceData
     start: jax.Array  # int32
     size: int = flax.struct.field(pytree_node=False)
-
-    @property
-    def mean(self):
-        return self.data.mean
-
-    @property
-    def std(self):
-        return self.data.std
 
     def batch(self):
         return [lax.dynamic_slice_in_dim(x, self.start, self.size)
