@@ -80,3 +80,29 @@ def parse(*argv):
                                     sys_argv=argv)
     values(argv)
     return values.config
+
+
+def shared_across_workers(tmp_path_factory, name, make):
+    """A directory `name` that `make(directory)` fills once per test session, shared by every
+    pytest-xdist worker (the first to ask makes it while the others wait; a failed `make`
+    leaves nothing, and the next to ask tries again); returns its path. For an expensive
+    run (a training subprocess) that several tests read and none modifies."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # every worker's base temporary directory's parent: shared
+    directory, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not done.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir()
+            try:
+                make(directory)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+            done.touch()
+    return directory
