@@ -8,26 +8,42 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, shared_across_workers
 
+# batch_sizes: the killed batch sweep's; the lr_sweep runs (m = 16) carry it too, so that
+# their config.json is that of the sweep's uninterrupted m16 run, their reference.
 RUN = ["--config=configs/default.py", "--config.epochs=4", "--config.batch_size=16",
-       "--config.base_lrs=(0.001953125, 0.0078125)", "--config.checkpoint.every_epochs=1"]
+       "--config.base_lrs=(0.001953125, 0.0078125)", "--config.checkpoint.every_epochs=1",
+       "--config.batch_sizes=(16, 32)"]
 STEPS_PER_EPOCH = 1438 // 16  # digits' training split at m = 16
-# Kills itself (SIGKILL) as Orbax finalizes the Nth checkpoint (the rename of its temporary
-# directory onto the step's name): the checkpoint is written but not in place.
-KILL_IN_SAVE = """
-import os, runpy, signal, sys
-from orbax.checkpoint._src.path import atomicity
-calls, finalize = [0], atomicity.AtomicRenameTemporaryPath.finalize
-async def killing_finalize(self, *args, **kwargs):
-    calls[0] += self.get_final().name.isdigit()  # the step's directory, not an item's
-    if calls[0] == int(os.environ["KILL_AT_SAVE"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return await finalize(self, *args, **kwargs)
-atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
+# Runs the module named by its arguments (as `python -m` would) and kills it (SIGKILL)
+# itself, at an exact moment of its progress, whatever the machine's load:
+# - KILL_AFTER_LOG: when it logs the last of these "|"-separated texts (each after the one
+#   before it);
+# - KILL_AT_SAVE=N: as Orbax finalizes the Nth checkpoint (the rename of its temporary
+#   directory onto the step's name): the checkpoint is written but not in place.
+KILLING = """
+import logging, os, runpy, signal, sys
+waiting = [text for text in os.environ.get("KILL_AFTER_LOG", "").split("|") if text]
+class KillingHandler(logging.Handler):
+    def emit(self, record):
+        if waiting and waiting[0] in record.getMessage():
+            waiting.pop(0)
+            if not waiting:
+                os.kill(os.getpid(), signal.SIGKILL)
+if waiting:
+    logging.getLogger().addHandler(KillingHandler())
+if "KILL_AT_SAVE" in os.environ:
+    from orbax.checkpoint._src.path import atomicity
+    calls, finalize = [0], atomicity.AtomicRenameTemporaryPath.finalize
+    async def killing_finalize(self, *args, **kwargs):
+        calls[0] += self.get_final().name.isdigit()  # the step's directory, not an item's
+        if calls[0] == int(os.environ["KILL_AT_SAVE"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await finalize(self, *args, **kwargs)
+    atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
 sys.argv = sys.argv[1:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
@@ -45,31 +61,17 @@ def _run(command, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def _kill_after(command, patterns: list[str], delay: float) -> str:
-    """Starts `command`, SIGKILLs it `delay` seconds after the log has shown each of
-    `patterns`, in order; returns the log."""
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    log, waiting = [], list(patterns)
-    for line in process.stderr:
-        log.append(line)
-        if waiting[0] in line:
-            waiting.pop(0)
-        if not waiting:
-            time.sleep(delay)
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "".join(log)[-3000:]
-    return "".join(log)
-
-
-def _kill_in_save(command, save: int):
+def _killed(command, **when) -> str:
+    """Runs `command`, which kills itself (KILLING) when `when` says: log=[texts, in order]
+    or save=N; returns its log."""
     python, *module = command
-    done = subprocess.run([python, "-c", KILL_IN_SAVE, *module[1:]], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, KILL_AT_SAVE=str(save)))
+    env = dict(os.environ, KILL_AFTER_LOG="|".join(when.get("log", ())))
+    if "save" in when:
+        env["KILL_AT_SAVE"] = str(when["save"])
+    done = subprocess.run([python, "-c", KILLING, *module[1:]], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    return done.stderr
 
 
 def _rows(path) -> list[dict]:
@@ -89,12 +91,21 @@ def assert_same_run(run, reference):
     assert (run / "config.json").read_text() == (reference / "config.json").read_text()
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted run of RUN."""
-    workdir = tmp_path_factory.mktemp("reference") / "run"
-    _run(_command("experiments.lr_sweep", workdir))
-    return workdir
+def _uninterrupted_sweep(workdir):
+    _run(_command("experiments.batch_sweep", workdir))
+
+
+@pytest.fixture
+def straight(tmp_path_factory):
+    """An uninterrupted batch sweep of RUN (m = 16, 32), made once for every test here."""
+    return shared_across_workers(tmp_path_factory, "preemption_straight", _uninterrupted_sweep)
+
+
+@pytest.fixture
+def reference(straight):
+    """An uninterrupted run of RUN at m = 16: the straight sweep's (the same config, so the
+    same files as `lr_sweep` writes; batch_sweep runs lr_sweep's train_and_evaluate)."""
+    return straight / "m16"
 
 
 def _damage_arrays(checkpoint):
@@ -115,17 +126,17 @@ def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
     workdir = tmp_path / "run"
     command = _command("experiments.lr_sweep", workdir)
     if moment == "compiling":  # after the plan is made, before the first epoch ends
-        _kill_after(command, ["steps/epoch"], 0.5)
+        _killed(command, log=["steps/epoch"])
         assert not os.listdir(workdir / "checkpoints")
     elif moment == "training":  # epoch 1's checkpoint is complete before epoch 2's line
-        _kill_after(command, ["epoch 2/4"], 0.3)
+        _killed(command, log=["epoch 2/4"])
         assert os.listdir(workdir / "checkpoints")
     elif moment == "saving":  # inside the rename that completes epoch 2's checkpoint
-        _kill_in_save(command, save=2)
+        _killed(command, save=2)
         left = os.listdir(workdir / "checkpoints")
         assert str(STEPS_PER_EPOCH) in left and str(2 * STEPS_PER_EPOCH) not in left
     else:
-        _kill_in_save(command, save=3)
+        _killed(command, save=3)
         _damage_arrays(workdir / "checkpoints" / str(2 * STEPS_PER_EPOCH))
     again = _run(command)
     if moment != "compiling":
@@ -136,13 +147,10 @@ def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
     assert_same_run(workdir, reference)
 
 
-def test_a_killed_batch_sweep_resumes_its_unfinished_run(tmp_path):
-    extra = ["--config.batch_sizes=(16, 32)"]
-    straight = tmp_path / "straight"
-    _run(_command("experiments.batch_sweep", straight, *extra))
+def test_a_killed_batch_sweep_resumes_its_unfinished_run(tmp_path, straight):
     killed = tmp_path / "killed"
-    command = _command("experiments.batch_sweep", killed, *extra)
-    log = _kill_after(command, ["run 2 of 2 (m = 32)", "epoch 3/4"], 0.0)
+    command = _command("experiments.batch_sweep", killed)
+    log = _killed(command, log=["run 2 of 2 (m = 32)", "epoch 3/4"])
     assert "m16: complete" not in log
     again = _run(command)
     assert "m16: complete, skipped" in again.stderr and "resumed from" in again.stderr
