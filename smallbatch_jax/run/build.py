@@ -10,6 +10,7 @@ Below this module nothing reads the ConfigDict: the engine gets these objects.
 """
 
 import dataclasses
+import json
 import time
 
 from absl import logging
@@ -25,7 +26,6 @@ from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
 from smallbatch_jax.run.config_checks import check_against_data, check_config
-from smallbatch_jax.run.directory import as_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +121,12 @@ class Run:
     @property
     def plan(self):
         return self.trainer.plan
+
+
+def as_json(config) -> dict:
+    """The config as JSON gives it back (tuples as lists): what config.json and a
+    checkpoint store, and what run.directory compares."""
+    return json.loads(json.dumps(config.to_dict(), default=str))
 
 
 def lane_grid(config) -> LaneGrid:

@@ -113,12 +113,6 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
 ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1}
 
 
-def as_json(config) -> dict:
-    """The config as JSON gives it back (tuples as lists): what config.json and a
-    checkpoint store, and what they are compared in."""
-    return json.loads(json.dumps(config.to_dict(), default=str))
-
-
 def _flat(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
