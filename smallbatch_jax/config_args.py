@@ -50,8 +50,12 @@ def sibling_config(config_file: str, name: str, arg: str | None = None):
 
 
 def load_config(path: str):
-    """The config of a config file, "configs/FILE.py[:ARG]" (as --config takes it)."""
+    """The config of a config file, "configs/FILE.py[:ARG]" (as --config takes it), locked
+    as the command line's is: setting a key the config does not have (a typo such as
+    `config.optimiser = "adam"`) raises instead of being silently ignored."""
     file, _, arg = path.partition(":")
     if not os.path.isfile(file):
         raise FileNotFoundError(f"config file {file!r} does not exist")
-    return sibling_config(file, os.path.splitext(os.path.basename(file))[0], arg or None)
+    config = sibling_config(file, os.path.splitext(os.path.basename(file))[0], arg or None)
+    config.lock()
+    return config

@@ -22,3 +22,17 @@ def test_empty_arg_gives_the_defaults():
 def test_bad_arguments_name_the_key(arg, match):
     with pytest.raises(ValueError, match=match):
         parse_arg(arg, depth=32, bn=True)
+
+
+def test_a_loaded_config_refuses_unknown_keys_as_the_command_line_does():
+    """`config.optimiser = 'adam'` (a typo) was accepted and silently ignored."""
+    import pytest
+
+    from conftest import REPO_ROOT
+    from smallbatch_jax.config_args import load_config
+
+    config = load_config(f"{REPO_ROOT}/configs/default.py")
+    config.optimizer = "adam"  # a key it has
+    with pytest.raises(AttributeError, match='Key "optimiser" does not exist') as error:
+        config.optimiser = "adam"
+    assert 'Did you mean "optimizer"' in str(error.value)

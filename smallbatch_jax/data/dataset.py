@@ -113,6 +113,11 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
                              "regression objective, e.g. config.objective='regression')")
         if labels == "targets" and not np.all(np.isfinite(y.astype(np.float64))):
             raise ValueError(f"{name}: {split} targets must be finite")
+        if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+            bad = int(np.count_nonzero(~np.isfinite(images)))
+            raise ValueError(f"{name}: {split} inputs hold {bad} non-finite value(s) (NaN or "
+                             "inf); every lane would diverge at its first step. Impute or drop "
+                             "them first")
         if len(y) == 0:
             raise ValueError(f"{name}: the {split} split is empty")
     if train_images.shape[1:] != test_images.shape[1:]:

@@ -25,7 +25,8 @@ from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
-from smallbatch_jax.run.config_checks import check_against_data, check_config
+from smallbatch_jax.run.config_checks import (check_against_data, check_config, check_labels,
+                                             check_model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +163,9 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     if not config.standardize:
         dataset = dataset.unstandardized()
     check_against_data(config, dataset, objective)
+    recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
+    check_model(recipe.build("xla"), dataset, objective, recipe.name)
+    check_labels(dataset)
     cadence = config.checkpoint
     return RunSpec(
         config=as_json(config),
@@ -170,8 +174,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         objective=objective,
         grid=lane_grid(config),
         optimizer=optimizer_of(config),
-        model=ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None,
-                          model),
+        model=recipe,
         batch_size=config.batch_size,
         eval_batch_size=min(config.eval_batch_size, dataset.num_test),
         augment=config.augment,

@@ -1,16 +1,23 @@
 """Checks a run's config before any compute; every error names the key and what it allows.
 
 `check_config` needs only the config; `check_against_data` also needs the data set, for the
-limits that depend on its size.
+limits that depend on its size; `check_model` traces the model once on the data's input
+shape (`jax.eval_shape`: shapes only, nothing computed) for what would otherwise train to the
+end and report every lane as diverged, or fail deep inside a convolution.
 """
 
+import inspect
 import math
+
+import jax
+import numpy as np
+from absl import logging
 
 from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import strategy_fields
 from smallbatch_jax.models import MODELS, import_model
-from smallbatch_jax.objectives import Objective
+from smallbatch_jax.objectives import OBJECTIVES, Objective
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
 
 
@@ -144,3 +151,55 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
     if config.evals_per_epoch > steps_per_epoch:
         _fail("evals_per_epoch", config.evals_per_epoch,
               f"at most the {steps_per_epoch} steps of an epoch at m = {config.batch_size}")
+
+
+def check_model(model, dataset: DatasetLike, objective: Objective, name: str) -> None:
+    """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
+    the data's inputs, and (under a built-in objective) gives one output per class, or per
+    target component."""
+    parameters = inspect.signature(model.__call__).parameters
+    if "train" not in parameters and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        raise ValueError(f"model {name}: its __call__ takes no `train` argument; the lanes call "
+                         "it as model.apply(variables, x, train=True/False) (dropout and "
+                         "BatchNorm switch on it): add `train: bool` to its signature")
+    dtype = np.int32 if dataset.input_kind == "tokens" else np.float32
+    inputs = jax.ShapeDtypeStruct((2,) + tuple(dataset.image_shape), dtype)
+    try:
+        outputs = jax.eval_shape(
+            lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0], inputs)
+    except Exception as error:  # noqa: BLE001 – whatever the model raised on this shape
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise ValueError(f"model {name} cannot take {dataset.name}'s inputs of shape "
+                         f"{tuple(dataset.image_shape)} per example ({dataset.input_kind}; "
+                         f"{type(error).__name__}: {first}). Give a model for these inputs "
+                         "(a convolutional model takes (H, W, C) images, a dense one flat "
+                         "features)") from error
+    if objective not in OBJECTIVES.values():
+        return  # a user's objective says itself what outputs it takes
+    outputs = jax.tree.leaves(outputs)
+    width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
+    if dataset.label_kind == "classes":
+        if width != dataset.num_classes or outputs[0].ndim != 2:
+            raise ValueError(
+                f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
+                f"of 2; {dataset.name} has {dataset.num_classes} classes: the model needs "
+                f"(batch, {dataset.num_classes}) outputs, one per class")
+    else:
+        per_example = int(np.prod(outputs[0].shape[1:])) if len(outputs) == 1 else None
+        if per_example != dataset.num_classes:
+            raise ValueError(
+                f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
+                f"of 2; {dataset.name}'s targets have {dataset.num_classes} component(s) per "
+                f"example: the model needs (batch, {dataset.num_classes}) outputs")
+
+
+def check_labels(dataset: DatasetLike) -> None:
+    """A warning for test classes the training split never shows (the model cannot learn
+    them: the test metric is capped below 1)."""
+    if dataset.streamed or dataset.label_kind != "classes":
+        return
+    unseen = np.setdiff1d(np.unique(dataset.test_labels), np.unique(dataset.train_labels))
+    if len(unseen):
+        logging.warning("%s: test classes %s never occur in the training split; the test "
+                        "metric counts them as errors", dataset.name, unseen.tolist()[:20])

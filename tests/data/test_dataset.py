@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from smallbatch_jax.data.dataset import channel_mean_std
+from smallbatch_jax.data.dataset import channel_mean_std, make_dataset
 
 
 def test_channel_statistics_match_numpy_in_any_chunking():
@@ -10,3 +11,11 @@ def test_channel_statistics_match_numpy_in_any_chunking():
         mean, std = channel_mean_std(images, chunk=chunk)
         np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=1e-12)
         np.testing.assert_allclose(std, pixels.std(axis=0), rtol=1e-9)
+
+
+def test_non_finite_inputs_are_refused_when_the_data_set_is_made():
+    """A NaN feature made every lane 'diverge' at its first step, blaming the learning rate."""
+    x = np.ones((10, 3), np.float32)
+    x[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"train inputs hold 1 non-finite value"):
+        make_dataset("nan", x, np.zeros(10, int), np.ones((4, 3), np.float32), np.zeros(4, int))

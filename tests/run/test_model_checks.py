@@ -1,0 +1,84 @@
+"""A model that does not fit the data fails before anything is written or compiled, with
+what to change (it used to train to the end and report every lane as diverged, or fail deep
+inside a convolution)."""
+
+import flax.linen as nn
+import numpy as np
+import pytest
+
+import smallbatch_jax as sbj
+from conftest import REPO_ROOT
+
+
+class MLP(nn.Module):
+    outputs: int = 4
+
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(self.outputs)(nn.relu(nn.Dense(16)(x)))
+
+
+class NoTrainArgument(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4)(x)
+
+
+class CNN(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(4)(nn.Conv(8, (3, 3))(x).mean((1, 2)))
+
+
+def _data(num_classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(120, 20)).astype(np.float32)
+    y = rng.integers(0, num_classes, 120)
+    return x[:100], y[:100], x[100:], y[100:]
+
+
+def _config(**overrides):
+    config = sbj.load_config(f"{REPO_ROOT}/configs/default.py")
+    config.batch_size, config.epochs, config.base_lrs = 16, 1, (2.0**-6,)
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+@pytest.mark.parametrize("model,data,message", [
+    (MLP(outputs=3), _data(), r"outputs of shape \[\(2, 3\)\].*4 classes.*\(batch, 4\)"),
+    (NoTrainArgument(), _data(), r"takes no `train` argument.*add `train: bool`"),
+    (CNN(), _data(), r"cannot take user's inputs of shape \(20,\) per example \(features"),
+    (MLP(outputs=2), (_data()[0], _data()[1].astype(np.float32), _data()[2],
+                      _data()[3].astype(np.float32)),
+     r"outputs of shape \[\(2, 2\)\].*1 component"),
+], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width"])
+def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
+        tmp_path, model, data, message):
+    objective = "regression" if data[1].dtype == np.float32 else None
+    with pytest.raises(ValueError, match=message):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=model, data=data,
+                         objective=objective)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_user_objective_decides_its_own_output_width(tmp_path):
+    """A binary logistic loss on one output: not refused for having 1 output for 2 classes."""
+    import jax.numpy as jnp
+    import optax
+
+    logistic = sbj.Objective(
+        loss=lambda out, y: optax.sigmoid_binary_cross_entropy(out[:, 0], y),
+        metric=lambda out, y: ((out[:, 0] > 0) == (y > 0)).astype(jnp.float32),
+        metric_name="accuracy", labels="classes")
+    rows = sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(outputs=1),
+                            data=_data(num_classes=2), objective=logistic)
+    assert len(rows) == 1
+
+
+def test_test_classes_unseen_in_training_are_named(tmp_path, caplog):
+    x, y, xt, yt = _data()
+    y = np.where(y == 3, 0, y)  # class 3 only in the test split
+    with caplog.at_level("WARNING"):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=(x, y, xt, yt))
+    assert "test classes [3] never occur in the training split" in caplog.text
