@@ -6,7 +6,8 @@ checkpoint holding two items:
   state and divergence flags, and the step and epoch counters;
 - `progress` (JSON): what the run needs besides the state to continue and to write the
   same files as a run that never stopped: the history of the epochs so far, the training
-  time so far, the config the run started with, and the state's SHA-256.
+  time so far, the config the run started with, the state's SHA-256 and the progress's own
+  (a flipped digit in the saved history would otherwise change curves.csv silently).
 
 Why each piece:
 - Orbax writes a checkpoint into a temporary directory and renames it when complete, so a
@@ -29,6 +30,7 @@ restored at an epoch boundary continues exactly as if it had not stopped.
 import errno
 import glob
 import hashlib
+import json
 import logging as std_logging
 import os
 import shutil
@@ -53,6 +55,13 @@ def state_digest(state) -> str:
     return hashlib.sha256(serialization.to_bytes(state)).hexdigest()
 
 
+def progress_digest(progress: dict) -> str:
+    """SHA-256 of a progress item as JSON (its own digest left out; NaN written as NaN)."""
+    text = json.dumps({k: v for k, v in progress.items() if k != "progress_sha256"},
+                      sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class RunCheckpoints:
     """The checkpoints of one run directory. Only this process touches them (each process
     of a multi-process sweep trains its own runs: processes.py), so Orbax is told that
@@ -74,8 +83,9 @@ class RunCheckpoints:
 
     def save(self, state, progress: dict) -> None:
         """Saves `state` with `progress` (JSON-able) under the state's step; the state's
-        digest is added to the progress."""
+        digest and the progress's own are added to the progress."""
         progress = dict(progress, state_sha256=state_digest(state))
+        progress["progress_sha256"] = progress_digest(progress)
         step = int(state.step)
         try:
             self.manager.save(step, args=ocp.args.Composite(
@@ -115,8 +125,15 @@ class RunCheckpoints:
             path = os.path.join(self.directory, str(step))
             try:
                 progress = self.progress(step)
+                if progress_digest(progress) != progress.get("progress_sha256",
+                                                             progress_digest(progress)):
+                    raise ValueError("the progress read back differs from the progress saved "
+                                     "(SHA-256 mismatch)")
             except Exception as error:  # noqa: BLE001 – an unreadable checkpoint: the next
                 failures.append(self._skip(path, error))
+                # Removed, or the run would save this step again over it and fail (Orbax
+                # refuses to save over an existing step).
+                self.manager.delete(step)
                 continue
             if check is not None:
                 check(progress)

@@ -53,6 +53,7 @@ def train(spec: RunSpec, workdir: str) -> list[dict]:
         rows = directory.finished_rows(spec.config)
         if rows is not None:
             logging.info("%s: finished already (its results.csv); nothing to train", workdir)
+            directory.remove_checkpoints()  # (a run killed right after finishing left them)
             return rows
         checkpoints = RunCheckpoints(directory.file(directory.CHECKPOINTS),
                                      spec.checkpoints.keep)

@@ -157,3 +157,41 @@ def test_a_full_disk_during_a_save_is_an_os_error_and_leaves_nothing_half(tiny_d
     assert sorted(os.listdir(tmp_path / "ck")) == ["8"]
     monkeypatch.setattr(checkpoints.manager, "save", original)
     checkpoints.close()
+
+
+def _progress_file(directory):
+    """The JSON file of a checkpoint's progress item."""
+    files = [os.path.join(root, name) for root, _, names in os.walk(directory)
+             for name in names if root.endswith(os.sep + "progress") and name == "metadata"]
+    assert len(files) == 1, files
+    return files[0]
+
+
+@pytest.mark.parametrize("how", ["missing", "flipped-digit"])
+def test_a_damaged_progress_is_never_resumed_from_and_is_removed(tiny_digits, tmp_path, how,
+                                                                caplog):
+    """A progress item that cannot be read (its file missing) or that reads back other than
+    saved (a flipped digit of the history: outside the state's digest) is skipped for the
+    older checkpoint and removed, so that saving that step again works."""
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"), keep=2)
+    older, newer = _momentum_state(tiny_digits, 8), _momentum_state(tiny_digits, 16)
+    checkpoints.save(older, {"history": {"train_loss": [[0.5, 0.25]]}})
+    checkpoints.save(newer, {"history": {"train_loss": [[0.5, 0.25], [0.375, 0.125]]}})
+    path = _progress_file(tmp_path / "ck" / "16")
+    if how == "missing":
+        os.remove(path)
+    else:
+        text = open(path).read()
+        assert "0.375" in text
+        open(path, "w").write(text.replace("0.375", "0.395"))
+    with caplog.at_level("WARNING"):
+        state, progress = checkpoints.restore_latest(_momentum_state(tiny_digits, 0))
+    _assert_trees_equal(state, older)
+    assert progress["history"] == {"train_loss": [[0.5, 0.25]]}
+    assert "ck/16 cannot be read" in caplog.text
+    assert checkpoints.steps() == [8]
+    checkpoints.save(newer, {"history": {}})  # the step saved again: no StepAlreadyExists
+    assert checkpoints.steps() == [8, 16]
+    checkpoints.close()

@@ -210,9 +210,12 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     assert sorted(os.listdir(workdir)) == [".lock", "config.json", "curves.csv",
                                            "results.csv", "state.msgpack"]
 
-    # Finished: the same command returns its rows without training; another is refused.
+    # Finished: the same command returns its rows without training (and removes the
+    # checkpoints a kill between results.csv and their removal left); another is refused.
+    os.makedirs(os.path.join(workdir, "checkpoints", "26"))
     monkeypatch.setattr(lr_sweep, "create_run", lambda *a: pytest.fail("compiled"))
     again = lr_sweep.train_and_evaluate(config, workdir)
+    assert not os.path.exists(os.path.join(workdir, "checkpoints"))
     assert [r["median_test_metric"] for r in again] == pytest.approx(
         [r["median_test_metric"] for r in rows])
     assert again[0]["diverged"] is rows[0]["diverged"] and again[0]["epochs"] == 3
