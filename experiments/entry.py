@@ -13,13 +13,20 @@ Each `experiments/*.py` is its docstring, its flags and one library call:
                   compilation_cache=CACHE)
 """
 
+import sys
+import traceback
 from collections.abc import Callable
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from smallbatch_jax import compilation_cache as cache
 from smallbatch_jax.engine.sharding import use_cpu_cores
+from smallbatch_jax.run.directory import LockedError, WorkdirError
+
+# Errors whose remedy is the user's (a config value, the data, a busy or full workdir): one
+# line naming it and exit status 1; the traceback only with --verbosity=1 or more.
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, ImportError, LockedError, WorkdirError)
 
 
 def config_flag():
@@ -59,6 +66,12 @@ def run(main: Callable[[], object], *, cpu_cores: bool = False,
             use_cpu_cores()
         if compilation_cache is not None:
             cache.enable(compilation_cache.value)
-        main()
+        try:
+            main()
+        except EXPECTED_ERRORS as error:
+            if logging.get_verbosity() >= logging.DEBUG:
+                traceback.print_exc()
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
 
     app.run(absl_main)

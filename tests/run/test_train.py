@@ -49,8 +49,12 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
 
 def test_bad_config_fails_fast_with_the_key(tmp_path):
     done = run_lr_sweep(tmp_path / "bad", "--config.bn_batch_size=3")
-    assert done.returncode != 0
-    assert "config.bn_batch_size=3 is invalid" in done.stderr
+    assert done.returncode == 1
+    # One line naming the fix, no traceback (it is there with --verbosity=1).
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: config.bn_batch_size=3 is invalid; allowed: 0 (BN over the whole batch) or a "
+        "positive divisor of batch_size=8")
+    assert "Traceback" not in done.stderr
     assert not (tmp_path / "bad").exists()
 
 
