@@ -33,12 +33,14 @@ def test_conv_equals_xla_conv(impl, lhs_shape, rhs_shape, strides, padding):
     conv = OURS[impl]
     x, w = _operands(lhs_shape, rhs_shape)
     expected = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
-    np.testing.assert_allclose(conv(x, w, strides, padding), expected, rtol=1e-5, atol=1e-5)
+    # (Jitted: one program, kept by the suite's compilation cache, instead of op by op.)
+    ours = jax.jit(lambda x, w: conv(x, w, strides, padding))
+    np.testing.assert_allclose(ours(x, w), expected, rtol=1e-5, atol=1e-5)
 
     # And so are both gradients.
     loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w, strides, padding)))
     xla = lambda x, w, s, p: lax.conv_general_dilated(x, w, s, p, dimension_numbers=DN)
-    for ours, theirs in zip(jax.grad(loss(conv), (0, 1))(x, w),
+    for ours, theirs in zip(jax.jit(jax.grad(loss(conv), (0, 1)))(x, w),
                             jax.grad(loss(xla), (0, 1))(x, w)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
@@ -50,8 +52,9 @@ def test_conv_under_vmap_over_lanes_emits_no_grouped_convolution(impl, shared_in
     in_axes = (None if shared_input else 0, 0)
     x_in = x[0] if shared_input else x
     lanes = jax.vmap(lambda x, w: OURS[impl](x, w, (1, 1), "SAME"), in_axes)
-    assert "convolution" not in jax.jit(lanes).lower(x_in, w).as_text()
-    ours = lanes(x_in, w)
+    lowered = jax.jit(lanes).lower(x_in, w)
+    assert "convolution" not in lowered.as_text()
+    ours = lowered.compile()(x_in, w)
     theirs = jax.vmap(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME",
                                                             dimension_numbers=DN), in_axes)(x_in, w)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
@@ -72,9 +75,13 @@ def test_models_give_the_same_output_with_every_conv(name, impl):
     x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
     xla = create_model(name, 10)
     ours = create_model(name, 10, conv=conv_layer(impl))
-    variables = xla.init(jax.random.key(1), x, train=False)
+    # (Jitted: one program each, kept by the suite's compilation cache, not op by op.)
+    init = lambda model: jax.jit(lambda key, x: model.init(key, x, train=False))
+    apply = lambda model: jax.jit(
+        lambda variables, x: model.apply(variables, x, train=True, mutable=["batch_stats"]))
+    variables = init(xla)(jax.random.key(1), x)
     assert jax.tree.structure(variables) == jax.tree.structure(
-        ours.init(jax.random.key(1), x, train=False))
-    out_xla, _ = xla.apply(variables, x, train=True, mutable=["batch_stats"])
-    out_ours, _ = ours.apply(variables, x, train=True, mutable=["batch_stats"])
+        init(ours)(jax.random.key(1), x))
+    out_xla, _ = apply(xla)(variables, x)
+    out_ours, _ = apply(ours)(variables, x)
     np.testing.assert_allclose(out_ours, out_xla, rtol=1e-4, atol=1e-4)
