@@ -53,6 +53,16 @@ class MetricTable(dict):
         return self.ranking.higher_is_better
 
 
+def context(rows) -> str:
+    """'alexnet on cifar10, sgd' from results rows (what they name; '' if nothing): the line
+    every summary and figure names its runs with."""
+    first = rows[0] if rows else {}
+    named = [str(first.get(key) or "") for key in ("model", "dataset", "optimizer")]
+    if not any(named):
+        return ""
+    return f"{named[0] or '?'} on {named[1] or '?'}" + (f", {named[2]}" if named[2] else "")
+
+
 def best_of(scores: dict, higher: bool = True):
     """The key of the best finite score (the highest, or the lowest when not `higher`); ties
     go to the smallest key. None if no score is finite."""
@@ -246,7 +256,8 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     ranges = reliable_ranges(accuracies, tolerance)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
     name = accuracies.metric
-    lines = [f"# {title}", ""]
+    where = context(rows)
+    lines = [f"# {title}", ""] + ([f"{where}.", ""] if where else [])
     if trained:
         best_m = best_of({m: acc for m, (_, acc) in trained.items()},
                          accuracies.higher_is_better)

@@ -85,7 +85,7 @@ def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0
     target, found = time_to_target(workdir, rows, target)
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
-                                             where=plots.context(rows), noise_scales=scales)
+                                             where=analysis.context(rows), noise_scales=scales)
     figures = ("accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
                "steps_to_target", "noise_scale")
     text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in figures)
@@ -105,13 +105,13 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
         metric = results.metric_of(rows).name
         summary += "\n" + steps_to_target.markdown(found, target, metric)
         paths += plots.save(plots.steps_to_target_vs_batch_size(
-            found, target, metric, plots.context(rows)), directory, "steps_to_target")
+            found, target, metric, analysis.context(rows)), directory, "steps_to_target")
     scales = noise_scales(workdir, rows)
     if scales:
         table = analysis.metric_table(rows)
         best = analysis.best_of(table, table.higher_is_better)
         paths += plots.save(plots.noise_scale_vs_progress(
-            scales, best[0] if best else None, plots.context(rows)), directory, "noise_scale")
+            scales, best[0] if best else None, analysis.context(rows)), directory, "noise_scale")
     write_summary(workdir, summary, paths)
 
 

@@ -28,8 +28,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
 from smallbatch_jax.run.results import metric_of, replacing  # noqa: E402
 from smallbatch_jax.study.analysis import (  # noqa: E402
-    best_per_batch_size, bn_metric_table, consecutive_runs, metric_table, reliability_rule,
-    reliable_ranges, seed_statistics)
+    best_per_batch_size, bn_metric_table, consecutive_runs, context, metric_table,
+    reliability_rule, reliable_ranges, seed_statistics)
 
 FORMATS = ("png", "svg")
 DPI = 300
@@ -44,15 +44,6 @@ COLORS = tuple(plt.cm.tab10(i) for i in range(10)) + (mcolors.to_rgba("black"),)
 def _style(i: int) -> dict:
     """The i-th series' colour and marker: distinguishable in colour and in grey."""
     return {"color": COLORS[i % len(COLORS)], "marker": MARKERS[i % len(MARKERS)]}
-
-
-def context(rows) -> str:
-    """'alexnet on cifar10, sgd' from results rows (what they name; '' if nothing)."""
-    first = rows[0] if rows else {}
-    named = [str(first.get(key) or "") for key in ("model", "dataset", "optimizer")]
-    if not any(named):
-        return ""
-    return f"{named[0] or '?'} on {named[1] or '?'}" + (f", {named[2]}" if named[2] else "")
 
 
 def _title(ax, text: str, where: str = "") -> None:

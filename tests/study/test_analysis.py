@@ -228,3 +228,10 @@ def test_scores_equal_to_float32_resolution_are_ties():
     a, b = 0.9916434288024902, 0.9916434586048126  # 356/359 in float32, two ways
     assert a != b and best_of({4: a, 2: b}) == 2 and best_of({4: b, 2: a}) == 2
     assert best_of({4: 0.99165, 2: 0.99163}) == 4  # a real difference still decides
+
+
+def test_the_summary_names_the_model_the_data_and_the_optimizer():
+    rows = [dict(row, model="alexnet", dataset="cifar10", optimizer="momentum-nesterov")
+            for row in _rows(TABLE)]
+    assert summary_markdown(rows, 0.02).splitlines()[:3] == [
+        "# Batch-size sweep", "", "alexnet on cifar10, momentum-nesterov."]

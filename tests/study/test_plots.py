@@ -2,7 +2,7 @@ import math
 import os
 
 from smallbatch_jax.study import plots
-from smallbatch_jax.study.analysis import metric_table, bn_metric_table
+from smallbatch_jax.study.analysis import bn_metric_table, context, metric_table
 from test_analysis import BN_CELLS, NAN, TABLE, _bn_rows, _rows
 
 
@@ -124,7 +124,7 @@ def test_figures_for_a_paper_error_bars_staggered_marks_gaps_and_where(tmp_path)
     paths = plots.write_figures(rows, str(tmp_path), 0.02)
     from smallbatch_jax.study.analysis import seed_statistics
     errors = {p: se for p, (_, se, _) in seed_statistics(rows).items()}
-    fig = plots.metric_vs_lr(metric_table(rows), errors, plots.context(rows))
+    fig = plots.metric_vs_lr(metric_table(rows), errors, context(rows))
     ax = fig.axes[0]
     assert ax.get_title().endswith("alexnet on cifar10, sgd")
     assert len(ax.containers) == 2 and all(c.has_yerr for c in ax.containers)
