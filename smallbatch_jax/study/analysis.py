@@ -13,10 +13,11 @@ accuracy is at least the best accuracy of the whole sweep (every m, every η̃) 
 `tolerance` (in the metric's units), and no seed diverged. The tolerance is the sweep
 config's `reliable_tolerance`, and every figure and summary states it.
 
-Seeds: with two or more, every (m, η̃) has a mean and a standard error (`seed_statistics`),
-and an m is "within noise of the best" when Welch's t-test of its best η̃'s seeds against the
-sweep's best point's seeds does not reject equal means at α = 0.05, two-sided
-(`within_noise`). The best η̃ of each m is itself chosen on these seeds, which flatters every
+Seeds: with two or more, every (m, η̃) has a mean and a standard error (`seed_statistics`).
+With at least MIN_SEEDS = 3 per point, an m is "within noise of the best" when Welch's t-test
+of its best η̃'s seeds against the sweep's best point's seeds does not reject equal means at
+α = 0.05, two-sided (`within_noise`), and its score is within the tolerance of the best
+(`batch_sizes_within_noise`: the one answer summary.md and recommendation.md both give). The best η̃ of each m is itself chosen on these seeds, which flatters every
 m alike; the test does not correct for it, and the summary says so.
 
 Ties: wherever a best is chosen (η̃ at an m, the best m, the best m_BN), equal scores go
@@ -34,6 +35,10 @@ from smallbatch_jax.objectives import ACCURACY, Metric
 from smallbatch_jax.run.results import metric_of
 
 ALPHA = 0.05  # the significance level of `within_noise`
+# Seeds per point a test of "within noise" needs: with 2 seeds per point Welch's test has
+# about one degree of freedom, and 0.225 against 0.349 came out "within noise" (p = 0.058).
+# Fewer: every report says it cannot tell.
+MIN_SEEDS = 3
 
 
 class MetricTable(dict):
@@ -108,8 +113,8 @@ def seed_statistics(rows) -> dict[tuple[int, float], tuple[float, float, int]]:
 
 def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
     """{m: the p-value of Welch's t-test between m's best η̃ and the sweep's best point}
-    (1.0 for the best m itself; NaN where either has fewer than 2 seeds or m every η̃
-    diverged). m is within noise of the best when p ≥ `alpha`."""
+    (1.0 for the best m itself; NaN where either has fewer than MIN_SEEDS seeds or m every η̃
+    diverged)."""
     table, values = metric_table(rows), seed_values(rows)
     best = best_per_batch_size(table)
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
@@ -130,8 +135,10 @@ def within_noise(rows, alpha: float = ALPHA) -> dict[int, float]:
 
 def welch_p(ours: list[float], reference: list[float]) -> float:
     """The p-value of Welch's t-test between two sets of seeds' scores (NaN with fewer than
-    2 of either or a NaN among them); without spread in either, the means decide (1 or 0)."""
-    if len(ours) < 2 or len(reference) < 2 or any(math.isnan(v) for v in ours + reference):
+    MIN_SEEDS of either or a NaN among them); without spread in either, the means decide (1
+    or 0)."""
+    if (len(ours) < MIN_SEEDS or len(reference) < MIN_SEEDS
+            or any(math.isnan(v) for v in ours + reference)):
         return math.nan
     if np.std(ours) == 0 and np.std(reference) == 0:
         return 1.0 if np.mean(ours) == np.mean(reference) else 0.0
@@ -170,6 +177,24 @@ def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
                      accuracies.higher_is_better)
         best[m] = (math.nan, math.nan) if lr is None else (lr, accuracies[(m, lr)])
     return best
+
+
+def batch_sizes_within_noise(rows, tolerance: float, alpha: float = ALPHA) -> list[int] | None:
+    """The m whose best η̃ is within noise of the sweep's best point: Welch p ≥ `alpha`
+    (within_noise) and a score no further from the best than `tolerance` (seeds that scatter
+    widely pass the test without being as good); the best m among them. None where it
+    cannot be told: no other m has MIN_SEEDS seeds at its best η̃, nor the best point."""
+    table = metric_table(rows)
+    trained = {m: v for m, v in best_per_batch_size(table).items() if not math.isnan(v[1])}
+    if not trained:
+        return None
+    best_m = best_of({m: score for m, (_, score) in trained.items()}, table.higher_is_better)
+    p_values = within_noise(rows, alpha)
+    if all(math.isnan(p_values[m]) for m in trained if m != best_m):
+        return None
+    best_score = trained[best_m][1]
+    return [m for m in trained if not math.isnan(p_values[m]) and p_values[m] >= alpha
+            and within_tolerance(trained[m][1], best_score, tolerance, table.higher_is_better)]
 
 
 def within_tolerance(value: float, best: float, tolerance: float, higher: bool) -> bool:
@@ -268,12 +293,17 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                                              if spread else "")
         lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f}{spread} "
                   f"({words}).", ""]
-        if p_values:
-            close = [str(m) for m, p in p_values.items() if not math.isnan(p) and p >= ALPHA]
-            lines += [f"Within noise of the best: m = {', '.join(close)} (Welch's t-test of "
-                      f"each m's best η̃ against the best point over {seeds} seeds, two-sided, "
-                      f"p ≥ {ALPHA:g}; each m's best η̃ is chosen on the same seeds, which the "
-                      "test does not correct for).", ""]
+        if seeds > 1:
+            close = batch_sizes_within_noise(rows, tolerance)
+            if close is None:
+                lines += [f"Within noise of the best: cannot tell with fewer than {MIN_SEEDS} "
+                          f"seeds per point ({seeds} here).", ""]
+            else:
+                lines += [f"Within noise of the best: m = {', '.join(map(str, close))} "
+                          f"(Welch's t-test of each m's best η̃ against the best point over "
+                          f"{seeds} seeds, two-sided, p ≥ {ALPHA:g}, and within {tolerance:g} "
+                          "of it; each m's best η̃ is chosen on the same seeds, which the test "
+                          "does not correct for).", ""]
     else:
         lines += ["Every run diverged.", ""]
     lines += swept_value_note(rows)

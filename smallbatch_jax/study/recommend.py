@@ -288,11 +288,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               f"Within noise: not significantly worse than the best (Welch p ≥ {alpha}) and "
               f"no further from it than the tolerance, {tolerance:g} (seeds that scatter "
               "widely fail the test without being as good).", ""]
-    best_score = trained[best_m][1]
-    close = [m for m, p in p_values.items() if not math.isnan(p) and p >= alpha
-             and analysis.within_tolerance(trained[m][1], best_score, tolerance, higher)]
-    if all(math.isnan(p) for m, p in p_values.items() if m != best_m):
-        lines.append("Cannot tell with one seed per point (no test).")
+    close = analysis.batch_sizes_within_noise(rows, tolerance, alpha)
+    if close is None:
+        lines.append(f"Cannot tell with fewer than {analysis.MIN_SEEDS} seeds per point "
+                     f"({seeds} here).")
     else:
         largest = max(close)
         text = (f"m = {largest} (η̃ = {_lr_text(best[largest][0])}: "

@@ -235,3 +235,29 @@ def test_the_summary_names_the_model_the_data_and_the_optimizer():
             for row in _rows(TABLE)]
     assert summary_markdown(rows, 0.02).splitlines()[:3] == [
         "# Batch-size sweep", "", "alexnet on cifar10, momentum-nesterov."]
+
+
+def test_within_noise_needs_three_seeds_and_both_reports_give_one_answer():
+    """Two seeds gave Welch's test about one degree of freedom (0.225 against 0.349 came out
+    "within noise"): the summary and the recommendation now say they cannot tell. With three
+    seeds both name the same m: within noise and within the tolerance of the best (m = 8's
+    seeds scatter widely: the test passes them, the tolerance does not)."""
+    from smallbatch_jax.study import recommend
+
+    with_lr = lambda rows: [dict(r, lr=str(int(r["batch_size"]) * float(r["base_lr"])))
+                            for r in rows]  # (the recommendation's setting to paste needs η)
+    two = with_lr(_seeded([{2: {-8: 0.349}, 8: {-8: 0.225}}, {2: {-8: 0.351}, 8: {-8: 0.40}}]))
+    assert "Within noise of the best: cannot tell with fewer than 3 seeds per point (2 here)" \
+        in summary_markdown(two, tolerance=0.02)
+    assert "Cannot tell with fewer than 3 seeds per point (2 here)" in \
+        recommend.recommendation_markdown(two, {}, 0.0, 0.02)
+
+    three = with_lr(_seeded([{2: {-8: 0.70 + d}, 8: {-8: 0.50 + 10 * d}, 32: {-8: 0.695 + d}}
+                             for d in (0.0, 0.01, 0.02)]))
+    from smallbatch_jax.study.analysis import batch_sizes_within_noise, within_noise
+    assert within_noise(three)[8] > 0.05  # the test alone would pass m = 8
+    assert batch_sizes_within_noise(three, 0.02) == [2, 32]
+    assert "Within noise of the best: m = 2, 32 (" in summary_markdown(three, tolerance=0.02)
+    assert "## 2. The largest m within noise of the best" in (
+        text := recommend.recommendation_markdown(three, {}, 0.0, 0.02))
+    assert "m = 32 (η̃ = " in text.split("## 2.")[1].split("## 3.")[0]
