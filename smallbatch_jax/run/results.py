@@ -55,23 +55,15 @@ def median_last(values: np.ndarray, last: int) -> np.ndarray:
     return np.where(np.isnan(window).any(axis=0), np.nan, np.median(window, axis=0))
 
 
-def first_epoch_excess(epoch_seconds: list[float]) -> float:
-    """The first epoch's seconds beyond the median of the others': what compiling the
-    programs (and the first calls' autotuning and allocation) added. On a GPU at large m it
-    can be most of a run's wall time (docs/gpu). NaN with fewer than two epochs."""
-    if len(epoch_seconds) < 2:
-        return math.nan
-    return max(epoch_seconds[0] - float(np.median(epoch_seconds[1:])), 0.0)
-
-
 def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_size: int,
               steps_per_epoch: int, diverged_step: np.ndarray, last_epochs: int,
-              wall_seconds: float = math.nan, model: str = "", dataset: str = "",
+              wall_seconds: float = math.nan, compile_seconds: float = math.nan,
+              model: str = "", dataset: str = "",
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
     whole program (all lanes together, evaluation included, compilation too), of which
-    `compile_seconds` (first_epoch_excess) was compiling. `lr` is η
+    `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ, or Adam's β₁; `beta2` and `epsilon`
     are Adam's (blank for SGD)."""
     adam = optimizer.name in ("adam", "adamw")
@@ -110,7 +102,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "diverged_step": step,
             "diverged_epoch": step // steps_per_epoch + 1 if step >= 0 else -1,
             "wall_seconds": wall_seconds,
-            "compile_seconds": first_epoch_excess(history.seconds),
+            "compile_seconds": compile_seconds,
         })
     return rows
 

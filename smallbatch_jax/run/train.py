@@ -31,6 +31,7 @@ from smallbatch_jax.engine.loop import History
 from smallbatch_jax.run import results
 from smallbatch_jax.run.build import RunSpec, create_run, prepare
 from smallbatch_jax.run.checkpoint import RunCheckpoints, save_state
+from smallbatch_jax.run.compile_time import compile_seconds
 from smallbatch_jax.run.directory import RunDirectory
 from smallbatch_jax.run.provenance import provenance
 
@@ -67,6 +68,7 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
     newest = checkpoints.newest_progress()
     if newest is not None:  # refused before anything compiles
         directory.refuse_other_config(newest["config"], spec.config)
+    compiled_at_start = compile_seconds()  # (create_run's memory probe compiles)
     run = create_run(spec)
     grid, plan, epochs = spec.grid, run.plan, spec.schedule.epochs
     directory.write_config({"config": spec.config, "lanes": spec.lanes_note,
@@ -79,18 +81,21 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
 
     state, hparams, source = run.trainer.start(jnp.asarray(grid.seeds, jnp.int32),
                                                grid.hparams(), run.source)
-    history, seconds_before = History(), 0.0
+    history, seconds_before, compiled_before = History(), 0.0, 0.0
     restored = checkpoints.restore_latest(state, check=lambda progress: (
         directory.refuse_other_config(progress["config"], spec.config)))
     if restored is not None:
         state, progress = restored
         history = History.from_dict(progress["history"])
         seconds_before = progress["wall_seconds"]
+        # (NaN for a checkpoint from before compile time was measured: unknown, not 0.)
+        compiled_before = progress.get("compile_seconds", float("nan"))
         logging.info("resumed from %s at epoch %d of %d (step %d)", checkpoints.directory,
                      int(state.epoch), epochs, int(state.step))
 
     outputs = EpochOutputs(spec, directory, checkpoints, source.steps_per_epoch,
-                           int(state.epoch), seconds_before)
+                           int(state.epoch), seconds_before,
+                           compiled_before - compiled_at_start)
     state, history = fit(run.trainer, state, hparams, source, grid.seeds, epochs,
                          on_epoch_end=outputs, history=history, probe=spec.probe,
                          evals_per_epoch=spec.schedule.evals_per_epoch)
@@ -101,6 +106,7 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
         steps_per_epoch=source.steps_per_epoch,
         diverged_step=np.asarray(state.lanes.diverged_step),
         last_epochs=spec.schedule.last_epochs, wall_seconds=outputs.wall_seconds(),
+        compile_seconds=outputs.compile_seconds(),
         model=spec.model.name, dataset=spec.dataset_name, optimizer=spec.optimizer,
         objective=spec.objective)
     save_state(directory.file(directory.STATE), state)
@@ -122,9 +128,11 @@ class EpochOutputs:
     files as one that never stopped."""
 
     def __init__(self, spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints,
-                 steps_per_epoch: int, first_epoch: int, seconds_before: float):
+                 steps_per_epoch: int, first_epoch: int, seconds_before: float,
+                 compile_offset: float):
         self.spec, self.directory, self.checkpoints = spec, directory, checkpoints
         self.steps_per_epoch, self.seconds_before = steps_per_epoch, seconds_before
+        self.compile_offset = compile_offset  # compile_seconds() + this: the run's so far
         self.started = time.perf_counter()
         self.last_save = (first_epoch, self.started)
         self.first_done = None  # (epoch, time) at the end of this process's first epoch
@@ -132,6 +140,10 @@ class EpochOutputs:
     def wall_seconds(self) -> float:
         """Training time so far, the epochs before a resume included."""
         return self.seconds_before + time.perf_counter() - self.started
+
+    def compile_seconds(self) -> float:
+        """Compiling time so far (compile_time.py), a resumed run's earlier compiles included."""
+        return self.compile_offset + compile_seconds()
 
     def __call__(self, epoch: int, history: History, state) -> None:
         spec = self.spec
@@ -142,7 +154,8 @@ class EpochOutputs:
                 results.evaluation_rows(history, spec.grid, self.steps_per_epoch))
         if epoch < spec.schedule.epochs and spec.checkpoints.due(epoch, self.last_save):
             self.checkpoints.save(state, {"config": spec.config, "history": history.to_dict(),
-                                          "wall_seconds": self.wall_seconds()})
+                                          "wall_seconds": self.wall_seconds(),
+                                          "compile_seconds": self.compile_seconds()})
             self.last_save = (epoch, time.perf_counter())
 
     def log(self, epoch: int, history: History) -> None:

@@ -310,8 +310,8 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
               "(gaps in a range are η̃ that are not). Training time: the wall time of m's "
-              "program, every η̃ (and seed) at once; in brackets, what compiling took (the "
-              "first epoch's excess over the median epoch).", "",
+              "program, every η̃ (and seed) at once; in brackets, what compiling took of it "
+              "(as JAX reports its compiles).", "",
               f"| m | best η̃ | best {name} |" + (" ± se | p vs best |" if noise else "")
               + " reliable η̃ | reliable count | training time |",
               "|---|---|---|" + ("---|---|" if noise else "") + "---|---|---|"]

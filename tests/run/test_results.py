@@ -6,8 +6,8 @@ import pytest
 from smallbatch_jax.engine import History
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.run.results import (CURVE_FIELDS, SUMMARY_FIELDS, columns_of, curve_rows,
-                                        first_epoch_excess, format_table, median_last,
-                                        merge_tables, summarize, write_csv)
+                                        format_table, median_last, merge_tables, summarize,
+                                        write_csv)
 
 
 def test_median_over_the_last_epochs():
@@ -33,7 +33,7 @@ def test_summary_rows():
     grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6, 2.0**-1), weight_decay=5e-4,
                     warmup_fraction=0.0, momentum=0.0)
     rows = summarize(_history(), grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
-                     diverged_step=np.array([-1, 13]), last_epochs=5)
+                     diverged_step=np.array([-1, 13]), last_epochs=5, compile_seconds=12.5)
     assert [tuple(r) for r in rows] == [SUMMARY_FIELDS] * 2
     healthy, diverged = rows
     assert healthy["median_test_metric"] == 0.6 and healthy["final_test_metric"] == 0.7
@@ -42,15 +42,25 @@ def test_summary_rows():
     assert diverged["diverged"] and diverged["diverged_step"] == 13
     assert diverged["diverged_epoch"] == 2  # step 13 lies in epoch 2 (steps 10..19)
     assert np.isnan(diverged["median_test_metric"])
-    assert healthy["compile_seconds"] == 0.0  # every epoch took 1 s: nothing stands out
+    assert healthy["compile_seconds"] == diverged["compile_seconds"] == 12.5  # the program's
     table = format_table(rows, 5)
     assert "step 13" in table and "0.6000" in table and "2^-6" in table
 
 
-def test_compiling_is_the_first_epochs_excess_over_the_median_epoch():
-    assert first_epoch_excess([25.0, 4.0, 3.9, 4.2]) == pytest.approx(21.0)
-    assert first_epoch_excess([3.0, 4.0, 4.0]) == 0.0  # never negative
-    assert np.isnan(first_epoch_excess([9.0]))  # one epoch: compiling is not told apart
+def test_compile_time_is_measured_where_programs_compile_and_not_where_they_are_reused():
+    """(The first epoch's excess over the others, used before, read 0 s with two epochs.)"""
+    import jax
+    import jax.numpy as jnp
+
+    from smallbatch_jax.run.compile_time import compile_seconds
+
+    program = jax.jit(lambda x: jnp.tanh(x @ x.T) * 3.25 - 0.5)
+    before = compile_seconds()
+    program(jnp.ones((31, 17))).block_until_ready()
+    compiled = compile_seconds()
+    assert compiled > before
+    program(jnp.zeros((31, 17))).block_until_ready()  # the same shapes: no new program
+    assert compile_seconds() == compiled
 
 
 def test_csv_files_round_trip(tmp_path):

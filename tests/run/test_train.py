@@ -181,6 +181,10 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
         lr_sweep.train_and_evaluate(config, workdir)
     monkeypatch.undo()
     assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(1438 // 64)]
+    saved = RunCheckpoints(os.path.join(workdir, "checkpoints"))
+    compiled_before = saved.newest_progress()["compile_seconds"]
+    saved.close()
+    assert compiled_before > 0  # (measured: the first epoch compiled the programs)
 
     # Another grid or seed: refused, naming the keys, before anything is built or compiled.
     other = parse(f"--config={REPO_ROOT}/configs/default.py")
@@ -211,6 +215,7 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
         rows = lr_sweep.train_and_evaluate(config, workdir)
     assert "resumed from" in caplog.text and "at epoch 1 of 3" in caplog.text
     assert len(rows) == 2 and rows[0]["epochs"] == 3
+    assert rows[0]["compile_seconds"] >= compiled_before  # kept across the resume
     assert sorted(os.listdir(workdir)) == [".lock", "config.json", "curves.csv",
                                            "results.csv", "state.msgpack"]
 
@@ -329,9 +334,12 @@ def test_the_compilation_cache_keeps_programs_and_a_cached_run_is_the_same(tmp_p
     assert kept
     assert "Persistent compilation cache hit for 'jit__train'" in run(tmp_path / "second")
     assert trains() == kept
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
-    assert strip(read_csv(tmp_path / "first" / "results.csv")) == strip(
-        read_csv(tmp_path / "second" / "results.csv"))
+    timing = ("wall_seconds", "compile_seconds")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+    first, second = (read_csv(tmp_path / name / "results.csv") for name in ("first", "second"))
+    assert strip(first) == strip(second)
+    # Compiling is measured (run/compile_time.py): the run served from the cache compiled less.
+    assert 0 < float(second[0]["compile_seconds"]) < float(first[0]["compile_seconds"])
     assert ((tmp_path / "first" / "state.msgpack").read_bytes()
             == (tmp_path / "second" / "state.msgpack").read_bytes())
 
