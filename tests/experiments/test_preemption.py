@@ -119,7 +119,7 @@ def _damage_arrays(checkpoint):
 
 
 @pytest.mark.parametrize("moment", ["compiling", "training", "saving", "damaged"])
-def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
+def test_a_killed_run_resumes_to_the_same_files(tmp_path, request, moment):
     """compiling: killed before any checkpoint, so the rerun starts over: the same config and
     seed in a new process give the same files, bit for bit. damaged: the newest checkpoint
     left by the kill is truncated; the one before is used (and the damaged one removed)."""
@@ -144,16 +144,18 @@ def test_a_killed_run_resumes_to_the_same_files(tmp_path, reference, moment):
     if moment == "damaged":
         assert f"checkpoints/{2 * STEPS_PER_EPOCH} cannot be read" in again.stderr
         assert "at epoch 1 of 4" in again.stderr
-    assert_same_run(workdir, reference)
+    # (Asked for last: while another worker makes it, this one killed and reran meanwhile.)
+    assert_same_run(workdir, request.getfixturevalue("reference"))
 
 
-def test_a_killed_batch_sweep_resumes_its_unfinished_run(tmp_path, straight):
+def test_a_killed_batch_sweep_resumes_its_unfinished_run(tmp_path, request):
     killed = tmp_path / "killed"
     command = _command("experiments.batch_sweep", killed)
     log = _killed(command, log=["run 2 of 2 (m = 32)", "epoch 3/4"])
     assert "m16: complete" not in log
     again = _run(command)
     assert "m16: complete, skipped" in again.stderr and "resumed from" in again.stderr
+    straight = request.getfixturevalue("straight")  # (asked for last, as above)
     for m in (16, 32):
         assert_same_run(killed / f"m{m}", straight / f"m{m}")
     assert _rows(killed / "results.csv") == _rows(straight / "results.csv")
