@@ -9,10 +9,20 @@ from test_bn_sweep import _earlier_sweep
 NAN = float("nan")
 
 
-def _compare(tmp_path, sweeps):
+def _start_compare(tmp_path, sweeps):
     command = [sys.executable, "-m", "experiments.compare", f"--workdir={tmp_path / 'fig15'}",
                f"--sweeps={sweeps}", "--tolerance=0.05"]
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process):
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _compare(tmp_path, sweeps):
+    return _finish(_start_compare(tmp_path, sweeps))
 
 
 def test_compare_draws_figs_15_and_16_from_two_sweeps(tmp_path):
@@ -29,5 +39,8 @@ def test_compare_draws_figs_15_and_16_from_two_sweeps(tmp_path):
 
 
 def test_compare_refuses_a_missing_sweep_or_a_bare_path(tmp_path):
-    assert "no results.csv in" in _compare(tmp_path, f"A={tmp_path / 'none'}").stderr
-    assert "label=workdir pairs" in _compare(tmp_path, str(tmp_path)).stderr
+    # (Both commands at once: each fails before it writes anything.)
+    missing = _start_compare(tmp_path, f"A={tmp_path / 'none'}")
+    bare = _start_compare(tmp_path, str(tmp_path))
+    assert "no results.csv in" in _finish(missing).stderr
+    assert "label=workdir pairs" in _finish(bare).stderr
