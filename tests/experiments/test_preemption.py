@@ -63,9 +63,9 @@ def _run(command, **kwargs) -> subprocess.CompletedProcess:
 
 def _killed(command, **when) -> str:
     """Runs `command`, which kills itself (KILLING) when `when` says: log=[texts, in order]
-    or save=N; returns its log."""
+    (JAX logs each program it compiles too) or save=N; returns its log."""
     python, *module = command
-    env = dict(os.environ, KILL_AFTER_LOG="|".join(when.get("log", ())))
+    env = dict(os.environ, KILL_AFTER_LOG="|".join(when.get("log", ())), JAX_LOG_COMPILES="1")
     if "save" in when:
         env["KILL_AT_SAVE"] = str(when["save"])
     done = subprocess.run([python, "-c", KILLING, *module[1:]], cwd=REPO_ROOT,
@@ -125,8 +125,8 @@ def test_a_killed_run_resumes_to_the_same_files(tmp_path, request, moment):
     left by the kill is truncated; the one before is used (and the damaged one removed)."""
     workdir = tmp_path / "run"
     command = _command("experiments.lr_sweep", workdir)
-    if moment == "compiling":  # after the plan is made, before the first epoch ends
-        _killed(command, log=["steps/epoch"])
+    if moment == "compiling":  # after the plan is made, as the training program compiles
+        _killed(command, log=["steps/epoch", "Compiling jit(_train)"])
         assert not os.listdir(workdir / "checkpoints")
     elif moment == "training":  # epoch 1's checkpoint is complete before epoch 2's line
         _killed(command, log=["epoch 2/4"])
