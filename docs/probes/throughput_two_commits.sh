@@ -6,11 +6,12 @@
 #   git worktree add /tmp/old OLD_COMMIT
 #   bash docs/probes/throughput_two_commits.sh /tmp/old . 2 /tmp/tp_compare
 #
-# Arguments: the old checkout, the new checkout, rounds (each runs both), an output folder.
+# Arguments: the old checkout, the new checkout, rounds (each runs both), an output folder;
+# BATCH_SIZES="(32,)" to measure other m than 2 and 32.
 set -euo pipefail
 old=$(cd "$1" && pwd); new=$(cd "$2" && pwd); rounds=${3:-2}; out=${4:-/tmp/tp_compare}
 mkdir -p "$out"
-flags=(--config.batch_sizes="(2, 32)" --config.num_lanes="(13,)"
+flags=(--config.batch_sizes="${BATCH_SIZES:-(2, 32)}" --config.num_lanes="(13,)"
        --config.strategies="('auto',)" --config.repeats=3 --config.sweep_epochs=0)
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
