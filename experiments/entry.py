@@ -21,6 +21,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from smallbatch_jax import compilation_cache as cache
+from smallbatch_jax.config_args import expand_lr_grids
 from smallbatch_jax.engine.sharding import use_cpu_cores
 from smallbatch_jax.run.directory import LockedError, WorkdirError
 
@@ -67,6 +68,8 @@ def run(main: Callable[[], object], *, cpu_cores: bool = False,
         if compilation_cache is not None:
             cache.enable(compilation_cache.value)
         try:
+            if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
+                expand_lr_grids(flags.FLAGS["config"].value)  # --config.base_lrs=2^-16:2^-4
             main()
         except EXPECTED_ERRORS as error:
             if logging.get_verbosity() >= logging.DEBUG:

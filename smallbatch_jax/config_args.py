@@ -1,12 +1,19 @@
-"""The argument of a config file (`--config=configs/FILE.py:ARG`), as big_vision parses it.
+"""The argument of a config file (`--config=configs/FILE.py:ARG`), as big_vision parses it,
+and the compact learning-rate grids of the command line.
 
 ARG is a comma-separated list of `key=value` or bare `key` (meaning True), e.g.
 `depth=20,bn=False,aug`. Each key must be one of the config's declared arguments; values are
 converted to the type of the declared default, so a typo fails before any compute.
+
+A grid of powers of two is written `--config.base_lrs=2^-16:2^-4` (every power from 2⁻¹⁶ to
+2⁻⁴), `2^-16:2^-4:2` (every second one) or `2^-7` (`expand_lr_grids`): a tuple such as
+`(2**-16, …)` is not a literal the flag parser reads.
 """
 
 import importlib.util
+import math
 import os
+import re
 
 import ml_collections
 
@@ -59,3 +66,36 @@ def load_config(path: str):
     config = sibling_config(file, os.path.splitext(os.path.basename(file))[0], arg or None)
     config.lock()
     return config
+
+
+_POWER = r"2(?:\^|\*\*)\(?(-?\d+)\)?"
+_GRID = re.compile(rf"^\s*{_POWER}\s*(?::\s*{_POWER}\s*(?::\s*(\d+)\s*)?)?$")
+
+
+def powers_of_two(text: str) -> tuple[float, ...]:
+    """'2^-16:2^-4[:step]' (or 2**k) → the powers of two from the first to the last, every
+    `step`-th exponent; '2^-7' → (2⁻⁷,). ValueError for anything else."""
+    match = _GRID.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a grid of powers of two; write e.g. 2^-16:2^-4 (every "
+                         "power between), 2^-16:2^-4:2 (every second) or 2^-7")
+    low, high, step = match.group(1), match.group(2), match.group(3)
+    low = int(low)
+    high = low if high is None else int(high)
+    step = int(step or 1)
+    if high < low or step < 1:
+        raise ValueError(f"{text!r}: the grid runs from the smaller exponent up, in steps >= 1")
+    return tuple(math.ldexp(1.0, k) for k in range(low, high + 1, step))
+
+
+def expand_lr_grids(config) -> None:
+    """Every `base_lrs` of the config (sections included) whose entries are grids written as
+    text (`powers_of_two`) as the numbers they stand for, in place: a run's saved config then
+    holds the numbers, the same as if they had been given one by one."""
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            expand_lr_grids(value)
+        elif key == "base_lrs" and isinstance(value, (tuple, list)) and any(
+                isinstance(v, str) for v in value):
+            config[key] = tuple(x for v in value for x in (
+                powers_of_two(v) if isinstance(v, str) else (v,)))

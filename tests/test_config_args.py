@@ -36,3 +36,22 @@ def test_a_loaded_config_refuses_unknown_keys_as_the_command_line_does():
     with pytest.raises(AttributeError, match='Key "optimiser" does not exist') as error:
         config.optimiser = "adam"
     assert 'Did you mean "optimizer"' in str(error.value)
+
+
+def test_a_grid_of_powers_of_two_is_written_compactly():
+    """`(2**-16, …)` is no literal to the flag parser (it became one string): '2^-16:2^-4'."""
+    import pytest
+
+    from conftest import parse
+    from smallbatch_jax.config_args import expand_lr_grids, powers_of_two
+
+    assert powers_of_two("2^-3:2^0") == (0.125, 0.25, 0.5, 1.0)
+    assert powers_of_two("2**-16:2**-4:4") == (2.0**-16, 2.0**-12, 2.0**-8, 2.0**-4)
+    assert powers_of_two("2^-7") == (2.0**-7,)
+    for bad in ("2^0:2^-3", "3^-2", "2^-3:2^0:0", "0.5"):
+        with pytest.raises(ValueError, match="grid|smaller exponent"):
+            powers_of_two(bad)
+    config = parse("--config=configs/default.py", "--config.base_lrs=2^-12:2^-6:3")
+    assert tuple(config.base_lrs) == ("2^-12:2^-6:3",)  # what the flag parser gives
+    expand_lr_grids(config)
+    assert config.base_lrs == (2.0**-12, 2.0**-9, 2.0**-6)

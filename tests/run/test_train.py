@@ -47,6 +47,18 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     assert len(curves) == 3 * 4 and {c["epoch"] for c in curves} == {"1", "2", "3"}
 
 
+def test_the_command_line_takes_a_grid_of_powers_of_two(tmp_path):
+    done = run_lr_sweep(tmp_path / "run", "--config.base_lrs=2^-9:2^-7:2", "--config.epochs=1",
+                        "--config.batch_size=256", "--config.noise_scale.num_batches=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [float(r["base_lr"]) for r in read_csv(tmp_path / "run" / "results.csv")] == [
+        2.0**-9, 2.0**-7]
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["config"]["base_lrs"] == [2.0**-9, 2.0**-7]
+    bad = run_lr_sweep(tmp_path / "bad", "--config.base_lrs=2^-3:2^-9")
+    assert bad.returncode == 1 and "the grid runs from the smaller exponent up" in bad.stderr
+
+
 def test_bad_config_fails_fast_with_the_key(tmp_path):
     done = run_lr_sweep(tmp_path / "bad", "--config.bn_batch_size=3")
     assert done.returncode == 1
