@@ -24,7 +24,8 @@ from smallbatch_jax.optim import Optimizer
 SUMMARY_FIELDS = (
     "model", "dataset", "optimizer", "metric", "higher_is_better",
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
-    "weight_decay", "warmup", "momentum", "lr_scaling", "beta2", "epsilon", "epochs", "steps",
+    "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
+    "steps",
     "median_test_metric", "final_test_metric", "final_test_loss", "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
 )
@@ -64,8 +65,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
     whole program (all lanes together, evaluation included, compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
-    (optim.Optimizer.learning_rate); `momentum` is μ, or Adam's β₁; `beta2` and `epsilon`
-    are Adam's (blank for SGD)."""
+    (optim.Optimizer.learning_rate); `momentum` is μ (blank for Adam); `beta1`, `beta2` and
+    `epsilon` are Adam's (blank for SGD)."""
     adam = optimizer.name in ("adam", "adamw")
     name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
     metric = np.stack(history.test_metric)
@@ -88,8 +89,9 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "bn_batch_size": bn_batch_size,
             "weight_decay": grid.weight_decay,
             "warmup": grid.warmup_fraction,
-            "momentum": grid.momentum,
+            "momentum": "" if adam else grid.momentum,
             "lr_scaling": optimizer.scaling,
+            "beta1": grid.momentum if adam else "",
             "beta2": grid.beta2 if adam else "",
             "epsilon": grid.epsilon if adam else "",
             "epochs": history.epoch[-1],

@@ -232,10 +232,14 @@ def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
                 "sqrt": f"√m·η̃ = √{batch_size} × {_lr_text(base_lr)}"}.get(scaling)
     parts = [f"batch size {batch_size}", f"{optimizer} learning rate {float(row['lr']):.6g}"
              + (f" (= {relation}, on the batch-mean loss)" if relation else "")]
-    if float(row.get("momentum") or 0):
+    adam = optimizer in ("adam", "adamw")
+    if not adam and float(row.get("momentum") or 0):
         parts.append(f"momentum {float(row['momentum']):g}")
-    if optimizer in ("adam", "adamw") and row.get("beta2"):
-        parts.append(f"β₂ {float(row['beta2']):g}, ε {float(row['epsilon']):g}")
+    if adam and row.get("beta2"):
+        # (Tables written before the beta1 column held Adam's β₁ under `momentum`.)
+        beta1 = row.get("beta1") or row.get("momentum")
+        parts.append((f"β₁ {float(beta1):g}, " if beta1 not in (None, "") else "")
+                     + f"β₂ {float(row['beta2']):g}, ε {float(row['epsilon']):g}")
     if float(row.get("weight_decay") or 0):
         parts.append(f"weight decay {float(row['weight_decay']):g} (as this sweep applies it)")
     if row.get("epochs"):

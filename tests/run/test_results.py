@@ -120,3 +120,26 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
         merge_tables([seed_0, [row | {"seed": "1", "model": "resnet32"}]])
     # A table from before the column existed (no model) merges with one that has it.
     assert len(merge_tables([seed_0, [row | {"seed": "1", "model": ""}]])) == 3
+
+
+def test_an_adam_row_names_beta1_as_beta1_and_the_setting_to_paste_says_so():
+    """An Adam run's `momentum` column held β₁, and the recommendation pasted it as
+    'momentum 0.9'."""
+    from smallbatch_jax.optim import Optimizer
+    from smallbatch_jax.study.recommend import optimizer_setting
+
+    grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6,), weight_decay=0.0, warmup_fraction=0.0,
+                    momentum=0.9, beta2=0.999, epsilon=1e-8)
+    history = _history()
+    history.test_metric = [m[:1] for m in history.test_metric]
+    history.train_loss = [m[:1] for m in history.train_loss]
+    history.test_loss = [m[:1] for m in history.test_loss]
+    rows = summarize(history, grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
+                     diverged_step=np.array([-1]), last_epochs=5,
+                     optimizer=Optimizer("adam"))
+    assert rows[0]["momentum"] == "" and rows[0]["beta1"] == 0.9 and rows[0]["beta2"] == 0.999
+    setting = optimizer_setting(rows, 8, 2.0**-6)
+    assert "β₁ 0.9, β₂ 0.999, ε 1e-08" in setting and "momentum" not in setting
+    # A table from before the column: β₁ was under `momentum`.
+    old = [{k: v for k, v in rows[0].items() if k != "beta1"} | {"momentum": 0.9}]
+    assert "β₁ 0.9, β₂ 0.999" in optimizer_setting(old, 8, 2.0**-6)
