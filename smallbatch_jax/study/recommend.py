@@ -181,6 +181,9 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
 
 
 TIMING_NOISE = 0.10  # wall times within 10% of each other are not told apart
+# What a time to target rests on, said with every timing verdict.
+TIMES_REST_ON = ("steps to the target × the seconds per step of m's program in its median "
+                 "epoch, every η̃ at once, compilation excluded; one sweep on this machine")
 
 
 def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
@@ -195,7 +198,8 @@ def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
     if len(timed) < 2:
         return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes reached the target with "
                        "a measured time")
-    listing = ", ".join(f"m = {m}: {s:.0f} s" for m, s in timed.items())
+    listing = (", ".join(f"m = {m}: {steps_to_target.seconds_text(s)}" for m, s in timed.items())
+               + f" ({TIMES_REST_ON})")
     never = [m for m, f in found.items() if f["steps"] is None]
     largest = max(found)
     if largest in never:

@@ -67,6 +67,12 @@ def first_reaching(curve: list[tuple[int, float]], target: float, higher: bool) 
     return None
 
 
+def seconds_text(seconds: float) -> str:
+    """Wall seconds as tables and verdicts print them: two significant digits below 10 s
+    (a time to target of 0.07 s printed as "0 s" made a 13× ratio look like 0 against 1)."""
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
+
+
 def epoch_seconds_per_step(curves: list[dict], steps_per_epoch: int) -> float:
     """The median epoch's wall seconds / steps per epoch, from one m's curves.csv rows (NaN
     where they hold no epoch times)."""
@@ -134,7 +140,7 @@ def markdown(found: dict[int, dict], target: float, metric: str) -> str:
         if f["steps"] is None:
             lines.append(f"| {m} | — | not reached | — | — | {every} |")
         else:
-            seconds = "—" if math.isnan(f["seconds"]) else f"{f['seconds']:.0f} s"
+            seconds = "—" if math.isnan(f["seconds"]) else seconds_text(f["seconds"])
             lines.append(f"| {m} | 2^{math.log2(f['lr']):g} | {f['steps']} | "
                          f"{f['examples']} | {seconds} | {every} |")
     return "\n".join(lines) + "\n"

@@ -142,3 +142,15 @@ def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, noise_scales={4: 31.4})
     assert "m = 4: 31.4. The best m found by training: 4.\n" in text
     assert "noise scale B_simple" not in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+
+
+def test_a_timing_verdict_says_what_its_times_rest_on_and_shows_short_times():
+    """'m = 8 is 13.18× faster (0 s vs 1 s)': short times were printed as 0 s, and the
+    verdict did not say what the times were."""
+    rows = _rows({8: {-8: 0.8}, 64: {-8: 0.8}})
+    found = {8: {"steps": 10, "seconds": 0.07}, 64: {"steps": 5, "seconds": 0.92}}
+    verdict = recommend.verdict_larger_train_faster(rows, found)
+    assert verdict.answer == FALSE
+    assert "m = 8: 0.07 s, m = 64: 0.92 s" in verdict.because
+    assert "seconds per step of m's program in its median epoch" in verdict.because
+    assert "compilation excluded" in verdict.because
