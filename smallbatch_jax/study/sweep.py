@@ -67,16 +67,19 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
     return specs
 
 
-def refuse_other_configs(workdir: str, runs: list[Run], specs: list[RunSpec]) -> None:
-    """ValueError naming the differing keys if a run finished, or checkpointed, before with
-    another config than this sweep gives it (its results would be merged as if they were this
-    config's), before the sweep writes anything."""
-    sweep = SweepDirectory(workdir)
+def refuse_other_configs(workdir: str, runs: list[Run], specs: list[RunSpec],
+                         mine: list[Run]) -> None:
+    """ValueError naming the differing keys if a run finished before with another config
+    than this sweep gives it (its results would be merged as if they were this config's), or
+    one of this task's runs (`mine`) checkpointed with another: before the sweep writes
+    anything. (Another task's checkpoints are its own: opening them would remove the
+    temporary of a save it may be writing.)"""
+    sweep, mine = SweepDirectory(workdir), {run.name for run in mine}
     for run, spec in zip(runs, specs):
         directory = sweep.run(run.name)
         if directory.is_finished():
             directory.refuse_other_config(directory.saved_config(), spec.config, "the results")
-        else:
+        elif run.name in mine:
             directory.refuse_other_checkpoints(spec.config)
 
 
@@ -108,7 +111,7 @@ def run_sweep(config, runs: list[Run], workdir: str, report: Callable[[list[dict
     mine = task_runs(runs, task_index, num_tasks)
     sweep = SweepDirectory(workdir)
     with sweep.claim_task(task_index, num_tasks):
-        refuse_other_configs(workdir, runs, specs)
+        refuse_other_configs(workdir, runs, specs, mine)
         sweep.write_config(config)
         started, trained = time.perf_counter(), False
         for i, run in enumerate(mine):

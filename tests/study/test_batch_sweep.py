@@ -175,3 +175,13 @@ def test_bad_data_fails_the_sweep_before_any_run(tmp_path, monkeypatch, content,
     with pytest.raises(ValueError, match=match):
         run_batch_sweep(_config(dataset="cifar10", data_dir=str(path)), str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_task_leaves_the_checkpoints_of_another_tasks_runs_alone(tmp_path, monkeypatch):
+    """Opening a run's checkpoints removes Orbax's temporaries (a killed save's): done on
+    another task's run, it would delete the save that task is writing at that moment."""
+    monkeypatch.setattr(sweep, "train", _fake_run)
+    writing = tmp_path / "m256" / "checkpoints" / "40.orbax-checkpoint-tmp-1"
+    writing.mkdir(parents=True)
+    run_batch_sweep(_config(), str(tmp_path), task_index=0, num_tasks=2)  # m128 is task 0's
+    assert writing.is_dir()
