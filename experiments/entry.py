@@ -54,6 +54,18 @@ def compilation_cache_flag():
         f"if set, else {cache.DEFAULT_DIR}; '': off.")
 
 
+def _parse_flags(argv):
+    """absl's parser, with an unknown `--config.key` as one line naming the key (and the
+    near miss ml_collections suggests) instead of a traceback."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except AttributeError as error:
+        cause = error.args[0] if error.args else error
+        text = str(cause.args[0] if isinstance(cause, KeyError) and cause.args else cause)
+        print(f"error: unknown config key {text.strip()}", file=sys.stderr)
+        sys.exit(1)
+
+
 def run(main: Callable[[], object], *, cpu_cores: bool = False,
         compilation_cache=None) -> None:
     """Parses the flags and runs `main()`; `cpu_cores`: ask XLA for one CPU device per core
@@ -77,4 +89,4 @@ def run(main: Callable[[], object], *, cpu_cores: bool = False,
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
 
-    app.run(absl_main)
+    app.run(absl_main, flags_parser=_parse_flags)

@@ -59,6 +59,14 @@ def test_the_command_line_takes_a_grid_of_powers_of_two(tmp_path):
     assert bad.returncode == 1 and "the grid runs from the smaller exponent up" in bad.stderr
 
 
+def test_an_unknown_config_key_on_the_command_line_is_named_without_a_traceback(tmp_path):
+    done = run_lr_sweep(tmp_path / "typo", "--config.optimiser=adam")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: unknown config key 'optimiser'" in done.stderr
+    assert 'Did you mean "optimizer" instead of "optimiser"?' in done.stderr
+    assert not (tmp_path / "typo").exists()
+
+
 def test_bad_config_fails_fast_with_the_key(tmp_path):
     done = run_lr_sweep(tmp_path / "bad", "--config.bn_batch_size=3")
     assert done.returncode == 1
