@@ -79,6 +79,12 @@ class Dataset:
         return dataclasses.replace(self, mean=None, std=None)
 
 
+def model_input_dtype(dataset: DatasetLike) -> str:
+    """The dtype the model receives: token ids as int32, images and features (standardized
+    inside the step) as float32."""
+    return "int32" if dataset.input_kind == "tokens" else "float32"
+
+
 def input_kind(inputs: np.ndarray) -> str:
     """'images' (N, H, W, C), 'tokens' (integers, not images) or 'features' (see above)."""
     if inputs.ndim == 4:

@@ -15,7 +15,7 @@ import time
 
 from absl import logging
 
-from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset
+from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset, model_input_dtype
 from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source, make_plan
 from smallbatch_jax.engine.plan import MemoryProbe
 from smallbatch_jax.engine.lanes import LaneGrid
@@ -193,12 +193,11 @@ def create_run(spec: RunSpec) -> Run:
     """The execution plan for the spec's lanes on this process's devices (made once:
     engine/plan.py), the trainer built from it, and the data set's batch source."""
     source = batch_source(spec.dataset, spec.batch_size, spec.eval_batch_size)
-    tokens = spec.dataset.input_kind == "tokens"
 
     def lane_step(conv: str) -> LaneStep:
         return LaneStep(spec.model.build(conv), batch_size=spec.batch_size,
                         image_shape=spec.dataset.image_shape, optimizer=spec.optimizer,
-                        input_dtype="int32" if tokens else "float32",
+                        input_dtype=model_input_dtype(spec.dataset),
                         objective=spec.objective, decay_points=spec.decay_points,
                         decay_factor=spec.decay_factor)
 

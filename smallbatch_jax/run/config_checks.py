@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike
+from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike, model_input_dtype
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import strategy_fields
 from smallbatch_jax.models import MODELS, import_model
@@ -163,8 +163,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
         raise ValueError(f"model {name}: its __call__ takes no `train` argument; the lanes call "
                          "it as model.apply(variables, x, train=True/False) (dropout and "
                          "BatchNorm switch on it): add `train: bool` to its signature")
-    dtype = np.int32 if dataset.input_kind == "tokens" else np.float32
-    inputs = jax.ShapeDtypeStruct((2,) + tuple(dataset.image_shape), dtype)
+    inputs = jax.ShapeDtypeStruct((2,) + tuple(dataset.image_shape), model_input_dtype(dataset))
     try:
         outputs = jax.eval_shape(
             lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0], inputs)
