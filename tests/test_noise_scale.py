@@ -50,7 +50,7 @@ def test_the_probe_measures_the_noise_scale_of_linear_regression():
     w_star = np.linspace(-1, 1, d)
     params = {"Dense_0": {"kernel": jnp.asarray(w_star + delta)[:, None]}}
     lane = LaneState(params=params, batch_stats={}, opt_state=(), diverged=jnp.zeros((), bool),
-                     diverged_step=jnp.zeros((), jnp.int32))
+                     diverged_step=jnp.zeros((), jnp.int32), loss_limit=jnp.inf)
     probe = NoiseProbe(batch_size=16, num_batches=8)
     repeats = 500
 

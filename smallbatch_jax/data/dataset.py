@@ -13,6 +13,15 @@ told apart by their shape and dtype (`input_kind`):
 - 'tokens': integer arrays that are not images, e.g. sequences of token ids (N, T): passed
   to the model untouched (`mean` and `std` are None).
 `standardize=False` leaves images and features untouched too.
+
+Real-valued targets are standardized the same way by default (per component, with the
+training split's `target_mean` and `target_std`): a regression on targets of mean 152 and
+standard deviation 77 (scikit-learn's diabetes) then trains at the η̃ that suits unit-scale
+targets instead of blowing up at nearly all of them. The model learns standardized targets
+(`scaled_targets`; the training and test loss are in those units); the test metric is
+computed on its outputs mapped back to the targets' own units (engine/step.py: evaluate), so
+a reported mean squared error is in the data's units. `standardize=False` trains on the
+targets as they are.
 """
 
 import dataclasses
@@ -61,6 +70,10 @@ class Dataset:
     std: np.ndarray | None  # (C,) float32; both None: the inputs are used as they are
     input_kind: str = "images"
     label_kind: str = "classes"  # 'classes' or 'targets' (objectives.LABEL_KINDS)
+    # Targets' per-component mean and std on the training split: () for (N,) targets, (D,)
+    # for (N, D); None for classes, or targets used as they are.
+    target_mean: np.ndarray | None = None
+    target_std: np.ndarray | None = None
     streamed: ClassVar[bool] = False  # held whole, then on the device
 
     @property
@@ -76,7 +89,15 @@ class Dataset:
         return tuple(self.train_images.shape[1:])
 
     def unstandardized(self) -> "Dataset":
-        return dataclasses.replace(self, mean=None, std=None)
+        return dataclasses.replace(self, mean=None, std=None, target_mean=None,
+                                   target_std=None)
+
+    def scaled_targets(self, labels: np.ndarray) -> np.ndarray:
+        """Labels as the model learns them: targets standardized (see above), classes and
+        unstandardized targets as they are."""
+        if self.target_mean is None:
+            return labels
+        return ((labels - self.target_mean) / self.target_std).astype(np.float32)
 
 
 def model_input_dtype(dataset: DatasetLike) -> str:
@@ -148,10 +169,17 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
                                  f"span [{y.min()}, {y.max()}]")
         train_labels, test_labels = (y.astype(np.int32) for y in (train_labels, test_labels))
     kind = input_kind(train_images)
-    mean = std = None
+    mean = std = target_mean = target_std = None
     if standardize and kind != "tokens":
         mean, std = channel_mean_std(train_images)
         mean, std = mean.astype(np.float32), np.maximum(std, 1e-8).astype(np.float32)
+    if standardize and labels == "targets":
+        target_mean, target_std = channel_mean_std(train_labels.reshape(len(train_labels), -1))
+        if train_labels.ndim == 1:  # () statistics for (N,) targets
+            target_mean, target_std = target_mean[0], target_std[0]
+        # A constant component is centred, not scaled (its std 0 would divide by zero).
+        target_std = np.where(target_std > 0, target_std, 1.0)
+        target_mean, target_std = (np.asarray(x, np.float32) for x in (target_mean, target_std))
     return Dataset(
         name=name,
         train_images=train_images,
@@ -163,6 +191,8 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
         std=std,
         input_kind=kind,
         label_kind=labels,
+        target_mean=target_mean,
+        target_std=target_std,
     )
 
 

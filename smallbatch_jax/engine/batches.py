@@ -40,6 +40,10 @@ class DeviceData:
     test_mask: jax.Array  # bool: False on padding
     mean: jax.Array
     std: jax.Array
+    # Standardized targets' mean and std (data/dataset.py), for the test metric in the
+    # targets' units; None for classes or unstandardized targets.
+    target_mean: jax.Array | None = None
+    target_std: jax.Array | None = None
 
 
 def put_on_device(dataset: Dataset, eval_batch_size: int) -> DeviceData:
@@ -48,12 +52,14 @@ def put_on_device(dataset: Dataset, eval_batch_size: int) -> DeviceData:
     pad = lambda x: np.concatenate([x, np.zeros((padding,) + x.shape[1:], x.dtype)])
     return jax.device_put(DeviceData(
         train_images=dataset.train_images,
-        train_labels=dataset.train_labels,
+        train_labels=dataset.scaled_targets(dataset.train_labels),
         test_images=pad(dataset.test_images),
-        test_labels=pad(dataset.test_labels),
+        test_labels=pad(dataset.scaled_targets(dataset.test_labels)),
         test_mask=pad(np.ones(num_test, bool)),
         mean=dataset.mean,
         std=dataset.std,
+        target_mean=dataset.target_mean,
+        target_std=dataset.target_std,
     ))
 
 
@@ -61,7 +67,8 @@ def put_on_device(dataset: Dataset, eval_batch_size: int) -> DeviceData:
 
 
 class _ResidentStatistics:
-    """`mean` and `std` of what standardizes a batch: the device-resident data set's."""
+    """`mean` and `std` of what standardizes a batch, and `target_mean` and `target_std` of
+    its targets: the device-resident data set's."""
 
     @property
     def mean(self):
@@ -70,6 +77,14 @@ class _ResidentStatistics:
     @property
     def std(self):
         return self.data.std
+
+    @property
+    def target_mean(self):
+        return self.data.target_mean
+
+    @property
+    def target_std(self):
+        return self.data.target_std
 
 
 @flax.struct.dataclass
@@ -119,6 +134,7 @@ class StreamedTestBatch:
     mask: jax.Array
     mean: jax.Array
     std: jax.Array
+    target_mean = target_std = None  # streamed data sets hold classes
 
     def batch(self):
         return self.images, self.labels, self.mask
@@ -209,7 +225,7 @@ class DeviceBatches(BatchSource):
                  for seed in np.asarray(seeds)]
         images = np.stack([self.dataset.train_images[i].reshape(
             shape + self.dataset.train_images.shape[1:]) for i in picks])
-        labels = np.stack([self.dataset.train_labels[i].reshape(
+        labels = np.stack([self.dataset.scaled_targets(self.dataset.train_labels[i]).reshape(
             shape + self.dataset.train_labels.shape[1:]) for i in picks])
         return ProbeBatch(images, labels, self.dataset.mean, self.dataset.std)
 

@@ -8,6 +8,7 @@ measurements that the paper's metric and the figures read.
 """
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from smallbatch_jax.engine.lanes import LaneHparams
 from smallbatch_jax.engine.state import TrainState
+from smallbatch_jax.engine.step import LOSS_LIMIT_MULTIPLE
 from smallbatch_jax.engine.trainer import LaneTrainer
 
 
@@ -63,8 +65,8 @@ class History:
 def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         seeds: Sequence[int], epochs: int,
         on_epoch_end: Callable[[int, History, TrainState], None] | None = None,
-        history: History | None = None, probe=None, evals_per_epoch: int = 1
-        ) -> tuple[TrainState, History]:
+        history: History | None = None, probe=None, evals_per_epoch: int = 1,
+        loss_limit_multiple: float = LOSS_LIMIT_MULTIPLE) -> tuple[TrainState, History]:
     """Trains from `state` (at any epoch boundary) to `epochs`, evaluating after each epoch
     (and `evals_per_epoch` − 1 times inside it), and probing the gradient noise after each
     epoch with `probe` (a noise_scale.NoiseProbe; None: not, nor on a streamed source).
@@ -81,6 +83,8 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
     elif len(history.epoch) != int(state.epoch):
         raise ValueError(f"a history of {len(history.epoch)} epochs cannot continue from a "
                          f"state at epoch {int(state.epoch)}")
+    if int(state.step) == 0 and math.isfinite(loss_limit_multiple):
+        state = trainer.with_loss_limits(state, source, loss_limit_multiple)
     for epoch in range(int(state.epoch), epochs):
         start = time.perf_counter()
         state, train_loss, within = trainer.train_epoch(state, hparams, source, seeds,

@@ -147,8 +147,10 @@ class Programs:
         self.traces["evaluate"] += 1
         images, labels, mask = test_batch.batch()
         images = standardize(images, test_batch.mean, test_batch.std)
-        return map_lanes(self.lane_step.evaluate, (0, None, None, None),
-                         self.plan.strategy.lane_map)(lanes, images, labels, mask)
+        return map_lanes(self.lane_step.evaluate, (0, None, None, None, None, None),
+                         self.plan.strategy.lane_map)(lanes, images, labels, mask,
+                                                      test_batch.target_mean,
+                                                      test_batch.target_std)
 
     def _probe(self, lanes: LaneState, hparams: LaneHparams, probe_batch):
         """Every lane's noise-scale probe (LaneStep.gradient_moments) on its seed's probe

@@ -15,6 +15,9 @@ class LaneState:
     opt_state: Any
     diverged: jax.Array  # bool
     diverged_step: jax.Array  # int32: the step whose update was not finite; -1 if none
+    # float32: a training loss above it marks the lane diverged (engine/step.py); inf, no
+    # limit, until the loop sets it from the lane's initial loss (engine/loop.py).
+    loss_limit: jax.Array
 
 
 @flax.struct.dataclass

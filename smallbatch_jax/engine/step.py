@@ -11,10 +11,13 @@ at step s from fold_in(fold_in(key(seed), DROPOUT), s). Nothing random is carrie
 state, so a run restored at an epoch boundary continues exactly as if it had not stopped,
 and lanes with the same seed draw the same dropout masks (only the learning rate differs).
 
-Divergence: a step whose loss, gradients or BatchNorm statistics are not finite is not
-applied; the lane is frozen at its last finite state (with `jnp.where`, never `lax.cond`,
-which under vmap runs both branches anyway) and marked diverged with that step. A frozen
-lane costs the same compute as a live one, and the other lanes are unaffected.
+Divergence: a step whose loss, gradients or BatchNorm statistics are not finite, or whose
+training loss exceeds the lane's `loss_limit` (LOSS_LIMIT_MULTIPLE times the lane's loss at
+initialization, set by engine/loop.py: a regression lane at a loss of 5e16 has blown up
+whether or not it has overflowed yet), is not applied; the lane is frozen at its last
+state before that step (with `jnp.where`, never `lax.cond`, which under vmap runs both
+branches anyway) and marked diverged with that step. A frozen lane costs the same compute as
+a live one, and the other lanes are unaffected.
 """
 
 import dataclasses
@@ -35,6 +38,13 @@ from smallbatch_jax.optim import Optimizer, lane_optimizer
 
 # Streams of fold_in(key(seed), stream): one purpose each.
 INIT, DATA_ORDER, AUGMENT, DROPOUT = 0, 1, 2, 3
+
+# A lane whose training loss (one batch's mean) exceeds this multiple of its initial test
+# loss has diverged. Large on purpose: at m = 1 a batch's loss scatters widely around the
+# mean (a confidently wrong example), and a healthy lane must never cross it; 1000 × ln 10
+# for CIFAR-10's initial cross-entropy is a logit gap of 2300, 1000 × the initial squared
+# error of standardized targets an error of ~30 standard deviations.
+LOSS_LIMIT_MULTIPLE = 1000.0
 
 
 def standardize(inputs, mean, std):
@@ -97,7 +107,8 @@ class LaneStep:
                          batch_stats=variables.get("batch_stats", {}),
                          opt_state=self.transformation(hp, 1).init(variables["params"]),
                          diverged=jnp.zeros((), bool),
-                         diverged_step=jnp.full((), -1, jnp.int32))
+                         diverged_step=jnp.full((), -1, jnp.int32),
+                         loss_limit=jnp.full((), jnp.inf, jnp.float32))
 
     def apply(self, params, batch_stats, images, train: bool, rngs=None):
         """Logits, and the updated BatchNorm statistics when training. `rngs`: the stochastic
@@ -128,7 +139,8 @@ class LaneStep:
         # the weights (checking the new weights instead costs two more passes: 5 ms of a
         # 40 ms step for 13 AlexNet lanes on CPU). Finite gradients give finite weights: Σg²
         # overflows, and flags the lane, long before an update could.
-        healthy = jnp.isfinite(loss) & jnp.isfinite(sum_of_squares(grads)) & all_finite(batch_stats)
+        healthy = (jnp.isfinite(loss) & (loss <= lane.loss_limit)
+                   & jnp.isfinite(sum_of_squares(grads)) & all_finite(batch_stats))
         frozen = lane.diverged | ~healthy
         updates, opt_state = self.transformation(hp, total_steps).update(
             grads, lane.opt_state, lane.params)
@@ -141,6 +153,7 @@ class LaneStep:
             opt_state=jax.tree.map(keep_old, lane.opt_state, opt_state),
             diverged=frozen,
             diverged_step=jnp.where(frozen & ~lane.diverged, step, lane.diverged_step),
+            loss_limit=lane.loss_limit,
         )
         return lane, loss
 
@@ -173,11 +186,19 @@ class LaneStep:
         return squares / num_batches, sum_of_squares(
             jax.tree.map(lambda g: g / num_batches, total))
 
-    def evaluate(self, lane: LaneState, images, labels, mask):
+    def evaluate(self, lane: LaneState, images, labels, mask, target_mean=None,
+                 target_std=None):
         """The summed metric (correct predictions, for accuracy) and summed loss of one lane on
         standardized test inputs, with the running BatchNorm statistics; `mask` is False on
-        padding."""
+        padding. With `target_mean` and `target_std` (standardized targets: data/dataset.py)
+        the loss is the training loss's, on standardized targets, and the metric is computed
+        in the targets' own units: outputs and labels mapped back by `x · std + mean`."""
         outputs, _ = self.apply(lane.params, lane.batch_stats, images, train=False)
-        metric = jnp.sum(jnp.where(mask, self.objective.metric(outputs, labels), 0.0))
         loss = jnp.sum(jnp.where(mask, self.objective.loss(outputs, labels), 0.0))
+        if target_mean is not None:
+            # outputs (b, D) or (b, 1) for labels (b,): the statistics broadcast over the last
+            # axis of both (() for (b,) targets, (D,) for (b, D)).
+            outputs = outputs.astype(jnp.float32) * target_std + target_mean
+            labels = labels * target_std + target_mean
+        metric = jnp.sum(jnp.where(mask, self.objective.metric(outputs, labels), 0.0))
         return metric, loss

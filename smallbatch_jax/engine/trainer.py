@@ -12,6 +12,7 @@ every batch before reading any result. The epoch loop with its history and hooks
 
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from smallbatch_jax.engine import lane_groups
@@ -58,6 +59,22 @@ class LaneTrainer:
         state, hparams = lane_groups.place(self.plan, self.init(seeds, hparams), hparams)
         return state, hparams, source.place(lambda tree: lane_groups.put_everywhere(self.plan,
                                                                                     tree))
+
+    def with_loss_limits(self, state: TrainState, source, multiple: float) -> TrainState:
+        """`state` with each lane's `loss_limit` (engine/step.py) set to `multiple` times its
+        mean test loss now (at initialization: one evaluation, exact, unlike one batch's
+        loss at m = 1). A lane whose initial loss is not finite or not positive (a loss that
+        can be negative, e.g. a Gaussian negative log-likelihood) gets no limit: only
+        non-finite values mark it diverged."""
+        _, initial = self.evaluate(state.lanes, source)
+        usable = np.isfinite(initial) & (initial > 0)
+        limit = np.where(usable, multiple * np.where(usable, initial, 0), np.inf)
+        # Placed like the array it replaces, committed or not: a committed leaf where the
+        # programs' outputs are uncommitted would compile the training program again.
+        old = state.lanes.loss_limit
+        limit = (jax.device_put(limit.astype(np.float32), old.sharding) if old.committed
+                 else jnp.asarray(limit, jnp.float32))
+        return state.replace(lanes=state.lanes.replace(loss_limit=limit))
 
     def train_epoch(self, state: TrainState, hparams: LaneHparams, source, seeds: jax.Array,
                     total_steps: int, evals_per_epoch: int = 1

@@ -5,12 +5,14 @@ first: the score of (m, η̃) is the mean over seeds of the paper's metric (the 
 accuracy over the last epochs, or of the run's own metric: objectives.py), NaN if any seed
 diverged within them. The tables (`MetricTable`) carry the metric's name and direction, and
 every best, threshold and sentence follows it: for a metric where lower is better (a
-regression's error), the best is the smallest and "within tolerance" means ≤ best + tolerance.
+regression's error), the best is the smallest and "within tolerance" means ≤ best ×
+(1 + tolerance): relative, so that it means the same at any scale of the targets.
 
 "Reliable convergence" (the paper's Fig 16) is not defined in the paper
 (paper_protocol.md §7). Here, as the protocol suggests: η̃ is reliable for m when its
 accuracy is at least the best accuracy of the whole sweep (every m, every η̃) minus
-`tolerance` (in the metric's units), and no seed diverged. The tolerance is the sweep
+`tolerance` (in the metric's units; relative where lower is better, above), and no seed
+diverged. The tolerance is the sweep
 config's `reliable_tolerance`, and every figure and summary states it.
 
 Seeds: with two or more, every (m, η̃) has a mean and a standard error (`seed_statistics`).
@@ -198,10 +200,14 @@ def batch_sizes_within_noise(rows, tolerance: float, alpha: float = ALPHA) -> li
 
 
 def within_tolerance(value: float, best: float, tolerance: float, higher: bool) -> bool:
-    """Whether `value` is no worse than `best` by more than `tolerance` (NaN: never)."""
+    """Whether `value` is no worse than `best` by more than the tolerance (NaN: never):
+    `tolerance` itself where higher is better (accuracy and other scores on a fixed scale, as
+    the paper's protocol suggests: "1 or 2 percentage points"); `tolerance` × |best| where
+    lower is better (an error in the data's units: a regression's mean squared error on
+    targets in metres or in millimetres has one reliable range)."""
     if math.isnan(value):
         return False
-    return value >= best - tolerance if higher else value <= best + tolerance
+    return value >= best - tolerance if higher else value <= best + tolerance * abs(best)
 
 
 def reliable_ranges(accuracies: dict, tolerance: float) -> dict[int, list[float]]:
@@ -222,7 +228,7 @@ def reliability_rule(table, tolerance: float) -> str:
     """The reliability rule in words, e.g. 'accuracy ≥ best − 0.02'."""
     if table.higher_is_better:
         return f"{table.metric} ≥ best − {tolerance:g}"
-    return f"{table.metric} ≤ best + {tolerance:g}"
+    return f"{table.metric} ≤ best + {tolerance:g}·|best|"
 
 
 def _metric_words(table) -> str:

@@ -86,7 +86,8 @@ def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
                                              where=analysis.context(rows), noise_scales=scales)
-    figures = ("accuracy_vs_lr", "best_accuracy_vs_batch_size", "reliable_lr_range",
+    names = plots.figure_names(analysis.metric_table(rows).metric)
+    figures = (names["vs_lr"], names["best_vs_batch_size"], "reliable_lr_range",
                "steps_to_target", "noise_scale")
     text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in figures)
              + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")

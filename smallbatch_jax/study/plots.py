@@ -15,6 +15,7 @@ fitted to the data, the model, data set and optimizer in the title, 300-dpi PNG 
 
 import math
 import os
+import re
 
 import matplotlib
 
@@ -25,10 +26,11 @@ import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from smallbatch_jax.objectives import ACCURACY, Metric  # noqa: E402
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
 from smallbatch_jax.run.results import metric_of, replacing  # noqa: E402
 from smallbatch_jax.study.analysis import (  # noqa: E402
-    best_per_batch_size, bn_metric_table, consecutive_runs, context, metric_table,
+    MetricTable, best_per_batch_size, bn_metric_table, consecutive_runs, context, metric_table,
     reliability_rule, reliable_ranges, seed_statistics)
 
 FORMATS = ("png", "svg")
@@ -77,6 +79,25 @@ def _mark_failed(ax, table, xs, color, row: int = 0) -> None:
             transform=ax.get_xaxis_transform(), clip_on=False)
 
 
+def figure_names(metric: str) -> dict[str, str]:
+    """The file names (without extension) of a batch sweep's figures that show the metric,
+    named for it: accuracy_vs_lr.png for the paper's accuracy, mse_vs_lr.png for a
+    regression's error. Keys: what each figure is."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_") or "metric"
+    return {"vs_lr": f"{slug}_vs_lr", "best_vs_batch_size": f"best_{slug}_vs_batch_size",
+            "heat_map": f"{slug}_heat_map", "vs_bn_batch_size": f"{slug}_vs_bn_batch_size"}
+
+
+def _metric_scale(ax, table, values) -> None:
+    """A log y axis where lower is better and the finite values are positive and span more
+    than a decade (an error of 0.3 at the best η̃ and 40 near divergence: on a linear axis
+    the good end is one flat line)."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], float)
+    if (not table.higher_is_better and finite.size and finite.min() > 0
+            and finite.max() > 10 * finite.min()):
+        ax.set_yscale("log")
+
+
 def _colormap(table) -> str:
     return "viridis" if table.higher_is_better else "viridis_r"  # bright: better
 
@@ -119,6 +140,7 @@ def metric_vs_lr(accuracies, errors: dict | None = None, where: str = "",
     _integer_log2_axis(strip.xaxis)
     strip.set_xlabel(f"log₂ {swept}")
     ax.set(ylabel=_metric_label(accuracies) + ", median of the last epochs")
+    _metric_scale(ax, accuracies, accuracies.values())
     _title(ax, f"Test {accuracies.metric} vs {_swept_name(swept)}", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
@@ -156,6 +178,9 @@ def compare_best_metric(tables: dict, errors: dict | None = None,
     _batch_size_ticks(ax, np.log2(all_ms), all_ms)
     first = next(iter(tables.values()), {})
     ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"))
+    if first:
+        _metric_scale(ax, first, [acc for table in tables.values()
+                                  for _, acc in best_per_batch_size(table).values()])
     _title(ax, f"Best test {first.metric} vs m", where)
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
@@ -211,7 +236,13 @@ def metric_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.Fig
     if not_run.any():
         ax.imshow(np.where(not_run, 1.0, np.nan), origin="lower", aspect="auto",
                   cmap=mcolors.ListedColormap(["0.85"]), vmin=0, vmax=1)
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(accuracies))
+    finite = values[np.isfinite(values)]
+    norm = None  # a log colour scale where lower is better and the errors span decades
+    if (not accuracies.higher_is_better and finite.size and finite.min() > 0
+            and finite.max() > 10 * finite.min()):
+        norm = mcolors.LogNorm(finite.min(), finite.max())
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap=_colormap(accuracies),
+                      norm=norm)
     _batch_size_ticks(ax, range(len(ms)), ms)
     ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
     ax.set(xlabel="batch size m", ylabel=f"log₂ {swept}")
@@ -257,13 +288,17 @@ def bn_heat_map(bn_grid) -> plt.Figure:
     return fig
 
 
-def training_curves(curves: dict[str, list[dict]], metric: str = "accuracy") -> plt.Figure:
+def training_curves(curves: dict[str, list[dict]], metric: Metric = ACCURACY) -> plt.Figure:
     """Fig 4: the test metric per epoch, one curve per label (e.g. 'm = 8, η̃ = 2^-8')."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
+    values = []
     for label, rows in curves.items():
+        values += [float(r["test_metric"]) for r in rows]
         ax.plot([int(r["epoch"]) for r in rows], [float(r["test_metric"]) for r in rows],
                 label=label)
-    ax.set(xlabel="epoch", ylabel=f"test {metric}", title="Training curves")
+    ax.set(xlabel="epoch", ylabel=_metric_label(MetricTable(ranking=metric)),
+           title="Training curves")
+    _metric_scale(ax, MetricTable(ranking=metric), values)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
@@ -352,21 +387,23 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
     accuracies = metric_table(rows)
     errors = {point: se for point, (_, se, _) in seed_statistics(rows).items()}
     where, swept = context(rows), swept_symbol(rows)
-    figures = {"accuracy_vs_lr": metric_vs_lr(accuracies, errors, where, swept),
-               "best_accuracy_vs_batch_size": best_metric_vs_batch_size(accuracies, errors,
-                                                                          where),
+    names = figure_names(accuracies.metric)
+    figures = {names["vs_lr"]: metric_vs_lr(accuracies, errors, where, swept),
+               names["best_vs_batch_size"]: best_metric_vs_batch_size(accuracies, errors,
+                                                                      where),
                "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where,
                                                                  swept),
-               "accuracy_heat_map": metric_heat_map(accuracies, where, swept)}
+               names["heat_map"]: metric_heat_map(accuracies, where, swept)}
     if curves:
-        figures["training_curves"] = training_curves(curves, metric_of(rows).name)
+        figures["training_curves"] = training_curves(curves, metric_of(rows))
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 
 def write_comparison_figures(tables: dict, directory: str, tolerance: float) -> list[str]:
     """Figs 15 and 16 of several sweeps ({label: metric_table}) in `directory`."""
     os.makedirs(directory, exist_ok=True)
-    figures = {"best_accuracy_vs_batch_size": compare_best_metric(tables),
+    names = figure_names(next(iter(tables.values())).metric if tables else "accuracy")
+    figures = {names["best_vs_batch_size"]: compare_best_metric(tables),
                "reliable_lr_range": compare_reliable_ranges(tables, tolerance)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
@@ -375,6 +412,7 @@ def write_bn_figures(rows, directory: str) -> list[str]:
     """The figures of a ghost-BN sweep (accuracy vs m_BN, the m × m_BN heat map)."""
     os.makedirs(directory, exist_ok=True)
     bn_grid = bn_metric_table(rows)
-    figures = {"accuracy_vs_bn_batch_size": metric_vs_bn_batch_size(bn_grid),
+    name = figure_names(bn_grid.metric)["vs_bn_batch_size"]
+    figures = {name: metric_vs_bn_batch_size(bn_grid),
                "bn_heat_map": bn_heat_map(bn_grid)}
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

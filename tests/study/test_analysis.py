@@ -159,19 +159,25 @@ def test_a_metric_where_lower_is_better_turns_every_best_around():
     best = best_per_batch_size(errors)
     assert best[2] == (2.0**-12, 0.60) and best[8] == (2.0**-8, 0.65)
     assert best[64] == (2.0**-12, 0.50) and all(math.isnan(x) for x in best[256])
-    # The sweep's best is 0.50 (m = 64): within 0.12 of it, 0.60 (m = 2) and nothing of m = 8.
-    assert reliable_ranges(errors, 0.12) == {2: [2.0**-12], 8: [], 64: [2.0**-12], 256: []}
+    # The sweep's best is 0.50 (m = 64): within 25% of it (≤ 0.625), 0.60 (m = 2) and
+    # nothing of m = 8 (0.65).
+    assert reliable_ranges(errors, 0.25) == {2: [2.0**-12], 8: [], 64: [2.0**-12], 256: []}
     assert reliable_ranges(metric_table(_rows(TABLE)), 0.12)[8] == [2.0**-12, 2.0**-10,
                                                                        2.0**-8]
-    text = summary_markdown(rows, tolerance=0.12)
+    # Relative where lower is better: the same errors in other units, the same range.
+    for scale in (1e-3, 1e6):
+        scaled = [{**row, "median_test_metric": str(float(row["median_test_metric"]) * scale)}
+                  for row in rows]
+        assert reliable_ranges(metric_table(scaled), 0.25) == reliable_ranges(errors, 0.25)
+    text = summary_markdown(rows, tolerance=0.25)
     assert "Best: m = 64, η̃ = 2^-12, mse 0.5000" in text and "lower is better" in text
-    assert "mse ≤ best + 0.12" in text and "| m | best η̃ | best mse |" in text
+    assert "mse ≤ best + 0.25·|best|" in text and "| m | best η̃ | best mse |" in text
     assert "| 2 | 2^-12 | 0.6000 | 2^-12 | 1 | — |" in text
     bn_rows = [{**row, "bn_batch_size": row["batch_size"]} for row in rows]
     assert bn_metric_table(bn_rows)[(8, 8)] == (2.0**-8, 0.65)
     assert "Best: m = 64, m_BN = 64" in bn_summary_markdown(bn_rows)
     compared = comparison_markdown({"a": errors}, 0.12)
-    assert "Best m of each sweep: a: m = 64" in compared and "mse ≤ best + 0.12" in compared
+    assert "Best m of each sweep: a: m = 64" in compared and "mse ≤ best + 0.12·|best|" in compared
 
 
 def test_rows_of_different_metrics_are_not_ranked_together():

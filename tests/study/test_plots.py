@@ -86,6 +86,30 @@ def test_write_figures_writes_png_and_svg(tmp_path):
     assert all(os.path.getsize(p) > 1000 for p in paths)
 
 
+def test_an_error_spanning_decades_gets_log_axes_and_figures_named_for_it(tmp_path):
+    """A regression's mse: 0.3 at the best η̃ and 40 near divergence, on a linear axis the
+    good end is one flat line; its figures are named for the metric, not accuracy. Accuracy
+    keeps linear axes."""
+    errors = {2: {-12: 0.3, -10: 0.35, -8: 40.0}, 8: {-12: 6.0, -10: 4.0, -8: NAN}}
+    rows = [{**row, "metric": "mse", "higher_is_better": "False"} for row in _rows(errors)]
+    table = metric_table(rows)
+    assert plots.metric_vs_lr(table).axes[0].get_yscale() == "log"
+    assert plots.best_metric_vs_batch_size(table).axes[0].get_yscale() == "log"
+    curves = {"m = 2": [{"epoch": "1", "test_metric": "40"}, {"epoch": "2",
+                                                               "test_metric": "0.3"}]}
+    mse = table.ranking
+    assert plots.training_curves(curves, mse).axes[0].get_yscale() == "log"
+    assert plots.training_curves(curves).axes[0].get_yscale() == "linear"  # accuracy
+    assert plots.metric_vs_lr(metric_table(_rows(TABLE))).axes[0].get_yscale() == "linear"
+    narrow = metric_table([{**row, "metric": "mse", "higher_is_better": "False"}
+                           for row in _rows({2: {-12: 0.3, -10: 0.5}})])
+    assert plots.metric_vs_lr(narrow).axes[0].get_yscale() == "linear"  # < a decade
+    paths = plots.write_figures(rows, str(tmp_path), 0.02, curves)
+    assert {os.path.basename(p) for p in paths if p.endswith(".png")} == {
+        "mse_vs_lr.png", "best_mse_vs_batch_size.png", "reliable_lr_range.png",
+        "mse_heat_map.png", "training_curves.png"}
+
+
 def test_comparison_figures_draw_one_curve_and_one_bar_colour_per_sweep(tmp_path):
     other = {2: {-12: 0.80, -10: 0.81}, 8: {-12: 0.85, -10: NAN}}
     tables = {"A": metric_table(_rows(TABLE)), "B": metric_table(_rows(other))}
