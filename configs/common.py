@@ -96,8 +96,9 @@ def get_config():
     config.precision = "highest"
     # The gradient noise scale B_simple = tr(Σ)/|G|² of every lane after each epoch
     # (noise_scale.py, McCandlish et al. 2018): from `num_batches` batches of `batch_size`
-    # training examples, at most `max_fraction` of an epoch's examples (fewer than 2 batches
-    # fit: not measured; num_batches 0: off); smoothed over epochs with `decay`.
+    # training examples, at most `max_fraction` of an epoch's examples (where fewer than 4
+    # fit, 4 smaller ones, for the estimate's error; fewer than 4 of 4 examples: not
+    # measured; num_batches 0: off); smoothed over epochs with `decay`.
     config.noise_scale = ml_collections.ConfigDict()
     config.noise_scale.batch_size = 32
     config.noise_scale.num_batches = 8

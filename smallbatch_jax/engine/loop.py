@@ -33,6 +33,8 @@ class History:
     # The noise-scale probe's mean |G_small|² and |G_big|² (noise_scale.py); empty without.
     grad_sq_small: list[np.ndarray] = dataclasses.field(default_factory=list)
     grad_sq_big: list[np.ndarray] = dataclasses.field(default_factory=list)
+    # ... and with each group of the probe's batches left out, (K, k, 2): its error.
+    grad_sq_left_out: list[np.ndarray] = dataclasses.field(default_factory=list)
     # Evaluations inside epochs (fit's evals_per_epoch > 1): the step after which each was
     # made, and every lane's test metric and loss there; empty without.
     within_step: list[int] = dataclasses.field(default_factory=list)
@@ -40,6 +42,7 @@ class History:
     within_test_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
 
     ARRAYS = ("train_loss", "test_loss", "test_metric", "grad_sq_small", "grad_sq_big",
+              "grad_sq_left_out",
               "within_test_metric", "within_test_loss")
 
     def to_dict(self) -> dict:
@@ -55,7 +58,7 @@ class History:
         if "test_accuracy" in d:  # a checkpoint from before the metric was configurable
             d = {**d, "test_metric": d["test_accuracy"]}
         # From before the noise probe, or before evaluations inside epochs:
-        d = {"grad_sq_small": [], "grad_sq_big": [], "within_step": [],
+        d = {"grad_sq_small": [], "grad_sq_big": [], "grad_sq_left_out": [], "within_step": [],
              "within_test_metric": [], "within_test_loss": [], **d}
         return cls(epoch=[int(e) for e in d["epoch"]], seconds=[float(s) for s in d["seconds"]],
                    within_step=[int(s) for s in d["within_step"]],
@@ -101,9 +104,10 @@ def fit(trainer: LaneTrainer, state: TrainState, hparams: LaneHparams, source,
         history.test_metric.append(np.where(diverged, np.nan, test_metric))
         probe_batch = None if probe is None else source.probe_batch(seeds, epoch, probe)
         if probe_batch is not None:
-            small, big = trainer.gradient_moments(state.lanes, hparams, probe_batch)
+            small, big, left_out = trainer.gradient_moments(state.lanes, hparams, probe_batch)
             history.grad_sq_small.append(np.where(diverged, np.nan, small))
             history.grad_sq_big.append(np.where(diverged, np.nan, big))
+            history.grad_sq_left_out.append(np.where(diverged[:, None, None], np.nan, left_out))
         history.seconds.append(time.perf_counter() - start)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history, state)

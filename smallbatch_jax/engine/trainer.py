@@ -21,6 +21,7 @@ from smallbatch_jax.engine.plan import ExecutionPlan
 from smallbatch_jax.engine.programs import Programs
 from smallbatch_jax.engine.state import LaneState, TrainState
 from smallbatch_jax.engine.step import LaneStep
+from smallbatch_jax.noise_scale import probe_groups
 
 
 class LaneTrainer:
@@ -141,9 +142,10 @@ class LaneTrainer:
         return metric, loss
 
     def gradient_moments(self, lanes: LaneState, hparams: LaneHparams, probe_batch
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """Every lane's noise-scale probe (noise_scale.py): (mean |G_small|², |G_big|²) per
-        lane, NaN for a skipped group of diverged lanes. `probe_batch`: a host ProbeBatch."""
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every lane's noise-scale probe (noise_scale.py, LaneStep.gradient_moments): mean
+        |G_small|² and |G_big|² (K,) and their leave-one-group-out values (K, k, 2); NaN for a
+        skipped group of diverged lanes. `probe_batch`: a host ProbeBatch."""
         num_lanes = lanes.diverged.shape[0]
         groups = lane_groups.live_groups(self.plan, lanes, at_home=True)
         probe_batch = lane_groups.put_everywhere(self.plan, probe_batch)
@@ -152,8 +154,11 @@ class LaneTrainer:
             moments.append(self.programs.probe(
                 lane_groups.take(lanes, group), lane_groups.take(hparams, group),
                 lane_groups.on(group.device, probe_batch, local)))
+        k = probe_groups(probe_batch.images.shape[1])  # (S, n, b, ...): n batches
         small, big = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
-        for group, (s, b) in zip(groups, moments):
+        left_out = np.full((num_lanes, k, 2), np.nan)
+        for group, (s, b, left) in zip(groups, moments):
             small[group.start:group.stop] = np.asarray(s)
             big[group.start:group.stop] = np.asarray(b)
-        return small, big
+            left_out[group.start:group.stop] = np.asarray(left)
+        return small, big, left_out

@@ -185,7 +185,8 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         memory_budget_bytes=int(config.memory_budget_gb * 2**30),
         schedule=Schedule(config.epochs, config.evals_per_epoch, config.last_epochs),
         checkpoints=CheckpointPolicy(cadence.every_epochs, cadence.every_minutes, cadence.keep),
-        probe=NoiseProbe.from_config(config.noise_scale, dataset.num_train),
+        probe=NoiseProbe.from_config(config.noise_scale, dataset.num_train,
+                                     multiple_of=config.bn_batch_size or 1),
     )
 
 

@@ -42,8 +42,17 @@ from flax import serialization
 
 
 def _orbax_quiet(record) -> bool:
-    """Orbax logs a dozen INFO lines per save through absl: keep its warnings only."""
-    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+    """Orbax logs a dozen INFO lines per save through absl: keep its warnings only. And a
+    full, read-only or forbidden disk: each of its writing threads logs the error with its
+    traceback (~270 lines on a full disk) before the save raises it, which `save` turns into
+    one line (_as_os_error, then run/directory.py); the tracebacks are kept at
+    --verbosity=1."""
+    if "/orbax/" not in record.pathname:
+        return True
+    if record.levelno < std_logging.WARNING:
+        return False
+    storage = any(text in record.getMessage() for text in _OS_ERRORS)
+    return not storage or logging.get_verbosity() >= 1
 
 
 logging.get_absl_logger().addFilter(_orbax_quiet)

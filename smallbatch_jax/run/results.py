@@ -30,7 +30,8 @@ SUMMARY_FIELDS = (
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
 )
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
-                "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale")
+                "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale",
+                "noise_scale_se", "noise_scale_resolved")
 # evaluations.csv (a run with evals_per_epoch > 1): every evaluation, inside epochs and at
 # their ends, per lane; `epoch` is fractional (steps / steps per epoch).
 EVALUATION_FIELDS = ("step", "epoch", "lane", "seed", "base_lr", "test_loss", "test_metric")
@@ -191,10 +192,12 @@ def read_csv(path: str) -> list[dict]:
 def curve_rows(history: History, grid: LaneGrid, probe=None) -> list[dict]:
     """Per epoch and lane: losses, test metric, the epoch's seconds and, where the run probed
     the gradient noise with `probe` (noise_scale.NoiseProbe), the probe's mean |G_small|²,
-    |G_big|² and the smoothed noise scale B_simple (NaN where not measured)."""
+    |G_big|² and the smoothed noise scale B_simple with its standard error and whether it
+    was resolved (NaN and False where not measured; noise_scale.noise_scale_curves)."""
     probed = probe is not None and len(history.grad_sq_small) == len(history.epoch)
-    scales = (noise_scale.noise_scale_curves(history.grad_sq_small, history.grad_sq_big,
-                                             probe)[2] if probed else None)
+    noise = (noise_scale.noise_scale_curves(history.grad_sq_small, history.grad_sq_big,
+                                            probe, history.grad_sq_left_out)
+             if probed else None)
     rows = []
     for i, epoch in enumerate(history.epoch):
         for lane, (seed, base_lr) in enumerate(grid.lanes()):
@@ -206,7 +209,9 @@ def curve_rows(history: History, grid: LaneGrid, probe=None) -> list[dict]:
                 "epoch_seconds": history.seconds[i],
                 "grad_sq_small": float(history.grad_sq_small[i][lane]) if probed else math.nan,
                 "grad_sq_big": float(history.grad_sq_big[i][lane]) if probed else math.nan,
-                "noise_scale": float(scales[i][lane]) if probed else math.nan,
+                "noise_scale": float(noise.scale[i][lane]) if probed else math.nan,
+                "noise_scale_se": float(noise.scale_se[i][lane]) if probed else math.nan,
+                "noise_scale_resolved": bool(noise.resolved[i][lane]) if probed else False,
             })
     return rows
 

@@ -335,28 +335,48 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
     return fig
 
 
-def noise_scale_vs_progress(curves: dict[int, list[tuple[int, float]]], best_m: int | None,
+def noise_scale_vs_progress(curves: dict[int, list], best_m: int | None,
                             where: str = "") -> plt.Figure:
     """The gradient noise scale B_simple (noise_scale.py) against the fraction of training
-    done, one curve per m at its best η̃ ({m: [(epoch, B_simple)]}), log scale, with the
-    sweep's empirically best m as a dashed line: does the noise scale point at it? An m
+    done, one curve per m at its best η̃ ({m: [noise_scale.NoisePoint]}), log scale, with a
+    band of ± one standard error around the resolved estimates and the unresolved ones drawn
+    hollow (|G|² within two standard errors of 0: B_simple could be larger without bound);
+    the sweep's empirically best m as a dashed line: does the noise scale point at it? An m
     whose estimate was never positive is named as not measurable."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    lost = [m for m, curve in sorted(curves.items()) if all(math.isnan(v) for _, v in curve)]
+    lost = [m for m, curve in sorted(curves.items()) if all(math.isnan(p.scale) for p in curve)]
     if lost:
         ax.text(0.02, 0.02, "not measurable at m = " + ", ".join(map(str, lost)),
                 transform=ax.transAxes, fontsize=7, color="grey")
+    hollow = False
     for i, (m, curve) in enumerate(sorted(curves.items())):
         if m in lost:
             continue
-        epochs = max((e for e, _ in curve), default=1)
-        ax.plot([e / epochs for e, _ in curve], [v for _, v in curve], linestyle="-",
-                markersize=3, label=f"m = {m}", **_style(i))
+        style = _style(i)
+        epochs = max((p.epoch for p in curve), default=1)
+        x = np.array([p.epoch / epochs for p in curve])
+        y = np.array([p.scale for p in curve])
+        ax.plot(x, y, linestyle="-", linewidth=1, label=f"m = {m}", color=style["color"],
+                marker="none")
+        usable = np.array([p.usable for p in curve], bool)
+        ax.plot(x[usable], y[usable], linestyle="none", markersize=4, **style)
+        ax.plot(x[~usable], y[~usable], linestyle="none", markersize=5, markeredgewidth=0.8,
+                markerfacecolor="white", color=style["color"], marker=style["marker"])
+        hollow |= bool((~usable & np.isfinite(y)).any())
+        se = np.array([p.se for p in curve])
+        band = usable & np.isfinite(se)
+        if band.any():  # on a log axis: the band's lower edge kept above 0
+            ax.fill_between(x, np.where(band, np.maximum(y - se, y / 100), np.nan),
+                            np.where(band, y + se, np.nan), color=style["color"], alpha=0.2,
+                            linewidth=0)
+    if hollow:
+        ax.plot([], [], "o", markerfacecolor="none", color="grey",
+                label="hollow: not resolved")
     if best_m is not None:
         ax.axhline(best_m, linestyle="--", color="grey", label=f"best m = {best_m}")
     ax.set_yscale("log")
     ax.set(xlabel="fraction of training", ylabel="noise scale B_simple = tr Σ / |G|²")
-    _title(ax, "Gradient noise scale at each m's best η̃", where)
+    _title(ax, "Gradient noise scale at each m's best η̃ (± 1 s.e.)", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
     return fig

@@ -251,12 +251,19 @@ def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
     return ", ".join(parts)
 
 
+def _noise_scale_text(scale: float, se: float) -> str:
+    if math.isnan(scale):
+        return "not measurable"
+    return f"{scale:.3g}" + ("" if math.isnan(se) else f" ± {se:.2g}")
+
+
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
                             alpha: float = ALPHA, where: str = "",
-                            noise_scales: dict[int, float] | None = None) -> str:
+                            noise_scales: dict[int, tuple[float, float]] | None = None) -> str:
     """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
-    `noise_scales`: {m: the gradient noise scale B_simple at the end of m's training at its
-    best η̃} (noise_scale.py), where probed (NaN: not measurable)."""
+    `noise_scales`: {m: (the gradient noise scale B_simple at the end of m's training at its
+    best η̃, its standard error)} (noise_scale.final_scale), where probed (NaN: not
+    measurable; a standard error NaN: not known)."""
     table = metric_table(rows)
     name, higher = table.metric, table.higher_is_better
     stats, seeds = seed_statistics(rows), _num_seeds(rows)
@@ -334,15 +341,16 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     lines.append("")
     if noise_scales:
         lines += [f"Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
-                  "of the last 3 epochs (McCandlish et al. 2018: to first order, batches "
-                  "beyond it stop cutting the steps in proportion): " + ", ".join(
-                      f"m = {m}: {'not measurable' if math.isnan(b) else f'{b:.3g}'}"
-                      for m, b in noise_scales.items())
+                  "of the last 3 epochs' resolved estimates ± their standard error (McCandlish "
+                  "et al. 2018: to first order, batches beyond it stop cutting the steps in "
+                  "proportion): " + ", ".join(
+                      f"m = {m}: {_noise_scale_text(*b)}" for m, b in noise_scales.items())
                   + f". The best m found by training: {best_m}."
-                  + (" Not measurable: the estimate of |G|² was not positive for some seed in "
-                     "the last epochs (near convergence the gradient is lost in the probe's "
-                     "noise)."
-                     if any(math.isnan(b) for b in noise_scales.values()) else ""), ""]
+                  + (" Not measurable: in the last epochs the estimate of |G|² was not "
+                     "resolved for some seed (not two standard errors above 0: near "
+                     "convergence the gradient is lost in the probe's noise, and B_simple "
+                     "could be larger without bound)."
+                     if any(math.isnan(b[0]) for b in noise_scales.values()) else ""), ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]
     for verdict in verdicts(rows, found, alpha):

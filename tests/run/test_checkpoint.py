@@ -195,3 +195,31 @@ def test_a_damaged_progress_is_never_resumed_from_and_is_removed(tiny_digits, tm
     checkpoints.save(newer, {"history": {}})  # the step saved again: no StepAlreadyExists
     assert checkpoints.steps() == [8, 16]
     checkpoints.close()
+
+
+def test_orbax_storage_errors_leave_the_one_line_message_alone():
+    """A full disk: each of Orbax's writing threads logged the error with its traceback
+    (~270 lines) before the save raised it as one clear line. Those records are dropped
+    unless --verbosity=1; Orbax's other errors and everything else pass."""
+    import logging as std_logging
+
+    from absl import logging as absl_logging
+
+    from smallbatch_jax.run.checkpoint import _orbax_quiet
+
+    def record(path, level, message):
+        return std_logging.LogRecord("absl", level, path, 1, message, None, None)
+
+    orbax = "/site-packages/orbax/checkpoint/_src/futures/future.py"
+    full = ("_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: Error writing "
+            "... Failed to write 291297 bytes to file 18: No space left on device")
+    assert not _orbax_quiet(record(orbax, std_logging.ERROR, full))
+    assert not _orbax_quiet(record(orbax, std_logging.INFO, "Saving checkpoint"))
+    assert _orbax_quiet(record(orbax, std_logging.ERROR, "a bug of Orbax's"))
+    assert _orbax_quiet(record("/work/smallbatch_jax/run/train.py", std_logging.ERROR, full))
+    verbosity = absl_logging.get_verbosity()
+    try:
+        absl_logging.set_verbosity(1)
+        assert _orbax_quiet(record(orbax, std_logging.ERROR, full))
+    finally:
+        absl_logging.set_verbosity(verbosity)

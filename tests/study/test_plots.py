@@ -188,16 +188,30 @@ def test_saved_figures_typeset_the_tilde(tmp_path):
     assert "log₂ η̃" not in svg
 
 
-def test_noise_scale_figure_has_a_curve_per_m_and_the_best_m():
-    curves = {8: [(1, 10.0), (2, 20.0), (4, 40.0)], 64: [(1, 12.0), (2, float("nan"))]}
+def test_noise_scale_figure_has_a_curve_per_m_its_error_and_the_best_m():
+    """A curve per m, a band of ± one standard error around resolved estimates, the
+    unresolved ones hollow (with a legend entry saying so), the best m dashed."""
+    from smallbatch_jax.noise_scale import NoisePoint
+
+    nan = float("nan")
+    curves = {8: [NoisePoint(1, 10.0, 2.0, True), NoisePoint(2, 20.0, 3.0, True),
+                  NoisePoint(4, 40.0, 90.0, False)],
+              64: [NoisePoint(1, 12.0), NoisePoint(2, nan)]}  # (no error known: old files)
     ax = plots.noise_scale_vs_progress(curves, 8).axes[0]
     lines = _lines_with_data(ax)
     assert list(lines[0].get_xdata()) == [0.25, 0.5, 1.0]  # epochs as a fraction of training
-    assert list(lines[2].get_ydata()) == [8, 8]  # the best m, dashed
+    filled, hollow = lines[1], lines[2]
+    assert list(filled.get_ydata()) == [10.0, 20.0] and filled.get_markerfacecolor() != "none"
+    assert list(hollow.get_ydata()) == [40.0] and hollow.get_markerfacecolor() == "white"
+    assert list(lines[-1].get_ydata()) == [8, 8]  # the best m, dashed
+    (band,) = ax.collections  # m = 8's resolved points only
+    top = band.get_paths()[0].vertices[:, 1]
+    assert 12.0 in top and 23.0 in top and 130.0 not in top
+    assert "hollow: not resolved" in [t.get_text() for t in ax.get_legend().get_texts()]
     assert ax.get_yscale() == "log"
-    lost = plots.noise_scale_vs_progress({**curves, 16: [(1, float("nan"))]}, 8).axes[0]
-    assert len(_lines_with_data(lost)) == 3  # no line for m = 16 ...
-    assert "not measurable at m = 16" in [t.get_text() for t in lost.texts]  # ... but named
+    lost = plots.noise_scale_vs_progress({**curves, 16: [NoisePoint(1, nan)]}, 8).axes[0]
+    assert "not measurable at m = 16" in [t.get_text() for t in lost.texts]
+    assert "m = 16" not in [t.get_text() for t in lost.get_legend().get_texts()]
 
 
 def test_the_papers_eleven_batch_sizes_have_a_colour_each():

@@ -135,11 +135,12 @@ def test_the_report_recommends_the_best_point_and_its_setting():
 
 def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
     rows = _rows({4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}})
+    nan = float("nan")
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02,
-                                             noise_scales={4: 31.4, 16: float("nan")})
-    assert "m = 4: 31.4, m = 16: not measurable. The best m found by training: 4." in text
-    assert "Not measurable: the estimate of |G|² was not positive for some seed" in text
-    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, noise_scales={4: 31.4})
+                                             noise_scales={4: (31.4, 4.2), 16: (nan, nan)})
+    assert "m = 4: 31.4 ± 4.2, m = 16: not measurable. The best m found by training: 4." in text
+    assert "Not measurable: in the last epochs the estimate of |G|² was not resolved" in text
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, noise_scales={4: (31.4, nan)})
     assert "m = 4: 31.4. The best m found by training: 4.\n" in text
     assert "noise scale B_simple" not in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
 
