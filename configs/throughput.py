@@ -2,7 +2,8 @@ r"""The throughput benchmark: lanes against sequential runs and the packing limi
 
     python -m experiments.throughput --config=configs/throughput.py --workdir=runs/throughput
 
-Reduced AlexNet on 32×32×3 inputs (synthetic pixels: speed does not depend on them), plain
+Reduced AlexNet on 32×32×3 inputs (synthetic pixels: speed does not depend on them), or a
+model of the zoo (`configs/throughput.py:zoo=plain_cnn`: smallbatch_jax/diagnostics/zoo.py), plain
 SGD, m ∈ {2, 8, 32, 128} × K ∈ {1, 4, 13}. Each (m, K) trains about `examples_per_lane`
 examples per lane per repeat. 'auto' is the strategy a user gets; add other presets of
 smallbatch_jax.engine.strategy.PRESETS to see them side by side.
@@ -17,11 +18,23 @@ this machine, from a measurement at every m:
 
 import ml_collections
 
+from smallbatch_jax.diagnostics.zoo import ZOO
 
-def get_config():
+
+def get_config(arg: str | None = None):
+    """`arg`: "zoo=NAME", a model of the zoo (smallbatch_jax/diagnostics/zoo.py: ZOO) with its
+    input; default the reduced AlexNet."""
+    model, shape, kind = ZOO["alexnet"]
+    if arg:
+        key, _, name = arg.partition("=")
+        if key != "zoo" or name not in ZOO:
+            raise ValueError(f"configs/throughput.py:{arg}; allowed: zoo=NAME, NAME in "
+                             f"{sorted(ZOO)}")
+        model, shape, kind = ZOO[name]
     config = ml_collections.ConfigDict()
-    config.model = "alexnet"
-    config.image_shape = (32, 32, 3)
+    config.model = model  # built in, or "package.module:attribute"
+    config.image_shape = shape  # one example's input shape
+    config.input_kind = kind  # 'images', 'features' or 'tokens' (data/dataset.py)
     config.num_classes = 10
     config.batch_sizes = (2, 8, 32, 128)
     config.num_lanes = (1, 4, 13)

@@ -26,6 +26,14 @@ from ml_collections import config_flags  # noqa: E402
 
 from smallbatch_jax.data import load_digits, make_dataset  # noqa: E402
 
+# JAX started here, with its one CPU device, in every test process: the API would otherwise
+# ask for one device per core (api.set_up_process) in whichever process a test of it runs
+# first, and the tests after it would run on other devices depending on the order.
+# Subprocesses (the entry points, the API's own test) start JAX afresh.
+import jax  # noqa: E402
+
+jax.devices()
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR10_SUBSET = os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10_subset.npz")
 

@@ -1,5 +1,6 @@
 """The user's own model and data: through the Python API and the command line."""
 
+import json
 import os
 import re
 import subprocess
@@ -265,3 +266,42 @@ def test_a_user_objective_by_import_path_and_its_errors(tmp_path):
         with pytest.raises(ValueError, match=message):
             sbj.run_lr_sweep(_config(objective=objective), str(tmp_path / "bad"), model=MLP(),
                              data=_features())
+
+
+def test_from_python_the_api_sets_the_process_up_like_the_command_line(tmp_path):
+    """A fresh Python process: the lanes dealt over one CPU device per core, the compiled
+    programs kept in the cache, each epoch logged with its ETA (absl shows only warnings in
+    a program that did not start through absl.app)."""
+    script = MLP_SOURCE + f'''
+import json, numpy as np, smallbatch_jax as sbj
+from sklearn.datasets import make_classification
+x, y = make_classification(300, 8, n_informative=4, n_classes=3, random_state=0)
+x = x.astype(np.float32)
+config = sbj.load_config({os.path.join(REPO_ROOT, "configs", "default.py")!r})
+config.epochs, config.batch_size, config.base_lrs = 2, 16, (2.0**-8, 2.0**-6, 2.0**-4)
+sbj.run_lr_sweep(config, {str(tmp_path / "run")!r}, model=MLP(),
+                 data=(x[:200], y[:200], x[200:], y[200:]),
+                 compilation_cache={str(tmp_path / "cache")!r})
+'''
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS") and not k.startswith("JAX_")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    cores = len(os.sched_getaffinity(0))
+    assert len(recorded["provenance"]["devices"]) == cores
+    assert any((tmp_path / "cache").iterdir())  # programs kept
+    assert "epoch 1/2" in done.stderr and "ETA" in done.stderr
+
+
+def test_a_process_whose_jax_started_first_is_told_once(caplog, monkeypatch):
+    from smallbatch_jax import api
+
+    monkeypatch.setattr(api, "_told_about_devices", False)
+    with caplog.at_level("WARNING"):
+        sbj.set_up_process()
+        sbj.set_up_process()
+    cores = len(os.sched_getaffinity(0))
+    told = caplog.text.count("JAX started before smallbatch_jax could ask")
+    assert told == (1 if cores > jax.local_device_count() else 0)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from smallbatch_jax.data import Dataset
+from smallbatch_jax.data import Dataset, model_input_dtype
 from smallbatch_jax.diagnostics.estimates import format_estimate, sweep_estimate
 from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Timing, common_run_config,
                                                epoch_runner, step_figures, synthetic_dataset,
@@ -53,11 +53,13 @@ def _plain_train_step(model, batch_size: int, total_steps: int, precision: str =
     def _step(params, batch_stats, opt_state, images, labels, mean, std):
         def loss_fn(params):
             x = standardize(images, mean, std)
+            rngs = {"dropout": jax.random.key(0)}  # (models with Dropout; a fixed key)
             if batch_stats:
                 logits, updated = model.apply({"params": params, "batch_stats": batch_stats}, x,
-                                              train=True, mutable=["batch_stats"])
+                                              train=True, mutable=["batch_stats"], rngs=rngs)
                 return cross_entropy(logits, labels).mean(), updated["batch_stats"]
-            return cross_entropy(model.apply({"params": params}, x, train=True), labels).mean(), {}
+            logits = model.apply({"params": params}, x, train=True, rngs=rngs)
+            return cross_entropy(logits, labels).mean(), {}
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -74,7 +76,7 @@ def python_loop_runner(model, dataset: Dataset, batch_size: int, num_runs: int, 
     per step of all runs.
     """
     step, tx = _plain_train_step(model, batch_size, steps, precision)
-    dummy = jnp.zeros((1,) + dataset.image_shape, jnp.float32)
+    dummy = jnp.zeros((1,) + dataset.image_shape, model_input_dtype(dataset))
     variables = model.init(jax.random.key(0), dummy, train=False)
     images, labels = dataset.train_images, dataset.train_labels
     order = np.random.default_rng(0).permutation(len(labels))
@@ -114,13 +116,15 @@ def time_lanes(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
 
 
 def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lanes: int,
-            steps: int, repeats: int, strategies: dict[str, Strategy]) -> dict:
-    """Baseline, limit and lanes (each strategy) for one (m, K) of built-in `model`; one row
-    of the table. The baselines use XLA's convolution layer."""
+            steps: int, repeats: int, strategies: dict[str, Strategy],
+            input_kind: str = "images") -> dict:
+    """Baseline, limit and lanes (each strategy) for one (m, K) of `model` (built in or
+    imported); one row of the table. The baselines use XLA's convolution layer."""
     baseline_model = create_model(model, num_classes)
     m, k = batch_size, num_lanes
-    dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m))
-    lanes_data = synthetic_dataset(image_shape, num_classes, m * steps)
+    dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m),
+                                input_kind=input_kind)
+    lanes_data = synthetic_dataset(image_shape, num_classes, m * steps, input_kind=input_kind)
     runners = {"baseline": python_loop_runner(baseline_model, dataset, m, k, steps),
                "limit": python_loop_runner(baseline_model, dataset, k * m, 1, steps)}
     for name, strategy in strategies.items():
@@ -181,7 +185,7 @@ def run_throughput(config, workdir: str) -> list[dict]:
                           if name == "auto" else PRESETS[name] for name in config.strategies}
             steps = max(config.min_steps, config.examples_per_lane // m)
             row = measure(config.model, tuple(config.image_shape), config.num_classes, m, k,
-                          steps, config.repeats, strategies)
+                          steps, config.repeats, strategies, config.input_kind)
             record["rows"].append(row)
             with open(os.path.join(workdir, "throughput.json"), "w") as f:
                 json.dump(record, f, indent=2)

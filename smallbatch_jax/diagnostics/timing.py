@@ -139,10 +139,15 @@ def timing_lr(batch_size: int) -> float:
     return min(BASE_LR, MAX_LR / batch_size)
 
 
-def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int = 0) -> Dataset:
-    """Random uint8 images: throughput does not depend on pixel values."""
+def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int = 0,
+                      input_kind: str = "images") -> Dataset:
+    """Random inputs: throughput does not depend on their values. 'images' and 'tokens'
+    (ids < 256): uint8; 'features': float32."""
     rng = np.random.default_rng(seed)
-    images = lambda n: rng.integers(0, 256, (n,) + tuple(image_shape), dtype=np.uint8)
+    if input_kind == "features":
+        images = lambda n: rng.normal(size=(n,) + tuple(image_shape)).astype(np.float32)
+    else:
+        images = lambda n: rng.integers(0, 256, (n,) + tuple(image_shape), dtype=np.uint8)
     return make_dataset("synthetic", images(num_train), rng.integers(0, num_classes, num_train),
                         images(8), rng.integers(0, num_classes, 8), num_classes)
 

@@ -187,23 +187,16 @@ def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) 
 def make_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
               precision: str = "default", streamed: bool = False,
               memory_budget_bytes: int = 0, memory_probe: MemoryProbe | None = None,
-              model_takes_conv: bool = True, model: str = "this model", devices=None
-              ) -> ExecutionPlan:
+              devices=None) -> ExecutionPlan:
     """The plan of a run's strategy `choice` for `num_lanes` lanes at `batch_size` on this
     process's devices; `streamed`: the data come from a host pipeline.
 
-    `memory_probe`: how to measure a dispatch's bytes (needed only with a memory budget);
-    `model_takes_conv`: whether the model receives its
-    convolution layer (models/conv.py), so that the strategy may choose it: 'auto' never
-    picks a convolution the model cannot take, and a manual one that it cannot take raises.
+    `memory_probe`: how to measure a dispatch's bytes (needed only with a memory budget).
+    Every model takes the plan's convolution: the built-in ones receive it as their layer,
+    a user's `nn.Conv` layers are intercepted (models/conv.py: follow_plan).
     """
     available = list(jax.local_devices() if devices is None else devices)
     strategy = choice.resolve(batch_size, num_lanes, available[0].platform, len(available))
-    if strategy.conv != "xla" and not model_takes_conv:
-        if choice.preset == "manual":
-            raise ValueError(f"config.strategy.conv={strategy.conv!r} needs a model that "
-                             f"receives its convolution layer; {model} does not")
-        strategy = dataclasses.replace(strategy, conv="xla")
     return plan_for(strategy, num_lanes, precision=precision, devices=available,
                     streamed=streamed, memory_budget_bytes=memory_budget_bytes,
                     memory_probe=memory_probe)

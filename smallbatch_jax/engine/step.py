@@ -33,6 +33,7 @@ from jax import lax
 from smallbatch_jax.engine.augment import pad_crop_flip
 from smallbatch_jax.engine.lanes import LaneHparams
 from smallbatch_jax.engine.state import LaneState
+from smallbatch_jax.models.conv import follow_plan
 from smallbatch_jax.noise_scale import group_sizes, probe_groups
 from smallbatch_jax.objectives import CLASSIFICATION, Objective, softmax_cross_entropy
 from smallbatch_jax.optim import Optimizer, lane_optimizer
@@ -107,6 +108,9 @@ class LaneStep:
     objective: Objective = CLASSIFICATION  # the loss trained on and the metric evaluated
     decay_points: Sequence[float] = (0.5, 0.75)
     decay_factor: float = 0.1
+    # The plan's convolution (models/conv.py): every plain nn.Conv of the model computes
+    # through it (follow_plan), a user's model included.
+    conv: str = "xla"
 
     @cached_property
     def has_batch_norm(self) -> bool:
@@ -134,13 +138,14 @@ class LaneStep:
         """Logits, and the updated BatchNorm statistics when training. `rngs`: the stochastic
         layers' keys when training (e.g. {'dropout': key})."""
         variables = {"params": params}
-        if not self.has_batch_norm:
-            return self.model.apply(variables, images, train=train, rngs=rngs), batch_stats
-        variables["batch_stats"] = batch_stats
-        if not train:
-            return self.model.apply(variables, images, train=False), batch_stats
-        logits, updated = self.model.apply(variables, images, train=True, rngs=rngs,
-                                           mutable=["batch_stats"])
+        with follow_plan(self.conv):
+            if not self.has_batch_norm:
+                return self.model.apply(variables, images, train=train, rngs=rngs), batch_stats
+            variables["batch_stats"] = batch_stats
+            if not train:
+                return self.model.apply(variables, images, train=False), batch_stats
+            logits, updated = self.model.apply(variables, images, train=True, rngs=rngs,
+                                               mutable=["batch_stats"])
         return logits, updated["batch_stats"]
 
     def train_step(self, lane: LaneState, hp: LaneHparams, images, labels, seed, step,

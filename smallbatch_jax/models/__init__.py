@@ -9,8 +9,8 @@ parameters.
 A user's model: `name` "package.module:attribute" (imported), or the object itself through
 the API (`user_model`): a Flax module, or a factory called with `num_classes` that returns
 one. It is called like the built-in ones (`train=`; stochastic layers draw from the
-'dropout' stream); it builds its own layers, so it takes no `conv` (the plan then keeps
-XLA's convolutions: `takes_conv`).
+'dropout' stream); it builds its own layers, and its plain `nn.Conv` layers compute through
+the plan's convolution all the same (models/conv.py: follow_plan).
 """
 
 import importlib
@@ -54,11 +54,6 @@ MODELS = {
     "small_cnn": _convnet(small_cnn, "none"),
     "small_cnn_bn": _convnet(small_cnn, "all"),
 }
-
-
-def takes_conv(name: str) -> bool:
-    """Whether the model `name` receives its convolution layer (the built-in ones do)."""
-    return name in MODELS
 
 
 def import_attribute(path: str, key: str, allowed, what: str):

@@ -17,66 +17,106 @@ materializes the patches (kh·kw times the input: 25× for the first 5×5 layer,
 lane at m = 2048), at the price of kh·kw smaller products; under vmap each is a batched matrix
 product, so no grouped convolution is emitted either. Which of the three is fastest depends on
 the backend and m: measured, never assumed (docs/benchmarks.md).
+
+Both take any number of spatial axes (1-D convolutions of token models, 2-D of images),
+strides, padding and kernel dilation. A user's model needs no change to use them:
+`follow_plan` intercepts every plain `nn.Conv` (engine/step.py applies models inside it).
 """
 
+import contextlib
 import functools
+import itertools
 
 import jax.numpy as jnp
+from absl import logging
 from flax import linen as nn
 from jax import lax
 
 CONV_IMPLS = ("xla", "patches", "shifted")
 
 
+def _channels_last(dimension_numbers, ndim: int) -> bool:
+    """Whether `dimension_numbers` is Flax's layout: N, spatial…, C inputs and outputs and
+    spatial…, I, O kernels (None: lax's default NCHW, not ours)."""
+    if dimension_numbers is None:
+        return False
+    spatial = tuple(range(1, ndim - 1))
+    lhs, rhs, out = lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers)
+    return (lhs == (0, ndim - 1) + spatial and out == lhs
+            and rhs == (ndim - 1, ndim - 2) + tuple(range(ndim - 2)))
+
+
 def _padded_input(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                   feature_group_count):
-    """The zero-padded input and the output size of an NHWC × HWIO convolution."""
-    if feature_group_count != 1 or any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ())):
-        raise NotImplementedError("patches/shifted convolutions: no dilation or feature groups")
-    kh, kw = rhs.shape[:2]
+    """The zero-padded input, the output's spatial size and the kernel dilation of an
+    N, spatial…, C × spatial…, I, O convolution (any number of spatial axes)."""
+    spatial = rhs.ndim - 2
+    if feature_group_count != 1 or any(d != 1 for d in (lhs_dilation or ())):
+        raise NotImplementedError("patches/shifted convolutions: no input dilation or "
+                                  "feature groups")
+    dilation = tuple(rhs_dilation or (1,) * spatial)
+    extent = tuple((k - 1) * d + 1 for k, d in zip(rhs.shape[:spatial], dilation))
     if isinstance(padding, str):
-        padding = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), window_strides, padding)
-    x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
-    sh, sw = window_strides
-    return x, ((x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1)
+        padding = lax.padtype_to_pads(lhs.shape[1:1 + spatial], extent, window_strides, padding)
+    x = jnp.pad(lhs, ((0, 0),) + tuple(tuple(p) for p in padding) + ((0, 0),))
+    out_size = tuple((x.shape[1 + a] - extent[a]) // window_strides[a] + 1
+                     for a in range(spatial))
+    return x, out_size, dilation
 
 
-def _shifted_slice(x, i, j, window_strides, out_size):
-    """Input pixel (sh·y + i, sw·x + j) for every output pixel (y, x)."""
-    (sh, sw), (out_h, out_w) = window_strides, out_size
-    return x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
+def _shifted_slice(x, offset, window_strides, out_size):
+    """Input pixel (s·y + o) along each spatial axis for every output pixel y."""
+    return x[(slice(None),) + tuple(slice(o, o + s * (n - 1) + 1, s) for o, s, n
+                                    in zip(offset, window_strides, out_size)) + (slice(None),)]
+
+
+def _offsets(rhs, dilation):
+    """Each kernel position's index and its offset into the input, in the kernel's
+    row-major order (that of its reshape to (positions · C_in, C_out))."""
+    spatial = rhs.ndim - 2
+    for index in itertools.product(*(range(k) for k in rhs.shape[:spatial])):
+        yield index, tuple(i * d for i, d in zip(index, dilation))
+
+
+def _check_layout(lhs, dimension_numbers):
+    if dimension_numbers is not None and not _channels_last(dimension_numbers, lhs.ndim):
+        raise NotImplementedError("patches/shifted convolutions: channels-last layouts only "
+                                  f"(Flax's), not {dimension_numbers}")
 
 
 def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                  dimension_numbers=None, feature_group_count=1, precision=None,
                  preferred_element_type=None):
-    """`lax.conv_general_dilated` for NHWC inputs and HWIO kernels, as patches × kernel.
+    """`lax.conv_general_dilated` for channels-last inputs (N, spatial…, C) and kernels
+    (spatial…, C_in, C_out), any number of spatial axes, as patches × kernel.
 
-    Takes the arguments Flax's `nn.Conv` passes; supports strides and any padding, not
-    dilation or feature groups (no model here uses them).
+    Takes the arguments Flax's `nn.Conv` passes; supports strides, any padding and kernel
+    dilation, not input dilation or feature groups (NotImplementedError: `follow_plan` then
+    leaves that layer to XLA).
     """
-    del dimension_numbers, preferred_element_type  # Flax's default NHWC / HWIO layout.
-    x, out_size = _padded_input(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                feature_group_count)
-    kh, kw, c_in, c_out = rhs.shape
-    # The concatenation order (i, j, c) matches the row order of the reshaped HWIO kernel.
-    slices = [_shifted_slice(x, i, j, window_strides, out_size)
-              for i in range(kh) for j in range(kw)]
+    del preferred_element_type
+    _check_layout(lhs, dimension_numbers)
+    x, out_size, dilation = _padded_input(lhs, rhs, window_strides, padding, lhs_dilation,
+                                          rhs_dilation, feature_group_count)
+    c_in, c_out = rhs.shape[-2:]
+    # The concatenation order (position, c) matches the row order of the reshaped kernel.
+    slices = [_shifted_slice(x, offset, window_strides, out_size)
+              for _, offset in _offsets(rhs, dilation)]
     patches = jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
-    return jnp.dot(patches, rhs.reshape(kh * kw * c_in, c_out), precision=precision)
+    return jnp.dot(patches, rhs.reshape(len(slices) * c_in, c_out), precision=precision)
 
 
 def shifted_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                  dimension_numbers=None, feature_group_count=1, precision=None,
                  preferred_element_type=None):
-    """`lax.conv_general_dilated` for NHWC × HWIO as Σ over kernel offsets (i, j) of the
-    shifted input times rhs[i, j]; the arguments as for `patches_conv`."""
-    del dimension_numbers, preferred_element_type
-    x, out_size = _padded_input(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                feature_group_count)
-    kh, kw = rhs.shape[:2]
-    terms = (jnp.dot(_shifted_slice(x, i, j, window_strides, out_size), rhs[i, j],
-                     precision=precision) for i in range(kh) for j in range(kw))
+    """`lax.conv_general_dilated` as Σ over kernel positions of the shifted input times the
+    kernel's (C_in, C_out) slice there; the arguments as for `patches_conv`."""
+    del preferred_element_type
+    _check_layout(lhs, dimension_numbers)
+    x, out_size, dilation = _padded_input(lhs, rhs, window_strides, padding, lhs_dilation,
+                                          rhs_dilation, feature_group_count)
+    terms = (jnp.dot(_shifted_slice(x, offset, window_strides, out_size), rhs[index],
+                     precision=precision) for index, offset in _offsets(rhs, dilation))
     return sum(terms)
 
 
@@ -95,3 +135,53 @@ def conv_layer(name: str):
     if name == "xla":
         return nn.Conv
     return functools.partial(nn.Conv, conv_general_dilated=conv_function(name))
+
+
+def unsupported(module: nn.Conv) -> str | None:
+    """Why implementation 'patches'/'shifted' cannot compute this `nn.Conv` (None: it can)."""
+    if module.feature_group_count != 1:
+        return f"feature_group_count={module.feature_group_count}"
+    if module.input_dilation not in (None, 1) and any(d != 1 for d in module.input_dilation):
+        return f"input_dilation={module.input_dilation}"
+    if not module.shared_weights:
+        return "unshared weights (a local convolution)"
+    return None
+
+
+_warned: set = set()
+
+
+def follow_plan(name: str):
+    """A context in which every Flax `nn.Conv` that does not name its own convolution
+    function computes through implementation `name` (conv_function): a user's model gets the
+    plan's convolution without changing a line. Flax's method interception
+    (`nn.intercept_methods`) sees each `nn.Conv` call; the module's `conv_general_dilated`
+    field, None by default, is set for that call only. A layer the implementation cannot
+    compute (`unsupported`) stays with XLA's, logged once per layer. 'xla': no interception."""
+    if name == "xla":
+        return contextlib.nullcontext()
+    function = conv_function(name)
+
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if (context.method_name != "__call__" or not isinstance(module, nn.Conv)
+                or module.conv_general_dilated is not None
+                or module.conv_general_dilated_cls is not None):
+            return next_fun(*args, **kwargs)
+        reason = unsupported(module)
+        if reason is not None:
+            where = "/".join(module.path) or type(module).__name__
+            if (where, reason) not in _warned:
+                _warned.add((where, reason))
+                logging.warning("conv=%r cannot compute %s (%s): that layer uses XLA's "
+                                "convolution", name, where, reason)
+            return next_fun(*args, **kwargs)
+        # Flax modules are frozen dataclasses: the field is set around this one call (while
+        # tracing) and put back, so the module is unchanged for every other use.
+        object.__setattr__(module, "conv_general_dilated", function)
+        try:
+            return next_fun(*args, **kwargs)
+        finally:
+            object.__setattr__(module, "conv_general_dilated", None)
+
+    return nn.intercept_methods(interceptor)

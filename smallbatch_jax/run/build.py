@@ -20,7 +20,7 @@ from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source,
 from smallbatch_jax.engine.plan import MemoryProbe
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.strategy import StrategyChoice
-from smallbatch_jax.models import create_model, takes_conv, user_model
+from smallbatch_jax.models import create_model, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import Objective, objective_named
@@ -62,10 +62,6 @@ class ModelRecipe:
     num_classes: int
     bn_batch_size: int | None  # m_BN (ghost BatchNorm); None: BN over the whole batch
     user: object = None  # a user's Flax module or factory (smallbatch_jax.api)
-
-    @property
-    def takes_conv(self) -> bool:
-        return self.user is None and takes_conv(self.name)
 
     def build(self, conv: str):
         if self.user is not None:
@@ -200,7 +196,7 @@ def create_run(spec: RunSpec) -> Run:
                         image_shape=spec.dataset.image_shape, optimizer=spec.optimizer,
                         input_dtype=model_input_dtype(spec.dataset),
                         objective=spec.objective, decay_points=spec.decay_points,
-                        decay_factor=spec.decay_factor)
+                        decay_factor=spec.decay_factor, conv=conv)
 
     memory_probe = MemoryProbe(
         programs_for=lambda plan: Programs(lane_step(plan.strategy.conv), plan, spec.num_seeds),
@@ -208,8 +204,7 @@ def create_run(spec: RunSpec) -> Run:
         steps_per_epoch=source.steps_per_epoch)
     plan = make_plan(spec.strategy, spec.grid.num_lanes, spec.batch_size,
                      precision=spec.precision, streamed=spec.dataset.streamed,
-                     memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe,
-                     model_takes_conv=spec.model.takes_conv, model=spec.model.name)
+                     memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe)
     trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=spec.num_seeds,
                           augment=spec.augment)
     if spec.model.bn_batch_size and not trainer.has_batch_norm:

@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, fit, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid, tree_index
@@ -209,6 +210,42 @@ def test_every_strategy_gives_the_reference_results(tiny_digits, reference_run, 
     reference_state, reference = reference_run
     state, history = _run(_trainer(tiny_digits, strategy=strategy), tiny_digits,
                           _grid(STABLE_GRID))
+    _assert_trees_close(state.lanes, reference_state.lanes, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.stack(history.test_metric), np.stack(reference.test_metric))
+    np.testing.assert_allclose(np.stack(history.train_loss), np.stack(reference.train_loss),
+                               rtol=1e-5)
+
+
+class UserCNN(nn.Module):
+    """A user's CNN, written with plain nn.Conv (no convolution factory)."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.relu(nn.Conv(8, (3, 3))(x))
+        x = nn.relu(nn.Conv(16, (3, 3), strides=2)(x))
+        return nn.Dense(10)(x.mean(axis=(1, 2)))
+
+
+def _user_cnn_run(dataset, strategy):
+    lane_step = LaneStep(UserCNN(), batch_size=8, image_shape=dataset.image_shape,
+                         conv=strategy.conv)
+    plan = plan_for(strategy, 3, devices=jax.local_devices()[:1])
+    return _run(LaneTrainer(lane_step, plan), dataset, _grid(STABLE_GRID))
+
+
+@pytest.mark.parametrize("strategy", [
+    Strategy(conv="patches"),
+    Strategy(conv="shifted", lanes_per_program=2, steps_per_dispatch=3),
+    Strategy(lane_map="unrolled", conv="patches", steps_per_dispatch=3),
+    Strategy(lane_map="map", conv="patches"),
+])
+def test_a_users_nn_conv_model_gives_the_reference_results_under_every_strategy(tiny_digits,
+                                                                                strategy):
+    """Its nn.Conv layers compute through the plan's convolution (models/conv.py:
+    follow_plan): the same training as XLA's convolutions, up to the rounding the built-in
+    models' strategy test accepts."""
+    reference_state, reference = _user_cnn_run(tiny_digits, Strategy())
+    state, history = _user_cnn_run(tiny_digits, strategy)
     _assert_trees_close(state.lanes, reference_state.lanes, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.stack(history.test_metric), np.stack(reference.test_metric))
     np.testing.assert_allclose(np.stack(history.train_loss), np.stack(reference.train_loss),

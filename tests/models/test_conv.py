@@ -2,10 +2,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 from jax import lax
 
 from smallbatch_jax.models import create_model
-from smallbatch_jax.models.conv import conv_function, conv_layer, patches_conv, shifted_conv
+from smallbatch_jax.models.conv import (conv_function, conv_layer, follow_plan, patches_conv,
+                                        shifted_conv)
 
 DN = ("NHWC", "HWIO", "NHWC")
 CASES = [  # input shape, kernel shape, strides, padding
@@ -60,13 +62,95 @@ def test_conv_under_vmap_over_lanes_emits_no_grouped_convolution(impl, shared_in
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+def _channels_last(ndim):
+    """Flax's layout for `ndim`-D operands: lax's dimension numbers for N…C × …IO."""
+    spatial = "DHW"[3 - (ndim - 2):]
+    return ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
+
+
+ND_CASES = [  # input shape, kernel shape, strides, padding, kernel dilation
+    ((2, 11, 5), (3, 5, 4), (1,), "SAME", (1,)),  # 1-D: a token model's
+    ((2, 12, 5), (4, 5, 3), (2,), "VALID", (1,)),
+    ((2, 12, 5), (3, 5, 3), (1,), ((2, 0),), (2,)),  # causal-style, dilated
+    ((2, 9, 9, 3), (3, 3, 3, 4), (1, 1), "SAME", (2, 2)),
+    ((1, 5, 6, 7, 2), (2, 3, 2, 2, 3), (1, 2, 1), "SAME", (1, 1, 1)),  # 3-D
+]
+
+
+@pytest.mark.parametrize("impl", sorted(OURS))
+@pytest.mark.parametrize("lhs_shape,rhs_shape,strides,padding,dilation", ND_CASES)
+def test_conv_of_any_rank_and_kernel_dilation_equals_xla(impl, lhs_shape, rhs_shape, strides,
+                                                          padding, dilation):
+    x, w = _operands(lhs_shape, rhs_shape)
+    dn = _channels_last(x.ndim)
+    expected = lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+                                        dimension_numbers=dn)
+    ours = jax.jit(lambda x, w: OURS[impl](x, w, strides, padding, rhs_dilation=dilation,
+                                           dimension_numbers=dn))
+    np.testing.assert_allclose(ours(x, w), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_unsupported_arguments_raise():
     x, w = _operands((1, 4, 4, 2), (3, 3, 2, 2))
     for conv in OURS.values():
         with pytest.raises(NotImplementedError):
-            conv(x, w, (1, 1), "SAME", rhs_dilation=(2, 2))
+            conv(x, w, (1, 1), "SAME", lhs_dilation=(2, 2))
+        with pytest.raises(NotImplementedError):
+            conv(x, jnp.ones((3, 3, 1, 2)), (1, 1), "SAME", feature_group_count=2)
+        with pytest.raises(NotImplementedError, match="channels-last"):
+            conv(jnp.ones((1, 2, 4, 4)), w, (1, 1), "SAME",
+                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
     with pytest.raises(ValueError, match="conv='fft'"):
         conv_function("fft")
+
+
+class UserNet(nn.Module):
+    """A user's model as they write it: plain nn.Conv (2-D, strided, dilated), a 1-D
+    nn.Conv over a sequence, a depthwise nn.Conv (feature groups: stays XLA's), Dense."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.relu(nn.Conv(6, (3, 3))(x))
+        x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
+        x = nn.Conv(8, (3, 3), feature_group_count=8)(x)  # depthwise
+        x = nn.relu(nn.Conv(8, (3, 3), kernel_dilation=2, padding="VALID")(x))
+        sequence = x.reshape(x.shape[0], -1, x.shape[-1])  # (batch, length, 8)
+        sequence = nn.relu(nn.Conv(4, (3,), padding="CAUSAL")(sequence))
+        return nn.Dense(10)(sequence.mean(axis=1))
+
+
+@pytest.mark.parametrize("impl", sorted(OURS))
+def test_a_users_nn_conv_follows_the_plan_without_changing_the_model(impl, caplog,
+                                                                    monkeypatch):
+    """Inside follow_plan every plain nn.Conv computes through the plan's function: the same
+    outputs and gradients as XLA's, and under vmap over lanes no grouped convolution is
+    emitted except by the layer the implementation cannot take (feature groups), which is
+    logged once and left to XLA's."""
+    from smallbatch_jax.models import conv
+
+    monkeypatch.setattr(conv, "_warned", set())  # (logged once per layer and process)
+    model = UserNet()
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+    params = model.init(jax.random.key(1), x, train=False)
+
+    def loss(params, x):
+        return jnp.sum(jnp.sin(model.apply(params, x, train=True)))
+
+    def planned(params, x):
+        with follow_plan(impl):
+            return loss(params, x)
+
+    np.testing.assert_allclose(jax.jit(planned)(params, x), jax.jit(loss)(params, x),
+                               rtol=1e-5)
+    for ours, theirs in zip(jax.tree.leaves(jax.jit(jax.grad(planned))(params, x)),
+                            jax.tree.leaves(jax.jit(jax.grad(loss))(params, x))):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    lanes = jax.tree.map(lambda p: jnp.stack([p, 2 * p]), params)
+    text = jax.jit(jax.vmap(planned, (0, None))).lower(lanes, x).as_text()
+    assert text.count("stablehlo.convolution") == 1  # the depthwise layer alone
+    assert "feature_group_count=8" in caplog.text and "uses XLA's convolution" in caplog.text
+    reference = jax.jit(jax.vmap(loss, (0, None))).lower(lanes, x).as_text()
+    assert reference.count("stablehlo.convolution") == 5  # without the plan: every layer
 
 
 @pytest.mark.parametrize("impl", sorted(OURS))
