@@ -15,6 +15,7 @@ picks on a CPU at small m): the user's should cost what the project's costs.
 import functools
 
 from flax import linen as nn
+from jax import lax
 
 from smallbatch_jax.models.conv import conv_layer
 
@@ -89,6 +90,13 @@ def plain_cnn_project_layers(num_classes: int) -> nn.Module:
     return PlainCNN(num_classes, conv=conv_layer("patches"))
 
 
+def plain_cnn_xla(num_classes: int) -> nn.Module:
+    """The user's network pinned to XLA's convolution (a function given to its nn.Conv: the
+    plan leaves it alone): what every user's CNN ran before its nn.Conv followed the plan."""
+    return PlainCNN(num_classes, conv=functools.partial(
+        nn.Conv, conv_general_dilated=lax.conv_general_dilated))
+
+
 def plain_cnn_bn(num_classes: int) -> nn.Module:
     return PlainCNNBatchNorm(num_classes)
 
@@ -107,6 +115,7 @@ ZOO = {
     "resnet20": ("resnet20", (32, 32, 3), "images"),
     "plain_cnn": (f"{__name__}:plain_cnn", (32, 32, 3), "images"),
     "plain_cnn_project_layers": (f"{__name__}:plain_cnn_project_layers", (32, 32, 3), "images"),
+    "plain_cnn_xla": (f"{__name__}:plain_cnn_xla", (32, 32, 3), "images"),
     "plain_cnn_bn": (f"{__name__}:plain_cnn_bn", (32, 32, 3), "images"),
     "mlp": (f"{__name__}:mlp", (784,), "features"),
     "token_cnn": (f"{__name__}:token_cnn", (64,), "tokens"),

@@ -1,10 +1,15 @@
 """Groups of lanes and the devices they run on (the plan's, engine/plan.py).
 
 The lanes are cut into the plan's groups (`lane_slices`); each group trains as one program
-call per dispatch. Groups whose lanes have all diverged are skipped: their frozen lanes would
-not change, so the results are the same as running them, and a sweep's hopeless η̃ stop
-costing time. With several devices, the lanes of one partitioned program are sharded along
-the lane axis, or the groups are dealt out over the devices in turn.
+call per dispatch. A diverged lane is frozen: the program would leave it unchanged, so it
+need not run at all. Groups whose lanes have all diverged are skipped, and a group with
+some diverged lanes is *compacted*: its live lanes are gathered into a smaller program (of
+2^k or 3·2^k lanes, the last live lane repeated to fill it, so that a run compiles at most
+2 log₂ K extra programs: `bucket_size`), and their results scattered back. Decided at each
+epoch (and evaluation) from the lanes' divergence flags, so a resumed run decides the same.
+With several devices, the lanes of one partitioned program are sharded along the lane axis
+(not compacted: its lanes must divide over the devices), or the groups are dealt out over
+the devices in turn.
 """
 
 import dataclasses
@@ -24,6 +29,34 @@ class Group:
     start: int
     stop: int
     device: Any  # None: where the lanes are (one device, or one partitioned program)
+    # Compacted: the lanes its program trains (their indices among all lanes; the last live
+    # one repeated up to the bucket size). None: lanes start … stop.
+    lanes: tuple[int, ...] | None = None
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Which lane each of the program's lanes is."""
+        return np.arange(self.start, self.stop) if self.lanes is None else np.asarray(self.lanes)
+
+
+def bucket_size(live: int, size: int) -> int:
+    """The program size for `live` lanes of a group of `size`: the next of 1, 2, 3, 4, 6,
+    8, 12, 16, … (2^k and 3·2^k: at most a third of the program spent on repeated lanes,
+    and at most 2 log₂ size sizes to compile), never more than `size`."""
+    bucket = 1 << max(live - 1, 0).bit_length()  # the next power of two
+    if live <= 3 * bucket // 4:
+        bucket = 3 * bucket // 4
+    return min(size, max(bucket, 1))
+
+
+def compacted(start: int, stop: int, diverged: np.ndarray) -> tuple[int, ...] | None:
+    """The lanes a compacted program of group [start, stop) trains, or None when no smaller
+    bucket holds its live lanes (or none has diverged)."""
+    live = [i for i in range(start, stop) if not diverged[i]]
+    bucket = bucket_size(len(live), stop - start)
+    if not live or bucket == stop - start:
+        return None
+    return tuple(live + [live[-1]] * (bucket - len(live)))
 
 
 def pad_for(plan: ExecutionPlan, hparams):
@@ -80,33 +113,53 @@ def on(device, tree, cache: dict | None = None):
     return jax.tree.map(put, tree)
 
 
-def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False) -> list[Group]:
-    """The groups that still train, each with its device; `at_home`: every group on the
+def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False,
+                compact: bool = True) -> list[Group]:
+    """The groups that still train, each with its device, compacted where lanes have
+    diverged (`compact`; never a partitioned program's); `at_home`: every group on the
     lanes' home device instead (for a program run once an epoch, the noise probe: a program
     is compiled once per device it runs on, and 3 probe compiles took 15 s of a 2-device
     small-CNN run on a CPU: docs/benchmarks.md)."""
     diverged = np.asarray(lanes.diverged)
-    live = [(a, b) for a, b in plan.strategy.lane_slices(len(diverged))
-            if not diverged[a:b].all()]
+    compact = compact and not plan.partitioned
+    live = [(a, b, compacted(a, b, diverged) if compact else None)
+            for a, b in plan.strategy.lane_slices(len(diverged)) if not diverged[a:b].all()]
     if not plan.groups_over_devices:
-        return [Group(a, b, None) for a, b in live]
+        return [Group(a, b, None, c) for a, b, c in live]
     if at_home:
-        return [Group(a, b, plan.devices[0]) for a, b in live]
-    return [Group(a, b, plan.devices[i % len(plan.devices)]) for i, (a, b) in enumerate(live)]
+        return [Group(a, b, plan.devices[0], c) for a, b, c in live]
+    return [Group(a, b, plan.devices[i % len(plan.devices)], c)
+            for i, (a, b, c) in enumerate(live)]
 
 
 def take(tree, group: Group):
-    """The group's lanes of a lane-stacked tree, on its device."""
+    """The group's lanes of a lane-stacked tree (gathered, for a compacted group), on its
+    device."""
+    if group.lanes is not None:
+        return on(group.device, jax.tree.map(lambda x: x[group.positions], tree))
     whole = group.start == 0 and group.stop == jax.tree.leaves(tree)[0].shape[0]
     return on(group.device, tree if whole else tree_slice(tree, group.start, group.stop))
 
 
 def assemble(plan: ExecutionPlan, lanes: LaneState, trained: dict) -> LaneState:
-    """`lanes` with the groups in `trained` ({(start, stop): lanes}) replaced, on the device
-    the lanes live on."""
+    """`lanes` with the groups in `trained` ({Group: its program's lanes}) put back (a
+    compacted group's scattered into its slice, whose diverged lanes are left as they
+    were), on the device the lanes live on."""
+    home = plan.devices[0] if plan.groups_over_devices else None
+    by_slice = {(g.start, g.stop): (g, t) for g, t in trained.items()}
+
+    def piece(start, stop):
+        if (start, stop) not in by_slice:
+            return tree_slice(lanes, start, stop)
+        group, group_lanes = by_slice[(start, stop)]
+        group_lanes = on(home, group_lanes)
+        if group.lanes is None:
+            return group_lanes
+        rows = group.positions - start  # (a repeated lane is written twice, the same)
+        return jax.tree.map(lambda old, new: old.at[rows].set(new),
+                            tree_slice(lanes, start, stop), group_lanes)
+
     slices = plan.strategy.lane_slices(lanes.diverged.shape[0])
     if len(slices) == 1:
-        return trained.get(slices[0], lanes)
-    home = plan.devices[0] if plan.groups_over_devices else None
-    pieces = [on(home, trained[s]) if s in trained else tree_slice(lanes, *s) for s in slices]
-    return tree_concatenate(pieces)
+        return piece(*slices[0]) if slices[0] in by_slice else lanes
+    return tree_concatenate([piece(*s) for s in slices])

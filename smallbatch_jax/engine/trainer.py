@@ -29,9 +29,10 @@ class LaneTrainer:
     as `plan` says."""
 
     def __init__(self, lane_step: LaneStep, plan: ExecutionPlan, *, num_seeds: int = 1,
-                 augment: bool = False):
+                 augment: bool = False, compact: bool = True):
         self.lane_step, self.plan = lane_step, plan
         self.num_seeds, self.augment = num_seeds, augment
+        self.compact = compact  # diverged lanes left out of the programs (lane_groups.py)
         self.programs = Programs(lane_step, plan, num_seeds, augment)
 
     @property
@@ -85,7 +86,7 @@ class LaneTrainer:
         [(step, test metric, test loss)] per lane (`evals_per_epoch` − 1 of them, at
         `plan.evaluation_points`; the epoch's end is the caller's to evaluate). With donation,
         `state` is used up."""
-        groups = lane_groups.live_groups(self.plan, state.lanes)
+        groups = lane_groups.live_groups(self.plan, state.lanes, compact=self.compact)
         lanes = [lane_groups.take(state.lanes, g) for g in groups]
         group_hparams = [lane_groups.take(hparams, g) for g in groups]
         group_seeds = [lane_groups.on(g.device, seeds) for g in groups]
@@ -108,8 +109,9 @@ class LaneTrainer:
                                                                  num_lanes)))
         mean_loss = np.full(num_lanes, np.nan)
         for group, loss in zip(groups, losses):
-            mean_loss[group.start:group.stop] = np.asarray(loss) / source.steps_per_epoch
-        trained = {(g.start, g.stop): group_lanes for g, group_lanes in zip(groups, lanes)}
+            positions = group.positions
+            mean_loss[positions] = (np.asarray(loss) / source.steps_per_epoch)[:len(positions)]
+        trained = dict(zip(groups, lanes))
         state = TrainState(lane_groups.assemble(self.plan, state.lanes, trained),
                            step=state.step + source.steps_per_epoch, epoch=state.epoch + 1)
         return state, mean_loss, evaluations
@@ -117,7 +119,7 @@ class LaneTrainer:
     def evaluate(self, lanes: LaneState, source) -> tuple[np.ndarray, np.ndarray]:
         """The test metric (objectives.py; accuracy by default) and mean test loss of every
         lane, with running BN statistics (NaN for a lane that diverged)."""
-        groups = lane_groups.live_groups(self.plan, lanes)
+        groups = lane_groups.live_groups(self.plan, lanes, compact=self.compact)
         return self._evaluate_groups(groups, [lane_groups.take(lanes, g) for g in groups],
                                      source, lanes.diverged.shape[0])
 
@@ -133,12 +135,12 @@ class LaneTrainer:
                     group_lanes[i], lane_groups.on(group.device, batch, local)))
         metric, loss = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
         for group, batches, lanes in zip(groups, sums, group_lanes):
-            a, b = group.start, group.stop
-            diverged = np.asarray(lanes.diverged)[:b - a]
-            metric[a:b] = np.where(diverged, np.nan,
-                                   sum(np.asarray(c) for c, _ in batches) / source.num_test)
-            loss[a:b] = np.where(diverged, np.nan,
-                                 sum(np.asarray(l) for _, l in batches) / source.num_test)
+            positions = group.positions  # (a partitioned program's padding lanes dropped)
+            diverged = np.asarray(lanes.diverged)[:len(positions)]
+            group_metric = sum(np.asarray(c) for c, _ in batches)[:len(positions)]
+            group_loss = sum(np.asarray(l) for _, l in batches)[:len(positions)]
+            metric[positions] = np.where(diverged, np.nan, group_metric / source.num_test)
+            loss[positions] = np.where(diverged, np.nan, group_loss / source.num_test)
         return metric, loss
 
     def gradient_moments(self, lanes: LaneState, hparams: LaneHparams, probe_batch
@@ -147,7 +149,7 @@ class LaneTrainer:
         |G_small|² and |G_big|² (K,) and their leave-one-group-out values (K, k, 2); NaN for a
         skipped group of diverged lanes. `probe_batch`: a host ProbeBatch."""
         num_lanes = lanes.diverged.shape[0]
-        groups = lane_groups.live_groups(self.plan, lanes, at_home=True)
+        groups = lane_groups.live_groups(self.plan, lanes, at_home=True, compact=self.compact)
         probe_batch = lane_groups.put_everywhere(self.plan, probe_batch)
         local, moments = {}, []
         for group in groups:  # every group is issued before any result is read
@@ -158,7 +160,8 @@ class LaneTrainer:
         small, big = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
         left_out = np.full((num_lanes, k, 2), np.nan)
         for group, (s, b, left) in zip(groups, moments):
-            small[group.start:group.stop] = np.asarray(s)
-            big[group.start:group.stop] = np.asarray(b)
-            left_out[group.start:group.stop] = np.asarray(left)
+            positions = group.positions
+            small[positions] = np.asarray(s)[:len(positions)]
+            big[positions] = np.asarray(b)[:len(positions)]
+            left_out[positions] = np.asarray(left)[:len(positions)]
         return small, big, left_out
