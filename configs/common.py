@@ -69,6 +69,12 @@ def get_config():
         beta1=0.9, beta2=0.999, epsilon=1e-8, beta2_rule="fixed", beta2_batch_size=128))
     # Schedule: ×lr_decay_factor at each fraction of training in lr_decay_points; optional
     # linear warm-up from η/32 over the first `warmup` fraction of training (paper: 0.05).
+    # Hyperparameters swept besides η̃, as lanes of the same program (engine/lanes.py): a
+    # tuple of values each (the grid is the product of every tuple, η̃'s and the seeds);
+    # () takes the single value above (weight_decay, momentum or Adam's adam.beta1,
+    # adam.beta2 under adam.beta2_rule, adam.epsilon, warmup).
+    config.sweep = ml_collections.ConfigDict(dict(
+        weight_decay=(), momentum=(), beta2=(), epsilon=(), warmup=()))
     config.epochs = 82
     config.lr_decay_points = (0.5, 0.75)
     config.lr_decay_factor = 0.1

@@ -305,3 +305,25 @@ def test_a_process_whose_jax_started_first_is_told_once(caplog, monkeypatch):
     cores = len(os.sched_getaffinity(0))
     told = caplog.text.count("JAX started before smallbatch_jax could ask")
     assert told == (1 if cores > jax.local_device_count() else 0)
+
+
+def test_a_grid_over_learning_rate_and_weight_decay_from_python(tmp_path):
+    """η̃ × λ as lanes of each m's program: results.csv holds every lane's λ, summary.md the
+    joint best per m; sweeping what the optimizer has not is refused before any compute."""
+    config = _config(batch_sizes=(8, 32), base_lrs=(2.0**-8, 2.0**-5))
+    config.sweep.weight_decay = (0.0, 5e-3)
+    rows = sbj.run_batch_sweep(config, str(tmp_path / "sweep"), model=MLP(), data=_features())
+    assert len(rows) == 2 * 2 * 2
+    assert sorted((r["batch_size"], r["base_lr"], r["weight_decay"]) for r in rows) == sorted(
+        (m, lr, wd) for m in (8, 32) for lr in (2.0**-8, 2.0**-5) for wd in (0.0, 5e-3))
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "weight_decay ∈ {0, 0.005}" in summary and "spread over weight_decay" in summary
+    config = _config()
+    config.sweep.momentum = (0.0, 0.9)  # plain SGD has none
+    with pytest.raises(ValueError, match=r"config.sweep.momentum=\(0.0, 0.9\).*optimizer='sgd'"):
+        sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+    assert not (tmp_path / "refused").exists()
+    config = _config()
+    config.sweep.weight_decay = (0.0, -1e-4)
+    with pytest.raises(ValueError, match="config.sweep.weight_decay"):
+        sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())

@@ -1,15 +1,21 @@
 """Lanes: the runs that one compiled program trains side by side.
 
-A lane is one (seed, η̃) pair of the grid. Everything a lane owns is a pytree whose leaves
-carry a leading lane axis of size K; its hyperparameters are traced arrays of shape (K,),
-so a new grid of the same size reuses the compiled program.
+A lane is one point of the grid: a seed, an η̃ and a value of each other hyperparameter
+(weight decay λ, momentum μ or Adam's β₁, β₂, ε, the warm-up fraction), each of which may be
+swept too: the lanes are the product of the seeds and every hyperparameter's values.
+Everything a lane owns is a pytree whose leaves carry a leading lane axis of size K; its
+hyperparameters are traced arrays of shape (K,), so a new grid of the same size reuses the
+compiled program, whichever hyperparameters it sweeps.
 
-Lanes are ordered seed-major: (seed₀, η̃₀), (seed₀, η̃₁), …, (seed₁, η̃₀), … Lanes with the
+Lanes are ordered seed-major, then η̃, then the other swept values in the order of SWEPT
+(itertools.product): (seed₀, η̃₀, λ₀), (seed₀, η̃₀, λ₁), …, (seed₀, η̃₁, λ₀), … Lanes with the
 same seed share their initial weights and their data order, so by default (one seed) every
-lane sees the same initialization and the same batches and only η̃ differs.
+lane sees the same initialization and the same batches and only its hyperparameters differ.
 """
 
 import dataclasses
+import itertools
+import math
 
 import flax
 import jax
@@ -30,37 +36,62 @@ class LaneHparams:
     epsilon: jax.Array  # Adam's ε; unused by SGD
 
 
+# The hyperparameters a grid may sweep besides η̃, as LaneGrid and LaneHparams name them.
+SWEPT = ("weight_decay", "momentum", "beta2", "epsilon", "warmup_fraction")
+
+
+def values_of(value) -> tuple[float, ...]:
+    """A hyperparameter's values: a tuple (swept) or one number."""
+    return tuple(float(v) for v in value) if isinstance(value, (tuple, list)) else (float(value),)
+
+
 @dataclasses.dataclass(frozen=True)
 class LaneGrid:
-    """The grid as plain Python values: what results tables and logs are written from."""
+    """The grid as plain Python values: what results tables and logs are written from. Each
+    hyperparameter of SWEPT is one number, or a tuple of the values swept."""
 
     seeds: tuple[int, ...]
     base_lrs: tuple[float, ...]
-    weight_decay: float
-    warmup_fraction: float
-    momentum: float
-    beta2: float = 0.999
-    epsilon: float = 1e-8
+    weight_decay: float | tuple[float, ...]
+    warmup_fraction: float | tuple[float, ...]
+    momentum: float | tuple[float, ...]
+    beta2: float | tuple[float, ...] = 0.999
+    epsilon: float | tuple[float, ...] = 1e-8
+
+    @property
+    def swept(self) -> dict[str, tuple[float, ...]]:
+        """{name: values} of the hyperparameters of SWEPT with more than one value."""
+        return {name: values_of(getattr(self, name)) for name in SWEPT
+                if len(values_of(getattr(self, name))) > 1}
 
     @property
     def num_lanes(self) -> int:
-        return len(self.seeds) * len(self.base_lrs)
+        return len(self.seeds) * len(self.base_lrs) * math.prod(
+            len(values_of(getattr(self, name))) for name in SWEPT)
+
+    def settings(self) -> list[dict]:
+        """Every lane's seed, η̃ ('base_lr') and value of each hyperparameter of SWEPT, in
+        lane order."""
+        axes = [self.base_lrs] + [values_of(getattr(self, name)) for name in SWEPT]
+        return [{"seed": seed, **dict(zip(("base_lr",) + SWEPT, point))}
+                for seed in self.seeds for point in itertools.product(*axes)]
 
     def lanes(self) -> list[tuple[int, float]]:
         """(seed, η̃) of every lane, in lane order."""
-        return [(seed, lr) for seed in self.seeds for lr in self.base_lrs]
+        return [(lane["seed"], lane["base_lr"]) for lane in self.settings()]
 
     def hparams(self) -> LaneHparams:
-        k = self.num_lanes
+        settings = self.settings()
+        column = lambda name: jnp.asarray([lane[name] for lane in settings], jnp.float32)
+        per_seed = self.num_lanes // len(self.seeds)
         return LaneHparams(
-            base_lr=jnp.asarray([lr for _, lr in self.lanes()], jnp.float32),
-            weight_decay=jnp.full((k,), self.weight_decay, jnp.float32),
-            warmup_fraction=jnp.full((k,), self.warmup_fraction, jnp.float32),
-            momentum=jnp.full((k,), self.momentum, jnp.float32),
-            seed_index=jnp.asarray(np.repeat(np.arange(len(self.seeds)), len(self.base_lrs)),
-                                   jnp.int32),
-            beta2=jnp.full((k,), self.beta2, jnp.float32),
-            epsilon=jnp.full((k,), self.epsilon, jnp.float32),
+            base_lr=column("base_lr"),
+            weight_decay=column("weight_decay"),
+            warmup_fraction=column("warmup_fraction"),
+            momentum=column("momentum"),
+            seed_index=jnp.asarray(np.repeat(np.arange(len(self.seeds)), per_seed), jnp.int32),
+            beta2=column("beta2"),
+            epsilon=column("epsilon"),
         )
 
 

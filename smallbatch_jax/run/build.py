@@ -102,10 +102,13 @@ class RunSpec:
 
     @property
     def lanes_note(self) -> str:
-        if self.num_seeds == 1:
-            return (f"All lanes share initial weights and data order (seed {self.grid.seeds[0]}"
-                    "); only the learning rate differs.")
-        return "Lanes with the same seed share initial weights and data order."
+        if self.num_seeds > 1:
+            return "Lanes with the same seed share initial weights and data order."
+        swept = self.grid.swept
+        differ = (f"the learning rate and {', '.join(swept)} differ" if swept
+                  else "the learning rate differs")
+        return (f"All lanes share initial weights and data order (seed {self.grid.seeds[0]}"
+                f"); only {differ}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,18 +130,28 @@ def as_json(config) -> dict:
 
 
 def lane_grid(config) -> LaneGrid:
-    """The lanes of `config`: its seeds × swept values, and the optimizer's numbers (μ for
-    'momentum', Adam's β₁, its β₂ at this batch size under `adam.beta2_rule`, and ε)."""
+    """The lanes of `config`: its seeds × η̃ × the values of config.sweep, and the
+    optimizer's numbers where not swept (μ for 'momentum', Adam's β₁, its β₂ at this batch
+    size under `adam.beta2_rule` (each swept β₂ too), and ε)."""
     adam = config.optimizer in ("adam", "adamw")
+    sweep = config.sweep
+
+    def chosen(key, single):
+        values = tuple(float(v) for v in sweep[key])
+        return values if len(values) > 1 else (values[0] if values else single)
+
+    beta2 = lambda b: beta2_for(b, config.batch_size, config.adam.beta2_rule,
+                                config.adam.beta2_batch_size)
+    betas = chosen("beta2", float(config.adam.beta2))
     return LaneGrid(
         seeds=tuple(range(config.seed, config.seed + config.num_seeds)),
         base_lrs=tuple(float(lr) for lr in config.base_lrs),
-        weight_decay=float(config.weight_decay),
-        warmup_fraction=float(config.warmup),
-        momentum=float(config.adam.beta1 if adam else config.momentum),
-        beta2=beta2_for(config.adam.beta2, config.batch_size, config.adam.beta2_rule,
-                        config.adam.beta2_batch_size) if adam else 0.0,
-        epsilon=float(config.adam.epsilon) if adam else 0.0,
+        weight_decay=chosen("weight_decay", float(config.weight_decay)),
+        warmup_fraction=chosen("warmup", float(config.warmup)),
+        momentum=chosen("momentum", float(config.adam.beta1 if adam else config.momentum)),
+        beta2=(tuple(beta2(b) for b in betas) if isinstance(betas, tuple) else beta2(betas))
+        if adam else 0.0,
+        epsilon=chosen("epsilon", float(config.adam.epsilon)) if adam else 0.0,
     )
 
 

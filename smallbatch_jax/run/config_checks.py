@@ -29,6 +29,37 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# config.sweep's keys: what each value must be.
+SWEEP_RULES = {
+    "weight_decay": (lambda v: v >= 0.0, "numbers >= 0"),
+    "momentum": (lambda v: 0.0 <= v < 1.0, "numbers in [0, 1) (μ, or Adam's β₁)"),
+    "beta2": (lambda v: 0.0 < v < 1.0, "numbers in (0, 1) (Adam's β₂)"),
+    "epsilon": (lambda v: v > 0.0, "positive numbers (Adam's ε)"),
+    "warmup": (lambda v: 0.0 <= v < 1.0, "fractions of training in [0, 1)"),
+}
+
+
+def _check_sweep(config) -> None:
+    """config.sweep: a tuple of valid values per key (or ()), each meaningful for the
+    optimizer."""
+    adam = config.optimizer in ("adam", "adamw")
+    for key, values in config.sweep.items():
+        if key not in SWEEP_RULES:
+            _fail(f"sweep.{key}", values, f"one of {sorted(SWEEP_RULES)}")
+        valid, what = SWEEP_RULES[key]
+        if not isinstance(values, (tuple, list)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and valid(float(v))
+                for v in values):
+            _fail(f"sweep.{key}", values, f"a tuple of {what}, or () for the single value")
+        if len(set(values)) != len(values):
+            _fail(f"sweep.{key}", values, "distinct values")
+        if values and key in ("beta2", "epsilon") and not adam:
+            _fail(f"sweep.{key}", values, f"() for optimizer={config.optimizer!r} (Adam's)")
+        if values and key == "momentum" and config.optimizer == "sgd":
+            _fail(f"sweep.{key}", values, "() for optimizer='sgd' (plain SGD has no "
+                  "momentum: optimizer='momentum' sweeps μ, 'adam' β₁)")
+
+
 def check_config(config, *, user_model: bool = False, user_data: bool = False) -> None:
     """`user_model`/`user_data`: the model or the data come from the API
     (smallbatch_jax.api), and config.model/dataset only name them. (config.objective is
@@ -76,6 +107,7 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         _fail("warmup", config.warmup, "a fraction of training in [0, 1)")
     if not config.weight_decay >= 0.0:
         _fail("weight_decay", config.weight_decay, "a number >= 0")
+    _check_sweep(config)
     if config.optimizer not in OPTIMIZERS:
         _fail("optimizer", config.optimizer, OPTIMIZERS)
     if config.lr_scaling not in ("",) + LR_SCALINGS:

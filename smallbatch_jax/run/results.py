@@ -29,6 +29,9 @@ SUMMARY_FIELDS = (
     "median_test_metric", "final_test_metric", "final_test_loss", "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
 )
+# A results row's hyperparameters besides η̃ (config.sweep may sweep any of them; blank
+# where the optimizer has none).
+HYPERPARAMETER_COLUMNS = ("weight_decay", "momentum", "beta1", "beta2", "epsilon", "warmup")
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
                 "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale",
                 "noise_scale_se", "noise_scale_resolved")
@@ -73,7 +76,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
     metric = np.stack(history.test_metric)
     median = median_last(metric, last_epochs)
     rows = []
-    for lane, (seed, base_lr) in enumerate(grid.lanes()):
+    for lane, setting in enumerate(grid.settings()):
+        seed, base_lr = setting["seed"], setting["base_lr"]
         step = int(diverged_step[lane])
         rows.append({
             "model": model,
@@ -88,13 +92,13 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "lr": optimizer.learning_rate(base_lr, batch_size),
             "batch_size": batch_size,
             "bn_batch_size": bn_batch_size,
-            "weight_decay": grid.weight_decay,
-            "warmup": grid.warmup_fraction,
-            "momentum": "" if adam else grid.momentum,
+            "weight_decay": setting["weight_decay"],
+            "warmup": setting["warmup_fraction"],
+            "momentum": "" if adam else setting["momentum"],
             "lr_scaling": optimizer.scaling,
-            "beta1": grid.momentum if adam else "",
-            "beta2": grid.beta2 if adam else "",
-            "epsilon": grid.epsilon if adam else "",
+            "beta1": setting["momentum"] if adam else "",
+            "beta2": setting["beta2"] if adam else "",
+            "epsilon": setting["epsilon"] if adam else "",
             "epochs": history.epoch[-1],
             "steps": history.epoch[-1] * steps_per_epoch,
             "median_test_metric": float(median[lane]),
@@ -237,7 +241,11 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
                   "none": ("η", "η")}[scaling]
     metric = metric_of(rows)
     name, higher, short = metric.name, metric.higher_is_better, metric.short
-    lines = [f"{'seed':>4} {swept:>8} {eta:>10} {f'median {short} (last {last_epochs})':>21} "
+    # The other hyperparameters the grid sweeps (config.sweep): a column each.
+    others = [key for key in HYPERPARAMETER_COLUMNS
+              if len({str(r.get(key, "")) for r in rows}) > 1]
+    lines = [f"{'seed':>4} {swept:>8} {eta:>10} " + "".join(f"{key:>13} " for key in others)
+             + f"{f'median {short} (last {last_epochs})':>21} "
              f"{f'final {short}':>9} {'train loss':>10}  diverged"
              + ("" if higher else f"   ({name}: lower is better)")]
     best = metric.best([r["median_test_metric"] for r in rows])
@@ -247,6 +255,7 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
         base_lr = f"2^{r['log2_base_lr']:.4g}"
         lines.append(
             f"{r['seed']:>4} {base_lr:>8} {r['lr']:>10.4g} "
-            f"{r['median_test_metric']:>21.4f} {r['final_test_metric']:>9.4f} "
+            + "".join(f"{float(r[key]):>13.4g} " for key in others)
+            + f"{r['median_test_metric']:>21.4f} {r['final_test_metric']:>9.4f} "
             f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
     return "\n".join(lines)

@@ -74,10 +74,11 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
     directory.write_config({"config": spec.config, "lanes": spec.lanes_note,
                             "strategy": vars(plan.strategy), "precision": plan.precision,
                             "donate": plan.donate, "provenance": provenance(plan.devices)})
-    logging.info("%s on %s: m=%d, %d lanes (%d %s × %d seeds) on %d device(s), %d steps/epoch, "
-                 "%s", spec.model.name, spec.dataset_name, spec.batch_size, grid.num_lanes,
-                 len(grid.base_lrs), spec.swept, len(grid.seeds), len(plan.devices),
-                 run.source.steps_per_epoch, plan.strategy)
+    also = "".join(f" × {len(values)} {name}" for name, values in grid.swept.items())
+    logging.info("%s on %s: m=%d, %d lanes (%d %s%s × %d seeds) on %d device(s), %d "
+                 "steps/epoch, %s", spec.model.name, spec.dataset_name, spec.batch_size,
+                 grid.num_lanes, len(grid.base_lrs), spec.swept, also, len(grid.seeds),
+                 len(plan.devices), run.source.steps_per_epoch, plan.strategy)
 
     state, hparams, source = run.trainer.start(jnp.asarray(grid.seeds, jnp.int32),
                                                grid.hparams(), run.source)

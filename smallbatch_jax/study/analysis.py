@@ -34,7 +34,7 @@ import numpy as np
 from scipy import stats
 
 from smallbatch_jax.objectives import ACCURACY, Metric
-from smallbatch_jax.run.results import metric_of
+from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, metric_of
 
 ALPHA = 0.05  # the significance level of `within_noise`
 # Seeds per point a test of "within noise" needs: with 2 seeds per point Welch's test has
@@ -90,10 +90,119 @@ def metric_table(rows) -> MetricTable:
                         for point, values in seed_values(rows).items()}, metric_of(rows))
 
 
-def seed_values(rows) -> dict[tuple[int, float], list[float]]:
-    """{(m, η̃): every seed's median test metric} (NaN for a seed that diverged)."""
+def setting_of(row) -> tuple:
+    """A results row's hyperparameters besides η̃ (results.HYPERPARAMETER_COLUMNS)."""
+    return tuple(str(row.get(key, "")) for key in HYPERPARAMETER_COLUMNS)
+
+
+def swept_besides_lr(rows) -> dict[str, list[float]]:
+    """{column: its values} of the hyperparameters besides η̃ that the rows sweep
+    (config.sweep)."""
+    swept = {}
+    for key in HYPERPARAMETER_COLUMNS:
+        values = {row.get(key, "") for row in rows} - {"", None}
+        if len({str(v) for v in values}) > 1:
+            swept[key] = sorted(float(v) for v in values)
+    return swept
+
+
+def tuned(rows) -> list[dict]:
+    """The rows of each (m, η̃) at its best setting of the other swept hyperparameters (the
+    highest mean over seeds of the median test metric, or lowest where lower is better; a
+    setting where a seed diverged scores NaN; ties to the smallest values): every table,
+    figure and best of a study then reads "η̃ with the others tuned". The rows unchanged
+    where only η̃ is swept. Without this, rows of one (m, η̃) at several λ would be averaged
+    as if they were seeds."""
+    by_point = collections.defaultdict(lambda: collections.defaultdict(list))
+    for row in rows:
+        by_point[(int(row["batch_size"]), float(row["base_lr"]))][setting_of(row)].append(row)
+    if all(len(settings) == 1 for settings in by_point.values()):
+        return list(rows)
+    higher = metric_of(rows).higher_is_better
+    chosen = set()
+    for point, settings in by_point.items():
+        scores = {setting: float(np.mean([float(r["median_test_metric"]) for r in group]))
+                  for setting, group in settings.items()}
+        best = best_of(scores, higher)
+        chosen.add((point, best if best is not None else min(settings)))
+    return [row for row in rows if ((int(row["batch_size"]), float(row["base_lr"])),
+                                    setting_of(row)) in chosen]
+
+
+def setting_scores(rows) -> dict[tuple, float]:
+    """{(m, η̃, setting): mean over seeds of the median test metric} of every point of the
+    whole grid (NaN where a seed diverged)."""
     by_point = collections.defaultdict(list)
     for row in rows:
+        by_point[(int(row["batch_size"]), float(row["base_lr"]), setting_of(row))].append(
+            float(row["median_test_metric"]))
+    return {point: float(np.mean(values)) for point, values in by_point.items()}
+
+
+def joint_best(rows) -> dict[int, tuple[dict, dict]]:
+    """{m: ({hyperparameter: its value at m's best point}, {hyperparameter: the spread of
+    the best score over its values at m})} for the hyperparameters swept besides η̃: a
+    large spread says the dimension matters at that m (each value scored at its own best
+    η̃ and other values)."""
+    swept = swept_besides_lr(rows)
+    if not swept:
+        return {}
+    higher = metric_of(rows).higher_is_better
+    scores = setting_scores(rows)
+    index = {key: HYPERPARAMETER_COLUMNS.index(key) for key in swept}
+    result = {}
+    for m in sorted({m for m, _, _ in scores}):
+        at_m = {(lr, setting): v for (mm, lr, setting), v in scores.items() if mm == m}
+        best = best_of(at_m, higher)
+        if best is None:
+            result[m] = ({key: math.nan for key in swept}, {key: math.nan for key in swept})
+            continue
+        values = {key: float(best[1][i]) for key, i in index.items()}
+        spreads = {}
+        for key, i in index.items():
+            per_value = collections.defaultdict(list)
+            for (lr, setting), v in at_m.items():
+                if not math.isnan(v):
+                    per_value[setting[i]].append(v)
+            bests = [max(v) if higher else min(v) for v in per_value.values()]
+            spreads[key] = max(bests) - min(bests) if len(bests) > 1 else math.nan
+        result[m] = (values, spreads)
+    return result
+
+
+def joint_best_markdown(rows) -> list[str]:
+    """The lines summary.md gives a grid that sweeps more than η̃ (config.sweep)."""
+    swept = swept_besides_lr(rows)
+    if not swept:
+        return []
+    table = joint_best(rows)
+    best = best_per_batch_size(metric_table(rows))
+    name = metric_of(rows).name
+    lines = ["Swept besides η̃ (config.sweep), as lanes of the same programs: "
+             + "; ".join(f"{key} ∈ {{{', '.join(f'{v:g}' for v in values)}}}"
+                         for key, values in swept.items())
+             + f". Every table and figure shows each η̃ at its best setting of these (tuned). "
+             f"Per m, the best point's setting, and the spread of the best {name} over each "
+             "one's values (each value at its own best η̃ and other values: how much the "
+             "dimension matters at that m):", "",
+             "| m | best η̃ | " + " | ".join(f"best {key}" for key in swept) + " | "
+             + " | ".join(f"spread over {key}" for key in swept) + " |",
+             "|---|---|" + "---|" * (2 * len(swept))]
+    for m, (values, spreads) in table.items():
+        lr = best[m][0]
+        lines.append(f"| {m} | {'—' if math.isnan(lr) else f'2^{math.log2(lr):g}'} | "
+                     + " | ".join("—" if math.isnan(values[k]) else f"{values[k]:g}"
+                                  for k in swept) + " | "
+                     + " | ".join("—" if math.isnan(spreads[k]) else f"{spreads[k]:.4f}"
+                                  for k in swept) + " |")
+    return lines + [""]
+
+
+def seed_values(rows) -> dict[tuple[int, float], list[float]]:
+    """{(m, η̃): every seed's median test metric} (NaN for a seed that diverged), at each
+    point's best setting of the other swept hyperparameters (`tuned`)."""
+    by_point = collections.defaultdict(list)
+    for row in tuned(rows):
         by_point[(int(row["batch_size"]), float(row["base_lr"]))].append(
             float(row["median_test_metric"]))
     return dict(sorted(by_point.items()))
@@ -312,6 +421,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                           "does not correct for).", ""]
     else:
         lines += ["Every run diverged.", ""]
+    lines += joint_best_markdown(rows)
     lines += swept_value_note(rows)
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "

@@ -10,6 +10,7 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 `task_index`/`num_tasks` split the batch sizes over machines (sweep.py).
 """
 
+import collections
 import math
 import os
 
@@ -51,11 +52,25 @@ def run_batch_sweep(config, workdir: str, task_index: int = 0, num_tasks: int = 
                      budget_minutes=budget_minutes)
 
 
+def _tuned_lanes(rows, per_m: dict[int, list[dict] | None]) -> dict[int, list[dict] | None]:
+    """Each m's curves or evaluations rows of the lanes that `analysis.tuned` keeps: where
+    the grid sweeps more than η̃, a curve read by its η̃ is that of η̃'s best setting."""
+    if not analysis.swept_besides_lr(rows):
+        return per_m
+    keep = collections.defaultdict(set)
+    for row in analysis.tuned(rows):
+        keep[int(row["batch_size"])].add(int(row["lane"]))
+    return {m: None if lines is None else [r for r in lines if int(r["lane"]) in keep[m]]
+            for m, lines in per_m.items()}
+
+
 def _curves(workdir: str, rows) -> dict[int, list[dict]] | None:
-    """{m: its curves.csv rows}; None if any m's file is missing."""
+    """{m: its curves.csv rows (of the tuned lanes)}; None if any m's file is missing."""
     curves = {m: run_directory(workdir, m).read_curves()
               for m in sorted({int(row["batch_size"]) for row in rows})}
-    return None if any(rows is None for rows in curves.values()) else curves
+    if any(lines is None for lines in curves.values()):
+        return None
+    return _tuned_lanes(rows, curves)
 
 
 def noise_scales(workdir: str, rows) -> dict[int, list[tuple[int, float]]]:
@@ -76,7 +91,9 @@ def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict
     if math.isnan(target) or curves is None:
         return target, {}
     # A run that evaluated inside epochs (config.evals_per_epoch) has its finer evaluations.
-    evaluations = {m: run_directory(workdir, m).read_evaluations() or curves[m] for m in curves}
+    evaluations = _tuned_lanes(rows, {m: run_directory(workdir, m).read_evaluations()
+                                      for m in curves})
+    evaluations = {m: evaluations[m] or curves[m] for m in curves}
     return target, steps_to_target.steps_to_target(rows, evaluations, target, curves)
 
 

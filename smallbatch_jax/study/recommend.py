@@ -229,7 +229,7 @@ def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
     """What to paste: the batch size and the optimizer's own learning rate η on the
     batch-mean loss (the row's `lr`: m·η̃ for the paper's summed-gradient SGD, per the
     sweep's `lr_scaling`), with the rest of the optimizer as the sweep ran it."""
-    row = next(r for r in rows if int(r["batch_size"]) == batch_size
+    row = next(r for r in analysis.tuned(rows) if int(r["batch_size"]) == batch_size
                and float(r["base_lr"]) == base_lr)
     optimizer, scaling = row.get("optimizer") or "sgd", row.get("lr_scaling") or "linear"
     relation = {"linear": f"m·η̃ = {batch_size} × {_lr_text(base_lr)}",
@@ -264,6 +264,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     `noise_scales`: {m: (the gradient noise scale B_simple at the end of m's training at its
     best η̃, its standard error)} (noise_scale.final_scale), where probed (NaN: not
     measurable; a standard error NaN: not known)."""
+    rows = analysis.tuned(rows)  # (η̃ with the other swept hyperparameters at their best)
     table = metric_table(rows)
     name, higher = table.metric, table.higher_is_better
     stats, seeds = seed_statistics(rows), _num_seeds(rows)

@@ -23,3 +23,23 @@ def test_stack_and_index_round_trip():
     for i, tree in enumerate(trees):
         np.testing.assert_array_equal(tree_index(stacked, i)["w"], tree["w"])
         np.testing.assert_array_equal(tree_index(stacked, i)["b"], tree["b"])
+
+
+def test_any_hyperparameter_swept_makes_the_product_grid_in_a_defined_order():
+    """Seeds, then η̃, then the other swept values in LaneGrid.SWEPT's order; a tuple of one
+    value is not swept."""
+    grid = LaneGrid(seeds=(0, 1), base_lrs=(0.5, 0.25), weight_decay=(0.0, 5e-4, 5e-3),
+                    warmup_fraction=(0.1,), momentum=(0.0, 0.9))
+    assert grid.num_lanes == 2 * 2 * 3 * 2
+    assert grid.swept == {"weight_decay": (0.0, 5e-4, 5e-3), "momentum": (0.0, 0.9)}
+    settings = grid.settings()
+    assert [(s["seed"], s["base_lr"], s["weight_decay"], s["momentum"])
+            for s in settings[:7]] == [
+        (0, 0.5, 0.0, 0.0), (0, 0.5, 0.0, 0.9), (0, 0.5, 5e-4, 0.0), (0, 0.5, 5e-4, 0.9),
+        (0, 0.5, 5e-3, 0.0), (0, 0.5, 5e-3, 0.9), (0, 0.25, 0.0, 0.0)]
+    hp = grid.hparams()
+    np.testing.assert_allclose(hp.weight_decay[:6], [0, 0, 5e-4, 5e-4, 5e-3, 5e-3], rtol=1e-6)
+    np.testing.assert_allclose(hp.momentum[:4], [0, 0.9, 0, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(hp.warmup_fraction, 0.1)
+    np.testing.assert_array_equal(hp.seed_index, [0] * 12 + [1] * 12)
+    assert len({hp.base_lr.shape, hp.weight_decay.shape, hp.epsilon.shape}) == 1

@@ -218,6 +218,33 @@ def test_diverged_lanes_are_compacted_out_of_the_program(tiny_digits, strategy):
                                    np.stack(full_history.train_loss), rtol=1e-5)
 
 
+def test_a_lane_of_a_grid_over_weight_decay_and_momentum_equals_its_single_lane_run(tiny_digits):
+    """η̃ × λ × μ as lanes of one program: each lane trains as it would alone, and a grid of
+    the same size over other hyperparameters reuses the compiled program."""
+    trainer = _trainer(tiny_digits, "small_cnn", num_lanes=8,
+                       optimizer=Optimizer("momentum"))
+    grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-9, 2.0**-7), weight_decay=(0.0, 5e-3),
+                    warmup_fraction=0.0, momentum=(0.0, 0.9))
+    state, history = _run(trainer, tiny_digits, grid)
+    traces = dict(trainer.traces)
+    other = LaneGrid(seeds=(0,), base_lrs=tuple(2.0**-k for k in range(6, 14)),
+                     weight_decay=1e-4, warmup_fraction=0.0, momentum=0.5)
+    _run(trainer, tiny_digits, other)
+    assert dict(trainer.traces) == traces  # 8 lanes either way: not compiled again
+    for lane in (1, 6):  # (2^-9, λ 0, μ 0.9) and (2^-7, λ 5e-3, μ 0)
+        setting = grid.settings()[lane]
+        alone_grid = LaneGrid(seeds=(0,), base_lrs=(setting["base_lr"],),
+                              weight_decay=setting["weight_decay"], warmup_fraction=0.0,
+                              momentum=setting["momentum"])
+        alone = _trainer(tiny_digits, "small_cnn", num_lanes=1,
+                         optimizer=Optimizer("momentum"))
+        alone_state, alone_history = _run(alone, tiny_digits, alone_grid)
+        _assert_trees_close(tree_index(state.lanes, lane), tree_index(alone_state.lanes, 0),
+                            rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.stack(history.train_loss)[:, lane],
+                                   np.stack(alone_history.train_loss)[:, 0], rtol=1e-5)
+
+
 @pytest.mark.parametrize("optimizer", [Optimizer(), Optimizer("adam")], ids=["sgd", "adam"])
 def test_a_new_grid_of_the_same_size_does_not_recompile(tiny_digits, optimizer):
     trainer = _trainer(tiny_digits, optimizer=optimizer)

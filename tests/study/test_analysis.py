@@ -3,8 +3,9 @@ import math
 import pytest
 
 from smallbatch_jax.study.analysis import (best_per_batch_size, bn_metric_table,
-                                           bn_summary_markdown, comparison_markdown, metric_table,
-                                           optima_at_the_edge, reliable_ranges, summary_markdown)
+                                           bn_summary_markdown, comparison_markdown, joint_best,
+                                           metric_table, optima_at_the_edge, reliable_ranges,
+                                           seed_statistics, summary_markdown, tuned)
 
 NAN = float("nan")
 
@@ -267,3 +268,32 @@ def test_within_noise_needs_three_seeds_and_both_reports_give_one_answer():
     assert "## 2. The largest m within noise of the best" in (
         text := recommend.recommendation_markdown(three, {}, 0.0, 0.02))
     assert "m = 32 (η̃ = " in text.split("## 2.")[1].split("## 3.")[0]
+
+
+def test_a_grid_over_weight_decay_is_tuned_per_point_not_averaged_as_seeds():
+    """Rows of one (m, η̃) at two λ: each η̃ is scored at its best λ (not the mean of both as
+    if they were seeds), the best point names its λ, and summary.md says what was swept, the
+    best setting per m and how much λ matters there."""
+    rows = []
+    scores = {(8, -9, 0.0): 0.70, (8, -9, 5e-4): 0.80, (8, -7, 0.0): 0.60,
+              (8, -7, 5e-4): NAN, (64, -9, 0.0): 0.75, (64, -9, 5e-4): 0.74,
+              (64, -7, 0.0): 0.50, (64, -7, 5e-4): 0.55}
+    for seed in (0, 1, 2):
+        for (m, k, wd), score in scores.items():
+            rows.append({"batch_size": str(m), "base_lr": str(2.0**k), "seed": str(seed),
+                         "weight_decay": str(wd), "momentum": "0.0",
+                         "median_test_metric": str(score + 0.001 * seed)})
+    table = metric_table(rows)
+    assert table[(8, 2.0**-9)] == pytest.approx(0.801)  # λ 5e-4's, not (0.70 + 0.80) / 2
+    assert table[(8, 2.0**-7)] == pytest.approx(0.601)  # λ 0's: λ 5e-4 diverged there
+    assert seed_statistics(rows)[(64, 2.0**-7)][2] == 3  # three seeds, not six
+    assert {r["weight_decay"] for r in tuned(rows) if r["batch_size"] == "64"
+            and r["base_lr"] == str(2.0**-9)} == {"0.0"}
+    best = joint_best(rows)
+    assert best[8][0] == {"weight_decay": 5e-4}
+    assert best[8][1]["weight_decay"] == pytest.approx(0.10)  # 0.801 vs 0.701
+    assert best[64][0] == {"weight_decay": 0.0}
+    text = summary_markdown(rows, 0.02)
+    assert "weight_decay ∈ {0, 0.0005}" in text
+    assert "| 8 | 2^-9 | 0.0005 | 0.1000 |" in text
+    assert "| 64 | 2^-9 | 0 | 0.0100 |" in text
