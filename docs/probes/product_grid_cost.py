@@ -1,0 +1,69 @@
+"""A grid over several hyperparameters against one over η̃ alone, the same number of lanes.
+
+Digits, m = 8, heavy-ball momentum, 27 lanes either way: η̃ × λ × μ = 3 × 3 × 3 against 27
+η̃ (λ and μ fixed). Each run in a fresh process without the persistent compilation cache,
+alternating, `repeats` times: its compile seconds (JAX's own events) and its training
+seconds per lane-step (wall less compile, over epochs × steps × 27).
+
+    python docs/probes/product_grid_cost.py [--repeats=3] [--epochs=2]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GRIDS = {
+    "27 η̃": dict(base_lrs=[2.0**(-14 + k / 2) for k in range(27)], sweep={}),
+    "3 η̃ × 3 λ × 3 μ": dict(base_lrs=[2.0**-9, 2.0**-7, 2.0**-5],
+                            sweep={"weight_decay": (0.0, 5e-4, 5e-3),
+                                   "momentum": (0.0, 0.5, 0.9)}),
+}
+RUN = """
+import json, sys, smallbatch_jax as sbj
+grid, epochs, workdir = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+config = sbj.load_config({config!r})
+config.batch_size, config.epochs, config.optimizer = 8, epochs, "momentum"
+config.momentum, config.base_lrs = 0.9, tuple(grid["base_lrs"])
+config.noise_scale.num_batches = 0
+for key, values in grid["sweep"].items():
+    config.sweep[key] = tuple(values)
+rows = sbj.run_lr_sweep(config, workdir, compilation_cache="", progress=False)
+print(json.dumps({{"lanes": len(rows), "steps": rows[0]["steps"],
+                  "wall": rows[0]["wall_seconds"], "compile": rows[0]["compile_seconds"]}}))
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    script = RUN.format(config=os.path.join(REPO, "configs", "default.py"))
+    results = {name: [] for name in GRIDS}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            for i, (name, grid) in enumerate(GRIDS.items()):
+                done = subprocess.run(
+                    [sys.executable, "-c", script, json.dumps(grid), str(args.epochs),
+                     os.path.join(scratch, f"{i}_{repeat}")],
+                    capture_output=True, text=True, check=True)
+                results[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"digits, m = 8, 27 lanes, {args.epochs} epochs, median of {args.repeats} "
+          "alternating fresh processes (no compilation cache):")
+    base = None
+    for name, runs in results.items():
+        compile_s = statistics.median(r["compile"] for r in runs)
+        per_lane_step = statistics.median((r["wall"] - r["compile"]) / (r["steps"] * r["lanes"])
+                                          for r in runs)
+        base = base or per_lane_step
+        print(f"  {name:18s} compile {compile_s:5.1f} s   {1e3 * per_lane_step:.3f} ms per "
+              f"lane-step ({per_lane_step / base:.2f}× the first)   lanes {runs[0]['lanes']}")
+
+
+if __name__ == "__main__":
+    main()
