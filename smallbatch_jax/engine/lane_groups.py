@@ -132,11 +132,19 @@ def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False,
             for i, (a, b, c) in enumerate(live)]
 
 
+# Gathering and scattering every leaf of a lane state as one program each (the positions
+# traced: a bucket's size compiles once), not leaf by leaf: eagerly, the state's dozens of
+# leaves cost a dispatch each per epoch.
+_gather = jax.jit(lambda tree, rows: jax.tree.map(lambda x: x[rows], tree))
+_scatter = jax.jit(lambda tree, rows, new: jax.tree.map(lambda old, n: old.at[rows].set(n),
+                                                        tree, new))
+
+
 def take(tree, group: Group):
     """The group's lanes of a lane-stacked tree (gathered, for a compacted group), on its
     device."""
     if group.lanes is not None:
-        return on(group.device, jax.tree.map(lambda x: x[group.positions], tree))
+        return on(group.device, _gather(tree, np.asarray(group.positions, np.int32)))
     whole = group.start == 0 and group.stop == jax.tree.leaves(tree)[0].shape[0]
     return on(group.device, tree if whole else tree_slice(tree, group.start, group.stop))
 
@@ -147,6 +155,7 @@ def assemble(plan: ExecutionPlan, lanes: LaneState, trained: dict) -> LaneState:
     were), on the device the lanes live on."""
     home = plan.devices[0] if plan.groups_over_devices else None
     by_slice = {(g.start, g.stop): (g, t) for g, t in trained.items()}
+    num_lanes = lanes.diverged.shape[0]
 
     def piece(start, stop):
         if (start, stop) not in by_slice:
@@ -155,9 +164,9 @@ def assemble(plan: ExecutionPlan, lanes: LaneState, trained: dict) -> LaneState:
         group_lanes = on(home, group_lanes)
         if group.lanes is None:
             return group_lanes
-        rows = group.positions - start  # (a repeated lane is written twice, the same)
-        return jax.tree.map(lambda old, new: old.at[rows].set(new),
-                            tree_slice(lanes, start, stop), group_lanes)
+        rows = np.asarray(group.positions - start, np.int32)  # (a repeated lane: twice, alike)
+        return _scatter(tree_slice(lanes, start, stop) if (start, stop) != (0, num_lanes)
+                        else lanes, rows, group_lanes)
 
     slices = plan.strategy.lane_slices(lanes.diverged.shape[0])
     if len(slices) == 1:
