@@ -19,9 +19,11 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Both grids in the stable range, so that no group of lanes stops (a group whose lanes all
+# diverged is skipped) and the same programs are compared.
 GRIDS = {
-    "27 η̃": dict(base_lrs=[2.0**(-14 + k / 2) for k in range(27)], sweep={}),
-    "3 η̃ × 3 λ × 3 μ": dict(base_lrs=[2.0**-9, 2.0**-7, 2.0**-5],
+    "27 η̃": dict(base_lrs=[2.0**(-14 + 5 * k / 26) for k in range(27)], sweep={}),
+    "3 η̃ × 3 λ × 3 μ": dict(base_lrs=[2.0**-13, 2.0**-11, 2.0**-9],
                             sweep={"weight_decay": (0.0, 5e-4, 5e-3),
                                    "momentum": (0.0, 0.5, 0.9)}),
 }
@@ -45,7 +47,8 @@ epochs = {{}}
 for row in csv.DictReader(open(os.path.join(workdir, "curves.csv"))):
     epochs[int(row["epoch"])] = float(row["epoch_seconds"])
 epoch_s = statistics.median(v for e, v in epochs.items() if e > 1)
-print(json.dumps({{"lanes": len(rows), "steps_per_epoch": rows[0]["steps"] // epochs_run,
+print(json.dumps({{"lanes": len(rows), "diverged": sum(r["diverged"] for r in rows),
+                  "steps_per_epoch": rows[0]["steps"] // epochs_run,
                   "epoch": epoch_s, "compile": rows[0]["compile_seconds"]}}))
 """
 
@@ -74,7 +77,8 @@ def main():
                                           for r in runs)
         base = base or per_lane_step
         print(f"  {name:18s} compile {compile_s:5.1f} s   {1e3 * per_lane_step:.3f} ms per "
-              f"lane-step ({per_lane_step / base:.2f}× the first)   lanes {runs[0]['lanes']}")
+              f"lane-step ({per_lane_step / base:.2f}× the first)   lanes {runs[0]['lanes']}, "
+              f"diverged {max(r['diverged'] for r in runs)}")
 
 
 if __name__ == "__main__":
