@@ -30,7 +30,7 @@ from smallbatch_jax.objectives import ACCURACY, Metric  # noqa: E402
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
 from smallbatch_jax.run.results import metric_of, replacing  # noqa: E402
 from smallbatch_jax.study.analysis import (  # noqa: E402
-    MetricTable, best_per_batch_size, bn_metric_table, consecutive_runs, context, metric_table,
+    MetricTable, swept_besides_lr, best_per_batch_size, bn_metric_table, consecutive_runs, context, metric_table,
     reliability_rule, reliable_ranges, seed_statistics)
 
 FORMATS = ("png", "svg")
@@ -185,6 +185,26 @@ def compare_best_metric(tables: dict, errors: dict | None = None,
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def best_metric_tuned_or_fixed(rows, key: str, values, where: str = "") -> plt.Figure:
+    """The best test metric vs m with hyperparameter `key` (swept besides η̃: config.sweep)
+    tuned, and fixed at each of its `values` (η̃ and the others tuned either way): whether
+    tuning it moves the best batch size."""
+    tables = {f"{key} tuned": metric_table(rows)}
+    for value in values:
+        tables[f"{key} = {value:g}"] = metric_table(
+            [row for row in rows if float(row[key]) == value])
+    fig = compare_best_metric(tables, where=where)
+    ax = fig.axes[0]
+    tuned = next(line for line in ax.get_lines() if len(line.get_xdata()))
+    # Drawn on top, apart: at each m it coincides with the best of the fixed curves.
+    tuned.set(color="black", linestyle="--", linewidth=1.6, markersize=6,
+              markerfacecolor="none", zorder=5)
+    ax.legend(fontsize=7)
+    fig.axes[0].set_title(f"Best test {tables[f'{key} tuned'].metric} vs m, {key} tuned or "
+                          f"fixed" + (f"\n{where}" if where else ""), fontsize=10)
     return fig
 
 
@@ -414,6 +434,9 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
                "reliable_lr_range": reliable_range_vs_batch_size(accuracies, tolerance, where,
                                                                  swept),
                names["heat_map"]: metric_heat_map(accuracies, where, swept)}
+    for key, values in swept_besides_lr(rows).items():
+        figures[f"{names['best_vs_batch_size']}_by_{key}"] = best_metric_tuned_or_fixed(
+            rows, key, values, where)
     if curves:
         figures["training_curves"] = training_curves(curves, metric_of(rows))
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

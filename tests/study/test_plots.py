@@ -221,3 +221,20 @@ def test_the_papers_eleven_batch_sizes_have_a_colour_each():
     assert len(curves) == 11
     assert len({tuple(line.get_color()) for line in curves}) == 11
     assert len({line.get_marker() for line in curves}) == 11
+
+
+def test_a_grid_over_weight_decay_draws_the_best_metric_with_it_tuned_or_fixed(tmp_path):
+    """One curve with λ tuned and one per fixed λ: does tuning λ move the best m?"""
+    rows = []
+    for m, lam, score in ((8, 0.0, 0.70), (8, 5e-4, 0.80), (64, 0.0, 0.75), (64, 5e-4, 0.60)):
+        rows.append({"batch_size": str(m), "base_lr": str(2.0**-9), "seed": "0",
+                     "weight_decay": str(lam), "median_test_metric": str(score)})
+    paths = plots.write_figures(rows, str(tmp_path), 0.02)
+    assert any(p.endswith("best_accuracy_vs_batch_size_by_weight_decay.png") for p in paths)
+    fig = plots.best_metric_tuned_or_fixed(rows, "weight_decay", [0.0, 5e-4])
+    ax = fig.axes[0]
+    lines = {t.get_text(): line for t, line in zip(ax.get_legend().get_texts(),
+                                                   _lines_with_data(ax))}
+    assert list(lines["weight_decay tuned"].get_ydata()) == [0.80, 0.75]
+    assert list(lines["weight_decay = 0"].get_ydata()) == [0.70, 0.75]
+    assert list(lines["weight_decay = 0.0005"].get_ydata()) == [0.80, 0.60]
