@@ -195,7 +195,18 @@ def joint_best_markdown(rows) -> list[str]:
                                   for k in swept) + " | "
                      + " | ".join("—" if math.isnan(spreads[k]) else f"{spreads[k]:.4f}"
                                   for k in swept) + " |")
-    return lines + [""]
+    lines.append("")
+    higher = metric_of(rows).higher_is_better
+    for key, key_values in swept.items():  # does fixing it move the best m?
+        def best_m(subset):
+            bests = {m: v for m, (_, v) in best_per_batch_size(metric_table(subset)).items()
+                     if not math.isnan(v)}
+            found = best_of(bests, higher)
+            return "none trained" if found is None else f"m = {found} ({name} {bests[found]:.4f})"
+        fixed = "; ".join(f"at {key} = {v:g}: {best_m([r for r in rows if float(r[key]) == v])}"
+                          for v in key_values)
+        lines += [f"Best m with {key} tuned: {best_m(rows)}; {fixed}.", ""]
+    return lines
 
 
 def seed_values(rows) -> dict[tuple[int, float], list[float]]:
