@@ -40,6 +40,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import serialization
 
+from smallbatch_jax.engine.state import from_legacy, legacy_of
+
 
 def _orbax_quiet(record) -> bool:
     """Orbax logs a dozen INFO lines per save through absl: keep its warnings only. And a
@@ -147,12 +149,7 @@ class RunCheckpoints:
             if check is not None:
                 check(progress)
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target)))
-                state = restored.state
-                if state_digest(state) != progress.get("state_sha256"):
-                    raise ValueError("the state read back differs from the state saved "
-                                     "(SHA-256 mismatch)")
+                state = self._restore_state(step, target, progress.get("state_sha256"))
                 return state, progress
             except Exception as error:  # noqa: BLE001
                 failures.append(self._skip(path, error))
@@ -163,6 +160,30 @@ class RunCheckpoints:
             raise ValueError(f"no checkpoint in {self.directory} can be read: "
                              f"{'; '.join(failures)}. Move the directory away to start over.")
         return None
+
+    def _restore_state(self, step: int, target, digest: str | None):
+        """The state of checkpoint `step`, its SHA-256 checked; one saved before the lanes
+        had a `loss_limit` (engine/state.py: LegacyLaneState) is read in its own structure
+        and resumes without a limit, as it trained until then (not thrown away as damaged)."""
+        def read(template):
+            state = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(template))).state
+            if state_digest(state) != digest:
+                raise ValueError("the state read back differs from the state saved "
+                                 "(SHA-256 mismatch)")
+            return state
+
+        try:
+            return read(target)
+        except Exception as error:  # noqa: BLE001
+            try:
+                legacy = read(legacy_of(target))
+            except Exception:  # noqa: BLE001 – not a legacy checkpoint either
+                raise error from None
+            logging.warning("checkpoint %s was saved before lanes had a loss limit: it "
+                            "resumes with none (only non-finite values mark divergence)",
+                            os.path.join(self.directory, str(step)))
+            return from_legacy(legacy, target)
 
     @staticmethod
     def _skip(path: str, error: Exception) -> str:

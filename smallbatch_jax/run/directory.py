@@ -110,7 +110,9 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
 # Keys added to the config after runs were saved without them, with the value that trains
 # as those runs were trained: absent from a saved config and at this value now is no
 # difference (a finished run stays finished, a checkpoint resumes).
-ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1}
+ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1,
+              **{f"sweep.{key}": [] for key in ("weight_decay", "momentum", "beta2", "epsilon",
+                                                "warmup")}}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -223,3 +223,23 @@ def test_orbax_storage_errors_leave_the_one_line_message_alone():
         assert _orbax_quiet(record(orbax, std_logging.ERROR, full))
     finally:
         absl_logging.set_verbosity(verbosity)
+
+
+def test_a_checkpoint_saved_before_the_loss_limit_resumes_without_one(tiny_digits, tmp_path,
+                                                                       caplog):
+    """A run killed under the code before lanes had a `loss_limit`, resumed after the
+    upgrade: its checkpoint (no such leaf) was taken for damaged, deleted, and the run
+    refused. Now it is read in its own structure and resumes with no limit, said so."""
+    from smallbatch_jax.engine.state import legacy_of
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    state = _momentum_state(tiny_digits, 16)
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"))
+    checkpoints.save(legacy_of(state), {"history": {}, "config": {}})
+    with caplog.at_level("WARNING"):
+        restored, _ = checkpoints.restore_latest(state.replace(step=jnp.int32(0)))
+    assert "saved before lanes had a loss limit" in caplog.text
+    assert int(restored.step) == 16 and np.isinf(np.asarray(restored.lanes.loss_limit)).all()
+    _assert_trees_equal(legacy_of(restored), legacy_of(state))
+    assert checkpoints.steps() == [16]  # kept
+    checkpoints.close()

@@ -275,6 +275,11 @@ def test_a_run_saved_before_a_config_key_existed_is_the_same_run_at_its_old_valu
         "objective: 'regression' → 'classification'"]
     assert config_differences(saved, {**saved, "model": "resnet32"}) == [
         "model: 'alexnet' → 'resnet32'"]
+    # The sweep section (issue 27): absent before, empty now is the same run; swept is not.
+    empty = {key: [] for key in ("weight_decay", "momentum", "beta2", "epsilon", "warmup")}
+    assert config_differences(saved, {**saved, "sweep": empty}) == []
+    assert config_differences(saved, {**saved, "sweep": {**empty, "weight_decay": [0.0, 5e-4]}}
+                              ) == ["sweep.weight_decay: '(absent)' → [0.0, 0.0005]"]
 
 
 def test_evaluations_inside_epochs_are_written_and_survive_a_resume(tmp_path, monkeypatch):
