@@ -428,8 +428,11 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                 lines += [f"Within noise of the best: m = {', '.join(map(str, close))} "
                           f"(Welch's t-test of each m's best η̃ against the best point over "
                           f"{seeds} seeds, two-sided, p ≥ {ALPHA:g}, and within {tolerance:g} "
-                          "of it; each m's best η̃ is chosen on the same seeds, which the test "
-                          "does not correct for).", ""]
+                          "of it; each m's best η̃"
+                          + (" and setting of " + ", ".join(swept_besides_lr(rows))
+                             if swept_besides_lr(rows) else "")
+                          + " is chosen on the same seeds, which the test does not correct "
+                          "for).", ""]
     else:
         lines += ["Every run diverged.", ""]
     lines += joint_best_markdown(rows)

@@ -297,6 +297,7 @@ def test_a_grid_over_weight_decay_is_tuned_per_point_not_averaged_as_seeds():
     assert "weight_decay ∈ {0, 0.0005}" in text
     assert "| 8 | 2^-9 | 0.0005 | 0.1000 |" in text
     assert "| 64 | 2^-9 | 0 | 0.0100 |" in text
+    assert "each m's best η̃ and setting of weight_decay is chosen on the same seeds" in text
     # Whether fixing λ moves the best m: at λ = 0 it is 64, tuned (and at 5e-4) 8.
     assert ("Best m with weight_decay tuned: m = 8 (accuracy 0.8010); at weight_decay = 0: "
             "m = 64 (accuracy 0.7510); at weight_decay = 0.0005: m = 8 (accuracy 0.8010).") in text
