@@ -31,13 +31,13 @@ told so once.
 import contextlib
 import copy
 import logging as std_logging
-import os
 
+import jax
 from absl import logging
 
 from smallbatch_jax import compilation_cache as cache
 from smallbatch_jax.data import Dataset, make_dataset
-from smallbatch_jax.engine.sharding import use_cpu_cores
+from smallbatch_jax.engine.sharding import cpu_core_count, use_cpu_cores
 from smallbatch_jax.models import model_name
 from smallbatch_jax.objectives import OBJECTIVES, Objective, objective_named
 from smallbatch_jax.run import results
@@ -60,9 +60,7 @@ def set_up_process(cpu_cores: bool = True, compilation_cache: str | None = None)
     if cpu_cores and not xla_bridge.backends_are_initialized():
         use_cpu_cores()
     elif cpu_cores and not _told_about_devices:
-        import jax
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = cpu_core_count()
         if jax.default_backend() == "cpu" and jax.local_device_count() < cores:
             _told_about_devices = True
             logging.warning(

@@ -26,6 +26,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 LANE_AXIS = "lanes"
 
 
+def cpu_core_count() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def use_cpu_cores() -> int:
     """One XLA:CPU device per core this process may use; returns the number asked for.
 
@@ -36,7 +41,7 @@ def use_cpu_cores() -> int:
     if "JAX_NUM_CPU_DEVICES" in os.environ or \
             "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return jax.config.jax_num_cpu_devices
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cpu_core_count()
     jax.config.update("jax_num_cpu_devices", cores)
     return cores
 

@@ -70,7 +70,7 @@ class LaneTrainer:
         non-finite values mark it diverged."""
         _, initial = self.evaluate(state.lanes, source)
         usable = np.isfinite(initial) & (initial > 0)
-        limit = np.where(usable, multiple * np.where(usable, initial, 0), np.inf)
+        limit = np.where(usable, multiple * initial, np.inf)
         # Placed like the array it replaces, committed or not: a committed leaf where the
         # programs' outputs are uncommitted would compile the training program again.
         old = state.lanes.loss_limit

@@ -217,12 +217,13 @@ def test_orbax_storage_errors_leave_the_one_line_message_alone():
     assert not _orbax_quiet(record(orbax, std_logging.INFO, "Saving checkpoint"))
     assert _orbax_quiet(record(orbax, std_logging.ERROR, "a bug of Orbax's"))
     assert _orbax_quiet(record("/work/smallbatch_jax/run/train.py", std_logging.ERROR, full))
-    verbosity = absl_logging.get_verbosity()
-    try:
+    logger = absl_logging.get_absl_logger()
+    level = logger.level  # (restored as it was: set_verbosity would pin it at WARNING and
+    try:                  # hide the INFO lines later tests in this process read)
         absl_logging.set_verbosity(1)
         assert _orbax_quiet(record(orbax, std_logging.ERROR, full))
     finally:
-        absl_logging.set_verbosity(verbosity)
+        logger.setLevel(level)
 
 
 def test_a_checkpoint_saved_before_the_loss_limit_resumes_without_one(tiny_digits, tmp_path,
