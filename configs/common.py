@@ -112,17 +112,21 @@ def get_config():
     config.noise_scale.decay = 0.5
     # Device memory one dispatch may use (GiB); lanes run in groups to stay under it. 0: none.
     config.memory_budget_gb = 0.0
-    # How lanes, steps and convolutions execute (smallbatch_jax/engine/strategy.py): `preset` 'auto'
-    # (measured fastest per backend), a name of strategy.PRESETS, or 'manual' (the fields;
-    # with another preset they must stay at these defaults). `table`: a measured table for
-    # 'auto' (experiments.gpu_check writes one; "" = the packaged one of the backend).
     # Checkpoints while a run trains (checkpoint.py): at an epoch boundary every
     # `every_epochs` epochs or once `every_minutes` have passed since the last (0 turns either
     # off; both 0: none, a killed run starts over); the newest `keep` are kept. Re-running a
     # command resumes from the newest; a finished run removes them (state.msgpack remains).
     config.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, every_minutes=0.0,
                                                        keep=2))
+    # How lanes, steps and convolutions execute (smallbatch_jax/engine/strategy.py): `preset` 'auto'
+    # (measured fastest per backend), a name of strategy.PRESETS, or 'manual' (the fields;
+    # with another preset they must stay at these defaults). `table`: a measured table for
+    # 'auto' (experiments.gpu_check writes one; "" = the packaged one of the backend).
+    # 'tune' times the strategies this model can take on a few dispatches of its own program
+    # before the run and keeps the fastest (engine/tune.py), spending at most `tune_share` of
+    # the run's estimated time, and caches the choice in `tune_cache` ("" = the user's cache
+    # directory, ~/.cache/smallbatch_jax): a second run of the same shape times nothing.
     config.strategy = ml_collections.ConfigDict(dict(
         preset="auto", lane_map="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lanes_per_program=0, table=""))
+        scan_unroll=1, lanes_per_program=0, table="", tune_share=0.1, tune_cache=""))
     return config

@@ -5,8 +5,10 @@ r"""The throughput benchmark: lanes against sequential runs and the packing limi
 Reduced AlexNet on 32×32×3 inputs (synthetic pixels: speed does not depend on them), or a
 model of the zoo (`configs/throughput.py:zoo=plain_cnn`: smallbatch_jax/diagnostics/zoo.py), plain
 SGD, m ∈ {2, 8, 32, 128} × K ∈ {1, 4, 13}. Each (m, K) trains about `examples_per_lane`
-examples per lane per repeat. 'auto' is the strategy a user gets; add other presets of
-smallbatch_jax.engine.strategy.PRESETS to see them side by side.
+examples per lane per repeat. 'auto' is the strategy a user gets; add 'tune' (the strategy
+that strategy.preset='tune' measures for this model, every candidate timed before the row,
+the choice cached in the workdir) or other presets of smallbatch_jax.engine.strategy.PRESETS
+to see them side by side.
 
 The time of the paper's whole Fig 1 grid (13 η̃ × m = 2 … 2048 × 82 epochs of CIFAR-10) on
 this machine, from a measurement at every m:

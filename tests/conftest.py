@@ -19,6 +19,9 @@ if CACHE:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))
 
+# Tuned strategies (engine/tune.py) in a directory of this test session, not the user's.
+os.environ.setdefault("SMALLBATCH_JAX_CACHE", tempfile.mkdtemp(prefix="smallbatch_tune_"))
+
 import numpy as np  # noqa: E402 (after the environment JAX reads)
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
@@ -114,3 +117,19 @@ def shared_across_workers(tmp_path_factory, name, make):
                 raise
             done.touch()
     return directory
+
+
+def stopping_fit(after_epoch):
+    """run.train.fit that stops the run (as a preemption would) after `after_epoch`."""
+    from smallbatch_jax.run import train as lr_sweep
+
+    real_fit = lr_sweep.fit
+
+    def fit(*args, on_epoch_end, **kwargs):
+        def hook(epoch, history, state):
+            on_epoch_end(epoch, history, state)
+            if epoch == after_epoch:
+                raise KeyboardInterrupt("preempted")
+        return real_fit(*args, on_epoch_end=hook, **kwargs)
+
+    return fit

@@ -31,7 +31,8 @@ from smallbatch_jax.data import Dataset, model_input_dtype
 from smallbatch_jax.diagnostics.estimates import format_estimate, sweep_estimate
 from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Timing, common_run_config,
                                                epoch_runner, step_figures, synthetic_dataset,
-                                               time_interleaved, timed_runner, timing_lr)
+                                               time_interleaved, timed_lanes, timed_runner,
+                                               timing_lr)
 from smallbatch_jax.engine import cross_entropy, plan_for, standardize
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
 from smallbatch_jax.models import create_model
@@ -101,6 +102,16 @@ def lanes_runner(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
     (engine/plan.py): timing.epoch_runner, one repeat one epoch of `dataset` (= the measured
     steps)."""
     return epoch_runner(common_run_config(model, batch_size, strategy), dataset, num_lanes)
+
+
+def tuned_strategy(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
+                   cache: str) -> Strategy:
+    """What strategy.preset='tune' chooses for `model`'s K lanes at m (engine/tune.py):
+    every candidate timed (a share of 1 of a long run), or read from `cache`."""
+    config = common_run_config(model, batch_size, Strategy())
+    with config.unlocked():
+        config.strategy.update(preset="tune", tune_share=1.0, tune_cache=cache)
+    return timed_lanes(config, dataset, num_lanes).trainer.plan.strategy
 
 
 def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
@@ -181,9 +192,19 @@ def run_throughput(config, workdir: str) -> list[dict]:
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
     for m in config.batch_sizes:
         for k in config.num_lanes:
-            strategies = {name: choose_strategy(backend, m, k, jax.local_device_count())
-                          if name == "auto" else PRESETS[name] for name in config.strategies}
             steps = max(config.min_steps, config.examples_per_lane // m)
+            strategies = {}
+            for name in config.strategies:
+                if name == "auto":
+                    strategies[name] = choose_strategy(backend, m, k, jax.local_device_count())
+                elif name == "tune":  # (timed before the row, its cost not in it)
+                    strategies[name] = tuned_strategy(
+                        config.model, synthetic_dataset(tuple(config.image_shape),
+                                                        config.num_classes, m * steps,
+                                                        input_kind=config.input_kind),
+                        m, k, os.path.join(workdir, "tuned_strategies.json"))
+                else:
+                    strategies[name] = PRESETS[name]
             row = measure(config.model, tuple(config.image_shape), config.num_classes, m, k,
                           steps, config.repeats, strategies, config.input_kind)
             record["rows"].append(row)

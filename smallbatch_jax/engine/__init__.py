@@ -10,6 +10,7 @@
 - loop.py: the epoch loop, its history and hooks;
 - lanes.py: the grid of lanes and their traced hyperparameters;
 - strategy.py: the execution strategies and how 'auto' picks one;
+- tune.py: strategy.preset='tune': the strategies timed for the model at hand, cached;
 - sharding.py: lanes over several devices;
 - augment.py: the paper's augmentation, inside the compiled step.
 """

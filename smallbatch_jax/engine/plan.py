@@ -62,6 +62,7 @@ class ExecutionPlan:
     precision: str = "default"
     donate: bool = False
     streamed: bool = False  # the data come from a host pipeline, dispatch by dispatch
+    tuning: object = None  # tune.Tuning: how strategy.preset='tune' chose the strategy
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:

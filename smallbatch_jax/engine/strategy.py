@@ -23,7 +23,8 @@ order).
   stays in cache; on an accelerator, one that fits in memory), identical results. With
   several devices the groups are dealt out over them and run concurrently (train/plan.py).
 
-`choose_strategy` is what `strategy.preset='auto'` gets: measured per backend, never assumed.
+`choose_strategy` is what `strategy.preset='auto'` gets: measured per backend, never assumed
+(on the reduced AlexNet; `strategy.preset='tune'` measures the model at hand: tune.py).
 """
 
 import dataclasses
@@ -178,7 +179,7 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
     return PRESETS["patches_grouped"]
 
 
-PRESET_CHOICES = ("auto", "manual", *PRESETS)
+PRESET_CHOICES = ("auto", "tune", "manual", *PRESETS)
 
 
 def strategy_fields(section) -> Strategy:
@@ -200,6 +201,10 @@ def strategy_fields(section) -> Strategy:
             raise ValueError(f"config.strategy.{changed[0]}={fields[changed[0]]!r} is set, but "
                              f"strategy.preset={section.preset!r} chooses every field; set "
                              "strategy.preset='manual' to give the fields")
+    share = section.get("tune_share", 0.1)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"config.strategy.tune_share={share!r} is invalid; allowed: a "
+                         "share of the run's time in (0, 1]")
     if section.table and not os.path.isfile(section.table):
         raise ValueError(f"config.strategy.table={section.table!r}: no such file; allowed: '' "
                          "(the packaged table) or a file of measured strategies "
@@ -210,22 +215,27 @@ def strategy_fields(section) -> Strategy:
 @dataclasses.dataclass(frozen=True)
 class StrategyChoice:
     """What a config's `strategy` section asks for, checked: a preset's name, 'auto' (with
-    the table to measure from) or 'manual' (with the fields). `resolve` turns it into the
-    Strategy for a batch size, a number of lanes and the devices at hand."""
+    the table to measure from), 'tune' (measured for the model at hand before the run:
+    engine/tune.py; `resolve` gives its first candidate, 'auto''s choice) or 'manual' (with
+    the fields). `resolve` turns it into the Strategy for a batch size, a number of lanes
+    and the devices at hand."""
 
     preset: str = "auto"
     fields: Strategy = Strategy()  # 'manual' only
-    table: str = ""  # 'auto' only: a measured table; '' the packaged one
+    table: str = ""  # 'auto' (and 'tune''s first candidate): a measured table; '' packaged
+    tune_share: float = 0.1  # 'tune': at most this share of the run's time spent tuning
+    tune_cache: str = ""  # 'tune': the file of tuned choices; '' the user's cache directory
 
     @classmethod
     def from_section(cls, section) -> "StrategyChoice":
-        return cls(section.preset, strategy_fields(section), section.table)
+        return cls(section.preset, strategy_fields(section), section.table,
+                   float(section.get("tune_share", 0.1)), section.get("tune_cache", ""))
 
     def resolve(self, batch_size: int, num_lanes: int, backend: str, num_devices: int
                 ) -> Strategy:
         if self.preset == "manual":
             return self.fields
-        if self.preset == "auto":
+        if self.preset in ("auto", "tune"):
             return choose_strategy(backend, batch_size, num_lanes, num_devices, self.table)
         return PRESETS[self.preset]
 

@@ -16,11 +16,16 @@ import time
 from absl import logging
 
 from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset, model_input_dtype
-from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source, make_plan
-from smallbatch_jax.engine.plan import MemoryProbe
+import jax
+import jax.numpy as jnp
+
+from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source
 from smallbatch_jax.engine.lanes import LaneGrid
-from smallbatch_jax.engine.strategy import StrategyChoice
-from smallbatch_jax.models import create_model, user_model
+from smallbatch_jax.engine.plan import MemoryProbe
+from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
+from smallbatch_jax.engine.tune import (StrategyTimer, has_convolutions, model_fingerprint,
+                                        tuned_plan)
+from smallbatch_jax.models import MODELS, create_model, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import Objective, objective_named
@@ -62,6 +67,12 @@ class ModelRecipe:
     num_classes: int
     bn_batch_size: int | None  # m_BN (ghost BatchNorm); None: BN over the whole batch
     user: object = None  # a user's Flax module or factory (smallbatch_jax.api)
+
+    @property
+    def built_in(self) -> bool:
+        """One of the project's models (models.MODELS), which 'auto''s rules were measured
+        on; not a user's module or an imported 'module:factory'."""
+        return self.user is None and self.name in MODELS
 
     def build(self, conv: str):
         if self.user is not None:
@@ -199,9 +210,11 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     )
 
 
-def create_run(spec: RunSpec) -> Run:
+def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
     """The execution plan for the spec's lanes on this process's devices (made once:
-    engine/plan.py), the trainer built from it, and the data set's batch source."""
+    engine/plan.py; measured for this model under strategy.preset='tune': engine/tune.py),
+    the trainer built from it, and the data set's batch source. `resumed_strategy`: the
+    strategy a resumed run started with (kept under 'tune', whose timings could differ)."""
     source = batch_source(spec.dataset, spec.batch_size, spec.eval_batch_size)
 
     def lane_step(conv: str) -> LaneStep:
@@ -215,9 +228,30 @@ def create_run(spec: RunSpec) -> Run:
         programs_for=lambda plan: Programs(lane_step(plan.strategy.conv), plan, spec.num_seeds),
         abstract_dispatch=lambda steps: source.abstract_dispatch(spec.num_seeds, steps),
         steps_per_epoch=source.steps_per_epoch)
-    plan = make_plan(spec.strategy, spec.grid.num_lanes, spec.batch_size,
-                     precision=spec.precision, streamed=spec.dataset.streamed,
-                     memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe)
+    variables = jax.eval_shape(lane_step("xla").init_variables, jax.random.key(0))
+    timer = StrategyTimer(
+        trainer_for=lambda plan: LaneTrainer(lane_step(plan.strategy.conv), plan,
+                                             num_seeds=spec.num_seeds, augment=spec.augment,
+                                             compact=False),
+        seeds=jnp.asarray(spec.grid.seeds, jnp.int32), hparams=spec.grid.hparams(),
+        source=source, run_steps=spec.schedule.epochs * source.steps_per_epoch)
+    # What the step's cost depends on besides the model's variables.
+    described = [spec.model.name, spec.dataset.image_shape, model_input_dtype(spec.dataset),
+                 spec.optimizer, spec.objective.metric_name, spec.objective.labels, spec.augment, spec.model.bn_batch_size,
+                 spec.eval_batch_size]
+    choice = spec.strategy
+    if choice.preset == "auto" and not spec.model.built_in:
+        # 'auto''s rules and tables were measured on the project's models: a user's model
+        # is measured itself (engine/tune.py).
+        logging.info("strategy.preset='auto' on %s, a model no table was measured on: "
+                     "tuning ('tune')", spec.model.name)
+        choice = dataclasses.replace(choice, preset="tune")
+    plan = tuned_plan(choice, spec.grid.num_lanes, spec.batch_size, timer=timer,
+                      model_fingerprint=model_fingerprint(repr(described), variables),
+                      has_conv=has_convolutions(variables), num_seeds=spec.num_seeds,
+                      precision=spec.precision, streamed=spec.dataset.streamed,
+                      memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe,
+                      resumed=resumed_strategy)
     trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=spec.num_seeds,
                           augment=spec.augment)
     if spec.model.bn_batch_size and not trainer.has_batch_norm:

@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 
+from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.run import results
 from smallbatch_jax.run.checkpoint import RunCheckpoints
 
@@ -112,7 +113,8 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
 # difference (a finished run stays finished, a checkpoint resumes).
 ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1,
               **{f"sweep.{key}": [] for key in ("weight_decay", "momentum", "beta2", "epsilon",
-                                                "warmup")}}
+                                                "warmup")},
+              "strategy.tune_share": 0.1, "strategy.tune_cache": ""}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -160,10 +162,21 @@ class RunDirectory:
     def is_finished(self) -> bool:
         return os.path.isfile(self.file(self.RESULTS))
 
+    def saved_record(self) -> dict:
+        """config.json: the config the run was made with ('config'), its plan, provenance."""
+        with open(self.file(self.CONFIG)) as f:
+            return json.load(f)
+
     def saved_config(self) -> dict:
         """The config the run was made with (config.json's)."""
-        with open(self.file(self.CONFIG)) as f:
-            return json.load(f)["config"]
+        return self.saved_record()["config"]
+
+    def recorded_strategy(self) -> Strategy | None:
+        """The execution strategy config.json records (None without a readable one)."""
+        try:
+            return Strategy(**self.saved_record()["strategy"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def refuse_other_config(self, saved: dict, current: dict, what: str = "a checkpoint"
                             ) -> None:

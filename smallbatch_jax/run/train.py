@@ -68,12 +68,14 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
     newest = checkpoints.newest_progress()
     if newest is not None:  # refused before anything compiles
         directory.refuse_other_config(newest["config"], spec.config)
-    compiled_at_start = compile_seconds()  # (create_run's memory probe compiles)
-    run = create_run(spec)
+    compiled_at_start = compile_seconds()  # (create_run's memory probe and tuning compile)
+    # A resumed run keeps the strategy it started with (a tuned one could differ now).
+    run = create_run(spec, directory.recorded_strategy() if newest is not None else None)
     grid, plan, epochs = spec.grid, run.plan, spec.schedule.epochs
     directory.write_config({"config": spec.config, "lanes": spec.lanes_note,
                             "strategy": vars(plan.strategy), "precision": plan.precision,
-                            "donate": plan.donate, "provenance": provenance(plan.devices)})
+                            "donate": plan.donate, "provenance": provenance(plan.devices),
+                            **({"tuning": plan.tuning.as_json()} if plan.tuning else {})})
     also = "".join(f" × {len(values)} {name}" for name, values in grid.swept.items())
     logging.info("%s on %s: m=%d, %d lanes (%d %s%s × %d seeds) on %d device(s), %d "
                  "steps/epoch, %s", spec.model.name, spec.dataset_name, spec.batch_size,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from smallbatch_jax.run.checkpoint import restore_state
-from conftest import ALL_CONFIGS, REPO_ROOT, parse
+from conftest import ALL_CONFIGS, REPO_ROOT, parse, stopping_fit
 
 
 def run_lr_sweep(workdir, *overrides, config="configs/default.py"):
@@ -171,22 +171,6 @@ def test_memory_budget_runs_lanes_in_groups(tmp_path, caplog):
                                                        nan_ok=True)
 
 
-def _stopping_fit(after_epoch):
-    """run.train.fit that stops the run (as a preemption would) after `after_epoch`."""
-    from smallbatch_jax.run import train as lr_sweep
-
-    real_fit = lr_sweep.fit
-
-    def fit(*args, on_epoch_end, **kwargs):
-        def hook(epoch, history, state):
-            on_epoch_end(epoch, history, state)
-            if epoch == after_epoch:
-                raise KeyboardInterrupt("preempted")
-        return real_fit(*args, on_epoch_end=hook, **kwargs)
-
-    return fit
-
-
 def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
         tmp_path, monkeypatch, caplog):
     import errno
@@ -199,7 +183,7 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     with config.unlocked():
         config.epochs, config.batch_size, config.base_lrs = 3, 64, (2.0**-9, 2.0**-7)
     workdir = str(tmp_path / "run")
-    monkeypatch.setattr(lr_sweep, "fit", _stopping_fit(after_epoch=1))
+    monkeypatch.setattr(lr_sweep, "fit", stopping_fit(after_epoch=1))
     with pytest.raises(KeyboardInterrupt):
         lr_sweep.train_and_evaluate(config, workdir)
     monkeypatch.undo()
@@ -303,7 +287,7 @@ def test_evaluations_inside_epochs_are_written_and_survive_a_resume(tmp_path, mo
     assert evaluations[0]["test_metric"] != evaluations[4]["test_metric"]
 
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(lr_sweep, "fit", _stopping_fit(after_epoch=1))
+    monkeypatch.setattr(lr_sweep, "fit", stopping_fit(after_epoch=1))
     with pytest.raises(KeyboardInterrupt):
         lr_sweep.train_and_evaluate(config, str(resumed))
     monkeypatch.undo()

@@ -1,0 +1,351 @@
+"""Strategies measured for the model at hand: `strategy.preset='tune'`.
+
+'auto' applies what was measured on the paper's reduced AlexNet (strategy.py) to every model;
+a user's MLP or ResNet may run faster another way. Tuning times the strategies this model can
+take on a short window of its own training program, before the run, and keeps the fastest:
+
+- the candidates (`candidates`): 'auto''s choice first, then the other lane maps,
+  convolutions and lane groupings of the backend (convolution variants only for a model
+  with convolutions);
+- each is timed as the run will execute it (its plan, devices and lane groups, through the
+  trainer it would train with) on windows of `WINDOW_STEPS` steps of the real data, after a
+  first window that compiles it: the median of `REPEATS` repeats of at least
+  `MIN_REPEAT_SECONDS` each, in ms per step of all lanes; the fastest is chosen, but
+  'auto''s choice is kept unless another beats it by more than `KEEP_FIRST_WITHIN`. The lanes
+  are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
+  which would flatter the strategies that group lanes); the program is the same at any η̃;
+- tuning stops before a candidate whose expected cost (the mean of those timed so far) would
+  take its total past `share` of the run's estimated training time (the fastest candidate's
+  step time × the run's steps); a run too short to repay a second candidate keeps 'auto''s
+  choice and says so. The first candidate's timing is the price of that estimate;
+- the timings are cached on disk (`StrategyCache`), keyed by what decides them: the model's
+  structure and input, m, K, seeds, precision, the backend, device kind and count, and the
+  jax version. A later run of the same shape times only what is not timed yet (so short
+  runs finish the tuning a bit at a time), and nothing once every candidate is; a resumed
+  run keeps the strategy it started with (recorded in its config.json).
+
+What tuning did (`Tuning`) is logged and recorded in the run's config.json.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from smallbatch_jax.engine.plan import ExecutionPlan, make_plan, plan_for
+from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
+
+WINDOW_STEPS = 32  # steps per timed window (fewer in an epoch that short)
+REPEATS = 3  # timed repeats per candidate, after the compiling window
+MIN_REPEAT_SECONDS = 0.25  # a repeat runs as many windows as this takes (timer noise)
+# 'auto''s choice is kept unless another is faster by more than this: differences within
+# a window's timing noise would otherwise pick at random between equals.
+KEEP_FIRST_WITHIN = 0.05
+DEFAULT_SHARE = 0.1  # of the run's training time that tuning may take
+# Bumped when the candidates change: a cached choice among other candidates is stale.
+CANDIDATES_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    """One candidate's timing: ms per step of all lanes (NaN if it failed), the seconds it
+    cost (compilation included), and why it failed."""
+    strategy: Strategy
+    ms_per_step: float
+    seconds: float
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """What tuning did: 'measured' (`timings` of the candidates timed), 'cached' (read from
+    `StrategyCache`), 'resumed' (the strategy a resumed run started with), 'partial' (stopped
+    before the last candidate: its cost would have passed the share) or 'short' (the run too
+    short to repay more than the first candidate). The cache keeps every outcome's timings:
+    a later run of the same key times only the candidates not yet timed, and none once
+    every one was ('measured')."""
+    outcome: str
+    chosen: Strategy
+    timings: tuple[Timed, ...] = ()
+    seconds: float = 0.0
+    note: str = ""
+
+    def as_json(self) -> dict:
+        return {"outcome": self.outcome, "chosen": dataclasses.asdict(self.chosen),
+                "seconds": round(self.seconds, 3), "note": self.note,
+                "timings": [{"strategy": dataclasses.asdict(t.strategy),
+                             "ms_per_step": None if math.isnan(t.ms_per_step)
+                             else round(t.ms_per_step, 4),
+                             "seconds": round(t.seconds, 3), **({"error": t.error}
+                                                                 if t.error else {})}
+                            for t in self.timings]}
+
+    def summary(self) -> str:
+        """One line per candidate, fastest first, for the log."""
+        timed = sorted(self.timings, key=lambda t: (math.isnan(t.ms_per_step), t.ms_per_step))
+        lines = [f"  {t.ms_per_step:9.3f} ms/step  {t.strategy}" if not t.error
+                 else f"  failed: {t.error[:120]}  {t.strategy}" for t in timed]
+        return "\n".join(lines)
+
+
+def candidates(auto: Strategy, backend: str, num_lanes: int, num_devices: int,
+               has_conv: bool) -> list[Strategy]:
+    """The strategies tuning times, 'auto''s choice first, without repeats. Convolution
+    variants only where the model has convolutions (else they are the same program)."""
+    convs = ("xla", "patches") if has_conv else ("xla",)
+    if backend == "cpu":
+        per_device = max(1, -(-num_lanes // num_devices))
+        found = [auto]
+        for conv in convs[::-1]:
+            found += [Strategy(conv=conv), Strategy(conv=conv, lanes_per_program=per_device),
+                      Strategy(conv=conv, lanes_per_program=min(4, per_device))]
+        found += [PRESETS["sequential"], Strategy(lane_map="map", conv=convs[-1])]
+    else:
+        convs = convs + (("shifted",) if has_conv else ())
+        found = [auto] + [Strategy(conv=conv) for conv in convs]
+        if num_lanes > 1:
+            found += [Strategy(conv=conv, lanes_per_program=-(-num_lanes // 2))
+                      for conv in convs]
+    if not has_conv:
+        found = [dataclasses.replace(s, conv="xla") for s in found]
+    unique = []
+    for strategy in found:
+        if strategy.lanes_per_program >= num_lanes:  # one group of all lanes: the same
+            strategy = dataclasses.replace(strategy, lanes_per_program=0)
+        if strategy not in unique:
+            unique.append(strategy)
+    return unique
+
+
+class _Window:
+    """A placed batch source whose epoch is `steps` steps long: a timed window."""
+
+    def __init__(self, source, steps: int):
+        self.source, self.steps_per_epoch = source, steps
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyTimer:
+    """How `tuned_plan` times a candidate plan: `trainer_for(plan)` builds the trainer the
+    run would train with (engine.LaneTrainer, compaction off); `seeds`, `hparams` and the
+    unplaced batch `source` are the run's; `run_steps`: the steps of the whole run."""
+
+    trainer_for: Callable
+    seeds: jax.Array
+    hparams: object  # lanes.LaneHparams
+    source: object  # engine.batches.BatchSource
+    run_steps: int
+
+    def time(self, plan: ExecutionPlan) -> Timed:
+        started = time.perf_counter()
+        try:
+            trainer = self.trainer_for(plan)
+            # η̃ = 0: no lane diverges inside the window; the program is the same.
+            hparams = self.hparams.replace(base_lr=jnp.zeros_like(self.hparams.base_lr))
+            state, hparams, source = trainer.start(self.seeds, hparams, self.source)
+            window = _Window(source, min(WINDOW_STEPS, source.steps_per_epoch))
+
+            def run(windows: int) -> float:
+                nonlocal state
+                begin = time.perf_counter()
+                for _ in range(windows):
+                    state, _, _ = trainer.train_epoch(state, hparams, window, self.seeds,
+                                                      self.run_steps)
+                jax.block_until_ready(state)
+                return time.perf_counter() - begin
+
+            run(1)  # compiles
+            once = run(1)
+            windows = max(1, math.ceil(MIN_REPEAT_SECONDS / max(once, 1e-9)))
+            times = [run(windows) / windows for _ in range(REPEATS)]
+        except (ValueError, RuntimeError, MemoryError) as error:  # (XLA's errors too)
+            return Timed(plan.strategy, math.nan, time.perf_counter() - started,
+                         f"{type(error).__name__}: {error}")
+        ms = 1000 * float(np.median(times)) / window.steps_per_epoch
+        return Timed(plan.strategy, ms, time.perf_counter() - started)
+
+
+def cache_path(configured: str = "") -> str:
+    """Where tuned choices are kept: `configured` (config.strategy.tune_cache), else
+    $SMALLBATCH_JAX_CACHE or $XDG_CACHE_HOME (~/.cache) /smallbatch_jax/tuned_strategies.json."""
+    if configured:
+        return configured
+    root = os.environ.get("SMALLBATCH_JAX_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "smallbatch_jax")
+    return os.path.join(root, "tuned_strategies.json")
+
+
+def cache_key(model_fingerprint: str, batch_size: int, num_lanes: int, num_seeds: int,
+              precision: str, streamed: bool, memory_budget_bytes: int, devices) -> dict:
+    """Everything that decides which strategy is fastest, readable (the cache stores it)."""
+    device = devices[0]
+    return {"model": model_fingerprint, "batch_size": batch_size, "num_lanes": num_lanes,
+            "num_seeds": num_seeds, "precision": precision, "streamed": streamed,
+            "memory_budget_bytes": memory_budget_bytes, "backend": device.platform,
+            "device_kind": device.device_kind, "num_devices": len(devices),
+            "jax": jax.__version__, "candidates": CANDIDATES_VERSION}
+
+
+def model_fingerprint(description: str, variables) -> str:
+    """A model's structure as tuning keys it: a description (its name, input shape and what
+    else the step depends on) and the shapes and dtypes of its variables (an abstract tree,
+    jax.eval_shape of its init)."""
+    leaves = jax.tree_util.tree_flatten_with_path(variables)[0]
+    shapes = [(jax.tree_util.keystr(path), tuple(leaf.shape), str(leaf.dtype))
+              for path, leaf in leaves]
+    text = json.dumps([description, shapes], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def has_convolutions(variables) -> bool:
+    """Whether a model's variables hold a convolution kernel (a 'kernel' of rank ≥ 3)."""
+    leaves = jax.tree_util.tree_flatten_with_path(variables.get("params", variables))[0]
+    return any(len(leaf.shape) >= 3 and "kernel" in jax.tree_util.keystr(path)
+               for path, leaf in leaves)
+
+
+class StrategyCache:
+    """Tuned choices on disk: one JSON file, {hash of the key: {key, chosen, timings, date}},
+    written whole under a lock (several processes may tune at once)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @staticmethod
+    def _hash(key: dict) -> str:
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _read(self) -> dict:
+        try:
+            with open(self.path) as f:
+                table = json.load(f)
+            return table if isinstance(table, dict) else {}
+        except (OSError, ValueError):
+            return {}  # none yet, or unreadable: tune again (and rewrite it)
+
+    def get(self, key: dict) -> Tuning | None:
+        """The tuning stored for `key` (its outcome and timings), or None."""
+        entry = self._read().get(self._hash(key))
+        try:
+            timings = tuple(Timed(Strategy(**t["strategy"]), math.nan if t["ms_per_step"] is None
+                                  else float(t["ms_per_step"]), float(t["seconds"]),
+                                  t.get("error", "")) for t in entry["timings"])
+            return Tuning(entry["outcome"], Strategy(**entry["chosen"]), timings,
+                          note=f"{self.path}, {entry.get('date', '?')}")
+        except (TypeError, KeyError, ValueError):
+            return None  # none, or from another version: tune again
+
+    def put(self, key: dict, tuning: Tuning) -> None:
+        import filelock  # (a declared dependency; imported where used)
+
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        try:
+            with filelock.FileLock(self.path + ".lock", timeout=60):
+                table = self._read()
+                table[self._hash(key)] = {"key": key, **tuning.as_json(),
+                                          "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+                temporary = f"{self.path}.{os.getpid()}.tmp"
+                with open(temporary, "w") as f:
+                    json.dump(table, f, indent=1)
+                os.replace(temporary, self.path)
+        except (OSError, filelock.Timeout) as error:  # a read-only home: tune next time
+            logging.warning("could not cache the tuned strategy in %s: %s", self.path, error)
+
+
+def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
+         known: tuple[Timed, ...] = ()) -> Tuning:
+    """Times the candidate plans in order while the tuning's cost stays within `share` of
+    the run's estimated training time; the fastest is chosen (the first, 'auto''s, where
+    it is within KEEP_FIRST_WITHIN of the fastest). `known`: timings of earlier
+    runs of the same key (the cache's, of a tuning that stopped early): not timed again."""
+    started = time.perf_counter()
+    timings = {t.strategy: t for t in known}
+    note, spent = "", 0.0  # (this run's: the candidates it timed)
+    for plan in plans:
+        if plan.strategy in timings:
+            continue
+        finished = [t for t in timings.values() if not math.isnan(t.ms_per_step)]
+        if finished:
+            expected = float(np.mean([t.seconds for t in timings.values()]))
+            run_seconds = min(t.ms_per_step for t in finished) / 1000 * timer.run_steps
+            if spent + expected > share * run_seconds:
+                note = (f"stopped with {len(timings)} of {len(plans)} candidates timed: the "
+                        f"next would take this run's tuning past {share:.0%} of its "
+                        f"~{run_seconds:.0f} s (tuning so far {spent:.1f} s); a longer run of "
+                        "the same shape goes on from here")
+                break
+        timed = timer.time(plan)
+        timings[plan.strategy] = timed
+        spent += timed.seconds
+        logging.info("tuning %d/%d: %s: %s", len(timings), len(plans), plan.strategy,
+                     timed.error or f"{timed.ms_per_step:.3f} ms/step")
+    ordered = tuple(timings[p.strategy] for p in plans if p.strategy in timings)
+    measured = [t for t in ordered if not math.isnan(t.ms_per_step)]
+    if not measured:
+        raise ValueError("strategy.preset='tune': no candidate strategy ran:\n"
+                         + "\n".join(f"{t.strategy}: {t.error}" for t in ordered))
+    fastest = min(measured, key=lambda t: t.ms_per_step)
+    first = ordered[0]  # 'auto''s choice
+    chosen = (first if not math.isnan(first.ms_per_step)
+              and first.ms_per_step <= (1 + KEEP_FIRST_WITHIN) * fastest.ms_per_step
+              else fastest).strategy
+    outcome = ("measured" if len(ordered) == len(plans) else
+               "short" if len(ordered) == 1 else "partial")
+    return Tuning(outcome, chosen, ordered, time.perf_counter() - started, note)
+
+
+def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
+               timer: StrategyTimer, model_fingerprint: str, has_conv: bool, num_seeds: int,
+               precision: str = "default", streamed: bool = False,
+               memory_budget_bytes: int = 0, memory_probe=None, devices=None,
+               resumed: Strategy | None = None) -> ExecutionPlan:
+    """The plan of a run under `choice`: `make_plan`'s for every preset but 'tune', whose
+    strategy is measured here (or read from the cache, or `resumed`: the strategy a resumed
+    run started with), the Tuning recorded on the plan."""
+    available = list(jax.local_devices() if devices is None else devices)
+    make = dict(precision=precision, streamed=streamed,
+                memory_budget_bytes=memory_budget_bytes, memory_probe=memory_probe)
+    if choice.preset != "tune":
+        return make_plan(choice, num_lanes, batch_size, devices=available, **make)
+
+    def plan_of(strategy: Strategy, tuning: Tuning | None = None) -> ExecutionPlan:
+        plan = plan_for(strategy, num_lanes, devices=available, **make)
+        return dataclasses.replace(plan, tuning=tuning)
+
+    if resumed is not None:
+        return plan_of(resumed, Tuning("resumed", resumed, note="the strategy this run "
+                                       "started with (its config.json)"))
+    key = cache_key(model_fingerprint, batch_size, num_lanes, num_seeds, precision, streamed,
+                    memory_budget_bytes, available)
+    cache = StrategyCache(cache_path(choice.tune_cache))
+    cached = cache.get(key)
+    if cached is not None and cached.outcome == "measured":
+        logging.info("strategy.preset='tune': %s, tuned before (%s)", cached.chosen,
+                     cached.note)
+        return plan_of(cached.chosen, dataclasses.replace(cached, outcome="cached"))
+    auto = StrategyChoice("auto", table=choice.table).resolve(
+        batch_size, num_lanes, available[0].platform, len(available))
+    plans = []
+    for strategy in candidates(auto, available[0].platform, num_lanes, len(available),
+                               has_conv):
+        try:
+            plans.append(plan_for(strategy, num_lanes, devices=available, **make))
+        except ValueError as error:  # (one lane over the memory budget)
+            logging.info("tuning: %s left out: %s", strategy, error)
+    tuning = tune(plans, timer, choice.tune_share, cached.timings if cached else ())
+    logging.info("strategy.preset='tune': chose %s in %.1f s%s\n%s", tuning.chosen,
+                 tuning.seconds, f" ({tuning.note})" if tuning.note else "", tuning.summary())
+    cache.put(key, tuning)
+    chosen = next(p for p in plans if p.strategy == tuning.chosen)
+    return dataclasses.replace(chosen, tuning=tuning)

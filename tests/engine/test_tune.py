@@ -1,0 +1,200 @@
+"""strategy.preset='tune' (engine/tune.py): the candidates, the share of the run it may
+take, the cache on disk, and a run that tunes, caches and resumes with its strategy."""
+
+import dataclasses
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+from ml_collections import ConfigDict
+
+from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, plan_for
+from smallbatch_jax.engine.lanes import LaneGrid
+from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
+from smallbatch_jax.engine.tune import (StrategyCache, StrategyTimer, Timed, Tuning,
+                                        cache_key, candidates, has_convolutions,
+                                        model_fingerprint, tune, tuned_plan)
+from smallbatch_jax.models import create_model
+from smallbatch_jax.models.conv import conv_layer
+from conftest import REPO_ROOT, parse, stopping_fit
+
+AUTO = Strategy(conv="patches", lanes_per_program=4)
+
+
+def test_candidates_start_with_auto_and_repeat_nothing():
+    found = candidates(AUTO, "cpu", 13, 2, has_conv=True)
+    assert found[0] == AUTO and len(found) == len(set(found)) >= 6
+    assert PRESETS["sequential"] in found and Strategy() in found
+    # Without convolutions the conv variants are one program: only XLA's is timed.
+    plain = candidates(AUTO, "cpu", 13, 2, has_conv=False)
+    assert {s.conv for s in plain} == {"xla"} and len(plain) < len(found)
+    assert plain[0] == dataclasses.replace(AUTO, conv="xla")
+    # A group as large as the grid is the grid in one program: not timed twice.
+    small = candidates(Strategy(conv="patches"), "cpu", 3, 1, has_conv=True)
+    assert all(s.lanes_per_program < 3 for s in small) and len(small) == len(set(small))
+    gpu = candidates(Strategy(), "gpu", 13, 1, has_conv=True)
+    assert gpu[0] == Strategy() and {s.conv for s in gpu} == {"xla", "patches", "shifted"}
+
+
+def test_a_kernel_of_rank_three_or_more_is_a_convolution():
+    assert has_convolutions({"params": {"Conv_0": {"kernel": jnp.zeros((3, 3, 1, 4))}}})
+    assert not has_convolutions({"params": {"Dense_0": {"kernel": jnp.zeros((4, 2)),
+                                                        "bias": jnp.zeros(2)}}})
+
+
+class FakeTimer:
+    """A timer whose candidates take given ms per step and seconds, instantly."""
+
+    def __init__(self, run_steps, times):
+        self.run_steps, self.times, self.timed = run_steps, times, []
+
+    def time(self, plan):
+        self.timed.append(plan.strategy)
+        ms, seconds = self.times[plan.strategy]
+        return Timed(plan.strategy, ms, seconds, "" if not math.isnan(ms) else "failed")
+
+
+def _plans(strategies):
+    return [plan_for(s, 4) for s in strategies]
+
+
+STRATEGIES = [Strategy(conv="patches"), Strategy(), PRESETS["sequential"]]
+
+
+def test_tuning_keeps_the_fastest_and_stays_within_its_share_of_the_run():
+    times = {STRATEGIES[0]: (2.0, 3.0), STRATEGIES[1]: (1.0, 3.0),
+             STRATEGIES[2]: (math.nan, 3.0)}
+    # A long run (3 s per candidate ≪ 10% of 1000 s): all timed, the fastest chosen, a
+    # candidate that fails is recorded and passed over.
+    timer = FakeTimer(run_steps=1_000_000, times=times)
+    tuning = tune(_plans(STRATEGIES), timer, share=0.1)
+    assert timer.timed == STRATEGIES and tuning.outcome == "measured"
+    assert tuning.chosen == STRATEGIES[1] and tuning.timings[2].error == "failed"
+    # A run of 2 s at the first candidate's speed: the next candidate's ~3 s would pass
+    # 10% of it, so the first (auto's) is kept and the log says why.
+    timer = FakeTimer(run_steps=1000, times=times)
+    tuning = tune(_plans(STRATEGIES), timer, share=0.1)
+    assert timer.timed == STRATEGIES[:1] and tuning.outcome == "short"
+    assert tuning.chosen == STRATEGIES[0] and "past 10%" in tuning.note
+    # 60 s: the second fits in 10% (3 + 3 ≤ 6), the third not (6 + 3 > 6).
+    timer = FakeTimer(run_steps=30_000, times=times)
+    tuning = tune(_plans(STRATEGIES), timer, share=0.1)
+    assert timer.timed == STRATEGIES[:2] and tuning.outcome == "partial"
+    # Known timings (a cache's, of a tuning that stopped) are not timed again.
+    timer = FakeTimer(run_steps=30_000, times=times)
+    tuning = tune(_plans(STRATEGIES), timer, share=0.1, known=tuning.timings)
+    assert timer.timed == STRATEGIES[2:] and tuning.outcome == "measured"
+    assert [t.strategy for t in tuning.timings] == STRATEGIES
+    # Within 5% of the fastest, the first ('auto''s choice) is kept: timing noise does not
+    # pick between equals.
+    close = {STRATEGIES[0]: (1.04, 3.0), STRATEGIES[1]: (1.0, 3.0),
+             STRATEGIES[2]: (0.5, 3.0)}
+    assert tune(_plans(STRATEGIES[:2]), FakeTimer(10**6, close), 0.1).chosen == STRATEGIES[0]
+    assert tune(_plans(STRATEGIES), FakeTimer(10**6, close), 0.1).chosen == STRATEGIES[2]
+    with pytest.raises(ValueError, match="no candidate strategy ran"):
+        tune(_plans(STRATEGIES[2:]), FakeTimer(10**6, times), share=0.1)
+
+
+def test_the_cache_stores_timings_by_what_decides_them(tmp_path):
+    devices = jax.local_devices()
+    key = cache_key("abc", 8, 13, 1, "default", False, 0, devices)
+    assert key["jax"] == jax.__version__ and key["backend"] == "cpu"
+    cache = StrategyCache(str(tmp_path / "sub" / "tuned.json"))
+    assert cache.get(key) is None
+    tuning = Tuning("measured", STRATEGIES[1],
+                    (Timed(STRATEGIES[0], 2.0, 3.0), Timed(STRATEGIES[1], 1.0, 3.0),
+                     Timed(STRATEGIES[2], math.nan, 1.0, "OOM")))
+    cache.put(key, tuning)
+    back = cache.get(key)
+    assert back.chosen == STRATEGIES[1] and back.outcome == "measured"
+    assert back.timings[:2] == tuning.timings[:2] and back.timings[2].error == "OOM"
+    assert math.isnan(back.timings[2].ms_per_step)
+    assert cache.get({**key, "batch_size": 16}) is None  # another m: another entry
+    (tmp_path / "sub" / "tuned.json").write_text("not json")
+    assert cache.get(key) is None  # unreadable: tuned again, not an error
+
+
+def test_fingerprints_tell_models_apart_and_ignore_values():
+    a = {"params": {"Dense_0": {"kernel": jnp.zeros((4, 2))}}}
+    b = {"params": {"Dense_0": {"kernel": jnp.ones((4, 2))}}}
+    c = {"params": {"Dense_0": {"kernel": jnp.zeros((4, 3))}}}
+    assert model_fingerprint("m", a) == model_fingerprint("m", b)
+    assert model_fingerprint("m", a) != model_fingerprint("m", c)
+    assert model_fingerprint("m", a) != model_fingerprint("other input", a)
+
+
+def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digits, tmp_path):
+    """On this process's one CPU device, the tiny digits data, a small CNN: timed once
+    (every candidate, a long run), then read from the cache: no trainer is built."""
+    built = []
+    grid = LaneGrid(seeds=(0,), base_lrs=(0.01, 0.1, 1.0), weight_decay=0.0,
+                    warmup_fraction=0.0, momentum=0.0)
+    source = DeviceBatches(tiny_digits, 8, 40)
+
+    def trainer_for(plan):
+        built.append(plan.strategy)
+        step = LaneStep(create_model("small_cnn", 10, conv=conv_layer(plan.strategy.conv)), 8,
+                        tiny_digits.image_shape, conv=plan.strategy.conv)
+        return LaneTrainer(step, plan, compact=False)
+
+    timer = StrategyTimer(trainer_for, jnp.asarray([0], jnp.int32), grid.hparams(), source,
+                          run_steps=10**9)
+    choice = StrategyChoice("tune", tune_cache=str(tmp_path / "tuned.json"))
+    kwargs = dict(timer=timer, model_fingerprint="small_cnn", has_conv=True, num_seeds=1)
+    plan = tuned_plan(choice, grid.num_lanes, 8, **kwargs)
+    expected = candidates(StrategyChoice("auto").resolve(8, 3, "cpu", 1), "cpu", 3, 1, True)
+    assert built == expected and plan.tuning.outcome == "measured"
+    fastest = min(plan.tuning.timings, key=lambda t: t.ms_per_step)
+    first = plan.tuning.timings[0]
+    assert plan.strategy == (first.strategy if first.ms_per_step <= 1.05 * fastest.ms_per_step
+                             else fastest.strategy)
+    assert all(t.ms_per_step > 0 for t in plan.tuning.timings)
+    stored = json.loads((tmp_path / "tuned.json").read_text())
+    assert len(stored) == 1 and list(stored.values())[0]["key"]["batch_size"] == 8
+    built.clear()
+    again = tuned_plan(choice, grid.num_lanes, 8, **kwargs)
+    assert built == [] and again.strategy == plan.strategy
+    assert again.tuning.outcome == "cached"
+    # A resumed run keeps the strategy it started with, whatever the cache says.
+    resumed = tuned_plan(choice, grid.num_lanes, 8, resumed=PRESETS["sequential"], **kwargs)
+    assert built == [] and resumed.strategy == PRESETS["sequential"]
+    assert resumed.tuning.outcome == "resumed"
+    # Other presets are make_plan's, untouched.
+    assert tuned_plan(StrategyChoice("patches"), 3, 8, **kwargs).tuning is None
+
+
+def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path, monkeypatch):
+    from smallbatch_jax.run import train as lr_sweep
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.epochs, config.batch_size, config.base_lrs = 2, 64, (2.0**-9, 2.0**-7)
+        config.strategy.preset = "tune"
+        config.strategy.tune_share = 1.0
+        config.strategy.tune_cache = str(tmp_path / "tuned.json")
+    monkeypatch.setattr(lr_sweep, "fit", stopping_fit(after_epoch=1))
+    with pytest.raises(KeyboardInterrupt):
+        lr_sweep.train_and_evaluate(config, str(tmp_path / "run"))
+    monkeypatch.undo()
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["tuning"]["outcome"] in ("measured", "partial", "short")
+    assert record["tuning"]["chosen"] == record["strategy"]
+    assert all(t["ms_per_step"] > 0 for t in record["tuning"]["timings"])
+    # Whatever the cache says now, the resumed run keeps the strategy it started with.
+    (tmp_path / "tuned.json").write_text("{}")
+    lr_sweep.train_and_evaluate(config, str(tmp_path / "run"))
+    resumed = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert resumed["strategy"] == record["strategy"]
+    assert resumed["tuning"]["outcome"] == "resumed"
+
+
+def test_the_share_is_checked():
+    from smallbatch_jax.engine.strategy import strategy_fields
+    fields = {"preset": "tune", "table": "", **dataclasses.asdict(Strategy())}
+    for share in (0, -0.1, 1.5, "0.1", True):
+        with pytest.raises(ValueError, match="tune_share"):
+            strategy_fields(ConfigDict({**fields, "tune_share": share}))
+    assert StrategyChoice.from_section(ConfigDict({**fields, "tune_share": 0.25})
+                                       ).tune_share == 0.25
