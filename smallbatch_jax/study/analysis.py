@@ -129,48 +129,118 @@ def tuned(rows) -> list[dict]:
                                     setting_of(row)) in chosen]
 
 
-def setting_scores(rows) -> dict[tuple, float]:
-    """{(m, η̃, setting): mean over seeds of the median test metric} of every point of the
-    whole grid (NaN where a seed diverged)."""
+def setting_statistics(rows) -> dict[tuple, tuple[float, float, int]]:
+    """{(m, η̃, setting): (mean over seeds of the median test metric, its standard error,
+    seeds)} of every point of the whole grid; NaN mean where a seed diverged, NaN standard
+    error with one seed."""
     by_point = collections.defaultdict(list)
     for row in rows:
         by_point[(int(row["batch_size"]), float(row["base_lr"]), setting_of(row))].append(
             float(row["median_test_metric"]))
-    return {point: float(np.mean(values)) for point, values in by_point.items()}
+    statistics = {}
+    for point, values in by_point.items():
+        n = len(values)
+        se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        statistics[point] = (float(np.mean(values)), se, n)
+    return statistics
+
+
+def setting_scores(rows) -> dict[tuple, float]:
+    """{(m, η̃, setting): mean over seeds of the median test metric} of every point of the
+    whole grid (NaN where a seed diverged)."""
+    return {point: mean for point, (mean, _, _) in setting_statistics(rows).items()}
+
+
+def value_in(point: tuple, key: str) -> float:
+    """A (η̃, setting) point's value of dimension `key` ('base_lr' or a swept column)."""
+    if key == "base_lr":
+        return float(point[0])
+    return float(point[1][HYPERPARAMETER_COLUMNS.index(key)])
+
+
+def dimension_spreads(rows, batch_size: int, keys) -> dict[str, tuple[float, float]]:
+    """{key: (spread, its standard error)} at m: the spread of the best score over each of
+    the dimension's values (each value scored at its best point of the others), and the
+    standard error of the difference of the two extreme values' bests (√(se₁² + se₂²);
+    NaN with one seed). NaN where fewer than two values train. How much a dimension
+    matters at m."""
+    higher = metric_of(rows).higher_is_better
+    at_m = {(lr, setting): v for (m, lr, setting), v in setting_statistics(rows).items()
+            if m == batch_size and not math.isnan(v[0])}
+    spreads = {}
+    for key in keys:
+        per_value = collections.defaultdict(dict)
+        for point, v in at_m.items():
+            per_value[value_in(point, key)][point] = v
+        if len(per_value) < 2:
+            spreads[key] = (math.nan, math.nan)
+            continue
+        bests = []
+        for points in per_value.values():  # each value at its best point (ties: smallest)
+            best = best_of({p: v[0] for p, v in points.items()}, higher)
+            bests.append(points[best])
+        bests.sort(key=lambda v: v[0])
+        low, high = bests[0], bests[-1]
+        spreads[key] = (high[0] - low[0], math.sqrt(low[1] ** 2 + high[1] ** 2))
+    return spreads
 
 
 def joint_best(rows) -> dict[int, tuple[dict, dict]]:
-    """{m: ({hyperparameter: its value at m's best point}, {hyperparameter: the spread of
-    the best score over its values at m})} for the hyperparameters swept besides η̃: a
-    large spread says the dimension matters at that m (each value scored at its own best
-    η̃ and other values)."""
+    """{m: ({hyperparameter: its value at m's best point}, {hyperparameter: (the spread of
+    the best score over its values at m, its standard error)})} for the hyperparameters
+    swept besides η̃ (`dimension_spreads`): a large spread says the dimension matters at
+    that m."""
     swept = swept_besides_lr(rows)
     if not swept:
         return {}
     higher = metric_of(rows).higher_is_better
     scores = setting_scores(rows)
-    index = {key: HYPERPARAMETER_COLUMNS.index(key) for key in swept}
     result = {}
     for m in sorted({m for m, _, _ in scores}):
         at_m = {(lr, setting): v for (mm, lr, setting), v in scores.items() if mm == m}
         best = best_of(at_m, higher)
         if best is None:
-            result[m] = ({key: math.nan for key in swept}, {key: math.nan for key in swept})
+            result[m] = ({key: math.nan for key in swept},
+                         {key: (math.nan, math.nan) for key in swept})
             continue
-        values = {key: float(best[1][i]) for key, i in index.items()}
-        spreads = {}
-        for key, i in index.items():
-            per_value = collections.defaultdict(list)
-            for (lr, setting), v in at_m.items():
-                if not math.isnan(v):
-                    per_value[setting[i]].append(v)
-            bests = [max(v) if higher else min(v) for v in per_value.values()]
-            spreads[key] = max(bests) - min(bests) if len(bests) > 1 else math.nan
-        result[m] = (values, spreads)
+        values = {key: value_in(best, key) for key in swept}
+        result[m] = (values, dimension_spreads(rows, m, swept))
     return result
 
 
-def joint_best_markdown(rows) -> list[str]:
+def most_important(rows, batch_size: int) -> list[str]:
+    """The swept dimensions ('base_lr' for η̃, then config.sweep's), most important first
+    at m: by the spread of the best score over their values (`dimension_spreads`; ties
+    keep this order, dimensions that cannot be compared go last)."""
+    keys = ["base_lr"] + list(swept_besides_lr(rows))
+    spreads = dimension_spreads(rows, batch_size, keys)
+    return sorted(keys, key=lambda k: -spreads[k][0] if not math.isnan(spreads[k][0])
+                  else math.inf)
+
+
+def reliable_region(rows, tolerance: float) -> dict[int, list[tuple]]:
+    """{m: the points (η̃, setting) of the whole grid at m whose every seed trained and
+    whose mean score is within `tolerance` of the sweep's best point}: the paper's reliable
+    range (Fig 16) over every swept dimension, not only η̃ at the others' best."""
+    scores = setting_scores(rows)
+    higher = metric_of(rows).higher_is_better
+    best_point = best_of(scores, higher)
+    region = {m: [] for m, _, _ in scores}
+    if best_point is not None:
+        for (m, lr, setting), value in scores.items():
+            if within_tolerance(value, scores[best_point], tolerance, higher):
+                region[m].append((lr, setting))
+    return {m: sorted(points) for m, points in sorted(region.items())}
+
+
+def _spread_text(spread: tuple[float, float]) -> str:
+    value, se = spread
+    if math.isnan(value):
+        return "—"
+    return f"{value:.4f}" + ("" if math.isnan(se) else f" ± {se:.4f}")
+
+
+def joint_best_markdown(rows, tolerance: float | None = None) -> list[str]:
     """The lines summary.md gives a grid that sweeps more than η̃ (config.sweep)."""
     swept = swept_besides_lr(rows)
     if not swept:
@@ -184,7 +254,8 @@ def joint_best_markdown(rows) -> list[str]:
              + f". Every table and figure shows each η̃ at its best setting of these (tuned). "
              f"Per m, the best point's setting, and the spread of the best {name} over each "
              "one's values (each value at its own best η̃ and other values: how much the "
-             "dimension matters at that m):", "",
+             "dimension matters at that m; ± the standard error of that difference over "
+             "seeds, itself chosen on the same seeds):", "",
              "| m | best η̃ | " + " | ".join(f"best {key}" for key in swept) + " | "
              + " | ".join(f"spread over {key}" for key in swept) + " |",
              "|---|---|" + "---|" * (2 * len(swept))]
@@ -193,9 +264,26 @@ def joint_best_markdown(rows) -> list[str]:
         lines.append(f"| {m} | {'—' if math.isnan(lr) else f'2^{math.log2(lr):g}'} | "
                      + " | ".join("—" if math.isnan(values[k]) else f"{values[k]:g}"
                                   for k in swept) + " | "
-                     + " | ".join("—" if math.isnan(spreads[k]) else f"{spreads[k]:.4f}"
-                                  for k in swept) + " |")
+                     + " | ".join(_spread_text(spreads[k]) for k in swept) + " |")
     lines.append("")
+    if tolerance is not None:
+        region = reliable_region(rows, tolerance)
+        sizes = collections.Counter(m for m, _, _ in setting_scores(rows))
+        keys = ["base_lr"] + list(swept)
+        lines += ["Reliable region over the whole grid (" + reliability_rule(
+                      metric_table(rows), tolerance) + ", against the sweep's best point; "
+                  "every seed trained), per m: its points, and the values of each dimension "
+                  "inside it:", "",
+                  "| m | points | " + " | ".join("η̃" if k == "base_lr" else k for k in keys)
+                  + " |", "|---|---|" + "---|" * len(keys)]
+        for m, points in region.items():
+            cells = []
+            for key in keys:
+                values = sorted({value_in(p, key) for p in points})
+                cells.append(", ".join(f"2^{math.log2(v):g}" if key == "base_lr" else f"{v:g}"
+                                       for v in values) or "—")
+            lines.append(f"| {m} | {len(points)} of {sizes[m]} | " + " | ".join(cells) + " |")
+        lines.append("")
     higher = metric_of(rows).higher_is_better
     for key, key_values in swept.items():  # does fixing it move the best m?
         def best_m(subset):
@@ -435,7 +523,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                           "for).", ""]
     else:
         lines += ["Every run diverged.", ""]
-    lines += joint_best_markdown(rows)
+    lines += joint_best_markdown(rows, tolerance)
     lines += swept_value_note(rows)
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "

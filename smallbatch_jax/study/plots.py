@@ -30,8 +30,9 @@ from smallbatch_jax.objectives import ACCURACY, Metric  # noqa: E402
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
 from smallbatch_jax.run.results import metric_of, replacing  # noqa: E402
 from smallbatch_jax.study.analysis import (  # noqa: E402
-    MetricTable, swept_besides_lr, best_per_batch_size, bn_metric_table, consecutive_runs, context, metric_table,
-    reliability_rule, reliable_ranges, seed_statistics)
+    MetricTable, best_of, best_per_batch_size, bn_metric_table, consecutive_runs, context,
+    metric_table, most_important, reliability_rule, reliable_ranges, seed_statistics,
+    setting_scores, swept_besides_lr, value_in)
 
 FORMATS = ("png", "svg")
 DPI = 300
@@ -85,7 +86,8 @@ def figure_names(metric: str) -> dict[str, str]:
     regression's error. Keys: what each figure is."""
     slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_") or "metric"
     return {"vs_lr": f"{slug}_vs_lr", "best_vs_batch_size": f"best_{slug}_vs_batch_size",
-            "heat_map": f"{slug}_heat_map", "vs_bn_batch_size": f"{slug}_vs_bn_batch_size"}
+            "heat_map": f"{slug}_heat_map", "vs_bn_batch_size": f"{slug}_vs_bn_batch_size",
+            "swept_heat_maps": f"{slug}_heat_maps_by_setting"}
 
 
 def _metric_scale(ax, table, values) -> None:
@@ -272,6 +274,68 @@ def metric_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.Fig
     return fig
 
 
+def _dimension_label(key: str, swept: str) -> str:
+    return f"log₂ {swept}" if key == "base_lr" else key
+
+
+def _tick_text(key: str, value: float) -> str:
+    return f"{math.log2(value):g}" if key == "base_lr" else f"{value:g}"
+
+
+def swept_heat_maps(rows, where: str = "", swept: str = "η̃") -> plt.Figure:
+    """Per m, the test metric over the two most important swept dimensions at that m
+    (analysis.most_important: η̃ and config.sweep's, by the spread of the best score over
+    their values), each cell at the best of the other dimensions, mean over seeds (blank:
+    diverged; grey: not run). One colour scale for every m."""
+    scores = setting_scores(rows)
+    table = metric_table(rows)
+    ms = sorted({m for m, _, _ in scores})
+    panels = []
+    for m in ms:
+        keys = most_important(rows, m)[:2]
+        if len(keys) < 2:
+            continue
+        y_key, x_key = keys  # the most important one up the side
+        at_m = {(lr, setting): v for (mm, lr, setting), v in scores.items() if mm == m}
+        ys = sorted({value_in(p, y_key) for p in at_m})
+        xs = sorted({value_in(p, x_key) for p in at_m})
+        cells = np.full((len(ys), len(xs)), np.nan)
+        run = np.zeros((len(ys), len(xs)), bool)
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                here = {p: v for p, v in at_m.items()
+                        if value_in(p, y_key) == y and value_in(p, x_key) == x}
+                run[i, j] = bool(here)
+                best = best_of(here, table.higher_is_better) if here else None
+                cells[i, j] = here[best] if best is not None else np.nan
+        panels.append((m, y_key, x_key, ys, xs, cells, run))
+    columns = min(len(panels), 4) or 1
+    lines = -(-len(panels) // columns) or 1
+    fig, axes = plt.subplots(lines, columns, figsize=(3.4 * columns + 1, 3.0 * lines + 0.8),
+                             squeeze=False)
+    finite = np.concatenate([p[5][np.isfinite(p[5])] for p in panels]) if panels else []
+    norm = (mcolors.Normalize(finite.min(), finite.max()) if len(finite) else None)
+    image = None
+    for ax, (m, y_key, x_key, ys, xs, cells, run) in zip(axes.flat, panels):
+        if not run.all():
+            ax.imshow(np.where(run, np.nan, 1.0), origin="lower", aspect="auto",
+                      cmap=mcolors.ListedColormap(["0.85"]), vmin=0, vmax=1)
+        image = ax.imshow(cells, origin="lower", aspect="auto", cmap=_colormap(table),
+                          norm=norm)
+        ax.set_yticks(range(len(ys)), [_tick_text(y_key, y) for y in ys])
+        ax.set_xticks(range(len(xs)), [_tick_text(x_key, x) for x in xs])
+        ax.set(ylabel=_dimension_label(y_key, swept), xlabel=_dimension_label(x_key, swept))
+        ax.set_title(f"m = {m}", fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{_metric_label(table, 'Test')} over the two most important swept "
+                 "dimensions per m, the others at their best (blank: diverged)"
+                 + (f"\n{where}" if where else ""), fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    return fig
+
+
 def metric_vs_bn_batch_size(bn_grid) -> plt.Figure:
     """Figs 13–14: test accuracy vs m_BN, one curve per m (analysis.bn_metric_table: the
     best η̃ of each (m, m_BN)); ✕ marks an (m, m_BN) where every η̃ diverged."""
@@ -437,6 +501,8 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
     for key, values in swept_besides_lr(rows).items():
         figures[f"{names['best_vs_batch_size']}_by_{key}"] = best_metric_tuned_or_fixed(
             rows, key, values, where)
+    if swept_besides_lr(rows):
+        figures[names["swept_heat_maps"]] = swept_heat_maps(rows, where, swept)
     if curves:
         figures["training_curves"] = training_curves(curves, metric_of(rows))
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]

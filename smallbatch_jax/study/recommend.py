@@ -48,10 +48,11 @@ def _num_seeds(rows) -> int:
 
 def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA) -> list[float] | None:
     """The η̃ at m whose seeds are within noise (Welch p ≥ α) of m's best η̃; None where
-    m's points have fewer than 2 seeds (no test) or every η̃ diverged."""
+    m's best has fewer than MIN_SEEDS seeds (no test: with 2, every other η̃ would come out
+    "significantly worse") or every η̃ diverged."""
     table, values = metric_table(rows), seed_values(rows)
     lr, _ = best_per_batch_size(table)[batch_size]
-    if math.isnan(lr) or len(values[(batch_size, lr)]) < 2:
+    if math.isnan(lr) or len(values[(batch_size, lr)]) < analysis.MIN_SEEDS:
         return None
     reference = values[(batch_size, lr)]
     return sorted(l for (m, l), v in values.items() if m == batch_size
@@ -217,9 +218,144 @@ def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
                    f"are within {TIMING_NOISE:.0%} (timing noise on a shared machine)")
 
 
-def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA) -> list[Verdict]:
-    return [verdict_32_is_best(rows, alpha), verdict_linear_scaling(rows, alpha),
-            verdict_small_batches_noisier(rows, alpha), verdict_larger_train_faster(rows, found)]
+# How the verdicts on swept hyperparameters name them.
+HYPERPARAMETER_NAMES = {"weight_decay": "weight decay λ", "momentum": "momentum μ",
+                        "beta1": "Adam's β₁", "beta2": "Adam's β₂", "epsilon": "Adam's ε",
+                        "warmup_fraction": "the warm-up fraction"}
+
+
+def _best_m(rows) -> tuple[int | None, dict]:
+    """(the best m of `rows`, η̃ at each m's other values tuned; None if nothing trained,
+    {m: (best η̃, score)})."""
+    table = metric_table(rows)
+    best = best_per_batch_size(table)
+    trained = {m: v for m, (_, v) in best.items() if not math.isnan(v)}
+    return best_of(trained, table.higher_is_better), best
+
+
+def _at(rows, key: str, value: float) -> list[dict]:
+    return [row for row in rows if float(row[key]) == value]
+
+
+def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict:
+    """"Tuning `key` as well changes the best batch size", from the whole grid's rows
+    (every setting of the swept hyperparameters; η̃ and the other dimensions tuned either
+    way). The best m with `key` tuned, m_t, against the best m at each fixed value v, m_v.
+    False if every fixed value's best m is m_t; true if at some v the change is real both
+    ways: at v, m_t is significantly below m_v (or does not train), and with `key` tuned
+    m_v is significantly below m_t (Welch p < α over seeds, `within_noise`); cannot tell
+    otherwise (within noise, fewer than MIN_SEEDS seeds, nothing trained)."""
+    name = HYPERPARAMETER_NAMES.get(key, key)
+    claim = f"tuning {name} as well changes the best batch size"
+    tuned_m, _ = _best_m(rows)
+    if tuned_m is None:
+        return Verdict(claim, CANNOT_TELL, "every run diverged")
+    fixed = {v: _best_m(_at(rows, key, v))[0] for v in analysis.swept_besides_lr(rows)[key]}
+    listing = (f"best m = {tuned_m} with {key} tuned; at {key} = "
+               + ", ".join(f"{v:g}: " + ("none trained" if m is None else f"m = {m}")
+                           for v, m in fixed.items()))
+    moved = {v: m for v, m in fixed.items() if m is not None and m != tuned_m}
+    if not moved:
+        return Verdict(claim, FALSE, f"{listing}: the same m at every value")
+    tuned_p = within_noise(rows, alpha)
+    tests, untested = [], False
+    for v, m_v in moved.items():
+        at_v = _at(rows, key, v)
+        trains_there = not math.isnan(best_per_batch_size(metric_table(at_v))[tuned_m][0])
+        p_fixed = within_noise(at_v, alpha)[tuned_m] if trains_there else 0.0
+        p_tuned = tuned_p[m_v]
+        if math.isnan(p_fixed) or math.isnan(p_tuned):
+            untested = True
+            continue
+        at_v_text = (f"At {key} = {v:g}, m = {tuned_m} " + (f"is below m = {m_v} (p = "
+                     f"{p_fixed:.3f})" if trains_there else "does not train"))
+        if p_fixed < alpha and p_tuned < alpha:
+            return Verdict(claim, TRUE, f"{listing}. {at_v_text}, and with {key} tuned m = "
+                           f"{m_v} is below m = {tuned_m} (p = {p_tuned:.3f}): which m is "
+                           f"best depends on {name}")
+        fixed_text = (at_v_text if p_fixed < alpha else f"at {key} = {v:g}, m = {tuned_m} "
+                      f"is within noise of m = {m_v} (p = {p_fixed:.2f})")
+        tests.append(f"{fixed_text[0].lower()}{fixed_text[1:]}; tuned, m = {m_v} against "
+                     f"m = {tuned_m}: p = {p_tuned:.2f}")
+    if not tests:
+        return Verdict(claim, CANNOT_TELL, f"{listing}; fewer than {analysis.MIN_SEEDS} "
+                       "seeds per point: no test (run with num_seeds ≥ 3)")
+    return Verdict(claim, CANNOT_TELL, f"{listing}; the change is within noise: "
+                   + "; ".join(tests) + (" (other values: too few seeds)" if untested else ""))
+
+
+def verdict_lr_moves_with_weight_decay(rows, alpha: float = ALPHA) -> Verdict:
+    """"The best η̃ moves with λ" (the η·λ coupling: for a scale-invariant network the
+    effective step depends on η·λ, so a larger λ wants a smaller η̃), from the whole grid's
+    rows: at each m, the best η̃ at the smallest and the largest λ > 0 swept (λ = 0 has no
+    product to keep), the other dimensions tuned. True if at every m that trains at both
+    the best η̃ is smaller at the larger λ, and at one m at least significantly so (the
+    smaller λ's best η̃ is not within noise at the larger λ, `lrs_within_noise`); false if
+    at no m is it smaller and at one m at least a smaller η̃ is significantly worse at the
+    larger λ; cannot tell otherwise (within noise, one seed, a best at the grid's edge)."""
+    claim = ("the best η̃ moves with the weight decay λ (η·λ coupling: a larger λ wants a "
+             "smaller η̃)")
+    positive = [v for v in analysis.swept_besides_lr(rows).get("weight_decay", []) if v > 0]
+    if len(positive) < 2:
+        return Verdict(claim, CANNOT_TELL, "fewer than two λ > 0 swept (λ = 0 has no η·λ "
+                       "to keep)")
+    low, high = min(positive), max(positive)
+    at_low, at_high = _at(rows, "weight_decay", low), _at(rows, "weight_decay", high)
+    best_low = best_per_batch_size(metric_table(at_low))
+    best_high = best_per_batch_size(metric_table(at_high))
+    edges = set(optima_at_the_edge(metric_table(at_low))) | set(
+        optima_at_the_edge(metric_table(at_high)))
+    both = [m for m in best_low if m in best_high and not math.isnan(best_low[m][0])
+            and not math.isnan(best_high[m][0])]
+    if not both:
+        return Verdict(claim, CANNOT_TELL, f"no m trains at both λ = {low:g} and {high:g}")
+    listing = "; ".join(f"m = {m}: {_lr_text(best_low[m][0])} → {_lr_text(best_high[m][0])}"
+                        + (" (grid edge)" if m in edges else "") for m in both)
+    head = (f"best η̃ at λ = {low:g} → λ = {high:g} (coupling predicts {math.log2(high / low):.1f} "
+            f"powers of 2 smaller): {listing}")
+    down = [m for m in both if best_high[m][0] < best_low[m][0]]
+    significant_down, significant_not = [], []
+    tested = False
+    for m in both:
+        if m in edges:
+            continue
+        near_high = lrs_within_noise(at_high, m, alpha)
+        if near_high is None:
+            continue
+        tested = True
+        if best_low[m][0] not in near_high and max(near_high) < best_low[m][0]:
+            significant_down.append(m)
+        if min(near_high) >= best_low[m][0]:
+            significant_not.append(m)
+    if len(down) == len(both) and significant_down:
+        return Verdict(claim, TRUE, f"{head}; significant at m = "
+                       + ", ".join(map(str, significant_down)) + f" (at λ = {high:g}, "
+                       f"λ = {low:g}'s best η̃ and every larger one score significantly below "
+                       f"the best, Welch p < {alpha})")
+    if not down and significant_not:
+        return Verdict(claim, FALSE, f"{head}; at m = " + ", ".join(map(str, significant_not))
+                       + f" every η̃ smaller than λ = {low:g}'s best is significantly worse "
+                       f"at λ = {high:g}")
+    if not tested:
+        return Verdict(claim, CANNOT_TELL, f"{head}; no test (fewer than 2 seeds, or bests "
+                       "at the grid's edge)")
+    return Verdict(claim, CANNOT_TELL, f"{head}; not the same way at every m, or within "
+                   "noise")
+
+
+def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA,
+             grid_rows=None) -> list[Verdict]:
+    """The verdicts on common advice (`rows`: η̃ with any other swept hyperparameters
+    tuned, analysis.tuned), and with `grid_rows` (the whole grid) the verdicts on each
+    hyperparameter swept besides η̃."""
+    found_verdicts = [verdict_32_is_best(rows, alpha), verdict_linear_scaling(rows, alpha),
+                      verdict_small_batches_noisier(rows, alpha),
+                      verdict_larger_train_faster(rows, found)]
+    swept = analysis.swept_besides_lr(grid_rows) if grid_rows else {}
+    found_verdicts += [verdict_tuning_moves_best_m(grid_rows, key, alpha) for key in swept]
+    if "weight_decay" in swept:
+        found_verdicts.append(verdict_lr_moves_with_weight_decay(grid_rows, alpha))
+    return found_verdicts
 
 
 # ------------------------------------------------------------------------ the report
@@ -264,7 +400,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     `noise_scales`: {m: (the gradient noise scale B_simple at the end of m's training at its
     best η̃, its standard error)} (noise_scale.final_scale), where probed (NaN: not
     measurable; a standard error NaN: not known)."""
-    rows = analysis.tuned(rows)  # (η̃ with the other swept hyperparameters at their best)
+    grid_rows, rows = rows, analysis.tuned(rows)  # (η̃ with the others at their best)
     table = metric_table(rows)
     name, higher = table.metric, table.higher_is_better
     stats, seeds = seed_statistics(rows), _num_seeds(rows)
@@ -354,7 +490,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                      if any(math.isnan(b[0]) for b in noise_scales.values()) else ""), ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]
-    for verdict in verdicts(rows, found, alpha):
+    for verdict in verdicts(rows, found, alpha, grid_rows):
         lines.append(f"- **\"{verdict.claim}\": {verdict.answer}.** {verdict.because}.")
     lines.append("")
     return "\n".join(lines)

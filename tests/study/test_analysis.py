@@ -4,8 +4,9 @@ import pytest
 
 from smallbatch_jax.study.analysis import (best_per_batch_size, bn_metric_table,
                                            bn_summary_markdown, comparison_markdown, joint_best,
-                                           metric_table, optima_at_the_edge, reliable_ranges,
-                                           seed_statistics, summary_markdown, tuned)
+                                           metric_table, most_important, optima_at_the_edge,
+                                           reliable_ranges, reliable_region, seed_statistics,
+                                           setting_of, summary_markdown, tuned)
 
 NAN = float("nan")
 
@@ -291,12 +292,19 @@ def test_a_grid_over_weight_decay_is_tuned_per_point_not_averaged_as_seeds():
             and r["base_lr"] == str(2.0**-9)} == {"0.0"}
     best = joint_best(rows)
     assert best[8][0] == {"weight_decay": 5e-4}
-    assert best[8][1]["weight_decay"] == pytest.approx(0.10)  # 0.801 vs 0.701
+    # 0.801 vs 0.701, ± √2 × the seeds' standard error (0.001 / √3)
+    assert best[8][1]["weight_decay"] == pytest.approx((0.10, 0.001 * math.sqrt(2 / 3)))
     assert best[64][0] == {"weight_decay": 0.0}
+    assert most_important(rows, 8) == ["base_lr", "weight_decay"]  # 0.2 over η̃, 0.1 over λ
+    assert most_important(rows, 64) == ["base_lr", "weight_decay"]  # 0.24 and 0.01
     text = summary_markdown(rows, 0.02)
     assert "weight_decay ∈ {0, 0.0005}" in text
-    assert "| 8 | 2^-9 | 0.0005 | 0.1000 |" in text
-    assert "| 64 | 2^-9 | 0 | 0.0100 |" in text
+    assert "| 8 | 2^-9 | 0.0005 | 0.1000 ± 0.0008 |" in text
+    assert "| 64 | 2^-9 | 0 | 0.0100 ± 0.0008 |" in text
+    # The reliable region over the whole grid: within 0.02 of the sweep's best (0.801), every
+    # seed trained: only m = 8's best point; nothing at m = 64 (0.751 at best).
+    assert reliable_region(rows, 0.02) == {8: [(2.0**-9, setting_of(rows[1]))], 64: []}
+    assert "| 8 | 1 of 4 | 2^-9 | 0.0005 |" in text and "| 64 | 0 of 4 | — | — |" in text
     assert "each m's best η̃ and setting of weight_decay is chosen on the same seeds" in text
     # Whether fixing λ moves the best m: at λ = 0 it is 64, tuned (and at 5e-4) 8.
     assert ("Best m with weight_decay tuned: m = 8 (accuracy 0.8010); at weight_decay = 0: "

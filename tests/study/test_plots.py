@@ -238,3 +238,28 @@ def test_a_grid_over_weight_decay_draws_the_best_metric_with_it_tuned_or_fixed(t
     assert list(lines["weight_decay tuned"].get_ydata()) == [0.80, 0.75]
     assert list(lines["weight_decay = 0"].get_ydata()) == [0.70, 0.75]
     assert list(lines["weight_decay = 0.0005"].get_ydata()) == [0.80, 0.60]
+
+
+def test_heat_maps_by_setting_show_each_m_s_two_most_important_dimensions(tmp_path):
+    """η̃ × λ × μ: at m = 8 λ matters (μ not at all), at m = 64 μ does (λ not): each m's
+    panel shows its own two most important dimensions, each cell the best over the third."""
+    rows = []
+    for m in (8, 64):
+        for k in (-10, -9, -8):
+            for wd in (0.0, 5e-3):
+                for mu in (0.0, 0.9):
+                    score = 0.8 - 0.05 * abs(k + 9) - (10 * wd if m == 8 else 0.1 * mu)
+                    rows.append({"batch_size": str(m), "base_lr": str(2.0**k), "seed": "0",
+                                 "weight_decay": str(wd), "momentum": str(mu),
+                                 "median_test_metric": str(score)})
+    fig = plots.swept_heat_maps(rows)
+    eight, sixty_four = fig.axes[:2]
+    assert (eight.get_ylabel(), eight.get_xlabel()) == ("log₂ η̃", "weight_decay")
+    # (μ's spread there, 0.09, is larger than η̃'s, 0.05: μ goes up the side.)
+    assert (sixty_four.get_ylabel(), sixty_four.get_xlabel()) == ("momentum", "log₂ η̃")
+    cells = eight.get_images()[-1].get_array()
+    # η̃ = 2^-9 (middle row), λ = 5e-3: 0.8 − 0.05, at its best μ (either: no effect).
+    assert cells[1, 1] == 0.75 and cells[0, 0] == 0.75 and cells[1, 0] == 0.8
+    paths = plots.write_figures(rows, str(tmp_path), 0.02)
+    assert {os.path.basename(p) for p in paths} >= {
+        "accuracy_heat_maps_by_setting.png", "best_accuracy_vs_batch_size_by_momentum.png"}

@@ -155,3 +155,79 @@ def test_a_timing_verdict_says_what_its_times_rest_on_and_shows_short_times():
     assert "m = 8: 0.07 s, m = 64: 0.92 s" in verdict.because
     assert "seconds per step of m's program in its median epoch" in verdict.because
     assert "compilation excluded" in verdict.because
+
+
+def _grid_rows(score, batch_sizes=(8, 64), log2_lrs=range(-12, -5), weight_decays=(0.0, 5e-4,
+               5e-3), seeds=SPREAD):
+    """Rows of a grid over m × η̃ × λ (config.sweep.weight_decay), each point's score
+    `score(m, log2 η̃, λ)` + each seed's offset."""
+    return [{"batch_size": str(m), "base_lr": str(2.0**k), "seed": str(i), "lr": str(m * 2.0**k),
+             "weight_decay": str(wd), "momentum": "0.0",
+             "median_test_metric": str(score(m, k, wd) + offset)}
+            for m in batch_sizes for k in log2_lrs for wd in weight_decays
+            for i, offset in enumerate(seeds)]
+
+
+def test_tuning_a_hyperparameter_moves_the_best_batch_size_or_not():
+    # λ = 5e-4: m = 8 best (0.80); λ = 0: m = 64 best (0.75 against m = 8's 0.60); tuned,
+    # m = 8 (0.80) beats m = 64 (0.75): which m is best depends on λ.
+    def moving(m, k, wd):
+        peak = {(8, 5e-4): 0.80, (64, 5e-4): 0.70, (8, 0.0): 0.60, (64, 0.0): 0.75,
+                (8, 5e-3): 0.65, (64, 5e-3): 0.62}[(m, wd)]
+        return peak - 0.05 * abs(k + 9)
+    verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(moving), "weight_decay")
+    assert verdict.answer == TRUE, verdict.because
+    assert "best m = 8 with weight_decay tuned; at weight_decay = 0: m = 64" in verdict.because
+    # m = 8 best at every λ: false.
+    steady = lambda m, k, wd: (0.8 if m == 8 else 0.7) - 100 * wd - 0.05 * abs(k + 9)
+    assert recommend.verdict_tuning_moves_best_m(_grid_rows(steady), "weight_decay"
+                                                 ).answer == FALSE
+    # The change within noise (m = 64 at λ = 0 only 0.002 above m = 8): cannot tell.
+    close = lambda m, k, wd: moving(m, k, wd) if wd else (0.602 if m == 64 else 0.60) - 0.05 * abs(k + 9)
+    verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(close), "weight_decay")
+    assert verdict.answer == CANNOT_TELL and "within noise" in verdict.because
+    # One or two seeds: no test, whatever the point estimates.
+    for seeds in ((0.0,), (-0.005, 0.005)):
+        verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(moving, seeds=seeds),
+                                                        "weight_decay")
+        assert verdict.answer == CANNOT_TELL and "seeds" in verdict.because
+
+
+def test_the_best_learning_rate_moves_with_weight_decay_or_not():
+    # η·λ coupling: the best η̃ is 2^-8 at λ = 5e-4 and 2^-11 at λ = 5e-3 (10× λ, ~3.3 powers
+    # of 2 smaller), at both m.
+    coupled = lambda m, k, wd: 0.8 - 0.05 * abs(k - (-8 if wd <= 5e-4 else -11))
+    verdict = recommend.verdict_lr_moves_with_weight_decay(_grid_rows(coupled))
+    assert verdict.answer == TRUE, verdict.because
+    assert "m = 8: 2^-8 → 2^-11" in verdict.because and "3.3 powers of 2" in verdict.because
+    # The same best η̃ at every λ, smaller η̃ significantly worse: the coupling is rejected.
+    fixed = lambda m, k, wd: 0.8 - 0.05 * abs(k + 8)
+    assert recommend.verdict_lr_moves_with_weight_decay(_grid_rows(fixed)).answer == FALSE
+    # Moving down at one m, up at the other: cannot tell.
+    mixed = lambda m, k, wd: 0.8 - 0.05 * abs(k - (-8 if wd <= 5e-4 else (-11 if m == 8 else -7)))
+    assert recommend.verdict_lr_moves_with_weight_decay(_grid_rows(mixed)).answer == CANNOT_TELL
+    # Two seeds: a clear shift of the point estimates, but no test.
+    two = recommend.verdict_lr_moves_with_weight_decay(_grid_rows(coupled, seeds=(-0.005, 0.005)))
+    assert two.answer == CANNOT_TELL and "no test" in two.because
+    # One λ > 0 beside λ = 0: nothing to compare.
+    only = recommend.verdict_lr_moves_with_weight_decay(
+        _grid_rows(coupled, weight_decays=(0.0, 5e-4)))
+    assert only.answer == CANNOT_TELL and "fewer than two λ > 0" in only.because
+
+
+def test_the_report_gives_the_verdicts_of_each_swept_hyperparameter():
+    rows = _grid_rows(lambda m, k, wd: 0.8 - 0.05 * abs(k - (-8 if wd <= 5e-4 else -11)))
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+    verdicts = text.split("## 5.")[1]
+    assert "tuning weight decay λ as well changes the best batch size\": false" in verdicts
+    assert "the best η̃ moves with the weight decay λ" in verdicts and "\": true." in verdicts
+    assert "tuning" not in recommend.recommendation_markdown(
+        _rows({8: {-8: 0.8, -6: 0.7}}), {}, 0.0, 0.02).split("## 5.")[1]
+
+
+def test_two_seeds_are_not_a_test_of_which_learning_rates_are_within_noise():
+    # With two seeds every other η̃ would have come out "significantly worse" (no p-value).
+    two = _rows({8: {-10: 0.79, -8: 0.80, -6: 0.79}}, seeds=(-0.005, 0.005))
+    assert recommend.lrs_within_noise(two, 8) is None
+    three = _rows({8: {-10: 0.799, -8: 0.80, -6: 0.70}})
+    assert recommend.lrs_within_noise(three, 8) == [2.0**-10, 2.0**-8]
