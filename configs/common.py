@@ -72,9 +72,12 @@ def get_config():
     # Hyperparameters swept besides η̃, as lanes of the same program (engine/lanes.py): a
     # tuple of values each (the grid is the product of every tuple, η̃'s and the seeds);
     # () takes the single value above (weight_decay, momentum or Adam's adam.beta1,
-    # adam.beta2 under adam.beta2_rule, adam.epsilon, warmup).
+    # adam.beta2 under adam.beta2_rule, adam.epsilon, warmup). `points`: a non-product
+    # design instead, a tuple of settings that each name the same keys, e.g.
+    # ({'weight_decay': 5e-4, 'momentum': 0.9}, {'weight_decay': 0.0, 'momentum': 0.0}),
+    # crossed with the η̃ grid, the seeds and any other key's tuple.
     config.sweep = ml_collections.ConfigDict(dict(
-        weight_decay=(), momentum=(), beta2=(), epsilon=(), warmup=()))
+        weight_decay=(), momentum=(), beta2=(), epsilon=(), warmup=(), points=()))
     config.epochs = 82
     config.lr_decay_points = (0.5, 0.75)
     config.lr_decay_factor = 0.1

@@ -327,3 +327,34 @@ def test_a_grid_over_learning_rate_and_weight_decay_from_python(tmp_path):
     config.sweep.weight_decay = (0.0, -1e-4)
     with pytest.raises(ValueError, match="config.sweep.weight_decay"):
         sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+
+
+def test_a_non_product_design_of_explicit_points(tmp_path):
+    """sweep.points: (λ, μ) ∈ {(5e-3, 0.9), (0, 0.5)}, crossed with η̃ (not the four of the
+    product); results.csv holds exactly those settings; malformed points are refused before
+    any compute, naming what is wrong."""
+    config = _config(batch_sizes=(8,), base_lrs=(2.0**-8, 2.0**-5))
+    config.optimizer, config.momentum = "momentum", 0.9
+    config.sweep.points = ({"weight_decay": 5e-3, "momentum": 0.9},
+                           {"weight_decay": 0.0, "momentum": 0.5})
+    rows = sbj.run_batch_sweep(config, str(tmp_path / "points"), model=MLP(), data=_features())
+    assert sorted((r["base_lr"], r["weight_decay"], r["momentum"]) for r in rows) == sorted(
+        (lr, wd, mu) for lr in (2.0**-8, 2.0**-5) for wd, mu in ((5e-3, 0.9), (0.0, 0.5)))
+    for points, why in [
+            (({"base_lr": 0.1},), "η̃ is always the grid of base_lrs"),
+            (({"weight_decay": 0.0}, {"momentum": 0.9}), "the same keys"),
+            (({"weight_decay": 0.0}, {"weight_decay": 0.0}), "distinct settings"),
+            (({"weight_decay": -1.0},), "numbers >= 0"),
+            ((0.1, 0.2), "a tuple of settings")]:
+        config.sweep.points = points
+        with pytest.raises(ValueError, match=why):
+            sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+    config.sweep.points = ({"weight_decay": 0.0},)
+    config.sweep.weight_decay = (0.0, 5e-4)
+    with pytest.raises(ValueError, match="where sweep.points sets weight_decay"):
+        sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+    config = _config()
+    config.sweep.points = ({"momentum": 0.9},)  # plain SGD has none
+    with pytest.raises(ValueError, match="no momentum for optimizer='sgd'"):
+        sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+    assert not (tmp_path / "refused").exists()

@@ -7,8 +7,13 @@ Everything a lane owns is a pytree whose leaves carry a leading lane axis of siz
 hyperparameters are traced arrays of shape (K,), so a new grid of the same size reuses the
 compiled program, whichever hyperparameters it sweeps.
 
+Instead of a product, some of the hyperparameters may take an explicit list of settings
+(`points`, a non-product design: e.g. (λ, μ) ∈ {(5·10⁻⁴, 0.9), (0, 0)}), crossed with η̃, the
+seeds and the other hyperparameters' values.
+
 Lanes are ordered seed-major, then η̃, then the other swept values in the order of SWEPT
-(itertools.product): (seed₀, η̃₀, λ₀), (seed₀, η̃₀, λ₁), …, (seed₀, η̃₁, λ₀), … Lanes with the
+(itertools.product), then the points: (seed₀, η̃₀, λ₀), (seed₀, η̃₀, λ₁), …, (seed₀, η̃₁,
+λ₀), … Lanes with the
 same seed share their initial weights and their data order, so by default (one seed) every
 lane sees the same initialization and the same batches and only its hyperparameters differ.
 """
@@ -57,24 +62,43 @@ class LaneGrid:
     momentum: float | tuple[float, ...]
     beta2: float | tuple[float, ...] = 0.999
     epsilon: float | tuple[float, ...] = 1e-8
+    # A non-product design: settings ((name, value), …) of some names of SWEPT, each the
+    # same names; those names' own fields are then unused.
+    points: tuple[tuple[tuple[str, float], ...], ...] = ()
+
+    @property
+    def point_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.points[0]) if self.points else ()
+
+    def _axes(self) -> list[tuple[float, ...]]:
+        """The values of each name of SWEPT that the product takes (one dummy for names
+        the points set)."""
+        return [(math.nan,) if name in self.point_names else values_of(getattr(self, name))
+                for name in SWEPT]
 
     @property
     def swept(self) -> dict[str, tuple[float, ...]]:
         """{name: values} of the hyperparameters of SWEPT with more than one value."""
-        return {name: values_of(getattr(self, name)) for name in SWEPT
-                if len(values_of(getattr(self, name))) > 1}
+        swept = {}
+        for name in SWEPT:
+            values = (tuple(dict.fromkeys(dict(p)[name] for p in self.points))
+                      if name in self.point_names else values_of(getattr(self, name)))
+            if len(values) > 1:
+                swept[name] = values
+        return swept
 
     @property
     def num_lanes(self) -> int:
-        return len(self.seeds) * len(self.base_lrs) * math.prod(
-            len(values_of(getattr(self, name))) for name in SWEPT)
+        return (len(self.seeds) * len(self.base_lrs) * math.prod(map(len, self._axes()))
+                * max(len(self.points), 1))
 
     def settings(self) -> list[dict]:
         """Every lane's seed, η̃ ('base_lr') and value of each hyperparameter of SWEPT, in
         lane order."""
-        axes = [self.base_lrs] + [values_of(getattr(self, name)) for name in SWEPT]
-        return [{"seed": seed, **dict(zip(("base_lr",) + SWEPT, point))}
-                for seed in self.seeds for point in itertools.product(*axes)]
+        points = [dict(p) for p in self.points] or [{}]
+        return [{"seed": seed, "base_lr": lr, **dict(zip(SWEPT, values)), **point}
+                for seed in self.seeds for lr in self.base_lrs
+                for values in itertools.product(*self._axes()) for point in points]
 
     def lanes(self) -> list[tuple[int, float]]:
         """(seed, η̃) of every lane, in lane order."""

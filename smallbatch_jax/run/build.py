@@ -141,7 +141,8 @@ def as_json(config) -> dict:
 
 
 def lane_grid(config) -> LaneGrid:
-    """The lanes of `config`: its seeds × η̃ × the values of config.sweep, and the
+    """The lanes of `config`: its seeds × η̃ × the values of config.sweep (× its points),
+    and the
     optimizer's numbers where not swept (μ for 'momentum', Adam's β₁, its β₂ at this batch
     size under `adam.beta2_rule` (each swept β₂ too), and ε)."""
     adam = config.optimizer in ("adam", "adamw")
@@ -154,6 +155,10 @@ def lane_grid(config) -> LaneGrid:
     beta2 = lambda b: beta2_for(b, config.batch_size, config.adam.beta2_rule,
                                 config.adam.beta2_batch_size)
     betas = chosen("beta2", float(config.adam.beta2))
+    names = {"warmup": "warmup_fraction"}  # (config.sweep's name → LaneGrid's)
+    points = tuple(tuple((names.get(key, key), float(beta2(value) if key == "beta2" else value))
+                         for key, value in sorted(point.items()))
+                   for point in config.sweep.get("points", ()))
     return LaneGrid(
         seeds=tuple(range(config.seed, config.seed + config.num_seeds)),
         base_lrs=tuple(float(lr) for lr in config.base_lrs),
@@ -163,6 +168,7 @@ def lane_grid(config) -> LaneGrid:
         beta2=(tuple(beta2(b) for b in betas) if isinstance(betas, tuple) else beta2(betas))
         if adam else 0.0,
         epsilon=chosen("epsilon", float(config.adam.epsilon)) if adam else 0.0,
+        points=points,
     )
 
 

@@ -43,21 +43,47 @@ def _check_sweep(config) -> None:
     """config.sweep: a tuple of valid values per key (or ()), each meaningful for the
     optimizer."""
     adam = config.optimizer in ("adam", "adamw")
-    for key, values in config.sweep.items():
-        if key not in SWEEP_RULES:
-            _fail(f"sweep.{key}", values, f"one of {sorted(SWEEP_RULES)}")
+
+    def check_values(name, key, values, shown):
         valid, what = SWEEP_RULES[key]
-        if not isinstance(values, (tuple, list)) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and valid(float(v))
-                for v in values):
-            _fail(f"sweep.{key}", values, f"a tuple of {what}, or () for the single value")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and valid(float(v))
+                   for v in values):
+            _fail(name, shown, f"{what}" if name.endswith("points") else
+                  f"a tuple of {what}, or () for the single value")
+        if values and key in ("beta2", "epsilon") and not adam:
+            _fail(name, shown, f"no {key} for optimizer={config.optimizer!r} (Adam's)")
+        if values and key == "momentum" and config.optimizer == "sgd":
+            _fail(name, shown, "no momentum for optimizer='sgd' (plain SGD has none: "
+                  "optimizer='momentum' sweeps μ, 'adam' β₁)")
+
+    for key, values in config.sweep.items():
+        if key == "points":
+            continue
+        if key not in SWEEP_RULES:
+            _fail(f"sweep.{key}", values, f"one of {sorted(SWEEP_RULES)} or points")
+        if not isinstance(values, (tuple, list)):
+            _fail(f"sweep.{key}", values, "a tuple of values, or () for the single value")
+        check_values(f"sweep.{key}", key, values, values)
         if len(set(values)) != len(values):
             _fail(f"sweep.{key}", values, "distinct values")
-        if values and key in ("beta2", "epsilon") and not adam:
-            _fail(f"sweep.{key}", values, f"() for optimizer={config.optimizer!r} (Adam's)")
-        if values and key == "momentum" and config.optimizer == "sgd":
-            _fail(f"sweep.{key}", values, "() for optimizer='sgd' (plain SGD has no "
-                  "momentum: optimizer='momentum' sweeps μ, 'adam' β₁)")
+    points = config.sweep.get("points", ())
+    if not isinstance(points, (tuple, list)) or not all(isinstance(p, dict) for p in points):
+        _fail("sweep.points", points, "a tuple of settings, e.g. ({'weight_decay': 5e-4, "
+              "'momentum': 0.9}, {'weight_decay': 0.0, 'momentum': 0.0})")
+    if points:
+        keys = set(points[0])
+        if not keys or any(set(p) != keys for p in points):
+            _fail("sweep.points", points, "settings that each name the same keys")
+        unknown = sorted(keys - set(SWEEP_RULES))
+        if unknown:
+            _fail("sweep.points", points, f"keys among {sorted(SWEEP_RULES)} (η̃ is always "
+                  f"the grid of base_lrs, crossed with the points); got {unknown[0]!r}")
+        for key in sorted(keys):
+            check_values(f"sweep.points", key, [p[key] for p in points], points)
+            if config.sweep[key]:
+                _fail(f"sweep.{key}", config.sweep[key], f"() where sweep.points sets {key}")
+        if len({tuple(sorted(p.items())) for p in points}) != len(points):
+            _fail("sweep.points", points, "distinct settings")
 
 
 def check_config(config, *, user_model: bool = False, user_data: bool = False) -> None:

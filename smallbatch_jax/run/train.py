@@ -76,7 +76,10 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
                             "strategy": vars(plan.strategy), "precision": plan.precision,
                             "donate": plan.donate, "provenance": provenance(plan.devices),
                             **({"tuning": plan.tuning.as_json()} if plan.tuning else {})})
-    also = "".join(f" × {len(values)} {name}" for name, values in grid.swept.items())
+    also = "".join(f" × {len(values)} {name}" for name, values in grid.swept.items()
+                   if name not in grid.point_names)
+    if grid.points:
+        also += f" × {len(grid.points)} points of ({', '.join(grid.point_names)})"
     logging.info("%s on %s: m=%d, %d lanes (%d %s%s × %d seeds) on %d device(s), %d "
                  "steps/epoch, %s", spec.model.name, spec.dataset_name, spec.batch_size,
                  grid.num_lanes, len(grid.base_lrs), spec.swept, also, len(grid.seeds),

@@ -106,6 +106,10 @@ def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0
     names = plots.figure_names(analysis.metric_table(rows).metric)
     figures = (names["vs_lr"], names["best_vs_batch_size"], "reliable_lr_range",
                "steps_to_target", "noise_scale")
+    swept = analysis.swept_besides_lr(rows)
+    if swept:  # (plots.write_figures: the figures of the other swept hyperparameters)
+        figures += tuple(f"{names['best_vs_batch_size']}_by_{key}" for key in swept) + (
+            names["swept_heat_maps"],)
     text += ("\nFigures: " + ", ".join(f"[{name}](figures/{name}.png)" for name in figures)
              + " (this workdir's `figures/`), summary: [summary.md](summary.md).\n")
     return SweepDirectory(workdir).write_text(SweepDirectory.RECOMMENDATION, text)

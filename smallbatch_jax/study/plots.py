@@ -311,28 +311,29 @@ def swept_heat_maps(rows, where: str = "", swept: str = "η̃") -> plt.Figure:
         panels.append((m, y_key, x_key, ys, xs, cells, run))
     columns = min(len(panels), 4) or 1
     lines = -(-len(panels) // columns) or 1
-    fig, axes = plt.subplots(lines, columns, figsize=(3.4 * columns + 1, 3.0 * lines + 0.8),
-                             squeeze=False)
-    finite = np.concatenate([p[5][np.isfinite(p[5])] for p in panels]) if panels else []
-    norm = (mcolors.Normalize(finite.min(), finite.max()) if len(finite) else None)
-    image = None
+    fig, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 3.1 * lines + 0.7),
+                             squeeze=False, layout="constrained")
     for ax, (m, y_key, x_key, ys, xs, cells, run) in zip(axes.flat, panels):
         if not run.all():
             ax.imshow(np.where(run, np.nan, 1.0), origin="lower", aspect="auto",
                       cmap=mcolors.ListedColormap(["0.85"]), vmin=0, vmax=1)
-        image = ax.imshow(cells, origin="lower", aspect="auto", cmap=_colormap(table),
-                          norm=norm)
+        # Each m on its own colour scale: the structure within m is the point (best_*
+        # figures compare the m); the best cell ringed.
+        image = ax.imshow(cells, origin="lower", aspect="auto", cmap=_colormap(table))
+        if np.isfinite(cells).any():
+            flat = np.nanargmax(cells) if table.higher_is_better else np.nanargmin(cells)
+            i, j = np.unravel_index(flat, cells.shape)
+            ax.plot(j, i, "o", markerfacecolor="none", markeredgecolor="red", markersize=9)
         ax.set_yticks(range(len(ys)), [_tick_text(y_key, y) for y in ys])
         ax.set_xticks(range(len(xs)), [_tick_text(x_key, x) for x in xs])
         ax.set(ylabel=_dimension_label(y_key, swept), xlabel=_dimension_label(x_key, swept))
         ax.set_title(f"m = {m}", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.85)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle(f"{_metric_label(table, 'Test')} over the two most important swept "
-                 "dimensions per m, the others at their best (blank: diverged)"
-                 + (f"\n{where}" if where else ""), fontsize=9)
-    if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.suptitle(f"{_metric_label(table, 'Test')} over each m's two most important swept "
+                 "dimensions, the others at their best (each m its own scale; ○ best; blank: "
+                 "diverged)" + (f"\n{where}" if where else ""), fontsize=9)
     return fig
 
 

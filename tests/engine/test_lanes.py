@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from smallbatch_jax.engine.lanes import LaneGrid, tree_index, tree_stack
 
@@ -43,3 +44,23 @@ def test_any_hyperparameter_swept_makes_the_product_grid_in_a_defined_order():
     np.testing.assert_allclose(hp.warmup_fraction, 0.1)
     np.testing.assert_array_equal(hp.seed_index, [0] * 12 + [1] * 12)
     assert len({hp.base_lr.shape, hp.weight_decay.shape, hp.epsilon.shape}) == 1
+
+
+def test_explicit_points_are_crossed_with_the_learning_rates_and_the_seeds():
+    """A non-product design: (λ, μ) ∈ {(5e-4, 0.9), (0, 0)} (not the 4 of the product),
+    crossed with 2 η̃, 2 seeds and a swept warm-up; lanes in the documented order."""
+    points = ((("momentum", 0.9), ("weight_decay", 5e-4)),
+              (("momentum", 0.0), ("weight_decay", 0.0)))
+    grid = LaneGrid(seeds=(0, 1), base_lrs=(0.1, 0.2), weight_decay=1.0,
+                    warmup_fraction=(0.0, 0.05), momentum=0.5, points=points)
+    settings = grid.settings()
+    assert grid.num_lanes == len(settings) == 2 * 2 * 2 * 2
+    assert [(s["seed"], s["base_lr"], s["warmup_fraction"], s["weight_decay"], s["momentum"])
+            for s in settings[:4]] == [(0, 0.1, 0.0, 5e-4, 0.9), (0, 0.1, 0.0, 0.0, 0.0),
+                                       (0, 0.1, 0.05, 5e-4, 0.9), (0, 0.1, 0.05, 0.0, 0.0)]
+    assert {(s["weight_decay"], s["momentum"]) for s in settings} == {(5e-4, 0.9), (0.0, 0.0)}
+    assert grid.swept == {"weight_decay": (5e-4, 0.0), "momentum": (0.9, 0.0),
+                          "warmup_fraction": (0.0, 0.05)}
+    hparams = grid.hparams()
+    assert list(hparams.momentum[:4]) == pytest.approx([0.9, 0.0, 0.9, 0.0])
+    assert list(hparams.seed_index) == [0] * 8 + [1] * 8
