@@ -8,7 +8,11 @@ Three ways to train K models of batch size m on the same model and data:
    what a user gets: "ours");
 3. limit: one model trained on batches of K·m in the baseline's loop. K lanes do K times the
    work of one model on m examples with K different weights; sharing one batch of K·m
-   examples through one set of weights is the most that packing can reach.
+   examples through one set of weights is the most that packing can reach. That loop slices
+   on the host and dispatches every step, which at small m is most of its time: the
+   scanned limit ("limit scan", timing.scanned_limit_runner) runs the same one model on K·m
+   in the lanes' own program shape (data on the device, an epoch per dispatch), the true
+   packing limit; "ours/scan" compares with it.
 
 Throughput is examples × lanes per second. Each timing is the median over `repeats` after a
 first call, whose time (compilation plus one run) is reported separately. Repeats of the
@@ -30,7 +34,8 @@ import optax
 from smallbatch_jax.data import Dataset, model_input_dtype
 from smallbatch_jax.diagnostics.estimates import format_estimate, sweep_estimate
 from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Timing, common_run_config,
-                                               epoch_runner, step_figures, synthetic_dataset,
+                                               epoch_runner, scanned_limit_runner,
+                                               step_figures, synthetic_dataset,
                                                time_interleaved, timed_lanes, timed_runner,
                                                timing_lr)
 from smallbatch_jax.engine import cross_entropy, plan_for, standardize
@@ -138,12 +143,22 @@ def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lane
     lanes_data = synthetic_dataset(image_shape, num_classes, m * steps, input_kind=input_kind)
     runners = {"baseline": python_loop_runner(baseline_model, dataset, m, k, steps),
                "limit": python_loop_runner(baseline_model, dataset, k * m, 1, steps)}
+    # The scanned limit under XLA's convolution and, on a CPU (where XLA's runs ~20× slower
+    # inside a loop), as patches too: the faster is the limit.
+    convs = ("xla", "patches") if jax.default_backend() == "cpu" else ("xla",)
+    for conv in convs:
+        runners[f"limit_scanned:{conv}"] = scanned_limit_runner(
+            common_run_config(model, k * m, Strategy(conv=conv)), image_shape, num_classes,
+            steps, input_kind)
     for name, strategy in strategies.items():
         runners[f"lanes:{name}"] = lanes_runner(model, lanes_data, m, k, strategy)
     timings = time_interleaved(runners, repeats)
+    scanned = min(convs, key=lambda c: timings[f"limit_scanned:{c}"].median_step_s)
     row = {"batch_size": m, "num_lanes": k, "steps": steps,
            "baseline": step_figures(timings["baseline"], m, k),
-           "limit": step_figures(timings["limit"], k * m, 1), "lanes": {}}
+           "limit": step_figures(timings["limit"], k * m, 1),
+           "limit_scanned": {**step_figures(timings[f"limit_scanned:{scanned}"], k * m, 1),
+                             "conv": scanned}, "lanes": {}}
     for name, strategy in strategies.items():
         row["lanes"][name] = {**step_figures(timings[f"lanes:{name}"], m, k),
                               "strategy": dataclasses.asdict(strategy),
@@ -157,19 +172,31 @@ def ratios(row: dict, ours: str) -> tuple[float, float]:
     return row["baseline"]["step_ms"] / ours_ms, ours_ms / row["limit"]["step_ms"]
 
 
+def scanned_ratio(row: dict, ours: str) -> float:
+    """Ours' step time over the scanned limit's (NaN for a row measured without it)."""
+    if "limit_scanned" not in row:
+        return float("nan")
+    return row["lanes"][ours]["step_ms"] / row["limit_scanned"]["step_ms"]
+
+
 def _table_cells(rows: list[dict], ours: str) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells of the throughput table (see `format_table`)."""
     names = list(rows[0]["lanes"])
-    header = ["m", "K", "steps", "baseline", "limit", *names, "base/ours", "ours/limit",
-              "compile ours (s)"]
+    header = ["m", "K", "steps", "baseline", "limit", "limit scan", *names, "base/ours",
+              "ours/limit", "ours/scan", "compile ours (s)"]
     body = []
     for row in rows:
         speedup, over_limit = ratios(row, ours)
+        scanned = row.get("limit_scanned", {}).get("examples_lanes_per_s")
+        over_scanned = scanned_ratio(row, ours)
         body.append([str(row["batch_size"]), str(row["num_lanes"]), str(row["steps"]),
                      f"{row['baseline']['examples_lanes_per_s']:.0f}",
                      f"{row['limit']['examples_lanes_per_s']:.0f}",
+                     "—" if scanned is None else f"{scanned:.0f}",
                      *(f"{row['lanes'][n]['examples_lanes_per_s']:.0f}" for n in names),
-                     f"{speedup:.2f}", f"{over_limit:.2f}", f"{row['lanes'][ours]['compile_s']:.1f}"])
+                     f"{speedup:.2f}", f"{over_limit:.2f}",
+                     "—" if scanned is None else f"{over_scanned:.2f}",
+                     f"{row['lanes'][ours]['compile_s']:.1f}"])
     return header, body
 
 

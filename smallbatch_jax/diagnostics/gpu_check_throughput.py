@@ -2,7 +2,8 @@
 
 At every m of `throughput.batch_sizes_all`, each candidate that the m's share of the budget
 allows is timed (timing.lanes_runner: K lanes built as §b's sweep builds them) side by side
-with the JAX sequential baseline, the packing limit and the PyTorch eager baseline, in
+with the JAX sequential baseline, the packing limit (the Python loop's, and the scanned one
+in the lanes' own program shape) and the PyTorch eager baseline, in
 interleaved repeats (`measure_row`); at `batch_sizes_best` only the best few. The fastest
 strategy per m is written to strategy_table.json, which 'auto' then reads
 (`throughput_section`).
@@ -21,7 +22,8 @@ from smallbatch_jax.diagnostics.estimates import full_sweep_estimate
 from smallbatch_jax.diagnostics.machine import device_memory, pack
 from smallbatch_jax.diagnostics.program_stats import profile_summary
 from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Budget, Clock, LaneDiverged,
-                                               lanes_runner, run_config_at, step_figures,
+                                               lanes_runner, run_config_at,
+                                               scanned_limit_runner, step_figures,
                                                time_interleaved, timing_lr)
 from smallbatch_jax.diagnostics.torch_baseline import torch_available, torch_sequential_runner
 from smallbatch_jax.engine.strategy import Strategy, write_measured_table
@@ -64,6 +66,14 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
         clock.log(f"m={m}: JAX baseline and packing limit")
         runners["baseline"] = python_loop_runner(model, dataset, m, k, steps, config.precision)
         runners["limit"] = python_loop_runner(model, dataset, k * m, 1, steps, config.precision)
+        # The true packing limit: one model on K·m in the lanes' own program shape.
+        limit_config = run_config_at(config.fig1, k * m, config.precision, Strategy())
+        limit_config.model = tp.model
+        try:
+            runners["limit_scanned"] = scanned_limit_runner(
+                limit_config, dataset.image_shape, dataset.num_classes, steps)
+        except LaneDiverged:
+            clock.log(f"m={m}: the scanned limit diverged; left out")
     if tp.baselines and tp.torch and torch_available():
         import torch
 
@@ -97,8 +107,8 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
         runners.pop(name, None)
         timings.pop(name, None)
     for name, timing in timings.items():
-        figures = step_figures(timing, k * m if name == "limit" else m,
-                               1 if name == "limit" else k)
+        limit = name in ("limit", "limit_scanned")
+        figures = step_figures(timing, k * m if limit else m, 1 if limit else k)
         if name in row["lanes"]:
             row["lanes"][name].update(figures)
         else:

@@ -272,3 +272,15 @@ def epoch_runner(run_config, dataset, num_lanes: int):
         timed.check_not_diverged(state[0].lanes)
 
     return timed_runner(train, 1, timed.source.steps_per_epoch)
+
+
+def scanned_limit_runner(run_config, image_shape, num_classes: int, steps: int,
+                         input_kind: str = "images"):
+    """The packing limit in the lanes' own program shape: one model (one lane) on batches of
+    K·m (`run_config` at batch size K·m, e.g. common_run_config's), its synthetic data
+    resident on the device, an epoch of `steps` steps per dispatch (the strategy's) in a
+    scan: no host slicing, no per-step dispatch. The Python-loop limit beside it pays both,
+    which at small m is most of its time."""
+    data = synthetic_dataset(image_shape, num_classes, run_config.batch_size * steps,
+                             input_kind=input_kind)
+    return epoch_runner(run_config, data, 1)

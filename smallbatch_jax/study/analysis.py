@@ -527,11 +527,12 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     lines += swept_value_note(rows)
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
-              "(gaps in a range are η̃ that are not). Training time: the wall time of m's "
-              "program, every η̃ (and seed) at once; in brackets, what compiling took of it "
-              "(as JAX reports its compiles).", "",
+              "(gaps in a range are η̃ that are not). Wall time: of m's program, every η̃ (and "
+              "seed) at once, compilation included (of several programs at one m, the "
+              "longest); in brackets, what compiling took of it (as JAX reports its "
+              "compiles).", "",
               f"| m | best η̃ | best {name} |" + (" ± se | p vs best |" if noise else "")
-              + " reliable η̃ | reliable count | training time |",
+              + " reliable η̃ | reliable count | wall time |",
               "|---|---|---|" + ("---|---|" if noise else "") + "---|---|---|"]
     seconds, compiling = training_seconds(rows), training_seconds(rows, "compile_seconds")
     grid = collections.defaultdict(list)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from smallbatch_jax.diagnostics.benchmark import format_table, measure, ratios, time_python_loop
+from smallbatch_jax.diagnostics.benchmark import (format_table, measure, ratios, scanned_ratio,
+                                                 time_python_loop)
 from smallbatch_jax.diagnostics.timing import Timing, synthetic_dataset
 from smallbatch_jax.engine.strategy import Strategy
 from smallbatch_jax.models import create_model
@@ -37,8 +38,13 @@ def test_measure_gives_one_row_with_every_method():
                   strategies=strategies)
     assert (row["batch_size"], row["num_lanes"], row["steps"]) == (2, 3, 4)
     assert set(row["lanes"]) == {"auto", "reference"}
-    for figures in [row["baseline"], row["limit"], *row["lanes"].values()]:
+    for figures in [row["baseline"], row["limit"], row["limit_scanned"],
+                    *row["lanes"].values()]:
         assert figures["examples_lanes_per_s"] > 0 and figures["step_ms"] > 0
+    # The scanned limit: one model on K·m examples per step, under the faster convolution.
+    scanned = row["limit_scanned"]
+    assert scanned["conv"] in ("xla", "patches")
+    assert np.isclose(scanned["examples_lanes_per_s"], 2 * 3 / (scanned["step_ms"] / 1e3))
     # Throughput counts every lane's examples: K·m per step of all lanes.
     auto = row["lanes"]["auto"]
     assert np.isclose(auto["examples_lanes_per_s"], 2 * 3 / (auto["step_ms"] / 1e3))
@@ -52,6 +58,9 @@ def test_ratios_and_table():
     assert speedup == 50.0 / 40.0 and over_limit == 40.0 / 25.0
     table = format_table([row], "auto")
     assert "reference" in table and "1.25" in table and "1.60" in table
+    assert "—" in table.splitlines()[-1]  # a row measured before the scanned limit
+    row["limit_scanned"] = figures(20.0)
+    assert scanned_ratio(row, "auto") == 2.0 and "2.00" in format_table([row], "auto")
 
 
 def test_throughput_entry_point(tmp_path):
@@ -75,7 +84,8 @@ def test_markdown_table():
     from smallbatch_jax.diagnostics.benchmark import markdown_table
     lines = markdown_table([row, row], "auto").splitlines()
     assert len(lines) == 4 and lines[0].count("|") == lines[1].count("|") == lines[2].count("|")
-    assert "| 8 | 4 | 32 | 25 | 50 | 31 | 1.25 | 1.60 | 2.5 |" == lines[2]
+    # (— : a row measured without the scanned limit)
+    assert "| 8 | 4 | 32 | 25 | 50 | — | 31 | 1.25 | 1.60 | — | 2.5 |" == lines[2]
 
 
 def test_a_diverged_lane_stops_the_timing(monkeypatch):
