@@ -66,8 +66,10 @@ def write_fake_cifar_npz(path, num_train=24, num_test=10, num_classes=10, seed=0
 # Configs of experiments.lr_sweep; configs/throughput.py belongs to experiments.throughput
 # (tested in tests/diagnostics/test_benchmark.py), configs/gpu_check.py to experiments.gpu_check
 # (tests/experiments/test_gpu_check_command.py), configs/gpu_concurrency.py to
-# experiments.gpu_concurrency (tests/diagnostics/test_concurrent_grids.py).
-OTHER_ENTRY_POINTS = {"throughput.py", "gpu_check.py", "gpu_concurrency.py"}
+# experiments.gpu_concurrency (tests/diagnostics/test_concurrent_grids.py),
+# configs/full_grid_timing.py to experiments.full_grid_timing (tests/diagnostics/test_full_grid.py).
+OTHER_ENTRY_POINTS = {"throughput.py", "gpu_check.py", "gpu_concurrency.py",
+                      "full_grid_timing.py"}
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*.py"))
                       if os.path.basename(p) not in OTHER_ENTRY_POINTS)
 

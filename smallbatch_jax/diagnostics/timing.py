@@ -140,7 +140,7 @@ def timing_lr(batch_size: int) -> float:
 
 
 def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int = 0,
-                      input_kind: str = "images") -> Dataset:
+                      input_kind: str = "images", num_test: int = 8) -> Dataset:
     """Random inputs: throughput does not depend on their values. 'images' and 'tokens'
     (ids < 256): uint8; 'features': float32."""
     rng = np.random.default_rng(seed)
@@ -149,7 +149,7 @@ def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int =
     else:
         images = lambda n: rng.integers(0, 256, (n,) + tuple(image_shape), dtype=np.uint8)
     return make_dataset("synthetic", images(num_train), rng.integers(0, num_classes, num_train),
-                        images(8), rng.integers(0, num_classes, 8), num_classes)
+                        images(num_test), rng.integers(0, num_classes, num_test), num_classes)
 
 
 def run_config_at(sweep, batch_size: int, precision: str, strategy: Strategy | None = None):
