@@ -101,7 +101,12 @@ def get_config():
     # GPUs (10-bit mantissas). Measured on an H100 (docs/gpu/2026-11-26-h100): TF32 is 1.3×
     # (m = 2) to 1.5× (m = 2048) faster, and at 82 epochs it kept m = 2's divergence edge and
     # its best accuracy within one seed's noise (0.569 vs 0.579). The default stays float32:
-    # a modest gain, and too little evidence yet that no result moves.
+    # a modest gain, and too little evidence yet that no result moves. 'bf16' computes the
+    # model's forward and backward passes in bfloat16 (parameters and inputs cast inside the
+    # loss; matmuls at the backend's default precision, accumulating in float32) while the
+    # parameters, gradients, optimizer state and BatchNorm statistics stay float32 and the
+    # loss is taken on float32 outputs; evaluation and the noise-scale probe compute the same
+    # way. Off by default; tested on CPU only, not yet against the paper on a GPU.
     config.precision = "highest"
     # The gradient noise scale B_simple = tr(Σ)/|G|² of every lane after each epoch
     # (noise_scale.py, McCandlish et al. 2018): from `num_batches` batches of `batch_size`

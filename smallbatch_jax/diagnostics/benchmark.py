@@ -39,6 +39,8 @@ from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Timing, common_run_
                                                time_interleaved, timed_lanes, timed_runner,
                                                timing_lr)
 from smallbatch_jax.engine import cross_entropy, plan_for, standardize
+from smallbatch_jax.engine.plan import COMPUTE_DTYPES
+from smallbatch_jax.engine.step import cast_floating
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import paper_sgd
@@ -46,26 +48,32 @@ from smallbatch_jax.optim import paper_sgd
 
 def _plain_train_step(model, batch_size: int, total_steps: int, precision: str = "default"):
     """A jitted train step as a user writes it: one model, one batch, state in and out;
-    matrix products at `precision` (trainer.PRECISIONS), as the lanes they are compared with."""
+    matrix products at `precision` (engine/plan.py PRECISIONS), as the lanes they are
+    compared with ('bf16': the model computed in bfloat16 on float32 parameters, as
+    mixed-precision training is usually written)."""
     tx = paper_sgd(timing_lr(batch_size), batch_size, total_steps, weight_decay=WEIGHT_DECAY)
+    matmul = None if precision in ("default", *COMPUTE_DTYPES) else precision
+    dtype = jnp.dtype(COMPUTE_DTYPES.get(precision, "float32"))
 
     @jax.jit
     def step(params, batch_stats, opt_state, images, labels, mean, std):
-        if precision == "default":
+        if matmul is None:
             return _step(params, batch_stats, opt_state, images, labels, mean, std)
-        with jax.default_matmul_precision(precision):
+        with jax.default_matmul_precision(matmul):
             return _step(params, batch_stats, opt_state, images, labels, mean, std)
 
     def _step(params, batch_stats, opt_state, images, labels, mean, std):
         def loss_fn(params):
-            x = standardize(images, mean, std)
+            x = cast_floating(standardize(images, mean, std), dtype)
+            params = cast_floating(params, dtype)
             rngs = {"dropout": jax.random.key(0)}  # (models with Dropout; a fixed key)
             if batch_stats:
                 logits, updated = model.apply({"params": params, "batch_stats": batch_stats}, x,
                                               train=True, mutable=["batch_stats"], rngs=rngs)
-                return cross_entropy(logits, labels).mean(), updated["batch_stats"]
+                return (cross_entropy(logits.astype(jnp.float32), labels).mean(),
+                        updated["batch_stats"])
             logits = model.apply({"params": params}, x, train=True, rngs=rngs)
-            return cross_entropy(logits, labels).mean(), {}
+            return cross_entropy(logits.astype(jnp.float32), labels).mean(), {}
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)

@@ -29,8 +29,13 @@ from jax.sharding import Mesh
 from smallbatch_jax.engine.sharding import lane_mesh, padded_num_lanes
 from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
 
-# Default matmul precisions (jax.default_matmul_precision); see config.precision.
-PRECISIONS = ("default", "high", "highest")
+# config.precision: a default matmul precision (jax.default_matmul_precision: 'default',
+# 'high', 'highest'), or 'bf16': the model computed in bfloat16 with float32 parameters,
+# optimizer and BatchNorm statistics (engine/step.py: LaneStep.compute_dtype), its matmuls
+# at the backend's default precision.
+PRECISIONS = ("default", "high", "highest", "bf16")
+# The precisions that change the model's compute dtype, and to what (others: float32).
+COMPUTE_DTYPES = {"bf16": "bfloat16"}
 # Steps per dispatch on streamed data when the strategy says "a whole epoch" (stacking an
 # epoch of ImageNet batches on the host would not fit).
 STREAMED_STEPS_PER_DISPATCH = 16
@@ -71,6 +76,18 @@ class ExecutionPlan:
             raise ValueError("lanes over several devices need every lane in one vmapped "
                              "program (lane_map='vmap', lanes_per_program=0) or groups of "
                              f"lanes (lanes_per_program > 0); got {self.strategy}")
+
+    @property
+    def matmul_precision(self) -> str | None:
+        """The default matmul precision the programs are traced under (None: the backend's,
+        unchanged; so for 'bf16', whose matrix inputs are bfloat16 already)."""
+        return None if self.precision in ("default", *COMPUTE_DTYPES) else self.precision
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the model computes in (LaneStep.compute_dtype): 'bfloat16' for 'bf16',
+        else 'float32'."""
+        return COMPUTE_DTYPES.get(self.precision, "float32")
 
     @property
     def partitioned(self) -> bool:

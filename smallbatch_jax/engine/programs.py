@@ -9,8 +9,10 @@ Three programs per trainer, each jitted once:
 
 How the lanes map (`vmap`, unrolled, `lax.map`) and how the steps loop (`lax.scan`,
 unrolled) is the plan's strategy (strategy.py); the matmul precision is traced in
-(`jax.default_matmul_precision`); with the plan's `donate`, a dispatch's lanes are donated
-to it, so the device holds one copy of the lane state instead of two.
+(`jax.default_matmul_precision`), and precision 'bf16' applies the model in bfloat16 in all
+three of training, evaluation and the noise probe (the plan's `compute_dtype` given to the
+LaneStep); with the plan's `donate`, a dispatch's lanes are donated to it, so the device
+holds one copy of the lane state instead of two.
 
 Hyperparameters, seeds, step counters and data are arguments, never constants of a
 program: every grid of the same size runs the same compiled code. `traces` counts how often
@@ -18,6 +20,7 @@ each program was traced (each trace is a compilation).
 """
 
 import collections
+import dataclasses
 import functools
 
 import jax
@@ -74,6 +77,9 @@ class Programs:
     """The jitted programs of one LaneStep under one plan (train/plan.py)."""
 
     def __init__(self, lane_step: LaneStep, plan, num_seeds: int = 1, augment: bool = False):
+        # The plan decides the model's compute dtype (precision 'bf16': bfloat16).
+        if lane_step.compute_dtype != plan.compute_dtype:
+            lane_step = dataclasses.replace(lane_step, compute_dtype=plan.compute_dtype)
         self.lane_step, self.plan = lane_step, plan
         self.num_seeds, self.augment = num_seeds, augment
         self.traces = collections.Counter()
@@ -84,13 +90,15 @@ class Programs:
         self.probe = jax.jit(self._at_precision(self._probe))
 
     def _at_precision(self, fn):
-        """`fn` traced under the plan's default matmul precision ('default': unchanged)."""
-        if self.plan.precision == "default":
+        """`fn` traced under the plan's default matmul precision ('default' and 'bf16':
+        unchanged)."""
+        precision = self.plan.matmul_precision
+        if precision is None:
             return fn
 
         @functools.wraps(fn)
         def traced(*args, **kwargs):
-            with jax.default_matmul_precision(self.plan.precision):
+            with jax.default_matmul_precision(precision):
                 return fn(*args, **kwargs)
 
         return traced

@@ -18,6 +18,16 @@ whether or not it has overflowed yet), is not applied; the lane is frozen at its
 state before that step (with `jnp.where`, never `lax.cond`, which under vmap runs both
 branches anyway) and marked diverged with that step. A frozen lane costs the same compute as
 a live one, and the other lanes are unaffected.
+
+Compute dtype (`LaneStep.compute_dtype`; config.precision 'bf16' sets 'bfloat16'): `apply`
+casts the parameters and floating inputs to it, so the model's forward and backward pass
+compute in it while the parameters, their gradients and the optimizer stay float32 (the
+casts' gradients are float32); the outputs come back as float32 for the loss and metric.
+BatchNorm's running statistics stay float32: in training they go in as they are (a
+BatchNorm's forward pass reads only the batch's statistics; the running averages are updated
+in float32) and the updated ones are cast back to their own dtype; in evaluation they are
+cast like the parameters, so the normalization computes in the compute dtype too. Training,
+evaluation and the noise probe all apply the model this way.
 """
 
 import dataclasses
@@ -58,6 +68,16 @@ def standardize(inputs, mean, std):
 
 
 cross_entropy = softmax_cross_entropy  # the paper's loss (objectives.CLASSIFICATION)
+
+
+# LaneStep.compute_dtype's values: the dtype the model's forward and backward compute in.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def cast_floating(tree, dtype):
+    """Every floating-point leaf of `tree` as `dtype`; other leaves (token ids) unchanged."""
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 def all_finite(tree) -> jax.Array:
@@ -111,6 +131,14 @@ class LaneStep:
     # The plan's convolution (models/conv.py): every plain nn.Conv of the model computes
     # through it (follow_plan), a user's model included.
     conv: str = "xla"
+    # The dtype the model computes in (COMPUTE_DTYPES; the module docstring): the plan's
+    # (engine/plan.py: precision 'bf16' gives 'bfloat16'), set by engine/programs.py.
+    compute_dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype={self.compute_dtype!r}; allowed: "
+                             f"{COMPUTE_DTYPES}")
 
     @cached_property
     def has_batch_norm(self) -> bool:
@@ -136,7 +164,23 @@ class LaneStep:
 
     def apply(self, params, batch_stats, images, train: bool, rngs=None):
         """Logits, and the updated BatchNorm statistics when training. `rngs`: the stochastic
-        layers' keys when training (e.g. {'dropout': key})."""
+        layers' keys when training (e.g. {'dropout': key}). In a compute dtype other than
+        float32 (the module docstring): the parameters and inputs cast to it, the evaluation's
+        running statistics too; the outputs float32, the statistics in their own dtype."""
+        if self.compute_dtype == "float32":
+            return self._apply(params, batch_stats, images, train, rngs)
+        dtype = jnp.dtype(self.compute_dtype)
+        stats = batch_stats if train else cast_floating(batch_stats, dtype)
+        outputs, updated = self._apply(cast_floating(params, dtype), stats,
+                                       cast_floating(images, dtype), train, rngs)
+        outputs = cast_floating(outputs, jnp.float32)
+        if not train:
+            return outputs, batch_stats
+        return outputs, jax.tree.map(lambda new, old: new.astype(old.dtype), updated,
+                                     batch_stats)
+
+    def _apply(self, params, batch_stats, images, train: bool, rngs=None):
+        """`apply` in the dtypes given."""
         variables = {"params": params}
         with follow_plan(self.conv):
             if not self.has_batch_norm:

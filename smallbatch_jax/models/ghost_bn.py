@@ -9,6 +9,11 @@ Choices the paper leaves open (paper_protocol.md §5):
   group statistics (biased variance, as Flax's BatchNorm), momentum 0.9, ε = 1e-5.
 - The variance is computed in two passes, E[(x − E[x])²], which stays accurate for the
   small groups this project is about.
+- Statistics and normalization are computed in float32 at least, whatever the input's dtype
+  (bfloat16 under config.precision 'bf16'), and the output is in the input's dtype, as
+  Flax's BatchNorm does: in bfloat16 the backward pass through the normalization, which
+  cancels much of its incoming gradient, doubled the gradient's error (small_cnn_bn on
+  digits, m = 32: 15% from float32's, against 7.7% normalizing in float32).
 
 No `axis_name`: statistics never cross the lane axis of the trainer (each learning-rate
 lane has its own), nor devices.
@@ -41,6 +46,8 @@ class GhostBatchNorm(nn.Module):
             "use_running_average", self.use_running_average, use_running_average
         )
         features = x.shape[-1]
+        dtype = x.dtype  # of the output; the statistics in float32 at least
+        x = x.astype(jnp.promote_types(dtype, jnp.float32))
         running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
         running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
         scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
@@ -67,4 +74,4 @@ class GhostBatchNorm(nn.Module):
                 m = self.momentum
                 running_mean.value = m * running_mean.value + (1 - m) * mean.mean(group_axes)
                 running_var.value = m * running_var.value + (1 - m) * var.mean(group_axes)
-        return y * scale + bias
+        return (y * scale + bias).astype(dtype)

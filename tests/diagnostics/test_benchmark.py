@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -120,3 +122,16 @@ def test_sweep_estimate_counts_each_ms_steps_at_its_widest_row():
     assert np.isclose(estimate["per_m"][0]["baseline_hours"], 41.0)
     assert np.isclose(estimate["ours_hours"], 20.5 + 82 * 48 * 3.6 / 3600)
     assert "total 24.44 h ours, 44.94 h baseline" in format_estimate(estimate)
+
+
+def test_the_python_loop_baseline_computes_in_bf16_when_asked():
+    from smallbatch_jax.diagnostics.benchmark import _plain_train_step
+    model = create_model("small_cnn", 10)
+    images = jnp.zeros((4, 8, 8, 1), jnp.uint8)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)["params"]
+    texts = {}
+    for precision in ("highest", "bf16"):
+        step, tx = _plain_train_step(model, 4, 10, precision)
+        texts[precision] = step.lower(params, {}, tx.init(params), images,
+                                      jnp.zeros(4, jnp.int32), 0.0, 1.0).as_text()
+    assert "bf16" in texts["bf16"] and "bf16" not in texts["highest"]

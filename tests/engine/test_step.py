@@ -1,10 +1,11 @@
-"""One lane's math (engine/step.py): when a lane counts as diverged, and the test metric of
-standardized targets in the targets' own units."""
+"""One lane's math (engine/step.py): when a lane counts as diverged, the test metric of
+standardized targets in the targets' own units, and bfloat16 compute with float32 state."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.step import LaneStep
@@ -63,3 +64,64 @@ def test_the_metric_of_standardized_targets_is_in_the_targets_units():
     np.testing.assert_allclose(float(loss), np.sum((outputs - scaled) ** 2), rtol=1e-4)
     plain_metric, _ = step.evaluate(lane, images, scaled, mask)  # classes, or unscaled
     np.testing.assert_allclose(float(plain_metric), float(loss), rtol=1e-6)
+
+
+class DenseBN(nn.Module):
+    """A user's model with Flax's own BatchNorm (running statistics in 'batch_stats')."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(nn.Dense(16)(x)))
+        return nn.Dense(4)(x)
+
+
+def _dtypes(tree):
+    return {str(x.dtype) for x in jax.tree.leaves(tree)}
+
+
+def test_bfloat16_compute_keeps_parameters_statistics_and_optimizer_in_float32():
+    """compute_dtype='bfloat16' (precision 'bf16'): the model computes in bfloat16 (its
+    matrix products take bfloat16 operands), while the parameters, gradients, optimizer state
+    and BatchNorm statistics stay float32 and the outputs come back as float32; the loss and
+    the probe's gradient are close to float32's, not equal."""
+    f32 = LaneStep(DenseBN(), batch_size=32, image_shape=(8,))
+    bf16 = LaneStep(DenseBN(), batch_size=32, image_shape=(8,), compute_dtype="bfloat16")
+    lane, hp = _lane(f32)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 8)).astype(np.float32)
+    labels = rng.integers(0, 4, 32)
+
+    results = {}
+    for name, step in (("f32", f32), ("bf16", bf16)):
+        after, loss = jax.jit(step.train_step, static_argnums=6)(lane, hp, images, labels, 0,
+                                                                 0, 100)
+        outputs, stats = step.apply(after.params, after.batch_stats, images, train=False)
+        grads = step.probe_gradient(lane, images, labels)
+        results[name] = after, float(loss), grads, outputs
+        assert _dtypes((after.params, after.batch_stats, grads, outputs)) == {"float32"}
+        assert _dtypes(after.opt_state) <= {"float32", "int32"}
+        assert stats is after.batch_stats  # evaluation leaves the statistics as they are
+        assert not bool(after.diverged)
+        assert not np.array_equal(after.batch_stats["BatchNorm_0"]["mean"],
+                                  lane.batch_stats["BatchNorm_0"]["mean"])
+        jaxpr = str(jax.make_jaxpr(step.train_step, static_argnums=6)(
+            lane, hp, images, labels, 0, 0, 100))
+        products = [line for line in jaxpr.splitlines() if "dot_general" in line]
+        assert products and all(("bf16[" in line) == (name == "bf16") for line in products)
+
+    (f_after, f_loss, f_grads, f_out), (b_after, b_loss, b_grads, b_out) = results.values()
+    # bfloat16 keeps 8 significant bits (relative rounding 2⁻⁹ ≈ 0.2%): here the loss
+    # differs by 0.03% and the gradient by 0.5% (measured); bounds 15× and 4× above that.
+    assert b_loss != f_loss and abs(b_loss - f_loss) < 0.005 * f_loss
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+    error = np.linalg.norm(flat(b_grads) - flat(f_grads)) / np.linalg.norm(flat(f_grads))
+    assert 0 < error < 0.02
+    # The running statistics were updated from the same batch statistics up to rounding.
+    np.testing.assert_allclose(flat(b_after.batch_stats), flat(f_after.batch_stats),
+                               rtol=1e-2, atol=2e-4)
+    assert not np.array_equal(np.asarray(b_out), np.asarray(f_out))
+
+
+def test_an_unknown_compute_dtype_is_refused():
+    with pytest.raises(ValueError, match="compute_dtype='float16'.*bfloat16"):
+        LaneStep(Linear(), batch_size=8, image_shape=(3,), compute_dtype="float16")

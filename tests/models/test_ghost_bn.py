@@ -77,3 +77,21 @@ def test_batch_not_a_multiple_of_the_group_raises():
     ghost = GhostBatchNorm(4, use_running_average=False)
     with pytest.raises(ValueError, match="not a multiple of group_size=4"):
         ghost.init(jax.random.key(0), x)
+
+
+def test_bfloat16_inputs_are_normalized_in_float32():
+    """bfloat16 inputs (config.precision 'bf16'): the output is bfloat16, the statistics are
+    those of the float32 computation on the same (rounded) inputs, the running averages
+    stay float32, in training and in evaluation."""
+    x = _inputs((12, 4, 4, 3)).astype(jnp.bfloat16)
+    ghost = GhostBatchNorm(group_size=4, use_running_average=False)
+    variables = ghost.init(jax.random.key(1), x)
+    y, stats = ghost.apply(variables, x, mutable=["batch_stats"])
+    y32, stats32 = ghost.apply(variables, x.astype(jnp.float32), mutable=["batch_stats"])
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(y, y32.astype(jnp.bfloat16))
+    for key in ("mean", "var"):
+        assert stats["batch_stats"][key].dtype == jnp.float32
+        np.testing.assert_array_equal(stats["batch_stats"][key], stats32["batch_stats"][key])
+    evaluating = GhostBatchNorm(group_size=4, use_running_average=True)
+    assert evaluating.apply({**variables, **stats}, x).dtype == jnp.bfloat16

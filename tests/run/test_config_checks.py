@@ -121,3 +121,13 @@ def test_a_streamed_data_set_refuses_what_its_pipeline_cannot_do(tmp_path):
         with pytest.raises(ValueError, match=message):
             train_and_evaluate(config, str(tmp_path / "run"))
         assert not (tmp_path / "run").exists()
+
+
+def test_precision_bf16_passes_and_an_unknown_precision_names_the_allowed_ones():
+    config = parse(f"--config={REPO_ROOT}/configs/default.py", "--config.precision=bf16")
+    assert config.precision == "bf16"
+    check_config(config)
+    config.precision = "fp8"
+    with pytest.raises(ValueError, match=r"config.precision='fp8'.*allowed.*"
+                                         r"\('default', 'high', 'highest', 'bf16'\)"):
+        check_config(config)
