@@ -41,7 +41,7 @@ def markdown(record: dict) -> str:
                   "fusions | loops |", "|" + "---|" * 15]
         flops = record.get("train_flops_per_example")
         for row in section["rows"]:
-            for name in ("baseline", "limit", "limit_scanned", "torch"):
+            for name in ("baseline", "limit", "limit_scanned", "torch", "torch_vmap"):
                 if name in row:
                     f = row[name]
                     lines.append(f"| {row['batch_size']} | {row['num_lanes']} | {name} | | "
@@ -65,8 +65,9 @@ def markdown(record: dict) -> str:
                              f"{', '.join(row['diverged'])} | | | | | | | | | | | | |")
         lines += ["", "## Fastest lanes per m against the targets", "",
                   "| m | fastest | ours/JAX sequential (≥ 3 at m ≤ 8) | "
-                  "ours/PyTorch eager (≥ 10 at m ≤ 8) | ours/limit time (≤ 1.3) | "
-                  "ours/scanned limit time | device peak MiB |", "|---|---|---|---|---|---|---|"]
+                  "ours/PyTorch eager (≥ 10 at m ≤ 8) | ours/PyTorch vmapped | "
+                  "ours/limit time (≤ 1.3) | ours/scanned limit time | device peak MiB |",
+                  "|---|---|---|---|---|---|---|---|"]
         precision = record["config"]["precision"]
         for m, (name, f) in fastest_per_batch_size(section["rows"], precision).items():
             row = next(r for r in section["rows"] if r["batch_size"] == m)
@@ -76,6 +77,7 @@ def markdown(record: dict) -> str:
             over = lambda limit: (f"{f['step_ms'] / row[limit]['step_ms']:.2f}"
                                   if limit in row else "not measured")
             lines.append(f"| {m} | {name} | {ratio('baseline')} | {ratio('torch')} | "
+                         f"{ratio('torch_vmap')} | "
                          f"{over('limit')} | {over('limit_scanned')} | "
                          f"{memory.get('peak_bytes_in_use', float('nan')):.0f} |")
         estimate = section.get("full_fig1_estimate")

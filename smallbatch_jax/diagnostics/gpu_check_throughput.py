@@ -3,7 +3,8 @@
 At every m of `throughput.batch_sizes_all`, each candidate that the m's share of the budget
 allows is timed (timing.lanes_runner: K lanes built as §b's sweep builds them) side by side
 with the JAX sequential baseline, the packing limit (the Python loop's, and the scanned one
-in the lanes' own program shape) and the PyTorch eager baseline, in
+in the lanes' own program shape), the PyTorch eager baseline and PyTorch's vmapped grid
+(torch.func), in
 interleaved repeats (`measure_row`); at `batch_sizes_best` only the best few. The fastest
 strategy per m is written to strategy_table.json, which 'auto' then reads
 (`throughput_section`).
@@ -25,7 +26,8 @@ from smallbatch_jax.diagnostics.timing import (WEIGHT_DECAY, Budget, Clock, Lane
                                                lanes_runner, run_config_at,
                                                scanned_limit_runner, step_figures,
                                                time_interleaved, timing_lr)
-from smallbatch_jax.diagnostics.torch_baseline import torch_available, torch_sequential_runner
+from smallbatch_jax.diagnostics.torch_baseline import (torch_available, torch_sequential_runner,
+                                                       torch_vmapped_runner)
 from smallbatch_jax.engine.strategy import Strategy, write_measured_table
 from smallbatch_jax.models import create_model
 
@@ -83,6 +85,10 @@ def measure_row(config, dataset, batch_size: int, candidates: dict, budget: Budg
         device = "cuda" if torch.cuda.is_available() else "cpu"
         runners["torch"] = torch_sequential_runner(model, params, dataset, m, k, steps,
                                                    timing_lr(m), WEIGHT_DECAY, device)
+        clock.log(f"m={m}: PyTorch vmapped grid (torch.func)")
+        runners["torch_vmap"] = torch_vmapped_runner(model, params, dataset, m,
+                                                     [timing_lr(m)] * k, steps, WEIGHT_DECAY,
+                                                     device)
     for name, (strategy, precision) in candidates.items():
         if budget.left() <= 0:
             row["skipped"].append(name)

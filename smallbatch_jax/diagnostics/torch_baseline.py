@@ -1,4 +1,5 @@
-"""The PyTorch baseline: K sequential runs of the same network in eager PyTorch.
+"""The PyTorch baselines: K sequential runs of the same network in eager PyTorch, and the
+same K models as one `torch.func.vmap`ped grid (`torch_vmapped_grid`).
 
 What a PyTorch user would write to try K learning rates on a GPU: one model at a time, the
 data set on the device, a batch indexed from it each step, `loss.backward()` and
@@ -163,3 +164,70 @@ def torch_sequential_runner(model, params, dataset, batch_size: int, num_runs: i
         synchronize()
 
     return timed_runner(train, steps)  # its first call warms cuDNN and the allocator up
+
+
+def torch_vmapped_grid(model, params, dataset, batch_size: int, base_lrs,
+                       weight_decay: float, device: str, compile: bool = False):
+    """The strongest PyTorch peer of the lanes: what a PyTorch expert writes for a grid of
+    learning rates. The K = len(base_lrs) models' parameters stacked
+    (`torch.func.stack_module_state`), one `torch.func.vmap` of `grad` of `functional_call`
+    computes every model's gradient on the same batch in one call, and one vectorized SGD
+    update (η_k = m·η̃_k, L2 on the weights, as `paper_sgd_torch`) follows; `compile`: the
+    step `torch.compile`d. Same network, data and batch order as `torch_sequential_runner`.
+    Returns (train(num_steps), the stacked parameters {name: (K, …) tensor})."""
+    import torch
+    from torch.func import functional_call, grad, stack_module_state, vmap
+    from torch.nn import functional as F
+
+    dev = torch.device(device)
+    images = torch.as_tensor(dataset.train_images).to(dev)
+    labels = torch.as_tensor(dataset.train_labels.astype(np.int64)).to(dev)
+    mean = torch.as_tensor(dataset.mean).to(dev).view(1, -1, 1, 1)
+    std = torch.as_tensor(dataset.std).to(dev).view(1, -1, 1, 1)
+    order = torch.as_tensor(np.random.default_rng(0).permutation(len(dataset.train_labels))
+                            ).to(dev)
+    num_batches = len(dataset.train_labels) // batch_size
+    modules = []
+    for _ in base_lrs:
+        module = torch_convnet(model, dataset.image_shape)
+        load_flax_params(module, params)
+        modules.append(module.to(dev).train())
+    stacked, buffers = stack_module_state(modules)
+    stacked = {name: value.detach() for name, value in stacked.items()}
+    skeleton = torch_convnet(model, dataset.image_shape).to("meta")
+    lrs = torch.as_tensor([batch_size * lr for lr in base_lrs], dtype=torch.float32,
+                          device=dev)
+
+    def loss(p, b, x, y):
+        return F.cross_entropy(functional_call(skeleton, (p, b), (x,)), y)
+
+    gradients = vmap(grad(loss), in_dims=(0, 0, None, None))
+
+    def step(p, x, y):
+        g = gradients(p, buffers, x, y)
+        with torch.no_grad():
+            for name, value in p.items():
+                update = g[name] + weight_decay * value if name.endswith("weight") else g[name]
+                value.sub_(lrs.view(-1, *[1] * (value.dim() - 1)) * update)
+
+    step_fn = torch.compile(step) if compile else step
+
+    def train(num_steps):
+        for i in range(num_steps):
+            b = i % num_batches
+            index = order[b * batch_size:(b + 1) * batch_size]
+            step_fn(stacked, (images[index].permute(0, 3, 1, 2).float() - mean) / std,
+                    labels[index])
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return train, stacked
+
+
+def torch_vmapped_runner(model, params, dataset, batch_size: int, base_lrs, steps: int,
+                         weight_decay: float, device: str, compile: bool = False):
+    """`torch_vmapped_grid` as a runner (timing.timed_runner): `run()` times one repeat, in
+    seconds per step of all K models; its first call warms up (and compiles, if asked)."""
+    train, _ = torch_vmapped_grid(model, params, dataset, batch_size, base_lrs, weight_decay,
+                                  device, compile)
+    return timed_runner(train, steps)

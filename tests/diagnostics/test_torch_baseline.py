@@ -83,3 +83,39 @@ def test_sequential_runner_times_every_run(alexnet):
 def test_batch_norm_networks_are_refused():
     with pytest.raises(ValueError, match="bn='conv'"):
         torch_convnet(create_model("alexnet_bn_conv", 10), (32, 32, 3))
+
+
+def test_the_vmapped_grid_trains_each_model_as_its_own_sgd(alexnet):
+    """torch.func's grid of K learning rates: after 3 steps, each stacked model equals the
+    same network trained alone by paper_sgd_torch at its η̃, on the same batches."""
+    from smallbatch_jax.diagnostics.torch_baseline import (torch_vmapped_grid,
+                                                           torch_vmapped_runner)
+    model, params, _ = alexnet
+    dataset = synthetic_dataset((32, 32, 3), 10, 16)
+    base_lrs, m, weight_decay = (2.0**-14, 2.0**-11), 4, 5e-4  # (both stable)
+    train, stacked = torch_vmapped_grid(model, params, dataset, m, base_lrs, weight_decay,
+                                        "cpu")
+    train(3)
+    order = np.random.default_rng(0).permutation(16)
+    images = torch.as_tensor(dataset.train_images).permute(0, 3, 1, 2).float()
+    mean = torch.as_tensor(dataset.mean).view(1, -1, 1, 1)
+    std = torch.as_tensor(dataset.std).view(1, -1, 1, 1)
+    for k, lr in enumerate(base_lrs):
+        module = torch_convnet(model, (32, 32, 3))
+        load_flax_params(module, params)
+        optimizer = paper_sgd_torch(module, lr, m, weight_decay)
+        for step in range(3):
+            index = torch.as_tensor(order[step * m:(step + 1) * m])
+            loss = torch.nn.functional.cross_entropy(
+                module((images[index] - mean) / std),
+                torch.as_tensor(dataset.train_labels[order[step * m:(step + 1) * m]].astype(np.int64)))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        for name, value in module.named_parameters():
+            np.testing.assert_allclose(stacked[name][k].numpy(), value.detach().numpy(),
+                                       rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(stacked["0.weight"][0], stacked["0.weight"][1])
+    first, first_steps, run = torch_vmapped_runner(model, params, dataset, m, base_lrs, 2,
+                                                   weight_decay, "cpu")
+    assert first > 0 and run() > 0

@@ -39,7 +39,7 @@ def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
     best = record["throughput"]["best"][0]
     assert sorted(rows[8]["lanes"]) == sorted([best, f"{best}@default"])
     expected_methods = {"baseline", "limit", "limit_scanned"} | (
-        {"torch"} if torch_available() else set())
+        {"torch", "torch_vmap"} if torch_available() else set())
     for row in rows.values():
         assert expected_methods <= set(row) and not row["skipped"]
         for figures in [row[name] for name in expected_methods] + list(row["lanes"].values()):
