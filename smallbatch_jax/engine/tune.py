@@ -10,8 +10,10 @@ take on a short window of its own training program, before the run, and keeps th
 - each is timed as the run will execute it (its plan, devices and lane groups, through the
   trainer it would train with) on windows of `WINDOW_STEPS` steps of the real data, after a
   first window that compiles it: the median of `REPEATS` repeats of at least
-  `MIN_REPEAT_SECONDS` each, in ms per step of all lanes; the fastest is chosen, but
-  'auto''s choice is kept unless another beats it by more than `KEEP_FIRST_WITHIN`. The lanes
+  `MIN_REPEAT_SECONDS` each, in ms per step of all lanes (after the first candidate, windows
+  of ~`WINDOW_SECONDS` at the fastest pace so far, and a candidate `GIVE_UP` times slower
+  than it after one window is not repeated); the fastest is chosen, but 'auto''s choice is
+  kept unless another beats it by more than `KEEP_FIRST_WITHIN`. The lanes
   are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
   which would flatter the strategies that group lanes); the program is the same at any η̃;
 - tuning stops before a candidate whose expected cost (the mean of those timed so far) would
@@ -44,6 +46,13 @@ from smallbatch_jax.engine.plan import ExecutionPlan, make_plan, plan_for
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 
 WINDOW_STEPS = 32  # steps per timed window (fewer in an epoch that short)
+# After the first candidate, windows of about this long at its pace (at least MIN_WINDOW_STEPS
+# steps): a slow model's slow candidates would otherwise take minutes a window.
+WINDOW_SECONDS = 0.5
+MIN_WINDOW_STEPS = 4
+# A candidate whose first timed window is this much slower than the fastest so far is not
+# repeated: its one window is its timing.
+GIVE_UP = 1.5
 REPEATS = 3  # timed repeats per candidate, after the compiling window
 MIN_REPEAT_SECONDS = 0.25  # a repeat runs as many windows as this takes (timer noise)
 # 'auto''s choice is kept unless another is faster by more than this: differences within
@@ -147,14 +156,17 @@ class StrategyTimer:
     source: object  # engine.batches.BatchSource
     run_steps: int
 
-    def time(self, plan: ExecutionPlan) -> Timed:
+    def time(self, plan: ExecutionPlan, window_steps: int = WINDOW_STEPS,
+             give_up_ms: float = math.inf) -> Timed:
+        """`plan` timed on windows of `window_steps` steps; given up after one window when
+        that is slower than `give_up_ms` per step."""
         started = time.perf_counter()
         try:
             trainer = self.trainer_for(plan)
             # η̃ = 0: no lane diverges inside the window; the program is the same.
             hparams = self.hparams.replace(base_lr=jnp.zeros_like(self.hparams.base_lr))
             state, hparams, source = trainer.start(self.seeds, hparams, self.source)
-            window = _Window(source, min(WINDOW_STEPS, source.steps_per_epoch))
+            window = _Window(source, min(window_steps, source.steps_per_epoch))
 
             def run(windows: int) -> float:
                 nonlocal state
@@ -167,8 +179,11 @@ class StrategyTimer:
 
             run(1)  # compiles
             once = run(1)
-            windows = max(1, math.ceil(MIN_REPEAT_SECONDS / max(once, 1e-9)))
-            times = [run(windows) / windows for _ in range(REPEATS)]
+            if 1000 * once / window.steps_per_epoch > give_up_ms:
+                times = [once]  # already far slower than the fastest: not worth repeats
+            else:
+                windows = max(1, math.ceil(MIN_REPEAT_SECONDS / max(once, 1e-9)))
+                times = [run(windows) / windows for _ in range(REPEATS)]
         except (ValueError, RuntimeError, MemoryError) as error:  # (XLA's errors too)
             return Timed(plan.strategy, math.nan, time.perf_counter() - started,
                          f"{type(error).__name__}: {error}")
@@ -285,7 +300,13 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
                         f"~{run_seconds:.0f} s (tuning so far {spent:.1f} s); a longer run of "
                         "the same shape goes on from here")
                 break
-        timed = timer.time(plan)
+        if finished:  # windows of WINDOW_SECONDS at the fastest pace; the slow given up
+            fastest_ms = min(t.ms_per_step for t in finished)
+            steps = max(MIN_WINDOW_STEPS, min(WINDOW_STEPS, math.ceil(
+                1000 * WINDOW_SECONDS / fastest_ms)))
+            timed = timer.time(plan, steps, GIVE_UP * fastest_ms)
+        else:
+            timed = timer.time(plan)
         timings[plan.strategy] = timed
         spent += timed.seconds
         logging.info("tuning %d/%d: %s: %s", len(timings), len(plans), plan.strategy,

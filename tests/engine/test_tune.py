@@ -48,10 +48,11 @@ class FakeTimer:
     """A timer whose candidates take given ms per step and seconds, instantly."""
 
     def __init__(self, run_steps, times):
-        self.run_steps, self.times, self.timed = run_steps, times, []
+        self.run_steps, self.times, self.timed, self.calls = run_steps, times, [], []
 
-    def time(self, plan):
+    def time(self, plan, window_steps=32, give_up_ms=math.inf):
         self.timed.append(plan.strategy)
+        self.calls.append((window_steps, give_up_ms))
         ms, seconds = self.times[plan.strategy]
         return Timed(plan.strategy, ms, seconds, "" if not math.isnan(ms) else "failed")
 
@@ -72,6 +73,9 @@ def test_tuning_keeps_the_fastest_and_stays_within_its_share_of_the_run():
     tuning = tune(_plans(STRATEGIES), timer, share=0.1)
     assert timer.timed == STRATEGIES and tuning.outcome == "measured"
     assert tuning.chosen == STRATEGIES[1] and tuning.timings[2].error == "failed"
+    # The first at full windows; then windows of ~0.5 s at the fastest pace (2 ms → 250
+    # steps, capped at 32; 1 ms: 32), given up after one window 1.5× slower than it.
+    assert timer.calls == [(32, math.inf), (32, 3.0), (32, 1.5)]
     # A run of 2 s at the first candidate's speed: the next candidate's ~3 s would pass
     # 10% of it, so the first (auto's) is kept and the log says why.
     timer = FakeTimer(run_steps=1000, times=times)
@@ -198,3 +202,36 @@ def test_the_share_is_checked():
             strategy_fields(ConfigDict({**fields, "tune_share": share}))
     assert StrategyChoice.from_section(ConfigDict({**fields, "tune_share": 0.25})
                                        ).tune_share == 0.25
+
+
+def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_digits):
+    """After a first candidate at 200 ms per step, windows of max(4, 0.5 s / 200 ms) = 4
+    steps; a real candidate far slower than a tiny threshold is timed on one window."""
+    times = {STRATEGIES[0]: (200.0, 3.0), STRATEGIES[1]: (300.0, 3.0),
+             STRATEGIES[2]: (100.0, 3.0)}
+    timer = FakeTimer(run_steps=10**9, times=times)
+    tune(_plans(STRATEGIES), timer, share=0.1)
+    assert timer.calls == [(32, math.inf), (4, 300.0), (4, 300.0)]
+    grid = LaneGrid(seeds=(0,), base_lrs=(0.01,), weight_decay=0.0, warmup_fraction=0.0,
+                    momentum=0.0)
+    step = LaneStep(create_model("small_cnn", 10), 8, tiny_digits.image_shape)
+    windows = []
+
+    def trainer_for(plan):
+        trainer = LaneTrainer(step, plan, compact=False)
+        epoch = trainer.train_epoch
+
+        def counted(*args, **kwargs):
+            windows.append(args[2].steps_per_epoch)
+            return epoch(*args, **kwargs)
+
+        trainer.train_epoch = counted
+        return trainer
+
+    real = StrategyTimer(trainer_for, jnp.asarray([0], jnp.int32), grid.hparams(),
+                         DeviceBatches(tiny_digits, 8, 40), run_steps=100)
+    given_up = real.time(plan_for(Strategy(), 1), window_steps=4, give_up_ms=1e-6)
+    assert windows == [4, 4] and given_up.ms_per_step > 0  # compiling, then one timed
+    windows.clear()
+    kept = real.time(plan_for(Strategy(), 1), window_steps=4)
+    assert len(windows) >= 2 + 3 and kept.ms_per_step > 0  # then 3 repeats of ≥ 0.25 s
