@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 27's evidence runs on the CIFAR-10 subset (5,085 training, 1,017 test images), each
+# resumable (run this script again to continue where it stopped):
+# 1. the paper's Fig 6 network (reduced AlexNet, BN after the convolutions), plain SGD,
+#    η̃ ∈ 2^-14 … 2^-8 (every second power) × λ ∈ {0, 5e-4, 5e-3} at m ∈ {4, 32, 256},
+#    3 seeds, 6 epochs: does tuning λ change the recommended m, and how far is the paper's
+#    λ = 5e-4 from the best λ at each m?
+# 2. the same network, heavy-ball SGD with μ ∈ {0, 0.9} (μ = 0: plain SGD) × η̃ ∈ 2^-14 …
+#    2^-6 (every second power) at m ∈ {8, 128}, λ = 5e-4, 3 seeds, 6 epochs: does momentum
+#    help most at large batch sizes (Shallue et al. 2019)?
+#   [DATA=FILE] [BUDGET=minutes] bash docs/evidence/alexnet_swept_hyperparameters.sh [RUNS_DIR] [weight_decay|momentum ...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs="${1:-runs}"
+shift || true
+studies="${*:-weight_decay momentum}"
+common=(--config=configs/alexnet_cifar10.py:bn=conv
+        --config.data_dir="${DATA:-../shared/data/cifar10_subset.npz}" --config.num_seeds=3
+        --config.epochs=6 --budget_minutes="${BUDGET:-0}")
+for study in $studies; do
+  case $study in
+    weight_decay)
+      python -m experiments.recommend "${common[@]}" --config.batch_sizes="(4, 32, 256)" \
+          --config.base_lrs="2^-14:2^-8:2" --config.sweep.weight_decay="(0, 5e-4, 5e-3)" \
+          --workdir="$runs/fig6_weight_decay" ;;
+    momentum)
+      python -m experiments.recommend "${common[@]}" --config.batch_sizes="(8, 128)" \
+          --config.base_lrs="2^-14:2^-6:2" --config.optimizer=momentum --config.momentum=0.9 \
+          --config.sweep.momentum="(0, 0.9)" --workdir="$runs/fig6_momentum" ;;
+    *) echo "unknown study: $study" >&2; exit 2 ;;
+  esac
+done
