@@ -118,13 +118,16 @@ def lanes_runner(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
 
 
 def tuned_strategy(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
-                   cache: str) -> Strategy:
+                   cache: str) -> tuple[Strategy, dict]:
     """What strategy.preset='tune' chooses for `model`'s K lanes at m (engine/tune.py):
-    every candidate timed (a share of 1 of a long run), or read from `cache`."""
-    config = common_run_config(model, batch_size, Strategy())
+    every candidate timed (a share of 1 of a long run), or read from `cache`; and the
+    tuning's record (its candidates' timings and cost)."""
+    # (A run long enough that every candidate fits in its share.)
+    config = common_run_config(model, batch_size, Strategy(), epochs=10**7)
     with config.unlocked():
         config.strategy.update(preset="tune", tune_share=1.0, tune_cache=cache)
-    return timed_lanes(config, dataset, num_lanes).trainer.plan.strategy
+    plan = timed_lanes(config, dataset, num_lanes).trainer.plan
+    return plan.strategy, plan.tuning.as_json()
 
 
 def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
@@ -228,12 +231,12 @@ def run_throughput(config, workdir: str) -> list[dict]:
     for m in config.batch_sizes:
         for k in config.num_lanes:
             steps = max(config.min_steps, config.examples_per_lane // m)
-            strategies = {}
+            strategies, tuning = {}, None
             for name in config.strategies:
                 if name == "auto":
                     strategies[name] = choose_strategy(backend, m, k, jax.local_device_count())
                 elif name == "tune":  # (timed before the row, its cost not in it)
-                    strategies[name] = tuned_strategy(
+                    strategies[name], tuning = tuned_strategy(
                         config.model, synthetic_dataset(tuple(config.image_shape),
                                                         config.num_classes, m * steps,
                                                         input_kind=config.input_kind),
@@ -242,6 +245,8 @@ def run_throughput(config, workdir: str) -> list[dict]:
                     strategies[name] = PRESETS[name]
             row = measure(config.model, tuple(config.image_shape), config.num_classes, m, k,
                           steps, config.repeats, strategies, config.input_kind)
+            if tuning is not None:
+                row["lanes"]["tune"]["tuning"] = tuning
             record["rows"].append(row)
             with open(os.path.join(workdir, "throughput.json"), "w") as f:
                 json.dump(record, f, indent=2)

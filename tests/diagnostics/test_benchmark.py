@@ -70,13 +70,17 @@ def test_throughput_entry_point(tmp_path):
                f"--workdir={tmp_path}", "--config.model=small_cnn", "--config.image_shape=(8, 8, 1)",
                "--config.batch_sizes=(2, 4)", "--config.num_lanes=(2,)",
                "--config.examples_per_lane=8", "--config.repeats=1",
-               "--config.strategies=('auto',)"]
+               "--config.strategies=('auto', 'tune')"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "throughput.json").read_text())
     assert [(r["batch_size"], r["num_lanes"]) for r in record["rows"]] == [(2, 2), (4, 2)]
     assert record["rows"][0]["steps"] == 4 and record["backend"] == "cpu"
     assert "base/ours" in done.stdout
+    # 'tune': the strategy tuning chose for this model (every candidate timed), beside auto.
+    tune = record["rows"][0]["lanes"]["tune"]
+    assert tune["tuning"]["outcome"] == "measured" and len(tune["tuning"]["timings"]) >= 4
+    assert tune["strategy"] == tune["tuning"]["chosen"]
 
 
 def test_markdown_table():
