@@ -231,6 +231,23 @@ class StrategyChoice:
         return cls(section.preset, strategy_fields(section), section.table,
                    float(section.get("tune_share", 0.1)), section.get("tune_cache", ""))
 
+    def tunes(self, model: str, built_in: bool, backend: str) -> bool:
+        """Whether this choice is measured for the model at hand before the run: 'tune'
+        always; 'auto' where nothing was measured on this model. On a CPU the rules of
+        `choose_strategy` were measured on the project's models (the zoo: docs/benchmarks.md),
+        so a user's model tunes; elsewhere a model other than the one the backend's table
+        was measured on (its "model"), or a backend without a table, tunes."""
+        if self.preset == "tune":
+            return True
+        if self.preset != "auto":
+            return False
+        if backend == "cpu":
+            return not built_in
+        path = self.table or os.path.join(MEASURED_DIR, f"{backend}.json")
+        if not os.path.isfile(path):
+            return True
+        return read_measured_table(path).get("model") != model
+
     def resolve(self, batch_size: int, num_lanes: int, backend: str, num_devices: int
                 ) -> Strategy:
         if self.preset == "manual":

@@ -246,10 +246,10 @@ def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
                  spec.optimizer, spec.objective.metric_name, spec.objective.labels, spec.augment, spec.model.bn_batch_size,
                  spec.eval_batch_size]
     choice = spec.strategy
-    if choice.preset == "auto" and not spec.model.built_in:
-        # 'auto''s rules and tables were measured on the project's models: a user's model
-        # is measured itself (engine/tune.py).
-        logging.info("strategy.preset='auto' on %s, a model no table was measured on: "
+    if choice.preset == "auto" and choice.tunes(spec.model.name, spec.model.built_in,
+                                                jax.default_backend()):
+        # Nothing measured on this model here: it is measured itself (engine/tune.py).
+        logging.info("strategy.preset='auto' on %s, a model no table was measured on here: "
                      "tuning ('tune')", spec.model.name)
         choice = dataclasses.replace(choice, preset="tune")
     plan = tuned_plan(choice, spec.grid.num_lanes, spec.batch_size, timer=timer,

@@ -235,3 +235,19 @@ def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_dig
     windows.clear()
     kept = real.time(plan_for(Strategy(), 1), window_steps=4)
     assert len(windows) >= 2 + 3 and kept.ms_per_step > 0  # then 3 repeats of ≥ 0.25 s
+
+
+def test_auto_tunes_where_nothing_was_measured_on_the_model(tmp_path):
+    auto = StrategyChoice("auto")
+    # CPU: the rules were measured on the project's models; a user's model tunes.
+    assert not auto.tunes("alexnet", True, "cpu") and auto.tunes("mine:net", False, "cpu")
+    # A GPU: the packaged table was measured on the reduced AlexNet without BN.
+    assert not auto.tunes("alexnet", True, "gpu")
+    assert auto.tunes("resnet32", True, "gpu") and auto.tunes("alexnet_bn", True, "gpu")
+    assert auto.tunes("alexnet", True, "tpu")  # no table for this backend
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"model": "resnet32", "choices": {"8": {}}}))
+    mine = StrategyChoice("auto", table=str(table))
+    assert not mine.tunes("resnet32", True, "gpu") and mine.tunes("alexnet", True, "gpu")
+    assert StrategyChoice("tune").tunes("alexnet", True, "cpu")
+    assert not StrategyChoice("patches").tunes("mine:net", False, "gpu")
