@@ -16,7 +16,9 @@ take on a short window of its own training program, before the run, and keeps th
   kept unless another beats it by more than `KEEP_FIRST_WITHIN`. The lanes
   are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
   which would flatter the strategies that group lanes); the program is the same at any η̃;
-- tuning stops before a candidate whose expected cost (the mean of those timed so far) would
+- a run too short to repay even one candidate is not tuned (`optimistic_seconds`: its FLOPs,
+  XLA's estimate before compiling, at an optimistic speed, or a floor per step); otherwise
+  tuning stops before a candidate whose expected cost (the mean of those timed so far) would
   take its total past `share` of the run's estimated training time (the fastest candidate's
   step time × the run's steps); a run too short to repay a second candidate keeps 'auto''s
   choice and says so. The first candidate's timing is the price of that estimate;
@@ -61,6 +63,14 @@ KEEP_FIRST_WITHIN = 0.05
 DEFAULT_SHARE = 0.1  # of the run's training time that tuning may take
 # Bumped when the candidates change: a cached choice among other candidates is stale.
 CANDIDATES_VERSION = 1
+# A run too short to repay even one candidate's timing is not tuned at all: judged before
+# anything compiles, from its FLOPs (XLA's estimate of a step, before compiling) at an
+# optimistic speed, or a floor per step, whichever is longer. Optimistic on purpose: only a
+# run short even at the machine's best is skipped; the others time the first candidate,
+# whose speed then sets the share. Per backend (others: the GPU's).
+OPTIMISTIC_FLOPS = {"cpu": 2e11, "gpu": 1e15}  # per second
+STEP_FLOOR_SECONDS = {"cpu": 2e-5, "gpu": 5e-5}  # a dispatch-free step of a tiny model
+CANDIDATE_SECONDS = {"cpu": 2.0, "gpu": 10.0}  # the least one candidate's timing costs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +86,8 @@ class Timed:
 @dataclasses.dataclass(frozen=True)
 class Tuning:
     """What tuning did: 'measured' (`timings` of the candidates timed), 'cached' (read from
-    `StrategyCache`), 'resumed' (the strategy a resumed run started with), 'partial' (stopped
+    `StrategyCache`), 'resumed' (the strategy a resumed run started with), 'skipped' (a run
+    too short to repay one candidate's timing, judged before compiling), 'partial' (stopped
     before the last candidate: its cost would have passed the share) or 'short' (the run too
     short to repay more than the first candidate). The cache keeps every outcome's timings:
     a later run of the same key times only the candidates not yet timed, and none once
@@ -144,17 +155,49 @@ class _Window:
         return getattr(self.source, name)
 
 
+def step_flops(lane_step, variables) -> float:
+    """FLOPs of one lane's training step (forward and backward on a batch of m), as XLA
+    estimates them from the lowered program, before compiling (0 where it cannot say).
+    `variables`: the model's (abstract) variables."""
+    images = jax.ShapeDtypeStruct((lane_step.batch_size,) + tuple(lane_step.image_shape),
+                                  jnp.dtype(lane_step.input_dtype))
+    stats = variables.get("batch_stats", {})
+
+    def loss(params, stats, images):
+        outputs, _ = lane_step.apply(params, stats, images, train=True,
+                                     rngs={"dropout": jax.random.key(0)})
+        return jnp.sum(outputs)  # (the loss itself costs next to nothing)
+
+    try:
+        cost = jax.jit(jax.grad(loss)).lower(variables["params"], stats, images
+                                             ).cost_analysis()
+    except Exception:  # (a backend or model XLA cannot estimate: no estimate)
+        return 0.0
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0))
+
+
+def optimistic_seconds(run_steps: int, flops_per_step: float, backend: str) -> float:
+    """The least time a run of `run_steps` steps of `flops_per_step` (all lanes) could take
+    here: at OPTIMISTIC_FLOPS, or STEP_FLOOR_SECONDS per step, whichever is longer."""
+    speed = OPTIMISTIC_FLOPS.get(backend, OPTIMISTIC_FLOPS["gpu"])
+    floor = STEP_FLOOR_SECONDS.get(backend, STEP_FLOOR_SECONDS["gpu"])
+    return run_steps * max(flops_per_step / speed, floor)
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategyTimer:
     """How `tuned_plan` times a candidate plan: `trainer_for(plan)` builds the trainer the
     run would train with (engine.LaneTrainer, compaction off); `seeds`, `hparams` and the
-    unplaced batch `source` are the run's; `run_steps`: the steps of the whole run."""
+    unplaced batch `source` are the run's; `run_steps`: the steps of the whole run;
+    `flops_per_step`: of all lanes (`step_flops` × K; 0: unknown)."""
 
     trainer_for: Callable
     seeds: jax.Array
     hparams: object  # lanes.LaneHparams
     source: object  # engine.batches.BatchSource
     run_steps: int
+    flops_per_step: float = 0.0
 
     def time(self, plan: ExecutionPlan, window_steps: int = WINDOW_STEPS,
              give_up_ms: float = math.inf) -> Timed:
@@ -357,6 +400,15 @@ def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
         return plan_of(cached.chosen, dataclasses.replace(cached, outcome="cached"))
     auto = StrategyChoice("auto", table=choice.table).resolve(
         batch_size, num_lanes, available[0].platform, len(available))
+    backend = available[0].platform
+    least = optimistic_seconds(timer.run_steps, timer.flops_per_step, backend)
+    if cached is None and timer.flops_per_step and choice.tune_share * least < (
+            CANDIDATE_SECONDS.get(backend, CANDIDATE_SECONDS["gpu"])):
+        note = (f"not tuned: the run is too short to repay it (at best ~{least:.1f} s here: "
+                f"{timer.run_steps} steps of {timer.flops_per_step:.3g} FLOPs), 'auto''s "
+                "choice kept")
+        logging.info("strategy.preset='tune': %s", note)
+        return plan_of(auto, Tuning("skipped", auto, note=note))
     plans = []
     for strategy in candidates(auto, available[0].platform, num_lanes, len(available),
                                has_conv):

@@ -24,7 +24,7 @@ from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.plan import MemoryProbe
 from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
 from smallbatch_jax.engine.tune import (StrategyTimer, has_convolutions, model_fingerprint,
-                                        tuned_plan)
+                                        step_flops, tuned_plan)
 from smallbatch_jax.models import MODELS, create_model, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
@@ -234,13 +234,17 @@ def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
         programs_for=lambda plan: Programs(lane_step(plan.strategy.conv), plan, spec.num_seeds),
         abstract_dispatch=lambda steps: source.abstract_dispatch(spec.num_seeds, steps),
         steps_per_epoch=source.steps_per_epoch)
-    variables = jax.eval_shape(lane_step("xla").init_variables, jax.random.key(0))
+    reference_step = lane_step("xla")
+    variables = jax.eval_shape(reference_step.init_variables, jax.random.key(0))
     timer = StrategyTimer(
         trainer_for=lambda plan: LaneTrainer(lane_step(plan.strategy.conv), plan,
                                              num_seeds=spec.num_seeds, augment=spec.augment,
                                              compact=False),
         seeds=jnp.asarray(spec.grid.seeds, jnp.int32), hparams=spec.grid.hparams(),
-        source=source, run_steps=spec.schedule.epochs * source.steps_per_epoch)
+        source=source, run_steps=spec.schedule.epochs * source.steps_per_epoch,
+        flops_per_step=spec.grid.num_lanes * step_flops(reference_step, variables)
+        if spec.strategy.tunes(spec.model.name, spec.model.built_in, jax.default_backend())
+        else 0.0)
     # What the step's cost depends on besides the model's variables.
     described = [spec.model.name, spec.dataset.image_shape, model_input_dtype(spec.dataset),
                  spec.optimizer, spec.objective.metric_name, spec.objective.labels, spec.augment, spec.model.bn_batch_size,

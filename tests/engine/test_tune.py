@@ -15,7 +15,7 @@ from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 from smallbatch_jax.engine.tune import (StrategyCache, StrategyTimer, Timed, Tuning,
                                         cache_key, candidates, has_convolutions,
-                                        model_fingerprint, tune, tuned_plan)
+                                        model_fingerprint, step_flops, tune, tuned_plan)
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
 from conftest import REPO_ROOT, parse, stopping_fit
@@ -170,7 +170,11 @@ def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digit
 
 
 def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path, monkeypatch):
+    from smallbatch_jax.engine import tune as tune_module
     from smallbatch_jax.run import train as lr_sweep
+
+    # (A run of seconds: tuned all the same here, the pre-check's threshold at 0.)
+    monkeypatch.setattr(tune_module, "CANDIDATE_SECONDS", {"cpu": 0.0, "gpu": 0.0})
 
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
     with config.unlocked():
@@ -178,10 +182,11 @@ def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path,
         config.strategy.preset = "tune"
         config.strategy.tune_share = 1.0
         config.strategy.tune_cache = str(tmp_path / "tuned.json")
+    real_fit = lr_sweep.fit
     monkeypatch.setattr(lr_sweep, "fit", stopping_fit(after_epoch=1))
     with pytest.raises(KeyboardInterrupt):
         lr_sweep.train_and_evaluate(config, str(tmp_path / "run"))
-    monkeypatch.undo()
+    monkeypatch.setattr(lr_sweep, "fit", real_fit)
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["tuning"]["outcome"] in ("measured", "partial", "short")
     assert record["tuning"]["chosen"] == record["strategy"]
@@ -251,3 +256,33 @@ def test_auto_tunes_where_nothing_was_measured_on_the_model(tmp_path):
     assert not mine.tunes("resnet32", True, "gpu") and mine.tunes("alexnet", True, "gpu")
     assert StrategyChoice("tune").tunes("alexnet", True, "cpu")
     assert not StrategyChoice("patches").tunes("mine:net", False, "gpu")
+
+
+def test_a_run_too_short_to_repay_tuning_is_not_tuned_nor_timed(tmp_path, tiny_digits):
+    """Judged before compiling: 10 steps of a small CNN take milliseconds even at the
+    machine's best; 'auto''s choice is kept, nothing is timed or cached, and the record
+    says why. The same run with a billion steps is tuned."""
+    grid = LaneGrid(seeds=(0,), base_lrs=(0.01, 0.1), weight_decay=0.0, warmup_fraction=0.0,
+                    momentum=0.0)
+    step = LaneStep(create_model("small_cnn", 10), 8, tiny_digits.image_shape)
+    variables = jax.eval_shape(step.init_variables, jax.random.key(0))
+    flops = step_flops(step, variables)
+    assert 1e5 < flops < 1e9  # (a few MFLOPs a step at m = 8)
+    built = []
+
+    def trainer_for(plan):
+        built.append(plan.strategy)
+        return LaneTrainer(step, plan, compact=False)
+
+    choice = StrategyChoice("tune", tune_cache=str(tmp_path / "tuned.json"))
+    for run_steps, tuned in ((10, False), (10**9, True)):
+        timer = StrategyTimer(trainer_for, jnp.asarray([0], jnp.int32), grid.hparams(),
+                              DeviceBatches(tiny_digits, 8, 40), run_steps=run_steps,
+                              flops_per_step=2 * flops)
+        plan = tuned_plan(choice, 2, 8, timer=timer, model_fingerprint="x", has_conv=True,
+                          num_seeds=1)
+        if not tuned:
+            assert plan.tuning.outcome == "skipped" and "too short" in plan.tuning.note
+            assert built == [] and not (tmp_path / "tuned.json").exists()
+            assert plan.strategy == StrategyChoice("auto").resolve(8, 2, "cpu", 1)
+    assert built and plan.tuning.outcome == "measured"
