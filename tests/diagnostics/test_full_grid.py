@@ -13,14 +13,20 @@ from conftest import REPO_ROOT
 
 
 def test_the_grid_is_timed_row_by_row_and_resumes(tmp_path):
-    command = [sys.executable, "-m", "experiments.full_grid_timing",
-               "--config=configs/full_grid_timing.py:tiny", f"--workdir={tmp_path}",
-               "--config.run.strategy.preset=auto", "--config.run.model=small_cnn",
-               "--config.image_shape=(8, 8, 1)"]  # (the tiny setting with a quick model)
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((tmp_path / "full_grid.json").read_text())
+    from smallbatch_jax.config_args import load_config
+    from smallbatch_jax.diagnostics.full_grid import time_full_grid
+
+    overrides = ["--config.run.strategy.preset=auto", "--config.run.model=small_cnn",
+                 "--config.image_shape=(8, 8, 1)"]  # (the tiny setting with a quick model)
+    config = load_config(f"{REPO_ROOT}/configs/full_grid_timing.py:tiny")
+    with config.unlocked():
+        config.run.strategy.preset, config.run.model = "auto", "small_cnn"
+        config.image_shape = (8, 8, 1)
+    # A spent budget starts nothing (and leaves the rows to a rerun).
+    assert time_full_grid(config, str(tmp_path / "none"), budget_minutes=1e-9)["rows"] == []
+    record = time_full_grid(config, str(tmp_path))
     rows = record["rows"]
+    assert json.loads((tmp_path / "full_grid.json").read_text())["rows"] == rows
     assert [(r["precision"], r["batch_size"]) for r in rows] == [
         ("highest", 2), ("highest", 8), ("default", 2), ("default", 8)]
     for row in rows:
@@ -33,9 +39,12 @@ def test_the_grid_is_timed_row_by_row_and_resumes(tmp_path):
     assert fig1_minutes(rows, 3)["highest"] == pytest.approx(expected)
     table = (tmp_path / "full_grid.md").read_text()
     assert "| highest | 8 |" in table and "minutes over m = 2, 8" in table
-    # A rerun times nothing new.
+    # The command line, rerun on the same workdir: it times nothing new.
+    command = [sys.executable, "-m", "experiments.full_grid_timing",
+               "--config=configs/full_grid_timing.py:tiny", f"--workdir={tmp_path}",
+               *overrides]
     again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0
+    assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "full_grid.json").read_text())["rows"] == rows
 
 
