@@ -7,7 +7,10 @@ The commands' modules:
 - gpu_check.py: the prepared accelerator check (experiments/gpu_check.sh), with its sections
   gpu_check_throughput.py (§a), gpu_check_figures.py (§b, §c) and gpu_check_markdown.py;
 - concurrent_grids.py: grids of several m in one program (experiments/gpu_concurrency.py);
-- torch_baseline.py: the same training in PyTorch, for comparison.
+- full_grid.py: the paper's whole Fig 1 grid timed at full size on synthetic data
+  (experiments/full_grid_timing.py);
+- torch_baseline.py: the same training in PyTorch (eager sequential runs, and the torch.func
+  vmapped grid), for comparison.
 
 What they share:
 - timing.py: the clock and budgets, interleaved repeats, and K timed lanes built as a run
