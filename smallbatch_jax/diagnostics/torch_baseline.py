@@ -120,6 +120,27 @@ def settings(device: str) -> dict:
             "cudnn_benchmark": torch.backends.cudnn.benchmark}
 
 
+def _batches(dataset, batch_size: int, dev):
+    """`batch(step)`: step's standardized NCHW batch and labels, from the data set put on
+    `dev` once (uint8 NHWC, as in JAX) in a fixed order, cycling through it."""
+    import torch
+
+    images = torch.as_tensor(dataset.train_images).to(dev)
+    labels = torch.as_tensor(dataset.train_labels.astype(np.int64)).to(dev)
+    mean = torch.as_tensor(dataset.mean).to(dev).view(1, -1, 1, 1)
+    std = torch.as_tensor(dataset.std).to(dev).view(1, -1, 1, 1)
+    order = torch.as_tensor(np.random.default_rng(0).permutation(len(dataset.train_labels))
+                            ).to(dev)
+    num_batches = len(dataset.train_labels) // batch_size
+
+    def batch(step: int):
+        b = step % num_batches
+        index = order[b * batch_size:(b + 1) * batch_size]
+        return (images[index].permute(0, 3, 1, 2).float() - mean) / std, labels[index]
+
+    return batch
+
+
 def torch_sequential_runner(model, params, dataset, batch_size: int, num_runs: int,
                             steps: int, base_lr: float, weight_decay: float, device: str):
     """`num_runs` models trained one after another for `steps` steps each, as
@@ -133,13 +154,7 @@ def torch_sequential_runner(model, params, dataset, batch_size: int, num_runs: i
     from torch.nn import functional as F
 
     dev = torch.device(device)
-    images = torch.as_tensor(dataset.train_images).to(dev)  # uint8 NHWC, as in JAX
-    labels = torch.as_tensor(dataset.train_labels.astype(np.int64)).to(dev)
-    mean = torch.as_tensor(dataset.mean).to(dev).view(1, -1, 1, 1)
-    std = torch.as_tensor(dataset.std).to(dev).view(1, -1, 1, 1)
-    order = torch.as_tensor(np.random.default_rng(0).permutation(len(dataset.train_labels))
-                            ).to(dev)
-    num_batches = len(dataset.train_labels) // batch_size
+    batch = _batches(dataset, batch_size, dev)
     runs = []
     for _ in range(num_runs):
         module = torch_convnet(model, dataset.image_shape)
@@ -154,10 +169,8 @@ def torch_sequential_runner(model, params, dataset, batch_size: int, num_runs: i
     def train(num_steps):
         for module, optimizer in runs:
             for step in range(num_steps):
-                b = step % num_batches
-                index = order[b * batch_size:(b + 1) * batch_size]
-                x = (images[index].permute(0, 3, 1, 2).float() - mean) / std
-                loss = F.cross_entropy(module(x), labels[index])
+                x, y = batch(step)
+                loss = F.cross_entropy(module(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -180,13 +193,7 @@ def torch_vmapped_grid(model, params, dataset, batch_size: int, base_lrs,
     from torch.nn import functional as F
 
     dev = torch.device(device)
-    images = torch.as_tensor(dataset.train_images).to(dev)
-    labels = torch.as_tensor(dataset.train_labels.astype(np.int64)).to(dev)
-    mean = torch.as_tensor(dataset.mean).to(dev).view(1, -1, 1, 1)
-    std = torch.as_tensor(dataset.std).to(dev).view(1, -1, 1, 1)
-    order = torch.as_tensor(np.random.default_rng(0).permutation(len(dataset.train_labels))
-                            ).to(dev)
-    num_batches = len(dataset.train_labels) // batch_size
+    batch = _batches(dataset, batch_size, dev)
     modules = []
     for _ in base_lrs:
         module = torch_convnet(model, dataset.image_shape)
@@ -214,10 +221,7 @@ def torch_vmapped_grid(model, params, dataset, batch_size: int, base_lrs,
 
     def train(num_steps):
         for i in range(num_steps):
-            b = i % num_batches
-            index = order[b * batch_size:(b + 1) * batch_size]
-            step_fn(stacked, (images[index].permute(0, 3, 1, 2).float() - mean) / std,
-                    labels[index])
+            step_fn(stacked, *batch(i))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
