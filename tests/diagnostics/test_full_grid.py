@@ -30,7 +30,11 @@ def test_the_grid_is_timed_row_by_row_and_resumes(tmp_path):
     assert [(r["precision"], r["batch_size"]) for r in rows] == [
         ("highest", 2), ("highest", 8), ("default", 2), ("default", 8)]
     for row in rows:
-        assert row["first_epoch_s"] > row["epoch_s"] > row["evaluation_s"] > 0
+        # Each epoch's time holds its evaluation (by construction, not a race between two
+        # timings: whether the first epoch outlasts the second depends on the compilation
+        # cache and the machine's load).
+        assert row["first_epoch_s"] > row["evaluation_s"] > 0
+        assert row["epoch_s"] > row["evaluation_s"]
         assert row["compile_s"] > 0 and row["num_lanes"] == 13
         assert row["steps_per_epoch"] == 64 // row["batch_size"]
     # The grid's time: build + first epoch + (epochs − 1) × the second epoch, summed over m.
