@@ -1,9 +1,19 @@
 import math
 import os
 
+import matplotlib.pyplot as plt
+import pytest
+
 from smallbatch_jax.study import plots
 from smallbatch_jax.study.analysis import bn_metric_table, context, metric_table
 from test_analysis import BN_CELLS, NAN, TABLE, _bn_rows, _rows
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """The tests inspect figures the library returns unsaved; close them after each test."""
+    yield
+    plt.close("all")
 
 
 def _lines_with_data(ax):
