@@ -4,8 +4,9 @@ The lanes are cut into the plan's groups (`lane_slices`); each group trains as o
 call per dispatch. A diverged lane is frozen: the program would leave it unchanged, so it
 need not run at all. Groups whose lanes have all diverged are skipped, and a group with
 some diverged lanes is *compacted*: its live lanes are gathered into a smaller program (of
-2^k or 3·2^k lanes, the last live lane repeated to fill it, so that a run compiles at most
-2 log₂ K extra programs: `bucket_size`), and their results scattered back. Decided at each
+exactly the live lanes on a CPU; elsewhere of 2^k or 3·2^k lanes, the last live lane
+repeated to fill it, so that a run compiles at most 2 log₂ K extra programs: `bucket_size`,
+`ExecutionPlan.compaction`), and their results scattered back. Decided at each
 epoch (and evaluation) from the lanes' divergence flags, so a resumed run decides the same.
 With several devices, the lanes of one partitioned program are sharded along the lane axis
 (not compacted: its lanes must divide over the devices), or the groups are dealt out over
@@ -49,11 +50,13 @@ def bucket_size(live: int, size: int) -> int:
     return min(size, max(bucket, 1))
 
 
-def compacted(start: int, stop: int, diverged: np.ndarray) -> tuple[int, ...] | None:
+def compacted(start: int, stop: int, diverged: np.ndarray,
+              exact: bool = False) -> tuple[int, ...] | None:
     """The lanes a compacted program of group [start, stop) trains, or None when no smaller
-    bucket holds its live lanes (or none has diverged)."""
+    program holds its live lanes (or none has diverged); `exact`: a program of exactly the
+    live lanes, else of `bucket_size` lanes."""
     live = [i for i in range(start, stop) if not diverged[i]]
-    bucket = bucket_size(len(live), stop - start)
+    bucket = len(live) if exact else bucket_size(len(live), stop - start)
     if not live or bucket == stop - start:
         return None
     return tuple(live + [live[-1]] * (bucket - len(live)))
@@ -122,7 +125,7 @@ def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False,
     small-CNN run on a CPU: docs/benchmarks.md)."""
     diverged = np.asarray(lanes.diverged)
     compact = compact and not plan.partitioned
-    live = [(a, b, compacted(a, b, diverged) if compact else None)
+    live = [(a, b, compacted(a, b, diverged, plan.exact_compaction) if compact else None)
             for a, b in plan.strategy.lane_slices(len(diverged)) if not diverged[a:b].all()]
     if not plan.groups_over_devices:
         return [Group(a, b, None, c) for a, b, c in live]

@@ -68,10 +68,22 @@ class ExecutionPlan:
     donate: bool = False
     streamed: bool = False  # the data come from a host pipeline, dispatch by dispatch
     tuning: object = None  # tune.Tuning: how strategy.preset='tune' chose the strategy
+    # A group whose lanes partly diverged is compacted (engine/lane_groups.py) into a program
+    # of exactly its live lanes ('exact') or of the next 2^k or 3·2^k lanes ('bucket': at most
+    # 2 log₂ K programs to compile per run). None: by the backend, exact on a CPU, where a
+    # repeated lane costs a full lane's share (5, 6, 8 lanes of one vmapped digits program:
+    # 0.94, 1.71, 2.68 s an epoch, docs/benchmarks.md) and a small program compiles in
+    # seconds; buckets on accelerators, where compiling costs more and, at small m, a step's
+    # extra lanes cost little (an H100's 13 AlexNet lanes at m = 2 ran 28.7× as fast as
+    # 13 sequential runs).
+    compaction: str | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; allowed: {PRECISIONS}")
+        if self.compaction not in (None, "exact", "bucket"):
+            raise ValueError(f"compaction={self.compaction!r}; allowed: None, 'exact', "
+                             "'bucket'")
         if len(self.devices) > 1 and not (self.partitioned or self.groups_over_devices):
             raise ValueError("lanes over several devices need every lane in one vmapped "
                              "program (lane_map='vmap', lanes_per_program=0) or groups of "
@@ -88,6 +100,13 @@ class ExecutionPlan:
         """The dtype the model computes in (LaneStep.compute_dtype): 'bfloat16' for 'bf16',
         else 'float32'."""
         return COMPUTE_DTYPES.get(self.precision, "float32")
+
+    @property
+    def exact_compaction(self) -> bool:
+        """Whether compacted programs hold exactly the live lanes (see `compaction`)."""
+        if self.compaction is None:
+            return self.devices[0].platform == "cpu"
+        return self.compaction == "exact"
 
     @property
     def partitioned(self) -> bool:
