@@ -9,11 +9,11 @@ Ratios of step times within a row (interleaved repeats): base/X > 1, the lanes u
 time over tune's.
 """
 
-import json
 import os
 import sys
 
-from smallbatch_jax.diagnostics.zoo import ZOO
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import zoo_table  # noqa: E402  (the probe beside this one)
 
 
 def _short(strategy: dict) -> str:
@@ -25,24 +25,18 @@ def main(root: str = "runs/zoo_tune2") -> None:
     print("| model | m | base/auto | base/tune | tune vs auto | auto/scan | tune/scan | "
           "auto | tune's choice | tuning s (candidates) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in ZOO:
-        path = os.path.join(root, name, "throughput.json")
-        if not os.path.isfile(path):
-            continue
-        with open(path) as f:
-            record = json.load(f)
-        for row in record["rows"]:
-            auto, tune = row["lanes"]["auto"], row["lanes"]["tune"]
-            base = row["baseline"]["step_ms"]
-            scan = row.get("limit_scanned", {}).get("step_ms")
-            over = lambda x: "—" if scan is None else f"{x['step_ms'] / scan:.2f}"
-            tuning = tune.get("tuning")
-            cost = ("—" if tuning is None else
-                    f"{tuning['seconds']:.0f} ({len(tuning['timings'])})")
-            print(f"| {name} | {row['batch_size']} | {base / auto['step_ms']:.2f} | "
-                  f"{base / tune['step_ms']:.2f} | {auto['step_ms'] / tune['step_ms']:.2f}× | "
-                  f"{over(auto)} | {over(tune)} | {_short(auto['strategy'])} | "
-                  f"{_short(tune['strategy'])} | {cost} |")
+    for name, _, _, row in zoo_table.rows(root):
+        auto, tune = row["lanes"]["auto"], row["lanes"]["tune"]
+        base = row["baseline"]["step_ms"]
+        scan = row.get("limit_scanned", {}).get("step_ms")
+        over = lambda x: "—" if scan is None else f"{x['step_ms'] / scan:.2f}"
+        tuning = tune.get("tuning")
+        cost = ("—" if tuning is None else
+                f"{tuning['seconds']:.0f} ({len(tuning['timings'])})")
+        print(f"| {name} | {row['batch_size']} | {base / auto['step_ms']:.2f} | "
+              f"{base / tune['step_ms']:.2f} | {auto['step_ms'] / tune['step_ms']:.2f}× | "
+              f"{over(auto)} | {over(tune)} | {_short(auto['strategy'])} | "
+              f"{_short(tune['strategy'])} | {cost} |")
 
 
 if __name__ == "__main__":
