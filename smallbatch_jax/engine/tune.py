@@ -62,7 +62,7 @@ MIN_REPEAT_SECONDS = 0.25  # a repeat runs as many windows as this takes (timer 
 KEEP_FIRST_WITHIN = 0.05
 DEFAULT_SHARE = 0.1  # of the run's training time that tuning may take
 # Bumped when the candidates change: a cached choice among other candidates is stale.
-CANDIDATES_VERSION = 1
+CANDIDATES_VERSION = 2  # 2: a scanned program of one lane on CPUs
 # A run too short to repay even one candidate's timing is not tuned at all: judged before
 # anything compiles, from its FLOPs (XLA's estimate of a step, before compiling) at an
 # optimistic speed, or a floor per step, whichever is longer. Optimistic on purpose: only a
@@ -127,6 +127,10 @@ def candidates(auto: Strategy, backend: str, num_lanes: int, num_devices: int,
         for conv in convs[::-1]:
             found += [Strategy(conv=conv), Strategy(conv=conv, lanes_per_program=per_device),
                       Strategy(conv=conv, lanes_per_program=min(4, per_device))]
+        # One lane per program, its whole dispatch scanned: each lane's weights stay in the
+        # core's cache for many steps (a small model's lanes together may not fit), without
+        # the per-step dispatch of 'sequential'.
+        found += [Strategy(conv=convs[-1], lanes_per_program=1)]
         found += [PRESETS["sequential"], Strategy(lane_map="map", conv=convs[-1])]
     else:
         convs = convs + (("shifted",) if has_conv else ())

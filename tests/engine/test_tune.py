@@ -27,6 +27,8 @@ def test_candidates_start_with_auto_and_repeat_nothing():
     found = candidates(AUTO, "cpu", 13, 2, has_conv=True)
     assert found[0] == AUTO and len(found) == len(set(found)) >= 6
     assert PRESETS["sequential"] in found and Strategy() in found
+    # One lane per program with its steps scanned (a small model's cache-friendly shape).
+    assert Strategy(conv="patches", lanes_per_program=1) in found
     # Without convolutions the conv variants are one program: only XLA's is timed.
     plain = candidates(AUTO, "cpu", 13, 2, has_conv=False)
     assert {s.conv for s in plain} == {"xla"} and len(plain) < len(found)
