@@ -402,10 +402,14 @@ def test_seeds_set_initial_weights_and_data_order(tiny_digits):
     assert not np.array_equal(orders[0], permutations(jnp.asarray(grid.seeds), 1,
                                                       num_train=tiny_digits.num_train)[0])
     np.testing.assert_array_equal(np.sort(orders[0]), np.arange(tiny_digits.num_train))
-    # A lane of a two-seed program equals the one-seed program of its seed.
+    # A lane of a two-seed program equals the one-seed program of its seed: within the
+    # rounding the strategy tests accept, since XLA tiles a 4-lane batched product unlike a
+    # 1-lane one (1.2e-5 apart on an AVX-512 Xeon, 2026-12-06; another seed's weights differ
+    # at the weights' own scale).
     state, history = _run(trainer, tiny_digits, grid)
     alone_state, alone = _run(_trainer(tiny_digits), tiny_digits, _grid((2.0**-4,), seeds=(4,)))
-    _assert_trees_close(tree_index(state.lanes, 3), tree_index(alone_state.lanes, 0))
+    _assert_trees_close(tree_index(state.lanes, 3), tree_index(alone_state.lanes, 0),
+                        rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.stack(history.test_metric)[:, 3],
                                np.stack(alone.test_metric)[:, 0])
 
