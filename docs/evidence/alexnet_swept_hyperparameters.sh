@@ -9,15 +9,40 @@
 #    2^-6 (every second power) at m ∈ {8, 128}, λ = 5e-4, 3 seeds, 6 epochs: does momentum
 #    help most at large batch sizes (Shallue et al. 2019)?
 #   [DATA=FILE] [BUDGET=minutes] bash docs/evidence/alexnet_swept_hyperparameters.sh [RUNS_DIR] [weight_decay|momentum ...]
+# Longer than a session on a 2-core CPU (m = 4 alone: ~1 h), and a new checkout has no runs/:
+# every finished batch size's run (config.json, curves.csv, results.csv; not its weights) is
+# kept in docs/evidence/alexnet_swept_hyperparameters/<study>/m<m>/ to be committed, and
+# copied back into the workdir before a study starts, so that the sweep skips it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${1:-runs}"
 shift || true
 studies="${*:-weight_decay momentum}"
+kept=docs/evidence/alexnet_swept_hyperparameters
+
+restore() {  # finished runs kept in the repository -> the workdir
+  local run
+  for run in "$kept/$1"/m*/; do
+    [ -f "$run/results.csv" ] || continue
+    mkdir -p "$2/$(basename "$run")"
+    [ -f "$2/$(basename "$run")/results.csv" ] || cp "$run"/*.* "$2/$(basename "$run")/"
+  done
+}
+keep() {  # finished runs of the workdir -> the repository (small files only)
+  local run
+  for run in "$2"/m*/; do
+    [ -f "$run/results.csv" ] || continue
+    mkdir -p "$kept/$1/$(basename "$run")"
+    cp "$run"/config.json "$run"/curves.csv "$run"/results.csv "$kept/$1/$(basename "$run")/"
+  done
+}
+trap 'keep weight_decay "$runs/fig6_weight_decay"; keep momentum "$runs/fig6_momentum"' EXIT
+trap 'exit 143' TERM INT  # (the EXIT trap runs when the study is stopped, too)
 common=(--config=configs/alexnet_cifar10.py:bn=conv
         --config.data_dir="${DATA:-../shared/data/cifar10_subset.npz}" --config.num_seeds=3
         --config.epochs=6 --budget_minutes="${BUDGET:-0}")
 for study in $studies; do
+  restore "$study" "$runs/fig6_$study"
   case $study in
     weight_decay)
       python -m experiments.recommend "${common[@]}" --config.batch_sizes="(4, 32, 256)" \
