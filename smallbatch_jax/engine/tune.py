@@ -127,9 +127,9 @@ def candidates(auto: Strategy, backend: str, num_lanes: int, num_devices: int,
         for conv in convs[::-1]:
             found += [Strategy(conv=conv), Strategy(conv=conv, lanes_per_program=per_device),
                       Strategy(conv=conv, lanes_per_program=min(4, per_device))]
-        # One lane per program, its whole dispatch scanned: each lane's weights stay in the
-        # core's cache for many steps (a small model's lanes together may not fit), without
-        # the per-step dispatch of 'sequential'.
+        # One lane per program, its whole dispatch scanned: one lane's working set for many
+        # steps, without the per-step dispatch of 'sequential'. (Added for the MLP, whose
+        # lanes trail sequential runs; there it was not faster: docs/benchmarks.md.)
         found += [Strategy(conv=convs[-1], lanes_per_program=1)]
         found += [PRESETS["sequential"], Strategy(lane_map="map", conv=convs[-1])]
     else:
