@@ -162,17 +162,42 @@ def seconds_per_step(workdir: str, runs: list[Run]) -> dict[int, float]:
 
 
 def eta_text(workdir: str, runs: list[Run], left: list) -> str:
-    """The time the runs `left` ([(run, its RunSpec)]) should take: their steps at the speed
-    measured at the nearest m (log scale) among complete runs; "?" before any."""
+    """The time the runs `left` ([(run, its RunSpec)]) should take: their steps, each at the
+    time a step takes at its m under the cost model latency + m × per-example cost, fitted to
+    the complete runs; "?" before any. One complete run cannot separate the two terms, so the
+    answer is then the range between them (a step's time constant in m, or proportional to it):
+    a step at m = 4 says little about one at m = 256, and one number would be a guess."""
     measured = seconds_per_step(workdir, runs)
     if not measured:
         return "? (no run finished yet)"
-    total = 0.0
-    for _, one in left:
-        m = one.batch_size
-        nearest = min(measured, key=lambda done: abs(math.log2(done) - math.log2(m)))
-        total += one.schedule.epochs * (one.dataset.num_train // m) * measured[nearest]
-    return f"{total:.0f} s (their steps at the speed measured at the nearest m)"
+    steps = [(one.schedule.epochs * (one.dataset.num_train // one.batch_size), one.batch_size)
+             for _, one in left]
+    if len(measured) == 1:
+        ((done, per_step),) = measured.items()
+        low = sum(n * per_step * min(1.0, m / done) for n, m in steps)
+        high = sum(n * per_step * max(1.0, m / done) for n, m in steps)
+        if math.isclose(low, high):
+            return f"{low:.0f} s (their steps at the speed measured at m = {done})"
+        return (f"{low:.0f} to {high:.0f} s (their steps at m = {done}'s speed, a step's time "
+                f"constant in m or proportional to m)")
+    latency, per_example = _fit_step_time(measured)
+    total = sum(n * (latency + per_example * m) for n, m in steps)
+    return (f"{total:.0f} s (a step's time fitted as {latency * 1e3:.3g} ms + m × "
+            f"{per_example * 1e3:.3g} ms to {len(measured)} finished m's)")
+
+
+def _fit_step_time(measured: dict[int, float]) -> tuple[float, float]:
+    """Least squares of seconds per step = latency + m × per-example, both kept ≥ 0."""
+    ms, ts = zip(*sorted(measured.items()))
+    mean_m, mean_t = sum(ms) / len(ms), sum(ts) / len(ts)
+    spread = sum((m - mean_m) ** 2 for m in ms)
+    per_example = sum((m - mean_m) * (t - mean_t) for m, t in zip(ms, ts)) / spread
+    latency = mean_t - per_example * mean_m
+    if per_example < 0:  # slower at smaller m: noise; a step's time constant in m
+        return mean_t, 0.0
+    if latency < 0:  # a line through the origin: time proportional to m
+        return 0.0, sum(m * t for m, t in zip(ms, ts)) / sum(m * m for m in ms)
+    return latency, per_example
 
 
 def read_complete(workdir: str, runs: list[Run]) -> tuple[list[dict], list[str]]:

@@ -56,23 +56,39 @@ def test_replacing_leaves_the_old_file_whole_when_writing_fails(tmp_path):
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["summary.md"]
 
 
-def test_the_eta_is_the_steps_left_at_the_speed_of_the_nearest_finished_m(tmp_path):
+def test_the_eta_fits_a_step_time_of_latency_plus_per_example_cost(tmp_path):
+    """A step at m = 32 on a CPU takes ~8× one at m = 4: an ETA at the nearest m's speed per
+    step said 485 s for two runs that took ~75 minutes."""
     from types import SimpleNamespace
 
     runs = [Run(f"m{m}", {"batch_size": m}) for m in (2, 8, 16, 128)]
-    for run, steps, seconds in ((runs[0], 100, 10.0), (runs[1], 50, 10.0)):  # 0.1, 0.2 s/step
+
+    def finish(run, steps, seconds):
         os.makedirs(tmp_path / run.name)
         results.write_csv(str(tmp_path / run.name / "results.csv"),
                           [{"batch_size": run.overrides["batch_size"], "steps": steps,
                             "wall_seconds": seconds}], results.SUMMARY_FIELDS)
-    assert sweep.seconds_per_step(str(tmp_path), runs) == {2: 0.1, 8: 0.2}
+
     data = SimpleNamespace(num_train=6400)
     spec = lambda m, epochs: SimpleNamespace(batch_size=m, schedule=SimpleNamespace(
         epochs=epochs), dataset=data)
-    left = [(runs[2], spec(16, 2)),  # 800 steps at m = 8's speed
-            (runs[3], spec(128, 1))]  # 50 steps, likewise
-    assert sweep.eta_text(str(tmp_path), runs, left).startswith("170 s ")
+    left = [(runs[2], spec(16, 2)),  # 800 steps
+            (runs[3], spec(128, 1))]  # 50 steps
     assert sweep.eta_text(str(tmp_path / "none"), runs, left).startswith("?")
+    finish(runs[0], 100, 10.0)  # 0.1 s/step at m = 2
+    # One m cannot tell latency from per-example cost: the range between the two, from
+    # 850 × 0.1 s (constant) to 800 × 0.8 s + 50 × 6.4 s (proportional to m).
+    assert sweep.eta_text(str(tmp_path), runs, left).startswith("85 to 960 s ")
+    finish(runs[1], 50, 10.0)  # 0.2 s/step at m = 8
+    assert sweep.seconds_per_step(str(tmp_path), runs) == {2: 0.1, 8: 0.2}
+    # 0.2 s/step = 1/15 s + 8 × 1/60 s: m = 16 → 1/3 s/step, m = 128 → 2.2 s/step
+    assert sweep.eta_text(str(tmp_path), runs, left).startswith(f"{800 / 3 + 50 * 2.2:.0f} s ")
+
+
+def test_the_eta_fit_keeps_both_terms_non_negative():
+    assert sweep._fit_step_time({4: 0.3, 32: 0.2}) == (0.25, 0.0)  # faster at larger m: noise
+    latency, per_example = sweep._fit_step_time({2: 0.1, 4: 0.4, 8: 0.8})
+    assert latency == 0.0 and per_example > 0
 
 
 def test_a_sweep_says_which_run_of_how_many_it_trains(tmp_path, monkeypatch, caplog):
