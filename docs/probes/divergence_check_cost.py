@@ -1,6 +1,7 @@
 """Exploration (docs/benchmarks.md): what divergence handling costs per step, by parts: the
-current check (loss, Σg², BN finite, then jnp.where), the loss alone, Σg² without freezing,
-none. Not usable strategies: measurements only. Usage: python docs/probes/divergence_check_cost.py M K REPEATS"""
+current check (loss, Σg since docs/probes/finite_check_cost.py, Σg² before; BN finite; then
+jnp.where), the loss alone, Σg² without freezing, none. Not usable strategies: measurements
+only. Usage: python docs/probes/divergence_check_cost.py M K REPEATS"""
 import sys
 from smallbatch_jax.engine.sharding import use_cpu_cores
 use_cpu_cores()
@@ -16,7 +17,7 @@ ds = benchmark.synthetic_dataset((32, 32, 3), 10, max(m * steps, k * m))
 lanes_ds = benchmark.synthetic_dataset((32, 32, 3), 10, m * steps)
 auto = choose_strategy("cpu", m, k, jax.local_device_count())
 model = lambda: (lambda conv: create_model("alexnet", 10, conv=conv))
-orig_sos = S.sum_of_squares
+orig_sos = S.sum_of_elements
 orig_step = S.LaneStep.train_step
 
 
@@ -42,9 +43,9 @@ def nowhere(self, lane, hp, images, labels, step, total_steps):
 
 runners = {"baseline": benchmark.python_loop_runner(create_model("alexnet", 10), ds, m, k, steps)}
 runners["current"] = benchmark.lanes_runner(model(), lanes_ds, m, k, auto)
-S.sum_of_squares = lambda tree: jnp.float32(0.0)
+S.sum_of_elements = lambda tree: jnp.float32(0.0)
 runners["loss_only"] = benchmark.lanes_runner(model(), lanes_ds, m, k, auto)
-S.sum_of_squares = orig_sos
+S.sum_of_elements = orig_sos
 S.LaneStep.train_step = nowhere
 runners["sos_nowhere"] = benchmark.lanes_runner(model(), lanes_ds, m, k, auto)
 S.LaneStep.train_step = nocheck

@@ -125,3 +125,19 @@ def test_bfloat16_compute_keeps_parameters_statistics_and_optimizer_in_float32()
 def test_an_unknown_compute_dtype_is_refused():
     with pytest.raises(ValueError, match="compute_dtype='float16'.*bfloat16"):
         LaneStep(Linear(), batch_size=8, image_shape=(3,), compute_dtype="float16")
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_one_non_finite_gradient_element_makes_the_divergence_test_fail(bad):
+    """The gradients' test is Σg (step.sum_of_elements): any non-finite element must make it
+    non-finite, also beside an element of the opposite infinity or huge finite ones."""
+    from smallbatch_jax.engine.step import sum_of_elements
+
+    healthy = {"a": np.ones((3, 4), np.float32), "b": np.full(5, -2.0, np.float32)}
+    assert np.isfinite(sum_of_elements(healthy))
+    for a, b in ((bad, 0.0), (bad, -np.inf), (bad, 3e38)):
+        tree = {"a": np.ones((3, 4), np.float32), "b": np.full(5, -2.0, np.float32)}
+        tree["a"][1, 2], tree["b"][4] = bad, b
+        assert not np.isfinite(sum_of_elements(tree)), (a, b)
+    under_vmap = jax.vmap(sum_of_elements)({"w": np.stack([healthy["a"], healthy["a"] * bad])})
+    assert np.isfinite(under_vmap[0]) and not np.isfinite(under_vmap[1])
