@@ -6,7 +6,9 @@ repeat; interleaved repeats, medians.
   plain_loop   K sequential runs of a user's jitted step, batches sliced on the host (the
                benchmark's baseline)
   plain_scan   one plain model, its S steps scanned in one jit, data on the device: the
-               baseline without dispatch (× K runs: per lane)
+               baseline without dispatch (× K runs: per lane). The baseline's step draws
+               its dropout masks from a fixed key, which XLA hoists out of the scan: for a
+               model with dropout (the zoo's MLP) a lower bound, the masks drawn once
   ours_1_unrolled       our trainer's program, one lane, S steps scanned, the lane step
                         not vmapped (lane_map 'unrolled': CPU auto's choice above m = 16)
   ours_1_unrolled_bare  the same with the lane step's divergence check and freeze removed
