@@ -1,0 +1,55 @@
+"""The tables of docs/evidence/alexnet_swept_hyperparameters.md: for each m of the studies'
+kept runs (the lanes of every study directory given, joined per m), the mean ± standard error over seeds of the median test accuracy (%) of every
+(value of the swept dimension, η̃) pair, the best cell in bold, a cell where a seed diverged
+marked "div."; and Welch's p of each value against `reference` at the best η̃.
+
+  python docs/evidence/swept_table.py weight_decay 0.0005 \
+      docs/evidence/alexnet_swept_hyperparameters/weight_decay{,_upper}
+"""
+import glob
+import math
+import os
+import sys
+
+from smallbatch_jax.run.results import read_csv
+from smallbatch_jax.study.analysis import setting_statistics, value_in, welch_p
+
+HYPERPARAMETER_OF = {"weight_decay": "λ", "momentum": "μ"}
+
+
+def main(key: str, reference: float, study_dirs: list[str]) -> None:
+    by_m = {}
+    for study_dir in study_dirs:
+        for path in glob.glob(os.path.join(study_dir, "m*", "results.csv")):
+            rows = read_csv(path)
+            by_m.setdefault(int(rows[0]["batch_size"]), []).extend(rows)
+    for m, rows in sorted(by_m.items()):
+        stats = setting_statistics(rows)
+        lrs = sorted({point[1] for point in stats})
+        values = sorted({value_in(point[1:], key) for point in stats})
+        best = max(stats, key=lambda p: -math.inf if math.isnan(stats[p][0]) else stats[p][0])
+        print(f"\nm = {m} ({len(rows)} lanes, {rows[0]['epochs']} epochs)\n")
+        print(f"| {HYPERPARAMETER_OF[key]} \\ log₂ η̃ | "
+              + " | ".join(f"{math.log2(lr):.0f}" for lr in lrs) + " |")
+        print("|---" * (len(lrs) + 1) + "|")
+        for value in values:
+            cells = []
+            for lr in lrs:
+                point = next(p for p in stats if p[1] == lr and value_in(p[1:], key) == value)
+                mean, se, _ = stats[point]
+                cell = "div." if math.isnan(mean) else f"{100 * mean:.1f} ± {100 * se:.1f}"
+                cells.append(f"**{cell}**" if point == best else cell)
+            print(f"| {value:g} | " + " | ".join(cells) + " |")
+        seeds = lambda lr, value: [float(r["median_test_metric"]) for r in rows
+                                   if float(r["base_lr"]) == lr
+                                   and float(r[key]) == value]
+        best_lr = best[1]
+        print(f"\nbest: log₂ η̃ = {math.log2(best_lr):.0f}, {HYPERPARAMETER_OF[key]} = "
+              f"{value_in(best[1:], key):g}; at that η̃, Welch p against "
+              f"{HYPERPARAMETER_OF[key]} = {reference:g}: "
+              + ", ".join(f"{value:g}: {welch_p(seeds(best_lr, value), seeds(best_lr, reference)):.2f}"
+                          for value in values if value != reference))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]), sys.argv[3:])
