@@ -237,14 +237,32 @@ def _at(rows, key: str, value: float) -> list[dict]:
     return [row for row in rows if float(row[key]) == value]
 
 
+def _unresolved_rivals(rows_at: dict, alpha: float) -> dict:
+    """{value: what keeps its best m from being resolved} for each value whose rows have an
+    m that trains and is not significantly below their best m (or cannot be tested: fewer
+    than MIN_SEEDS seeds)."""
+    rivals = {}
+    for value, at_v in rows_at.items():
+        best_m, best = _best_m(at_v)
+        close = [f"m = {m} (p = {p:.2f})" if not math.isnan(p) else f"m = {m} (too few seeds)"
+                 for m, p in within_noise(at_v, alpha).items()
+                 if m != best_m and not math.isnan(best[m][0]) and not p < alpha]
+        if close:
+            rivals[value] = "within noise of its best m: " + ", ".join(close)
+    return rivals
+
+
 def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict:
     """"Tuning `key` as well changes the best batch size", from the whole grid's rows
     (every setting of the swept hyperparameters; η̃ and the other dimensions tuned either
     way). The best m with `key` tuned, m_t, against the best m at each fixed value v, m_v.
-    False if every fixed value's best m is m_t; true if at some v the change is real both
-    ways: at v, m_t is significantly below m_v (or does not train), and with `key` tuned
-    m_v is significantly below m_t (Welch p < α over seeds, `within_noise`); cannot tell
-    otherwise (within noise, fewer than MIN_SEEDS seeds, nothing trained)."""
+    False if every fixed value's best m is m_t and, at every value, each other m that trains
+    is significantly below it (the same best m, resolved: a rival within noise at some value
+    could be the best there, and "the same m" would then be a coin's answer); true if at
+    some v the change is real both ways: at v, m_t is significantly below m_v (or does not
+    train), and with `key` tuned m_v is significantly below m_t (Welch p < α over seeds,
+    `within_noise`); cannot tell otherwise (within noise, fewer than MIN_SEEDS seeds,
+    nothing trained)."""
     name = HYPERPARAMETER_NAMES.get(key, key)
     claim = f"tuning {name} as well changes the best batch size"
     tuned_m, _ = _best_m(rows)
@@ -256,7 +274,13 @@ def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict
                            for v, m in fixed.items()))
     moved = {v: m for v, m in fixed.items() if m is not None and m != tuned_m}
     if not moved:
-        return Verdict(claim, FALSE, f"{listing}: the same m at every value")
+        rivals = _unresolved_rivals({v: _at(rows, key, v) for v in fixed}, alpha)
+        if not rivals:
+            return Verdict(claim, FALSE, f"{listing}: the same m at every value, each other m "
+                           f"significantly below it (p < {alpha:g})")
+        return Verdict(claim, CANNOT_TELL, f"{listing}: the same m at every value, but not "
+                       "resolved: " + "; ".join(f"at {key} = {v:g}, {text}"
+                                                for v, text in rivals.items()))
     tuned_p = within_noise(rows, alpha)
     tests, untested = [], False
     for v, m_v in moved.items():

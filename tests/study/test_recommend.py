@@ -182,6 +182,17 @@ def test_tuning_a_hyperparameter_moves_the_best_batch_size_or_not():
     steady = lambda m, k, wd: (0.8 if m == 8 else 0.7) - 100 * wd - 0.05 * abs(k + 9)
     assert recommend.verdict_tuning_moves_best_m(_grid_rows(steady), "weight_decay"
                                                  ).answer == FALSE
+    # m = 8 best at every λ, but m = 64 within noise of it at λ = 0 (0.002 below): which m
+    # is best there is not resolved, and "the same m" is no answer: cannot tell.
+    unresolved = lambda m, k, wd: (steady(m, k, wd) if wd else
+                                   (0.602 if m == 8 else 0.60) - 0.05 * abs(k + 9))
+    verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(unresolved), "weight_decay")
+    assert verdict.answer == CANNOT_TELL, verdict.because
+    assert "at weight_decay = 0, within noise of its best m: m = 64 (p = " in verdict.because
+    # Both m alike at every λ: the same best m by the tie-break alone.
+    tied = lambda m, k, wd: 0.8 - 0.05 * abs(k + 9)
+    assert recommend.verdict_tuning_moves_best_m(_grid_rows(tied), "weight_decay"
+                                                 ).answer == CANNOT_TELL
     # The change within noise (m = 64 at λ = 0 only 0.002 above m = 8): cannot tell.
     close = lambda m, k, wd: moving(m, k, wd) if wd else (0.602 if m == 64 else 0.60) - 0.05 * abs(k + 9)
     verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(close), "weight_decay")
@@ -216,7 +227,10 @@ def test_the_best_learning_rate_moves_with_weight_decay_or_not():
 
 
 def test_the_report_gives_the_verdicts_of_each_swept_hyperparameter():
-    rows = _grid_rows(lambda m, k, wd: 0.8 - 0.05 * abs(k - (-8 if wd <= 5e-4 else -11)))
+    # m = 8 best at every λ, by 0.1 (before, both m scored alike: "false" was the tie-break's
+    # answer, now "cannot tell": test_tuning_a_hyperparameter_moves_the_best_batch_size_or_not).
+    rows = _grid_rows(lambda m, k, wd: (0.8 if m == 8 else 0.7)
+                      - 0.05 * abs(k - (-8 if wd <= 5e-4 else -11)))
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
     verdicts = text.split("## 5.")[1]
     assert "tuning weight decay λ as well changes the best batch size\": false" in verdicts
