@@ -1,7 +1,10 @@
 """The tables of docs/evidence/alexnet_swept_hyperparameters.md: for each m of the studies'
-kept runs (the lanes of every study directory given, joined per m), the mean ± standard error over seeds of the median test accuracy (%) of every
-(value of the swept dimension, η̃) pair, the best cell in bold, a cell where a seed diverged
-marked "div."; and Welch's p of each value against `reference` at the best η̃.
+kept runs (the lanes of every study directory given, joined per m), the mean ± standard
+error over seeds of the median test accuracy (%) of every (value of the swept dimension, η̃)
+pair, the best cell in bold, a cell where a seed diverged marked "div."; Welch's p of each
+value against `reference` at the best η̃; and, at each value held fixed, the steps to the
+studies' target (study/steps_to_target.py: within 5% of the best over every m and value)
+with the η̃ that gets there first.
 
   python docs/evidence/swept_table.py weight_decay 0.0005 \
       docs/evidence/alexnet_swept_hyperparameters/weight_decay{,_upper}
@@ -12,17 +15,27 @@ import os
 import sys
 
 from smallbatch_jax.run.results import read_csv
+from smallbatch_jax.study import steps_to_target
 from smallbatch_jax.study.analysis import setting_statistics, value_in, welch_p
 
 HYPERPARAMETER_OF = {"weight_decay": "λ", "momentum": "μ"}
 
 
 def main(key: str, reference: float, study_dirs: list[str]) -> None:
-    by_m = {}
+    by_m, curves_by_m = {}, {}
     for study_dir in study_dirs:
         for path in glob.glob(os.path.join(study_dir, "m*", "results.csv")):
             rows = read_csv(path)
-            by_m.setdefault(int(rows[0]["batch_size"]), []).extend(rows)
+            m = int(rows[0]["batch_size"])
+            # Lanes are numbered per run: a study's lane is (its directory, its number).
+            for row in rows:
+                row["lane"] = (study_dir, row["lane"])
+            curves = read_csv(os.path.join(os.path.dirname(path), "curves.csv"))
+            for row in curves:
+                row["lane"] = (study_dir, row["lane"])
+            by_m.setdefault(m, []).extend(rows)
+            curves_by_m.setdefault(m, []).extend(curves)
+    target = steps_to_target.default_target([row for rows in by_m.values() for row in rows])
     for m, rows in sorted(by_m.items()):
         stats = setting_statistics(rows)
         lrs = sorted({point[1] for point in stats})
@@ -49,6 +62,21 @@ def main(key: str, reference: float, study_dirs: list[str]) -> None:
               f"{HYPERPARAMETER_OF[key]} = {reference:g}: "
               + ", ".join(f"{value:g}: {welch_p(seeds(best_lr, value), seeds(best_lr, reference)):.2f}"
                           for value in values if value != reference))
+        print(f"steps to {100 * target:.1f}% (epoch ends), each {HYPERPARAMETER_OF[key]} held "
+              "fixed: " + ", ".join(_steps_at(rows, curves_by_m[m], key, value, target)
+                                    for value in values))
+
+
+def _steps_at(rows, curves, key: str, value: float, target: float) -> str:
+    at = [row for row in rows if float(row[key]) == value]
+    lanes = {row["lane"] for row in at}
+    m = int(at[0]["batch_size"])
+    found = steps_to_target.steps_to_target(
+        at, {m: [c for c in curves if c["lane"] in lanes]}, target)[m]
+    name = f"{HYPERPARAMETER_OF[key]} = {value:g}"
+    if found["steps"] is None:
+        return f"{name}: not reached"
+    return f"{name}: {found['steps']} (η̃ = 2^{math.log2(found['lr']):.0f})"
 
 
 if __name__ == "__main__":
