@@ -1,8 +1,8 @@
 """The tables of docs/evidence/alexnet_swept_hyperparameters.md: for each m of the studies'
 kept runs (the lanes of every study directory given, joined per m), the mean ± standard
 error over seeds of the median test accuracy (%) of every (value of the swept dimension, η̃)
-pair, the best cell in bold, a cell where a seed diverged marked "div."; Welch's p of each
-value against `reference` at the best η̃; and, at each value held fixed, the steps to the
+pair, the best cell in bold, a cell where a seed diverged marked "div."; each value at its
+best η̃, with Welch's p against `reference` at its own best η̃; and, at each value held fixed, the steps to the
 studies' target (study/steps_to_target.py: within 5% of the best over every m and value)
 with the η̃ that gets there first.
 
@@ -57,11 +57,19 @@ def main(key: str, reference: float, study_dirs: list[str]) -> None:
                                    if float(r["base_lr"]) == lr
                                    and float(r[key]) == value]
         best_lr = best[1]
+        # Each value at its own best η̃ (η̃ tuned), against the reference at its own.
+        own_best = {value: max((p for p in stats if value_in(p[1:], key) == value),
+                               key=lambda p: -math.inf if math.isnan(stats[p][0])
+                               else stats[p][0]) for value in values}
         print(f"\nbest: log₂ η̃ = {math.log2(best_lr):.0f}, {HYPERPARAMETER_OF[key]} = "
-              f"{value_in(best[1:], key):g}; at that η̃, Welch p against "
-              f"{HYPERPARAMETER_OF[key]} = {reference:g}: "
-              + ", ".join(f"{value:g}: {welch_p(seeds(best_lr, value), seeds(best_lr, reference)):.2f}"
-                          for value in values if value != reference))
+              f"{value_in(best[1:], key):g}. Each {HYPERPARAMETER_OF[key]} at its best η̃ "
+              f"(Welch p against {HYPERPARAMETER_OF[key]} = {reference:g} at its own): "
+              + ", ".join(
+                  f"{value:g}: 2^{math.log2(own_best[value][1]):.0f} "
+                  f"{100 * stats[own_best[value]][0]:.1f} ± {100 * stats[own_best[value]][1]:.1f}"
+                  + ("" if value == reference else
+                     f" (p = {welch_p(seeds(own_best[value][1], value), seeds(own_best[reference][1], reference)):.2f})")
+                  for value in values))
         print(f"steps to {100 * target:.1f}% (epoch ends), each {HYPERPARAMETER_OF[key]} held "
               "fixed: " + ", ".join(_steps_at(rows, curves_by_m[m], key, value, target)
                                     for value in values))
