@@ -4,7 +4,7 @@ error over seeds of the median test accuracy (%) of every (value of the swept di
 pair, the best cell in bold, a cell where a seed diverged marked "div."; each value at its
 best η̃, with Welch's p against `reference` at its own best η̃; and, at each value held fixed, the steps to the
 studies' target (study/steps_to_target.py: within 5% of the best over every m and value)
-with the η̃ that gets there first.
+with the η̃ that gets there first (`--target=0.45`: another target).
 
   python docs/evidence/swept_table.py weight_decay 0.0005 \
       docs/evidence/alexnet_swept_hyperparameters/weight_decay{,_upper}
@@ -21,7 +21,7 @@ from smallbatch_jax.study.analysis import setting_statistics, value_in, welch_p
 HYPERPARAMETER_OF = {"weight_decay": "λ", "momentum": "μ"}
 
 
-def main(key: str, reference: float, study_dirs: list[str]) -> None:
+def main(key: str, reference: float, study_dirs: list[str], target: float = 0.0) -> None:
     by_m, curves_by_m = {}, {}
     for study_dir in study_dirs:
         for path in glob.glob(os.path.join(study_dir, "m*", "results.csv")):
@@ -35,7 +35,8 @@ def main(key: str, reference: float, study_dirs: list[str]) -> None:
                 row["lane"] = (study_dir, row["lane"])
             by_m.setdefault(m, []).extend(rows)
             curves_by_m.setdefault(m, []).extend(curves)
-    target = steps_to_target.default_target([row for rows in by_m.values() for row in rows])
+    target = target or steps_to_target.default_target([row for rows in by_m.values()
+                                                        for row in rows])
     for m, rows in sorted(by_m.items()):
         stats = setting_statistics(rows)
         lrs = sorted({point[1] for point in stats})
@@ -88,4 +89,6 @@ def _steps_at(rows, curves, key: str, value: float, target: float) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), sys.argv[3:])
+    targets = [float(a.split("=", 1)[1]) for a in sys.argv[3:] if a.startswith("--target=")]
+    main(sys.argv[1], float(sys.argv[2]), [a for a in sys.argv[3:] if not a.startswith("--")],
+         *targets[-1:])
