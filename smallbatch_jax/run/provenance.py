@@ -38,7 +38,20 @@ def git_commit(directory: str | None = None) -> str | None:
     return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
+# The commit of the code this process runs, read when it loads the package (run/train.py
+# imports this module at start). A study runs for hours in one process; a commit made
+# meanwhile in its checkout changes nothing it computes, but a commit read per run named it
+# (issue 27's study 1: m = 256 recorded the commit of a new divergence test it did not run).
+COMMIT_AT_START = git_commit()
+
+
 def provenance(devices) -> dict:
-    return {"python": platform.python_version(), "packages": package_versions(),
-            "commit": git_commit(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "backend": jax.default_backend(), "devices": [str(d) for d in devices]}
+    """The record; "commit" is the code this process runs (COMMIT_AT_START), and
+    "checkout_now" is added when the checkout has moved on since (a commit or an edit)."""
+    record = {"python": platform.python_version(), "packages": package_versions(),
+              "commit": COMMIT_AT_START, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+              "backend": jax.default_backend(), "devices": [str(d) for d in devices]}
+    now = git_commit()
+    if now != COMMIT_AT_START:
+        record["checkout_now"] = now
+    return record

@@ -3,6 +3,7 @@ import subprocess
 import jax
 
 from conftest import REPO_ROOT
+from smallbatch_jax.run import provenance as provenance_module
 from smallbatch_jax.run.provenance import git_commit, provenance
 
 
@@ -25,3 +26,12 @@ def test_provenance_names_versions_commit_flags_and_devices(monkeypatch):
 
 def test_outside_a_checkout_there_is_no_commit(tmp_path):
     assert git_commit(str(tmp_path)) is None
+
+
+def test_the_commit_is_the_code_the_process_started_with(monkeypatch):
+    """A commit made while a long study runs must not be recorded as the code it ran."""
+    assert "checkout_now" not in provenance(jax.local_devices())  # nothing moved
+    monkeypatch.setattr(provenance_module, "git_commit", lambda directory=None: "later")
+    record = provenance(jax.local_devices())
+    assert record["commit"] == provenance_module.COMMIT_AT_START != "later"
+    assert record["checkout_now"] == "later"
