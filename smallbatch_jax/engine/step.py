@@ -90,8 +90,9 @@ def sum_of_elements(tree) -> jax.Array:
     """Σ x over every leaf: not finite if any element is not finite (inf + x = inf, inf − inf
     and NaN + x are NaN) or if the sum overflows. The divergence test of the gradients: a
     plain reduction, which XLA:CPU runs on a weight's gradient where it lies (under vmap the
-    product computes it transposed); Σ x²'s square made a transposed copy of every weight
-    gradient first, 45% of a 13-lane MLP step there (docs/probes/finite_check_cost.py)."""
+    product computes a Dense kernel's gradient transposed); with Σ x² the MLP profiled there
+    copied each such gradient transposed first, 45% of its 13-lane step
+    (docs/benchmarks.md; docs/probes/finite_check_cost.py)."""
     return sum(jnp.sum(x) for x in jax.tree.leaves(tree))
 
 
@@ -218,7 +219,7 @@ class LaneStep:
         # the weights (checking the new weights instead costs two more passes: 5 ms of a
         # 40 ms step for 13 AlexNet lanes on CPU). A non-finite gradient element makes Σg
         # non-finite (sum_of_elements). An update that overflows from a finite gradient
-        # (|η·g| > 3e38; Σg² used to flag |g| > 2e19 first, at twice a small MLP's step) is
+        # (|η·g| > 3e38; Σg² used to flag |g| > 2e19 first, at 1.3-1.8× a small MLP's step) is
         # applied, and the next step's non-finite loss freezes the lane with those weights.
         healthy = (jnp.isfinite(loss) & (loss <= lane.loss_limit)
                    & jnp.isfinite(sum_of_elements(grads)) & all_finite(batch_stats))
