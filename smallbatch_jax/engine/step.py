@@ -15,9 +15,10 @@ Divergence: a step whose loss, gradients or BatchNorm statistics are not finite,
 training loss exceeds the lane's `loss_limit` (LOSS_LIMIT_MULTIPLE times the lane's loss at
 initialization, set by engine/loop.py: a regression lane at a loss of 5e16 has blown up
 whether or not it has overflowed yet), is not applied; the lane is frozen at its last
-state before that step (whose weights are finite, unless a finite gradient's update
-overflowed, |η·g| > 3·10³⁸: that step is applied, and the next one freezes the lane) (with `jnp.where`, never `lax.cond`, which under vmap runs both
-branches anyway) and marked diverged with that step. A frozen lane costs the same compute as
+state before that step (with `jnp.where`, never `lax.cond`, which under vmap runs both
+branches anyway) and marked diverged with that step. Its weights are then finite, unless a
+finite gradient's update overflowed (|η·g| > 3·10³⁸): that step is applied, and the next
+one freezes the lane. A frozen lane costs the same compute as
 a live one, and the other lanes are unaffected.
 
 Compute dtype (`LaneStep.compute_dtype`; config.precision 'bf16' sets 'bfloat16'): `apply`
