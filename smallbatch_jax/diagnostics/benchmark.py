@@ -42,6 +42,7 @@ from smallbatch_jax.engine import cross_entropy, plan_for, standardize
 from smallbatch_jax.engine.plan import COMPUTE_DTYPES
 from smallbatch_jax.engine.step import cast_floating
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
+from smallbatch_jax.engine.tune import has_convolutions
 from smallbatch_jax.models import create_model
 from smallbatch_jax.optim import paper_sgd
 
@@ -128,6 +129,15 @@ def tuned_strategy(model: str, dataset: Dataset, batch_size: int, num_lanes: int
         config.strategy.update(preset="tune", tune_share=1.0, tune_cache=cache)
     plan = timed_lanes(config, dataset, num_lanes).trainer.plan
     return plan.strategy, plan.tuning.as_json()
+
+
+def model_has_convolutions(model: str, dataset: Dataset, num_classes: int) -> bool:
+    """Whether `model` (built in or imported) has convolutions: what 'auto' decides by on a
+    CPU (engine/strategy.py)."""
+    net = create_model(model, num_classes)
+    dummy = jnp.zeros((1,) + dataset.image_shape, model_input_dtype(dataset))
+    return has_convolutions(jax.eval_shape(
+        lambda: net.init(jax.random.key(0), dummy, train=False)))
 
 
 def time_python_loop(model, dataset: Dataset, batch_size: int, num_runs: int, steps: int,
@@ -234,7 +244,11 @@ def run_throughput(config, workdir: str) -> list[dict]:
             strategies, tuning = {}, None
             for name in config.strategies:
                 if name == "auto":
-                    strategies[name] = choose_strategy(backend, m, k, jax.local_device_count())
+                    has_conv = model_has_convolutions(config.model, synthetic_dataset(
+                        tuple(config.image_shape), config.num_classes, m,
+                        input_kind=config.input_kind), config.num_classes)
+                    strategies[name] = choose_strategy(backend, m, k, jax.local_device_count(),
+                                                       has_conv=has_conv)
                 elif name == "tune":  # (timed before the row, its cost not in it)
                     strategies[name], tuning = tuned_strategy(
                         config.model, synthetic_dataset(tuple(config.image_shape),

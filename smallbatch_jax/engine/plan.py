@@ -224,16 +224,18 @@ def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) 
 def make_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
               precision: str = "default", streamed: bool = False,
               memory_budget_bytes: int = 0, memory_probe: MemoryProbe | None = None,
-              devices=None) -> ExecutionPlan:
+              devices=None, has_conv: bool = True) -> ExecutionPlan:
     """The plan of a run's strategy `choice` for `num_lanes` lanes at `batch_size` on this
     process's devices; `streamed`: the data come from a host pipeline.
 
-    `memory_probe`: how to measure a dispatch's bytes (needed only with a memory budget).
+    `memory_probe`: how to measure a dispatch's bytes (needed only with a memory budget);
+    `has_conv`: whether the model has convolutions ('auto' chooses by it on a CPU).
     Every model takes the plan's convolution: the built-in ones receive it as their layer,
     a user's `nn.Conv` layers are intercepted (models/conv.py: follow_plan).
     """
     available = list(jax.local_devices() if devices is None else devices)
-    strategy = choice.resolve(batch_size, num_lanes, available[0].platform, len(available))
+    strategy = choice.resolve(batch_size, num_lanes, available[0].platform, len(available),
+                              has_conv)
     return plan_for(strategy, num_lanes, precision=precision, devices=available,
                     streamed=streamed, memory_budget_bytes=memory_budget_bytes,
                     memory_probe=memory_probe)

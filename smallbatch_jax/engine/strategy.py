@@ -136,12 +136,14 @@ def measured_choice(table: dict, batch_size: int) -> Strategy:
 
 
 def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
-                    num_devices: int = 1, table_path: str = "") -> Strategy:
+                    num_devices: int = 1, table_path: str = "", has_conv: bool = True
+                    ) -> Strategy:
     """The strategy used when a config asks for 'auto': the fastest measured per backend.
 
     `num_lanes`: K; `num_devices`: the local devices the lanes may use; `table_path`: a
     measured table to use instead of the packaged one (e.g. one experiments.gpu_check just
-    wrote on this machine).
+    wrote on this machine); `has_conv`: whether the model has convolutions
+    (tune.has_convolutions).
 
     CPU (reduced AlexNet, 2-core XLA:CPU, interleaved repeats; docs/benchmarks.md): for
     m ≤ 16 the convolutions as patches. With one CPU device per core
@@ -153,7 +155,10 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
     m = 8: 1.12× against 0.97×). On a single device, every lane in one program at m ≤ 4
     and groups of ≤ 7 lanes up to m = 16. Above m = 16, XLA's own convolution, one lane and
     one step per dispatch, the lanes dealt out over the devices: XLA:CPU's convolution runs
-    ~20× slower inside a loop, and at m ≥ 32 patches lose to it.
+    ~20× slower inside a loop, and at m ≥ 32 patches lose to it. That reason is the
+    convolution's: a model without convolutions keeps its lanes vmapped above m = 16, all of
+    them in one program split over the devices (the zoo's MLP at m = 32 and 128: 1.7-1.8× one
+    lane per program, which lost to the sequential runs; docs/benchmarks.md).
 
     Other backends (GPU): the fastest strategy of a table measured there by
     experiments.gpu_check (reduced AlexNet, K = 13; smallbatch_jax/measured/gpu.json, whose
@@ -171,7 +176,7 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
             return PRESETS["reference"]
         return measured_choice(read_measured_table(packaged), batch_size)
     if batch_size > 16:
-        return PRESETS["sequential"]
+        return PRESETS["sequential"] if has_conv else PRESETS["reference"]
     if num_devices > 1 and num_lanes > 1:
         return Strategy(conv="patches", lanes_per_program=min(4, -(-num_lanes // num_devices)))
     if batch_size <= 4:
@@ -248,12 +253,13 @@ class StrategyChoice:
             return True
         return read_measured_table(path).get("model") != model
 
-    def resolve(self, batch_size: int, num_lanes: int, backend: str, num_devices: int
-                ) -> Strategy:
+    def resolve(self, batch_size: int, num_lanes: int, backend: str, num_devices: int,
+                has_conv: bool = True) -> Strategy:
         if self.preset == "manual":
             return self.fields
         if self.preset in ("auto", "tune"):
-            return choose_strategy(backend, batch_size, num_lanes, num_devices, self.table)
+            return choose_strategy(backend, batch_size, num_lanes, num_devices, self.table,
+                                   has_conv)
         return PRESETS[self.preset]
 
 

@@ -385,7 +385,8 @@ def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
     make = dict(precision=precision, streamed=streamed,
                 memory_budget_bytes=memory_budget_bytes, memory_probe=memory_probe)
     if choice.preset != "tune":
-        return make_plan(choice, num_lanes, batch_size, devices=available, **make)
+        return make_plan(choice, num_lanes, batch_size, devices=available, has_conv=has_conv,
+                         **make)
 
     def plan_of(strategy: Strategy, tuning: Tuning | None = None) -> ExecutionPlan:
         plan = plan_for(strategy, num_lanes, devices=available, **make)
@@ -403,7 +404,7 @@ def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
                      cached.note)
         return plan_of(cached.chosen, dataclasses.replace(cached, outcome="cached"))
     auto = StrategyChoice("auto", table=choice.table).resolve(
-        batch_size, num_lanes, available[0].platform, len(available))
+        batch_size, num_lanes, available[0].platform, len(available), has_conv)
     backend = available[0].platform
     least = optimistic_seconds(timer.run_steps, timer.flops_per_step, backend)
     if cached is None and timer.flops_per_step and choice.tune_share * least < (

@@ -1,7 +1,8 @@
 import pytest
 from ml_collections import ConfigDict
 
-from smallbatch_jax.engine.strategy import (PRESETS, Strategy, choose_strategy, read_measured_table,
+from smallbatch_jax.engine.strategy import (PRESETS, Strategy, StrategyChoice, choose_strategy,
+                                            read_measured_table,
                                             strategy_fields, strategy_from_config, write_measured_table)
 
 
@@ -53,6 +54,26 @@ def test_auto_strategy_is_valid_on_every_backend():
     assert choose_strategy("cpu", 8, num_lanes=13, num_devices=1).lanes_per_program == 7
     gpu = choose_strategy("gpu", 64, num_lanes=13, num_devices=8)
     assert gpu.lane_map == "vmap" and gpu.lanes_per_program == 0  # partitioned over devices
+
+
+def test_auto_keeps_a_dense_models_lanes_vmapped_above_m_16_on_a_cpu():
+    # One lane per program above m = 16 is for XLA:CPU's convolution in a loop; a model
+    # without convolutions keeps every lane in one vmapped program, split over the devices.
+    for m in (17, 32, 128, 2048):
+        for devices in (1, 2):
+            dense = choose_strategy("cpu", m, num_lanes=13, num_devices=devices,
+                                    has_conv=False)
+            assert dense == PRESETS["reference"]
+            assert choose_strategy("cpu", m, 13, devices) == PRESETS["sequential"]
+    # At m <= 16 and on other backends the model's convolutions change nothing.
+    for m in (2, 8, 16):
+        assert (choose_strategy("cpu", m, 13, 2, has_conv=False)
+                == choose_strategy("cpu", m, 13, 2))
+    assert choose_strategy("gpu", 64, has_conv=False) == choose_strategy("gpu", 64)
+    assert (StrategyChoice("auto").resolve(32, 13, "cpu", 2, has_conv=False)
+            == PRESETS["reference"])
+    assert StrategyChoice("sequential").resolve(32, 13, "cpu", 2, has_conv=False) == \
+        PRESETS["sequential"]
 
 
 def test_presets_are_valid_strategies():

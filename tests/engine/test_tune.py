@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -288,3 +289,29 @@ def test_a_run_too_short_to_repay_tuning_is_not_tuned_nor_timed(tmp_path, tiny_d
             assert built == [] and not (tmp_path / "tuned.json").exists()
             assert plan.strategy == StrategyChoice("auto").resolve(8, 2, "cpu", 1)
     assert built and plan.tuning.outcome == "measured"
+
+
+class _Dense(nn.Module):
+    """A user's model without convolutions."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(10)(nn.relu(nn.Dense(32)(x.reshape((x.shape[0], -1)))))
+
+
+@pytest.mark.parametrize("model,has_conv", [(None, True), (_Dense(), False)])
+def test_a_short_run_keeps_autos_choice_for_the_model_it_has(model, has_conv):
+    """'auto''s choice on a CPU above m = 16 depends on the model's convolutions: one lane
+    per program for a CNN (the built-in one: not tuned), every lane in one vmapped program
+    for a user's dense model (whose run is too short to tune, so keeps 'auto''s choice)."""
+    from smallbatch_jax.run.build import create_run, prepare
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.epochs, config.batch_size, config.base_lrs = 1, 32, (2.0**-9, 2.0**-7)
+    run = create_run(prepare(config, model=model))
+    if has_conv:
+        assert run.plan.tuning is None
+    else:
+        assert run.plan.tuning.outcome == "skipped" and "too short" in run.plan.tuning.note
+    assert run.plan.strategy == (PRESETS["sequential"] if has_conv else PRESETS["reference"])
