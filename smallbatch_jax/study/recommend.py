@@ -262,9 +262,11 @@ def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict
     some v the change is real both ways: at v, m_t is significantly below m_v (or does not
     train), and with `key` tuned m_v is significantly below m_t (Welch p < α over seeds,
     `within_noise`); cannot tell otherwise (within noise, fewer than MIN_SEEDS seeds,
-    nothing trained)."""
+    nothing trained, one batch size: no rival, so "the same m" would hold vacuously)."""
     name = HYPERPARAMETER_NAMES.get(key, key)
     claim = f"tuning {name} as well changes the best batch size"
+    if len({int(row["batch_size"]) for row in rows}) < 2:
+        return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes in the grid")
     tuned_m, _ = _best_m(rows)
     if tuned_m is None:
         return Verdict(claim, CANNOT_TELL, "every run diverged")

@@ -202,6 +202,13 @@ def test_tuning_a_hyperparameter_moves_the_best_batch_size_or_not():
         verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(moving, seeds=seeds),
                                                         "weight_decay")
         assert verdict.answer == CANNOT_TELL and "seeds" in verdict.because
+    # One batch size: it is "the best at every λ" with no rival; that answers nothing (a
+    # sweep of one m said "false" here).
+    for score in (steady, moving):
+        verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(score, batch_sizes=(8,)),
+                                                        "weight_decay")
+        assert verdict.answer == CANNOT_TELL, verdict.because
+        assert "fewer than 2 batch sizes" in verdict.because
 
 
 def test_the_best_learning_rate_moves_with_weight_decay_or_not():
