@@ -11,7 +11,9 @@
 # 3. (weight_decay_upper) study 1 at m = 4 continued above its grid, η̃ ∈ {2^-6, 2^-4}: there
 #    study 1's best η̃ was its largest for every λ. Its lanes join study 1's (a lane trains as
 #    it would alone: tests/engine/test_trainer.py), docs/evidence/swept_table.py reads both.
-#   [DATA=FILE] [BUDGET=minutes] bash docs/evidence/alexnet_swept_hyperparameters.sh [RUNS_DIR] [weight_decay|momentum|weight_decay_upper ...]
+# 4. (momentum_lower) study 2 at m = 128 continued below its grid, η̃ = 2^-16: there momentum's
+#    best η̃ was study 2's smallest, 2^-14.
+#   [DATA=FILE] [BUDGET=minutes] bash docs/evidence/alexnet_swept_hyperparameters.sh [RUNS_DIR] [weight_decay|momentum|weight_decay_upper|momentum_lower ...]
 # Longer than a session on a 2-core CPU (m = 4 alone: ~1 h), and a new checkout has no runs/:
 # every finished batch size's run (config.json, curves.csv, results.csv; not its weights) is
 # kept in docs/evidence/alexnet_swept_hyperparameters/<study>/m<m>/ to be committed, and
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${1:-runs}"
 shift || true
-studies="${*:-weight_decay momentum weight_decay_upper}"
+studies="${*:-weight_decay momentum weight_decay_upper momentum_lower}"
 kept=docs/evidence/alexnet_swept_hyperparameters
 
 restore() {  # finished runs kept in the repository -> the workdir
@@ -59,6 +61,10 @@ for study in $studies; do
       python -m experiments.recommend "${common[@]}" --config.batch_sizes="(4,)" \
           --config.base_lrs="2^-6:2^-4:2" --config.sweep.weight_decay="(0, 5e-4, 5e-3)" \
           --workdir="$runs/fig6_weight_decay_upper" ;;
+    momentum_lower)
+      python -m experiments.recommend "${common[@]}" --config.batch_sizes="(128,)" \
+          --config.base_lrs="2^-16" --config.optimizer=momentum --config.momentum=0.9 \
+          --config.sweep.momentum="(0, 0.9)" --workdir="$runs/fig6_momentum_lower" ;;
     *) echo "unknown study: $study" >&2; exit 2 ;;
   esac
 done
