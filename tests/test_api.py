@@ -58,6 +58,23 @@ def _config(**overrides):
     return config
 
 
+def test_the_package_names_its_api_and_a_single_run_imports_no_study():
+    """`import smallbatch_jax` gives every API name (imported on first use), and a single
+    run's process does not pay for the study's SciPy and Matplotlib (~2 s of every start)."""
+    assert set(sbj.__all__) <= set(dir(sbj))
+    assert all(callable(getattr(sbj, name)) or name in ("CLASSIFICATION", "REGRESSION")
+               for name in sbj.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'run_sweep'"):
+        sbj.run_sweep  # noqa: B018
+    check = ("import sys, experiments.lr_sweep; "
+             "print(sorted(m for m in ('scipy', 'matplotlib', 'smallbatch_jax.api') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_the_readme_example_runs(tmp_path):
     """The README's example, as a user pastes it (its workdir moved to a temporary one)."""
     readme = open(os.path.join(REPO_ROOT, "README.md")).read()
