@@ -13,6 +13,7 @@ one. It is called like the built-in ones (`train=`; stochastic layers draw from 
 the plan's convolution all the same (models/conv.py: follow_plan).
 """
 
+import dataclasses
 import importlib
 
 from flax import linen as nn
@@ -81,12 +82,23 @@ def import_model(path: str):
 
 
 def user_model(model, num_classes: int) -> nn.Module:
-    """A Flax module from `model`: the module itself, or `model(num_classes)`."""
+    """A Flax module from `model`: the module itself; a Module class, built with
+    `num_classes=` where it has that field and without arguments otherwise (its output size
+    is then checked against the data: run/config_checks.check_model); or
+    `model(num_classes)`."""
     if isinstance(model, nn.Module):
         return model
     if not callable(model):
         raise ValueError(f"model {model!r} is neither a Flax module nor a factory of one")
-    built = model(num_classes)
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        fields = {f.name for f in dataclasses.fields(model)}
+        return model(num_classes=num_classes) if "num_classes" in fields else model()
+    try:
+        built = model(num_classes)
+    except TypeError as error:
+        raise ValueError(f"model factory {model!r} cannot be called with the number of "
+                         f"classes ({error}); give a Flax module, a Module class, or a "
+                         "function of num_classes returning one") from error
     if not isinstance(built, nn.Module):
         raise ValueError(f"model factory {model!r} returned {type(built).__name__}, not a "
                          "Flax module")

@@ -1,8 +1,9 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
 
-from smallbatch_jax.models import MODELS, create_model
+from smallbatch_jax.models import MODELS, create_model, user_model
 
 # Parameter counts (trainable). ResNet-20/32 with BN match the well-known CIFAR ResNet
 # implementation (akamaster/pytorch_resnet_cifar10: 269,722 and 464,154); the reduced
@@ -74,3 +75,37 @@ def test_resnet50_has_the_reference_parameter_count_and_53_batch_norms():
     assert sum(x.size for x in jax.tree.leaves(variables["params"])) == 25_557_032
     # 1 stem + 16 blocks × 3 + 4 projection shortcuts.
     assert len(jax.tree.leaves(variables["batch_stats"])) == 2 * 53
+
+
+class _Fixed(nn.Module):
+    """A user's module class without a class-count field."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(4)(x)
+
+
+class _Sized(nn.Module):
+    """A user's module class whose class count is not its first field."""
+    width: int = 8
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.num_classes)(nn.Dense(self.width)(x))
+
+
+def test_a_users_model_is_an_instance_a_class_or_a_factory():
+    instance = _Fixed()
+    assert user_model(instance, 10) is instance
+    # A class: built without arguments, or with num_classes= where it is a field (by name:
+    # `_Sized(10)` would set its width).
+    assert isinstance(user_model(_Fixed, 10), _Fixed)
+    sized = user_model(_Sized, 10)
+    assert sized.num_classes == 10 and sized.width == 8
+    assert isinstance(user_model(lambda num_classes: _Sized(num_classes=num_classes), 3),
+                      _Sized)
+    with pytest.raises(ValueError, match="cannot be called with the number of classes"):
+        user_model(lambda a, b: _Fixed(), 10)
+    with pytest.raises(ValueError, match="returned int, not a Flax module"):
+        user_model(lambda num_classes: num_classes, 10)
