@@ -238,15 +238,15 @@ def run_throughput(config, workdir: str) -> list[dict]:
     record = {"config": config.to_dict(), "backend": backend,
               "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
+    has_conv = model_has_convolutions(config.model, synthetic_dataset(
+        tuple(config.image_shape), config.num_classes, 1, input_kind=config.input_kind),
+        config.num_classes)
     for m in config.batch_sizes:
         for k in config.num_lanes:
             steps = max(config.min_steps, config.examples_per_lane // m)
             strategies, tuning = {}, None
             for name in config.strategies:
                 if name == "auto":
-                    has_conv = model_has_convolutions(config.model, synthetic_dataset(
-                        tuple(config.image_shape), config.num_classes, m,
-                        input_kind=config.input_kind), config.num_classes)
                     strategies[name] = choose_strategy(backend, m, k, jax.local_device_count(),
                                                        has_conv=has_conv)
                 elif name == "tune":  # (timed before the row, its cost not in it)

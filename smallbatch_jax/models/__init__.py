@@ -15,6 +15,7 @@ the plan's convolution all the same (models/conv.py: follow_plan).
 
 import dataclasses
 import importlib
+import inspect
 
 from flax import linen as nn
 
@@ -93,12 +94,15 @@ def user_model(model, num_classes: int) -> nn.Module:
     if isinstance(model, type) and issubclass(model, nn.Module):
         fields = {f.name for f in dataclasses.fields(model)}
         return model(num_classes=num_classes) if "num_classes" in fields else model()
-    try:
-        built = model(num_classes)
+    try:  # (the call's signature only: an error raised inside the factory stays its own)
+        inspect.signature(model).bind(num_classes)
     except TypeError as error:
         raise ValueError(f"model factory {model!r} cannot be called with the number of "
                          f"classes ({error}); give a Flax module, a Module class, or a "
                          "function of num_classes returning one") from error
+    except ValueError:
+        pass  # no signature to read (a builtin): the call will tell
+    built = model(num_classes)
     if not isinstance(built, nn.Module):
         raise ValueError(f"model factory {model!r} returned {type(built).__name__}, not a "
                          "Flax module")
