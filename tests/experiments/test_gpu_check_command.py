@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tarfile
 
-from conftest import REPO_ROOT, write_fake_cifar_npz
+from conftest import CACHE, REPO_ROOT, write_fake_cifar_npz
 from smallbatch_jax.diagnostics.torch_baseline import torch_available
 from smallbatch_jax.engine.strategy import read_measured_table
 
@@ -16,9 +16,13 @@ from smallbatch_jax.engine.strategy import read_measured_table
 def test_the_tiny_check_measures_chooses_and_trains(tmp_path):
     data = write_fake_cifar_npz(str(tmp_path / "subset.npz"), num_train=64, num_test=20)
     out, work = tmp_path / "out", tmp_path / "work"
+    # The check's compiled programs in a folder of the suite's compilation cache (conftest.py):
+    # a second suite run on this machine compiles none of them again. The check packs that
+    # folder alone, so it holds the check's programs only.
+    cache = os.path.join(CACHE, "gpu_check_tiny") if CACHE else work / "cache"
     command = ["bash", "experiments/gpu_check.sh", str(out), "--config=configs/gpu_check.py:tiny",
                f"--config.data_path={data}", f"--config.workdir={work}",
-               f"--config.cache_dir={work / 'cache'}"]
+               f"--config.cache_dir={cache}"]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # At most 8 files: what the device tool returns.
