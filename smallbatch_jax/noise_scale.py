@@ -57,26 +57,28 @@ class NoiseProbe:
         return self.batch_size * self.num_batches
 
     @classmethod
-    def from_config(cls, section, num_train: int, multiple_of: int = 1) -> "NoiseProbe | None":
-        """The probe of config.noise_scale for a data set of `num_train` examples: as many
-        batches as `max_fraction` of an epoch allows, at most `num_batches`. Where fewer
-        than MIN_BATCHES of `batch_size` fit (a small data set: the 1,437 digits give 71
-        examples), smaller batches, MIN_BATCHES of them: its error needs batches to leave
-        out (probe_groups). Batches are a multiple of `multiple_of` (ghost BatchNorm's
+    def for_data(cls, num_train: int, *, batch_size: int = 32, num_batches: int = 8,
+                 max_fraction: float = 0.05, decay: float = 0.5,
+                 multiple_of: int = 1) -> "NoiseProbe | None":
+        """The probe for a data set of `num_train` examples (config.noise_scale's keys): as
+        many batches of `batch_size` as `max_fraction` of an epoch allows, at most
+        `num_batches`. Where fewer than MIN_BATCHES fit (a small data set: the 1,437 digits
+        give 71 examples), smaller batches, MIN_BATCHES of them: its error needs batches to
+        leave out (probe_groups). Batches are a multiple of `multiple_of` (ghost BatchNorm's
         m_BN: its groups must divide a batch). None when off (num_batches 0) or when not
         even MIN_BATCHES batches of MIN_BATCH_SIZE (and of m_BN) examples fit."""
-        if not section.num_batches:
+        if not num_batches:
             return None
-        examples = int(section.max_fraction * num_train)
-        batch_size = max(multiple_of, section.batch_size // multiple_of * multiple_of)
-        num_batches = min(section.num_batches, examples // batch_size)
-        if num_batches >= min(MIN_BATCHES, section.num_batches):
-            return cls(batch_size, num_batches, section.decay)
-        num_batches = min(MIN_BATCHES, section.num_batches)
-        batch_size = examples // num_batches // multiple_of * multiple_of
-        if num_batches < 2 or batch_size < max(MIN_BATCH_SIZE, multiple_of):
+        examples = int(max_fraction * num_train)
+        size = max(multiple_of, batch_size // multiple_of * multiple_of)
+        fitting = min(num_batches, examples // size)
+        if fitting >= min(MIN_BATCHES, num_batches):
+            return cls(size, fitting, decay)
+        fitting = min(MIN_BATCHES, num_batches)
+        size = examples // fitting // multiple_of * multiple_of
+        if fitting < 2 or size < max(MIN_BATCH_SIZE, multiple_of):
             return None
-        return cls(batch_size, num_batches, section.decay)
+        return cls(size, fitting, decay)
 
 
 def probe_groups(num_batches: int) -> int:

@@ -5,7 +5,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import linen as nn
 
@@ -142,19 +141,18 @@ def test_a_gradient_lost_in_the_noise_gives_no_scale_and_nan_stays_nan():
 
 
 def test_the_probe_fits_its_share_of_an_epoch():
-    section = ml_collections.ConfigDict(dict(batch_size=32, num_batches=8, max_fraction=0.05,
-                                             decay=0.5))
-    assert NoiseProbe.from_config(section, 50_000) == NoiseProbe(32, 8, 0.5)
-    assert NoiseProbe.from_config(section, 5_085).num_batches == 7  # 254 of 5,085 examples
+    section = dict(batch_size=32, num_batches=8, max_fraction=0.05, decay=0.5)
+    assert NoiseProbe.for_data(50_000, **section) == NoiseProbe(32, 8, 0.5)
+    assert NoiseProbe.for_data(5_085, **section).num_batches == 7  # 254 of 5,085 examples
     # 71 of the 1,437 digits: 2 batches of 32 would leave no error; 4 batches of 17 do.
-    assert NoiseProbe.from_config(section, 1_437) == NoiseProbe(17, 4, 0.5)
-    assert NoiseProbe.from_config(section, 300) is None  # 15 examples: not 4 batches of 4
+    assert NoiseProbe.for_data(1_437, **section) == NoiseProbe(17, 4, 0.5)
+    assert NoiseProbe.for_data(300, **section) is None  # 15 examples: not 4 batches of 4
     # Ghost BN's groups of m_BN must divide a probe batch (of 32 where they fit, else smaller).
-    assert NoiseProbe.from_config(section, 1_437, multiple_of=4) == NoiseProbe(16, 4, 0.5)
-    assert NoiseProbe.from_config(section, 50_000, multiple_of=64) == NoiseProbe(64, 8, 0.5)
-    assert NoiseProbe.from_config(section, 1_437, multiple_of=32) is None  # 71: not 4 × 32
-    section.num_batches = 0
-    assert NoiseProbe.from_config(section, 50_000) is None
+    assert NoiseProbe.for_data(1_437, **section, multiple_of=4) == NoiseProbe(16, 4, 0.5)
+    assert NoiseProbe.for_data(50_000, **section, multiple_of=64) == NoiseProbe(64, 8, 0.5)
+    assert NoiseProbe.for_data(1_437, **section, multiple_of=32) is None  # 71: not 4 × 32
+    section["num_batches"] = 0
+    assert NoiseProbe.for_data(50_000, **section) is None
 
 
 def test_probe_examples_are_distinct_and_a_function_of_seed_and_epoch():

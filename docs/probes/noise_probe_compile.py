@@ -2,7 +2,9 @@
 the gradients of the probe's batches vmapped ('vmap', as it was) or summed one batch at a
 time in a lax.scan ('scan', LaneStep.gradient_moments now), for K = 13, 4 and 1 lanes of
 the default config (small CNN on digits, m = 2, 2 probe batches of 32), one device. Both
-give the same moments (printed).
+give the same moments (printed). Since the probe's error was added, the scan form also sums
+each group of batches apart (its leave-one-group-out moments): it now does more than the
+vmapped form beside it.
 
     python docs/probes/noise_probe_compile.py [REPEATS]
 """
@@ -15,10 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from smallbatch_jax.config_args import load_config
-from smallbatch_jax.data import load_dataset
 from smallbatch_jax.engine.step import LaneStep, sum_of_squares
-from smallbatch_jax.noise_scale import NoiseProbe
-from smallbatch_jax.run import train as lr_sweep
+from smallbatch_jax.run.build import create_run, prepare
 
 
 def vmapped(self, lane, images, labels):
@@ -32,19 +32,20 @@ def vmapped(self, lane, images, labels):
 repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 config = load_config("configs/default.py")
 config.batch_size = 2
-dataset = load_dataset(config.dataset, config.data_dir)
-grid = lr_sweep.lane_grid(config)
+config.strategy.preset = "reference"  # every lane in one program
+spec = prepare(config)
+grid = spec.grid
 forms = {"scan": LaneStep.gradient_moments, "vmap": vmapped}
 print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, {repeats} repeats")
 for num_lanes in (13, 4, 1):
     for name, method in forms.items():
         LaneStep.gradient_moments = method
         # A new trainer per form: its jitted probe traces the form set above.
-        trainer, source = lr_sweep.build_trainer(config, dataset, grid.num_lanes)
+        run = create_run(spec)
+        trainer = run.trainer
         state, hparams, source = trainer.start(jnp.asarray(grid.seeds, jnp.int32),
-                                               grid.hparams(), source)
-        probe_batch = source.probe_batch(grid.seeds, 0, NoiseProbe.from_config(
-            config.noise_scale, source.num_train))
+                                               grid.hparams(), run.source)
+        probe_batch = source.probe_batch(grid.seeds, 0, spec.probe)
         lanes, lane_hparams = (jax.tree.map(lambda x: x[:num_lanes], tree)
                                for tree in (state.lanes, hparams))
         start = time.perf_counter()
@@ -54,7 +55,7 @@ for num_lanes in (13, 4, 1):
         seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
-            small, big = jax.block_until_ready(program(lanes, lane_hparams, probe_batch))
+            small, big = jax.block_until_ready(program(lanes, lane_hparams, probe_batch))[:2]
             seconds.append(time.perf_counter() - start)
         print(f"K = {num_lanes:2d} {name}: compile {compile_s:.1f} s, run "
               f"{1e3 * statistics.median(seconds):.1f} ms; lane 0: |G_small|² "

@@ -17,7 +17,6 @@ times only what it lacks; `budget_minutes` starts nothing new after that long.
 
 import dataclasses
 import json
-import math
 import os
 import time
 

@@ -19,7 +19,7 @@ from smallbatch_jax.data import load_dataset
 from smallbatch_jax.diagnostics.estimates import expected_seconds, fig8_plan
 from smallbatch_jax.diagnostics.machine import pack
 from smallbatch_jax.diagnostics.timing import Budget, Clock, lanes_runner, run_config_at
-from smallbatch_jax.engine.strategy import strategy_from_config
+from smallbatch_jax.run.config_checks import strategy_choice
 from smallbatch_jax.study.batch_sweep import batch_size_runs, report
 from smallbatch_jax.study.sweep import is_complete, merge_until_stable, run_sweep
 
@@ -120,7 +120,8 @@ def fig8_section(config, table_path: str, clock: Clock, record: dict, outdir: st
         at_m = run_config_at(fig8, m, config.precision)
         # The sweep's own strategy, all lanes in one program (an estimate either way).
         strategy = dataclasses.replace(
-            strategy_from_config(at_m, len(fig8.base_lrs), jax.default_backend(), 1),
+            strategy_choice(at_m.strategy).resolve(at_m.batch_size, len(fig8.base_lrs),
+                                                   jax.default_backend(), 1),
             lanes_per_program=0)
         steps = strategy.dispatch_lengths(dataset.num_train // m)[0]
         runner, _ = lanes_runner(run_config_at(fig8, m, config.precision, strategy), dataset,

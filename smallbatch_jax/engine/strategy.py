@@ -187,39 +187,10 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
 PRESET_CHOICES = ("auto", "tune", "manual", *PRESETS)
 
 
-def strategy_fields(section) -> Strategy:
-    """The fields of a config's `strategy` section as a Strategy, checked: a bad value, or a
-    field set away from its default while another preset than 'manual' chooses the fields
-    (it would be silently ignored), raises naming the key."""
-    if section.preset not in PRESET_CHOICES:
-        raise ValueError(f"config.strategy.preset={section.preset!r} is invalid; allowed: "
-                         f"{PRESET_CHOICES}")
-    fields = {f.name: section[f.name] for f in dataclasses.fields(Strategy)}
-    try:
-        strategy = Strategy(**fields)
-    except ValueError as error:
-        raise ValueError(f"config.{error}") from None
-    if section.preset != "manual":
-        changed = sorted(name for name, value in fields.items()
-                         if value != getattr(Strategy(), name))
-        if changed:
-            raise ValueError(f"config.strategy.{changed[0]}={fields[changed[0]]!r} is set, but "
-                             f"strategy.preset={section.preset!r} chooses every field; set "
-                             "strategy.preset='manual' to give the fields")
-    share = section.get("tune_share", 0.1)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise ValueError(f"config.strategy.tune_share={share!r} is invalid; allowed: a "
-                         "share of the run's time in (0, 1]")
-    if section.table and not os.path.isfile(section.table):
-        raise ValueError(f"config.strategy.table={section.table!r}: no such file; allowed: '' "
-                         "(the packaged table) or a file of measured strategies "
-                         "(experiments.gpu_check writes strategy_table.json)")
-    return strategy
-
-
 @dataclasses.dataclass(frozen=True)
 class StrategyChoice:
-    """What a config's `strategy` section asks for, checked: a preset's name, 'auto' (with
+    """What a config's `strategy` section asks for (read and checked by
+    run/config_checks.strategy_choice): a preset's name, 'auto' (with
     the table to measure from), 'tune' (measured for the model at hand before the run:
     engine/tune.py; `resolve` gives its first candidate, 'auto''s choice) or 'manual' (with
     the fields). `resolve` turns it into the Strategy for a batch size, a number of lanes
@@ -230,11 +201,6 @@ class StrategyChoice:
     table: str = ""  # 'auto' (and 'tune''s first candidate): a measured table; '' packaged
     tune_share: float = 0.1  # 'tune': at most this share of the run's time spent tuning
     tune_cache: str = ""  # 'tune': the file of tuned choices; '' the user's cache directory
-
-    @classmethod
-    def from_section(cls, section) -> "StrategyChoice":
-        return cls(section.preset, strategy_fields(section), section.table,
-                   float(section.get("tune_share", 0.1)), section.get("tune_cache", ""))
 
     def tunes(self, model: str, built_in: bool, backend: str) -> bool:
         """Whether this choice is measured for the model at hand before the run: 'tune'
@@ -261,10 +227,3 @@ class StrategyChoice:
             return choose_strategy(backend, batch_size, num_lanes, num_devices, self.table,
                                    has_conv)
         return PRESETS[self.preset]
-
-
-def strategy_from_config(config, num_lanes: int, backend: str, num_devices: int) -> Strategy:
-    """The config's strategy: `strategy.preset` 'auto' (choose_strategy), a preset's name,
-    or 'manual' (the fields, `strategy_fields`)."""
-    return StrategyChoice.from_section(config.strategy).resolve(
-        config.batch_size, num_lanes, backend, num_devices)

@@ -31,7 +31,7 @@ from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import Objective, objective_named
 from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
 from smallbatch_jax.run.config_checks import (check_against_data, check_config, check_labels,
-                                             check_model)
+                                             check_model, strategy_choice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +192,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
     check_model(recipe.build("xla"), dataset, objective, recipe.name)
     check_labels(dataset)
-    cadence = config.checkpoint
+    cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(
         config=as_json(config),
         dataset_name=config.dataset,
@@ -206,13 +206,15 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         augment=config.augment,
         decay_points=tuple(config.lr_decay_points),
         decay_factor=config.lr_decay_factor,
-        strategy=StrategyChoice.from_section(config.strategy),
+        strategy=strategy_choice(config.strategy),
         precision=config.precision,
         memory_budget_bytes=int(config.memory_budget_gb * 2**30),
         schedule=Schedule(config.epochs, config.evals_per_epoch, config.last_epochs),
         checkpoints=CheckpointPolicy(cadence.every_epochs, cadence.every_minutes, cadence.keep),
-        probe=NoiseProbe.from_config(config.noise_scale, dataset.num_train,
-                                     multiple_of=config.bn_batch_size or 1),
+        probe=NoiseProbe.for_data(dataset.num_train, batch_size=noise.batch_size,
+                                  num_batches=noise.num_batches,
+                                  max_fraction=noise.max_fraction, decay=noise.decay,
+                                  multiple_of=config.bn_batch_size or 1),
     )
 
 

@@ -1,13 +1,16 @@
 """Checks a run's config before any compute; every error names the key and what it allows.
 
-`check_config` needs only the config; `check_against_data` also needs the data set, for the
+`check_config` needs only the config (its `strategy` section is read by `strategy_choice`,
+which the build step also uses); `check_against_data` also needs the data set, for the
 limits that depend on its size; `check_model` traces the model once on the data's input
 shape (`jax.eval_shape`: shapes only, nothing computed) for what would otherwise train to the
 end and report every lane as diverged, or fail deep inside a convolution.
 """
 
+import dataclasses
 import inspect
 import math
+import os
 
 import jax
 import numpy as np
@@ -15,7 +18,7 @@ from absl import logging
 
 from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike, model_input_dtype
 from smallbatch_jax.engine.plan import PRECISIONS
-from smallbatch_jax.engine.strategy import strategy_fields
+from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.objectives import OBJECTIVES, Objective
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
@@ -79,7 +82,7 @@ def _check_sweep(config) -> None:
             _fail("sweep.points", points, f"keys among {sorted(SWEEP_RULES)} (η̃ is always "
                   f"the grid of base_lrs, crossed with the points); got {unknown[0]!r}")
         for key in sorted(keys):
-            check_values(f"sweep.points", key, [p[key] for p in points], points)
+            check_values("sweep.points", key, [p[key] for p in points], points)
             if config.sweep[key]:
                 _fail(f"sweep.{key}", config.sweep[key], f"() where sweep.points sets {key}")
         if len({tuple(sorted(p.items())) for p in points}) != len(points):
@@ -187,7 +190,7 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         _fail("checkpoint.every_minutes", cadence.every_minutes, "a number >= 0 (0: off)")
     if not _is_int(cadence.keep) or cadence.keep < 1:
         _fail("checkpoint.keep", cadence.keep, "a positive integer")
-    strategy_fields(config.strategy)
+    strategy_choice(config.strategy)
 
 
 def check_against_data(config, dataset: DatasetLike, objective: Objective) -> None:
@@ -260,3 +263,32 @@ def check_labels(dataset: DatasetLike) -> None:
     if len(unseen):
         logging.warning("%s: test classes %s never occur in the training split; the test "
                         "metric counts them as errors", dataset.name, unseen.tolist()[:20])
+
+
+def strategy_choice(section) -> StrategyChoice:
+    """A config's `strategy` section read and checked: a bad value, or a field set away from
+    its default while another preset than 'manual' chooses the fields (it would be silently
+    ignored), raises naming the key."""
+    if section.preset not in PRESET_CHOICES:
+        _fail("strategy.preset", section.preset, PRESET_CHOICES)
+    fields = {f.name: section[f.name] for f in dataclasses.fields(Strategy)}
+    try:
+        strategy = Strategy(**fields)
+    except ValueError as error:
+        raise ValueError(f"config.{error}") from None
+    if section.preset != "manual":
+        changed = sorted(name for name, value in fields.items()
+                         if value != getattr(Strategy(), name))
+        if changed:
+            raise ValueError(f"config.strategy.{changed[0]}={fields[changed[0]]!r} is set, but "
+                             f"strategy.preset={section.preset!r} chooses every field; set "
+                             "strategy.preset='manual' to give the fields")
+    share = section.get("tune_share", 0.1)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        _fail("strategy.tune_share", share, "a share of the run's time in (0, 1]")
+    if section.table and not os.path.isfile(section.table):
+        raise ValueError(f"config.strategy.table={section.table!r}: no such file; allowed: '' "
+                         "(the packaged table) or a file of measured strategies "
+                         "(experiments.gpu_check writes strategy_table.json)")
+    return StrategyChoice(section.preset, strategy, section.table, float(share),
+                          section.get("tune_cache", ""))

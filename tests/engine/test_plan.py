@@ -3,7 +3,6 @@ import functools
 
 import jax
 import pytest
-from ml_collections import ConfigDict
 
 from smallbatch_jax.engine import DeviceBatches, LaneStep, Programs, make_plan, plan_for
 from smallbatch_jax.engine.plan import MemoryProbe, devices_for
@@ -37,10 +36,9 @@ def test_a_plan_on_several_devices_needs_a_strategy_that_uses_them():
         plan_for(Strategy(), 3, precision="tf32")
 
 
-def _choice(**strategy):
-    """A config's strategy section, as the run's build step reads it."""
-    fields = {"preset": "auto", "table": "", **dataclasses.asdict(Strategy()), **strategy}
-    return StrategyChoice.from_section(ConfigDict(fields))
+def _choice(preset="auto", **fields):
+    """What a config's strategy section asks for (run/config_checks.strategy_choice)."""
+    return StrategyChoice(preset, Strategy(**fields))
 
 
 def test_auto_on_this_cpu_computes_small_batch_convolutions_as_patches():

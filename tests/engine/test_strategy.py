@@ -1,9 +1,7 @@
 import pytest
-from ml_collections import ConfigDict
 
 from smallbatch_jax.engine.strategy import (PRESETS, Strategy, StrategyChoice, choose_strategy,
-                                            read_measured_table,
-                                            strategy_fields, strategy_from_config, write_measured_table)
+                                            read_measured_table, write_measured_table)
 
 
 @pytest.mark.parametrize("steps_per_dispatch,expected", [
@@ -113,29 +111,3 @@ def test_without_a_packaged_table_an_accelerator_gets_the_reference(monkeypatch,
     write_measured_table(str(tmp_path / "gpu.json"), {8: Strategy(lane_map="map")})
     assert choose_strategy("gpu", 8) == Strategy(lane_map="map")
     assert choose_strategy("tpu", 8) == PRESETS["reference"]
-
-
-
-def _section(**fields):
-    return ConfigDict({"preset": "auto", "table": "", **Strategy().__dict__, **fields})
-
-
-def test_fields_with_another_preset_than_manual_conflict():
-    """A field set while a preset chooses the fields would be silently ignored: it raises."""
-    with pytest.raises(ValueError, match="strategy.lanes_per_program=4 is set.*'manual'"):
-        strategy_fields(_section(lanes_per_program=4))
-    with pytest.raises(ValueError, match="strategy.conv='patches' is set"):
-        strategy_fields(_section(preset="sequential", conv="patches"))
-    assert strategy_fields(_section(preset="manual", lanes_per_program=4)).lanes_per_program == 4
-    with pytest.raises(ValueError, match="config.strategy.preset='fastest'"):
-        strategy_fields(_section(preset="fastest"))
-    with pytest.raises(ValueError, match="config.strategy.lane_map='pmap'"):
-        strategy_fields(_section(preset="manual", lane_map="pmap"))
-
-
-def test_the_config_names_the_strategy():
-    config = lambda **fields: ConfigDict({"batch_size": 2, "strategy": _section(**fields)})
-    assert strategy_from_config(config(), 13, "cpu", 1) == choose_strategy("cpu", 2)
-    assert strategy_from_config(config(preset="sequential"), 13, "cpu", 1) == PRESETS["sequential"]
-    manual = config(preset="manual", conv="shifted", scan_unroll=2)
-    assert strategy_from_config(manual, 13, "gpu", 1) == Strategy(conv="shifted", scan_unroll=2)

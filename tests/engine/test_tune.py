@@ -9,7 +9,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
-from ml_collections import ConfigDict
 
 from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid
@@ -200,16 +199,6 @@ def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path,
     resumed = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resumed["strategy"] == record["strategy"]
     assert resumed["tuning"]["outcome"] == "resumed"
-
-
-def test_the_share_is_checked():
-    from smallbatch_jax.engine.strategy import strategy_fields
-    fields = {"preset": "tune", "table": "", **dataclasses.asdict(Strategy())}
-    for share in (0, -0.1, 1.5, "0.1", True):
-        with pytest.raises(ValueError, match="tune_share"):
-            strategy_fields(ConfigDict({**fields, "tune_share": share}))
-    assert StrategyChoice.from_section(ConfigDict({**fields, "tune_share": 0.25})
-                                       ).tune_share == 0.25
 
 
 def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_digits):

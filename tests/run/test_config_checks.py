@@ -1,9 +1,11 @@
 import os
 
 import pytest
+from ml_collections import ConfigDict
 
 from conftest import ALL_CONFIGS, REPO_ROOT, parse
-from smallbatch_jax.run.config_checks import check_config
+from smallbatch_jax.engine.strategy import PRESETS, Strategy, choose_strategy
+from smallbatch_jax.run.config_checks import check_config, strategy_choice
 from smallbatch_jax.run.train import train_and_evaluate
 
 def test_there_are_configs():
@@ -131,3 +133,37 @@ def test_precision_bf16_passes_and_an_unknown_precision_names_the_allowed_ones()
     with pytest.raises(ValueError, match=r"config.precision='fp8'.*allowed.*"
                                          r"\('default', 'high', 'highest', 'bf16'\)"):
         check_config(config)
+
+
+def _section(**fields):
+    return ConfigDict({"preset": "auto", "table": "", **Strategy().__dict__, **fields})
+
+
+def test_fields_with_another_preset_than_manual_conflict():
+    """A field set while a preset chooses the fields would be silently ignored: it raises."""
+    with pytest.raises(ValueError, match="strategy.lanes_per_program=4 is set.*'manual'"):
+        strategy_choice(_section(lanes_per_program=4))
+    with pytest.raises(ValueError, match="strategy.conv='patches' is set"):
+        strategy_choice(_section(preset="sequential", conv="patches"))
+    manual = strategy_choice(_section(preset="manual", lanes_per_program=4))
+    assert manual.fields.lanes_per_program == 4
+    with pytest.raises(ValueError, match="config.strategy.preset='fastest'"):
+        strategy_choice(_section(preset="fastest"))
+    with pytest.raises(ValueError, match="config.strategy.lane_map='pmap'"):
+        strategy_choice(_section(preset="manual", lane_map="pmap"))
+
+
+def test_the_config_names_the_strategy():
+    resolved = lambda m, backend, **fields: strategy_choice(_section(**fields)).resolve(
+        m, 13, backend, 1)
+    assert resolved(2, "cpu") == choose_strategy("cpu", 2)
+    assert resolved(2, "cpu", preset="sequential") == PRESETS["sequential"]
+    manual = resolved(2, "gpu", preset="manual", conv="shifted", scan_unroll=2)
+    assert manual == Strategy(conv="shifted", scan_unroll=2)
+
+
+def test_the_share_is_checked():
+    for share in (0, -0.1, 1.5, "0.1", True):
+        with pytest.raises(ValueError, match="tune_share"):
+            strategy_choice(_section(preset="tune", tune_share=share))
+    assert strategy_choice(_section(preset="tune", tune_share=0.25)).tune_share == 0.25
