@@ -30,6 +30,7 @@ import zipfile
 from typing import ClassVar, Protocol
 
 import numpy as np
+from absl import logging
 
 INPUT_KINDS = ("images", "features", "tokens")
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -113,6 +114,12 @@ def input_kind(inputs: np.ndarray) -> str:
     return "tokens" if np.issubdtype(inputs.dtype, np.integer) else "features"
 
 
+def looks_channels_first(shape: tuple[int, ...]) -> bool:
+    """(N, C, H, W) with 1 or 3 channels ahead of an image, the layout of a PyTorch loader:
+    read as (N, H, W, C) it would be an image 1 or 3 pixels high with many channels."""
+    return shape[1] in (1, 3) and shape[3] not in (1, 3, 4) and min(shape[2:]) > 4
+
+
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
                  num_classes: int | None = None, standardize: bool = True,
                  labels: str | None = None) -> Dataset:
@@ -169,6 +176,12 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
                                  f"span [{y.min()}, {y.max()}]")
         train_labels, test_labels = (y.astype(np.int32) for y in (train_labels, test_labels))
     kind = input_kind(train_images)
+    if kind == "images" and looks_channels_first(train_images.shape):
+        logging.warning(
+            "%s: images of shape %s look channels-first (N, C, H, W); this project, Flax's "
+            "convolutions and the augmentation take (N, H, W, C), and the inputs are "
+            "standardized per last axis. If they are, pass x.transpose(0, 2, 3, 1)", name,
+            train_images.shape)
     mean = std = target_mean = target_std = None
     if standardize and kind != "tokens":
         mean, std = channel_mean_std(train_images)

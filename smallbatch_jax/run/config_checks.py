@@ -241,10 +241,13 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
     if dataset.label_kind == "classes":
         if width != dataset.num_classes or outputs[0].ndim != 2:
+            unused = not (np.any(dataset.train_labels == 0) or np.any(dataset.test_labels == 0))
             raise ValueError(
                 f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
                 f"of 2; {dataset.name} has {dataset.num_classes} classes: the model needs "
-                f"(batch, {dataset.num_classes}) outputs, one per class")
+                f"(batch, {dataset.num_classes}) outputs, one per class" + (
+                    f" (labels are class indices 0 … {dataset.num_classes - 1}, and no example "
+                    "has label 0: if yours start at 1, subtract 1)" if unused else ""))
     else:
         per_example = int(np.prod(outputs[0].shape[1:])) if len(outputs) == 1 else None
         if per_example != dataset.num_classes:

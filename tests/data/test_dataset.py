@@ -19,3 +19,21 @@ def test_non_finite_inputs_are_refused_when_the_data_set_is_made():
     x[4, 1] = np.nan
     with pytest.raises(ValueError, match=r"train inputs hold 1 non-finite value"):
         make_dataset("nan", x, np.zeros(10, int), np.ones((4, 3), np.float32), np.zeros(4, int))
+
+
+def test_channels_first_images_are_named(caplog):
+    """A PyTorch loader's (N, C, H, W) read as (N, H, W, C) would be 3 pixels high with 16
+    channels, standardized per column: it trains without an error, so it is named."""
+    rng = np.random.default_rng(0)
+    make = lambda shape: make_dataset("mine", rng.integers(0, 255, (20,) + shape, np.uint8),
+                                      rng.integers(0, 3, 20), rng.integers(0, 255, (5,) + shape,
+                                                                           np.uint8),
+                                      rng.integers(0, 3, 5))
+    with caplog.at_level("WARNING"):
+        make((16, 16, 3))
+        make((8, 8, 1))
+    assert "channels-first" not in caplog.text
+    with caplog.at_level("WARNING"):
+        make((3, 16, 16))
+    assert "(20, 3, 16, 16) look channels-first" in caplog.text
+    assert "x.transpose(0, 2, 3, 1)" in caplog.text

@@ -52,7 +52,11 @@ def _config(**overrides):
     (MLP(outputs=2), (_data()[0], _data()[1].astype(np.float32), _data()[2],
                       _data()[3].astype(np.float32)),
      r"outputs of shape \[\(2, 2\)\].*1 component"),
-], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width"])
+    (MLP(outputs=4), tuple(a + 1 if i % 2 else a for i, a in enumerate(_data())),
+     r"5 classes: the model needs \(batch, 5\).*no example has label 0: if yours start at 1, "
+     "subtract 1"),
+], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
+        "labels-from-1"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
     objective = "regression" if data[1].dtype == np.float32 else None
