@@ -15,6 +15,7 @@ import os
 import jax
 import numpy as np
 from absl import logging
+from flax.errors import InvalidRngError
 
 from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike, model_input_dtype
 from smallbatch_jax.engine.plan import PRECISIONS
@@ -226,8 +227,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
                          "BatchNorm switch on it): add `train: bool` to its signature")
     inputs = jax.ShapeDtypeStruct((2,) + tuple(dataset.image_shape), model_input_dtype(dataset))
     try:
-        outputs = jax.eval_shape(
-            lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0], inputs)
+        outputs, variables = jax.eval_shape(
+            lambda x: model.init_with_output(jax.random.key(0), x, train=False), inputs)
     except Exception as error:  # noqa: BLE001 – whatever the model raised on this shape
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise ValueError(f"model {name} cannot take {dataset.name}'s inputs of shape "
@@ -235,6 +236,15 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
                          f"{type(error).__name__}: {first}). Give a model for these inputs "
                          "(a convolutional model takes (H, W, C) images, a dense one flat "
                          "features)") from error
+    try:  # in training, as the lanes call it (engine/step.py: LaneStep.apply)
+        jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
+                                                rngs={"dropout": jax.random.key(0)},
+                                                mutable=["batch_stats"]), variables, inputs)
+    except InvalidRngError as error:
+        raise ValueError(
+            f"model {name} draws from a random stream the lanes do not give ({error}). "
+            "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
+            "from the seed: use self.make_rng('dropout')") from None
     if objective not in OBJECTIVES.values():
         return  # a user's objective says itself what outputs it takes
     outputs = jax.tree.leaves(outputs)

@@ -3,6 +3,7 @@ what to change (it used to train to the end and report every lane as diverged, o
 inside a convolution)."""
 
 import flax.linen as nn
+import jax
 import numpy as np
 import pytest
 
@@ -21,6 +22,14 @@ class MLP(nn.Module):
 class NoTrainArgument(nn.Module):
     @nn.compact
     def __call__(self, x):
+        return nn.Dense(4)(x)
+
+
+class OwnNoiseStream(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        if train:  # a stream of its own: the lanes give 'dropout' only
+            x = x + 0.1 * jax.random.normal(self.make_rng("noise"), x.shape)
         return nn.Dense(4)(x)
 
 
@@ -55,8 +64,10 @@ def _config(**overrides):
     (MLP(outputs=4), tuple(a + 1 if i % 2 else a for i, a in enumerate(_data())),
      r"5 classes: the model needs \(batch, 5\).*no example has label 0: if yours start at 1, "
      "subtract 1"),
+    (OwnNoiseStream(), _data(),
+     r"draws from a random stream the lanes do not give.*\"noise\".*self.make_rng\('dropout'\)"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
-        "labels-from-1"])
+        "labels-from-1", "own-random-stream"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
     objective = "regression" if data[1].dtype == np.float32 else None
