@@ -127,6 +127,8 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     if not lrs or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0
                           for lr in lrs):
         _fail("base_lrs", config.base_lrs, "a non-empty tuple of positive finite numbers")
+    if len(set(lrs)) != len(lrs):  # the same lane twice, which a study would read as 2 seeds
+        _fail("base_lrs", config.base_lrs, "distinct values")
     if not _is_int(config.epochs) or config.epochs <= 0:
         _fail("epochs", config.epochs, "a positive integer")
     if not _is_int(config.num_seeds) or config.num_seeds <= 0:

@@ -161,17 +161,23 @@ def read_raw(path: str) -> list[dict]:
 
 def merge_tables(tables: list[list[dict]]) -> list[dict]:
     """The rows of several results tables of one study (more seeds run another day or on
-    another machine) as one table. A lane two tables both hold (the same m, m_BN, η̃ and
-    seed) would count twice, and tables of different models, data sets or optimizers do not
-    belong together: ValueError for either."""
+    another machine) as one table. A lane two rows both hold (the same m, m_BN, η̃, seed and
+    other hyperparameters: HYPERPARAMETER_COLUMNS, which a study may sweep too) would count
+    twice, and tables of different models, data sets or optimizers do not belong together:
+    ValueError for either."""
     merged, seen = [], {}
     for index, rows in enumerate(tables):
         for row in rows:
+            setting = tuple(float(row[k]) if row.get(k) not in (None, "") else None
+                            for k in HYPERPARAMETER_COLUMNS)
             key = (int(row["batch_size"]), int(row.get("bn_batch_size") or row["batch_size"]),
-                   float(row["base_lr"]), int(row["seed"]))
+                   float(row["base_lr"]), int(row["seed"]), setting)
             if key in seen:
+                others = ", ".join(f"{k} = {v:g}" for k, v in zip(HYPERPARAMETER_COLUMNS,
+                                                                   setting) if v is not None)
                 raise ValueError(f"tables {seen[key]} and {index} both hold the lane m = "
-                                 f"{key[0]}, m_BN = {key[1]}, η̃ = {key[2]:g}, seed {key[3]}")
+                                 f"{key[0]}, m_BN = {key[1]}, η̃ = {key[2]:g}, seed {key[3]}"
+                                 + (f" ({others})" if others else ""))
             seen[key] = index
             merged.append(row)
     for field in ("model", "dataset", "optimizer"):

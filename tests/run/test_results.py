@@ -120,6 +120,11 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
         merge_tables([seed_0, [row | {"seed": "1", "model": "resnet32"}]])
     # A table from before the column existed (no model) merges with one that has it.
     assert len(merge_tables([seed_0, [row | {"seed": "1", "model": ""}]])) == 3
+    # A study that sweeps λ too holds one lane per λ at each (m, η̃, seed): all distinct.
+    swept = [row | {"weight_decay": "0.0"}, row | {"weight_decay": "0.0005"}]
+    assert len(merge_tables([swept, [r | {"seed": "1"} for r in swept]])) == 4
+    with pytest.raises(ValueError, match=r"both hold the lane .* seed 0 \(weight_decay = 0.0005\)"):
+        merge_tables([swept, swept[1:]])
 
 
 def test_an_adam_row_names_beta1_as_beta1_and_the_setting_to_paste_says_so():
