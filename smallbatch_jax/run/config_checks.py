@@ -15,7 +15,7 @@ import os
 import jax
 import numpy as np
 from absl import logging
-from flax.errors import InvalidRngError
+from flax.errors import InvalidRngError, ModifyScopeVariableError
 
 from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike, model_input_dtype
 from smallbatch_jax.engine.plan import PRECISIONS
@@ -238,7 +238,9 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
                          f"{type(error).__name__}: {first}). Give a model for these inputs "
                          "(a convolutional model takes (H, W, C) images, a dense one flat "
                          "features)") from error
-    try:  # in training, as the lanes call it (engine/step.py: LaneStep.apply)
+    # Called as the lanes call it (engine/step.py: LaneStep.apply), in training and in
+    # evaluation: what would otherwise fail at the first compile with Flax's bare error.
+    try:
         jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
                                                 rngs={"dropout": jax.random.key(0)},
                                                 mutable=["batch_stats"]), variables, inputs)
@@ -247,6 +249,13 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
             f"model {name} draws from a random stream the lanes do not give ({error}). "
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
+    try:
+        jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, inputs)
+    except ModifyScopeVariableError as error:
+        raise ValueError(
+            f"model {name} updates its variables when evaluated (train=False: {error}). The "
+            "lanes evaluate with the running statistics: give nn.BatchNorm "
+            "use_running_average=not train") from None
     if objective not in OBJECTIVES.values():
         return  # a user's objective says itself what outputs it takes
     outputs = jax.tree.leaves(outputs)

@@ -33,6 +33,12 @@ class OwnNoiseStream(nn.Module):
         return nn.Dense(4)(x)
 
 
+class BatchStatisticsAlways(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):  # (use_running_average=not train forgotten)
+        return nn.Dense(4)(nn.BatchNorm(use_running_average=False)(nn.Dense(8)(x)))
+
+
 class CNN(nn.Module):
     @nn.compact
     def __call__(self, x, train):
@@ -66,8 +72,10 @@ def _config(**overrides):
      "subtract 1"),
     (OwnNoiseStream(), _data(),
      r"draws from a random stream the lanes do not give.*\"noise\".*self.make_rng\('dropout'\)"),
+    (BatchStatisticsAlways(), _data(),
+     r"updates its variables when evaluated.*use_running_average=not train"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
-        "labels-from-1", "own-random-stream"])
+        "labels-from-1", "own-random-stream", "batch-statistics-in-evaluation"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
     objective = "regression" if data[1].dtype == np.float32 else None
