@@ -441,7 +441,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               "over the last epochs, mean over seeds"
               + ("" if higher else " (lower is better)") + ".", ""]
     if not trained:
-        return "\n".join(lines + ["Every run diverged: no recommendation.", ""])
+        smallest = min(lr for _, lr in table)
+        return "\n".join(lines + [
+            "Every run diverged: no recommendation. The smallest η̃ of the grid, "
+            f"2^{math.log2(smallest):g}, diverged too: extend `base_lrs` below it.", ""])
     best_m = best_of({m: v for m, (_, v) in trained.items()}, higher)
     best_lr = trained[best_m][0]
     edges = optima_at_the_edge(table)

@@ -252,3 +252,10 @@ def test_two_seeds_are_not_a_test_of_which_learning_rates_are_within_noise():
     assert recommend.lrs_within_noise(two, 8) is None
     three = _rows({8: {-10: 0.799, -8: 0.80, -6: 0.70}})
     assert recommend.lrs_within_noise(three, 8) == [2.0**-10, 2.0**-8]
+
+
+def test_when_every_run_diverged_the_report_says_where_to_extend_the_grid():
+    rows = _rows({64: {2: NAN, 3: NAN}, 128: {2: NAN, 3: NAN}})
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+    assert ("Every run diverged: no recommendation. The smallest η̃ of the grid, 2^2, "
+            "diverged too: extend `base_lrs` below it.") in text
