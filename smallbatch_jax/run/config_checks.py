@@ -127,8 +127,6 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     if not lrs or not all(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0
                           for lr in lrs):
         _fail("base_lrs", config.base_lrs, "a non-empty tuple of positive finite numbers")
-    if len(set(lrs)) != len(lrs):  # the same lane twice, which a study would read as 2 seeds
-        _fail("base_lrs", config.base_lrs, "distinct values")
     if not _is_int(config.epochs) or config.epochs <= 0:
         _fail("epochs", config.epochs, "a positive integer")
     if not _is_int(config.num_seeds) or config.num_seeds <= 0:
@@ -217,10 +215,12 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
               f"at most the {steps_per_epoch} steps of an epoch at m = {config.batch_size}")
 
 
-def check_model(model, dataset: DatasetLike, objective: Objective, name: str) -> None:
+def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
+                batch_size: int = 2) -> None:
     """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
-    the data's inputs, and (under a built-in objective) gives one output per class, or per
-    target component."""
+    the data's inputs, trains and evaluates as the lanes call it (on batches of
+    `batch_size`, the run's m: ghost BatchNorm's groups must divide it), and (under a
+    built-in objective) gives one output per class, or per target component."""
     parameters = inspect.signature(model.__call__).parameters
     if "train" not in parameters and not any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -240,17 +240,18 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str) ->
                          "features)") from error
     # Called as the lanes call it (engine/step.py: LaneStep.apply), in training and in
     # evaluation: what would otherwise fail at the first compile with Flax's bare error.
+    batch = jax.ShapeDtypeStruct((batch_size,) + inputs.shape[1:], inputs.dtype)
     try:
         jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
                                                 rngs={"dropout": jax.random.key(0)},
-                                                mutable=["batch_stats"]), variables, inputs)
+                                                mutable=["batch_stats"]), variables, batch)
     except InvalidRngError as error:
         raise ValueError(
             f"model {name} draws from a random stream the lanes do not give ({error}). "
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
     try:
-        jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, inputs)
+        jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, batch)
     except ModifyScopeVariableError as error:
         raise ValueError(
             f"model {name} updates its variables when evaluated (train=False: {error}). The "

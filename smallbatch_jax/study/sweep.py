@@ -62,7 +62,12 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
     set loaded once for all of them: a bad point of the grid fails before any run trains."""
     specs = []
     for run in runs:
-        specs.append(prepare(config_for(config, run), dataset, model, objective))
+        run_config = config_for(config, run)
+        lrs = tuple(run_config.base_lrs)
+        if len(set(lrs)) != len(lrs):  # one lane twice: the study would read it as 2 seeds
+            raise ValueError(f"config.base_lrs={run_config.base_lrs!r} is invalid; allowed: "
+                             "distinct values (a study reads the lanes of one η̃ as seeds)")
+        specs.append(prepare(run_config, dataset, model, objective))
         dataset = specs[0].dataset
     return specs
 

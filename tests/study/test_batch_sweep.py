@@ -185,3 +185,11 @@ def test_a_task_leaves_the_checkpoints_of_another_tasks_runs_alone(tmp_path, mon
     writing.mkdir(parents=True)
     run_batch_sweep(_config(), str(tmp_path), task_index=0, num_tasks=2)  # m128 is task 0's
     assert writing.is_dir()
+
+
+def test_a_repeated_learning_rate_is_refused_before_any_run(tmp_path):
+    """The same η̃ twice trains one lane twice, which a study reads as two seeds (± 0 'over 2
+    seeds'). A single run may hold it (the timing diagnostics run K copies of one lane)."""
+    with pytest.raises(ValueError, match=r"config.base_lrs=\(0.001, 0.002, 0.001\).*distinct"):
+        run_batch_sweep(_config(base_lrs=(0.001, 0.002, 0.001)), str(tmp_path / "sweep"))
+    assert not (tmp_path / "sweep").exists()
