@@ -136,5 +136,6 @@ def get_config():
     # directory, ~/.cache/smallbatch_jax): a second run of the same shape times nothing.
     config.strategy = ml_collections.ConfigDict(dict(
         preset="auto", lane_map="vmap", conv="xla", step_loop="scan", steps_per_dispatch=0,
-        scan_unroll=1, lanes_per_program=0, table="", tune_share=0.1, tune_cache=""))
+        scan_unroll=1, lanes_per_program=0, shared_batch=True, table="", tune_share=0.1,
+        tune_cache=""))
     return config

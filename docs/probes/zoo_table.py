@@ -31,6 +31,7 @@ def main(root: str = "runs/zoo") -> None:
         strategy = ours["strategy"]
         plan = (f"{strategy['lane_map']}/{strategy['conv']}, "
                 f"{strategy['lanes_per_program'] or 'all'} per program, "
+                f"{'' if strategy.get('shared_batch', True) else 'a batch per lane, '}"
                 f"{ours['devices']} device(s)")
         print(f"| {name} | {kind} {tuple(shape)} | {row['batch_size']} | "
               f"{row['num_lanes']} | {row['baseline']['examples_lanes_per_s']:.0f} | "

@@ -18,7 +18,8 @@ import zoo_table  # noqa: E402  (the probe beside this one)
 
 def _short(strategy: dict) -> str:
     lanes = strategy["lanes_per_program"] or "all"
-    return f"{strategy['lane_map']}/{strategy['conv']}/{lanes}"
+    copies = "" if strategy.get("shared_batch", True) else "/copies"  # (a batch per lane)
+    return f"{strategy['lane_map']}/{strategy['conv']}/{lanes}{copies}"
 
 
 def main(root: str = "runs/zoo_tune2") -> None:

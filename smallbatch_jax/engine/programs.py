@@ -119,7 +119,10 @@ class Programs:
         unless `step_loop` says otherwise."""
         self.traces["train"] += 1
         strategy = self.plan.strategy
-        shared_batch = self.num_seeds == 1  # then every lane sees the same batch
+        # With one seed every lane sees the same batch: handed over once, unbatched, unless
+        # the strategy copies it per lane (strategy.py's shared_batch: the faster for a
+        # dense first layer, whose weights folding the lanes into it transposes every step).
+        shared_batch = self.num_seeds == 1 and strategy.shared_batch
         batch_axis = None if shared_batch else 0
         lane_step = map_lanes(self.lane_step.train_step,
                               (0, 0, batch_axis, batch_axis, 0, None, None), strategy.lane_map)
@@ -133,7 +136,7 @@ class Programs:
                 images = jax.vmap(augment_batch, in_axes=(0, None, 0))(seeds, step + i, images)
             if shared_batch:
                 images, labels = images[0], labels[0]
-            else:
+            else:  # each lane its seed's batch (one seed: copies of one batch)
                 images, labels = images[hparams.seed_index], labels[hparams.seed_index]
             lanes, loss = lane_step(lanes, hparams, images, labels, lane_seeds, step + i,
                                     total_steps)

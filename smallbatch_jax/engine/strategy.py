@@ -22,6 +22,15 @@ order).
   into near-equal groups that each run a whole epoch: a smaller working set (on CPU, one that
   stays in cache; on an accelerator, one that fits in memory), identical results. With
   several devices the groups are dealt out over them and run concurrently (train/plan.py).
+- shared_batch (vmap only; matters with one seed, where every lane trains on the same
+  batches): True hands the batch to the vmapped step once, unbatched, and XLA folds the
+  lanes into the model's first layer, one product over all lanes' weights, which transposes
+  those weights each step; False gives each lane its own copy, so that every layer stays a
+  per-lane product. Folding wins when the first layer's weights are small beside its
+  activations (a convolution: the patches are extracted once); copies win when they are
+  large (a dense layer on raw features: the zoo's MLP, 1.2-1.3× the 13 sequential runs
+  folded, 1.6-1.7× copied on this CPU; docs/benchmarks.md). Same results within float
+  rounding: another program sums in another order.
 
 `choose_strategy` is what `strategy.preset='auto'` gets: measured per backend, never assumed
 (on the reduced AlexNet; `strategy.preset='tune'` measures the model at hand: tune.py).
@@ -48,6 +57,7 @@ class Strategy:
     steps_per_dispatch: int = 0
     scan_unroll: int = 1
     lanes_per_program: int = 0
+    shared_batch: bool = True
 
     def __post_init__(self):
         if self.lane_map not in LANE_MAPS:
@@ -67,6 +77,13 @@ class Strategy:
         if self.lanes_per_program < 0:
             raise ValueError(f"strategy.lanes_per_program={self.lanes_per_program}; allowed: 0 "
                              "(all lanes in one program) or a positive number of lanes")
+        if not isinstance(self.shared_batch, bool):
+            raise ValueError(f"strategy.shared_batch={self.shared_batch!r}; allowed: True or "
+                             "False")
+        if not self.shared_batch and self.lane_map != "vmap":
+            raise ValueError("strategy.shared_batch=False (a copy of the batch per lane) goes "
+                             f"with lane_map='vmap'; lane_map={self.lane_map!r} already gives "
+                             "each lane its own product")
 
     def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
         """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""
@@ -158,7 +175,11 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
     ~20× slower inside a loop, and at m ≥ 32 patches lose to it. That reason is the
     convolution's: a model without convolutions keeps its lanes vmapped above m = 16, all of
     them in one program split over the devices (the zoo's MLP at m = 32 and 128: 1.7-1.8× one
-    lane per program, which lost to the sequential runs; docs/benchmarks.md).
+    lane per program, which lost to the sequential runs; docs/benchmarks.md). And a model
+    without convolutions gets a copy of the batch per lane (`shared_batch=False`): its first
+    layer is a dense one, whose weights folding would transpose every step (the zoo's MLP,
+    m = 2, 8, 32: 1.56-1.74× the sequential runs against 1.22-1.34× folded; the CNNs lose
+    with copies: `plain_cnn` at m = 2, 1.38× against 1.58×).
 
     Other backends (GPU): the fastest strategy of a table measured there by
     experiments.gpu_check (reduced AlexNet, K = 13; smallbatch_jax/measured/gpu.json, whose
@@ -176,12 +197,14 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
             return PRESETS["reference"]
         return measured_choice(read_measured_table(packaged), batch_size)
     if batch_size > 16:
-        return PRESETS["sequential"] if has_conv else PRESETS["reference"]
-    if num_devices > 1 and num_lanes > 1:
-        return Strategy(conv="patches", lanes_per_program=min(4, -(-num_lanes // num_devices)))
-    if batch_size <= 4:
-        return PRESETS["patches"]
-    return PRESETS["patches_grouped"]
+        chosen = PRESETS["sequential"] if has_conv else PRESETS["reference"]
+    elif num_devices > 1 and num_lanes > 1:
+        chosen = Strategy(conv="patches", lanes_per_program=min(4, -(-num_lanes // num_devices)))
+    elif batch_size <= 4:
+        chosen = PRESETS["patches"]
+    else:
+        chosen = PRESETS["patches_grouped"]
+    return chosen if has_conv else dataclasses.replace(chosen, shared_batch=False)
 
 
 PRESET_CHOICES = ("auto", "tune", "manual", *PRESETS)

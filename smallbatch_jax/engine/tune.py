@@ -62,7 +62,7 @@ MIN_REPEAT_SECONDS = 0.25  # a repeat runs as many windows as this takes (timer 
 KEEP_FIRST_WITHIN = 0.05
 DEFAULT_SHARE = 0.1  # of the run's training time that tuning may take
 # Bumped when the candidates change: a cached choice among other candidates is stale.
-CANDIDATES_VERSION = 2  # 2: a scanned program of one lane on CPUs
+CANDIDATES_VERSION = 3  # 2: a scanned program of one lane on CPUs; 3: the batch per lane
 # A run too short to repay even one candidate's timing is not tuned at all: judged before
 # anything compiles, from its FLOPs (XLA's estimate of a step, before compiling) at an
 # optimistic speed, or a floor per step, whichever is longer. Optimistic on purpose: only a
@@ -117,9 +117,13 @@ class Tuning:
 
 
 def candidates(auto: Strategy, backend: str, num_lanes: int, num_devices: int,
-               has_conv: bool) -> list[Strategy]:
+               has_conv: bool, num_seeds: int = 1) -> list[Strategy]:
     """The strategies tuning times, 'auto''s choice first, without repeats. Convolution
-    variants only where the model has convolutions (else they are the same program)."""
+    variants only where the model has convolutions (else they are the same program). With
+    one seed, the vmapped ones take 'auto''s way of handing the lanes their batch
+    (strategy.py's shared_batch), and the other way is timed second, except for a model with
+    convolutions on a CPU, where folding was measured faster on each of the zoo's CNNs
+    (docs/benchmarks.md); with several seeds each lane has its seed's batch either way."""
     convs = ("xla", "patches") if has_conv else ("xla",)
     if backend == "cpu":
         per_device = max(1, -(-num_lanes // num_devices))
@@ -140,6 +144,11 @@ def candidates(auto: Strategy, backend: str, num_lanes: int, num_devices: int,
                       for conv in convs]
     if not has_conv:
         found = [dataclasses.replace(s, conv="xla") for s in found]
+    shared = auto.shared_batch if num_seeds == 1 else True
+    found = [dataclasses.replace(s, shared_batch=shared) if s.lane_map == "vmap" else s
+             for s in found]
+    if num_seeds == 1 and found[0].lane_map == "vmap" and not (backend == "cpu" and has_conv):
+        found.insert(1, dataclasses.replace(found[0], shared_batch=not shared))
     unique = []
     for strategy in found:
         if strategy.lanes_per_program >= num_lanes:  # one group of all lanes: the same
@@ -416,7 +425,7 @@ def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
         return plan_of(auto, Tuning("skipped", auto, note=note))
     plans = []
     for strategy in candidates(auto, available[0].platform, num_lanes, len(available),
-                               has_conv):
+                               has_conv, num_seeds):
         try:
             plans.append(plan_for(strategy, num_lanes, devices=available, **make))
         except ValueError as error:  # (one lane over the memory budget)

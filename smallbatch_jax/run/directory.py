@@ -114,7 +114,8 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
 ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1,
               **{f"sweep.{key}": [] for key in ("weight_decay", "momentum", "beta2", "epsilon",
                                                 "warmup", "points")},
-              "strategy.tune_share": 0.1, "strategy.tune_cache": ""}
+              "strategy.tune_share": 0.1, "strategy.tune_cache": "",
+              "strategy.shared_batch": True}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from smallbatch_jax.engine.strategy import (PRESETS, Strategy, StrategyChoice, choose_strategy,
@@ -28,6 +30,9 @@ def test_lane_slices_are_near_equal_and_cover_every_lane(lanes_per_program, expe
     (dict(step_loop="unrolled", steps_per_dispatch=10_000), "needs strategy.steps_per_dispatch"),
     (dict(scan_unroll=0), "scan_unroll"),
     (dict(lanes_per_program=-1), "lanes_per_program"),
+    (dict(shared_batch="no"), "strategy.shared_batch"),
+    (dict(lane_map="unrolled", shared_batch=False), "goes with lane_map='vmap'"),
+    (dict(lane_map="map", shared_batch=False), "goes with lane_map='vmap'"),
 ])
 def test_invalid_strategies_raise(fields, match):
     with pytest.raises(ValueError, match=match):
@@ -61,15 +66,19 @@ def test_auto_keeps_a_dense_models_lanes_vmapped_above_m_16_on_a_cpu():
         for devices in (1, 2):
             dense = choose_strategy("cpu", m, num_lanes=13, num_devices=devices,
                                     has_conv=False)
-            assert dense == PRESETS["reference"]
+            assert dense == Strategy(shared_batch=False)
             assert choose_strategy("cpu", m, 13, devices) == PRESETS["sequential"]
-    # At m <= 16 and on other backends the model's convolutions change nothing.
+    # At m <= 16 the lanes are laid out as a CNN's, each with its own copy of the batch (a
+    # dense first layer's weights are not folded over the lanes); a CNN's share it.
     for m in (2, 8, 16):
+        cnn = choose_strategy("cpu", m, 13, 2)
+        assert cnn.shared_batch
         assert (choose_strategy("cpu", m, 13, 2, has_conv=False)
-                == choose_strategy("cpu", m, 13, 2))
+                == dataclasses.replace(cnn, shared_batch=False))
+    # On other backends the model's convolutions change nothing.
     assert choose_strategy("gpu", 64, has_conv=False) == choose_strategy("gpu", 64)
     assert (StrategyChoice("auto").resolve(32, 13, "cpu", 2, has_conv=False)
-            == PRESETS["reference"])
+            == Strategy(shared_batch=False))
     assert StrategyChoice("sequential").resolve(32, 13, "cpu", 2, has_conv=False) == \
         PRESETS["sequential"]
 

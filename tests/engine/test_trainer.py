@@ -278,6 +278,8 @@ def reference_run(tiny_digits):
     Strategy(lane_map="map"),
     Strategy(lane_map="map", conv="patches", steps_per_dispatch=3, scan_unroll=2),
     Strategy(conv="shifted", lanes_per_program=2, steps_per_dispatch=3),
+    Strategy(shared_batch=False),  # one seed's batch copied per lane
+    Strategy(conv="patches", lanes_per_program=2, shared_batch=False),
 ])
 def test_every_strategy_gives_the_reference_results(tiny_digits, reference_run, strategy):
     """Same computation, other XLA programs: equal up to float rounding (a separate and a

@@ -264,6 +264,13 @@ def test_a_run_saved_before_a_config_key_existed_is_the_same_run_at_its_old_valu
     assert config_differences(saved, {**saved, "sweep": empty}) == []
     assert config_differences(saved, {**saved, "sweep": {**empty, "weight_decay": [0.0, 5e-4]}}
                               ) == ["sweep.weight_decay: '(absent)' → [0.0, 0.0005]"]
+    # strategy.shared_batch (issue 26): absent before, the batch shared as it always was.
+    strategy = {"preset": "auto", "lanes_per_program": 0}
+    assert config_differences({**saved, "strategy": strategy},
+                              {**saved, "strategy": {**strategy, "shared_batch": True}}) == []
+    assert config_differences({**saved, "strategy": strategy},
+                              {**saved, "strategy": {**strategy, "shared_batch": False}}) == [
+        "strategy.shared_batch: '(absent)' → False"]
 
 
 def test_evaluations_inside_epochs_are_written_and_survive_a_resume(tmp_path, monkeypatch):
