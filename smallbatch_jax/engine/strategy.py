@@ -28,8 +28,8 @@ order).
   those weights each step; False gives each lane its own copy, so that every layer stays a
   per-lane product. Folding wins when the first layer's weights are small beside its
   activations (a convolution: the patches are extracted once); copies win when they are
-  large (a dense layer on raw features: the zoo's MLP, 1.2-1.3× the 13 sequential runs
-  folded, 1.6-1.7× copied on this CPU; docs/benchmarks.md). Same results within float
+  large (a dense layer on raw features: the zoo's MLP at m = 2 and 8, 1.31× and 1.14× the
+  13 sequential runs folded, 1.83× and 1.57× copied on a 2-core CPU; docs/benchmarks.md). Same results within float
   rounding: another program sums in another order.
 
 `choose_strategy` is what `strategy.preset='auto'` gets: measured per backend, never assumed
@@ -178,8 +178,9 @@ def choose_strategy(backend: str, batch_size: int, num_lanes: int = 13,
     lane per program, which lost to the sequential runs; docs/benchmarks.md). And a model
     without convolutions gets a copy of the batch per lane (`shared_batch=False`): its first
     layer is a dense one, whose weights folding would transpose every step (the zoo's MLP,
-    m = 2, 8, 32: 1.56-1.74× the sequential runs against 1.22-1.34× folded; the CNNs lose
-    with copies: `plain_cnn` at m = 2, 1.38× against 1.58×).
+    m = 2, 8, 32: 1.83, 1.57, 1.45× the sequential runs against 1.31, 1.14, 1.16× folded;
+    the zoo's CNNs lose 7-16% with copies or tie, e.g. `plain_cnn` at m = 2, 1.44× against
+    1.54×).
 
     Other backends (GPU): the fastest strategy of a table measured there by
     experiments.gpu_check (reduced AlexNet, K = 13; smallbatch_jax/measured/gpu.json, whose
