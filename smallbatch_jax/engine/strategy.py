@@ -113,6 +113,9 @@ PRESETS = {
 
 # Measured tables of the fastest strategy per m on an accelerator backend, as
 # experiments.gpu_check writes them (strategy_table.json): smallbatch_jax/measured/{backend}.json.
+# The model `choose_strategy`'s CPU rules were measured on (docs/benchmarks.md): on a CPU,
+# 'auto' tunes every other model (StrategyChoice.tunes).
+CPU_RULES_MODEL = "alexnet"
 MEASURED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "measured")
 
@@ -228,16 +231,19 @@ class StrategyChoice:
 
     def tunes(self, model: str, built_in: bool, backend: str) -> bool:
         """Whether this choice is measured for the model at hand before the run: 'tune'
-        always; 'auto' where nothing was measured on this model. On a CPU the rules of
-        `choose_strategy` were measured on the project's models (the zoo: docs/benchmarks.md),
-        so a user's model tunes; elsewhere a model other than the one the backend's table
-        was measured on (its "model"), or a backend without a table, tunes."""
+        always; 'auto' unless a measured table matches the model: the table's "model"
+        (`table`, or the backend's packaged one), or on a CPU without a table
+        `choose_strategy`'s rules, measured on the built-in reduced AlexNet
+        (CPU_RULES_MODEL). Every other model tunes, the project's own included: on a CPU the
+        rules took ResNet-20 at m = 8 to 0.91× the sequential runs, tuning to 1.52×
+        (docs/benchmarks.md). A run too short to repay tuning keeps 'auto''s choice all the
+        same (engine/tune.py): the default digits runs, the tests' runs."""
         if self.preset == "tune":
             return True
         if self.preset != "auto":
             return False
-        if backend == "cpu":
-            return not built_in
+        if backend == "cpu" and not self.table:
+            return not (built_in and model == CPU_RULES_MODEL)
         path = self.table or os.path.join(MEASURED_DIR, f"{backend}.json")
         if not os.path.isfile(path):
             return True

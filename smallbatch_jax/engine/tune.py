@@ -1,7 +1,8 @@
 """Strategies measured for the model at hand: `strategy.preset='tune'`.
 
-'auto' applies what was measured on the paper's reduced AlexNet (strategy.py) to every model;
-a user's MLP or ResNet may run faster another way. Tuning times the strategies this model can
+'auto''s rules were measured on the paper's reduced AlexNet (strategy.py); another model, a
+user's MLP or the project's ResNet-20, may run faster another way, so 'auto' tunes every model
+but the one its table was measured on (StrategyChoice.tunes). Tuning times the strategies this model can
 take on a short window of its own training program, before the run, and keeps the fastest:
 
 - the candidates (`candidates`): 'auto''s choice first, then the other lane maps,

@@ -70,8 +70,9 @@ class ModelRecipe:
 
     @property
     def built_in(self) -> bool:
-        """One of the project's models (models.MODELS), which 'auto''s rules were measured
-        on; not a user's module or an imported 'module:factory'."""
+        """One of the project's models (models.MODELS), not a user's module or an imported
+        'module:factory' (a user's model named like a built-in one is not the model a
+        measured table was timed on: StrategyChoice.tunes)."""
         return self.user is None and self.name in MODELS
 
     def build(self, conv: str):
@@ -256,7 +257,7 @@ def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
                                                 jax.default_backend()):
         # Nothing measured on this model here: it is measured itself (engine/tune.py).
         logging.info("strategy.preset='auto' on %s, a model no table was measured on here: "
-                     "tuning ('tune')", spec.model.name)
+                     "tuned ('tune') if the run is long enough to repay it", spec.model.name)
         choice = dataclasses.replace(choice, preset="tune")
     plan = tuned_plan(choice, spec.grid.num_lanes, spec.batch_size, timer=timer,
                       model_fingerprint=model_fingerprint(repr(described), variables),

@@ -255,8 +255,11 @@ def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_dig
 
 def test_auto_tunes_where_nothing_was_measured_on_the_model(tmp_path):
     auto = StrategyChoice("auto")
-    # CPU: the rules were measured on the project's models; a user's model tunes.
+    # CPU: the rules were measured on the built-in reduced AlexNet; every other model tunes,
+    # the project's own included, and a user's model named like it.
     assert not auto.tunes("alexnet", True, "cpu") and auto.tunes("mine:net", False, "cpu")
+    assert auto.tunes("resnet20", True, "cpu") and auto.tunes("small_cnn", True, "cpu")
+    assert auto.tunes("alexnet_bn", True, "cpu") and auto.tunes("alexnet", False, "cpu")
     # A GPU: the packaged table was measured on the reduced AlexNet without BN.
     assert not auto.tunes("alexnet", True, "gpu")
     assert auto.tunes("resnet32", True, "gpu") and auto.tunes("alexnet_bn", True, "gpu")
@@ -265,6 +268,11 @@ def test_auto_tunes_where_nothing_was_measured_on_the_model(tmp_path):
     table.write_text(json.dumps({"model": "resnet32", "choices": {"8": {}}}))
     mine = StrategyChoice("auto", table=str(table))
     assert not mine.tunes("resnet32", True, "gpu") and mine.tunes("alexnet", True, "gpu")
+    # A table given on a CPU is what 'auto' reads there (choose_strategy): it decides.
+    assert not mine.tunes("resnet32", True, "cpu") and mine.tunes("alexnet", True, "cpu")
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"model": "mine:net", "choices": {"8": {}}}))
+    assert not StrategyChoice("auto", table=str(users)).tunes("mine:net", False, "cpu")
     assert StrategyChoice("tune").tunes("alexnet", True, "cpu")
     assert not StrategyChoice("patches").tunes("mine:net", False, "gpu")
 
@@ -299,6 +307,24 @@ def test_a_run_too_short_to_repay_tuning_is_not_tuned_nor_timed(tmp_path, tiny_d
     assert built and plan.tuning.outcome == "measured"
 
 
+def test_auto_tunes_a_built_in_model_other_than_the_one_its_rules_were_measured_on(
+        tmp_path, monkeypatch):
+    """The default run's small_cnn under 'auto', in a run long enough to repay tuning (the
+    pre-check's threshold at 0 here): measured, not 'auto''s rule taken on trust."""
+    from smallbatch_jax.engine import tune as tune_module
+    from smallbatch_jax.run.build import create_run, prepare
+
+    monkeypatch.setattr(tune_module, "CANDIDATE_SECONDS", {"cpu": 0.0, "gpu": 0.0})
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.epochs, config.batch_size, config.base_lrs = 1, 32, (2.0**-9, 2.0**-7)
+        config.strategy.tune_cache = str(tmp_path / "tuned.json")
+    assert config.strategy.preset == "auto" and config.model == "small_cnn"
+    run = create_run(prepare(config))
+    assert run.plan.tuning.outcome in ("measured", "partial", "short")
+    assert run.plan.tuning.timings and (tmp_path / "tuned.json").exists()
+
+
 class _Dense(nn.Module):
     """A user's model without convolutions."""
 
@@ -310,18 +336,15 @@ class _Dense(nn.Module):
 @pytest.mark.parametrize("model,has_conv", [(None, True), (_Dense(), False)])
 def test_a_short_run_keeps_autos_choice_for_the_model_it_has(model, has_conv):
     """'auto''s choice on a CPU above m = 16 depends on the model's convolutions: one lane
-    per program for a CNN (the built-in one: not tuned), every lane in one vmapped program
-    for a user's dense model, each lane with its copy of the batch (whose run is too short
-    to tune, so keeps 'auto''s choice)."""
+    per program for a CNN, every lane in one vmapped program for a user's dense model, each
+    lane with its copy of the batch. Neither model is the one the CPU rules were measured on,
+    so 'auto' would tune both; a run this short keeps 'auto''s choice and says why."""
     from smallbatch_jax.run.build import create_run, prepare
 
     config = parse(f"--config={REPO_ROOT}/configs/default.py")
     with config.unlocked():
         config.epochs, config.batch_size, config.base_lrs = 1, 32, (2.0**-9, 2.0**-7)
     run = create_run(prepare(config, model=model))
-    if has_conv:
-        assert run.plan.tuning is None
-    else:
-        assert run.plan.tuning.outcome == "skipped" and "too short" in run.plan.tuning.note
+    assert run.plan.tuning.outcome == "skipped" and "too short" in run.plan.tuning.note
     assert run.plan.strategy == (PRESETS["sequential"] if has_conv
                                  else Strategy(shared_batch=False))
