@@ -12,8 +12,8 @@ take on a short window of its own training program, before the run, and keeps th
   trainer it would train with) on windows of `WINDOW_STEPS` steps of the real data, after a
   first window that compiles it: the median of `REPEATS` repeats of at least
   `MIN_REPEAT_SECONDS` each, in ms per step of all lanes (after the first candidate, windows
-  of ~`WINDOW_SECONDS` at the fastest pace so far, and a candidate `GIVE_UP` times slower
-  than it after one window is not repeated); the fastest is chosen, but 'auto''s choice is
+  of ~`WINDOW_SECONDS` at the fastest pace so far, a single step for a slow model, and a
+  candidate `GIVE_UP` times slower than it after one window is not repeated); the fastest is chosen, but 'auto''s choice is
   kept unless another beats it by more than `KEEP_FIRST_WITHIN`. The lanes
   are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
   which would flatter the strategies that group lanes); the program is the same at any η̃;
@@ -50,9 +50,12 @@ from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 
 WINDOW_STEPS = 32  # steps per timed window (fewer in an epoch that short)
 # After the first candidate, windows of about this long at its pace (at least MIN_WINDOW_STEPS
-# steps): a slow model's slow candidates would otherwise take minutes a window.
+# steps): a slow model's slow candidates would otherwise take minutes a window. One step at
+# least, not more: ResNet-20's 13 lanes at m = 32 on a 2-core CPU take 1.4 s a step at best
+# and 111 s with vmapped XLA convolutions, whose two windows (compiling, then timed) of 4
+# steps cost 15 minutes (docs/benchmarks.md); a step that slow needs no more to be timed.
 WINDOW_SECONDS = 0.5
-MIN_WINDOW_STEPS = 4
+MIN_WINDOW_STEPS = 1
 # A candidate whose first timed window is this much slower than the fastest so far is not
 # repeated: its one window is its timing.
 GIVE_UP = 1.5
@@ -124,19 +127,25 @@ def candidates(auto: Strategy, backend: str, num_lanes: int, num_devices: int,
     one seed, the vmapped ones take 'auto''s way of handing the lanes their batch
     (strategy.py's shared_batch), and the other way is timed second, except for a model with
     convolutions on a CPU, where folding was measured faster on each of the zoo's CNNs
-    (docs/benchmarks.md); with several seeds each lane has its seed's batch either way."""
+    (docs/benchmarks.md); with several seeds each lane has its seed's batch either way.
+
+    On a CPU a model's convolutions are vmapped as patches only: vmapped, XLA's own
+    convolution becomes a grouped one, which took 7–31× the best other candidate's time on
+    every zoo CNN tuned there (ResNet-20 at m = 32: 43–111 s a step against 1.4 s) and 36–86%
+    of each tuning's time (docs/benchmarks.md); XLA's convolution is timed one lane per
+    program ('sequential'), where it is not grouped."""
     convs = ("xla", "patches") if has_conv else ("xla",)
     if backend == "cpu":
         per_device = max(1, -(-num_lanes // num_devices))
-        found = [auto]
-        for conv in convs[::-1]:
-            found += [Strategy(conv=conv), Strategy(conv=conv, lanes_per_program=per_device),
-                      Strategy(conv=conv, lanes_per_program=min(4, per_device))]
-        # One lane per program, its whole dispatch scanned: one lane's working set for many
-        # steps, without the per-step dispatch of 'sequential'. (Added for the MLP, whose
-        # lanes trail sequential runs; there it was not faster: docs/benchmarks.md.)
-        found += [Strategy(conv=convs[-1], lanes_per_program=1)]
-        found += [PRESETS["sequential"], Strategy(lane_map="map", conv=convs[-1])]
+        vmapped = convs[-1]  # patches for a model with convolutions
+        found = [auto, Strategy(conv=vmapped),
+                 Strategy(conv=vmapped, lanes_per_program=per_device),
+                 Strategy(conv=vmapped, lanes_per_program=min(4, per_device)),
+                 # One lane per program, its whole dispatch scanned: one lane's working set
+                 # for many steps, without the per-step dispatch of 'sequential'. (Added for
+                 # the MLP, whose lanes trail sequential runs; there it was not faster.)
+                 Strategy(conv=vmapped, lanes_per_program=1),
+                 PRESETS["sequential"], Strategy(lane_map="map", conv=vmapped)]
     else:
         convs = convs + (("shifted",) if has_conv else ())
         found = [auto] + [Strategy(conv=conv) for conv in convs]
