@@ -90,7 +90,8 @@ class Timed:
 @dataclasses.dataclass(frozen=True)
 class Tuning:
     """What tuning did: 'measured' (`timings` of the candidates timed), 'cached' (read from
-    `StrategyCache`), 'resumed' (the strategy a resumed run started with), 'skipped' (a run
+    `StrategyCache`), 'resumed' (the strategy a resumed run started with; its config.json keeps
+    the record of how that was chosen: run/train.py), 'skipped' (a run
     too short to repay one candidate's timing, judged before compiling), 'partial' (stopped
     before the last candidate: its cost would have passed the share) or 'short' (the run too
     short to repay more than the first candidate). The cache keeps every outcome's timings:
@@ -412,6 +413,8 @@ def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
         return dataclasses.replace(plan, tuning=tuning)
 
     if resumed is not None:
+        logging.info("strategy.preset='tune': %s, the strategy this run started with (its "
+                     "config.json), not tuned again", resumed)
         return plan_of(resumed, Tuning("resumed", resumed, note="the strategy this run "
                                        "started with (its config.json)"))
     key = cache_key(model_fingerprint, batch_size, num_lanes, num_seeds, precision, streamed,

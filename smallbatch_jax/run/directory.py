@@ -179,6 +179,14 @@ class RunDirectory:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def recorded_tuning(self) -> dict | None:
+        """How config.json says the strategy was chosen (engine/tune.py's Tuning as JSON;
+        None without one)."""
+        try:
+            return self.saved_record().get("tuning")
+        except (OSError, ValueError):
+            return None
+
     def refuse_other_config(self, saved: dict, current: dict, what: str = "a checkpoint"
                             ) -> None:
         """ValueError naming the differing keys unless `saved` (a config as JSON) trains as

@@ -72,10 +72,15 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
     # A resumed run keeps the strategy it started with (a tuned one could differ now).
     run = create_run(spec, directory.recorded_strategy() if newest is not None else None)
     grid, plan, epochs = spec.grid, run.plan, spec.schedule.epochs
+    tuning = plan.tuning.as_json() if plan.tuning else None
+    if plan.tuning is not None and plan.tuning.outcome == "resumed":
+        # How the strategy was chosen when the run started stays its record: a resumed
+        # run's files are an uninterrupted run's.
+        tuning = directory.recorded_tuning() or tuning
     directory.write_config({"config": spec.config, "lanes": spec.lanes_note,
                             "strategy": vars(plan.strategy), "precision": plan.precision,
                             "donate": plan.donate, "provenance": provenance(plan.devices),
-                            **({"tuning": plan.tuning.as_json()} if plan.tuning else {})})
+                            **({"tuning": tuning} if tuning else {})})
     also = "".join(f" × {len(values)} {name}" for name, values in grid.swept.items()
                    if name not in grid.point_names)
     if grid.points:

@@ -193,7 +193,8 @@ def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digit
     assert tuned_plan(StrategyChoice("patches"), 3, 8, **kwargs).tuning is None
 
 
-def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path, monkeypatch):
+def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path, monkeypatch,
+                                                                       caplog):
     from smallbatch_jax.engine import tune as tune_module
     from smallbatch_jax.run import train as lr_sweep
 
@@ -215,12 +216,15 @@ def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path,
     assert record["tuning"]["outcome"] in ("measured", "partial", "short")
     assert record["tuning"]["chosen"] == record["strategy"]
     assert all(t["ms_per_step"] > 0 for t in record["tuning"]["timings"])
-    # Whatever the cache says now, the resumed run keeps the strategy it started with.
+    # Whatever the cache says now, the resumed run keeps the strategy it started with, and
+    # config.json the record of how it was chosen (a resumed run's files are a straight one's).
     (tmp_path / "tuned.json").write_text("{}")
-    lr_sweep.train_and_evaluate(config, str(tmp_path / "run"))
+    with caplog.at_level("INFO"):
+        lr_sweep.train_and_evaluate(config, str(tmp_path / "run"))
     resumed = json.loads((tmp_path / "run" / "config.json").read_text())
     assert resumed["strategy"] == record["strategy"]
-    assert resumed["tuning"]["outcome"] == "resumed"
+    assert resumed["tuning"] == record["tuning"]
+    assert "the strategy this run started with" in caplog.text
 
 
 def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_digits):
