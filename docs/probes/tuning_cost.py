@@ -27,7 +27,8 @@ with tempfile.TemporaryDirectory() as directory:
     begin = time.perf_counter()
     chosen, tuning = benchmark.tuned_strategy(model, data, m, k, f"{directory}/tuned.json")
     seconds = time.perf_counter() - begin
-print(f"{name} m={m} K={k} on {jax.device_count()} devices, jax {jax.__version__}: tuning {seconds:.0f} s in all "
+print(f"{name} m={m} K={k} on {jax.device_count()} devices, jax {jax.__version__}: "
+      f"tuning {seconds:.0f} s in all "
       f"({tuning['seconds']:.0f} s timing {len(tuning['timings'])} candidates); chose {chosen}")
 for timed in tuning["timings"]:
     ms = timed["ms_per_step"] if timed["ms_per_step"] is not None else float("nan")

@@ -2,8 +2,9 @@
 
 'auto''s rules were measured on the paper's reduced AlexNet (strategy.py); another model, a
 user's MLP or the project's ResNet-20, may run faster another way, so 'auto' tunes every model
-but the one its table was measured on (StrategyChoice.tunes). Tuning times the strategies this model can
-take on a short window of its own training program, before the run, and keeps the fastest:
+but the one its table was measured on (StrategyChoice.tunes). Tuning times the strategies
+this model can take on a short window of its own training program, before the run, and
+keeps the fastest:
 
 - the candidates (`candidates`): 'auto''s choice first, then the other lane maps,
   convolutions and lane groupings of the backend (convolution variants only for a model
@@ -13,8 +14,9 @@ take on a short window of its own training program, before the run, and keeps th
   first window that compiles it: the median of `REPEATS` repeats of at least
   `MIN_REPEAT_SECONDS` each, in ms per step of all lanes (after the first candidate, windows
   of ~`WINDOW_SECONDS` at the fastest pace so far, a single step for a slow model, and a
-  candidate `GIVE_UP` times slower than it after one window is not repeated); the fastest is chosen, but 'auto''s choice is
-  kept unless another beats it by more than `KEEP_FIRST_WITHIN`. The lanes
+  candidate `GIVE_UP` times slower than it after one window is not repeated); the fastest
+  is chosen, but 'auto''s choice is kept unless another beats it by more than
+  `KEEP_FIRST_WITHIN`. The lanes
   are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
   which would flatter the strategies that group lanes); the program is the same at any η̃;
 - a run too short to repay even one candidate is not tuned (`optimistic_seconds`: its FLOPs,
