@@ -152,11 +152,21 @@ def time_lanes(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
     return time_interleaved({"lanes": runner}, repeats)["lanes"]
 
 
+def scanned_limit_convs(backend: str, has_conv: bool) -> tuple[str, ...]:
+    """The convolutions the scanned limit is timed under (the faster is the limit). XLA's,
+    except a CNN's on a CPU: patches there, where XLA's convolution inside the scan took
+    12-31x as long in every zoo model measured side by side (docs/benchmarks.md, "The
+    scanned limit's convolution on a CPU"), and timing it was most of a slow model's row.
+    Without convolutions the setting changes nothing: one program."""
+    return ("patches",) if backend == "cpu" and has_conv else ("xla",)
+
+
 def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lanes: int,
             steps: int, repeats: int, strategies: dict[str, Strategy],
-            input_kind: str = "images") -> dict:
+            input_kind: str = "images", has_conv: bool = True) -> dict:
     """Baseline, limit and lanes (each strategy) for one (m, K) of `model` (built in or
-    imported); one row of the table. The baselines use XLA's convolution layer."""
+    imported); one row of the table. The baselines use XLA's convolution layer; `has_conv`:
+    whether the model has convolutions (`scanned_limit_convs`)."""
     baseline_model = create_model(model, num_classes)
     m, k = batch_size, num_lanes
     dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m),
@@ -164,9 +174,7 @@ def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lane
     lanes_data = synthetic_dataset(image_shape, num_classes, m * steps, input_kind=input_kind)
     runners = {"baseline": python_loop_runner(baseline_model, dataset, m, k, steps),
                "limit": python_loop_runner(baseline_model, dataset, k * m, 1, steps)}
-    # The scanned limit under XLA's convolution and, on a CPU (where XLA's runs ~20× slower
-    # inside a loop), as patches too: the faster is the limit.
-    convs = ("xla", "patches") if jax.default_backend() == "cpu" else ("xla",)
+    convs = scanned_limit_convs(jax.default_backend(), has_conv)
     for conv in convs:
         runners[f"limit_scanned:{conv}"] = scanned_limit_runner(
             common_run_config(model, k * m, Strategy(conv=conv)), image_shape, num_classes,
@@ -258,7 +266,7 @@ def run_throughput(config, workdir: str) -> list[dict]:
                 else:
                     strategies[name] = PRESETS[name]
             row = measure(config.model, tuple(config.image_shape), config.num_classes, m, k,
-                          steps, config.repeats, strategies, config.input_kind)
+                          steps, config.repeats, strategies, config.input_kind, has_conv)
             if tuning is not None:
                 row["lanes"]["tune"]["tuning"] = tuning
             record["rows"].append(row)
