@@ -13,12 +13,11 @@ import dataclasses
 import json
 import time
 
+import jax
+import jax.numpy as jnp
 from absl import logging
 
 from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset, model_input_dtype
-import jax
-import jax.numpy as jnp
-
 from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.plan import MemoryProbe
@@ -250,8 +249,8 @@ def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
         else 0.0)
     # What the step's cost depends on besides the model's variables.
     described = [spec.model.name, spec.dataset.image_shape, model_input_dtype(spec.dataset),
-                 spec.optimizer, spec.objective.metric_name, spec.objective.labels, spec.augment, spec.model.bn_batch_size,
-                 spec.eval_batch_size]
+                 spec.optimizer, spec.objective.metric_name, spec.objective.labels,
+                 spec.augment, spec.model.bn_batch_size, spec.eval_batch_size]
     choice = spec.strategy
     if choice.preset == "auto" and choice.tunes(spec.model.name, spec.model.built_in,
                                                 jax.default_backend()):
