@@ -13,9 +13,9 @@ seeds and the other hyperparameters' values.
 
 Lanes are ordered seed-major, then η̃, then the other swept values in the order of SWEPT
 (itertools.product), then the points: (seed₀, η̃₀, λ₀), (seed₀, η̃₀, λ₁), …, (seed₀, η̃₁,
-λ₀), … Lanes with the
-same seed share their initial weights and their data order, so by default (one seed) every
-lane sees the same initialization and the same batches and only its hyperparameters differ.
+λ₀), … Lanes with the same seed share their initial weights and their data order, so by
+default (one seed) every lane sees the same initialization and the same batches and only its
+hyperparameters differ.
 """
 
 import dataclasses

@@ -29,8 +29,8 @@ order).
   per-lane product. Folding wins when the first layer's weights are small beside its
   activations (a convolution: the patches are extracted once); copies win when they are
   large (a dense layer on raw features: the zoo's MLP at m = 2 and 8, 1.31× and 1.14× the
-  13 sequential runs folded, 1.83× and 1.57× copied on a 2-core CPU; docs/benchmarks.md). Same results within float
-  rounding: another program sums in another order.
+  13 sequential runs folded, 1.83× and 1.57× copied on a 2-core CPU; docs/benchmarks.md).
+  Same results within float rounding: another program sums in another order.
 
 `choose_strategy` is what `strategy.preset='auto'` gets: measured per backend, never assumed
 (on the reduced AlexNet; `strategy.preset='tune'` measures the model at hand: tune.py).

@@ -75,6 +75,7 @@ class CifarResNet(nn.Module):
         for stage, channels in enumerate((16, 32, 64)):
             for block in range(blocks_per_stage):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = BasicBlock(channels, stride, self.use_bn, self.bn_batch_size, self.conv)(x, train)
+                x = BasicBlock(channels, stride, self.use_bn, self.bn_batch_size,
+                               self.conv)(x, train)
         x = x.mean(axis=(1, 2))
         return nn.Dense(self.num_classes, kernel_init=he_normal)(x)
