@@ -152,13 +152,13 @@ def time_lanes(model: str, dataset: Dataset, batch_size: int, num_lanes: int,
     return time_interleaved({"lanes": runner}, repeats)["lanes"]
 
 
-def scanned_limit_convs(backend: str, has_conv: bool) -> tuple[str, ...]:
-    """The convolutions the scanned limit is timed under (the faster is the limit). XLA's,
-    except a CNN's on a CPU: patches there, where XLA's convolution inside the scan took
-    12-31x as long in every zoo model measured side by side (docs/benchmarks.md, "The
-    scanned limit's convolution on a CPU"), and timing it was most of a slow model's row.
-    Without convolutions the setting changes nothing: one program."""
-    return ("patches",) if backend == "cpu" and has_conv else ("xla",)
+def scanned_limit_conv(backend: str, has_conv: bool) -> str:
+    """The convolution the scanned limit is timed under: XLA's, except a CNN's on a CPU:
+    patches there, where XLA's convolution inside the scan took 12-31x as long in every zoo
+    model measured side by side (docs/benchmarks.md, "The scanned limit's convolution on a
+    CPU"; both used to be timed, the faster kept, and XLA's was most of a slow model's row).
+    Without convolutions the setting changes nothing."""
+    return "patches" if backend == "cpu" and has_conv else "xla"
 
 
 def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lanes: int,
@@ -166,7 +166,7 @@ def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lane
             input_kind: str = "images", has_conv: bool = True) -> dict:
     """Baseline, limit and lanes (each strategy) for one (m, K) of `model` (built in or
     imported); one row of the table. The baselines use XLA's convolution layer; `has_conv`:
-    whether the model has convolutions (`scanned_limit_convs`)."""
+    whether the model has convolutions (`scanned_limit_conv`)."""
     baseline_model = create_model(model, num_classes)
     m, k = batch_size, num_lanes
     dataset = synthetic_dataset(image_shape, num_classes, max(m * steps, k * m),
@@ -174,20 +174,18 @@ def measure(model: str, image_shape, num_classes: int, batch_size: int, num_lane
     lanes_data = synthetic_dataset(image_shape, num_classes, m * steps, input_kind=input_kind)
     runners = {"baseline": python_loop_runner(baseline_model, dataset, m, k, steps),
                "limit": python_loop_runner(baseline_model, dataset, k * m, 1, steps)}
-    convs = scanned_limit_convs(jax.default_backend(), has_conv)
-    for conv in convs:
-        runners[f"limit_scanned:{conv}"] = scanned_limit_runner(
-            common_run_config(model, k * m, Strategy(conv=conv)), image_shape, num_classes,
-            steps, input_kind)
+    conv = scanned_limit_conv(jax.default_backend(), has_conv)
+    runners["limit_scanned"] = scanned_limit_runner(
+        common_run_config(model, k * m, Strategy(conv=conv)), image_shape, num_classes,
+        steps, input_kind)
     for name, strategy in strategies.items():
         runners[f"lanes:{name}"] = lanes_runner(model, lanes_data, m, k, strategy)
     timings = time_interleaved(runners, repeats)
-    scanned = min(convs, key=lambda c: timings[f"limit_scanned:{c}"].median_step_s)
     row = {"batch_size": m, "num_lanes": k, "steps": steps,
            "baseline": step_figures(timings["baseline"], m, k),
            "limit": step_figures(timings["limit"], k * m, 1),
-           "limit_scanned": {**step_figures(timings[f"limit_scanned:{scanned}"], k * m, 1),
-                             "conv": scanned}, "lanes": {}}
+           "limit_scanned": {**step_figures(timings["limit_scanned"], k * m, 1),
+                             "conv": conv}, "lanes": {}}
     for name, strategy in strategies.items():
         row["lanes"][name] = {**step_figures(timings[f"lanes:{name}"], m, k),
                               "strategy": dataclasses.asdict(strategy),

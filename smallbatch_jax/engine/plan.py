@@ -3,8 +3,9 @@
 `make_plan(choice, num_lanes, batch_size, …)` resolves the strategy asked for (strategy.py:
 'auto' measured per backend, a preset, or 'manual' fields) with the precision and memory
 budget, looks at the backend and the local devices, and returns a frozen `ExecutionPlan`;
-the trainer is built once from it and never revises it. Conflicts raise here, before anything is compiled for
-training (the memory budget compiles probes of the training program, nothing else).
+the trainer is built once from it and never revises it. Conflicts raise here, before
+anything is compiled for training (the memory budget compiles probes of the training
+program, nothing else).
 
 The plan also owns how an epoch is cut into dispatches (`dispatch_lengths`,
 `epoch_dispatches`: the strategy's steps per dispatch, a default that fits a host's memory

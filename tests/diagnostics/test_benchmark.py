@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from smallbatch_jax.diagnostics.benchmark import (format_table, measure, ratios,
-                                                 scanned_limit_convs, scanned_ratio,
+                                                 scanned_limit_conv, scanned_ratio,
                                                  time_python_loop)
 from smallbatch_jax.diagnostics.timing import Timing, synthetic_dataset
 from smallbatch_jax.engine.strategy import Strategy
@@ -47,7 +47,7 @@ def test_measure_gives_one_row_with_every_method():
     # The scanned limit: one model on K·m examples per step, under the convolution timed
     # for a CNN on this backend.
     scanned = row["limit_scanned"]
-    assert scanned["conv"] == scanned_limit_convs(jax.default_backend(), True)[0]
+    assert scanned["conv"] == scanned_limit_conv(jax.default_backend(), True)
     assert np.isclose(scanned["examples_lanes_per_s"], 2 * 3 / (scanned["step_ms"] / 1e3))
     # Throughput counts every lane's examples: K·m per step of all lanes.
     auto = row["lanes"]["auto"]
@@ -57,9 +57,9 @@ def test_measure_gives_one_row_with_every_method():
 def test_scanned_limit_convolutions():
     # XLA's convolution inside a scan took 12-31x patches on a CPU: a CNN's limit there is
     # timed as patches; elsewhere as XLA's; a model without convolutions runs one program.
-    assert scanned_limit_convs("cpu", True) == ("patches",)
-    assert scanned_limit_convs("gpu", True) == ("xla",)
-    assert scanned_limit_convs("cpu", False) == ("xla",)
+    assert scanned_limit_conv("cpu", True) == "patches"
+    assert scanned_limit_conv("gpu", True) == "xla"
+    assert scanned_limit_conv("cpu", False) == "xla"
 
 
 def test_ratios_and_table():
