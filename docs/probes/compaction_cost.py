@@ -1,4 +1,4 @@
-"""What diverged lanes cost with and without compaction (engine/lane_groups.py).
+"""What diverged lanes cost with and without compaction (engine/trainer.py).
 
 The README's digits grid at one m, all 13 lanes in one program (strategy.preset=reference,
 the GPU's case), most of which diverge in the first steps: trained with compaction (the

@@ -18,6 +18,7 @@ import jax
 from smallbatch_jax.data import load_dataset
 from smallbatch_jax.diagnostics.estimates import expected_seconds, fig8_plan
 from smallbatch_jax.diagnostics.machine import pack
+from smallbatch_jax.engine.plan import dispatch_lengths
 from smallbatch_jax.diagnostics.timing import Budget, Clock, lanes_runner, run_config_at
 from smallbatch_jax.run.config_checks import strategy_choice
 from smallbatch_jax.study.batch_sweep import batch_size_runs, report
@@ -123,7 +124,7 @@ def fig8_section(config, table_path: str, clock: Clock, record: dict, outdir: st
             strategy_choice(at_m.strategy).resolve(at_m.batch_size, len(fig8.base_lrs),
                                                    jax.default_backend(), 1),
             lanes_per_program=0)
-        steps = strategy.dispatch_lengths(dataset.num_train // m)[0]
+        steps = dispatch_lengths(dataset.num_train // m, strategy.steps_per_dispatch)[0]
         runner, _ = lanes_runner(run_config_at(fig8, m, config.precision, strategy), dataset,
                                  len(fig8.base_lrs), steps)
         section["epoch_seconds"][m] = runner[2]() * (dataset.num_train // m)

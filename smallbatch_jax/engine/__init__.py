@@ -3,14 +3,14 @@
 - step.py: one lane's math (init, SGD step, evaluation), written for one lane;
 - programs.py: those compiled for K lanes and many steps (map over lanes, loop over steps);
 - batches.py: where batches come from (device-resident, or streamed from the host);
-- plan.py: how the lanes execute, decided once (strategy, devices, lanes per program under a
-  memory budget, precision, donation);
-- lane_groups.py: groups of lanes and their devices;
-- trainer.py: the epoch of every group, and evaluation;
+- plan.py: how the lanes execute, decided once (strategy, devices, groups of lanes, lanes per
+  program under a memory budget, dispatches, precision, donation);
+- trainer.py: the epoch of every group of lanes on its device, and evaluation;
 - loop.py: the epoch loop, its history and hooks;
 - lanes.py: the grid of lanes and their traced hyperparameters;
 - strategy.py: the execution strategies and how 'auto' picks one;
-- tune.py: strategy.preset='tune': the strategies timed for the model at hand, cached;
+- tune.py: strategy.preset='tune': the strategies timed for the model at hand, cached
+  (plan.py calls it);
 - sharding.py: lanes over several devices;
 - augment.py: the paper's augmentation, inside the compiled step.
 """

@@ -1,13 +1,15 @@
 """The execution plan: everything about how a run's lanes execute, decided once.
 
 `make_plan(choice, num_lanes, batch_size, …)` resolves the strategy asked for (strategy.py:
-'auto' measured per backend, a preset, or 'manual' fields) with the precision and memory
-budget, looks at the backend and the local devices, and returns a frozen `ExecutionPlan`;
-the trainer is built once from it and never revises it. Conflicts raise here, before
-anything is compiled for training (the memory budget compiles probes of the training
-program, nothing else).
+'auto' measured per backend, a preset, or 'manual' fields; 'tune' measured for the model at
+hand by tune.py, which it hands the way to make a candidate's plan) with the precision and
+memory budget, looks at the backend and the local devices, and returns a frozen
+`ExecutionPlan`; the trainer is built once from it and never revises it. Conflicts raise
+here, before anything is compiled for training (the memory budget compiles probes of the
+training program, tuning times candidates, nothing else).
 
-The plan also owns how an epoch is cut into dispatches (`dispatch_lengths`,
+The plan also owns how the lanes are cut into groups (`lane_slices`: near-equal groups of at
+most `strategy.lanes_per_program`) and how an epoch is cut into dispatches (`dispatch_lengths`,
 `epoch_dispatches`: the strategy's steps per dispatch, a default that fits a host's memory
 for streamed data, and the cuts at evaluations inside an epoch) and the memory probe it
 measures the lanes per program with (`MemoryProbe`: the programs of a candidate plan and a
@@ -29,6 +31,7 @@ from jax.sharding import Mesh
 
 from smallbatch_jax.engine.sharding import lane_mesh, padded_num_lanes
 from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
+from smallbatch_jax.engine.tune import StrategyTimer, Tuning, tuned_plan
 
 # config.precision: a default matmul precision (jax.default_matmul_precision: 'default',
 # 'high', 'highest'), or 'bf16': the model computed in bfloat16 with float32 parameters,
@@ -40,6 +43,22 @@ COMPUTE_DTYPES = {"bf16": "bfloat16"}
 # Steps per dispatch on streamed data when the strategy says "a whole epoch" (stacking an
 # epoch of ImageNet batches on the host would not fit).
 STREAMED_STEPS_PER_DISPATCH = 16
+
+
+def dispatch_lengths(num_steps: int, steps_per_dispatch: int) -> list[int]:
+    """Steps of each dispatch of `num_steps` steps, at most `steps_per_dispatch` each (0: all
+    in one): at most two distinct lengths, two programs."""
+    per_dispatch = min(steps_per_dispatch or num_steps, num_steps)
+    full, rest = divmod(num_steps, per_dispatch)
+    return [per_dispatch] * full + ([rest] if rest else [])
+
+
+def lane_slices(num_lanes: int, lanes_per_program: int) -> list[tuple[int, int]]:
+    """[start, stop) of each group of at most `lanes_per_program` lanes (0: all in one):
+    near-equal sizes, at most two programs."""
+    groups = -(-num_lanes // (lanes_per_program or num_lanes))
+    bounds = [round(i * num_lanes / groups) for i in range(groups + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def evaluation_points(steps_per_epoch: int, evals_per_epoch: int) -> list[int]:
@@ -69,7 +88,7 @@ class ExecutionPlan:
     donate: bool = False
     streamed: bool = False  # the data come from a host pipeline, dispatch by dispatch
     tuning: object = None  # tune.Tuning: how strategy.preset='tune' chose the strategy
-    # A group whose lanes partly diverged is compacted (engine/lane_groups.py) into a program
+    # A group whose lanes partly diverged is compacted (engine/trainer.py) into a program
     # of exactly its live lanes ('exact') or of the next 2^k or 3·2^k lanes ('bucket': at most
     # 2 log₂ K programs to compile per run). None: by the backend, exact on a CPU, where a
     # repeated lane costs a full lane's share (5, 6, 8 lanes of one vmapped digits program:
@@ -131,16 +150,16 @@ class ExecutionPlan:
             return self.num_lanes
         return padded_num_lanes(self.num_lanes, len(self.devices))
 
-    def lane_slices(self) -> list[tuple[int, int]]:
-        return self.strategy.lane_slices(self.num_program_lanes)
+    def lane_slices(self, num_lanes: int | None = None) -> list[tuple[int, int]]:
+        """The groups of `num_lanes` lanes (default: the program's), as `lane_slices`."""
+        return lane_slices(num_lanes or self.num_program_lanes, self.strategy.lanes_per_program)
 
     def dispatch_lengths(self, num_steps: int) -> list[int]:
         """Steps of each dispatch of `num_steps` steps (an epoch, or a part of one)."""
-        strategy = self.strategy
-        if self.streamed and not strategy.steps_per_dispatch:
-            strategy = dataclasses.replace(strategy,
-                                           steps_per_dispatch=STREAMED_STEPS_PER_DISPATCH)
-        return strategy.dispatch_lengths(num_steps)
+        per_dispatch = self.strategy.steps_per_dispatch
+        if self.streamed and not per_dispatch:
+            per_dispatch = STREAMED_STEPS_PER_DISPATCH
+        return dispatch_lengths(num_steps, per_dispatch)
 
     def epoch_dispatches(self, steps_per_epoch: int, evals_per_epoch: int = 1
                          ) -> tuple[list[int], list[int]]:
@@ -177,7 +196,7 @@ def devices_for(strategy: Strategy, num_lanes: int, available) -> tuple:
     if strategy.lane_map == "vmap" and strategy.lanes_per_program == 0:
         count = min(len(available), num_lanes)
     elif strategy.lanes_per_program > 0:
-        count = min(len(available), len(strategy.lane_slices(num_lanes)))
+        count = min(len(available), len(lane_slices(num_lanes, strategy.lanes_per_program)))
     else:
         count = 1
     return tuple(available[:max(count, 1)])
@@ -225,18 +244,40 @@ def _fit_memory(strategy: Strategy, num_lanes: int, budget: int, program_bytes) 
 def make_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
               precision: str = "default", streamed: bool = False,
               memory_budget_bytes: int = 0, memory_probe: MemoryProbe | None = None,
-              devices=None, has_conv: bool = True) -> ExecutionPlan:
+              devices=None, has_conv: bool = True, timer: StrategyTimer | None = None,
+              model_fingerprint: str = "", num_seeds: int = 1,
+              resumed: Strategy | None = None) -> ExecutionPlan:
     """The plan of a run's strategy `choice` for `num_lanes` lanes at `batch_size` on this
     process's devices; `streamed`: the data come from a host pipeline.
 
     `memory_probe`: how to measure a dispatch's bytes (needed only with a memory budget);
     `has_conv`: whether the model has convolutions ('auto' chooses by it on a CPU).
-    Every model takes the plan's convolution: the built-in ones receive it as their layer,
-    a user's `nn.Conv` layers are intercepted (models/conv.py: follow_plan).
+    Under strategy.preset='tune' the strategy is measured for the model at hand
+    (tune.tuned_plan): `timer` times a candidate plan, `model_fingerprint` and `num_seeds`
+    key the cache of tuned choices, and `resumed` is the strategy a resumed run started with
+    (kept: its timings could differ now). Every model takes the plan's convolution: the
+    built-in ones receive it as their layer, a user's `nn.Conv` layers are intercepted
+    (models/conv.py: follow_plan).
     """
     available = list(jax.local_devices() if devices is None else devices)
+    # ('tune': 'auto''s choice, its first candidate.)
     strategy = choice.resolve(batch_size, num_lanes, available[0].platform, len(available),
                               has_conv)
-    return plan_for(strategy, num_lanes, precision=precision, devices=available,
-                    streamed=streamed, memory_budget_bytes=memory_budget_bytes,
-                    memory_probe=memory_probe)
+
+    def plan_of(strategy: Strategy, tuning: Tuning | None = None) -> ExecutionPlan:
+        plan = plan_for(strategy, num_lanes, precision=precision, devices=available,
+                        streamed=streamed, memory_budget_bytes=memory_budget_bytes,
+                        memory_probe=memory_probe)
+        return plan if tuning is None else dataclasses.replace(plan, tuning=tuning)
+
+    if choice.preset != "tune":
+        return plan_of(strategy)
+    if timer is None:
+        raise ValueError("strategy.preset='tune' times candidate plans: make_plan needs a "
+                         "timer (tune.StrategyTimer)")
+    return tuned_plan(choice, strategy, plan_of, timer=timer,
+                      model_fingerprint=model_fingerprint, has_conv=has_conv,
+                      num_seeds=num_seeds, num_lanes=num_lanes, batch_size=batch_size,
+                      precision=precision, streamed=streamed,
+                      memory_budget_bytes=memory_budget_bytes, devices=available,
+                      resumed=resumed)

@@ -5,7 +5,7 @@ device trains its share of the lanes on a full copy of the data. Two ways, as th
 says: the same vmapped program partitioned by XLA along the lane axis of a 1-D mesh (GSPMD;
 the number of lanes is padded to a multiple of the device count with copies of the last
 lane, whose results are dropped), or groups of lanes dealt out over the devices, one
-program per group (train/lane_groups.py).
+program per group (engine/trainer.py).
 
 On a CPU, XLA sees one device however many cores there are; `use_cpu_cores` asks for one
 device per core, so that a program too small to spread over the cores by itself (m = 2)

@@ -85,18 +85,6 @@ class Strategy:
                              f"with lane_map='vmap'; lane_map={self.lane_map!r} already gives "
                              "each lane its own product")
 
-    def dispatch_lengths(self, steps_per_epoch: int) -> list[int]:
-        """Steps of each dispatch of one epoch (at most two distinct lengths: two programs)."""
-        per_dispatch = min(self.steps_per_dispatch or steps_per_epoch, steps_per_epoch)
-        full, rest = divmod(steps_per_epoch, per_dispatch)
-        return [per_dispatch] * full + ([rest] if rest else [])
-
-    def lane_slices(self, num_lanes: int) -> list[tuple[int, int]]:
-        """[start, stop) of each group of lanes: near-equal sizes (at most two programs)."""
-        groups = -(-num_lanes // (self.lanes_per_program or num_lanes))
-        bounds = [round(i * num_lanes / groups) for i in range(groups + 1)]
-        return list(zip(bounds[:-1], bounds[1:]))
-
 
 # Named strategies, selectable as config.strategy.preset.
 PRESETS = {

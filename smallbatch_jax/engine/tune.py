@@ -34,6 +34,8 @@ keeps the fastest:
 What tuning did (`Tuning`) is logged and recorded in the run's config.json.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import hashlib
 import json
@@ -41,14 +43,17 @@ import math
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from smallbatch_jax.engine.plan import ExecutionPlan, make_plan, plan_for
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
+
+if TYPE_CHECKING:  # (plan.py calls tuning: a plan is only handed in here)
+    from smallbatch_jax.engine.plan import ExecutionPlan
 
 WINDOW_STEPS = 32  # steps per timed window (fewer in an epoch that short)
 # After the first candidate, windows of about this long at its pace (at least MIN_WINDOW_STEPS
@@ -395,41 +400,30 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
     return Tuning(outcome, chosen, ordered, time.perf_counter() - started, note)
 
 
-def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
+def tuned_plan(choice: StrategyChoice, auto: Strategy, plan_of: Callable, *,
                timer: StrategyTimer, model_fingerprint: str, has_conv: bool, num_seeds: int,
-               precision: str = "default", streamed: bool = False,
-               memory_budget_bytes: int = 0, memory_probe=None, devices=None,
+               num_lanes: int, batch_size: int, precision: str, streamed: bool,
+               memory_budget_bytes: int, devices: list,
                resumed: Strategy | None = None) -> ExecutionPlan:
-    """The plan of a run under `choice`: `make_plan`'s for every preset but 'tune', whose
-    strategy is measured here (or read from the cache, or `resumed`: the strategy a resumed
-    run started with), the Tuning recorded on the plan."""
-    available = list(jax.local_devices() if devices is None else devices)
-    make = dict(precision=precision, streamed=streamed,
-                memory_budget_bytes=memory_budget_bytes, memory_probe=memory_probe)
-    if choice.preset != "tune":
-        return make_plan(choice, num_lanes, batch_size, devices=available, has_conv=has_conv,
-                         **make)
-
-    def plan_of(strategy: Strategy, tuning: Tuning | None = None) -> ExecutionPlan:
-        plan = plan_for(strategy, num_lanes, devices=available, **make)
-        return dataclasses.replace(plan, tuning=tuning)
-
+    """The plan of a run under strategy.preset='tune' (plan.make_plan's for that preset):
+    its strategy measured here, or read from the cache, or `resumed` (the strategy a resumed
+    run started with); the Tuning recorded on the plan. `auto`: 'auto''s choice, the first
+    candidate; `plan_of(strategy, tuning)`: the plan of a strategy on these devices (raising
+    ValueError where one lane is over the memory budget)."""
     if resumed is not None:
         logging.info("strategy.preset='tune': %s, the strategy this run started with (its "
                      "config.json), not tuned again", resumed)
         return plan_of(resumed, Tuning("resumed", resumed, note="the strategy this run "
                                        "started with (its config.json)"))
     key = cache_key(model_fingerprint, batch_size, num_lanes, num_seeds, precision, streamed,
-                    memory_budget_bytes, available)
+                    memory_budget_bytes, devices)
     cache = StrategyCache(cache_path(choice.tune_cache))
     cached = cache.get(key)
     if cached is not None and cached.outcome == "measured":
         logging.info("strategy.preset='tune': %s, tuned before (%s)", cached.chosen,
                      cached.note)
         return plan_of(cached.chosen, dataclasses.replace(cached, outcome="cached"))
-    auto = StrategyChoice("auto", table=choice.table).resolve(
-        batch_size, num_lanes, available[0].platform, len(available), has_conv)
-    backend = available[0].platform
+    backend = devices[0].platform
     least = optimistic_seconds(timer.run_steps, timer.flops_per_step, backend)
     if cached is None and timer.flops_per_step and choice.tune_share * least < (
             CANDIDATE_SECONDS.get(backend, CANDIDATE_SECONDS["gpu"])):
@@ -439,10 +433,9 @@ def tuned_plan(choice: StrategyChoice, num_lanes: int, batch_size: int, *,
         logging.info("strategy.preset='tune': %s", note)
         return plan_of(auto, Tuning("skipped", auto, note=note))
     plans = []
-    for strategy in candidates(auto, available[0].platform, num_lanes, len(available),
-                               has_conv, num_seeds):
+    for strategy in candidates(auto, backend, num_lanes, len(devices), has_conv, num_seeds):
         try:
-            plans.append(plan_for(strategy, num_lanes, devices=available, **make))
+            plans.append(plan_of(strategy))
         except ValueError as error:  # (one lane over the memory budget)
             logging.info("tuning: %s left out: %s", strategy, error)
     tuning = tune(plans, timer, choice.tune_share, cached.timings if cached else ())

@@ -20,10 +20,10 @@ from absl import logging
 from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset, model_input_dtype
 from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source
 from smallbatch_jax.engine.lanes import LaneGrid
-from smallbatch_jax.engine.plan import MemoryProbe
+from smallbatch_jax.engine.plan import MemoryProbe, make_plan
 from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
 from smallbatch_jax.engine.tune import (StrategyTimer, has_convolutions, model_fingerprint,
-                                        step_flops, tuned_plan)
+                                        step_flops)
 from smallbatch_jax.models import MODELS, create_model, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
@@ -258,12 +258,12 @@ def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
         logging.info("strategy.preset='auto' on %s, a model no table was measured on here: "
                      "tuned ('tune') if the run is long enough to repay it", spec.model.name)
         choice = dataclasses.replace(choice, preset="tune")
-    plan = tuned_plan(choice, spec.grid.num_lanes, spec.batch_size, timer=timer,
-                      model_fingerprint=model_fingerprint(repr(described), variables),
-                      has_conv=has_convolutions(variables), num_seeds=spec.num_seeds,
-                      precision=spec.precision, streamed=spec.dataset.streamed,
-                      memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe,
-                      resumed=resumed_strategy)
+    plan = make_plan(choice, spec.grid.num_lanes, spec.batch_size, timer=timer,
+                     model_fingerprint=model_fingerprint(repr(described), variables),
+                     has_conv=has_convolutions(variables), num_seeds=spec.num_seeds,
+                     precision=spec.precision, streamed=spec.dataset.streamed,
+                     memory_budget_bytes=spec.memory_budget_bytes, memory_probe=memory_probe,
+                     resumed=resumed_strategy)
     trainer = LaneTrainer(lane_step(plan.strategy.conv), plan, num_seeds=spec.num_seeds,
                           augment=spec.augment)
     if spec.model.bn_batch_size and not trainer.has_batch_norm:

@@ -5,12 +5,27 @@ import jax
 import pytest
 
 from smallbatch_jax.engine import DeviceBatches, LaneStep, Programs, make_plan, plan_for
-from smallbatch_jax.engine.plan import MemoryProbe, devices_for
+from smallbatch_jax.engine.plan import MemoryProbe, devices_for, dispatch_lengths, lane_slices
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
 
 FOUR = ["d0", "d1", "d2", "d3"]  # devices_for only counts them
+
+
+@pytest.mark.parametrize("steps_per_dispatch,expected", [
+    (0, [10]), (3, [3, 3, 3, 1]), (5, [5, 5]), (20, [10]), (1, [1] * 10)])
+def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
+    assert dispatch_lengths(10, steps_per_dispatch) == expected
+
+
+@pytest.mark.parametrize("lanes_per_program,expected", [
+    (0, [(0, 13)]), (13, [(0, 13)]), (20, [(0, 13)]), (4, [(0, 3), (3, 6), (6, 10), (10, 13)]),
+    (1, [(i, i + 1) for i in range(13)]), (7, [(0, 6), (6, 13)])])
+def test_lane_slices_are_near_equal_and_cover_every_lane(lanes_per_program, expected):
+    slices = lane_slices(13, lanes_per_program)
+    assert slices == expected
+    assert max(b - a for a, b in slices) <= (lanes_per_program or 13)
 
 
 def test_which_strategies_use_several_devices_and_how():

@@ -2,23 +2,9 @@ import dataclasses
 
 import pytest
 
+from smallbatch_jax.engine.plan import lane_slices
 from smallbatch_jax.engine.strategy import (PRESETS, Strategy, StrategyChoice, choose_strategy,
                                             read_measured_table, write_measured_table)
-
-
-@pytest.mark.parametrize("steps_per_dispatch,expected", [
-    (0, [10]), (3, [3, 3, 3, 1]), (5, [5, 5]), (20, [10]), (1, [1] * 10)])
-def test_dispatch_lengths_cover_the_epoch(steps_per_dispatch, expected):
-    assert Strategy(steps_per_dispatch=steps_per_dispatch).dispatch_lengths(10) == expected
-
-
-@pytest.mark.parametrize("lanes_per_program,expected", [
-    (0, [(0, 13)]), (13, [(0, 13)]), (20, [(0, 13)]), (4, [(0, 3), (3, 6), (6, 10), (10, 13)]),
-    (1, [(i, i + 1) for i in range(13)]), (7, [(0, 6), (6, 13)])])
-def test_lane_slices_are_near_equal_and_cover_every_lane(lanes_per_program, expected):
-    slices = Strategy(lanes_per_program=lanes_per_program).lane_slices(13)
-    assert slices == expected
-    assert max(b - a for a, b in slices) <= (lanes_per_program or 13)
 
 
 @pytest.mark.parametrize("fields,match", [
@@ -53,7 +39,7 @@ def test_auto_strategy_is_valid_on_every_backend():
     # groups of at most 4 lanes, at least one per device; above m = 16 one lane per group.
     for m, k, group in ((2, 13, 4), (8, 13, 4), (8, 4, 2), (16, 3, 2), (64, 13, 1)):
         strategy = choose_strategy("cpu", m, num_lanes=k, num_devices=2)
-        assert strategy.lanes_per_program == group and len(strategy.lane_slices(k)) >= 2
+        assert strategy.lanes_per_program == group and len(lane_slices(k, group)) >= 2
     assert choose_strategy("cpu", 8, num_lanes=13, num_devices=1).lanes_per_program == 7
     gpu = choose_strategy("gpu", 64, num_lanes=13, num_devices=8)
     assert gpu.lane_map == "vmap" and gpu.lanes_per_program == 0  # partitioned over devices

@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, plan_for
+from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, make_plan, plan_for
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 from smallbatch_jax.engine.tune import (StrategyCache, StrategyTimer, Timed, Tuning,
                                         cache_key, candidates, has_convolutions,
-                                        model_fingerprint, step_flops, tune, tuned_plan)
+                                        model_fingerprint, step_flops, tune)
 from smallbatch_jax.models import create_model
 from smallbatch_jax.models.conv import conv_layer
 from conftest import REPO_ROOT, parse, stopping_fit
@@ -171,7 +171,7 @@ def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digit
                           run_steps=10**9)
     choice = StrategyChoice("tune", tune_cache=str(tmp_path / "tuned.json"))
     kwargs = dict(timer=timer, model_fingerprint="small_cnn", has_conv=True, num_seeds=1)
-    plan = tuned_plan(choice, grid.num_lanes, 8, **kwargs)
+    plan = make_plan(choice, grid.num_lanes, 8, **kwargs)
     expected = candidates(StrategyChoice("auto").resolve(8, 3, "cpu", 1), "cpu", 3, 1, True)
     assert built == expected and plan.tuning.outcome == "measured"
     fastest = min(plan.tuning.timings, key=lambda t: t.ms_per_step)
@@ -182,15 +182,17 @@ def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digit
     stored = json.loads((tmp_path / "tuned.json").read_text())
     assert len(stored) == 1 and list(stored.values())[0]["key"]["batch_size"] == 8
     built.clear()
-    again = tuned_plan(choice, grid.num_lanes, 8, **kwargs)
+    again = make_plan(choice, grid.num_lanes, 8, **kwargs)
     assert built == [] and again.strategy == plan.strategy
     assert again.tuning.outcome == "cached"
     # A resumed run keeps the strategy it started with, whatever the cache says.
-    resumed = tuned_plan(choice, grid.num_lanes, 8, resumed=PRESETS["sequential"], **kwargs)
+    resumed = make_plan(choice, grid.num_lanes, 8, resumed=PRESETS["sequential"], **kwargs)
     assert built == [] and resumed.strategy == PRESETS["sequential"]
     assert resumed.tuning.outcome == "resumed"
-    # Other presets are make_plan's, untouched.
-    assert tuned_plan(StrategyChoice("patches"), 3, 8, **kwargs).tuning is None
+    # Other presets are not tuned; 'tune' cannot be without a timer.
+    assert make_plan(StrategyChoice("patches"), 3, 8, **kwargs).tuning is None
+    with pytest.raises(ValueError, match="needs a timer"):
+        make_plan(choice, grid.num_lanes, 8)
 
 
 def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path, monkeypatch,
@@ -311,8 +313,8 @@ def test_a_run_too_short_to_repay_tuning_is_not_tuned_nor_timed(tmp_path, tiny_d
         timer = StrategyTimer(trainer_for, jnp.asarray([0], jnp.int32), grid.hparams(),
                               DeviceBatches(tiny_digits, 8, 40), run_steps=run_steps,
                               flops_per_step=2 * flops)
-        plan = tuned_plan(choice, 2, 8, timer=timer, model_fingerprint="x", has_conv=True,
-                          num_seeds=1)
+        plan = make_plan(choice, 2, 8, timer=timer, model_fingerprint="x", has_conv=True,
+                         num_seeds=1)
         if not tuned:
             assert plan.tuning.outcome == "skipped" and "too short" in plan.tuning.note
             assert built == [] and not (tmp_path / "tuned.json").exists()

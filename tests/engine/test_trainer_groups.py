@@ -1,4 +1,4 @@
-"""Which lanes a compacted program trains (engine/lane_groups.py): exactly the live ones on a
+"""Which lanes a compacted program trains (engine/trainer.py): exactly the live ones on a
 CPU, a 2^k or 3·2^k bucket elsewhere; the trainer's end-to-end compaction is in
 test_trainer.py."""
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from smallbatch_jax.engine import ExecutionPlan
-from smallbatch_jax.engine.lane_groups import bucket_size, compacted, live_groups
+from smallbatch_jax.engine.trainer import bucket_size, compacted, live_groups
 from smallbatch_jax.engine.state import LaneState
 from smallbatch_jax.engine.strategy import Strategy
 
