@@ -78,8 +78,13 @@ class RunCheckpoints:
     of a multi-process sweep trains its own runs: processes.py), so Orbax is told that
     this process is the only one, and the primary."""
 
-    def __init__(self, directory: str, keep: int = 2):
+    def __init__(self, directory: str, keep: int = 2, check=None):
+        """`check(progress)`: called on a checkpoint's progress before it is used (by
+        `newest_progress` and `restore_latest`); an exception from it (a config that differs)
+        propagates: it is the command's fault, not the checkpoint's, and no older checkpoint
+        would fix it."""
         self.directory = os.path.abspath(directory)
+        self.check = check
         me = jax.process_index()
         os.makedirs(self.directory, exist_ok=True)  # (Orbax's create=True wants all processes)
         options = ocp.CheckpointManagerOptions(
@@ -115,22 +120,28 @@ class RunCheckpoints:
             progress=ocp.args.JsonRestore())).progress
 
     def newest_progress(self) -> dict | None:
-        """The progress of the newest checkpoint whose progress can be read; None if none."""
+        """The progress of the newest checkpoint whose progress can be read (checked); None
+        if none."""
         for step in reversed(self.steps()):
             try:
-                return self.progress(step)
+                progress = self.progress(step)
             except Exception as error:  # noqa: BLE001
                 self._skip(os.path.join(self.directory, str(step)), error)
+                continue
+            if self.check is not None:
+                self.check(progress)
+            return progress
         return None
 
     def restore_latest(self, target, check=None):
         """(state, progress) of the newest readable checkpoint, or None if there is none.
 
         `target`: a state of the same structure, placement and dtypes (e.g. a fresh one).
-        `check(progress)`: called on each checkpoint's progress before its arrays are read;
-        an exception from it (a config that differs) propagates: it is the command's fault,
-        not the checkpoint's, and no older checkpoint would fix it.
+        `check(progress)` (default: the one these checkpoints were opened with): called on
+        each checkpoint's progress before its arrays are read; an exception from it
+        propagates.
         """
+        check = check or self.check
         failures = []
         for step in reversed(self.steps()):
             path = os.path.join(self.directory, str(step))

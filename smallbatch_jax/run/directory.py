@@ -206,19 +206,23 @@ class RunDirectory:
         self.refuse_other_config(self.saved_config(), current, "the results")
         return results.read_csv(self.file(self.RESULTS))
 
+    def checkpoints(self, current: dict, keep: int = 2) -> RunCheckpoints:
+        """The run's checkpoints (the newest `keep` kept), each refused (ValueError naming
+        the differing keys) if made with another config than `current` (a config as JSON)."""
+        return RunCheckpoints(self.file(self.CHECKPOINTS), keep, check=lambda progress: (
+            self.refuse_other_config(progress["config"], current)))
+
     def refuse_other_checkpoints(self, current: dict) -> None:
         """ValueError naming the differing keys if the run's newest readable checkpoint was
         made with another config than `current` (a config as JSON). Reads only the
         checkpoints' JSON; creates nothing where there are none."""
         if not os.path.isdir(self.file(self.CHECKPOINTS)):
             return
-        checkpoints = RunCheckpoints(self.file(self.CHECKPOINTS))
+        checkpoints = self.checkpoints(current)
         try:
-            newest = checkpoints.newest_progress()
+            checkpoints.newest_progress()
         finally:
             checkpoints.close()
-        if newest is not None:
-            self.refuse_other_config(newest["config"], current)
 
     def write_config(self, record: dict) -> None:
         with results.replacing(self.file(self.CONFIG)) as temporary, open(temporary, "w") as f:

@@ -56,8 +56,7 @@ def train(spec: RunSpec, workdir: str) -> list[dict]:
             logging.info("%s: finished already (its results.csv); nothing to train", workdir)
             directory.remove_checkpoints()  # (a run killed right after finishing left them)
             return rows
-        checkpoints = RunCheckpoints(directory.file(directory.CHECKPOINTS),
-                                     spec.checkpoints.keep)
+        checkpoints = directory.checkpoints(spec.config, spec.checkpoints.keep)
         try:
             return _train(spec, directory, checkpoints)
         finally:
@@ -65,9 +64,7 @@ def train(spec: RunSpec, workdir: str) -> list[dict]:
 
 
 def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) -> list[dict]:
-    newest = checkpoints.newest_progress()
-    if newest is not None:  # refused before anything compiles
-        directory.refuse_other_config(newest["config"], spec.config)
+    newest = checkpoints.newest_progress()  # (another config's refused before anything compiles)
     compiled_at_start = compile_seconds()  # (create_run's memory probe and tuning compile)
     # A resumed run keeps the strategy it started with (a tuned one could differ now).
     run = create_run(spec, directory.recorded_strategy() if newest is not None else None)
@@ -93,8 +90,7 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
     state, hparams, source = run.trainer.start(jnp.asarray(grid.seeds, jnp.int32),
                                                grid.hparams(), run.source)
     history, seconds_before, compiled_before = History(), 0.0, 0.0
-    restored = checkpoints.restore_latest(state, check=lambda progress: (
-        directory.refuse_other_config(progress["config"], spec.config)))
+    restored = checkpoints.restore_latest(state)
     if restored is not None:
         state, progress = restored
         history = History.from_dict(progress["history"])

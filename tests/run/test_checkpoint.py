@@ -133,6 +133,14 @@ def test_a_checkpoint_refused_by_the_check_is_not_skipped(tiny_digits, tmp_path)
         checkpoints.restore_latest(_momentum_state(tiny_digits, 0), check=check)
     assert checkpoints.newest_progress()["config"] == {"seed": 0}
     checkpoints.close()
+    # Opened with the check, both reads apply it (a run refuses before anything compiles).
+    checked = RunCheckpoints(str(tmp_path / "ck"), check=check)
+    with pytest.raises(ValueError, match="differs: {'seed': 0}"):
+        checked.newest_progress()
+    with pytest.raises(ValueError, match="differs: {'seed': 0}"):
+        checked.restore_latest(_momentum_state(tiny_digits, 0))
+    assert checked.steps() == [8]  # (refused, not removed as unreadable)
+    checked.close()
 
 
 def test_a_full_disk_during_a_save_is_an_os_error_and_leaves_nothing_half(tiny_digits,
