@@ -181,9 +181,9 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     loaded data set (a sweep loads it once for all its runs; a user's, through
     smallbatch_jax.api); default: config.dataset, loaded here. `model`: a user's model
     instead of config.model; `objective`: a user's Objective instead of config.objective."""
-    objective = objective or objective_named(config.objective)  # (a clear error if unknown)
     check_config(config, user_model=model is not None,
                  user_data=dataset is not None and config.dataset not in DATASETS)
+    objective = objective or objective_named(config.objective)  # (a clear error if unknown)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     if not config.standardize:
@@ -198,7 +198,6 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         dataset_name=config.dataset,
         dataset=dataset,
         objective=objective,
-        grid=lane_grid(config),
         optimizer=optimizer_of(config),
         model=recipe,
         batch_size=config.batch_size,
@@ -211,6 +210,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         memory_budget_bytes=int(config.memory_budget_gb * 2**30),
         schedule=Schedule(config.epochs, config.evals_per_epoch, config.last_epochs),
         checkpoints=CheckpointPolicy(cadence.every_epochs, cadence.every_minutes, cadence.keep),
+        grid=lane_grid(config),
         probe=NoiseProbe.for_data(dataset.num_train, batch_size=noise.batch_size,
                                   num_batches=noise.num_batches,
                                   max_fraction=noise.max_fraction, decay=noise.decay,

@@ -94,8 +94,6 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     """`user_model`/`user_data`: the model or the data come from the API
     (smallbatch_jax.api), and config.model/dataset only name them. (config.objective is
     checked where it is looked up, once: run/build.py.)"""
-    if not user_model and config.model not in MODELS:
-        import_model(config.model)  # "package.module:attribute", or a clear error
     if not user_data and config.dataset not in DATASETS:
         _fail("dataset", config.dataset, DATASETS)
     if config.dataset == "npz" and not config.data_dir:
@@ -192,6 +190,9 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     if not _is_int(cadence.keep) or cadence.keep < 1:
         _fail("checkpoint.keep", cadence.keep, "a positive integer")
     strategy_choice(config.strategy)
+    if not user_model and config.model not in MODELS:
+        # Last: importing a user's module may take a while (the cheap checks first).
+        import_model(config.model)  # "package.module:attribute", or a clear error
 
 
 def check_against_data(config, dataset: DatasetLike, objective: Objective) -> None:
