@@ -14,8 +14,10 @@ keeps the fastest:
   first window that compiles it: the median of `REPEATS` repeats of at least
   `MIN_REPEAT_SECONDS` each, in ms per step of all lanes (after the first candidate, windows
   of ~`WINDOW_SECONDS` at the fastest pace so far, a single step for a slow model, and a
-  candidate `GIVE_UP` times slower than it after one window is not repeated); the fastest
-  is chosen, but 'auto''s choice is kept unless another beats it by more than
+  candidate `GIVE_UP` times slower than it after one window is not repeated); then the
+  fastest few (`RUNOFF_SIZE`, within `RUNOFF_WITHIN` of the fastest) are timed again side by
+  side, their repeats interleaved (A B C A B C …), as the share allows; the fastest is
+  chosen, but 'auto''s choice is kept unless another beats it by more than
   `KEEP_FIRST_WITHIN`. The lanes
   are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
   which would flatter the strategies that group lanes); the program is the same at any η̃;
@@ -71,9 +73,17 @@ MIN_REPEAT_SECONDS = 0.25  # a repeat runs as many windows as this takes (timer 
 # 'auto''s choice is kept unless another is faster by more than this: differences within
 # a window's timing noise would otherwise pick at random between equals.
 KEEP_FIRST_WITHIN = 0.05
+# The run-off: candidates within RUNOFF_WITHIN of the fastest (at most RUNOFF_SIZE) are timed
+# again side by side, their repeats interleaved. Timed one after another, one candidate's
+# repeats can all land in a slow spell of a shared machine: token_cnn's lanes at m = 8 on a
+# 2-core CPU, one lane per program, timed 13.7 ms per step in one tuning and 17.5 ms in the
+# next, which lost it the choice to a candidate at 15 ms (docs/benchmarks.md).
+RUNOFF_SIZE = 3
+RUNOFF_WITHIN = 1.3
 DEFAULT_SHARE = 0.1  # of the run's training time that tuning may take
-# Bumped when the candidates change: a cached choice among other candidates is stale.
-CANDIDATES_VERSION = 3  # 2: a scanned program of one lane on CPUs; 3: the batch per lane
+# Bumped when the candidates, or how one is chosen, change: a cached choice made otherwise is
+# stale. 2: a scanned program of one lane on CPUs; 3: the batch per lane; 4: the run-off.
+CANDIDATES_VERSION = 4
 # A run too short to repay even one candidate's timing is not tuned at all: judged before
 # anything compiles, from its FLOPs (XLA's estimate of a step, before compiling) at an
 # optimistic speed, or a floor per step, whichever is longer. Optimistic on purpose: only a
@@ -230,30 +240,36 @@ class StrategyTimer:
     run_steps: int
     flops_per_step: float = 0.0
 
+    def _start(self, plan: ExecutionPlan, window_steps: int):
+        """`plan`'s trainer started on windows of `window_steps` steps: (a function that runs
+        n windows and returns the seconds they took, the window's steps)."""
+        trainer = self.trainer_for(plan)
+        # η̃ = 0: no lane diverges inside the window; the program is the same.
+        hparams = self.hparams.replace(base_lr=jnp.zeros_like(self.hparams.base_lr))
+        state, hparams, source = trainer.start(self.seeds, hparams, self.source)
+        window = _Window(source, min(window_steps, source.steps_per_epoch))
+        held = [state]
+
+        def run(windows: int) -> float:
+            begin = time.perf_counter()
+            for _ in range(windows):
+                held[0], _, _ = trainer.train_epoch(held[0], hparams, window, self.seeds,
+                                                    self.run_steps)
+            jax.block_until_ready(held[0])
+            return time.perf_counter() - begin
+
+        return run, window.steps_per_epoch
+
     def time(self, plan: ExecutionPlan, window_steps: int = WINDOW_STEPS,
              give_up_ms: float = math.inf) -> Timed:
         """`plan` timed on windows of `window_steps` steps; given up after one window when
         that is slower than `give_up_ms` per step."""
         started = time.perf_counter()
         try:
-            trainer = self.trainer_for(plan)
-            # η̃ = 0: no lane diverges inside the window; the program is the same.
-            hparams = self.hparams.replace(base_lr=jnp.zeros_like(self.hparams.base_lr))
-            state, hparams, source = trainer.start(self.seeds, hparams, self.source)
-            window = _Window(source, min(window_steps, source.steps_per_epoch))
-
-            def run(windows: int) -> float:
-                nonlocal state
-                begin = time.perf_counter()
-                for _ in range(windows):
-                    state, _, _ = trainer.train_epoch(state, hparams, window, self.seeds,
-                                                      self.run_steps)
-                jax.block_until_ready(state)
-                return time.perf_counter() - begin
-
+            run, steps = self._start(plan, window_steps)
             run(1)  # compiles
             once = run(1)
-            if 1000 * once / window.steps_per_epoch > give_up_ms:
+            if 1000 * once / steps > give_up_ms:
                 times = [once]  # already far slower than the fastest: not worth repeats
             else:
                 windows = max(1, math.ceil(MIN_REPEAT_SECONDS / max(once, 1e-9)))
@@ -261,8 +277,29 @@ class StrategyTimer:
         except (ValueError, RuntimeError, MemoryError) as error:  # (XLA's errors too)
             return Timed(plan.strategy, math.nan, time.perf_counter() - started,
                          f"{type(error).__name__}: {error}")
-        ms = 1000 * float(np.median(times)) / window.steps_per_epoch
+        ms = 1000 * float(np.median(times)) / steps
         return Timed(plan.strategy, ms, time.perf_counter() - started)
+
+    def time_side_by_side(self, plans: list[ExecutionPlan], window_steps: int
+                          ) -> list[Timed]:
+        """The plans timed again together: each started and compiled, then `REPEATS` rounds
+        in which each runs its windows in turn (A B C A B C …), so that a slow spell of the
+        machine falls on all of them alike. Their seconds: the run-off's, shared equally.
+        Raises what a plan raised (the caller keeps the earlier timings)."""
+        started = time.perf_counter()
+        runners, counts = [], []
+        for plan in plans:  # (each holds its lanes' state until the end)
+            run, steps = self._start(plan, window_steps)
+            run(1)  # compiles
+            counts.append(max(1, math.ceil(MIN_REPEAT_SECONDS / max(run(1), 1e-9))))
+            runners.append((run, steps))
+        times = [[] for _ in plans]
+        for _ in range(REPEATS):
+            for (run, _), count, timed in zip(runners, counts, times):
+                timed.append(run(count) / count)
+        seconds = (time.perf_counter() - started) / len(plans)
+        return [Timed(plan.strategy, 1000 * float(np.median(timed)) / steps, seconds)
+                for plan, timed, (_, steps) in zip(plans, times, runners)]
 
 
 def cache_path(configured: str = "") -> str:
@@ -385,11 +422,16 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
         spent += timed.seconds
         logging.info("tuning %d/%d: %s: %s", len(timings), len(plans), plan.strategy,
                      timed.error or f"{timed.ms_per_step:.3f} ms/step")
-    ordered = tuple(timings[p.strategy] for p in plans if p.strategy in timings)
-    measured = [t for t in ordered if not math.isnan(t.ms_per_step)]
+    measured = [t for t in timings.values() if not math.isnan(t.ms_per_step)]
     if not measured:
         raise ValueError("strategy.preset='tune': no candidate strategy ran:\n"
-                         + "\n".join(f"{t.strategy}: {t.error}" for t in ordered))
+                         + "\n".join(f"{t.strategy}: {t.error}" for t in timings.values()))
+    runoff = _runoff(plans, timings, timer, share, spent)
+    if runoff:
+        timings.update({t.strategy: t for t in runoff[0]})
+        note = "; ".join(filter(None, (note, runoff[1])))
+    ordered = tuple(timings[p.strategy] for p in plans if p.strategy in timings)
+    measured = [t for t in ordered if not math.isnan(t.ms_per_step)]
     fastest = min(measured, key=lambda t: t.ms_per_step)
     first = ordered[0]  # 'auto''s choice
     chosen = (first if not math.isnan(first.ms_per_step)
@@ -398,6 +440,43 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
     outcome = ("measured" if len(ordered) == len(plans) else
                "short" if len(ordered) == 1 else "partial")
     return Tuning(outcome, chosen, ordered, time.perf_counter() - started, note)
+
+
+def _runoff(plans: list[ExecutionPlan], timings: dict, timer: StrategyTimer, share: float,
+            spent: float) -> tuple[list[Timed], str] | None:
+    """The fastest candidates (at most RUNOFF_SIZE, within RUNOFF_WITHIN of the fastest)
+    timed again side by side, as (their new timings, a note for the record), or None: one
+    contender, a run-off whose expected cost (the contenders' first timings') would take the
+    tuning past `share` of the run, or one that failed (logged; the first timings stand)."""
+    by_strategy = {p.strategy: p for p in plans}
+    ranked = sorted((t for t in timings.values()
+                     if not math.isnan(t.ms_per_step) and t.strategy in by_strategy),
+                    key=lambda t: t.ms_per_step)
+    if len(ranked) < 2:
+        return None
+    fastest_ms = ranked[0].ms_per_step
+    contenders = [t for t in ranked if t.ms_per_step <= RUNOFF_WITHIN * fastest_ms][:RUNOFF_SIZE]
+    if len(contenders) < 2 or spent + sum(t.seconds for t in contenders) > (
+            share * fastest_ms / 1000 * timer.run_steps):
+        return None
+    steps = max(MIN_WINDOW_STEPS, min(WINDOW_STEPS, math.ceil(1000 * WINDOW_SECONDS
+                                                              / fastest_ms)))
+    try:
+        again = timer.time_side_by_side([by_strategy[t.strategy] for t in contenders], steps)
+    except (ValueError, RuntimeError, MemoryError) as error:  # (e.g. out of memory with
+        # several candidates' lanes held at once: the first timings stand)
+        logging.info("tuning: the run-off failed (%s: %s); the first timings stand",
+                     type(error).__name__, error)
+        return None
+    merged = [dataclasses.replace(t, seconds=first.seconds + t.seconds)
+              for first, t in zip(contenders, again)]
+    logging.info("tuning: run-off, side by side: %s", ", ".join(
+        f"{first.ms_per_step:.3f} → {t.ms_per_step:.3f} ms/step" for first, t
+        in zip(contenders, merged)))
+    return merged, (f"{len(merged)} fastest timed again side by side (ms/step, first → "
+                    "side by side: " + ", ".join(
+                        f"{first.ms_per_step:.3f} → {t.ms_per_step:.3f}"
+                        for first, t in zip(contenders, merged)) + ")")
 
 
 def tuned_plan(choice: StrategyChoice, auto: Strategy, plan_of: Callable, *,

@@ -69,16 +69,23 @@ def test_a_kernel_of_rank_three_or_more_is_a_convolution():
 
 
 class FakeTimer:
-    """A timer whose candidates take given ms per step and seconds, instantly."""
+    """A timer whose candidates take given ms per step and seconds, instantly; side by side
+    (the run-off), the ms of `side_by_side` where given, else the same."""
 
-    def __init__(self, run_steps, times):
+    def __init__(self, run_steps, times, side_by_side=None):
         self.run_steps, self.times, self.timed, self.calls = run_steps, times, [], []
+        self.side_by_side, self.runoffs = side_by_side or {}, []
 
     def time(self, plan, window_steps=32, give_up_ms=math.inf):
         self.timed.append(plan.strategy)
         self.calls.append((window_steps, give_up_ms))
         ms, seconds = self.times[plan.strategy]
         return Timed(plan.strategy, ms, seconds, "" if not math.isnan(ms) else "failed")
+
+    def time_side_by_side(self, plans, window_steps):
+        self.runoffs.append(([p.strategy for p in plans], window_steps))
+        return [Timed(p.strategy, self.side_by_side.get(p.strategy, self.times[p.strategy][0]),
+                      1.0) for p in plans]
 
 
 def _plans(strategies):
@@ -125,6 +132,37 @@ def test_tuning_keeps_the_fastest_and_stays_within_its_share_of_the_run():
         tune(_plans(STRATEGIES[2:]), FakeTimer(10**6, times), share=0.1)
 
 
+def test_the_fastest_few_are_timed_again_side_by_side_and_decide():
+    """Timed one after another, B (1.0 ms) beat A (1.2) and C (1.25); side by side, A is the
+    fastest: A is chosen. D (2.0) is beyond RUNOFF_WITHIN of the fastest: not timed again."""
+    a, b, c, d = (Strategy(lanes_per_program=n) for n in (1, 2, 3, 0))
+    times = {a: (1.2, 3.0), b: (1.0, 3.0), c: (1.25, 3.0), d: (2.0, 3.0)}
+    timer = FakeTimer(10**9, times, side_by_side={a: 0.9, b: 1.1, c: 1.2})
+    tuning = tune(_plans([d, a, b, c]), timer, share=0.1)
+    assert timer.runoffs == [([b, a, c], 32)]  # fastest first; windows of ~0.5 s at 1 ms
+    assert tuning.chosen == a and tuning.outcome == "measured"
+    assert {t.strategy: t.ms_per_step for t in tuning.timings} == {d: 2.0, a: 0.9, b: 1.1,
+                                                                   c: 1.2}
+    assert {t.strategy: t.seconds for t in tuning.timings} == {d: 3.0, a: 4.0, b: 4.0,
+                                                               c: 4.0}
+    assert "3 fastest timed again side by side" in tuning.note and "1.200 → 0.900" in tuning.note
+    # Within the share only: 4 candidates cost 12 s, a run-off of 3 another ~9 s; a run of
+    # 150 s (at 1 ms a step) allows 15.
+    timer = FakeTimer(150_000, times, side_by_side={a: 0.9})
+    tuning = tune(_plans([d, a, b, c]), timer, share=0.1)
+    assert timer.runoffs == [] and tuning.chosen == b and tuning.outcome == "measured"
+    # A run-off that fails (e.g. out of memory with three candidates' lanes held) leaves the
+    # first timings standing.
+    timer = FakeTimer(10**9, times)
+
+    def fails(plans, window_steps):
+        raise RuntimeError("RESOURCE_EXHAUSTED")
+
+    timer.time_side_by_side = fails
+    tuning = tune(_plans([d, a, b, c]), timer, share=0.1)
+    assert tuning.chosen == b and "side by side" not in tuning.note
+
+
 def test_the_cache_stores_timings_by_what_decides_them(tmp_path):
     devices = jax.local_devices()
     key = cache_key("abc", 8, 13, 1, "default", False, 0, devices)
@@ -153,7 +191,7 @@ def test_fingerprints_tell_models_apart_and_ignore_values():
     assert model_fingerprint("m", a) != model_fingerprint("other input", a)
 
 
-def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digits, tmp_path):
+def test_a_real_tuning_times_each_candidate_then_reads_the_cache(tiny_digits, tmp_path):
     """On this process's one CPU device, the tiny digits data, a small CNN: timed once
     (every candidate, a long run), then read from the cache: no trainer is built."""
     built = []
@@ -173,7 +211,10 @@ def test_a_real_tuning_times_each_candidate_once_then_reads_the_cache(tiny_digit
     kwargs = dict(timer=timer, model_fingerprint="small_cnn", has_conv=True, num_seeds=1)
     plan = make_plan(choice, grid.num_lanes, 8, **kwargs)
     expected = candidates(StrategyChoice("auto").resolve(8, 3, "cpu", 1), "cpu", 3, 1, True)
-    assert built == expected and plan.tuning.outcome == "measured"
+    assert built[:len(expected)] == expected and plan.tuning.outcome == "measured"
+    runoff = built[len(expected):]  # the fastest few, timed again side by side (if close)
+    assert len(runoff) <= 3 and len(set(runoff)) == len(runoff) and set(runoff) <= set(expected)
+    assert (len(runoff) >= 2) == ("side by side" in plan.tuning.note)
     fastest = min(plan.tuning.timings, key=lambda t: t.ms_per_step)
     first = plan.tuning.timings[0]
     assert plan.strategy == (first.strategy if first.ms_per_step <= 1.05 * fastest.ms_per_step
@@ -266,6 +307,39 @@ def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_dig
     windows.clear()
     kept = real.time(plan_for(Strategy(), 1), window_steps=4)
     assert len(windows) >= 2 + 3 and kept.ms_per_step > 0  # then 3 repeats of ≥ 0.25 s
+
+
+def test_side_by_side_the_candidates_take_turns(tiny_digits):
+    """The run-off with real trainers: each plan started and compiled once, then 3 rounds in
+    which each runs its windows in turn."""
+    grid = LaneGrid(seeds=(0,), base_lrs=(0.01, 0.1), weight_decay=0.0, warmup_fraction=0.0,
+                    momentum=0.0)
+    step = LaneStep(create_model("small_cnn", 10), 8, tiny_digits.image_shape)
+    built, windows = [], []
+
+    def trainer_for(plan):
+        built.append(plan.strategy)
+        trainer = LaneTrainer(step, plan, compact=False)
+        epoch = trainer.train_epoch
+
+        def counted(*args, **kwargs):
+            windows.append(plan.strategy.lanes_per_program)
+            return epoch(*args, **kwargs)
+
+        trainer.train_epoch = counted
+        return trainer
+
+    timer = StrategyTimer(trainer_for, jnp.asarray([0], jnp.int32), grid.hparams(),
+                          DeviceBatches(tiny_digits, 8, 40), run_steps=100)
+    plans = [plan_for(Strategy(lanes_per_program=n), 2) for n in (0, 1)]
+    timed = timer.time_side_by_side(plans, window_steps=4)
+    assert built == [p.strategy for p in plans]
+    assert [t.strategy for t in timed] == built and all(t.ms_per_step > 0 for t in timed)
+    assert windows[:4] == [0, 0, 1, 1]  # each compiled and timed once
+    rounds = windows[4:]  # then each in turn: the same number of windows per round
+    assert len(rounds) % 3 == 0 and rounds[0] == 0 and rounds[-1] == 1
+    per_round = len(rounds) // 3
+    assert rounds == rounds[:per_round] * 3
 
 
 def test_auto_tunes_where_nothing_was_measured_on_the_model(tmp_path):
