@@ -392,8 +392,9 @@ class StrategyCache:
 def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
          known: tuple[Timed, ...] = ()) -> Tuning:
     """Times the candidate plans in order while the tuning's cost stays within `share` of
-    the run's estimated training time; the fastest is chosen (the first, 'auto''s, where
-    it is within KEEP_FIRST_WITHIN of the fastest). `known`: timings of earlier
+    the run's estimated training time, then the closest few again side by side (`_runoff`);
+    the fastest is chosen (the first, 'auto''s, where it is within KEEP_FIRST_WITHIN of the
+    fastest). `known`: timings of earlier
     runs of the same key (the cache's, of a tuning that stopped early): not timed again."""
     started = time.perf_counter()
     timings = {t.strategy: t for t in known}
