@@ -471,13 +471,19 @@ def _runoff(plans: list[ExecutionPlan], timings: dict, timer: StrategyTimer, sha
         return None
     merged = [dataclasses.replace(t, seconds=first.seconds + t.seconds)
               for first, t in zip(contenders, again)]
-    logging.info("tuning: run-off, side by side: %s", ", ".join(
-        f"{first.ms_per_step:.3f} → {t.ms_per_step:.3f} ms/step" for first, t
-        in zip(contenders, merged)))
+    changes = "; ".join(f"{_fields(t.strategy)}: {first.ms_per_step:.3f} → "
+                        f"{t.ms_per_step:.3f}" for first, t in zip(contenders, merged))
+    logging.info("tuning: run-off, side by side (ms/step, first → side by side): %s", changes)
     return merged, (f"{len(merged)} fastest timed again side by side (ms/step, first → "
-                    "side by side: " + ", ".join(
-                        f"{first.ms_per_step:.3f} → {t.ms_per_step:.3f}"
-                        for first, t in zip(contenders, merged)) + ")")
+                    f"side by side: {changes})")
+
+
+def _fields(strategy: Strategy) -> str:
+    """A strategy by the fields it sets (the reference's defaults left out)."""
+    default = Strategy()
+    return ", ".join(f"{f.name}={getattr(strategy, f.name)}"
+                     for f in dataclasses.fields(strategy)
+                     if getattr(strategy, f.name) != getattr(default, f.name)) or "reference"
 
 
 def tuned_plan(choice: StrategyChoice, auto: Strategy, plan_of: Callable, *,

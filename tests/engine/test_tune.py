@@ -145,7 +145,8 @@ def test_the_fastest_few_are_timed_again_side_by_side_and_decide():
                                                                    c: 1.2}
     assert {t.strategy: t.seconds for t in tuning.timings} == {d: 3.0, a: 4.0, b: 4.0,
                                                                c: 4.0}
-    assert "3 fastest timed again side by side" in tuning.note and "1.200 → 0.900" in tuning.note
+    assert "3 fastest timed again side by side" in tuning.note
+    assert "lanes_per_program=1: 1.200 → 0.900" in tuning.note
     # Within the share only: 4 candidates cost 12 s, a run-off of 3 another ~9 s; a run of
     # 150 s (at 1 ms a step) allows 15.
     timer = FakeTimer(150_000, times, side_by_side={a: 0.9})
