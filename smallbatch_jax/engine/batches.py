@@ -14,6 +14,7 @@ sources (the pytree's type selects its compilation):
   and sent to every device that trains lanes. One data order per program (one seed).
 """
 
+import copy
 import dataclasses
 from collections.abc import Callable, Iterator
 from typing import ClassVar
@@ -166,7 +167,7 @@ def _permutations(seeds: jax.Array, epoch, num_train: int) -> jax.Array:
 @dataclasses.dataclass(eq=False)
 class BatchSource:
     """The interface the trainer uses. `place(put)` puts what lives on the devices there
-    (`put`: host tree → the lanes' devices) and returns the source; `epoch(seeds, epoch,
+    (`put`: host tree → the lanes' devices) and returns a placed copy of the source; `epoch(seeds, epoch,
     lengths, put)` yields (steps, dispatch) for each dispatch of an epoch; `test_batches()`
     yields the test batches of the test split; `abstract_dispatch` gives a dispatch's shapes
     (for compiling without data)."""
@@ -200,9 +201,13 @@ class DeviceBatches(BatchSource):
         self.permutations = jax.jit(_permutations, static_argnames="num_train")
 
     def place(self, put) -> "DeviceBatches":
-        """The data set put on the device(s) by `put` (a tree → tree placement)."""
-        self.data = put(put_on_device(self.dataset, self.eval_batch_size))
-        return self
+        """A copy of this source with the data set put on the device(s) by `put` (a tree →
+        tree placement). A copy, not this source changed: several trainers may place one
+        source for their own devices and train side by side (tuning's run-off, engine/tune.py),
+        each on its own placement."""
+        placed = copy.copy(self)
+        placed.data = put(put_on_device(self.dataset, self.eval_batch_size))
+        return placed
 
     def epoch(self, seeds: jax.Array, epoch: int, lengths: list[int], put) -> Iterator:
         """The epoch's dispatches; `put` places what changes per epoch (the order)."""
@@ -245,8 +250,10 @@ class StreamedBatches(BatchSource):
     one_data_order: ClassVar[bool] = True  # the host pipeline's order: one seed per program
 
     def place(self, put) -> "StreamedBatches":
-        self.put = put
-        return self
+        """A copy of this source whose batches `put` places (as DeviceBatches.place)."""
+        placed = copy.copy(self)
+        placed.put = put
+        return placed
 
     def epoch(self, seeds: jax.Array, epoch: int, lengths: list[int], put) -> Iterator:
         del put  # each dispatch is put on the devices as it is read
