@@ -166,9 +166,9 @@ def _permutations(seeds: jax.Array, epoch, num_train: int) -> jax.Array:
 
 @dataclasses.dataclass(eq=False)
 class BatchSource:
-    """The interface the trainer uses. `place(put)` puts what lives on the devices there
-    (`put`: host tree → the lanes' devices) and returns a placed copy of the source; `epoch(seeds, epoch,
-    lengths, put)` yields (steps, dispatch) for each dispatch of an epoch; `test_batches()`
+    """The interface the trainer uses. `place(put)` returns a copy of the source with what
+    lives on the devices put there (`put`: host tree → the lanes' devices); `epoch(seeds,
+    epoch, lengths, put)` yields (steps, dispatch) for each dispatch of an epoch; `test_batches()`
     yields the test batches of the test split; `abstract_dispatch` gives a dispatch's shapes
     (for compiling without data)."""
 

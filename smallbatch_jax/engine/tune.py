@@ -414,9 +414,7 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
                 break
         if finished:  # windows of WINDOW_SECONDS at the fastest pace; the slow given up
             fastest_ms = min(t.ms_per_step for t in finished)
-            steps = max(MIN_WINDOW_STEPS, min(WINDOW_STEPS, math.ceil(
-                1000 * WINDOW_SECONDS / fastest_ms)))
-            timed = timer.time(plan, steps, GIVE_UP * fastest_ms)
+            timed = timer.time(plan, _window_steps(fastest_ms), GIVE_UP * fastest_ms)
         else:
             timed = timer.time(plan)
         timings[plan.strategy] = timed
@@ -443,6 +441,13 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
     return Tuning(outcome, chosen, ordered, time.perf_counter() - started, note)
 
 
+def _window_steps(fastest_ms: float) -> int:
+    """Steps of a window after the first candidate: ~WINDOW_SECONDS at the fastest pace so
+    far, at least MIN_WINDOW_STEPS, at most WINDOW_STEPS."""
+    return max(MIN_WINDOW_STEPS, min(WINDOW_STEPS, math.ceil(1000 * WINDOW_SECONDS
+                                                            / fastest_ms)))
+
+
 def _runoff(plans: list[ExecutionPlan], timings: dict, timer: StrategyTimer, share: float,
             spent: float) -> tuple[list[Timed], str] | None:
     """The fastest candidates (at most RUNOFF_SIZE, within RUNOFF_WITHIN of the fastest)
@@ -460,10 +465,9 @@ def _runoff(plans: list[ExecutionPlan], timings: dict, timer: StrategyTimer, sha
     if len(contenders) < 2 or spent + sum(t.seconds for t in contenders) > (
             share * fastest_ms / 1000 * timer.run_steps):
         return None
-    steps = max(MIN_WINDOW_STEPS, min(WINDOW_STEPS, math.ceil(1000 * WINDOW_SECONDS
-                                                              / fastest_ms)))
     try:
-        again = timer.time_side_by_side([by_strategy[t.strategy] for t in contenders], steps)
+        again = timer.time_side_by_side([by_strategy[t.strategy] for t in contenders],
+                                        _window_steps(fastest_ms))
     except (ValueError, RuntimeError, MemoryError) as error:  # (e.g. out of memory with
         # several candidates' lanes held at once: the first timings stand)
         logging.info("tuning: the run-off failed (%s: %s); the first timings stand",
