@@ -8,7 +8,8 @@ import subprocess
 
 import jax
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint", "ml-collections")
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "ml-dtypes", "orbax-checkpoint",
+            "ml-collections")
 
 
 def package_versions() -> dict[str, str | None]:
