@@ -8,8 +8,12 @@ converted to the type of the declared default, so a typo fails before any comput
 A grid of powers of two is written `--config.base_lrs=2^-16:2^-4` (every power from 2⁻¹⁶ to
 2⁻⁴), `2^-16:2^-4:2` (every second one) or `2^-7` (`expand_lr_grids`): a tuple such as
 `(2**-16, …)` is not a literal the flag parser reads.
+
+A user's code named in a config (`config.model`, `config.objective`) is written
+"package.module:attribute" (`import_attribute`).
 """
 
+import importlib
 import importlib.util
 import math
 import os
@@ -99,3 +103,21 @@ def expand_lr_grids(config) -> None:
                 isinstance(v, str) for v in value):
             config[key] = tuple(x for v in value for x in (
                 powers_of_two(v) if isinstance(v, str) else (v,)))
+
+
+def import_attribute(path: str, key: str, allowed, what: str):
+    """The object "package.module:attribute" names, for config key `key` (whose built-in
+    values are `allowed`, and whose imported value should be `what`); ValueError saying what
+    failed."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{key}={path!r} is unknown; allowed: {allowed} or "
+                         f"'package.module:attribute' ({what})")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"{key}={path!r}: cannot import {module_name!r} ({error})"
+                         ) from error
+    if not hasattr(module, attribute):
+        raise ValueError(f"{key}={path!r}: {module_name} has no attribute {attribute!r}")
+    return getattr(module, attribute)

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import optax
 
+from smallbatch_jax.config_args import import_attribute
+
 LABEL_KINDS = ("classes", "targets")
 
 
@@ -93,8 +95,6 @@ def objective_named(name: str) -> Objective:
     Objective."""
     if name in OBJECTIVES:
         return OBJECTIVES[name]
-    from smallbatch_jax.models import import_attribute
-
     found = import_attribute(name, "config.objective", sorted(OBJECTIVES), "an Objective")
     if not isinstance(found, Objective):
         raise ValueError(f"config.objective={name!r} is a {type(found).__name__}, not a "

@@ -1,6 +1,8 @@
+import math
+
 import pytest
 
-from smallbatch_jax.config_args import parse_arg
+from smallbatch_jax.config_args import import_attribute, parse_arg
 
 
 def test_values_take_the_type_of_the_default():
@@ -55,3 +57,16 @@ def test_a_grid_of_powers_of_two_is_written_compactly():
     assert tuple(config.base_lrs) == ("2^-12:2^-6:3",)  # what the flag parser gives
     expand_lr_grids(config)
     assert config.base_lrs == (2.0**-12, 2.0**-9, 2.0**-6)
+
+
+@pytest.mark.parametrize("path,match", [
+    ("objective", "config.objective='objective' is unknown; allowed: \\['classification'\\] "
+                  "or 'package.module:attribute' \\(an Objective\\)"),
+    ("no_such_package:f", "cannot import 'no_such_package'"),
+    ("math:no_such_name", "math has no attribute 'no_such_name'"),
+])
+def test_a_config_names_a_users_object_by_its_path(path, match):
+    """config.model and config.objective name a user's code "package.module:attribute"."""
+    assert import_attribute("math:pi", "config.objective", ["classification"], "x") is math.pi
+    with pytest.raises(ValueError, match=match):
+        import_attribute(path, "config.objective", ["classification"], "an Objective")

@@ -14,11 +14,11 @@ the plan's convolution all the same (models/conv.py: follow_plan).
 """
 
 import dataclasses
-import importlib
 import inspect
 
 from flax import linen as nn
 
+from smallbatch_jax.config_args import import_attribute
 from smallbatch_jax.models.convnet import reduced_alexnet, small_cnn
 from smallbatch_jax.models.resnet_cifar import CifarResNet
 from smallbatch_jax.models.resnet_imagenet import ImageNetResNet50
@@ -56,24 +56,6 @@ MODELS = {
     "small_cnn": _convnet(small_cnn, "none"),
     "small_cnn_bn": _convnet(small_cnn, "all"),
 }
-
-
-def import_attribute(path: str, key: str, allowed, what: str):
-    """The object "package.module:attribute" names, for config key `key` (whose built-in
-    values are `allowed`, and whose imported value should be `what`); ValueError saying what
-    failed."""
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{key}={path!r} is unknown; allowed: {allowed} or "
-                         f"'package.module:attribute' ({what})")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"{key}={path!r}: cannot import {module_name!r} ({error})"
-                         ) from error
-    if not hasattr(module, attribute):
-        raise ValueError(f"{key}={path!r}: {module_name} has no attribute {attribute!r}")
-    return getattr(module, attribute)
 
 
 def import_model(path: str):
