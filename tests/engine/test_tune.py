@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from smallbatch_jax.engine import DeviceBatches, LaneStep, LaneTrainer, make_plan, plan_for
+from smallbatch_jax.engine import tune as tune_module
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.strategy import PRESETS, Strategy, StrategyChoice
 from smallbatch_jax.engine.tune import (StrategyCache, StrategyTimer, Timed, Tuning,
@@ -239,7 +240,6 @@ def test_a_real_tuning_times_each_candidate_then_reads_the_cache(tiny_digits, tm
 
 def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path, monkeypatch,
                                                                        caplog):
-    from smallbatch_jax.engine import tune as tune_module
     from smallbatch_jax.run import train as lr_sweep
 
     # (A run of seconds: tuned all the same here, the pre-check's threshold at 0.)
@@ -367,10 +367,13 @@ def test_auto_tunes_where_nothing_was_measured_on_the_model(tmp_path):
     assert not StrategyChoice("patches").tunes("mine:net", False, "gpu")
 
 
-def test_a_run_too_short_to_repay_tuning_is_not_tuned_nor_timed(tmp_path, tiny_digits):
+def test_a_run_too_short_to_repay_tuning_is_not_tuned_nor_timed(tmp_path, tiny_digits,
+                                                                 monkeypatch):
     """Judged before compiling: 10 steps of a small CNN take milliseconds even at the
     machine's best; 'auto''s choice is kept, nothing is timed or cached, and the record
     says why. The same run with a billion steps is tuned."""
+    # (How long each candidate is timed is not this test's subject: one window a repeat.)
+    monkeypatch.setattr(tune_module, "MIN_REPEAT_SECONDS", 0.0)
     grid = LaneGrid(seeds=(0,), base_lrs=(0.01, 0.1), weight_decay=0.0, warmup_fraction=0.0,
                     momentum=0.0)
     step = LaneStep(create_model("small_cnn", 10), 8, tiny_digits.image_shape)
@@ -401,7 +404,6 @@ def test_auto_tunes_a_built_in_model_other_than_the_one_its_rules_were_measured_
         tmp_path, monkeypatch):
     """The default run's small_cnn under 'auto', in a run long enough to repay tuning (the
     pre-check's threshold at 0 here): measured, not 'auto''s rule taken on trust."""
-    from smallbatch_jax.engine import tune as tune_module
     from smallbatch_jax.run.build import create_run, prepare
 
     monkeypatch.setattr(tune_module, "CANDIDATE_SECONDS", {"cpu": 0.0, "gpu": 0.0})
