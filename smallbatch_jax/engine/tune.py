@@ -16,10 +16,9 @@ keeps the fastest:
   of ~`WINDOW_SECONDS` at the fastest pace so far, a single step for a slow model, and a
   candidate `GIVE_UP` times slower than it after one window is not repeated); then the
   fastest few (`RUNOFF_SIZE`, within `RUNOFF_WITHIN` of the fastest) are timed again side by
-  side, their repeats interleaved (A B C A B C …), as the share allows; the fastest is
-  chosen, but 'auto''s choice is kept unless another beats it by more than
-  `KEEP_FIRST_WITHIN`. The lanes
-  are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
+  side, their repeats interleaved (A B C A B C …), as the share allows, and then decide
+  between themselves; the fastest is chosen, but 'auto''s choice is kept unless another
+  beats it by more than `KEEP_FIRST_WITHIN`. The lanes are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
   which would flatter the strategies that group lanes); the program is the same at any η̃;
 - a run too short to repay even one candidate is not tuned (`optimistic_seconds`: its FLOPs,
   XLA's estimate before compiling, at an optimistic speed, or a floor per step); otherwise
@@ -431,9 +430,15 @@ def tune(plans: list[ExecutionPlan], timer: StrategyTimer, share: float,
         note = "; ".join(filter(None, (note, runoff[1])))
     ordered = tuple(timings[p.strategy] for p in plans if p.strategy in timings)
     measured = [t for t in ordered if not math.isnan(t.ms_per_step)]
+    # After a run-off its timings decide, between its contenders only: a candidate left out
+    # of it was timed alone at another moment of the machine, not beside them (one timed
+    # 134.0 ms alone beat the run-off's 134.5–160.8 and was chosen: docs/benchmarks.md).
+    if runoff:
+        contenders = {t.strategy for t in runoff[0]}
+        measured = [t for t in measured if t.strategy in contenders]
     fastest = min(measured, key=lambda t: t.ms_per_step)
     first = ordered[0]  # 'auto''s choice
-    chosen = (first if not math.isnan(first.ms_per_step)
+    chosen = (first if first in measured
               and first.ms_per_step <= (1 + KEEP_FIRST_WITHIN) * fastest.ms_per_step
               else fastest).strategy
     outcome = ("measured" if len(ordered) == len(plans) else

@@ -148,6 +148,23 @@ def test_the_fastest_few_are_timed_again_side_by_side_and_decide():
                                                                c: 4.0}
     assert "3 fastest timed again side by side" in tuning.note
     assert "lanes_per_program=1: 1.200 → 0.900" in tuning.note
+    # The run-off decides between its contenders only: side by side all three ran slower
+    # than E, timed alone at 1.26 ms but fourth within RUNOFF_WITHIN (RUNOFF_SIZE = 3), and
+    # one of them is chosen, not E.
+    e = Strategy(lanes_per_program=4)
+    timer = FakeTimer(10**9, times | {e: (1.26, 3.0)},
+                      side_by_side={a: 1.5, b: 1.3, c: 1.6})
+    tuning = tune(_plans([d, a, b, c, e]), timer, share=0.1)
+    assert timer.runoffs == [([b, a, c], 32)] and tuning.chosen == b
+    # 'auto''s choice (the first, A) is kept within KEEP_FIRST_WITHIN of the run-off's
+    # fastest when it ran in the run-off; left out of it (fourth), it is not.
+    ran = {e: 1.2, b: 1.25, a: 1.24}
+    timer = FakeTimer(10**9, times | {e: (1.0, 3.0)}, side_by_side=ran)
+    assert tune(_plans([a, b, e, c, d]), timer, share=0.1).chosen == a
+    timer = FakeTimer(10**9, times | {e: (1.0, 3.0), c: (1.1, 3.0)},
+                      side_by_side={e: 1.2, b: 1.25, c: 1.3})
+    tuning = tune(_plans([a, b, e, c, d]), timer, share=0.1)
+    assert timer.runoffs == [([b, e, c], 32)] and tuning.chosen == e
     # Within the share only: 4 candidates cost 12 s, a run-off of 3 another ~9 s; a run of
     # 150 s (at 1 ms a step) allows 15.
     timer = FakeTimer(150_000, times, side_by_side={a: 0.9})
