@@ -102,8 +102,8 @@ class LaneTrainer:
         `plan.evaluation_points`; the epoch's end is the caller's to evaluate). With donation,
         `state` is used up."""
         groups = live_groups(self.plan, state.lanes, compact=self.compact)
-        lanes = [take(state.lanes, g) for g in groups]
-        group_hparams = [take(hparams, g) for g in groups]
+        lanes = take(self.plan, state.lanes, groups)
+        group_hparams = take(self.plan, hparams, groups)
         group_seeds = [on(g.device, seeds) for g in groups]
         lengths, points = self.plan.epoch_dispatches(source.steps_per_epoch, evals_per_epoch)
         losses = [0] * len(groups)
@@ -135,7 +135,7 @@ class LaneTrainer:
         """The test metric (objectives.py; accuracy by default) and mean test loss of every
         lane, with running BN statistics (NaN for a lane that diverged)."""
         groups = live_groups(self.plan, lanes, compact=self.compact)
-        return self._evaluate_groups(groups, [take(lanes, g) for g in groups],
+        return self._evaluate_groups(groups, take(self.plan, lanes, groups),
                                      source, lanes.diverged.shape[0])
 
     def _evaluate_groups(self, groups, group_lanes, source, num_lanes: int
@@ -167,10 +167,11 @@ class LaneTrainer:
         groups = live_groups(self.plan, lanes, at_home=True, compact=self.compact)
         probe_batch = put_everywhere(self.plan, probe_batch)
         local, moments = {}, []
-        for group in groups:  # every group is issued before any result is read
-            moments.append(self.programs.probe(
-                take(lanes, group), take(hparams, group),
-                on(group.device, probe_batch, local)))
+        for group, group_lanes, group_hparams in zip(groups, take(self.plan, lanes, groups),
+                                                     take(self.plan, hparams, groups)):
+            # (every group is issued before any result is read)
+            moments.append(self.programs.probe(group_lanes, group_hparams,
+                                               on(group.device, probe_batch, local)))
         k = probe_groups(probe_batch.images.shape[1])  # (S, n, b, ...): n batches
         small, big = np.full(num_lanes, np.nan), np.full(num_lanes, np.nan)
         left_out = np.full((num_lanes, k, 2), np.nan)
@@ -252,27 +253,38 @@ def place(plan: ExecutionPlan, state: TrainState, hparams):
 
 def on(device, tree, cache: dict | None = None):
     """`tree` on `device` (None: where it is). An array with a copy on every device of the
-    mesh gives its local copy; other device arrays are transferred; host scalars are left to
-    the program call. `cache` ({(id, device): array}, for as long as the arrays live) spares
-    repeating this for the same arrays, dispatch after dispatch."""
+    mesh gives its local copy; other device arrays are transferred, all in one call (a call
+    per leaf cost ~0.15 ms each, a small CNN's 13 groups ~50 ms an epoch on a CPU); host
+    scalars are left to the program call. `cache` ({(id, device): array}, for as long as the
+    arrays live) spares repeating this for the same arrays, dispatch after dispatch."""
     if device is None:
         return tree
-
-    def put(x):
+    leaves, structure = jax.tree.flatten(tree)
+    placed, moving = list(leaves), []
+    for i, x in enumerate(leaves):
         if not isinstance(x, jax.Array):
-            return x if np.ndim(x) == 0 else jax.device_put(x, device)
+            if np.ndim(x) != 0:
+                moving.append(i)
+            continue
         key = (id(x), device)
         if cache is not None and key in cache:
-            return cache[key]
+            placed[i] = cache[key]
+            continue
         local = None
         if x.sharding.is_fully_replicated:
             local = next((s.data for s in x.addressable_shards if s.device == device), None)
-        local = jax.device_put(x, device) if local is None else local
+        if local is None:
+            moving.append(i)
+            continue
+        placed[i] = local
         if cache is not None:
             cache[key] = local
-        return local
-
-    return jax.tree.map(put, tree)
+    moved = jax.device_put([leaves[i] for i in moving], device) if moving else []
+    for i, x in zip(moving, moved):
+        placed[i] = x
+        if cache is not None and isinstance(leaves[i], jax.Array):
+            cache[(id(leaves[i]), device)] = x
+    return jax.tree.unflatten(structure, placed)
 
 
 def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False,
@@ -294,21 +306,39 @@ def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False,
             for i, (a, b, c) in enumerate(live)]
 
 
-# Gathering and scattering every leaf of a lane state as one program each (the positions
-# traced: a bucket's size compiles once), not leaf by leaf: eagerly, the state's dozens of
-# leaves cost a dispatch each per epoch.
+# Cutting a lane state into its groups, gathering and scattering a compacted group's lanes,
+# and joining the groups back, as one program each (the slices static: compiled once per
+# run; the positions traced: a bucket's size compiles once), not leaf by leaf: eagerly, a
+# small CNN's 13 groups of ~15 leaves cost ~400 dispatches an epoch, 90–170 ms on a 2-core
+# CPU, which a short epoch, and a tuning window, paid in full (docs/benchmarks.md,
+# "Tuning's windows").
+_split = jax.jit(lambda tree, slices: [tree_slice(tree, a, b) for a, b in slices],
+                 static_argnums=1)
+_join = jax.jit(tree_concatenate)
 _gather = jax.jit(lambda tree, rows: jax.tree.map(lambda x: x[rows], tree))
 _scatter = jax.jit(lambda tree, rows, new: jax.tree.map(lambda old, n: old.at[rows].set(n),
                                                         tree, new))
 
 
-def take(tree, group: Group):
-    """The group's lanes of a lane-stacked tree (gathered, for a compacted group), on its
+def _slices(plan: ExecutionPlan, tree) -> dict:
+    """{(start, stop): those lanes of a lane-stacked tree} for every slice of the plan."""
+    slices = tuple(plan.lane_slices(jax.tree.leaves(tree)[0].shape[0]))
+    return dict(zip(slices, _split(tree, slices)))
+
+
+def take(plan: ExecutionPlan, tree, groups: list[Group]) -> list:
+    """Each group's lanes of a lane-stacked tree (gathered, for a compacted group), on its
     device."""
-    if group.lanes is not None:
-        return on(group.device, _gather(tree, np.asarray(group.positions, np.int32)))
-    whole = group.start == 0 and group.stop == jax.tree.leaves(tree)[0].shape[0]
-    return on(group.device, tree if whole else tree_slice(tree, group.start, group.stop))
+    num_lanes = jax.tree.leaves(tree)[0].shape[0]
+    cut = any(g.lanes is None and (g.start, g.stop) != (0, num_lanes) for g in groups)
+    pieces = _slices(plan, tree) if cut else {}
+
+    def lanes_of(group):
+        if group.lanes is not None:
+            return _gather(tree, np.asarray(group.positions, np.int32))
+        return pieces.get((group.start, group.stop), tree)
+
+    return [on(group.device, lanes_of(group)) for group in groups]
 
 
 def assemble(plan: ExecutionPlan, lanes: LaneState, trained: dict) -> LaneState:
@@ -317,20 +347,22 @@ def assemble(plan: ExecutionPlan, lanes: LaneState, trained: dict) -> LaneState:
     were), on the device the lanes live on."""
     home = plan.devices[0] if plan.groups_over_devices else None
     by_slice = {(g.start, g.stop): (g, t) for g, t in trained.items()}
-    num_lanes = lanes.diverged.shape[0]
+    slices = plan.lane_slices(lanes.diverged.shape[0])
+    # The lanes before this epoch, where a slice keeps them (skipped, or compacted).
+    old = {s: lanes for s in slices} if len(slices) == 1 else (
+        _slices(plan, lanes) if any(s not in by_slice or by_slice[s][0].lanes is not None
+                                    for s in slices) else {})
 
     def piece(start, stop):
         if (start, stop) not in by_slice:
-            return tree_slice(lanes, start, stop)
+            return old[(start, stop)]
         group, group_lanes = by_slice[(start, stop)]
         group_lanes = on(home, group_lanes)
         if group.lanes is None:
             return group_lanes
         rows = np.asarray(group.positions - start, np.int32)  # (a repeated lane: twice, alike)
-        return _scatter(tree_slice(lanes, start, stop) if (start, stop) != (0, num_lanes)
-                        else lanes, rows, group_lanes)
+        return _scatter(old[(start, stop)], rows, group_lanes)
 
-    slices = plan.lane_slices(lanes.diverged.shape[0])
     if len(slices) == 1:
-        return piece(*slices[0]) if slices[0] in by_slice else lanes
-    return tree_concatenate([piece(*s) for s in slices])
+        return piece(*slices[0])
+    return _join([piece(*s) for s in slices])
