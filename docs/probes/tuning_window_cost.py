@@ -1,11 +1,12 @@
-"""Exploration (issue 26, docs/benchmarks.md "Tuning's windows"): tuning times its first
-candidate on windows of WINDOW_STEPS steps and the others (and the run-off) on windows of
-about WINDOW_SECONDS at the fastest pace so far, a few steps for a slow model. Each window is
-one `train_epoch` of the trainer, so whatever a strategy pays once per epoch (its lane
-groups split and gathered again, the data order drawn, the loss read back) is spread over a
-window's steps, not over a real epoch's. Times, per strategy, ms per step of all lanes on
-windows of each length, interleaved repeats (each a few windows, ~0.5 s), medians; and the
-per-window cost the two lengths imply (T(w) = w·step + window: a line through the two).
+"""Exploration (issue 26, docs/benchmarks.md "What a strategy pays once an epoch"): tuning
+times its first candidate on windows of WINDOW_STEPS steps and the others (and the run-off)
+on windows of about WINDOW_SECONDS at the fastest pace so far, a few steps for a slow model.
+Each window is one `train_epoch` of the trainer, so whatever a strategy pays once per epoch
+(its lane groups split and gathered again, the data order drawn, the loss read back) is
+spread over a window's steps, not over a real epoch's. Times, per strategy, ms per step of
+all lanes on windows of each length, interleaved repeats (each a few windows, ~0.5 s),
+medians; and the per-window cost the two lengths imply (T(w) = w·step + window: a line
+through the two).
 
 Usage: python docs/probes/tuning_window_cost.py MODEL M [K] [REPEATS] [WINDOWS]
 MODEL: a zoo name (smallbatch_jax/diagnostics/zoo.py); WINDOWS: e.g. 5,32.

@@ -18,8 +18,9 @@ keeps the fastest:
   fastest few (`RUNOFF_SIZE`, within `RUNOFF_WITHIN` of the fastest) are timed again side by
   side, their repeats interleaved (A B C A B C …), as the share allows, and then decide
   between themselves; the fastest is chosen, but 'auto''s choice is kept unless another
-  beats it by more than `KEEP_FIRST_WITHIN`. The lanes are timed at η̃ = 0, so that none diverges inside the window (a diverged group is skipped,
-  which would flatter the strategies that group lanes); the program is the same at any η̃;
+  beats it by more than `KEEP_FIRST_WITHIN`. The lanes are timed at η̃ = 0, so that none
+  diverges inside the window (a diverged group is skipped, which would flatter the
+  strategies that group lanes); the program is the same at any η̃;
 - a run too short to repay even one candidate is not tuned (`optimistic_seconds`: its FLOPs,
   XLA's estimate before compiling, at an optimistic speed, or a floor per step); otherwise
   tuning stops before a candidate whose expected cost (the mean of those timed so far) would
