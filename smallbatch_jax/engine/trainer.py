@@ -309,7 +309,7 @@ def live_groups(plan: ExecutionPlan, lanes: LaneState, at_home: bool = False,
 # Cutting a lane state into its groups, gathering and scattering a compacted group's lanes,
 # and joining the groups back, as one program each (the slices static: compiled once per
 # run; the positions traced: a bucket's size compiles once), not leaf by leaf: eagerly, a
-# small CNN's 13 groups of ~15 leaves cost ~400 dispatches an epoch, 90–170 ms on a 2-core
+# small CNN's 13 groups of ~15 leaves cost ~400 dispatches an epoch, 86–173 ms on a 2-core
 # CPU, which a short epoch, and a tuning window, paid in full (docs/benchmarks.md, "What a
 # strategy pays once an epoch").
 _split = jax.jit(lambda tree, slices: [tree_slice(tree, a, b) for a, b in slices],
