@@ -38,7 +38,8 @@ def get_config(arg: str | None = None):
     config.cache_dir = "/tmp/gpu_check/jax_cache"  # persistent compilation cache ("": off)
     # The compiled programs of an earlier check on this kind of device (its OUTDIR/
     # jax_cache.tar.gz, carried back): unpacked into cache_dir, they save its compilations
-    # where the device, jax and the programs are the same. Every check returns its own.
+    # where the device, jax and the programs are the same. Every check returns its own. (A
+    # fixed absolute cache_dir: jax's cache keys hash the cache's path, compilation_cache.py.)
     config.cache_archive = ".carry/jax_cache.tar.gz"
     config.deadline_minutes = 8.0  # the whole check (issue 10: at most 8 on one H100)
     # The precision of §a's lanes and baselines and of §b's sweep (trainer.PRECISIONS); the

@@ -11,6 +11,13 @@ limit set, JAX guards every read and write with a file lock and evicts the least
 used programs; an entry it cannot read is compiled again, with a warning. A cached program
 is the one XLA would compile: results are the same, bit for bit (the preemption tests run
 with it).
+
+A cache serves only from the path it was written at: jax (0.10.2) puts
+`<cache dir>/xla_gpu_per_fusion_autotune_cache_dir` into every program's compile options,
+which its cache key hashes, on a CPU too. A digits run's cache moved to another directory
+and named with --compilation_cache gave no hit; its programs' keys differed in the compile
+options alone (2026-12-07, JAX_DEBUG_LOG_MODULES=jax._src.cache_key). So a cache carried to
+another machine (the GPU check's jax_cache.tar.gz) is unpacked at the same absolute path.
 """
 
 import os

@@ -10,6 +10,7 @@ the executable XLA would compile. Set SMALLBATCH_TEST_XLA_CACHE="" to turn it of
 import glob
 import importlib.util
 import os
+import sys
 import tempfile
 
 CACHE = os.environ.setdefault("SMALLBATCH_TEST_XLA_CACHE", os.path.join(
@@ -119,6 +120,19 @@ def shared_across_workers(tmp_path_factory, name, make):
                 raise
             done.touch()
     return directory
+
+
+def quick_tuning_command(module: str, *args: str) -> list[str]:
+    """`python -m module args` with tuning's timed repeats one window each
+    (engine/tune.py's MIN_REPEAT_SECONDS = 0), as the in-process tuning tests monkeypatch
+    it: for an entry point's test that checks what tuning measured and recorded, not how
+    long a repeat lasts (tests/engine/test_tune.py times real repeats)."""
+    script = ("import runpy, sys\n"
+              "from smallbatch_jax.engine import tune\n"
+              "tune.MIN_REPEAT_SECONDS = 0\n"
+              "sys.argv = sys.argv[1:]\n"
+              "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+    return [sys.executable, "-c", script, module, *args]
 
 
 def stopping_fit(after_epoch):

@@ -1,13 +1,12 @@
 import json
 import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, quick_tuning_command
 from smallbatch_jax.diagnostics.benchmark import (format_table, measure, ratios,
                                                  scanned_limit_conv, scanned_ratio,
                                                  time_python_loop)
@@ -76,11 +75,13 @@ def test_ratios_and_table():
 
 
 def test_throughput_entry_point(tmp_path):
-    command = [sys.executable, "-m", "experiments.throughput", "--config=configs/throughput.py",
-               f"--workdir={tmp_path}", "--config.model=small_cnn", "--config.image_shape=(8, 8, 1)",
-               "--config.batch_sizes=(2, 4)", "--config.num_lanes=(2,)",
-               "--config.examples_per_lane=8", "--config.repeats=1",
-               "--config.strategies=('auto', 'tune')"]
+    # (Tuning's repeats one window each: this test reads what tuning records.)
+    command = quick_tuning_command(
+        "experiments.throughput", "--config=configs/throughput.py", f"--workdir={tmp_path}",
+        "--config.model=small_cnn", "--config.image_shape=(8, 8, 1)",
+        "--config.batch_sizes=(2, 4)", "--config.num_lanes=(2,)",
+        "--config.examples_per_lane=8", "--config.repeats=1",
+        "--config.strategies=('auto', 'tune')")
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "throughput.json").read_text())
