@@ -1,8 +1,9 @@
 """Strategies measured for the model at hand: `strategy.preset='tune'`.
 
 'auto''s rules were measured on the paper's reduced AlexNet (strategy.py); another model, a
-user's MLP or the project's ResNet-20, may run faster another way, so 'auto' tunes every model
-but the one its table was measured on (StrategyChoice.tunes). Tuning times the strategies
+user's MLP or the project's ResNet-20, may run faster another way, and so may AlexNet itself
+as the trainer changes, so 'auto' tunes every model on a CPU, and elsewhere every model but
+the one its measured table was measured on (StrategyChoice.tunes). Tuning times the strategies
 this model can take on a short window of its own training program, before the run, and
 keeps the fastest:
 

@@ -254,9 +254,10 @@ def create_run(spec: RunSpec, resumed_strategy: Strategy | None = None) -> Run:
     choice = spec.strategy
     if choice.preset == "auto" and choice.tunes(spec.model.name, spec.model.built_in,
                                                 jax.default_backend()):
-        # Nothing measured on this model here: it is measured itself (engine/tune.py).
-        logging.info("strategy.preset='auto' on %s, a model no table was measured on here: "
-                     "tuned ('tune') if the run is long enough to repay it", spec.model.name)
+        # No table measured on this model here (on a CPU the rules are a fallback): it is
+        # measured itself (engine/tune.py).
+        logging.info("strategy.preset='auto' on %s: tuned for this model here ('tune') if "
+                     "the run is long enough to repay it", spec.model.name)
         choice = dataclasses.replace(choice, preset="tune")
     plan = make_plan(choice, spec.grid.num_lanes, spec.batch_size, timer=timer,
                      model_fingerprint=model_fingerprint(repr(described), variables),
