@@ -119,6 +119,69 @@ def test_a_damaged_checkpoint_is_never_trained_from(tiny_digits, tmp_path, how, 
     checkpoints.close()
 
 
+def test_a_damaged_array_is_reported_in_one_line(tiny_digits, tmp_path, caplog):
+    """One array file of the newest checkpoint cut short: one warning line (TensorStore's
+    error carries a multi-line spec of the store)."""
+    from smallbatch_jax.run.checkpoint import RunCheckpoints
+
+    checkpoints = RunCheckpoints(str(tmp_path / "ck"), keep=2)
+    older = _momentum_state(tiny_digits, 8)
+    checkpoints.save(older, {})
+    checkpoints.save(_momentum_state(tiny_digits, 16), {})
+    files = [os.path.join(root, name) for root, _, names in os.walk(tmp_path / "ck" / "16")
+             for name in names if "/d/" in os.path.join(root, name)]
+    largest = max(files, key=os.path.getsize)
+    data = open(largest, "rb").read()
+    open(largest, "wb").write(data[:len(data) // 2])
+    with caplog.at_level("WARNING"):
+        state, _ = checkpoints.restore_latest(_momentum_state(tiny_digits, 0))
+    _assert_trees_equal(state, older)
+    warnings = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and len(warnings[0]) < 500
+    checkpoints.close()
+
+
+class _Suspend:
+    def __await__(self):
+        yield
+
+
+def _abandoned_coroutine(filename):
+    """A coroutine defined in `filename`, suspended, that raises when it is collected: what
+    Python reports as "Exception ignored in: <coroutine ...>"."""
+    namespace = {"Suspend": _Suspend}
+    exec(compile("async def read():\n    try:\n        await Suspend()\n"
+                 "    finally:\n        raise ValueError('abandoned')\n", filename, "exec"),
+         namespace)
+    coroutine = namespace["read"]()
+    coroutine.send(None)
+    return coroutine
+
+
+def test_orbax_reads_abandoned_by_a_failed_restore_are_not_printed(monkeypatch):
+    """In a digits run whose newest checkpoint had one array file cut short, Orbax's other
+    concurrent reads were collected raising, each printed by Python with ~60 lines of
+    TensorStore spec (190 lines after the one warning). While a state is read, those of
+    Orbax's coroutines are logged at --verbosity=1 instead; anything else passes through."""
+    import gc
+    import sys
+
+    from smallbatch_jax.run.checkpoint import _orbax_abandoned_reads_quiet
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.object.__qualname__))
+    orbax_file = os.path.join(os.sep, "site-packages", "orbax", "checkpoint", "read.py")
+    with _orbax_abandoned_reads_quiet():
+        abandoned = _abandoned_coroutine(orbax_file)
+        mine = _abandoned_coroutine(os.path.join(os.sep, "mine", "read.py"))
+        del abandoned, mine
+    assert seen == ["read"]  # the user's own, not Orbax's
+    abandoned = _abandoned_coroutine(orbax_file)
+    del abandoned
+    gc.collect()
+    assert seen == ["read", "read"]  # outside a restore, Python's report as usual
+
+
 def test_a_checkpoint_refused_by_the_check_is_not_skipped(tiny_digits, tmp_path):
     """A config mismatch is the command's fault: it stops, rather than falling back."""
     from smallbatch_jax.run.checkpoint import RunCheckpoints
