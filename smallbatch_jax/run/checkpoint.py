@@ -88,6 +88,7 @@ class RunCheckpoints:
         would fix it."""
         self.directory = os.path.abspath(directory)
         self.check = check
+        self.reported = set()  # the unreadable checkpoints already logged (`_skip`)
         me = jax.process_index()
         os.makedirs(self.directory, exist_ok=True)  # (Orbax's create=True wants all processes)
         options = ocp.CheckpointManagerOptions(
@@ -158,7 +159,7 @@ class RunCheckpoints:
                 failures.append(self._skip(path, error))
                 # Removed, or the run would save this step again over it and fail (Orbax
                 # refuses to save over an existing step).
-                self.manager.delete(step)
+                self._remove(step)
                 continue
             if check is not None:
                 check(progress)
@@ -169,7 +170,7 @@ class RunCheckpoints:
                 failures.append(self._skip(path, error))
                 # Removed, or training from the one before would meet it again (Orbax
                 # refuses to save over an existing step).
-                self.manager.delete(step)
+                self._remove(step)
         if failures:
             raise ValueError(f"no checkpoint in {self.directory} can be read: "
                              f"{'; '.join(failures)}. Move the directory away to start over.")
@@ -200,12 +201,19 @@ class RunCheckpoints:
                             os.path.join(self.directory, str(step)))
             return from_legacy(legacy, target)
 
-    @staticmethod
-    def _skip(path: str, error: Exception) -> str:
-        # One line: TensorStore's errors carry a multi-line spec of the store.
-        text = " ".join(str(error).split()).split(" See full TensorStore details")[0]
-        logging.warning("checkpoint %s cannot be read (%s: %s); trying an older one", path,
-                        type(error).__name__, text[:300])
+    def _remove(self, step: int) -> None:
+        self.manager.delete(step)
+        self.reported.discard(os.path.join(self.directory, str(step)))  # (a new one may be)
+
+    def _skip(self, path: str, error: Exception) -> str:
+        """Logs that the checkpoint at `path` cannot be read, once (a run asks for the
+        newest progress, then restores: the same bad checkpoint met twice), in one line:
+        TensorStore's errors carry a multi-line spec of the store."""
+        if path not in self.reported:
+            self.reported.add(path)
+            text = " ".join(str(error).split()).split(" See full TensorStore details")[0]
+            logging.warning("checkpoint %s cannot be read (%s: %s); trying an older one",
+                            path, type(error).__name__, text[:300])
         return f"{path} ({type(error).__name__})"
 
     def close(self) -> None:
