@@ -218,14 +218,13 @@ class StrategyChoice:
         """Whether this choice is measured for the model at hand before the run: 'tune'
         always; 'auto' unless a measured table matches the model: the table's "model"
         (`table`, or the backend's packaged one, which only a built-in model matches). On a
-        CPU without a table every model
-        tunes: `choose_strategy`'s rules are a fallback, not a measurement of the model at
-        hand. They took ResNet-20 at m = 8 to 0.91× the sequential runs where tuning finds
-        1.52×, and, re-measured on the reduced AlexNet they were made on (the trainer has
-        changed since), they are no longer its fastest at m = 8 and 16 (tuning 1.21× and
-        1.41× their speed; docs/benchmarks.md, "The CPU rules on their own model"). A run too
-        short to repay tuning keeps 'auto''s choice all the same (engine/tune.py): the
-        default digits runs, the tests' runs."""
+        CPU without a table every model tunes: `choose_strategy`'s rules are a fallback, not
+        a measurement of the model at hand. They took ResNet-20 at m = 8 to 0.91× the
+        sequential runs where tuning finds 1.52×, and, re-measured on the reduced AlexNet
+        they were made on (the trainer has changed since), they are no longer its fastest
+        at m = 8 and 16 (tuning 1.21× and 1.41× their speed; docs/benchmarks.md, "The CPU
+        rules on their own model"). A run too short to repay tuning keeps 'auto''s choice
+        all the same (engine/tune.py): the default digits runs, the tests' runs."""
         if self.preset == "tune":
             return True
         if self.preset != "auto":
