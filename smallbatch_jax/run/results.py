@@ -66,8 +66,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
               model: str = "", dataset: str = "",
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION) -> list[dict]:
-    """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the training time of the
-    whole program (all lanes together, evaluation included, compilation too), of which
+    """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the run's time (all
+    lanes together, evaluation included, its set-up, tuning and compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ (blank for Adam); `beta1`, `beta2` and
     `epsilon` are Adam's (blank for SGD)."""

@@ -65,7 +65,9 @@ def train(spec: RunSpec, workdir: str) -> list[dict]:
 
 def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) -> list[dict]:
     newest = checkpoints.newest_progress()  # (another config's refused before anything compiles)
-    compiled_at_start = compile_seconds()  # (create_run's memory probe and tuning compile)
+    # The run's clocks start together, before create_run (its memory probe and tuning
+    # compile and take time): what compiling took is a part of the wall time it reports.
+    started, compiled_at_start = time.perf_counter(), compile_seconds()
     # A resumed run keeps the strategy it started with (a tuned one could differ now).
     run = create_run(spec, directory.recorded_strategy() if newest is not None else None)
     grid, plan, epochs = spec.grid, run.plan, spec.schedule.epochs
@@ -101,7 +103,7 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
                      int(state.epoch), epochs, int(state.step))
 
     outputs = EpochOutputs(spec, directory, checkpoints, source.steps_per_epoch,
-                           int(state.epoch), seconds_before,
+                           int(state.epoch), started, seconds_before,
                            compiled_before - compiled_at_start)
     state, history = fit(run.trainer, state, hparams, source, grid.seeds, epochs,
                          on_epoch_end=outputs, history=history, probe=spec.probe,
@@ -135,17 +137,18 @@ class EpochOutputs:
     files as one that never stopped."""
 
     def __init__(self, spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints,
-                 steps_per_epoch: int, first_epoch: int, seconds_before: float,
-                 compile_offset: float):
+                 steps_per_epoch: int, first_epoch: int, started: float,
+                 seconds_before: float, compile_offset: float):
         self.spec, self.directory, self.checkpoints = spec, directory, checkpoints
         self.steps_per_epoch, self.seconds_before = steps_per_epoch, seconds_before
         self.compile_offset = compile_offset  # compile_seconds() + this: the run's so far
-        self.started = time.perf_counter()
-        self.last_save = (first_epoch, self.started)
+        self.started = started  # (this process's part of the run began, set-up included)
+        self.last_save = (first_epoch, time.perf_counter())
         self.first_done = None  # (epoch, time) at the end of this process's first epoch
 
     def wall_seconds(self) -> float:
-        """Training time so far, the epochs before a resume included."""
+        """The run's time so far, its set-up (memory probe, tuning) and compiling included,
+        and the epochs before a resume."""
         return self.seconds_before + time.perf_counter() - self.started
 
     def compile_seconds(self) -> float:

@@ -528,9 +528,9 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     noise = bool(p_values)
     lines += [f"Reliable η̃: {reliability_rule(accuracies, tolerance)} and no divergence "
               "(gaps in a range are η̃ that are not). Wall time: of m's program, every η̃ (and "
-              "seed) at once, compilation included (of several programs at one m, the "
-              "longest); in brackets, what compiling took of it (as JAX reports its "
-              "compiles).", "",
+              "seed) at once, its set-up (tuning included) and compilation too (of several "
+              "programs at one m, the longest); in brackets, what compiling took of it (as "
+              "JAX reports its compiles).", "",
               f"| m | best η̃ | best {name} |" + (" ± se | p vs best |" if noise else "")
               + " reliable η̃ | reliable count | wall time |",
               "|---|---|---|" + ("---|---|" if noise else "") + "---|---|---|"]

@@ -1,6 +1,7 @@
 """strategy.preset='tune' (engine/tune.py): the candidates, the share of the run it may
 take, the cache on disk, and a run that tunes, caches and resumes with its strategy."""
 
+import csv
 import dataclasses
 import json
 import math
@@ -286,6 +287,11 @@ def test_a_tuned_run_records_its_timings_and_resumes_with_its_strategy(tmp_path,
     assert resumed["strategy"] == record["strategy"]
     assert resumed["tuning"] == record["tuning"]
     assert "the strategy this run started with" in caplog.text
+    # Tuning compiled its candidates before the first epoch: the wall time the run reports
+    # counts that time too, so that what compiling took is a part of it.
+    with open(tmp_path / "run" / "results.csv") as f:
+        row = next(csv.DictReader(f))
+    assert 0 < float(row["compile_seconds"]) <= float(row["wall_seconds"])
 
 
 def test_a_slow_model_gets_short_windows_and_slow_candidates_one_window(tiny_digits):
