@@ -9,7 +9,7 @@ evidence in workdir/recommendation.md (smallbatch_jax/study/recommend.py).
 Re-running resumes: finished batch sizes are skipped, an interrupted one continues from its
 checkpoint. `--budget_minutes` starts no new batch size once the sweep has trained that long
 (the report then covers those that finished; a rerun adds the rest). Use
-`--config.num_seeds=3` (seeds are extra lanes of the same program): with one seed per point
+`--config.num_seeds=3` (seeds are extra lanes of the same program): with fewer seeds per point
 no difference can be tested, and the report says "cannot tell" where it would need one.
 """
 

@@ -6,9 +6,9 @@ into recommendation.md: the best (m, η̃) and the optimizer setting to paste, t
 within noise of it and what it saves, the stable η̃ per m, the time to target per m, and
 verdicts on four pieces of common advice, each computed from these runs with its numbers.
 
-"Within noise" is Welch's t-test over seeds at α = analysis.ALPHA (0.05): with one seed per
-point there is no test, and every statement that needs one says "cannot tell" rather than
-guess. Nothing here trains; `experiments.recommend` runs (or resumes) the sweep first.
+"Within noise" is Welch's t-test over seeds at α = analysis.ALPHA (0.05): with fewer than
+analysis.MIN_SEEDS (3) seeds per point there is no test, and every statement that needs one
+says "cannot tell", with the number of seeds it had, rather than guess. Nothing here trains; `experiments.recommend` runs (or resumes) the sweep first.
 """
 
 import dataclasses
@@ -46,6 +46,13 @@ def _num_seeds(rows) -> int:
     return min((len(v) for v in seed_values(rows).values()), default=0)
 
 
+def _no_test(rows) -> str:
+    """Why a statement that needs a test has none: too few seeds, with how many there are."""
+    seeds = _num_seeds(rows)
+    return (f"{seeds} seed{'s' if seeds != 1 else ''} per point, fewer than "
+            f"{analysis.MIN_SEEDS}: no test (run with num_seeds ≥ {analysis.MIN_SEEDS})")
+
+
 def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA) -> list[float] | None:
     """The η̃ at m whose seeds are within noise (Welch p ≥ α) of m's best η̃; None where
     m's best has fewer than MIN_SEEDS seeds (no test: with 2, every other η̃ would come out
@@ -64,7 +71,7 @@ def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA) -> list[float]
 
 def verdict_32_is_best(rows, alpha: float = ALPHA) -> Verdict:
     """"32 is the best batch size": true if m = 32 is the best m, false if its best η̃ is
-    significantly worse than the best point, else (within noise, one seed, not run) cannot
+    significantly worse than the best point, else (within noise, too few seeds, not run) cannot
     tell."""
     claim = "32 is the best batch size"
     table = metric_table(rows)
@@ -86,8 +93,7 @@ def verdict_32_is_best(rows, alpha: float = ALPHA) -> Verdict:
         return Verdict(claim, FALSE, f"{ours}; best {theirs}")
     p = within_noise(rows, alpha)[32]
     if math.isnan(p):
-        return Verdict(claim, CANNOT_TELL, f"{ours}; best {theirs}; one seed: no test "
-                       "(run with num_seeds ≥ 2)")
+        return Verdict(claim, CANNOT_TELL, f"{ours}; best {theirs}; {_no_test(rows)}")
     if p >= alpha:
         return Verdict(claim, CANNOT_TELL, f"{ours} is within noise of the best, {theirs} "
                        f"(Welch p = {p:.2f} ≥ {alpha})")
@@ -129,8 +135,7 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
                        "these m share no value to test")
     ranges = {m: lrs_within_noise(rows, m, alpha) for m in best}
     if any(r is None for r in ranges.values()):
-        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; one seed: no test "
-                       "(run with num_seeds ≥ 2)")
+        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; {_no_test(rows)}")
     common = set.intersection(*(set(r) for r in ranges.values()))
     if not common:
         within = "; ".join(f"m = {m}: {format_lrs(r, grids[m])}" for m, r in ranges.items())
@@ -150,9 +155,11 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
 def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
     """"Small batches give noisier updates": the paper's argument (§2): an SGD update
     η̃·Σᵢ gᵢ over m examples has covariance η̃²·m·Σ, so at each m's best η̃ the update
-    variance goes as η̃*²·m. True if that falls as m grows, false if it grows, by more than
-    the grid's resolution (a factor 2 in η̃ is 4 in η̃²·m) between the smallest and largest
-    m; cannot tell otherwise, for optimizers other than SGD, or with optima at grid edges."""
+    variance goes as η̃*²·m. True if that falls as m grows, false if it grows: the trend of
+    log₂ η̃*²·m against log₂ m significant (linear regression, p < α) and its change
+    between the smallest and largest m more than the grid's resolution (a factor 2 in η̃ is
+    4 in η̃²·m); cannot tell otherwise, for optimizers other than SGD, or with optima at grid
+    edges."""
     claim = "small batches give noisier updates (at each m's best η̃)"
     if any((r.get("lr_scaling") or "linear") != "linear" or (r.get("optimizer") or "sgd")
            != "sgd" for r in rows):
@@ -174,11 +181,27 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
              f"(p = {fit.pvalue:.2f})")
     if fit.pvalue >= alpha:
         return Verdict(claim, CANNOT_TELL, f"{trend}: no trend")
+    # Each best η̃ is known to its grid's step only, which the fit's p-value does not see
+    # (grid points can line up exactly: p = 0): the fitted change over the m run must also
+    # exceed the resolution of η̃*²·m, twice the coarsest step next to a best (in log₂).
+    change = fit.slope * (math.log2(max(variance)) - math.log2(min(variance)))
+    resolution = 2 * max(_step_beside(table, m, lr) for m, lr in interior.items())
+    if abs(change) <= resolution:
+        return Verdict(claim, CANNOT_TELL, f"{trend}: a change of {2 ** abs(change):.3g}× "
+                       f"over the m run, within the grid's resolution ({2 ** resolution:g}× "
+                       "in η̃*²·m: each best η̃ is known to a grid step)")
     if fit.slope < 0:
         return Verdict(claim, TRUE, f"{trend}: at their best η̃ the updates of small batches "
                        "are the more variable")
     return Verdict(claim, FALSE, f"{trend}: at their best η̃ the updates of larger batches "
                    "are the more variable")
+
+
+def _step_beside(table, batch_size: int, lr: float) -> float:
+    """The larger log₂ step between m's best η̃ `lr` and its neighbours in m's grid."""
+    grid = sorted(l for m, l in table if m == batch_size)
+    i = grid.index(lr)
+    return max(math.log2(grid[j] / grid[j - 1]) for j in (i, i + 1) if 0 < j < len(grid))
 
 
 TIMING_NOISE = 0.10  # wall times within 10% of each other are not told apart
@@ -304,8 +327,7 @@ def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict
         tests.append(f"{fixed_text[0].lower()}{fixed_text[1:]}; tuned, m = {m_v} against "
                      f"m = {tuned_m}: p = {p_tuned:.2f}")
     if not tests:
-        return Verdict(claim, CANNOT_TELL, f"{listing}; fewer than {analysis.MIN_SEEDS} "
-                       "seeds per point: no test (run with num_seeds ≥ 3)")
+        return Verdict(claim, CANNOT_TELL, f"{listing}; {_no_test(rows)}")
     return Verdict(claim, CANNOT_TELL, f"{listing}; the change is within noise: "
                    + "; ".join(tests) + (" (other values: too few seeds)" if untested else ""))
 
@@ -318,7 +340,7 @@ def verdict_lr_moves_with_weight_decay(rows, alpha: float = ALPHA) -> Verdict:
     the best η̃ is smaller at the larger λ, and at one m at least significantly so (the
     smaller λ's best η̃ is not within noise at the larger λ, `lrs_within_noise`); false if
     at no m is it smaller and at one m at least a smaller η̃ is significantly worse at the
-    larger λ; cannot tell otherwise (within noise, one seed, a best at the grid's edge)."""
+    larger λ; cannot tell otherwise (within noise, too few seeds, a best at the grid's edge)."""
     claim = ("the best η̃ moves with the weight decay λ (η·λ coupling: a larger λ wants a "
              "smaller η̃)")
     positive = [v for v in analysis.swept_besides_lr(rows).get("weight_decay", []) if v > 0]
@@ -363,8 +385,9 @@ def verdict_lr_moves_with_weight_decay(rows, alpha: float = ALPHA) -> Verdict:
                        + f" every η̃ smaller than λ = {low:g}'s best is significantly worse "
                        f"at λ = {high:g}")
     if not tested:
-        return Verdict(claim, CANNOT_TELL, f"{head}; no test (fewer than 2 seeds, or bests "
-                       "at the grid's edge)")
+        why = ("every best at the grid's edge" if _num_seeds(rows) >= analysis.MIN_SEEDS
+               else _no_test(rows) + " where a best is not at the grid's edge")
+        return Verdict(claim, CANNOT_TELL, f"{head}; {why}")
     return Verdict(claim, CANNOT_TELL, f"{head}; not the same way at every m, or within "
                    "noise")
 
@@ -456,8 +479,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     grid = sorted(lr for m, lr in table if m == best_m)
     lines.append(f"η̃ within noise of it at m = {best_m}: {format_lrs(near, grid)}."
                  if near is not None else
-                 "Uncertainty: one seed per point, so none is stated; run with "
-                 "`--config.num_seeds=3` for error bars and tests.")
+                 f"Uncertainty: {seeds} seed{'s' if seeds != 1 else ''} per point, so "
+                 + ("none is stated" if seeds < 2 else "no test of the η̃ within noise")
+                 + f"; run with `--config.num_seeds={analysis.MIN_SEEDS}` for "
+                 + ("error bars and tests." if seeds < 2 else "tests."))
     if best_m in edges:
         lines.append(f"Its η̃ is the {edges[best_m]} run at m = {best_m}: the optimum may lie "
                      "beyond the grid; extend `base_lrs`.")

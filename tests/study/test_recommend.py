@@ -31,7 +31,14 @@ def test_32_is_best_true_false_and_undecidable():
     assert within.answer == CANNOT_TELL and "within noise" in within.because
     one_seed = recommend.verdict_32_is_best(_rows(
         {8: {-10: 0.60, -8: 0.80}, 32: {-10: 0.70, -8: 0.72}}, seeds=(0.0,)))
-    assert one_seed.answer == CANNOT_TELL and "one seed" in one_seed.because
+    assert one_seed.answer == CANNOT_TELL
+    assert "1 seed per point, fewer than 3: no test (run with num_seeds ≥ 3)" in one_seed.because
+    # Two seeds are no test either, and the reason says two (it once said "one seed", and
+    # asked for num_seeds ≥ 2 of a run that had them).
+    two_seeds = recommend.verdict_32_is_best(_rows(
+        {8: {-10: 0.60, -8: 0.80}, 32: {-10: 0.70, -8: 0.72}}, seeds=(-0.005, 0.005)))
+    assert two_seeds.answer == CANNOT_TELL
+    assert "2 seeds per point, fewer than 3: no test" in two_seeds.because
     assert recommend.verdict_32_is_best(_rows({8: {-8: 0.8}})).because == "m = 32 was not run"
 
 
@@ -87,6 +94,14 @@ def test_update_noise_verdict_follows_the_trend_of_best_lr_squared_times_m():
     # η̃* ∝ 1/√m-ish with scatter: no trend.
     assert recommend.verdict_small_batches_noisier(
         _rows(sweep({2: -8, 8: -10, 32: -10, 128: -12}))).answer == CANNOT_TELL
+    # Grid points that line up exactly (p = 0) over a change no larger than the grid's
+    # resolution: a factor 2 grid, η̃* halving per doubling of m over m = 2 … 8 is a
+    # 4× fall of η̃*²·m, which one grid step at each end could make or hide.
+    unit = lambda best: {m: {k - 1: 0.5, k: 0.8, k + 1: 0.5} for m, k in best.items()}
+    within = recommend.verdict_small_batches_noisier(_rows(unit({2: -5, 4: -6, 8: -7})))
+    assert within.answer == CANNOT_TELL and "within the grid's resolution (4×" in within.because
+    assert recommend.verdict_small_batches_noisier(
+        _rows(unit({2: -5, 4: -6, 8: -7, 16: -8}))).answer == TRUE  # 8×: beyond it
     # Not SGD on summed gradients: the argument does not apply.
     adam = _rows(sweep({2: -6, 8: -8, 32: -10}), optimizer="adam", lr_scaling="none")
     assert "SGD" in recommend.verdict_small_batches_noisier(adam).because
@@ -252,6 +267,13 @@ def test_two_seeds_are_not_a_test_of_which_learning_rates_are_within_noise():
     assert recommend.lrs_within_noise(two, 8) is None
     three = _rows({8: {-10: 0.799, -8: 0.80, -6: 0.70}})
     assert recommend.lrs_within_noise(three, 8) == [2.0**-10, 2.0**-8]
+    # The report says so with the seeds it had: error bars, no test; never "one seed".
+    report = recommend.recommendation_markdown(
+        _rows({8: {-10: 0.79, -8: 0.80, -6: 0.79}, 32: {-10: 0.7, -8: 0.75, -6: 0.7}},
+              seeds=(-0.005, 0.005)), {}, 0.0, 0.02)
+    assert "one seed" not in report and "≥ 2" not in report
+    assert "Uncertainty: 2 seeds per point, so no test of the η̃ within noise" in report
+    assert "0.8000 ± 0.0050 (n = 2)" in report
 
 
 def test_when_every_run_diverged_the_report_says_where_to_extend_the_grid():
