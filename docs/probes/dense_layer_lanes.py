@@ -16,7 +16,10 @@ weights donated, interleaved repeats, median ms per step:
 - lanes_outer, lanes_elementwise: the lanes' step with the weights' gradient, and also the
   forward product, written as broadcast multiply-and-sum (checked equal to `lanes`);
 - lanes_forward, lanes_gradient: the lanes' forward product alone, and their weights'
-  gradient (x^T times an m-row output gradient) and update alone.
+  gradient (x^T times an m-row output gradient) and update alone;
+- lanes_rows_gradient: the weights' gradient as m outer products summed term by term (no
+  reduction: one elementwise pass, fused with the update); lanes_rows: that, and the forward
+  product as m vector-matrix products.
 
     python docs/probes/dense_layer_lanes.py [m] [K] [repeats] [steps]
 """
@@ -55,6 +58,21 @@ def layer_step_outer(w, x):
     return w - 0.01 * (x[:, :, None] * g[:, None, :]).sum(0)
 
 
+def layer_step_rows_gradient(w, x):
+    """The weights' gradient as a sum of m outer products written term by term: an
+    elementwise expression XLA fuses into the update (a single pass over the weights)."""
+    y = jax.nn.relu(x @ w)
+    g = y / x.shape[0]
+    return w - 0.01 * sum(x[i][:, None] * g[i][None, :] for i in range(x.shape[0]))
+
+
+def layer_step_rows(w, x):
+    """layer_step_rows_gradient with the forward product as m vector-matrix products too."""
+    y = jax.nn.relu(jnp.stack([x[i] @ w for i in range(x.shape[0])]))
+    g = y / x.shape[0]
+    return w - 0.01 * sum(x[i][:, None] * g[i][None, :] for i in range(x.shape[0]))
+
+
 def scanned(step, steps):
     def run(w, xs):
         return jax.lax.scan(lambda w, x: (step(w, x), None), w, xs)[0]
@@ -71,7 +89,8 @@ def main(m=2, k=13, repeats=7, steps=64):
     lanes_w = lambda: jnp.full((k, IN, OUT), 0.01)
     new_w = {"lanes": lanes_w, "limit": lambda: jnp.full((IN, OUT), 0.01),
              "lanes_bound": lanes_w, "lanes_outer": lanes_w, "lanes_elementwise": lanes_w,
-             "lanes_forward": lanes_w, "lanes_gradient": lanes_w}
+             "lanes_forward": lanes_w, "lanes_gradient": lanes_w,
+             "lanes_rows_gradient": lanes_w, "lanes_rows": lanes_w}
     programs = {"lanes": (lanes, xs_lanes), "limit": (limit, xs_limit),
                 "lanes_bound": (bound, xs_lanes),
                 "lanes_outer": (scanned(jax.vmap(layer_step_outer), steps), xs_lanes),
@@ -83,7 +102,10 @@ def main(m=2, k=13, repeats=7, steps=64):
                 "lanes_forward": (scanned(jax.vmap(
                     lambda w, x: w + 1e-9 * (x @ w).sum()), steps), xs_lanes),
                 "lanes_gradient": (scanned(jax.vmap(
-                    lambda w, x: w - 0.01 * (x.T @ x[:, :OUT])), steps), xs_lanes)}
+                    lambda w, x: w - 0.01 * (x.T @ x[:, :OUT])), steps), xs_lanes),
+                "lanes_rows_gradient": (scanned(jax.vmap(layer_step_rows_gradient), steps),
+                                        xs_lanes),
+                "lanes_rows": (scanned(jax.vmap(layer_step_rows), steps), xs_lanes)}
     times = {name: [] for name in programs}
     for name, (program, xs) in programs.items():  # compile
         program(new_w[name](), xs).block_until_ready()
@@ -106,7 +128,7 @@ def main(m=2, k=13, repeats=7, steps=64):
     # The variants compute the same update (up to rounding): checked, or their times mean
     # nothing.
     reference = lanes(lanes_w(), xs_lanes)
-    for name in ("lanes_outer", "lanes_elementwise"):
+    for name in ("lanes_outer", "lanes_elementwise", "lanes_rows_gradient", "lanes_rows"):
         program, xs = programs[name]
         error = float(jnp.max(jnp.abs(program(lanes_w(), xs) - reference)))
         assert error < 1e-5, (name, error)
