@@ -114,6 +114,28 @@ def input_kind(inputs: np.ndarray) -> str:
     return "tokens" if np.issubdtype(inputs.dtype, np.integer) else "features"
 
 
+def check_token_ids(name: str, train_inputs: np.ndarray, test_inputs: np.ndarray) -> None:
+    """Integer inputs that are not images are token ids, passed to the model as int32 and
+    not standardized: said in the log, since numeric features stored as integers (counts,
+    ages) would otherwise silently miss the standardization floats get; negative values,
+    which no embedding takes, warned about; ids beyond int32 refused (they would wrap)."""
+    low = min(int(train_inputs.min()), int(test_inputs.min()))
+    high = max(int(train_inputs.max()), int(test_inputs.max()))
+    if high > np.iinfo(np.int32).max or low < np.iinfo(np.int32).min:
+        raise ValueError(f"{name}: integer inputs span [{low}, {high}], beyond int32, which "
+                         "token ids are passed as; numeric features: pass them as floats")
+    shape = train_inputs.shape
+    if low < 0:
+        logging.warning("%s: integer inputs %s are taken as token ids (passed as int32, not "
+                        "standardized), but they hold negative values (down to %d), which no "
+                        "embedding takes. If they are numeric features, pass them as floats "
+                        "(x.astype(np.float32)) to have them standardized", name, shape, low)
+    else:
+        logging.info("%s: integer inputs %s are taken as token ids in [0, %d]: passed as "
+                     "int32, not standardized (numeric features: pass them as floats)", name,
+                     shape, high)
+
+
 def looks_channels_first(shape: tuple[int, ...]) -> bool:
     """(N, C, H, W) with 1 or 3 channels ahead of an image, the layout of a PyTorch loader:
     read as (N, H, W, C) it would be an image 1 or 3 pixels high with many channels."""
@@ -182,6 +204,8 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             "convolutions and the augmentation take (N, H, W, C), and the inputs are "
             "standardized per last axis. If they are, pass x.transpose(0, 2, 3, 1)", name,
             train_images.shape)
+    if kind == "tokens":
+        check_token_ids(name, train_images, test_images)
     mean = std = target_mean = target_std = None
     if standardize and kind != "tokens":
         mean, std = channel_mean_std(train_images)

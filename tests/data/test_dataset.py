@@ -37,3 +37,23 @@ def test_channels_first_images_are_named(caplog):
         make((3, 16, 16))
     assert "(20, 3, 16, 16) look channels-first" in caplog.text
     assert "x.transpose(0, 2, 3, 1)" in caplog.text
+
+
+def test_integer_inputs_are_token_ids_and_negative_ones_are_named(caplog):
+    """Integer features are not standardized (they are taken as token ids): the log says so,
+    warns where they cannot be ids (negative), and ids beyond int32 are refused."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 20)
+    make = lambda x: make_dataset("mine", x[:16], labels[:16], x[16:], labels[16:])
+    with caplog.at_level("INFO"):
+        tokens = make(rng.integers(0, 50, (20, 7)))
+    assert tokens.input_kind == "tokens" and tokens.mean is None
+    assert "integer inputs (16, 7) are taken as token ids in [0, 49]" in caplog.text
+    assert "negative" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        make(rng.integers(-30, 30, (20, 7)))
+    assert "hold negative values (down to -30)" in caplog.text
+    assert "x.astype(np.float32)" in caplog.text
+    with pytest.raises(ValueError, match=r"beyond int32"):
+        make(np.full((20, 7), 2**40, np.int64))
