@@ -190,7 +190,8 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         dataset = dataset.unstandardized()
     check_against_data(config, dataset, objective)
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
-    check_model(recipe.build("xla"), dataset, objective, recipe.name, config.batch_size)
+    check_model(recipe.build("xla"), dataset, objective, recipe.name, config.batch_size,
+                config.bn_batch_size, recipe.built_in)
     check_labels(dataset)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(

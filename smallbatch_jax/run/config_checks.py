@@ -216,12 +216,34 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
               f"at most the {steps_per_epoch} steps of an epoch at m = {config.batch_size}")
 
 
+def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size: int,
+                           built_in: bool) -> None:
+    """config.bn_batch_size (m_BN < m: ghost BatchNorm) reaches the built-in models' BN
+    layers only: a user's or an imported model normalizes as it is written, and a model
+    without BatchNorm has nothing to take it. Either would train as if m_BN = m while the
+    results recorded m_BN: refused instead."""
+    if not bn_batch_size or bn_batch_size == batch_size:
+        return
+    if not built_in:
+        _fail("bn_batch_size", bn_batch_size,
+              f"0 for model {name}: m_BN sets the groups of the built-in models' BatchNorm, "
+              "and yours normalizes as it is written. For ghost BatchNorm, put "
+              "smallbatch_jax.models.ghost_bn.GhostBatchNorm(group_size=m_BN) in it")
+    if "batch_stats" not in variables:
+        with_bn = sorted(n for n in MODELS if n != name and (
+            n.startswith(f"{name}_bn") or n == name.removesuffix("_nobn")))
+        _fail("bn_batch_size", bn_batch_size, f"0 for model {name}, which has no BatchNorm"
+              + (f" ({', '.join(with_bn)} {'has' if len(with_bn) == 1 else 'have'} it)"
+                 if with_bn else ""))
+
+
 def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
-                batch_size: int = 2) -> None:
+                batch_size: int = 2, bn_batch_size: int = 0, built_in: bool = True) -> None:
     """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
     the data's inputs, trains and evaluates as the lanes call it (on batches of
-    `batch_size`, the run's m: ghost BatchNorm's groups must divide it), and (under a
-    built-in objective) gives one output per class, or per target component."""
+    `batch_size`, the run's m: ghost BatchNorm's groups must divide it), (under a built-in
+    objective) gives one output per class, or per target component, and takes
+    `bn_batch_size` if one is set (check_ghost_batch_norm)."""
     parameters = inspect.signature(model.__call__).parameters
     if "train" not in parameters and not any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -251,6 +273,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             f"model {name} draws from a random stream the lanes do not give ({error}). "
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
+    check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
     try:
         jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, batch)
     except ModifyScopeVariableError as error:

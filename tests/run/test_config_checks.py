@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 from ml_collections import ConfigDict
@@ -167,3 +168,26 @@ def test_the_share_is_checked():
         with pytest.raises(ValueError, match="tune_share"):
             strategy_choice(_section(preset="tune", tune_share=share))
     assert strategy_choice(_section(preset="tune", tune_share=0.25)).tune_share == 0.25
+
+
+@pytest.mark.parametrize("model, message", [
+    ("alexnet", r"which has no BatchNorm \(alexnet_bn, alexnet_bn_conv have it\)"),
+    ("resnet8_nobn", r"which has no BatchNorm \(resnet8 has it\)"),
+    ("smallbatch_jax.diagnostics.zoo:plain_cnn_bn", r"yours normalizes as it is written"),
+])
+def test_ghost_batch_norm_is_refused_where_it_would_not_apply(model, message):
+    """m_BN < m reaches the built-in models' BatchNorm only: a model without BatchNorm, or a
+    user's (whose nn.BatchNorm normalizes the whole batch), would train with m_BN = m while
+    results.csv said m_BN: refused, naming the key."""
+    from smallbatch_jax.run.build import prepare
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.model, config.batch_size, config.bn_batch_size = model, 16, 4
+        config.dataset = "digits"
+    with pytest.raises(ValueError, match=r"config\.bn_batch_size=4 is invalid; allowed: 0 for "
+                       rf"model {re.escape(model)}\W.*" + message):
+        prepare(config)
+    with config.unlocked():
+        config.bn_batch_size = 16  # = m: the whole batch, what every model does
+    assert prepare(config).model.bn_batch_size == 16
