@@ -8,7 +8,8 @@ verdicts on four pieces of common advice, each computed from these runs with its
 
 "Within noise" is Welch's t-test over seeds at α = analysis.ALPHA (0.05): with fewer than
 analysis.MIN_SEEDS (3) seeds per point there is no test, and every statement that needs one
-says "cannot tell", with the number of seeds it had, rather than guess. Nothing here trains; `experiments.recommend` runs (or resumes) the sweep first.
+says "cannot tell", with the number of seeds it had, rather than guess. Nothing here
+trains; `experiments.recommend` runs (or resumes) the sweep first.
 """
 
 import dataclasses
@@ -168,7 +169,9 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
     table = metric_table(rows)
     best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
     edges = optima_at_the_edge(table)
-    interior = {m: lr for m, lr in best.items() if m not in edges}
+    # (An m run at one η̃ has no optimum to speak of, nor a grid step to know it to.)
+    interior = {m: lr for m, lr in best.items()
+                if m not in edges and sum(mm == m for mm, _ in table) > 1}
     variance = {m: lr * lr * m for m, lr in interior.items()}
     listing = ", ".join(f"m = {m}: 2^{math.log2(v):g}" for m, v in variance.items())
     if len(variance) < 3:

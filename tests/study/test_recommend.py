@@ -102,6 +102,10 @@ def test_update_noise_verdict_follows_the_trend_of_best_lr_squared_times_m():
     assert within.answer == CANNOT_TELL and "within the grid's resolution (4×" in within.because
     assert recommend.verdict_small_batches_noisier(
         _rows(unit({2: -5, 4: -6, 8: -7, 16: -8}))).answer == TRUE  # 8×: beyond it
+    # An m run at a single η̃ has no optimum inside a grid (nor a grid step to know it to).
+    single = recommend.verdict_small_batches_noisier(_rows({2: {-8: 0.7}, 8: {-8: 0.6},
+                                                            32: {-8: 0.7}}))
+    assert single.answer == CANNOT_TELL and "fewer than 3 batch sizes" in single.because
     # Not SGD on summed gradients: the argument does not apply.
     adam = _rows(sweep({2: -6, 8: -8, 32: -10}), optimizer="adam", lr_scaling="none")
     assert "SGD" in recommend.verdict_small_batches_noisier(adam).because
