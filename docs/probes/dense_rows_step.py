@@ -21,12 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from smallbatch_jax.diagnostics import timing, zoo
+from smallbatch_jax.diagnostics import timing
 from smallbatch_jax.engine import step as step_module
 from smallbatch_jax.engine import strategy as strategy_module
 from smallbatch_jax.engine.sharding import use_cpu_cores
 from smallbatch_jax.engine.strategy import PRESETS, Strategy
 from smallbatch_jax.models import conv
+from zoo_setting import zoo_setting  # (the probe beside this one)
 
 use_cpu_cores()  # (as experiments.lr_sweep does, before JAX starts its backends)
 
@@ -67,11 +68,8 @@ def dense_rows():
         if (context.method_name != "__call__" or not isinstance(module, nn.Dense)
                 or int(np.prod(args[0].shape[:-1])) > MAX_ROWS):
             return next_fun(*args, **kwargs)
-        object.__setattr__(module, "dot_general", rows_dot_general)
-        try:
-            return next_fun(*args, **kwargs)
-        finally:
-            object.__setattr__(module, "dot_general", None)
+        return conv.call_with_field(module, "dot_general", rows_dot_general, next_fun, args,
+                                    kwargs)
     return nn.intercept_methods(interceptor)
 
 
@@ -96,12 +94,10 @@ step_module.follow_plan = _follow
 _conv_function = conv.conv_function
 conv.conv_function = lambda name: _conv_function("xla" if name == "xla_rows" else name)
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-repeats = next((int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--repeats=")), 5)
-name, m = args[0], int(args[1])
-model, shape, kind = zoo.ZOO[name]
-K, steps = 13, max(4, 512 // m)
-data = timing.synthetic_dataset(shape, 10, m * steps, input_kind=kind)
+setting = zoo_setting()  # MODEL M [--repeats=R]
+name, m, repeats, model, shape, kind = (setting.name, setting.m, setting.repeats,
+                                        setting.model, setting.shape, setting.kind)
+K, steps, data = setting.lanes, setting.steps, setting.data
 strategies = {"sequential": PRESETS["sequential"]}
 shared_ways = (False, True) if "--copies-only" not in sys.argv else (False,)
 for impl in ("xla", "xla_rows"):

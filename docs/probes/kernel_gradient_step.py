@@ -11,18 +11,18 @@ Usage: python docs/probes/kernel_gradient_step.py MODEL M [--repeats=R]
   e.g.  python docs/probes/kernel_gradient_step.py token_cnn 8
 MODEL: a name of diagnostics/zoo.py (its own input shape).
 """
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from smallbatch_jax.diagnostics import benchmark, timing, zoo
+from smallbatch_jax.diagnostics import benchmark, timing
 from smallbatch_jax.engine import strategy as strategy_module
 from smallbatch_jax.engine.sharding import use_cpu_cores
 from smallbatch_jax.engine.strategy import PRESETS, Strategy
 from smallbatch_jax.models import conv
+from zoo_setting import zoo_setting  # (the probe beside this one)
 
 use_cpu_cores()  # (as experiments.lr_sweep does, before JAX starts its backends)
 
@@ -75,12 +75,10 @@ _original = conv.conv_function
 conv.CONV_IMPLS = strategy_module.CONV_IMPLS = (*conv.CONV_IMPLS, "patches_t")
 conv.conv_function = lambda name: patches_t_conv if name == "patches_t" else _original(name)
 
-args = [a for a in sys.argv[1:] if not a.startswith("--repeats=")]
-repeats = next((int(a.split("=")[1]) for a in sys.argv[1:] if a.startswith("--repeats=")), 5)
-name, m = args[0], int(args[1])
-model, shape, kind = zoo.ZOO[name]
-K, steps = 13, max(4, 512 // m)
-data = timing.synthetic_dataset(shape, 10, m * steps, input_kind=kind)
+setting = zoo_setting()  # MODEL M [--repeats=R]
+name, m, repeats, model, shape, kind = (setting.name, setting.m, setting.repeats,
+                                        setting.model, setting.shape, setting.kind)
+K, steps, data = setting.lanes, setting.steps, setting.data
 strategies = {"sequential": PRESETS["sequential"]}
 for lanes in (1, 0):
     for impl in ("patches", "patches_t"):

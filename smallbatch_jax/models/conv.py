@@ -176,12 +176,19 @@ def follow_plan(name: str):
                 logging.warning("conv=%r cannot compute %s (%s): that layer uses XLA's "
                                 "convolution", name, where, reason)
             return next_fun(*args, **kwargs)
-        # Flax modules are frozen dataclasses: the field is set around this one call (while
-        # tracing) and put back, so the module is unchanged for every other use.
-        object.__setattr__(module, "conv_general_dilated", function)
-        try:
-            return next_fun(*args, **kwargs)
-        finally:
-            object.__setattr__(module, "conv_general_dilated", None)
+        return call_with_field(module, "conv_general_dilated", function, next_fun, args,
+                               kwargs)
 
     return nn.intercept_methods(interceptor)
+
+
+def call_with_field(module: nn.Module, field: str, value, next_fun, args, kwargs):
+    """`next_fun(*args, **kwargs)` (an intercepted method of `module`) with the module's
+    `field` set to `value` for this call only. Flax modules are frozen dataclasses: the
+    field is set around the one call (while tracing) and put back to None, its default, so
+    the module is unchanged for every other use."""
+    object.__setattr__(module, field, value)
+    try:
+        return next_fun(*args, **kwargs)
+    finally:
+        object.__setattr__(module, field, None)
