@@ -416,24 +416,32 @@ def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA,
 def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
     """What to paste: the batch size and the optimizer's own learning rate η on the
     batch-mean loss (the row's `lr`: m·η̃ for the paper's summed-gradient SGD, per the
-    sweep's `lr_scaling`), with the rest of the optimizer as the sweep ran it."""
+    sweep's `lr_scaling`), with the rest of the optimizer as the sweep ran it. `rows`: the
+    whole grid (a hyperparameter the grid sweeps is stated at its best value even where
+    that is 0: a reader pasting the rest from their own config, momentum 0.9 say, would
+    otherwise run a setting that was not the best)."""
+    swept = analysis.swept_besides_lr(rows)
     row = next(r for r in analysis.tuned(rows) if int(r["batch_size"]) == batch_size
                and float(r["base_lr"]) == base_lr)
+    stated = lambda key: key in swept or float(row.get(key) or 0)
     optimizer, scaling = row.get("optimizer") or "sgd", row.get("lr_scaling") or "linear"
     relation = {"linear": f"m·η̃ = {batch_size} × {_lr_text(base_lr)}",
                 "sqrt": f"√m·η̃ = √{batch_size} × {_lr_text(base_lr)}"}.get(scaling)
     parts = [f"batch size {batch_size}", f"{optimizer} learning rate {float(row['lr']):.6g}"
              + (f" (= {relation}, on the batch-mean loss)" if relation else "")]
     adam = optimizer in ("adam", "adamw")
-    if not adam and float(row.get("momentum") or 0):
+    if not adam and row.get("momentum") not in (None, "") and stated("momentum"):
         parts.append(f"momentum {float(row['momentum']):g}")
     if adam and row.get("beta2"):
         # (Tables written before the beta1 column held Adam's β₁ under `momentum`.)
         beta1 = row.get("beta1") or row.get("momentum")
         parts.append((f"β₁ {float(beta1):g}, " if beta1 not in (None, "") else "")
                      + f"β₂ {float(row['beta2']):g}, ε {float(row['epsilon']):g}")
-    if float(row.get("weight_decay") or 0):
+    if stated("weight_decay"):
         parts.append(f"weight decay {float(row['weight_decay']):g} (as this sweep applies it)")
+    if stated("warmup"):
+        parts.append(f"warm-up over the first {float(row['warmup']):g} of training "
+                     "(linear, from η/32)")
     if row.get("epochs"):
         parts.append(f"{row['epochs']} epochs with this sweep's schedule")
     return ", ".join(parts)
@@ -474,10 +482,14 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     best_m = best_of({m: v for m, (_, v) in trained.items()}, higher)
     best_lr = trained[best_m][0]
     edges = optima_at_the_edge(table)
+    best_row = next(r for r in rows if int(r["batch_size"]) == best_m
+                    and float(r["base_lr"]) == best_lr)
+    at_best = "".join(f", {key} = {float(best_row[key]):g}"
+                      for key in analysis.swept_besides_lr(grid_rows))
     lines += ["## 1. Recommended", "",
-              f"**m = {best_m}, η̃ = {_lr_text(best_lr)}**: {name} "
+              f"**m = {best_m}, η̃ = {_lr_text(best_lr)}{at_best}**: {name} "
               f"{_score_text(stats[(best_m, best_lr)])}.", "",
-              f"Setting: {optimizer_setting(rows, best_m, best_lr)}.", ""]
+              f"Setting: {optimizer_setting(grid_rows, best_m, best_lr)}.", ""]
     near = lrs_within_noise(rows, best_m, alpha)
     grid = sorted(lr for m, lr in table if m == best_m)
     lines.append(f"η̃ within noise of it at m = {best_m}: {format_lrs(near, grid)}."

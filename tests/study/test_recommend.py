@@ -265,6 +265,29 @@ def test_the_report_gives_the_verdicts_of_each_swept_hyperparameter():
         _rows({8: {-8: 0.8, -6: 0.7}}), {}, 0.0, 0.02).split("## 5.")[1]
 
 
+def test_the_setting_to_paste_states_each_swept_hyperparameter_at_its_best_even_at_zero():
+    """A sweep of λ and μ (momentum SGD) whose best is λ = 0, μ = 0: the setting said
+    neither ("weight decay" only when > 0), and a reader pasting μ and λ from their own
+    config (0.9, 5e-4) ran a setting that was not the best."""
+    rows = [row | {"optimizer": "momentum", "momentum": mu, "warmup": "0.0"}
+            for mu in ("0.0", "0.9")
+            for row in _grid_rows(lambda m, k, wd: (0.8 if (m, wd) == (8, 0.0) else 0.7)
+                                  - 0.05 * abs(k + 8) - (0.1 if mu == "0.9" else 0.0))]
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+    assert "**m = 8, η̃ = 2^-8, weight_decay = 0, momentum = 0**" in text
+    setting = text.split("Setting: ")[1].split("\n")[0]
+    assert "momentum 0," in setting and "weight decay 0 (as this sweep applies it)" in setting
+    assert "warm-up" not in setting  # neither swept nor used
+    # A warm-up the sweep used is part of the setting, swept or not.
+    warm = [row | {"warmup": "0.05"} for row in rows]
+    assert "warm-up over the first 0.05 of training" in recommend.optimizer_setting(
+        warm, 8, 2.0**-8)
+    # Not swept and 0: not stated, as before.
+    plain = _rows({8: {-8: 0.8}}, optimizer="sgd", weight_decay="0.0", warmup="0.0")
+    assert recommend.optimizer_setting(plain, 8, 2.0**-8) == (
+        "batch size 8, sgd learning rate 0.03125 (= m·η̃ = 8 × 2^-8, on the batch-mean loss)")
+
+
 def test_two_seeds_are_not_a_test_of_which_learning_rates_are_within_noise():
     # With two seeds every other η̃ would have come out "significantly worse" (no p-value).
     two = _rows({8: {-10: 0.79, -8: 0.80, -6: 0.79}}, seeds=(-0.005, 0.005))
