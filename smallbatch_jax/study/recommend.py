@@ -96,7 +96,7 @@ def verdict_32_is_best(rows, alpha: float = ALPHA) -> Verdict:
     if math.isnan(p):
         return Verdict(claim, CANNOT_TELL, f"{ours}; best {theirs}; {_no_test(rows)}")
     if p >= alpha:
-        return Verdict(claim, CANNOT_TELL, f"{ours} is within noise of the best, {theirs} "
+        return Verdict(claim, CANNOT_TELL, f"{ours} is not significantly below the best, {theirs} "
                        f"(Welch p = {p:.2f} ≥ {alpha})")
     return Verdict(claim, FALSE, f"{ours} is below the best, {theirs} (Welch p = {p:.3f})")
 
@@ -274,7 +274,7 @@ def _unresolved_rivals(rows_at: dict, alpha: float) -> dict:
                  for m, p in within_noise(at_v, alpha).items()
                  if m != best_m and not math.isnan(best[m][0]) and not p < alpha]
         if close:
-            rivals[value] = "within noise of its best m: " + ", ".join(close)
+            rivals[value] = "not significantly below its best m: " + ", ".join(close)
     return rivals
 
 
@@ -326,12 +326,12 @@ def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict
                            f"{m_v} is below m = {tuned_m} (p = {p_tuned:.3f}): which m is "
                            f"best depends on {name}")
         fixed_text = (at_v_text if p_fixed < alpha else f"at {key} = {v:g}, m = {tuned_m} "
-                      f"is within noise of m = {m_v} (p = {p_fixed:.2f})")
+                      f"is not significantly below m = {m_v} (p = {p_fixed:.2f})")
         tests.append(f"{fixed_text[0].lower()}{fixed_text[1:]}; tuned, m = {m_v} against "
                      f"m = {tuned_m}: p = {p_tuned:.2f}")
     if not tests:
         return Verdict(claim, CANNOT_TELL, f"{listing}; {_no_test(rows)}")
-    return Verdict(claim, CANNOT_TELL, f"{listing}; the change is within noise: "
+    return Verdict(claim, CANNOT_TELL, f"{listing}; the change is not significant: "
                    + "; ".join(tests) + (" (other values: too few seeds)" if untested else ""))
 
 

@@ -28,7 +28,7 @@ def test_32_is_best_true_false_and_undecidable():
     assert false.answer == FALSE and "p = 0.00" in false.because
     within = recommend.verdict_32_is_best(_rows(
         {8: {-10: 0.60, -8: 0.802, -6: 0.65}, 32: {-10: 0.70, -8: 0.80, -6: 0.60}}))
-    assert within.answer == CANNOT_TELL and "within noise" in within.because
+    assert within.answer == CANNOT_TELL and "is not significantly below the best" in within.because
     one_seed = recommend.verdict_32_is_best(_rows(
         {8: {-10: 0.60, -8: 0.80}, 32: {-10: 0.70, -8: 0.72}}, seeds=(0.0,)))
     assert one_seed.answer == CANNOT_TELL
@@ -207,7 +207,7 @@ def test_tuning_a_hyperparameter_moves_the_best_batch_size_or_not():
                                    (0.602 if m == 8 else 0.60) - 0.05 * abs(k + 9))
     verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(unresolved), "weight_decay")
     assert verdict.answer == CANNOT_TELL, verdict.because
-    assert "at weight_decay = 0, within noise of its best m: m = 64 (p = " in verdict.because
+    assert "at weight_decay = 0, not significantly below its best m: m = 64 (p = " in verdict.because
     # Both m alike at every λ: the same best m by the tie-break alone.
     tied = lambda m, k, wd: 0.8 - 0.05 * abs(k + 9)
     assert recommend.verdict_tuning_moves_best_m(_grid_rows(tied), "weight_decay"
@@ -215,7 +215,7 @@ def test_tuning_a_hyperparameter_moves_the_best_batch_size_or_not():
     # The change within noise (m = 64 at λ = 0 only 0.002 above m = 8): cannot tell.
     close = lambda m, k, wd: moving(m, k, wd) if wd else (0.602 if m == 64 else 0.60) - 0.05 * abs(k + 9)
     verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(close), "weight_decay")
-    assert verdict.answer == CANNOT_TELL and "within noise" in verdict.because
+    assert verdict.answer == CANNOT_TELL and "the change is not significant" in verdict.because
     # One or two seeds: no test, whatever the point estimates.
     for seeds in ((0.0,), (-0.005, 0.005)):
         verdict = recommend.verdict_tuning_moves_best_m(_grid_rows(moving, seeds=seeds),
