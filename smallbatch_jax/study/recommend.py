@@ -453,6 +453,34 @@ def _noise_scale_text(scale: float, se: float) -> str:
     return f"{scale:.3g}" + ("" if math.isnan(se) else f" ± {se:.2g}")
 
 
+def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], rows) -> str:
+    """What to add where the best m is the smallest or the largest m that trained (`run`:
+    every m of the sweep, `trained`: those where some η̃ did not diverge): like an η̃ at the
+    edge of its grid, a bound, not an optimum (a sweep of 4, 16, 64 whose best is 4 says
+    nothing of m = 2). Nothing below m = 1, nor above one step per epoch."""
+    if len(run) < 2:
+        return ""
+    if best_m == trained[0] and best_m > 1:
+        smaller = [m for m in run if m < best_m]
+        if smaller:
+            return (f"m = {best_m} is the smallest batch size that trained here; m = "
+                    f"{', '.join(map(str, smaller))} diverged at every η̃ of the grid: a smaller "
+                    "η̃ there may do better still (extend `base_lrs` below).")
+        return (f"m = {best_m} is the smallest batch size run here: a smaller one may do "
+                "better still; add it to `batch_sizes` to know.")
+    per_epoch = {int(float(r["steps"]) / float(r["epochs"])) for r in rows
+                 if int(r["batch_size"]) == best_m and r.get("steps") and r.get("epochs")}
+    if best_m == trained[-1] and per_epoch != {1}:
+        larger = [m for m in run if m > best_m]
+        if larger:
+            return (f"m = {best_m} is the largest batch size that trained here; m = "
+                    f"{', '.join(map(str, larger))} diverged at every η̃ of the grid: a smaller "
+                    "η̃ there may do better still (extend `base_lrs` below).")
+        return (f"m = {best_m} is the largest batch size run here: a larger one may do better "
+                "still; add it to `batch_sizes` to know.")
+    return ""
+
+
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
                             alpha: float = ALPHA, where: str = "",
                             noise_scales: dict[int, tuple[float, float]] | None = None) -> str:
@@ -501,6 +529,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     if best_m in edges:
         lines.append(f"Its η̃ is the {edges[best_m]} run at m = {best_m}: the optimum may lie "
                      "beyond the grid; extend `base_lrs`.")
+    edge_m = _batch_size_at_the_edge(best_m, sorted(trained), sorted(best), rows)
+    if edge_m:
+        lines.append(edge_m)
     lines.append("")
 
     p_values = within_noise(rows, alpha)

@@ -152,6 +152,27 @@ def test_the_report_recommends_the_best_point_and_its_setting():
     assert text.count("- **\"") == 4  # the four verdicts
 
 
+def test_a_best_m_at_the_edge_of_the_sweep_is_said_to_be_a_bound():
+    """A sweep of m = 4, 16, 64 whose best was 4 recommended m = 4 without a word that
+    m = 2 was never tried (for η̃ at its grid's edge the report said so)."""
+    section_1 = lambda table, **columns: recommend.recommendation_markdown(
+        _rows(table, **columns), {}, 0.0, 0.02).split("## 2.")[0]
+    smallest = section_1({4: {-8: 0.80}, 16: {-8: 0.70}, 64: {-8: 0.60}})
+    assert ("m = 4 is the smallest batch size run here: a smaller one may do better still; "
+            "add it to `batch_sizes` to know.") in smallest
+    largest = section_1({4: {-8: 0.60}, 16: {-8: 0.70}, 64: {-8: 0.80}})
+    assert "m = 64 is the largest batch size run here: a larger one may do" in largest
+    assert "batch size run here" not in section_1({4: {-8: 0.6}, 16: {-8: 0.8}, 64: {-8: 0.7}})
+    # A smaller m that ran and diverged at every η̃: its grid is what to extend.
+    diverged = section_1({2: {-8: NAN}, 4: {-8: 0.80}, 16: {-8: 0.70}})
+    assert ("m = 4 is the smallest batch size that trained here; m = 2 diverged at every η̃ "
+            "of the grid") in diverged and "extend `base_lrs` below" in diverged
+    # Full-batch training (one step per epoch) has no larger m; m = 1 no smaller one.
+    assert "largest" not in section_1({4: {-8: 0.6}, 64: {-8: 0.8}}, steps="10", epochs="10")
+    assert "smallest" not in section_1({1: {-8: 0.8}, 4: {-8: 0.6}})
+    assert "batch size run here" not in section_1({4: {-8: 0.8}})  # one m: no sweep
+
+
 def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
     rows = _rows({4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}})
     nan = float("nan")
