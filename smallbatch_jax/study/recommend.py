@@ -554,6 +554,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
         elif not math.isnan(seconds[largest]) and not math.isnan(seconds[best_m]):
             text += (f"; its training took {seconds[largest]:.0f} s against "
                      f"{seconds[best_m]:.0f} s at m = {best_m} (this sweep's program, every η̃)")
+        if largest != best_m and largest == max(best):
+            text += ("; the largest m run here: a larger one may be within noise too (add it "
+                     "to `batch_sizes` to know)")
         lines.append(text + ".")
     lines.append("")
 

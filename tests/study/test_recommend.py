@@ -141,7 +141,14 @@ def test_the_report_recommends_the_best_point_and_its_setting():
     # ... but at 0.799 m = 16 is within noise, and the report names it.
     table[16][-10] = 0.799
     close = recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
-    assert "\n\nm = 16 (η̃ = 2^-10" in close.split("## 2.")[1].split("## 3.")[0]
+    section_2 = close.split("## 2.")[1].split("## 3.")[0]
+    assert "\n\nm = 16 (η̃ = 2^-10" in section_2 and "a larger one may be" not in section_2
+    # Within noise at the largest m run: larger ones were not tried.
+    table[64][-10] = 0.799
+    section_2 = recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02).split("## 2.")[1]
+    assert "\n\nm = 64 (η̃ = 2^-10" in section_2
+    assert "; the largest m run here: a larger one may be within noise too" in section_2
+    table[64][-10] = 0.75
     # Seeds that scatter widely pass the test without being as good: not within noise.
     table[16][-10] = 0.70
     wide = recommend.recommendation_markdown(_rows(table, seeds=(-0.3, 0.0, 0.3)), {}, 0.0,
