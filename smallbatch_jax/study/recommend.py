@@ -247,7 +247,7 @@ def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
 # How the verdicts on swept hyperparameters name them.
 HYPERPARAMETER_NAMES = {"weight_decay": "weight decay λ", "momentum": "momentum μ",
                         "beta1": "Adam's β₁", "beta2": "Adam's β₂", "epsilon": "Adam's ε",
-                        "warmup_fraction": "the warm-up fraction"}
+                        "warmup": "the warm-up fraction"}
 
 
 def _best_m(rows) -> tuple[int | None, dict]:
@@ -278,7 +278,25 @@ def _unresolved_rivals(rows_at: dict, alpha: float) -> dict:
     return rivals
 
 
-def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict:
+def swept_together(rows) -> list[tuple[str, ...]]:
+    """The hyperparameters swept besides η̃, grouped where their values go together one to
+    one over the grid (config.sweep.points such as ({'beta2': 0.99, 'warmup': 0},
+    {'beta2': 0.999, 'warmup': 0.1})): no run tells apart what one of them does from what
+    the others do, so a verdict names them together."""
+    groups: list[list[str]] = []
+    for key in analysis.swept_besides_lr(rows):
+        for group in groups:
+            pairs = {(row[group[0]], row[key]) for row in rows}
+            if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):
+                group.append(key)
+                break
+        else:
+            groups.append([key])
+    return [tuple(group) for group in groups]
+
+
+def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA,
+                                together: tuple[str, ...] = ()) -> Verdict:
     """"Tuning `key` as well changes the best batch size", from the whole grid's rows
     (every setting of the swept hyperparameters; η̃ and the other dimensions tuned either
     way). The best m with `key` tuned, m_t, against the best m at each fixed value v, m_v.
@@ -289,7 +307,8 @@ def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict
     train), and with `key` tuned m_v is significantly below m_t (Welch p < α over seeds,
     `within_noise`); cannot tell otherwise (within noise, fewer than MIN_SEEDS seeds,
     nothing trained, one batch size: no rival, so "the same m" would hold vacuously)."""
-    name = HYPERPARAMETER_NAMES.get(key, key)
+    name = " and ".join(HYPERPARAMETER_NAMES.get(k, k) for k in (key,) + together) + (
+        " (swept together: their values go one to one)" if together else "")
     claim = f"tuning {name} as well changes the best batch size"
     if len({int(row["batch_size"]) for row in rows}) < 2:
         return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes in the grid")
@@ -297,8 +316,13 @@ def verdict_tuning_moves_best_m(rows, key: str, alpha: float = ALPHA) -> Verdict
     if tuned_m is None:
         return Verdict(claim, CANNOT_TELL, "every run diverged")
     fixed = {v: _best_m(_at(rows, key, v))[0] for v in analysis.swept_besides_lr(rows)[key]}
-    listing = (f"best m = {tuned_m} with {key} tuned; at {key} = "
-               + ", ".join(f"{v:g}: " + ("none trained" if m is None else f"m = {m}")
+
+    def shown(v):  # (the values swept together with it, beside it)
+        row = _at(rows, key, v)[0]
+        return f"{v:g}" + "".join(f" ({k} = {float(row[k]):g})" for k in together)
+
+    listing = (f"best m = {tuned_m} with {', '.join((key,) + together)} tuned; at {key} = "
+               + ", ".join(f"{shown(v)}: " + ("none trained" if m is None else f"m = {m}")
                            for v, m in fixed.items()))
     moved = {v: m for v, m in fixed.items() if m is not None and m != tuned_m}
     if not moved:
@@ -403,11 +427,22 @@ def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA,
     found_verdicts = [verdict_32_is_best(rows, alpha), verdict_linear_scaling(rows, alpha),
                       verdict_small_batches_noisier(rows, alpha),
                       verdict_larger_train_faster(rows, found)]
-    swept = analysis.swept_besides_lr(grid_rows) if grid_rows else {}
-    found_verdicts += [verdict_tuning_moves_best_m(grid_rows, key, alpha) for key in swept]
-    if "weight_decay" in swept:
-        found_verdicts.append(verdict_lr_moves_with_weight_decay(grid_rows, alpha))
+    groups = swept_together(grid_rows) if grid_rows else []
+    found_verdicts += [verdict_tuning_moves_best_m(grid_rows, keys[0], alpha, keys[1:])
+                       for keys in groups]
+    for keys in groups:
+        if "weight_decay" in keys:
+            found_verdicts.append(verdict_lr_moves_with_weight_decay(grid_rows, alpha) if
+                                  len(keys) == 1 else _weight_decay_not_alone(keys))
     return found_verdicts
+
+
+def _weight_decay_not_alone(keys: tuple[str, ...]) -> Verdict:
+    others = " and ".join(HYPERPARAMETER_NAMES.get(k, k) for k in keys if k != "weight_decay")
+    return Verdict("the best η̃ moves with the weight decay λ (η·λ coupling: a larger λ wants "
+                   "a smaller η̃)", CANNOT_TELL, f"λ was swept together with {others} (their "
+                   "values go one to one): a move of the best η̃ with λ cannot be told from "
+                   "one with them")
 
 
 # ------------------------------------------------------------------------ the report

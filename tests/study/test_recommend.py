@@ -316,6 +316,31 @@ def test_the_setting_to_paste_states_each_swept_hyperparameter_at_its_best_even_
         "batch size 8, sgd learning rate 0.03125 (= m·η̃ = 8 × 2^-8, on the batch-mean loss)")
 
 
+def test_hyperparameters_swept_together_as_points_get_one_verdict_that_names_them_all():
+    """sweep.points ({λ: 0, μ: 0}, {λ: 5e-4, μ: 0.9}): λ and μ go one to one, so "tuning λ
+    changes the best m" and "tuning μ changes the best m" were two verdicts on one
+    comparison, each crediting its own key, and the η·λ coupling was judged on λ alone."""
+    def score(m, k, wd):  # λ = 5e-4 (with μ = 0.9): m = 8 best; λ = 0 (μ = 0): m = 64
+        peak = {(8, 5e-4): 0.80, (64, 5e-4): 0.70, (8, 0.0): 0.60, (64, 0.0): 0.75}[(m, wd)]
+        return peak - 0.05 * abs(k + 9)
+    rows = [row | {"momentum": "0.9" if float(row["weight_decay"]) else "0.0"}
+            for row in _grid_rows(score, weight_decays=(0.0, 5e-4))]
+    assert recommend.swept_together(rows) == [("weight_decay", "momentum")]
+    verdicts = recommend.recommendation_markdown(rows, {}, 0.0, 0.02).split("## 5.")[1]
+    assert verdicts.count("as well changes the best batch size") == 1
+    assert ("tuning weight decay λ and momentum μ (swept together: their values go one to "
+            "one) as well changes the best batch size\": true") in verdicts
+    assert "at weight_decay = 0 (momentum = 0): m = 64, 0.0005 (momentum = 0.9): m = 8" in verdicts
+    assert ("λ was swept together with momentum μ (their values go one to one): a move of the "
+            "best η̃ with λ cannot be told from one with them") in verdicts
+    # Swept as a product (every λ with every μ), each gets its own verdict.
+    product = [row | {"momentum": mu} for mu in ("0.0", "0.9")
+               for row in _grid_rows(score, weight_decays=(0.0, 5e-4))]
+    assert recommend.swept_together(product) == [("weight_decay",), ("momentum",)]
+    assert recommend.recommendation_markdown(product, {}, 0.0, 0.02).count(
+        "as well changes the best batch size") == 2
+
+
 def test_two_seeds_are_not_a_test_of_which_learning_rates_are_within_noise():
     # With two seeds every other η̃ would have come out "significantly worse" (no p-value).
     two = _rows({8: {-10: 0.79, -8: 0.80, -6: 0.79}}, seeds=(-0.005, 0.005))
