@@ -239,6 +239,18 @@ def evaluation_rows(history: History, grid: LaneGrid, steps_per_epoch: int) -> l
             for lane, (seed, base_lr) in enumerate(grid.lanes())]
 
 
+def lr_text(lr: float) -> str:
+    """A learning rate as a power of 2 where it is one, or half of one ('2^-8', '2^-6.5'),
+    else as a number ('0.003'): a grid of 1e-3, 3e-3, … reads as it was given, not as
+    2^-8.38082."""
+    if not (math.isfinite(lr) and lr > 0):
+        return f"{lr:g}"
+    halves = 2 * math.log2(lr)
+    if abs(halves - round(halves)) < 1e-9:
+        return f"2^{round(halves) / 2:g}"
+    return f"{lr:.3g}"
+
+
 def format_table(rows: list[dict], last_epochs: int) -> str:
     """The per-lane table printed at the end of a run: the swept value (η̃ for the paper's
     linear scaling) and η."""
@@ -258,7 +270,7 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
     for r in rows:
         marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
-        base_lr = f"2^{r['log2_base_lr']:.4g}"
+        base_lr = lr_text(float(r["base_lr"]))
         lines.append(
             f"{r['seed']:>4} {base_lr:>8} {r['lr']:>10.4g} "
             + "".join(f"{float(r[key]):>13.4g} " for key in others)

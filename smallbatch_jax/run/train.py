@@ -179,7 +179,7 @@ class EpochOutputs:
             ranking = spec.objective.ranking
             best = int(np.nanargmax(metric) if ranking.higher_is_better
                        else np.nanargmin(metric))
-            best_text = (f"best {spec.swept}=2^{np.log2(lanes[best][1]):g} {ranking.short} "
+            best_text = (f"best {spec.swept}={results.lr_text(lanes[best][1])} {ranking.short} "
                          f"{metric[best]:.4f}")
         else:
             best_text = "every lane diverged"

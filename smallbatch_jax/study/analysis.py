@@ -34,7 +34,7 @@ import numpy as np
 from scipy import stats
 
 from smallbatch_jax.objectives import ACCURACY, Metric
-from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, metric_of
+from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, lr_text, metric_of
 
 ALPHA = 0.05  # the significance level of `within_noise`
 # Seeds per point a test of "within noise" needs: with 2 seeds per point Welch's test has
@@ -261,7 +261,7 @@ def joint_best_markdown(rows, tolerance: float | None = None) -> list[str]:
              "|---|---|" + "---|" * (2 * len(swept))]
     for m, (values, spreads) in table.items():
         lr = best[m][0]
-        lines.append(f"| {m} | {'—' if math.isnan(lr) else f'2^{math.log2(lr):g}'} | "
+        lines.append(f"| {m} | {'—' if math.isnan(lr) else lr_text(lr)} | "
                      + " | ".join("—" if math.isnan(values[k]) else f"{values[k]:g}"
                                   for k in swept) + " | "
                      + " | ".join(_spread_text(spreads[k]) for k in swept) + " |")
@@ -280,7 +280,7 @@ def joint_best_markdown(rows, tolerance: float | None = None) -> list[str]:
             cells = []
             for key in keys:
                 values = sorted({value_in(p, key) for p in points})
-                cells.append(", ".join(f"2^{math.log2(v):g}" if key == "base_lr" else f"{v:g}"
+                cells.append(", ".join(lr_text(v) if key == "base_lr" else f"{v:g}"
                                        for v in values) or "—")
             lines.append(f"| {m} | {len(points)} of {sizes[m]} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -374,8 +374,7 @@ def format_lrs(lrs: list[float], grid: list[float]) -> str:
     '2^-12 … 2^-11, 2^-9' (not '2^-12 … 2^-9' when 2^-10 is missing); 'none' if empty."""
     if not lrs:
         return "none"
-    text = lambda lr: f"2^{math.log2(lr):g}"
-    return ", ".join(text(r[0]) if len(r) == 1 else f"{text(r[0])} … {text(r[-1])}"
+    return ", ".join(lr_text(r[0]) if len(r) == 1 else f"{lr_text(r[0])} … {lr_text(r[-1])}"
                      for r in consecutive_runs(lrs, grid))
 
 
@@ -505,7 +504,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         spread = (f" ± {se:.4f}" if not math.isnan(se) else "")
         words = _metric_words(accuracies) + (f"; ± one standard error over {seeds} seeds"
                                              if spread else "")
-        lines += [f"Best: m = {best_m}, η̃ = 2^{math.log2(lr):g}, {name} {acc:.4f}{spread} "
+        lines += [f"Best: m = {best_m}, η̃ = {lr_text(lr)}, {name} {acc:.4f}{spread} "
                   f"({words}).", ""]
         if seeds > 1:
             close = batch_sizes_within_noise(rows, tolerance)
@@ -540,7 +539,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
         grid[m].append(lr)
     for m, (lr, acc) in best.items():
         lrs = ranges[m]
-        best_lr = f"2^{math.log2(lr):g}" if not math.isnan(lr) else "—"
+        best_lr = lr_text(lr) if not math.isnan(lr) else "—"
         best_acc = f"{acc:.4f}" if not math.isnan(acc) else "all diverged"
         time_text = "—" if math.isnan(seconds[m]) else f"{seconds[m]:.0f} s"
         if not math.isnan(seconds[m]) and not math.isnan(compiling[m]):
@@ -587,7 +586,7 @@ def comparison_markdown(tables: dict, tolerance: float) -> str:
                 continue
             lr, acc = best[label][m]
             cells.append("all diverged" if math.isnan(acc) else
-                         f"{acc:.4f} (2^{math.log2(lr):g}, {len(ranges[label][m])} reliable)")
+                         f"{acc:.4f} ({lr_text(lr)}, {len(ranges[label][m])} reliable)")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Best m of each sweep: " + "; ".join(
         f"{label}: m = "
@@ -629,7 +628,7 @@ def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
     if trained:
         (m, mbn) = best_of({key: acc for key, (_, acc) in trained.items()}, higher)
         lr, acc = trained[(m, mbn)]
-        lines += [f"Best: m = {m}, m_BN = {mbn} (η̃ = 2^{math.log2(lr):g}), {name} {acc:.4f} "
+        lines += [f"Best: m = {m}, m_BN = {mbn} (η̃ = {lr_text(lr)}), {name} {acc:.4f} "
                   f"({_metric_words(accuracies)}).", ""]
     else:
         lines += ["Every run diverged.", ""]
@@ -639,12 +638,12 @@ def bn_summary_markdown(rows, title: str = "Ghost-BN sweep") -> str:
               "|---|---|" + "---|" * (len(bn_sizes) + 1)]
     for m in batch_sizes:
         used = sorted(lrs_used[m])
-        lr_text = f"2^{math.log2(used[0]):g}" if len(used) == 1 else f"best of {len(used)}"
+        lr_note = lr_text(used[0]) if len(used) == 1 else f"best of {len(used)}"
         cells = []
         for b in bn_sizes:
             acc = accuracies.get((m, b), (math.nan, None))[1] if (m, b) in accuracies else None
             cells.append("—" if acc is None else "diverged" if math.isnan(acc) else f"{acc:.4f}")
         row_best = best_of({b: v[1] for (mm, b), v in trained.items() if mm == m}, higher)
         best_text = "—" if row_best is None else str(row_best)
-        lines.append(f"| {m} | {lr_text} | " + " | ".join(cells) + f" | {best_text} |")
+        lines.append(f"| {m} | {lr_note} | " + " | ".join(cells) + f" | {best_text} |")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from smallbatch_jax.run.results import lr_text
 from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
                                            metric_table, optima_at_the_edge, reliable_ranges,
@@ -35,7 +36,7 @@ class Verdict:
 
 
 def _lr_text(lr: float) -> str:
-    return f"2^{math.log2(lr):g}"
+    return lr_text(lr)
 
 
 def _score_text(stats: tuple[float, float, int]) -> str:
@@ -173,7 +174,7 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
     interior = {m: lr for m, lr in best.items()
                 if m not in edges and sum(mm == m for mm, _ in table) > 1}
     variance = {m: lr * lr * m for m, lr in interior.items()}
-    listing = ", ".join(f"m = {m}: 2^{math.log2(v):g}" for m, v in variance.items())
+    listing = ", ".join(f"m = {m}: {lr_text(v)}" for m, v in variance.items())
     if len(variance) < 3:
         return Verdict(claim, CANNOT_TELL, f"η̃*²·m {listing}: fewer than 3 batch sizes with "
                        "an optimum inside their grid")
@@ -541,7 +542,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
         smallest = min(lr for _, lr in table)
         return "\n".join(lines + [
             "Every run diverged: no recommendation. The smallest η̃ of the grid, "
-            f"2^{math.log2(smallest):g}, diverged too: extend `base_lrs` below it.", ""])
+            f"{lr_text(smallest)}, diverged too: extend `base_lrs` below it.", ""])
     best_m = best_of({m: v for m, (_, v) in trained.items()}, higher)
     best_lr = trained[best_m][0]
     edges = optima_at_the_edge(table)
@@ -615,7 +616,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
         lines.append("Not measured: the runs' curves.csv are missing.")
     lines.append("")
     if noise_scales:
-        lines += [f"Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
+        lines += ["Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
                   "of the last 3 epochs' resolved estimates ± their standard error (McCandlish "
                   "et al. 2018: to first order, batches beyond it stop cutting the steps in "
                   "proportion): " + ", ".join(

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from smallbatch_jax.run.results import lr_text
 from smallbatch_jax.study.analysis import best_of, metric_table
 
 DEFAULT_FRACTION = 0.05
@@ -141,6 +142,6 @@ def markdown(found: dict[int, dict], target: float, metric: str) -> str:
             lines.append(f"| {m} | — | not reached | — | — | {every} |")
         else:
             seconds = "—" if math.isnan(f["seconds"]) else seconds_text(f["seconds"])
-            lines.append(f"| {m} | 2^{math.log2(f['lr']):g} | {f['steps']} | "
+            lines.append(f"| {m} | {lr_text(f['lr'])} | {f['steps']} | "
                          f"{f['examples']} | {seconds} | {every} |")
     return "\n".join(lines) + "\n"

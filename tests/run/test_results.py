@@ -148,3 +148,13 @@ def test_an_adam_row_names_beta1_as_beta1_and_the_setting_to_paste_says_so():
     # A table from before the column: β₁ was under `momentum`.
     old = [{k: v for k, v in rows[0].items() if k != "beta1"} | {"momentum": 0.9}]
     assert "β₁ 0.9, β₂ 0.999" in optimizer_setting(old, 8, 2.0**-6)
+
+
+def test_learning_rates_are_written_as_powers_of_two_only_where_they_are_one():
+    """An Adam grid of 3e-4, 1e-3, 3e-3, 1e-2 was reported as 2^-11.7027 … 2^-6.64386."""
+    from smallbatch_jax.run.results import lr_text
+
+    assert [lr_text(v) for v in (2.0**-8, 2.0**-6.5, 1.0)] == ["2^-8", "2^-6.5", "2^0"]
+    assert [lr_text(v) for v in (3e-4, 1e-3, 0.3)] == ["0.0003", "0.001", "0.3"]
+    assert lr_text(float(np.float32(0.01))) == "0.01"  # (as results.csv holds it)
+    assert lr_text(float("nan")) == "nan"

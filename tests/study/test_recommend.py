@@ -180,6 +180,14 @@ def test_a_best_m_at_the_edge_of_the_sweep_is_said_to_be_a_bound():
     assert "batch size run here" not in section_1({4: {-8: 0.8}})  # one m: no sweep
 
 
+def test_a_grid_that_is_not_of_powers_of_two_is_reported_as_given():
+    rows = [row | {"base_lr": str(lr), "lr": str(lr)} for lr in (3e-4, 1e-3, 3e-3)
+            for row in _rows({8: {0: 0.9 - abs(math.log10(lr) + 3) / 10}})]
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+    assert "**m = 8, η̃ = 0.001**" in text and "| 8 | 0.001 | 0.9000 ± 0.0029 (n = 3) | 0.0003 … 0.003 |" in text
+    assert "2^-" not in text
+
+
 def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
     rows = _rows({4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}})
     nan = float("nan")
