@@ -483,9 +483,22 @@ def swept_value_note(rows) -> list[str]:
             + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
 
 
-def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") -> str:
+def not_run_note(not_run: list[int]) -> list[str]:
+    """The lines that say which of the sweep's batch sizes have no results yet (a budget
+    spent, a task of a split sweep still running, a run that failed): every answer below is
+    from the others alone."""
+    if not not_run:
+        return []
+    return [f"**Not run yet: m = {', '.join(map(str, not_run))}** of the sweep's batch sizes "
+            "(a budget spent, another task still running, or a run that stopped; running the "
+            "sweep again trains them). Everything below is from the batch sizes that ran.", ""]
+
+
+def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
+                     not_run: list[int] = ()) -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
-    each best's standard error and whether m is within noise of the best."""
+    each best's standard error and whether m is within noise of the best. `not_run`: the
+    sweep's batch sizes that have no results yet (said first: `not_run_note`)."""
     accuracies = metric_table(rows)
     statistics = seed_statistics(rows)
     seeds = max((n for _, _, n in statistics.values()), default=1)
@@ -495,7 +508,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
     trained = {m: v for m, v in best.items() if not math.isnan(v[1])}
     name = accuracies.metric
     where = context(rows)
-    lines = [f"# {title}", ""] + ([f"{where}.", ""] if where else [])
+    lines = [f"# {title}", ""] + ([f"{where}.", ""] if where else []) + not_run_note(not_run)
     if trained:
         best_m = best_of({m: acc for m, (_, acc) in trained.items()},
                          accuracies.higher_is_better)
@@ -508,7 +521,10 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep") ->
                   f"({words}).", ""]
         if seeds > 1:
             close = batch_sizes_within_noise(rows, tolerance)
-            if close is None:
+            if len(trained) < 2:
+                lines += [f"Within noise of the best: no other m trained to compare with m = "
+                          f"{best_m}.", ""]
+            elif close is None:
                 lines += [f"Within noise of the best: cannot tell with fewer than {MIN_SEEDS} "
                           f"seeds per point ({seeds} here).", ""]
             else:

@@ -97,12 +97,20 @@ def time_to_target(workdir: str, rows, target: float = 0.0) -> tuple[float, dict
     return target, steps_to_target.steps_to_target(rows, evaluations, target, curves)
 
 
+def not_run(workdir: str, rows) -> list[int]:
+    """The batch sizes of the sweep's config (its sweep_config.json) without rows yet."""
+    config = SweepDirectory(workdir).saved_config() or {}
+    ran = {int(row["batch_size"]) for row in rows}
+    return [int(m) for m in config.get("batch_sizes", ()) if int(m) not in ran]
+
+
 def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:
     """workdir/recommendation.md from the sweep's rows (recommend.py); returns its path."""
     target, found = time_to_target(workdir, rows, target)
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
-                                             where=analysis.context(rows), noise_scales=scales)
+                                             where=analysis.context(rows), noise_scales=scales,
+                                             not_run=not_run(workdir, rows))
     names = plots.figure_names(analysis.metric_table(rows).metric)
     figures = (names["vs_lr"], names["best_vs_batch_size"], "reliable_lr_range",
                "steps_to_target", "noise_scale")
@@ -121,7 +129,7 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
     from the runs' curves.csv; printed summary too."""
     directory = SweepDirectory(workdir).file(SweepDirectory.FIGURES)
     paths = plots.write_figures(rows, directory, tolerance, curves)
-    summary = analysis.summary_markdown(rows, tolerance)
+    summary = analysis.summary_markdown(rows, tolerance, not_run=not_run(workdir, rows))
     target, found = time_to_target(workdir, rows, target)
     if found:
         metric = results.metric_of(rows).name

@@ -176,8 +176,8 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
     variance = {m: lr * lr * m for m, lr in interior.items()}
     listing = ", ".join(f"m = {m}: {lr_text(v)}" for m, v in variance.items())
     if len(variance) < 3:
-        return Verdict(claim, CANNOT_TELL, f"η̃*²·m {listing}: fewer than 3 batch sizes with "
-                       "an optimum inside their grid")
+        return Verdict(claim, CANNOT_TELL, (f"η̃*²·m {listing}: " if listing else "")
+                       + "fewer than 3 batch sizes with an optimum inside their grid")
     # The trend of log₂(η̃*²·m) against log₂ m over every m: each point is known to the
     # grid's resolution only, so the endpoints alone would decide on noise.
     fit = stats.linregress(np.log2(list(variance)), np.log2(list(variance.values())))
@@ -519,11 +519,13 @@ def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], row
 
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
                             alpha: float = ALPHA, where: str = "",
-                            noise_scales: dict[int, tuple[float, float]] | None = None) -> str:
+                            noise_scales: dict[int, tuple[float, float]] | None = None,
+                            not_run: list[int] = ()) -> str:
     """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
     `noise_scales`: {m: (the gradient noise scale B_simple at the end of m's training at its
     best η̃, its standard error)} (noise_scale.final_scale), where probed (NaN: not
-    measurable; a standard error NaN: not known)."""
+    measurable; a standard error NaN: not known). `not_run`: the sweep's batch sizes with no
+    results yet (said first)."""
     grid_rows, rows = rows, analysis.tuned(rows)  # (η̃ with the others at their best)
     table = metric_table(rows)
     name, higher = table.metric, table.higher_is_better
@@ -533,8 +535,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     lines = ["# Which batch size? The answer from these runs", ""]
     if where:
         lines += [where, ""]
-    lines += analysis.swept_value_note(rows)
-    lines += [f"{len(best)} batch sizes, {len({lr for _, lr in table})} η̃, {seeds} seed"
+    lines += analysis.swept_value_note(rows) + analysis.not_run_note(not_run)
+    lines += [f"{len(best)} batch size{'s' if len(best) != 1 else ''}, {len({lr for _, lr in table})} η̃, {seeds} seed"
               f"{'s' if seeds != 1 else ''} per point; the score is the median test {name} "
               "over the last epochs, mean over seeds"
               + ("" if higher else " (lower is better)") + ".", ""]
@@ -577,7 +579,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               f"no further from it than the tolerance, {tolerance:g} (seeds that scatter "
               "widely fail the test without being as good).", ""]
     close = analysis.batch_sizes_within_noise(rows, tolerance, alpha)
-    if close is None:
+    if len(trained) < 2:
+        lines.append(f"No other m trained to compare with m = {best_m}.")
+    elif close is None:
         lines.append(f"Cannot tell with fewer than {analysis.MIN_SEEDS} seeds per point "
                      f"({seeds} here).")
     else:

@@ -271,6 +271,26 @@ def test_within_noise_needs_three_seeds_and_both_reports_give_one_answer():
     assert "m = 32 (η̃ = " in text.split("## 2.")[1].split("## 3.")[0]
 
 
+def test_one_batch_size_is_no_comparison_and_batch_sizes_not_run_are_said_first():
+    """A budget that let one m of three run: both reports said "cannot tell with fewer than
+    3 seeds per point (3 here)" of a comparison that had no other m, and neither said the
+    other two were never run."""
+    from smallbatch_jax.study import recommend
+
+    one = [dict(r, lr=str(int(r["batch_size"]) * float(r["base_lr"])))
+           for r in _seeded([{64: {-10: 0.66 + d, -9: 0.60 + d}} for d in (0.0, 0.01, 0.02)])]
+    summary = summary_markdown(one, tolerance=0.02, not_run=[16, 4])
+    assert "Within noise of the best: no other m trained to compare with m = 64." in summary
+    assert "seeds per point" not in summary
+    assert summary.split("\n\n")[1].startswith("**Not run yet: m = 16, 4** of the sweep's")
+    report = recommend.recommendation_markdown(one, {}, 0.0, 0.02, not_run=[16, 4])
+    assert "**Not run yet: m = 16, 4** of the sweep's batch sizes" in report.split("## 1.")[0]
+    assert "1 batch size, 2 η̃, 3 seeds per point" in report
+    assert "No other m trained to compare with m = 64." in report.split("## 3.")[0]
+    assert "cannot tell.** fewer than 3 batch sizes with an optimum inside" in report
+    assert "Not run yet" not in summary_markdown(one, tolerance=0.02)
+
+
 def test_a_grid_over_weight_decay_is_tuned_per_point_not_averaged_as_seeds():
     """Rows of one (m, η̃) at two λ: each η̃ is scored at its best λ (not the mean of both as
     if they were seeds), the best point names its λ, and summary.md says what was swept, the
