@@ -17,8 +17,11 @@ one η̃ alone). The median leaves out the compilation, paid once by the first e
 process: in a short run it would dominate a large m's few steps. Without per-epoch times,
 the run's wall seconds / steps.
 
-The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best: 0.95 × best where
-higher is better, 1.05 × best where lower is; every report states the target it used.
+The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best, on the worse side:
+best − 5% of |best| where higher is better (0.95 × best for an accuracy), best + 5% of |best|
+where lower is (1.05 × best for an error); every report states the target it used. (|best|:
+a metric below 0, a log-likelihood say, would otherwise get a target beyond its best, which
+no run reaches.)
 """
 
 import collections
@@ -39,7 +42,8 @@ def default_target(rows) -> float:
     if best is None:
         return math.nan
     value = table[best]
-    return value * (1 - DEFAULT_FRACTION if table.higher_is_better else 1 + DEFAULT_FRACTION)
+    margin = DEFAULT_FRACTION * abs(value)
+    return value - margin if table.higher_is_better else value + margin
 
 
 def mean_curves(curves: list[dict], steps_per_epoch: int | None = None

@@ -86,6 +86,13 @@ def test_the_default_target_is_within_five_percent_of_the_best_in_its_direction(
     assert default_target(lower) == pytest.approx(0.42)
     curves = {2: _curves({0.1: [0.9, 0.45, 0.41]})}
     assert steps_to_target(lower, curves, 0.42)[2]["steps"] == 30  # ≤ where lower is better
+    # A metric below 0 (a log-likelihood, higher is better; a loss that can be negative,
+    # lower is better): the target lies on the worse side of the best, which 0.95 × best
+    # (-1.9 for a best of -2) and 1.05 × best (-2.1) did not: no run could reach it.
+    negative = [_row(2, 10, best=-2.0, metric="loglik"), _row(8, 10, best=-3.0, metric="loglik")]
+    assert default_target(negative) == pytest.approx(-2.1)
+    assert default_target([dict(r, higher_is_better=False) for r in negative]) == (
+        pytest.approx(-2.85))
 
 
 def test_the_figure_of_a_target_no_m_reached_says_so(tmp_path):
