@@ -5,8 +5,8 @@ first: the score of (m, η̃) is the mean over seeds of the paper's metric (the 
 accuracy over the last epochs, or of the run's own metric: objectives.py), NaN if any seed
 diverged within them. The tables (`MetricTable`) carry the metric's name and direction, and
 every best, threshold and sentence follows it: for a metric where lower is better (a
-regression's error), the best is the smallest and "within tolerance" means ≤ best ×
-(1 + tolerance): relative, so that it means the same at any scale of the targets.
+regression's error), the best is the smallest and "within tolerance" means ≤ best +
+tolerance × |best|: relative, so that it means the same at any scale of the targets.
 
 "Reliable convergence" (the paper's Fig 16) is not defined in the paper
 (paper_protocol.md §7). Here, as the protocol suggests: η̃ is reliable for m when its
