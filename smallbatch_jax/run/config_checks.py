@@ -261,6 +261,45 @@ def check_outputs_are_logits(model, dataset: DatasetLike, name: str) -> None:
             "fine), or give your own objective")
 
 
+# What check_objective suggests instead of a batch mean.
+EXAMPLE_PER_EXAMPLE = {
+    "loss": "Return e.g. optax.softmax_cross_entropy_with_integer_labels(outputs, labels), "
+            "not its mean",
+    "metric": "Return e.g. (jnp.argmax(outputs, -1) == labels).astype(jnp.float32), not its "
+              "mean"}
+
+
+def check_objective(objective: Objective, outputs, dataset: DatasetLike,
+                    batch_size: int) -> None:
+    """A user's objective called on a batch of the model's outputs and the data's labels
+    (shapes only): its loss and metric must each return one value per example, (batch,).
+    The lanes take the loss's mean over the batch, and sum the metric and loss over the test
+    set's examples, its last batch's padding masked out: a batch mean (shape ()) was summed
+    once per example, padding included, and a (batch, 1) broadcast against the mask to
+    (batch, batch): a wrong test metric, without an error."""
+    label_shape = tuple(getattr(dataset, "train_labels", np.zeros((0,))).shape[1:])
+    labels = jax.ShapeDtypeStruct((batch_size,) + label_shape,
+                                  np.int32 if dataset.label_kind == "classes" else np.float32)
+    for what, function in (("loss", objective.loss), ("metric", objective.metric)):
+        try:
+            value = jax.eval_shape(function, outputs, labels)
+        except Exception as error:  # noqa: BLE001 – whatever the user's function raised
+            first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            raise ValueError(
+                f"the objective's {what} cannot take the model's outputs "
+                f"{jax.tree.map(lambda o: o.shape, outputs)} and labels {labels.shape} "
+                f"({type(error).__name__}: {first})") from error
+        shapes = [leaf.shape for leaf in jax.tree.leaves(value)]
+        if shapes != [(batch_size,)]:
+            raise ValueError(
+                f"the objective's {what} ({objective.metric_name if what == 'metric' else 'loss'}"
+                f") returns {shapes[0] if len(shapes) == 1 else shapes} for a batch of "
+                f"{batch_size}; it must return one value per example, shape ({batch_size},): "
+                f"the lanes average it themselves (over the batch, and over the test set with "
+                "its last batch's padding left out), so a batch mean would be counted wrongly. "
+                + EXAMPLE_PER_EXAMPLE[what])
+
+
 def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                 batch_size: int = 2, bn_batch_size: int = 0, built_in: bool = True) -> None:
     """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
@@ -299,14 +338,17 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             "from the seed: use self.make_rng('dropout')") from None
     check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
     try:
-        jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, batch)
+        batch_outputs = jax.eval_shape(lambda v, x: model.apply(v, x, train=False),
+                                       variables, batch)
     except ModifyScopeVariableError as error:
         raise ValueError(
             f"model {name} updates its variables when evaluated (train=False: {error}). The "
             "lanes evaluate with the running statistics: give nn.BatchNorm "
             "use_running_average=not train") from None
     if objective not in OBJECTIVES.values():
-        return  # a user's objective says itself what outputs it takes
+        # A user's objective says itself what outputs it takes, but not what it returns.
+        check_objective(objective, batch_outputs, dataset, batch_size)
+        return
     outputs = jax.tree.leaves(outputs)
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
     if dataset.label_kind == "classes":

@@ -223,3 +223,53 @@ def test_a_classifier_that_ends_in_a_softmax_is_refused():
         prepare(config, data, model=Classifier("softmax"))
     for fine in ("logits", "log_softmax"):
         assert prepare(config, data, model=Classifier(fine)).model.user is not None
+
+
+def test_a_user_objective_must_give_one_value_per_example():
+    """A metric returning the batch's mean accuracy (shape ()) was summed once per test
+    example, the last batch's padding included: 0.826 where the same accuracy per example
+    gave 0.883 (digits), with no error; a (batch, 1) would broadcast against the mask."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.objectives import REGRESSION, Objective
+    from smallbatch_jax.run.build import prepare
+
+    class Net(nn.Module):
+        outputs: int = 4
+
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(self.outputs)(x)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 8)).astype(np.float32), rng.integers(0, 4, 60)
+    data = make_dataset("user", x[:50], y[:50], x[50:], y[50:])
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.dataset, config.batch_size = "user", 8
+    loss = optax.softmax_cross_entropy_with_integer_labels
+    correct = lambda o, y: (jnp.argmax(o, -1) == y).astype(jnp.float32)
+    assert prepare(config, data, model=Net(), objective=Objective(loss, correct, "acc"))
+    for metric, shape in ((lambda o, y: correct(o, y).mean(), r"\(\)"),
+                          (lambda o, y: correct(o, y)[:, None], r"\(8, 1\)")):
+        with pytest.raises(ValueError, match=rf"the objective's metric \(acc\) returns {shape} "
+                           r"for a batch of 8; it must return one value per example, shape "
+                           r"\(8,\).* \(jnp.argmax\(outputs, -1\) == labels\)"):
+            prepare(config, data, model=Net(), objective=Objective(loss, metric, "acc"))
+    with pytest.raises(ValueError, match=r"the objective's loss \(loss\) returns \(\) .*"
+                                         r"softmax_cross_entropy_with_integer_labels"):
+        prepare(config, data, model=Net(), objective=Objective(
+            lambda o, y: loss(o, y).mean(), correct, "acc"))
+    with pytest.raises(ValueError, match=r"the objective's metric cannot take the model's "
+                                         r"outputs \(8, 4\) and labels \(8,\) \(TypeError"):
+        prepare(config, data, model=Net(), objective=Objective(
+            loss, lambda o, y: o @ jnp.ones((3,)) + y, "acc"))
+    # A regression objective of the user's, on (N, 2) targets: per example, passes.
+    targets = make_dataset("user", x[:50], rng.normal(size=(50, 2)), x[50:],
+                           rng.normal(size=(10, 2)), labels="targets")
+    mine = Objective(REGRESSION.loss, REGRESSION.metric, "sse", False, "targets")
+    assert prepare(config, targets, model=Net(2), objective=mine)
