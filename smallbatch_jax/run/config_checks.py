@@ -345,6 +345,10 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             f"model {name} updates its variables when evaluated (train=False: {error}). The "
             "lanes evaluate with the running statistics: give nn.BatchNorm "
             "use_running_average=not train") from None
+    except InvalidRngError as error:
+        raise ValueError(
+            f"model {name} draws random numbers when evaluated (train=False: {error}). The "
+            "lanes evaluate deterministically: give nn.Dropout deterministic=not train") from None
     if objective not in OBJECTIVES.values():
         # A user's objective says itself what outputs it takes, but not what it returns.
         check_objective(objective, batch_outputs, dataset, batch_size)

@@ -273,3 +273,32 @@ def test_a_user_objective_must_give_one_value_per_example():
                            rng.normal(size=(10, 2)), labels="targets")
     mine = Objective(REGRESSION.loss, REGRESSION.metric, "sse", False, "targets")
     assert prepare(config, targets, model=Net(2), objective=mine)
+
+
+def test_a_model_that_drops_out_when_evaluated_is_told_how_to_fix_it():
+    """nn.Dropout(deterministic=False) failed with Flax's bare "Dropout_0 needs PRNG for
+    'dropout'", read as the tool not giving the stream; it is the evaluation that has none."""
+    import flax.linen as nn
+    import numpy as np
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.build import prepare
+
+    class Net(nn.Module):
+        always: bool = True
+
+        @nn.compact
+        def __call__(self, x, train):
+            x = nn.Dropout(0.5, deterministic=not (train or self.always))(nn.Dense(8)(x))
+            return nn.Dense(4)(x)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 8)).astype(np.float32), rng.integers(0, 4, 60)
+    data = make_dataset("user", x[:50], y[:50], x[50:], y[50:])
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.dataset, config.batch_size = "user", 8
+    with pytest.raises(ValueError, match=r"draws random numbers when evaluated \(train=False: "
+                                         r".*give nn.Dropout deterministic=not train"):
+        prepare(config, data, model=Net())
+    assert prepare(config, data, model=Net(always=False))
