@@ -7,14 +7,14 @@ batch sweep's, or a ghost-BN sweep's (recognised by several m_BN at one m).
     python -m experiments.plot --workdir=runs/sweep --merge=runs/more_seeds/results.csv
 
 Reads workdir/results.csv (and sweep_config.json for the reliable-range tolerance unless
---tolerance is given); writes workdir/figures/*.png|svg and workdir/summary.md. --curves adds
+--tolerance is given); writes workdir/figures/*.png|svg and workdir/summary.md, and
+workdir/recommendation.md where there is one (experiments.recommend's workdir). --curves adds
 the training curves (Fig 4) of the listed m:η̃ pairs from workdir/m{m}/curves.csv. --merge
 first adds other tables of the same study (more seeds, run elsewhere) to workdir/results.csv
 (results.merge_tables: a lane held twice, or another model, is refused), so that the summary
-gives standard errors over all the seeds.
+gives standard errors over all the seeds; or more η̃, beyond a grid's edge.
 """
 
-import math
 import os
 
 from absl import app, flags
@@ -23,7 +23,7 @@ from experiments import entry
 from smallbatch_jax.run import results
 from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.study import bn_sweep
-from smallbatch_jax.study.batch_sweep import report, run_directory
+from smallbatch_jax.study.batch_sweep import report, run_directory, write_recommendation
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
 _TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "
@@ -61,9 +61,14 @@ def main():
         run_curves = run_directory(workdir, int(m)).read_curves()
         if run_curves is None:
             raise app.UsageError(f"--curves={pair}: no curves.csv of m = {m} in {workdir}")
-        curves[f"m = {m}, η̃ = 2^{math.log2(float(lr)):g}"] = [
+        curves[f"m = {m}, η̃ = {results.lr_text(float(lr))}"] = [
             r for r in run_curves if float(r["base_lr"]) == float(lr)]
     report(workdir, rows, tolerance, curves, target=saved.get("target", 0.0))
+    if os.path.isfile(sweep.file(sweep.RECOMMENDATION)):
+        # (a recommend run's workdir: its answer is of these rows too, not of the table
+        # before a merge)
+        path = write_recommendation(workdir, rows, tolerance, saved.get("target", 0.0))
+        print(f"Wrote {path}")
 
 
 if __name__ == "__main__":

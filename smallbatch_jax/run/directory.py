@@ -128,6 +128,10 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+# The keys that add lanes to a sweep's grid: a finished sweep grows by a merge of tables.
+GRID_KEYS = {"base_lrs", "seed", "num_seeds", "sweep"}
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     """'key: saved → current' for every key that differs, RESUME_IGNORES aside (and
     ADDED_KEYS absent from `saved` at their old behaviour's value)."""
@@ -193,10 +197,14 @@ class RunDirectory:
         `current` does."""
         differences = config_differences(saved, current)
         if differences:
+            grown = {d.split(":")[0].split(".")[0] for d in differences} & GRID_KEYS
             raise ValueError(
                 f"{self.path} holds {what} of a run with another config; differing keys: "
                 f"{'; '.join(differences)}. Run with its config (to resume it, or to read its "
-                "results), or give another --workdir (or move this one away) to start over.")
+                "results), or give another --workdir (or move this one away) to start over."
+                + (" To add η̃, seeds or settings to a finished sweep, run only the new ones "
+                   "into another workdir and merge the tables: python -m experiments.plot "
+                   "--workdir=<this sweep> --merge=<the other>/results.csv" if grown else ""))
 
     def finished_rows(self, current: dict) -> list[dict] | None:
         """The results of the finished run (its config checked against `current`, a config

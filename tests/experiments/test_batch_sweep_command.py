@@ -32,8 +32,12 @@ def test_two_tasks_fill_one_table(tmp_path):
         writer.writerows(row | {"seed": "1"} for row in rows)
     command = [sys.executable, "-m", "experiments.plot", f"--workdir={tmp_path}",
                "--tolerance=0.05", "--curves=128:0.000244140625", f"--merge={more}"]
+    # (A recommend run's workdir: its recommendation.md is rewritten from the merged table;
+    # it was left as it was, its answer of one seed beside a summary of two.)
+    (tmp_path / "recommendation.md").write_text("stale")
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 batch sizes, 1 η̃, 2 seeds per point" in (tmp_path / "recommendation.md").read_text()
     assert (tmp_path / "figures" / "training_curves.png").is_file()
     summary = (tmp_path / "summary.md").read_text()
     assert "accuracy ≥ best − 0.05" in summary and "over 2 seeds" in summary

@@ -201,7 +201,9 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     monkeypatch.setattr(lr_sweep, "create_run", lambda *a: pytest.fail("compiled"))
     with pytest.raises(ValueError, match=r"another config; differing keys: base_lrs: "
                                          r"\[0.001953125, 0.0078125\] → \[0.001953125, "
-                                         r"0.015625\]; seed: 0 → 1\. Run with its config"):
+                                         r"0.015625\]; seed: 0 → 1\. Run with its config"
+                                         r".* To add η̃, seeds or settings to a finished "
+                                         r"sweep, .* --merge=<the other>/results.csv"):
         lr_sweep.train_and_evaluate(other, workdir)
     monkeypatch.undo()
 
@@ -238,6 +240,9 @@ def test_resume_refuses_another_config_before_compute_and_survives_a_full_disk(
     with pytest.raises(ValueError, match="holds the results of a run with another config; "
                                          "differing keys: seed: 0 → 1"):
         lr_sweep.train_and_evaluate(_with(config, seed=1), workdir)
+    with pytest.raises(ValueError, match="differing keys: epochs: 3 → 4") as refused:
+        lr_sweep.train_and_evaluate(_with(config, epochs=4), workdir)
+    assert "--merge" not in str(refused.value)  # (a longer run is no merge of tables)
 
 
 def _with(config, **overrides):
