@@ -65,10 +65,16 @@ def _tuned_lanes(rows, per_m: dict[int, list[dict] | None]) -> dict[int, list[di
 
 
 def _curves(workdir: str, rows) -> dict[int, list[dict]] | None:
-    """{m: its curves.csv rows (of the tuned lanes)}; None if any m's file is missing."""
+    """{m: its curves.csv rows (of the tuned lanes)}; None if any m's file is missing, or
+    lacks a seed or η̃ of the table (a table merged with seeds or η̃ trained elsewhere, whose
+    curves are there: an answer from part of them would not be the table's)."""
     curves = {m: run_directory(workdir, m).read_curves()
               for m in sorted({int(row["batch_size"]) for row in rows})}
     if any(lines is None for lines in curves.values()):
+        return None
+    lanes = lambda table: {(str(r["seed"]), float(r["base_lr"])) for r in table}
+    if any(not lanes(r for r in rows if int(r["batch_size"]) == m) <= lanes(lines)
+           for m, lines in curves.items()):
         return None
     return _tuned_lanes(rows, curves)
 

@@ -617,7 +617,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     if found:
         lines += steps_to_target.markdown(found, target, name).rstrip("\n").split("\n")
     else:
-        lines.append("Not measured: the runs' curves.csv are missing.")
+        lines.append("Not measured: the runs' curves.csv are missing, or lack seeds or η̃ "
+                     "of the table (a merged table's others trained elsewhere).")
     lines.append("")
     if noise_scales:
         lines += ["Gradient noise scale B_simple = tr Σ / |G|² at each m's best η̃, the median "
