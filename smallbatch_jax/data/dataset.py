@@ -158,15 +158,26 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
         raise ValueError(f"{name}: labels={labels!r}; allowed: 'classes', 'targets'")
     for split, images, y in (("train", train_images, train_labels),
                              ("test", test_images, test_labels)):
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: {split} labels are {y.dtype}, not numbers; class names? "
+                             "Give each class an id 0 … C−1: names, y = np.unique(y, "
+                             "return_inverse=True) (the same mapping for both splits)")
         shapes = "(N,)" if labels == "classes" else "(N,) or (N, D)"
         if images.ndim < 2 or y.ndim not in ((1,) if labels == "classes" else (1, 2)) \
                 or len(images) != len(y):
+            one_hot = (labels == "classes" and y.ndim == 2 and len(y)
+                       and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
             raise ValueError(f"{name}: {split} inputs must be (N, ...) with one label each "
-                             f"(labels {shapes}); got {images.shape} and {y.shape}")
+                             f"(labels {shapes}); got {images.shape} and {y.shape}"
+                             + ("; the labels look one-hot: pass y.argmax(-1)" if one_hot
+                                else ""))
         if labels == "classes" and not np.issubdtype(y.dtype, np.integer):
+            whole = y.dtype.kind == "b" or bool(np.all(np.mod(y, 1) == 0))
             raise ValueError(f"{name}: {split} labels must be integers (class indices); got "
-                             f"{y.dtype} (real-valued targets: labels='targets' and a "
-                             "regression objective, e.g. config.objective='regression')")
+                             f"{y.dtype}" + (" of whole values: pass y.astype(int)" if whole
+                                             else "") + " (real-valued targets: "
+                             "labels='targets' and a regression objective, e.g. "
+                             "config.objective='regression')")
         if labels == "targets" and not np.all(np.isfinite(y.astype(np.float64))):
             raise ValueError(f"{name}: {split} targets must be finite")
         if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):

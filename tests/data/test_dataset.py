@@ -57,3 +57,25 @@ def test_integer_inputs_are_token_ids_and_negative_ones_are_named(caplog):
     assert "x.astype(np.float32)" in caplog.text
     with pytest.raises(ValueError, match=r"beyond int32"):
         make(np.full((20, 7), 2**40, np.int64))
+
+
+@pytest.mark.parametrize("labels, kind, message", [
+    (np.array(["cat", "dog", "bird"] * 20), None,
+     r"labels are <U4, not numbers; class names\? .* np.unique\(y, return_inverse=True\)"),
+    (np.eye(3, dtype=np.int64)[np.arange(60) % 3], "classes",
+     r"got \(50, 8\) and \(50, 3\); the labels look one-hot: pass y.argmax\(-1\)"),
+    ((np.arange(60) % 3).astype(np.float64), "classes",
+     r"got float64 of whole values: pass y.astype\(int\)"),
+    (np.arange(60) % 2 == 0, "classes", r"got bool of whole values: pass y.astype\(int\)"),
+])
+def test_labels_in_a_common_wrong_form_are_refused_with_the_conversion(labels, kind, message):
+    """Class names failed inside NumPy ("could not convert string to float: 'cat'");
+    one-hot, whole-valued float and boolean labels were refused without saying the fix."""
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match=message):
+        make_dataset("user", x[:50], labels[:50], x[50:], labels[50:], labels=kind)
+    # Not one-hot, not whole: the message stays as it was.
+    with pytest.raises(ValueError) as refused:
+        make_dataset("user", x[:50], np.full(50, 0.5), x[50:], np.full(10, 0.5),
+                     labels="classes")
+    assert "astype" not in str(refused.value) and "one-hot" not in str(refused.value)
