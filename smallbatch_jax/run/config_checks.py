@@ -18,6 +18,7 @@ from absl import logging
 from flax.errors import InvalidRngError, ModifyScopeVariableError
 
 from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike, model_input_dtype
+from smallbatch_jax.data.dataset import looks_channels_first
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
@@ -207,6 +208,13 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
     if config.augment and kind != "images":
         _fail("augment", config.augment, f"False for {dataset.name}: its inputs are {kind}, "
               "and the augmentation (pad, crop, flip) is for (N, H, W, C) images")
+    if config.augment and looks_channels_first((0,) + tuple(dataset.image_shape)):
+        # (make_dataset warns of the layout; augmenting it would crop 3 rows out of 11 and
+        # flip along the height: a wrong result, not a slow one)
+        _fail("augment", config.augment, f"False for {dataset.name}'s images of shape "
+              f"{tuple(dataset.image_shape)} per example, which look channels-first (C, H, W): "
+              "the augmentation pads, crops and flips (H, W, C) images. Pass the images as "
+              "x.transpose(0, 2, 3, 1)")
     if config.batch_size > dataset.num_train:
         _fail("batch_size", config.batch_size,
               f"at most the {dataset.num_train} training examples of {dataset.name}")

@@ -302,3 +302,29 @@ def test_a_model_that_drops_out_when_evaluated_is_told_how_to_fix_it():
                                          r".*give nn.Dropout deterministic=not train"):
         prepare(config, data, model=Net())
     assert prepare(config, data, model=Net(always=False))
+
+
+def test_augmenting_channels_first_images_is_refused():
+    """(N, 3, 16, 16) images (a PyTorch loader's layout) were warned of, then augmented as
+    (H, W, C) = (3, 16, 16): 3 rows cropped out of 11 padded ones, flipped along the height."""
+    import flax.linen as nn
+    import numpy as np
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.build import prepare
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(4)(x.reshape(len(x), -1))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3, 16, 16)).astype(np.float32), rng.integers(0, 4, 40)
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.dataset, config.batch_size, config.augment = "user", 8, True
+    with pytest.raises(ValueError, match=r"config\.augment=True is invalid; allowed: False for "
+                       r"user's images of shape \(3, 16, 16\) .* x\.transpose\(0, 2, 3, 1\)"):
+        prepare(config, make_dataset("user", x[:30], y[:30], x[30:], y[30:]), model=Net())
+    x = x.transpose(0, 2, 3, 1)
+    assert prepare(config, make_dataset("user", x[:30], y[:30], x[30:], y[30:]), model=Net())
