@@ -17,8 +17,8 @@ import numpy as np
 from absl import logging
 from flax.errors import InvalidRngError, ModifyScopeVariableError
 
-from smallbatch_jax.data import BUILT_IN, DATASETS, DatasetLike, model_input_dtype
-from smallbatch_jax.data.dataset import looks_channels_first
+from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, looks_channels_first,
+                                 model_input_dtype)
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model

@@ -266,11 +266,11 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
              + f"{f'median {short} (last {last_epochs})':>21} "
              f"{f'final {short}':>9} {'train loss':>10}  diverged"
              + ("" if higher else f"   ({name}: lower is better)")]
+    base_lrs = [lr_text(float(r["base_lr"])) for r in rows]
     best = metric.best([r["median_test_metric"] for r in rows])
-    for r in rows:
+    for r, base_lr in zip(rows, base_lrs):
         marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
-        base_lr = lr_text(float(r["base_lr"]))
         lines.append(
             f"{r['seed']:>4} {base_lr:>8} {r['lr']:>10.4g} "
             + "".join(f"{float(r[key]):>13.4g} " for key in others)
