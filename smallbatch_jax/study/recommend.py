@@ -181,8 +181,10 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
     # The trend of log₂(η̃*²·m) against log₂ m over every m: each point is known to the
     # grid's resolution only, so the endpoints alone would decide on noise.
     fit = stats.linregress(np.log2(list(variance)), np.log2(list(variance.values())))
-    trend = (f"η̃*²·m {listing}: slope {fit.slope:+.2f} ± {fit.stderr:.2f} in log₂–log₂ "
-             f"(p = {fit.pvalue:.2f})")
+    # (Points on one flat line leave no spread to test against: no ± or p to state.)
+    trend = (f"η̃*²·m {listing}: slope {fit.slope:+.2f}"
+             + (f" ± {fit.stderr:.2f}" if math.isfinite(fit.stderr) else "") + " in log₂–log₂"
+             + (f" (p = {fit.pvalue:.2f})" if math.isfinite(fit.pvalue) else ""))
     if fit.pvalue >= alpha:
         return Verdict(claim, CANNOT_TELL, f"{trend}: no trend")
     # Each best η̃ is known to its grid's step only, which the fit's p-value does not see

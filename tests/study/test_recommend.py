@@ -102,6 +102,10 @@ def test_update_noise_verdict_follows_the_trend_of_best_lr_squared_times_m():
     assert within.answer == CANNOT_TELL and "within the grid's resolution (4×" in within.because
     assert recommend.verdict_small_batches_noisier(
         _rows(unit({2: -5, 4: -6, 8: -7, 16: -8}))).answer == TRUE  # 8×: beyond it
+    # η̃*²·m the same at every m (η̃* halving per 4× m): no spread to fit, no "± nan (p = nan)".
+    flat = recommend.verdict_small_batches_noisier(_rows(unit({2: -3, 8: -4, 32: -5})))
+    assert flat.answer == CANNOT_TELL and "nan" not in flat.because
+    assert "slope +0.00 in log₂–log₂: a change of 1× over the m run" in flat.because
     # An m run at a single η̃ has no optimum inside a grid (nor a grid step to know it to).
     single = recommend.verdict_small_batches_noisier(_rows({2: {-8: 0.7}, 8: {-8: 0.6},
                                                             32: {-8: 0.7}}))
