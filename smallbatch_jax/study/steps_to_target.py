@@ -141,7 +141,8 @@ def markdown(found: dict[int, dict], target: float, metric: str) -> str:
              "| m | η̃ | steps | examples | wall time | evaluated every |",
              "|---|---|---|---|---|---|"]
     for m, f in found.items():
-        every = "—" if f.get("interval") is None else f"{f['interval']} steps"
+        every = ("—" if f.get("interval") is None else
+                 f"{f['interval']} step" + ("s" if f["interval"] != 1 else ""))
         if f["steps"] is None:
             lines.append(f"| {m} | — | not reached | — | — | {every} |")
         else:
