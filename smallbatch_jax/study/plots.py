@@ -24,7 +24,7 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
 from smallbatch_jax.objectives import ACCURACY, Metric  # noqa: E402
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
@@ -409,6 +409,10 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
     ax.set_xscale("log", base=2)
     if reached:
         ax.set_yscale("log")
+        # Step counts as numbers (50, 40, …), not "4×10¹" (minor ticks labelled only over
+        # a short range, as matplotlib's default does).
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.4)))
     else:
         ax.text(0.5, 0.5, "no m reached the target", ha="center", transform=ax.transAxes)
     all_ms = sorted(found)
