@@ -15,7 +15,8 @@ by, an `Objective` (objectives.py: a loss, a metric and whether higher is better
 of a built-in one; default, config.objective (softmax cross-entropy and accuracy; real-valued
 targets need e.g. 'regression': squared error, lower is better). Everything else
 is the config's (optimizer, grid, epochs, checkpoints, execution plan) and works as for the
-built-in models: finished runs are skipped on a rerun, interrupted ones resume.
+built-in models: finished runs are skipped on a rerun, interrupted ones resume (a rerun
+whose model, objective or data changed since is refused: run/build.py's `fingerprints`).
 Returns the tidy rows of results.csv; the results name the model and the data set.
 
 Like the command line, each call first sets the process up (`set_up_process`): one XLA:CPU

@@ -375,3 +375,43 @@ def test_a_non_product_design_of_explicit_points(tmp_path):
     with pytest.raises(ValueError, match="no momentum for optimizer='sgd'"):
         sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_rerun_after_the_model_or_data_changed_is_refused_not_answered_with_old_results(
+        tmp_path, monkeypatch):
+    """config.model names a user's model by its class, config.dataset a user's data as
+    'user': a notebook rerun in the same workdir with the hidden width, the data or the
+    metric changed returned the finished run's results as the new ones' ("finished already;
+    nothing to train", at INFO). Their digests are recorded with the config now."""
+    import jax.numpy as jnp
+    import optax
+
+    from smallbatch_jax.objectives import Objective
+    from smallbatch_jax.run import train
+
+    class Net(nn.Module):
+        hidden: int = 8
+
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(3)(nn.relu(nn.Dense(self.hidden)(x)))
+
+    loss = optax.softmax_cross_entropy_with_integer_labels
+    accuracy = Objective(loss, lambda o, y: (jnp.argmax(o, -1) == y).astype(jnp.float32))
+    config, data, workdir = _config(epochs=1), _features(n=300), str(tmp_path)
+    rows = sbj.run_lr_sweep(config, workdir, model=Net(), data=data, objective=accuracy)
+    recorded = json.load(open(tmp_path / "config.json"))["config"]["fingerprints"]
+    assert set(recorded) == {"model", "data", "objective"}
+    monkeypatch.setattr(train, "create_run", lambda *a: pytest.fail("trained again"))
+    same = sbj.run_lr_sweep(config, workdir, model=Net(), data=_features(n=300),
+                            objective=accuracy)
+    assert [r["final_train_loss"] for r in same] == [r["final_train_loss"] for r in rows]
+    top_2 = Objective(loss, lambda o, y: (jnp.argsort(o, -1)[:, -2:] == y[:, None]).any(-1)
+                      .astype(jnp.float32))  # (named 'accuracy' too)
+    changed = {"model": dict(model=Net(hidden=16), data=data, objective=accuracy),
+               "data": dict(model=Net(), data=_features(n=300, seed=1), objective=accuracy),
+               "objective": dict(model=Net(), data=data, objective=top_2)}
+    for what, given in changed.items():
+        with pytest.raises(ValueError, match=rf"differing keys: .*fingerprints\.{what}: .*"
+                                             r"digests of the model, objective or data you gave"):
+            sbj.run_lr_sweep(config, workdir, **given)

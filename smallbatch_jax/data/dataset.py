@@ -25,6 +25,8 @@ targets as they are.
 """
 
 import dataclasses
+import functools
+import hashlib
 import os
 import zipfile
 from typing import ClassVar, Protocol
@@ -92,6 +94,21 @@ class Dataset:
     def unstandardized(self) -> "Dataset":
         return dataclasses.replace(self, mean=None, std=None, target_mean=None,
                                    target_std=None)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of the four arrays (their values, shapes and dtypes) and the label kind
+        and number of classes: a run on a user's data records it, so that a rerun on other
+        data under the same name is refused instead of answered with the finished run's
+        results (run/build.py). Computed once per Dataset (~1 s per GB)."""
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"{self.label_kind}:{self.num_classes}".encode())
+        for array in (self.train_images, self.train_labels, self.test_images,
+                      self.test_labels):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+        return digest.hexdigest()
 
     def scaled_targets(self, labels: np.ndarray) -> np.ndarray:
         """Labels as the model learns them: targets standardized (see above), classes and

@@ -10,14 +10,19 @@ Below this module nothing reads the ConfigDict: the engine gets these objects.
 """
 
 import dataclasses
+import hashlib
+import inspect
 import json
+import re
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from absl import logging
 
-from smallbatch_jax.data import DATASETS, DatasetLike, load_dataset, model_input_dtype
+from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, load_dataset,
+                                 model_input_dtype)
 from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.engine.plan import MemoryProbe, make_plan
@@ -27,7 +32,7 @@ from smallbatch_jax.engine.tune import (StrategyTimer, has_convolutions, model_f
 from smallbatch_jax.models import MODELS, create_model, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
-from smallbatch_jax.objectives import Objective, objective_named
+from smallbatch_jax.objectives import OBJECTIVES, Objective, objective_named
 from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
 from smallbatch_jax.run.config_checks import (check_against_data, check_config, check_labels,
                                              check_model, strategy_choice)
@@ -176,6 +181,43 @@ def optimizer_of(config) -> Optimizer:
     return Optimizer(config.optimizer, config.nesterov, config.lr_scaling)
 
 
+def _digest(text: str) -> str:
+    # (Addresses of functions and objects differ from process to process: left out.)
+    return hashlib.blake2b(re.sub(r" at 0x[0-9a-fA-F]+", "", text).encode(),
+                           digest_size=8).hexdigest()
+
+
+def _source(code) -> str:
+    """The source of a class or function where Python has it ('' for one made at run time)."""
+    try:
+        return inspect.getsource(code)
+    except (OSError, TypeError):
+        return ""
+
+
+def fingerprints(config, dataset: DatasetLike, model=None, objective: Objective | None = None,
+                 built=None) -> dict:
+    """What the config's names do not pin down, as digests: a user's model (its repr, a Flax
+    module's fields, and the source of its class or factory; `built`: the module it gives,
+    likewise), a user's objective (the
+    source of its functions) and a user's data or .npz file (Dataset.fingerprint). A run
+    records them with its config, so that a rerun in the same workdir after the model, the
+    objective or the data changed is refused naming which, instead of returning the finished
+    run's results as theirs (config.model names a user's model by its class alone)."""
+    found = {}
+    if model is not None:
+        code = model if isinstance(model, type) or not isinstance(model, nn.Module) \
+            else type(model)
+        found["model"] = _digest(repr(model) + _source(code) + (
+            "" if built is None else repr(built) + _source(type(built))))
+    if objective is not None and objective not in OBJECTIVES.values():
+        found["objective"] = _digest(repr(objective) + _source(objective.loss)
+                                     + _source(objective.metric))
+    if not (config.dataset in BUILT_IN and config.dataset != "npz"):
+        found["data"] = dataset.fingerprint
+    return {"fingerprints": found} if found else {}
+
+
 def prepare(config, dataset=None, model=None, objective: Objective | None = None) -> RunSpec:
     """The config checked (against the data too) and read into a RunSpec. `dataset`: the
     loaded data set (a sweep loads it once for all its runs; a user's, through
@@ -190,12 +232,13 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         dataset = dataset.unstandardized()
     check_against_data(config, dataset, objective)
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
-    check_model(recipe.build("xla"), dataset, objective, recipe.name, config.batch_size,
+    built = recipe.build("xla")
+    check_model(built, dataset, objective, recipe.name, config.batch_size,
                 config.bn_batch_size, recipe.built_in)
     check_labels(dataset)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(
-        config=as_json(config),
+        config=as_json(config) | fingerprints(config, dataset, model, objective, built),
         dataset_name=config.dataset,
         dataset=dataset,
         objective=objective,

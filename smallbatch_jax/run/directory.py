@@ -137,7 +137,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     ADDED_KEYS absent from `saved` at their old behaviour's value)."""
     saved, current = _flat(saved), _flat(current)
     ignored = lambda key: key.split(".")[0] in RESUME_IGNORES or (
-        key in ADDED_KEYS and key not in saved and current.get(key) == ADDED_KEYS[key])
+        key in ADDED_KEYS and key not in saved and current.get(key) == ADDED_KEYS[key]) or (
+        key.startswith("fingerprints.") and key not in saved)  # (a run from before them)
     return [f"{key}: {saved.get(key, '(absent)')!r} → {current.get(key, '(absent)')!r}"
             for key in sorted(set(saved) | set(current))
             if not ignored(key) and saved.get(key) != current.get(key)]
@@ -204,7 +205,10 @@ class RunDirectory:
                 "results), or give another --workdir (or move this one away) to start over."
                 + (" To add η̃, seeds or settings to a finished sweep, run only the new ones "
                    "into another workdir and merge the tables: python -m experiments.plot "
-                   "--workdir=<this sweep> --merge=<the other>/results.csv" if grown else ""))
+                   "--workdir=<this sweep> --merge=<the other>/results.csv" if grown else "")
+                + (" (fingerprints: digests of the model, objective or data you gave: they "
+                   "changed since that run)" if any(d.startswith("fingerprints.")
+                                                    for d in differences) else ""))
 
     def finished_rows(self, current: dict) -> list[dict] | None:
         """The results of the finished run (its config checked against `current`, a config

@@ -73,3 +73,14 @@ def test_a_run_directory_loses_what_a_killed_writer_left(tmp_path):
     with claim(str(run), remove_temporaries=True):
         pass
     assert sorted(os.listdir(run)) == [".lock", "notes.tmp.txt", "results.csv"]
+
+
+def test_fingerprints_are_compared_but_a_run_from_before_them_still_matches():
+    from smallbatch_jax.run.directory import config_differences
+
+    old = {"model": "m:Net", "epochs": 2}
+    new = old | {"fingerprints": {"model": "ab12", "data": "cd34"}}
+    assert config_differences(old, new) == []  # (saved before fingerprints were recorded)
+    assert config_differences(new, new) == []
+    changed = new | {"fingerprints": {"model": "ab12", "data": "ef56"}}
+    assert config_differences(new, changed) == ["fingerprints.data: 'cd34' → 'ef56'"]
