@@ -206,8 +206,8 @@ def fingerprints(config, dataset: DatasetLike, model=None, objective: Objective 
     run's results as theirs (config.model names a user's model by its class alone)."""
     found = {}
     if model is not None:
-        code = model if isinstance(model, type) or not isinstance(model, nn.Module) \
-            else type(model)
+        code = (model if isinstance(model, type) or not isinstance(model, nn.Module)
+                else type(model))
         found["model"] = _digest(repr(model) + _source(code) + (
             "" if built is None else repr(built) + _source(type(built))))
     if objective is not None and objective not in OBJECTIVES.values():
