@@ -199,11 +199,11 @@ def fingerprints(config, dataset: DatasetLike, model=None, objective: Objective 
                  built=None) -> dict:
     """What the config's names do not pin down, as digests: a user's model (its repr, a Flax
     module's fields, and the source of its class or factory; `built`: the module it gives,
-    likewise), a user's objective (the
-    source of its functions) and a user's data or .npz file (Dataset.fingerprint). A run
-    records them with its config, so that a rerun in the same workdir after the model, the
-    objective or the data changed is refused naming which, instead of returning the finished
-    run's results as theirs (config.model names a user's model by its class alone)."""
+    likewise), a user's objective (the source of its functions) and a user's data or .npz
+    file (Dataset.fingerprint). A run records them with its config, so that a rerun in the
+    same workdir after the model, the objective or the data changed is refused naming which,
+    instead of returning the finished run's results as theirs (config.model names a user's
+    model by its class alone). A comment edited in the model's source counts as a change."""
     found = {}
     if model is not None:
         code = (model if isinstance(model, type) or not isinstance(model, nn.Module)

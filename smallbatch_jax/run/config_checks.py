@@ -300,8 +300,9 @@ def check_objective(objective: Objective, outputs, dataset: DatasetLike,
         shapes = [leaf.shape for leaf in jax.tree.leaves(value)]
         if shapes != [(batch_size,)]:
             raise ValueError(
-                f"the objective's {what} ({objective.metric_name if what == 'metric' else 'loss'}"
-                f") returns {shapes[0] if len(shapes) == 1 else shapes} for a batch of "
+                f"the objective's {what}"
+                + (f" ({objective.metric_name})" if what == "metric" else "")
+                + f" returns {shapes[0] if len(shapes) == 1 else shapes} for a batch of "
                 f"{batch_size}; it must return one value per example, shape ({batch_size},): "
                 f"the lanes average it themselves (over the batch, and over the test set with "
                 "its last batch's padding left out), so a batch mean would be counted wrongly. "

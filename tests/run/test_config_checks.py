@@ -260,7 +260,7 @@ def test_a_user_objective_must_give_one_value_per_example():
                            r"for a batch of 8; it must return one value per example, shape "
                            r"\(8,\).* \(jnp.argmax\(outputs, -1\) == labels\)"):
             prepare(config, data, model=Net(), objective=Objective(loss, metric, "acc"))
-    with pytest.raises(ValueError, match=r"the objective's loss \(loss\) returns \(\) .*"
+    with pytest.raises(ValueError, match=r"the objective's loss returns \(\) for .*"
                                          r"softmax_cross_entropy_with_integer_labels"):
         prepare(config, data, model=Net(), objective=Objective(
             lambda o, y: loss(o, y).mean(), correct, "acc"))
