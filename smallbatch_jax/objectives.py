@@ -58,6 +58,12 @@ class Objective:
     metric_name: str = "accuracy"  # how tables, plots and summaries name the metric
     higher_is_better: bool = True
     labels: str = "classes"  # LABEL_KINDS: what the data set's labels must be
+    # Whether real-valued targets may be standardized for training (data/dataset.py) with
+    # the metric computed on outputs mapped back by x·std + mean: true of a regression whose
+    # outputs are predictions in the targets' units (REGRESSION), false of anything else (a
+    # multi-label cross-entropy on multi-hot targets would train on labels of -0.5 and 1.8
+    # and threshold logits mapped back: 0.70 label accuracy where its raw targets gave 0.96).
+    scaled_targets: bool = False
 
     def __post_init__(self):
         if self.labels not in LABEL_KINDS:
@@ -86,7 +92,8 @@ def squared_error(outputs, targets):
 
 
 CLASSIFICATION = Objective(softmax_cross_entropy, accuracy, "accuracy", True, "classes")
-REGRESSION = Objective(squared_error, squared_error, "mse", False, "targets")
+REGRESSION = Objective(squared_error, squared_error, "mse", False, "targets",
+                       scaled_targets=True)
 OBJECTIVES = {"classification": CLASSIFICATION, "regression": REGRESSION}
 
 

@@ -35,3 +35,44 @@ def test_a_bad_objective_says_what_is_wrong():
         objective_named("nowhere:THING")
     with pytest.raises(ValueError, match="has no attribute 'NOPE'"):
         objective_named("smallbatch_jax.objectives:NOPE")
+
+
+def test_targets_are_standardized_only_where_the_objective_allows_it():
+    """A multi-label cross-entropy on multi-hot targets trained on standardized ones (-0.5,
+    1.8) and thresholded logits mapped back to the targets' units: 0.70 label accuracy where
+    the raw targets gave 0.96, without an error. Only a regression in the targets' units
+    (REGRESSION, or an Objective with scaled_targets=True) gets standardized targets."""
+    import os
+
+    import flax.linen as nn
+    import optax
+
+    import smallbatch_jax as sbj
+    from conftest import REPO_ROOT
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.objectives import REGRESSION, Objective
+    from smallbatch_jax.run.build import prepare
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    y = (x @ rng.normal(size=(8, 3)) > 0.5).astype(np.float32)
+    data = make_dataset("user", x[:50], y[:50], x[50:], y[50:], labels="targets")
+    assert data.target_mean is not None  # (made before the objective is known)
+    config = sbj.load_config(os.path.join(REPO_ROOT, "configs", "default.py"))
+    with config.unlocked():
+        config.dataset, config.batch_size = "user", 8
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, inputs, train):
+            return nn.Dense(3)(inputs)
+
+    multi_label = Objective(lambda o, t: optax.sigmoid_binary_cross_entropy(o, t).mean(-1),
+                            lambda o, t: ((o > 0) == (t > 0.5)).astype(jnp.float32).mean(-1),
+                            "label_accuracy", True, "targets")
+    spec = prepare(config, data, Net(), multi_label)
+    assert spec.dataset.target_mean is None
+    np.testing.assert_array_equal(spec.dataset.scaled_targets(y[:50]), y[:50])
+    for scaled in (REGRESSION, Objective(REGRESSION.loss, REGRESSION.metric, "mse", False,
+                                         "targets", scaled_targets=True)):
+        assert prepare(config, data, Net(), scaled).dataset.target_mean is not None

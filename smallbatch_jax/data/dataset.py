@@ -15,7 +15,9 @@ told apart by their shape and dtype (`input_kind`):
 `standardize=False` leaves images and features untouched too.
 
 Real-valued targets are standardized the same way by default (per component, with the
-training split's `target_mean` and `target_std`): a regression on targets of mean 152 and
+training split's `target_mean` and `target_std`) where the objective allows it
+(`Objective.scaled_targets`: the built-in regression; a run under any other objective trains
+on the targets as they are, `raw_targets`): a regression on targets of mean 152 and
 standard deviation 77 (scikit-learn's diabetes) then trains at the η̃ that suits unit-scale
 targets instead of blowing up at nearly all of them. The model learns standardized targets
 (`scaled_targets`; the training and test loss are in those units); the test metric is
@@ -94,6 +96,11 @@ class Dataset:
     def unstandardized(self) -> "Dataset":
         return dataclasses.replace(self, mean=None, std=None, target_mean=None,
                                    target_std=None)
+
+    def raw_targets(self) -> "Dataset":
+        """The same data, its targets used as they are (an objective that does not allow
+        standardized targets: objectives.Objective.scaled_targets)."""
+        return dataclasses.replace(self, target_mean=None, target_std=None)
 
     @functools.cached_property
     def fingerprint(self) -> str:

@@ -230,6 +230,11 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
     if not config.standardize:
         dataset = dataset.unstandardized()
+    if getattr(dataset, "target_mean", None) is not None and not objective.scaled_targets:
+        logging.info("%s: its targets are used as they are: the objective %s does not allow "
+                     "standardizing them (Objective.scaled_targets)", dataset.name,
+                     config.objective)
+        dataset = dataset.raw_targets()
     check_against_data(config, dataset, objective)
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
     built = recipe.build("xla")
