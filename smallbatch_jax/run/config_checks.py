@@ -245,22 +245,52 @@ def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size:
                  if with_bn else ""))
 
 
-def check_outputs_are_logits(model, dataset: DatasetLike, name: str) -> None:
-    """A user's classifier whose last layer is a softmax: the classification loss applies
-    its own, so it would train on the softmax of probabilities, slowly and badly, and every
-    answer would be that crippled model's (on a 4-class problem: 0.49 and 0.64 accuracy where
-    the logits gave 0.85 and 0.94). Two training examples through the freshly initialized
-    model: outputs that are non-negative and sum to 1 in every row are probabilities
-    (logits essentially never are; log-probabilities, which are fine, are ≤ 0)."""
+def initial_outputs(model, dataset: DatasetLike):
+    """The freshly initialized model's outputs (train=False, as NumPy) on a few training
+    examples as the step gives them, standardized: the first two and, for token ids, those
+    holding the largest and the smallest id. None for a streamed data set (its examples are
+    not at hand here)."""
     inputs = getattr(dataset, "train_images", None)
     if inputs is None:
-        return  # (a streamed data set: its examples are not at hand here)
-    x = np.asarray(inputs[:2]).astype(model_input_dtype(dataset))
+        return None
+    picks = [0, min(1, len(inputs) - 1)]
+    if dataset.input_kind == "tokens":
+        flat = inputs.reshape(len(inputs), -1)
+        picks += [int(flat.max(axis=1).argmax()), int(flat.min(axis=1).argmin())]
+    x = np.asarray(inputs[picks]).astype(model_input_dtype(dataset))
     if dataset.mean is not None:
         x = (x - dataset.mean) / dataset.std  # as the step gives them (engine/step.py)
     key = jax.random.key(0)
     outputs = model.apply(model.init(key, x, train=False), x, train=False)
-    outputs = np.asarray(outputs, np.float64)
+    return jax.tree.map(lambda o: np.asarray(o, np.float64), outputs)
+
+
+def check_finite_outputs(outputs, dataset: DatasetLike, name: str) -> None:
+    """A user's model whose outputs are not finite before any step: every lane would be
+    reported as diverged at step 0, and the report would ask for a smaller η̃, which no η̃
+    can fix (token ids beyond an embedding's rows read NaN: a vocabulary of 60 into
+    nn.Embed(50, …) did exactly that)."""
+    if outputs is None or all(np.isfinite(o).all() for o in jax.tree.leaves(outputs)):
+        return
+    why = ""
+    if dataset.input_kind == "tokens":
+        inputs = dataset.train_images
+        why = (f"; its token ids span [{int(inputs.min())}, {int(inputs.max())}]: an "
+               f"embedding needs at least {int(inputs.max()) + 1} rows (JAX reads ids out of "
+               "range as NaN)")
+    raise ValueError(f"model {name} gives non-finite outputs at initialization, on training "
+                     f"examples, before any step (no learning rate is to blame){why}")
+
+
+def check_outputs_are_logits(outputs, name: str) -> None:
+    """A user's classifier whose last layer is a softmax: the classification loss applies
+    its own, so it would train on the softmax of probabilities, slowly and badly, and every
+    answer would be that crippled model's (on a 4-class problem: 0.49 and 0.64 accuracy where
+    the logits gave 0.85 and 0.94). `outputs`: `initial_outputs`: outputs that are
+    non-negative and sum to 1 in every row are probabilities (logits essentially never are;
+    log-probabilities, which are fine, are ≤ 0)."""
+    if outputs is None:
+        return
     if (outputs >= 0).all() and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3):
         raise ValueError(
             f"model {name}: its outputs look like probabilities (non-negative, each row "
@@ -358,6 +388,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
         raise ValueError(
             f"model {name} draws random numbers when evaluated (train=False: {error}). The "
             "lanes evaluate deterministically: give nn.Dropout deterministic=not train") from None
+    initial = None if built_in else initial_outputs(model, dataset)
+    check_finite_outputs(initial, dataset, name)
     if objective not in OBJECTIVES.values():
         # A user's objective says itself what outputs it takes, but not what it returns.
         check_objective(objective, batch_outputs, dataset, batch_size)
@@ -374,7 +406,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                     f" (labels are class indices 0 … {dataset.num_classes - 1}, and no example "
                     "has label 0: if yours start at 1, subtract 1)" if unused else ""))
         if not built_in:
-            check_outputs_are_logits(model, dataset, name)
+            check_outputs_are_logits(initial, name)
     else:
         per_example = int(np.prod(outputs[0].shape[1:])) if len(outputs) == 1 else None
         if per_example != dataset.num_classes:

@@ -328,3 +328,36 @@ def test_augmenting_channels_first_images_is_refused():
         prepare(config, make_dataset("user", x[:30], y[:30], x[30:], y[30:]), model=Net())
     x = x.transpose(0, 2, 3, 1)
     assert prepare(config, make_dataset("user", x[:30], y[:30], x[30:], y[30:]), model=Net())
+
+
+def test_a_model_with_non_finite_outputs_before_any_step_is_refused():
+    """Token ids up to 59 into nn.Embed(50, …): JAX reads the ids out of range as NaN, every
+    lane was reported diverged at step 0, and the report asked for a smaller η̃."""
+    import flax.linen as nn
+    import numpy as np
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.build import prepare
+
+    class Bag(nn.Module):
+        vocab: int = 50
+
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(2)(nn.Embed(self.vocab, 4)(x).mean(1))
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 60, size=(40, 6))
+    x[:, 0] = 0  # (the largest id in one example only, beyond the first two)
+    x[:, 1:] = np.minimum(x[:, 1:], 40)
+    x[17, 3] = 59
+    y = rng.integers(0, 2, 40)
+    data = make_dataset("user", x[:30], y[:30], x[30:], y[30:])
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.dataset, config.batch_size = "user", 8
+    with pytest.raises(ValueError, match=r"non-finite outputs at initialization, on training "
+                       r"examples, before any step .* ids span \[0, 59\]: an embedding needs "
+                       r"at least 60 rows"):
+        prepare(config, data, model=Bag())
+    assert prepare(config, data, model=Bag(vocab=60))
