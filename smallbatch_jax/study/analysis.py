@@ -483,6 +483,18 @@ def swept_value_note(rows) -> list[str]:
             + " or ".join(meaning.get(s, repr(s)) for s in sorted(scalings)) + ".", ""]
 
 
+def first_step_divergence(rows) -> str:
+    """Where every lane diverged at its first step (step 0): that step's loss and gradients
+    are the initial weights', the same at every η̃, so the cause is the model, the loss or the
+    data, not the learning rate; '' otherwise."""
+    steps = {int(float(row.get("diverged_step", -1))) for row in rows}
+    if steps != {0}:
+        return ""
+    return (" Every lane at its first step, whose loss and gradients are those of the initial "
+            "weights at every η̃: the model, the loss or the data give non-finite values (or "
+            "a loss above the divergence limit), not the learning rate.")
+
+
 def not_run_note(not_run: list[int]) -> list[str]:
     """The lines that say which of the sweep's batch sizes have no results yet (a budget
     spent, a task of a split sweep still running, a run that failed): every answer below is
@@ -537,7 +549,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
                           + " is chosen on the same seeds, which the test does not correct "
                           "for).", ""]
     else:
-        lines += ["Every run diverged.", ""]
+        lines += ["Every run diverged." + first_step_divergence(rows), ""]
     lines += joint_best_markdown(rows, tolerance)
     lines += swept_value_note(rows)
     noise = bool(p_values)

@@ -544,9 +544,11 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               + ("" if higher else " (lower is better)") + ".", ""]
     if not trained:
         smallest = min(lr for _, lr in table)
+        at_first_step = analysis.first_step_divergence(grid_rows)
         return "\n".join(lines + [
-            "Every run diverged: no recommendation. The smallest η̃ of the grid, "
-            f"{lr_text(smallest)}, diverged too: extend `base_lrs` below it.", ""])
+            "Every run diverged: no recommendation." + (at_first_step or (
+                f" The smallest η̃ of the grid, {lr_text(smallest)}, diverged too: extend "
+                "`base_lrs` below it.")), ""])
     best_m = best_of({m: v for m, (_, v) in trained.items()}, higher)
     best_lr = trained[best_m][0]
     edges = optima_at_the_edge(table)

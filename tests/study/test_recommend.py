@@ -373,3 +373,18 @@ def test_when_every_run_diverged_the_report_says_where_to_extend_the_grid():
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
     assert ("Every run diverged: no recommendation. The smallest η̃ of the grid, 2^2, "
             "diverged too: extend `base_lrs` below it.") in text
+
+
+def test_when_every_lane_diverged_at_its_first_step_the_report_blames_no_learning_rate():
+    """Step 0's loss and gradients are the initial weights', whatever η̃: a lower η̃, which
+    the report asked for, could not help (a loss that is NaN at initialization did this)."""
+    from smallbatch_jax.study.analysis import summary_markdown
+
+    rows = [dict(r, diverged_step="0") for r in _rows({64: {2: NAN, 3: NAN}, 8: {2: NAN}})]
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+    assert ("Every run diverged: no recommendation. Every lane at its first step, whose loss "
+            "and gradients are those of the initial weights at every η̃") in text
+    assert "extend `base_lrs`" not in text
+    assert "not the learning rate" in summary_markdown(rows, 0.02)
+    rows[0]["diverged_step"] = "40"  # one lane trained 40 steps first: the grid may be to blame
+    assert "extend `base_lrs` below it" in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
