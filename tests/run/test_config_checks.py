@@ -193,14 +193,32 @@ def test_ghost_batch_norm_is_refused_where_it_would_not_apply(model, message):
     assert prepare(config).model.bn_batch_size == 16
 
 
+def _user_features(n: int = 60, features: int = 8, classes: int = 4):
+    """A user's small data set of flat features (the last 10 examples its test split)."""
+    import numpy as np
+
+    from smallbatch_jax.data import make_dataset
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(n, features)).astype(np.float32), rng.integers(0, classes, n)
+    return make_dataset("user", x[:n - 10], y[:n - 10], x[n - 10:], y[n - 10:])
+
+
+def _user_config(**overrides):
+    """The default config naming a user's data set, at m = 8."""
+    config = parse(f"--config={REPO_ROOT}/configs/default.py")
+    with config.unlocked():
+        config.dataset, config.batch_size = "user", 8
+        config.update(overrides)
+    return config
+
+
 def test_a_classifier_that_ends_in_a_softmax_is_refused():
     """The loss applies its own softmax: a user's model returning probabilities would train
     on the softmax of probabilities (0.49 and 0.64 accuracy where its logits gave 0.85 and
     0.94 on a 4-class toy), a wrong answer without an error. Log-probabilities are fine."""
     import flax.linen as nn
-    import numpy as np
 
-    from smallbatch_jax.data import make_dataset
     from smallbatch_jax.run.build import prepare
 
     class Classifier(nn.Module):
@@ -212,12 +230,7 @@ def test_a_classifier_that_ends_in_a_softmax_is_refused():
             return {"logits": logits, "softmax": nn.softmax(logits),
                     "log_softmax": nn.log_softmax(logits)}[self.last]
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(60, 8)).astype(np.float32), rng.integers(0, 4, 60)
-    data = make_dataset("user", x[:50], y[:50], x[50:], y[50:])
-    config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    with config.unlocked():
-        config.dataset, config.batch_size = "user", 8
+    data, config = _user_features(), _user_config()
     with pytest.raises(ValueError, match=r"outputs look like probabilities .* without the "
                                          r"softmax \(log-softmax is fine\)"):
         prepare(config, data, model=Classifier("softmax"))
@@ -245,12 +258,7 @@ def test_a_user_objective_must_give_one_value_per_example():
         def __call__(self, x, train):
             return nn.Dense(self.outputs)(x)
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(60, 8)).astype(np.float32), rng.integers(0, 4, 60)
-    data = make_dataset("user", x[:50], y[:50], x[50:], y[50:])
-    config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    with config.unlocked():
-        config.dataset, config.batch_size = "user", 8
+    data, config = _user_features(), _user_config()
     loss = optax.softmax_cross_entropy_with_integer_labels
     correct = lambda o, y: (jnp.argmax(o, -1) == y).astype(jnp.float32)
     assert prepare(config, data, model=Net(), objective=Objective(loss, correct, "acc"))
@@ -269,8 +277,9 @@ def test_a_user_objective_must_give_one_value_per_example():
         prepare(config, data, model=Net(), objective=Objective(
             loss, lambda o, y: o @ jnp.ones((3,)) + y, "acc"))
     # A regression objective of the user's, on (N, 2) targets: per example, passes.
-    targets = make_dataset("user", x[:50], rng.normal(size=(50, 2)), x[50:],
-                           rng.normal(size=(10, 2)), labels="targets")
+    rng = np.random.default_rng(1)
+    targets = make_dataset("user", data.train_images, rng.normal(size=(50, 2)),
+                           data.test_images, rng.normal(size=(10, 2)), labels="targets")
     mine = Objective(REGRESSION.loss, REGRESSION.metric, "sse", False, "targets")
     assert prepare(config, targets, model=Net(2), objective=mine)
 
@@ -279,9 +288,7 @@ def test_a_model_that_drops_out_when_evaluated_is_told_how_to_fix_it():
     """nn.Dropout(deterministic=False) failed with Flax's bare "Dropout_0 needs PRNG for
     'dropout'", read as the tool not giving the stream; it is the evaluation that has none."""
     import flax.linen as nn
-    import numpy as np
 
-    from smallbatch_jax.data import make_dataset
     from smallbatch_jax.run.build import prepare
 
     class Net(nn.Module):
@@ -292,12 +299,7 @@ def test_a_model_that_drops_out_when_evaluated_is_told_how_to_fix_it():
             x = nn.Dropout(0.5, deterministic=not (train or self.always))(nn.Dense(8)(x))
             return nn.Dense(4)(x)
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(60, 8)).astype(np.float32), rng.integers(0, 4, 60)
-    data = make_dataset("user", x[:50], y[:50], x[50:], y[50:])
-    config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    with config.unlocked():
-        config.dataset, config.batch_size = "user", 8
+    data, config = _user_features(), _user_config()
     with pytest.raises(ValueError, match=r"draws random numbers when evaluated \(train=False: "
                                          r".*give nn.Dropout deterministic=not train"):
         prepare(config, data, model=Net())
@@ -320,9 +322,7 @@ def test_augmenting_channels_first_images_is_refused():
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 3, 16, 16)).astype(np.float32), rng.integers(0, 4, 40)
-    config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    with config.unlocked():
-        config.dataset, config.batch_size, config.augment = "user", 8, True
+    config = _user_config(augment=True)
     with pytest.raises(ValueError, match=r"config\.augment=True is invalid; allowed: False for "
                        r"user's images of shape \(3, 16, 16\) .* x\.transpose\(0, 2, 3, 1\)"):
         prepare(config, make_dataset("user", x[:30], y[:30], x[30:], y[30:]), model=Net())
@@ -352,10 +352,7 @@ def test_a_model_with_non_finite_outputs_before_any_step_is_refused():
     x[:, 1:] = np.minimum(x[:, 1:], 40)
     x[17, 3] = 59
     y = rng.integers(0, 2, 40)
-    data = make_dataset("user", x[:30], y[:30], x[30:], y[30:])
-    config = parse(f"--config={REPO_ROOT}/configs/default.py")
-    with config.unlocked():
-        config.dataset, config.batch_size = "user", 8
+    data, config = make_dataset("user", x[:30], y[:30], x[30:], y[30:]), _user_config()
     with pytest.raises(ValueError, match=r"non-finite outputs at initialization, on training "
                        r"examples, before any step .* ids span \[0, 59\]: an embedding needs "
                        r"at least 60 rows"):
