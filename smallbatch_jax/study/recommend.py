@@ -632,9 +632,12 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                       f"m = {m}: {_noise_scale_text(*b)}" for m, b in noise_scales.items())
                   + f". The best m found by training: {best_m}."
                   + (" Not measurable: in the last epochs the estimate of |G|² was not "
-                     "resolved for some seed (not two standard errors above 0: near "
-                     "convergence the gradient is lost in the probe's noise, and B_simple "
-                     "could be larger without bound)."
+                     "resolved for some seed (not two standard errors above 0, and B_simple "
+                     "could be larger without bound): the probe's batches are small next to "
+                     "a noise scale this large, or near convergence the gradient is lost in "
+                     "their noise. A larger probe (`config.noise_scale.batch_size`, "
+                     "`num_batches`, `max_fraction`: at most that share of the training set) "
+                     "may resolve it."
                      if any(math.isnan(b[0]) for b in noise_scales.values()) else ""), ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]

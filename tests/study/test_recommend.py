@@ -199,6 +199,10 @@ def test_the_report_puts_the_measured_noise_scale_beside_the_best_m():
                                              noise_scales={4: (31.4, 4.2), 16: (nan, nan)})
     assert "m = 4: 31.4 ± 4.2, m = 16: not measurable. The best m found by training: 4." in text
     assert "Not measurable: in the last epochs the estimate of |G|² was not resolved" in text
+    # (Not "near convergence" alone: a 2-epoch CIFAR run at 0.34 accuracy had B ≈ 300 ± 300
+    # from a probe of 100 examples.)
+    assert "the probe's batches are small next to a noise scale this large" in text
+    assert "`config.noise_scale.batch_size`, `num_batches`, `max_fraction`" in text
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02, noise_scales={4: (31.4, nan)})
     assert "m = 4: 31.4. The best m found by training: 4.\n" in text
     assert "noise scale B_simple" not in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
