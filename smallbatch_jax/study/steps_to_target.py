@@ -13,9 +13,9 @@ the target, and the fewest such steps over η̃ per m. A step count is an evalua
 so it is an upper bound by less than one evaluation interval (stated per m). The wall time
 to target is those steps at the speed m's program measured: its median epoch's seconds /
 steps per epoch (curves.csv; every η̃ at once, evaluation included, so an upper bound for
-one η̃ alone). The median leaves out the compilation, paid once by the first epoch of a
-process: in a short run it would dominate a large m's few steps. Without per-epoch times,
-the run's wall seconds / steps.
+one η̃ alone), the first epoch left out where there are others: it pays the compilation
+(in a 2-epoch run the median alone would be half of it; in a short run it would dominate a
+large m's few steps). Without per-epoch times, the run's wall seconds / steps.
 
 The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best, on the worse side:
 best − 5% of |best| where higher is better (0.95 × best for an accuracy), best + 5% of |best|
@@ -79,12 +79,15 @@ def seconds_text(seconds: float) -> str:
 
 
 def epoch_seconds_per_step(curves: list[dict], steps_per_epoch: int) -> float:
-    """The median epoch's wall seconds / steps per epoch, from one m's curves.csv rows (NaN
-    where they hold no epoch times)."""
+    """The median epoch's wall seconds / steps per epoch, from one m's curves.csv rows, the
+    first epoch (its compilation) left out where there are others (NaN where they hold no
+    epoch times). A resumed run's first epoch after the resume compiles too: the median
+    over the rest keeps it out unless the epochs are few."""
     by_epoch = {int(row["epoch"]): float(row.get("epoch_seconds") or math.nan)
                 for row in curves}
-    seconds = [s for s in by_epoch.values() if math.isfinite(s)]
-    return float(np.median(seconds)) / steps_per_epoch if seconds else math.nan
+    seconds = [s for epoch, s in sorted(by_epoch.items()) if math.isfinite(s)]
+    steady = seconds[1:] or seconds
+    return float(np.median(steady)) / steps_per_epoch if steady else math.nan
 
 
 def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
