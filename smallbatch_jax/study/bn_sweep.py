@@ -18,19 +18,38 @@ in this order:
 
 import math
 
+from smallbatch_jax.run.build import optimizer_of
 from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.study import analysis, plots
 from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
 
-def best_lrs_from(workdir: str) -> dict[int, float]:
+def best_lrs_from(workdir: str, config) -> dict[int, float]:
     """{m: the best η̃ at m} of the batch sweep in `workdir` (m where every η̃ failed left
-    out)."""
+    out), which must be of the config's model, data set, optimizer and η̃'s meaning (its
+    lr_scaling), and sweep η̃ alone: another's best η̃ would be taken without a word (a
+    CIFAR-100 sweep's for a CIFAR-10 study, or an η̃ best at a λ this study does not use)."""
     sweep = SweepDirectory(workdir)
     if not sweep.has_results():
         raise ValueError(f"config.lr_from={workdir!r}: no {sweep.RESULTS} there; give the "
                          "workdir of a finished experiments.batch_sweep")
     rows = sweep.read_results()
+    optimizer = optimizer_of(config)
+    ours = {"model": config.model, "dataset": config.dataset,
+            "optimizer": optimizer.name + ("-nesterov" if optimizer.nesterov else ""),
+            "lr_scaling": optimizer.scaling}
+    differ = [f"{key} {sorted({str(r.get(key)) for r in rows})} (this sweep: {value!r})"
+              for key, value in ours.items()
+              if any(r.get(key) not in (None, "") and str(r[key]) != str(value) for r in rows)]
+    if differ:
+        raise ValueError(f"config.lr_from={workdir!r} is a sweep of another "
+                         + "; ".join(differ) + ": its best η̃ are not this sweep's. Give "
+                         "the batch sweep of this config, or config.lr_per_batch_size")
+    swept = analysis.swept_besides_lr(rows)
+    if swept:
+        raise ValueError(f"config.lr_from={workdir!r} sweeps {sorted(swept)} besides η̃: its "
+                         "best η̃ at each m is at that m's best setting of them, which this "
+                         "sweep does not use. Give config.lr_per_batch_size")
     best = analysis.best_per_batch_size(analysis.metric_table(rows))
     return {m: lr for m, (lr, _) in best.items() if not math.isnan(lr)}
 
@@ -43,7 +62,8 @@ def lrs_per_batch_size(config) -> dict[int, tuple[float, ...]]:
     if config.lr_from and config.lr_per_batch_size:
         raise ValueError("config.lr_from and config.lr_per_batch_size are both set; give one")
     if config.lr_from:
-        chosen, source = best_lrs_from(config.lr_from), f"config.lr_from={config.lr_from!r}"
+        chosen, source = (best_lrs_from(config.lr_from, config),
+                          f"config.lr_from={config.lr_from!r}")
     elif config.lr_per_batch_size:
         chosen = {int(m): float(lr) for m, lr in config.lr_per_batch_size}
         source = f"config.lr_per_batch_size={config.lr_per_batch_size!r}"

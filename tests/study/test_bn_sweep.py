@@ -98,3 +98,31 @@ def test_sweep_merges_one_table_and_skips_complete_runs(tmp_path, monkeypatch):
     os.remove(tmp_path / "m16_mbn16" / "results.csv")
     run_bn_sweep(config, str(tmp_path))
     assert trained == [(16, 16)]
+
+
+def test_an_earlier_sweep_of_another_model_data_optimizer_or_grid_is_refused(tmp_path):
+    """config.lr_from took any workdir's best η̃: a CIFAR-100 sweep's for a CIFAR-10 study,
+    another model's, or an η̃ best at a λ the ghost-BN sweep does not use."""
+    table = {8: {-10: 0.7, -8: 0.8}, 16: {-10: 0.75, -8: 0.6}, 64: {-10: 0.5, -8: 0.4}}
+
+    def earlier(name, **columns):
+        path = _earlier_sweep(tmp_path / name, table)
+        rows = results.read_raw(os.path.join(path, "results.csv"))
+        results.write_csv(os.path.join(path, "results.csv"), [r | columns for r in rows],
+                          results.SUMMARY_FIELDS)
+        return path
+
+    same = dict(model="small_cnn_bn", dataset="digits", optimizer="sgd", lr_scaling="linear")
+    assert bn_runs(_config(lr_from=earlier("same", **same)))[0].overrides["base_lrs"] == (
+        2.0**-8,)
+    for key, other in (("dataset", "cifar100"), ("model", "small_cnn"),
+                       ("optimizer", "momentum-nesterov"), ("lr_scaling", "sqrt")):
+        with pytest.raises(ValueError, match=rf"is a sweep of another {key} \['{other}'\] "
+                                             r"\(this sweep: .*: its best η̃ are not this"):
+            bn_runs(_config(lr_from=earlier(key, **same | {key: other})))
+    rows = results.read_raw(os.path.join(earlier("swept", **same), "results.csv"))
+    results.write_csv(os.path.join(tmp_path, "swept", "results.csv"),
+                      [r | {"weight_decay": wd} for wd in ("0.0", "0.005") for r in rows],
+                      results.SUMMARY_FIELDS)
+    with pytest.raises(ValueError, match=r"sweeps \['weight_decay'\] besides η̃"):
+        bn_runs(_config(lr_from=str(tmp_path / "swept")))
