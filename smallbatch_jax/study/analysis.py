@@ -487,7 +487,7 @@ def first_step_divergence(rows) -> str:
     """Where every lane diverged at its first step (step 0): that step's loss and gradients
     are the initial weights', the same at every η̃, so the cause is the model, the loss or the
     data, not the learning rate; '' otherwise."""
-    steps = {int(float(row.get("diverged_step", -1))) for row in rows}
+    steps = {int(float(row.get("diverged_step") or -1)) for row in rows}  # ('' in old tables)
     if steps != {0}:
         return ""
     return (" Every lane at its first step, whose loss and gradients are those of the initial "

@@ -391,4 +391,6 @@ def test_when_every_lane_diverged_at_its_first_step_the_report_blames_no_learnin
     assert "extend `base_lrs`" not in text
     assert "not the learning rate" in summary_markdown(rows, 0.02)
     rows[0]["diverged_step"] = "40"  # one lane trained 40 steps first: the grid may be to blame
+    rows[0]["diverged_step"] = ""  # (a table from before the column: no claim, no error)
+    assert "extend `base_lrs` below it" in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
     assert "extend `base_lrs` below it" in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
