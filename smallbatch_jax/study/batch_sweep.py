@@ -154,12 +154,22 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
 def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) -> None:
     """Figs 15 and 16 across finished sweeps ({label: sweep workdir}), e.g. AlexNet with and
     without BN, in workdir/figures/ with workdir/summary.md."""
-    tables = {}
+    tables, scalings = {}, {}
     for label, sweep_dir in sweeps.items():
         sweep = SweepDirectory(sweep_dir)
         if not sweep.has_results():
             raise ValueError(f"sweep {label!r}: no {sweep.RESULTS} in {sweep_dir}")
-        tables[label] = analysis.metric_table(sweep.read_results())
+        rows = sweep.read_results()
+        tables[label] = analysis.metric_table(rows)
+        scalings[label] = sorted({row.get("lr_scaling") or "linear" for row in rows})
+    # (Checked before anything is drawn: one η̃ axis and one metric axis for every sweep.)
+    if len({tuple(s) for s in scalings.values()}) > 1:
+        raise ValueError("sweeps whose swept value means different things cannot share an η̃ "
+                         "axis: lr_scaling " + ", ".join(f"{label}: {'/'.join(s)}"
+                                                         for label, s in scalings.items()))
+    if len({(t.metric, t.higher_is_better) for t in tables.values()}) > 1:
+        raise ValueError("sweeps of different metrics cannot be compared: " + ", ".join(
+            f"{label}: {t.metric}" for label, t in tables.items()))
     os.makedirs(workdir, exist_ok=True)
     paths = plots.write_comparison_figures(tables, SweepDirectory(workdir).file(
         SweepDirectory.FIGURES), tolerance)

@@ -193,3 +193,30 @@ def test_a_repeated_learning_rate_is_refused_before_any_run(tmp_path):
     with pytest.raises(ValueError, match=r"config.base_lrs=\(0.001, 0.002, 0.001\).*distinct"):
         run_batch_sweep(_config(base_lrs=(0.001, 0.002, 0.001)), str(tmp_path / "sweep"))
     assert not (tmp_path / "sweep").exists()
+
+
+def test_sweeps_compared_share_one_meaning_of_the_swept_value_and_one_metric(tmp_path):
+    """An Adam sweep of η itself (lr_scaling 'none') beside an SGD sweep of η̃ = η/m was
+    drawn on one η̃ axis; sweeps of different metrics were refused only after their figures
+    were drawn."""
+    from smallbatch_jax.study.batch_sweep import report_comparison
+    from test_analysis import _rows
+
+    def finished(name, **columns):
+        os.makedirs(tmp_path / name)
+        rows = [{f: "" for f in results.SUMMARY_FIELDS} | row | columns
+                for row in _rows({8: {-8: 0.8, -6: 0.7}, 32: {-8: 0.75, -6: 0.6}})]
+        results.write_csv(str(tmp_path / name / "results.csv"), rows, results.SUMMARY_FIELDS)
+        return str(tmp_path / name)
+
+    sgd, adam = finished("sgd", lr_scaling="linear"), finished("adam", lr_scaling="none")
+    mse = finished("mse", lr_scaling="linear", metric="mse", higher_is_better="False")
+    with pytest.raises(ValueError, match=r"cannot share an η̃ axis: lr_scaling sgd: linear, "
+                                         r"adam: none"):
+        report_comparison({"sgd": sgd, "adam": adam}, str(tmp_path / "out"), 0.02)
+    with pytest.raises(ValueError, match=r"different metrics cannot be compared: sgd: "
+                                         r"accuracy, mse: mse"):
+        report_comparison({"sgd": sgd, "mse": mse}, str(tmp_path / "out"), 0.02)
+    assert not (tmp_path / "out").exists()  # (nothing drawn)
+    report_comparison({"a": sgd, "b": finished("b", lr_scaling="")}, str(tmp_path / "out"), 0.02)
+    assert (tmp_path / "out" / "summary.md").is_file()
