@@ -163,8 +163,9 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
     """The rows of several results tables of one study (more seeds run another day or on
     another machine) as one table. A lane two rows both hold (the same m, m_BN, η̃, seed and
     other hyperparameters: HYPERPARAMETER_COLUMNS, which a study may sweep too) would count
-    twice, and tables of different models, data sets or optimizers do not belong together:
-    ValueError for either."""
+    twice, and tables of different models, data sets, optimizers, meanings of η̃
+    (lr_scaling), lengths (epochs) or metrics do not belong together (seeds of a 10-epoch
+    run would be averaged with a 30-epoch run's): ValueError for either."""
     merged, seen = [], {}
     for index, rows in enumerate(tables):
         for row in rows:
@@ -180,10 +181,12 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
                                  + (f" ({others})" if others else ""))
             seen[key] = index
             merged.append(row)
-    for field in ("model", "dataset", "optimizer"):
-        values = {row.get(field) for row in merged} - {None, ""}
+    for field, what in (("model", "models"), ("dataset", "datasets"),
+                        ("optimizer", "optimizers"), ("lr_scaling", "lr_scalings"),
+                        ("epochs", "lengths (epochs)"), ("metric", "metrics")):
+        values = {str(row.get(field)) for row in merged} - {"None", ""}
         if len(values) > 1:
-            raise ValueError(f"tables of different {field}s cannot be merged: {sorted(values)}")
+            raise ValueError(f"tables of different {what} cannot be merged: {sorted(values)}")
     return merged
 
 

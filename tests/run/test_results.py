@@ -118,6 +118,14 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
         merge_tables([seed_0, [row | {"base_lr": "0.0078125000"}]])  # the same η̃, seed 0
     with pytest.raises(ValueError, match="different models"):
         merge_tables([seed_0, [row | {"seed": "1", "model": "resnet32"}]])
+    # Seeds of a 10-epoch run are no seeds of a 30-epoch one; nor of another η̃'s meaning.
+    timed = [r | {"epochs": "30", "lr_scaling": "linear"} for r in seed_0]
+    with pytest.raises(ValueError, match=r"different lengths \(epochs\) cannot be merged: "
+                                         r"\['10', '30'\]"):
+        merge_tables([timed, [row | {"seed": "1", "epochs": 10, "lr_scaling": "linear"}]])
+    with pytest.raises(ValueError, match=r"different lr_scalings cannot be merged"):
+        merge_tables([timed, [row | {"seed": "1", "epochs": 30, "lr_scaling": "sqrt"}]])
+    assert len(merge_tables([timed, [row | {"seed": "1", "epochs": 30}]])) == 3  # (30 = '30')
     # A table from before the column existed (no model) merges with one that has it.
     assert len(merge_tables([seed_0, [row | {"seed": "1", "model": ""}]])) == 3
     # A study that sweeps λ too holds one lane per λ at each (m, η̃, seed): all distinct.
