@@ -182,6 +182,10 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
         raise ValueError(f"{name}: labels={labels!r}; allowed: 'classes', 'targets'")
     for split, images, y in (("train", train_images, train_labels),
                              ("test", test_images, test_labels)):
+        if images.dtype.kind not in "biuf":
+            raise ValueError(f"{name}: {split} inputs are {images.dtype}, not numbers (a "
+                             "DataFrame's mixed columns?): encode any text columns, then pass "
+                             "x.astype(np.float32)")
         if y.dtype.kind not in "biuf":
             raise ValueError(f"{name}: {split} labels are {y.dtype}, not numbers; class names? "
                              "Give each class an id 0 … C−1: names, y = np.unique(y, "

@@ -79,3 +79,16 @@ def test_labels_in_a_common_wrong_form_are_refused_with_the_conversion(labels, k
         make_dataset("user", x[:50], np.full(50, 0.5), x[50:], np.full(10, 0.5),
                      labels="classes")
     assert "astype" not in str(refused.value) and "one-hot" not in str(refused.value)
+
+
+def test_inputs_that_are_not_numbers_are_refused_with_the_conversion():
+    """An object array (a DataFrame of mixed columns) was taken as features and failed later
+    on the device; one holding a string failed inside NumPy."""
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(size=60), rng.integers(0, 5, 60)]).astype(object)
+    y = rng.integers(0, 3, 60)
+    with pytest.raises(ValueError, match=r"train inputs are object, not numbers .* "
+                                         r"x\.astype\(np\.float32\)"):
+        make_dataset("user", x[:50], y[:50], x[50:], y[50:])
+    x = x.astype(np.float32)
+    assert make_dataset("user", x[:50], y[:50], x[50:], y[50:]).input_kind == "features"
