@@ -415,3 +415,21 @@ def test_a_rerun_after_the_model_or_data_changed_is_refused_not_answered_with_ol
         with pytest.raises(ValueError, match=rf"differing keys: .*fingerprints\.{what}: .*"
                                              r"digests of the model, objective or data you gave"):
             sbj.run_lr_sweep(config, workdir, **given)
+
+
+def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path):
+    """config.validation holds a share of the training set out and every evaluation reads
+    it: with the test split's labels all wrong (shifted by one class), the rows still show
+    the accuracy a learnable problem gets, and say where they were measured; a rerun in
+    the same workdir on the test split is another run, refused naming the key."""
+    x, y, xt, yt = _features(n=600)
+    data = (x, y, xt, (yt + 1) % 3)  # every test label wrong
+    config, workdir = _config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), validation=0.25), str(tmp_path)
+    rows = sbj.run_lr_sweep(config, workdir, model=MLP(), data=data)
+    assert {r["evaluated_on"] for r in rows} == {"validation"}
+    assert max(r["median_test_metric"] for r in rows) > 0.7
+    held = sum(round(0.25 * np.sum(y == c)) for c in range(3))  # stratified per class
+    assert rows[0]["steps"] == 4 * ((len(y) - held) // 16)
+    with pytest.raises(ValueError, match=r"validation: 0\.25 → 0\.0"):
+        sbj.run_lr_sweep(_config(epochs=4, base_lrs=(2.0**-5, 2.0**-3)), workdir, model=MLP(),
+                         data=data)

@@ -24,6 +24,11 @@ targets instead of blowing up at nearly all of them. The model learns standardiz
 computed on its outputs mapped back to the targets' own units (engine/step.py: evaluate), so
 a reported mean squared error is in the data's units. `standardize=False` trains on the
 targets as they are.
+
+Every run evaluates on one split, `evaluated_on`: the test split (the paper's protocol), or a
+validation split held out from the training set (`hold_out`, config.validation), so that a
+sweep's choices of m and η̃ are made without the test split, whose number for a setting
+chosen on it is flattered by the choice.
 """
 
 import dataclasses
@@ -37,6 +42,9 @@ import numpy as np
 from absl import logging
 
 INPUT_KINDS = ("images", "features", "tokens")
+# What a run evaluates on: the test split, or a validation split held out from the training
+# set (`hold_out`; its test split then takes no part in the run).
+EVALUATION_SPLITS = ("test", "validation")
 ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
@@ -49,6 +57,7 @@ class DatasetLike(Protocol):
     input_kind: str  # INPUT_KINDS
     label_kind: str  # 'classes' or 'targets' (objectives.LABEL_KINDS)
     streamed: bool  # fed from the host one batch per step, or held whole on the device
+    evaluated_on: str  # EVALUATION_SPLITS: the split every evaluation of a run reads
 
     @property
     def num_train(self) -> int: ...
@@ -79,6 +88,9 @@ class Dataset:
     # for (N, D); None for classes, or targets used as they are.
     target_mean: np.ndarray | None = None
     target_std: np.ndarray | None = None
+    # The split in test_images and test_labels, which every evaluation reads: 'test', or
+    # 'validation' (hold_out: examples held out from the training set).
+    evaluated_on: str = "test"
     streamed: ClassVar[bool] = False  # held whole, then on the device
 
     @property
@@ -110,6 +122,8 @@ class Dataset:
         results (run/build.py). Computed once per Dataset (~1 s per GB)."""
         digest = hashlib.blake2b(digest_size=8)
         digest.update(f"{self.label_kind}:{self.num_classes}".encode())
+        if self.evaluated_on != "test":  # (the digest of a data set as before, otherwise)
+            digest.update(self.evaluated_on.encode())
         for array in (self.train_images, self.train_labels, self.test_images,
                       self.test_labels):
             array = np.ascontiguousarray(array)
@@ -123,6 +137,47 @@ class Dataset:
         if self.target_mean is None:
             return labels
         return ((labels - self.target_mean) / self.target_std).astype(np.float32)
+
+
+def hold_out(dataset: Dataset, fraction: float) -> Dataset:
+    """The data set with `fraction` of its training examples held out as a validation split,
+    which the run evaluates on in place of the test split (dropped: the run never sees it).
+    The draw is fixed (seed 0, the same for every m, lane and rerun) and, for classes,
+    stratified: round(fraction × its count) examples of each class, so that a small
+    validation split keeps the classes' shares. The standardization statistics are the
+    remaining training examples' (where the data set had them: `standardize=False` and raw
+    targets stay so). Both parts keep the order of the training set."""
+    if dataset.streamed:
+        raise ValueError(f"{dataset.name}: streamed; no validation split can be held out of "
+                         "its training set (config.validation must be 0)")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"{dataset.name}: a validation fraction must lie in (0, 1); got "
+                         f"{fraction!r}")
+    rng = np.random.default_rng(0)
+    labels = dataset.train_labels
+    if dataset.label_kind == "classes":
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    else:
+        groups = [np.arange(len(labels))]
+    held = np.sort(np.concatenate(
+        [rng.permutation(group)[:int(round(fraction * len(group)))] for group in groups]))
+    kept = np.setdiff1d(np.arange(len(labels)), held)
+    if len(held) == 0 or len(kept) == 0:
+        raise ValueError(f"{dataset.name}: config.validation={fraction:g} of its "
+                         f"{len(labels)} training examples holds out {len(held)} and keeps "
+                         f"{len(kept)}: both must be at least one (per class, round(fraction × "
+                         "its count) are held out)")
+    split = make_dataset(dataset.name, dataset.train_images[kept], labels[kept],
+                         dataset.train_images[held], labels[held],
+                         num_classes=dataset.num_classes, labels=dataset.label_kind)
+    if dataset.mean is None:
+        split = dataclasses.replace(split, mean=None, std=None)
+    if dataset.target_mean is None:
+        split = split.raw_targets()
+    logging.info("%s: %d of its %d training examples held out as the validation split, which "
+                 "the run evaluates on (config.validation=%g); the test split is not used",
+                 dataset.name, len(held), len(labels), fraction)
+    return dataclasses.replace(split, evaluated_on="validation")
 
 
 def model_input_dtype(dataset: DatasetLike) -> str:

@@ -61,6 +61,9 @@ class StreamedDataset:
     input_kind: ClassVar[str] = "images"
     label_kind: ClassVar[str] = "classes"
     streamed: ClassVar[bool] = True  # one data order per program: one seed per run
+    # (ImageNet's validation images are its test split here, as in the paper; no split is
+    # held out of its training set: config.validation must be 0.)
+    evaluated_on: ClassVar[str] = "test"
 
     def unstandardized(self) -> "StreamedDataset":
         raise ValueError(f"config.standardize=False is not available for {self.name}: its "

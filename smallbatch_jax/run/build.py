@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, load_dataset,
+from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, hold_out, load_dataset,
                                  model_input_dtype)
 from smallbatch_jax.engine import LaneStep, LaneTrainer, Programs, batch_source
 from smallbatch_jax.engine.lanes import LaneGrid
@@ -228,6 +228,8 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     objective = objective or objective_named(config.objective)  # (a clear error if unknown)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    if config.validation:  # (before anything reads the data: its statistics change too)
+        dataset = hold_out(dataset, config.validation)
     if not config.standardize:
         dataset = dataset.unstandardized()
     if getattr(dataset, "target_mean", None) is not None and not objective.scaled_targets:

@@ -103,6 +103,10 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         _fail("standardize", config.standardize, "True or False")
     if not isinstance(config.augment, bool):
         _fail("augment", config.augment, "True (pad 4, random crop, random flip) or False")
+    if isinstance(config.validation, bool) or not isinstance(config.validation, (int, float)) \
+            or not 0.0 <= config.validation < 1.0:
+        _fail("validation", config.validation, "a fraction of the training set in [0, 1) to "
+              "hold out and evaluate on (0: evaluate on the test split, the paper's protocol)")
     if config.dataset in BUILT_IN and BUILT_IN[config.dataset].streamed:
         name = config.dataset
         if config.augment:
@@ -114,6 +118,9 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         if config.standardize is not True:
             _fail("standardize", config.standardize, f"True for {name} (streamed: its images "
                   "are standardized on the device with the data set's statistics)")
+        if config.validation:
+            _fail("validation", config.validation, f"0 for {name} (streamed: no split is held "
+                  "out of its training set; its validation images are its test split)")
         if not _is_int(config.image_size) or config.image_size < 32:
             _fail("image_size", config.image_size, "an integer >= 32 (the paper: 224)")
     if not _is_int(config.batch_size) or config.batch_size <= 0:

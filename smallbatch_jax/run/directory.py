@@ -115,7 +115,7 @@ ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1,
               **{f"sweep.{key}": [] for key in ("weight_decay", "momentum", "beta2", "epsilon",
                                                 "warmup", "points")},
               "strategy.tune_share": 0.1, "strategy.tune_cache": "",
-              "strategy.shared_batch": True}
+              "strategy.shared_batch": True, "validation": 0.0}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -3,7 +3,9 @@
 The paper's metric (§3.1, after Goyal et al.) is the median test accuracy over the last 5
 epochs, evaluated once per epoch. With another objective (objectives.py) it is the median of
 that objective's test metric: the columns say `median_test_metric`, and `metric` and
-`higher_is_better` say which and in which direction. A lane that diverged has NaN
+`higher_is_better` say which and in which direction, and `evaluated_on` on which split: 'test',
+or 'validation' where the run held one out of the training set (config.validation: the
+test_* columns then hold the validation split's values). A lane that diverged has NaN
 measurements from that epoch on, so its metric is NaN whenever it diverged within the last
 epochs; `diverged` and `diverged_step` say when.
 """
@@ -22,7 +24,7 @@ from smallbatch_jax.objectives import ACCURACY, CLASSIFICATION, Metric, Objectiv
 from smallbatch_jax.optim import Optimizer
 
 SUMMARY_FIELDS = (
-    "model", "dataset", "optimizer", "metric", "higher_is_better",
+    "model", "dataset", "optimizer", "metric", "higher_is_better", "evaluated_on",
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
     "steps",
@@ -54,6 +56,22 @@ def metric_of(rows: list[dict]) -> Metric:
     return found.pop() if found else ACCURACY
 
 
+def evaluated_on(rows: list[dict]) -> str:
+    """The split results rows were evaluated on: 'test' (also for rows from before the column),
+    or 'validation'. Rows of both cannot be ranked together (a choice made on one split and
+    a number read on the other): ValueError."""
+    found = {split_of(row) for row in rows}
+    if len(found) > 1:
+        raise ValueError(f"results evaluated on different splits cannot be compared: "
+                         f"{sorted(found)} (config.validation)")
+    return found.pop() if found else "test"
+
+
+def split_of(row: dict) -> str:
+    """A results row's `evaluated_on`; 'test' where the row is from before the column."""
+    return row.get("evaluated_on") or "test"
+
+
 def median_last(values: np.ndarray, last: int) -> np.ndarray:
     """Median over the last `last` rows of (epochs, K) values; NaN where any of them is NaN."""
     window = np.asarray(values)[-last:]
@@ -65,12 +83,14 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
               wall_seconds: float = math.nan, compile_seconds: float = math.nan,
               model: str = "", dataset: str = "",
               optimizer: Optimizer = Optimizer(),
-              objective: Objective = CLASSIFICATION) -> list[dict]:
+              objective: Objective = CLASSIFICATION,
+              evaluated_on: str = "test") -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the run's time (all
     lanes together, evaluation included, its set-up, tuning and compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ (blank for Adam); `beta1`, `beta2` and
-    `epsilon` are Adam's (blank for SGD)."""
+    `epsilon` are Adam's (blank for SGD); `evaluated_on`: the split the run evaluated on
+    (data/dataset.py: EVALUATION_SPLITS)."""
     adam = optimizer.name in ("adam", "adamw")
     name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
     metric = np.stack(history.test_metric)
@@ -85,6 +105,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "optimizer": name,
             "metric": objective.metric_name,
             "higher_is_better": objective.higher_is_better,
+            "evaluated_on": evaluated_on,
             "lane": lane,
             "seed": seed,
             "base_lr": base_lr,
@@ -164,7 +185,7 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
     another machine) as one table. A lane two rows both hold (the same m, m_BN, η̃, seed and
     other hyperparameters: HYPERPARAMETER_COLUMNS, which a study may sweep too) would count
     twice, and tables of different models, data sets, optimizers, meanings of η̃
-    (lr_scaling), lengths (epochs) or metrics do not belong together (seeds of a 10-epoch
+    (lr_scaling), lengths (epochs), metrics or evaluation splits do not belong together (seeds of a 10-epoch
     run would be averaged with a 30-epoch run's): ValueError for either."""
     merged, seen = [], {}
     for index, rows in enumerate(tables):
@@ -181,6 +202,10 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
                                  + (f" ({others})" if others else ""))
             seen[key] = index
             merged.append(row)
+    splits = {split_of(row) for row in merged}  # (rows without the column: the test split)
+    if len(splits) > 1:
+        raise ValueError(f"tables evaluated on different splits cannot be merged: "
+                         f"{sorted(splits)} (config.validation)")
     for field, what in (("model", "models"), ("dataset", "datasets"),
                         ("optimizer", "optimizers"), ("lr_scaling", "lr_scalings"),
                         ("epochs", "lengths (epochs)"), ("metric", "metrics")):
@@ -268,7 +293,9 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
     lines = [f"{'seed':>4} {swept:>8} {eta:>10} " + "".join(f"{key:>13} " for key in others)
              + f"{f'median {short} (last {last_epochs})':>21} "
              f"{f'final {short}':>9} {'train loss':>10}  diverged"
-             + ("" if higher else f"   ({name}: lower is better)")]
+             + ("" if higher else f"   ({name}: lower is better)")
+             + ("" if evaluated_on(rows) == "test" else
+                "   (on the validation split held out of the training set)")]
     base_lrs = [lr_text(float(r["base_lr"])) for r in rows]
     best = metric.best([r["median_test_metric"] for r in rows])
     for r, base_lr in zip(rows, base_lrs):

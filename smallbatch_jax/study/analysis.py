@@ -2,8 +2,9 @@
 
 Input: the rows of a sweep's results.csv (dicts of strings or numbers). Seeds are averaged
 first: the score of (m, η̃) is the mean over seeds of the paper's metric (the median test
-accuracy over the last epochs, or of the run's own metric: objectives.py), NaN if any seed
-diverged within them. The tables (`MetricTable`) carry the metric's name and direction, and
+accuracy over the last epochs, or of the run's own metric: objectives.py; on a validation
+split held out of the training set where the runs had config.validation, and every text
+says which), NaN if any seed diverged within them. The tables (`MetricTable`) carry the metric's name and direction, and
 every best, threshold and sentence follows it: for a metric where lower is better (a
 regression's error), the best is the smallest and "within tolerance" means ≤ best +
 tolerance × |best|: relative, so that it means the same at any scale of the targets.
@@ -34,7 +35,7 @@ import numpy as np
 from scipy import stats
 
 from smallbatch_jax.objectives import ACCURACY, Metric
-from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, lr_text, metric_of
+from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, evaluated_on, lr_text, metric_of
 
 ALPHA = 0.05  # the significance level of `within_noise`
 # Seeds per point a test of "within noise" needs: with 2 seeds per point Welch's test has
@@ -45,11 +46,13 @@ MIN_SEEDS = 3
 
 class MetricTable(dict):
     """A dict of scores ({(m, η̃): value}, or {(m, m_BN): (η̃, value)}) that knows its
-    metric (objectives.Metric: the name and the direction, as the results rows say)."""
+    metric (objectives.Metric: the name and the direction, as the results rows say) and the
+    split it was measured on (`evaluated_on`: 'test', or 'validation': config.validation)."""
 
-    def __init__(self, items=(), ranking: Metric = ACCURACY):
+    def __init__(self, items=(), ranking: Metric = ACCURACY, evaluated_on: str = "test"):
         super().__init__(items)
         self.ranking = ranking
+        self.evaluated_on = evaluated_on
 
     @property
     def metric(self) -> str:
@@ -87,7 +90,8 @@ def metric_table(rows) -> MetricTable:
     """{(m, η̃): mean over seeds of the median test metric (accuracy by default)}; NaN if a
     seed is NaN."""
     return MetricTable({point: float(np.mean(values))
-                        for point, values in seed_values(rows).items()}, metric_of(rows))
+                        for point, values in seed_values(rows).items()}, metric_of(rows),
+                       evaluated_on(rows))
 
 
 def setting_of(row) -> tuple:
@@ -440,7 +444,7 @@ def reliability_rule(table, tolerance: float) -> str:
 
 def _metric_words(table) -> str:
     name = table.metric
-    return (f"median test {name} over the last epochs, mean over seeds"
+    return (f"median {table.evaluated_on} {name} over the last epochs, mean over seeds"
             + ("" if table.higher_is_better else "; lower is better"))
 
 
@@ -634,7 +638,7 @@ def bn_metric_table(rows) -> MetricTable:
     by_run = collections.defaultdict(dict)
     for (m, mbn, lr), values in sorted(by_point.items()):
         by_run[(m, mbn)][lr] = float(np.mean(values))
-    best = MetricTable(ranking=metric_of(rows))
+    best = MetricTable(ranking=metric_of(rows), evaluated_on=evaluated_on(rows))
     for run, scores in by_run.items():
         lr = best_of(scores, best.higher_is_better)
         best[run] = (math.nan, math.nan) if lr is None else (lr, scores[lr])

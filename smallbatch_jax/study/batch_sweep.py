@@ -138,10 +138,11 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
     summary = analysis.summary_markdown(rows, tolerance, not_run=not_run(workdir, rows))
     target, found = time_to_target(workdir, rows, target)
     if found:
-        metric = results.metric_of(rows).name
-        summary += "\n" + steps_to_target.markdown(found, target, metric)
+        metric, split = results.metric_of(rows).name, results.evaluated_on(rows)
+        summary += "\n" + steps_to_target.markdown(found, target, metric, split)
         paths += plots.save(plots.steps_to_target_vs_batch_size(
-            found, target, metric, analysis.context(rows)), directory, "steps_to_target")
+            found, target, metric, analysis.context(rows), split), directory,
+            "steps_to_target")
     scales = noise_scales(workdir, rows)
     if scales:
         table = analysis.metric_table(rows)
@@ -170,6 +171,10 @@ def report_comparison(sweeps: dict[str, str], workdir: str, tolerance: float) ->
     if len({(t.metric, t.higher_is_better) for t in tables.values()}) > 1:
         raise ValueError("sweeps of different metrics cannot be compared: " + ", ".join(
             f"{label}: {t.metric}" for label, t in tables.items()))
+    if len({t.evaluated_on for t in tables.values()}) > 1:
+        raise ValueError("sweeps evaluated on different splits cannot be compared "
+                         "(config.validation): " + ", ".join(
+                             f"{label}: {t.evaluated_on}" for label, t in tables.items()))
     os.makedirs(workdir, exist_ok=True)
     paths = plots.write_comparison_figures(tables, SweepDirectory(workdir).file(
         SweepDirectory.FIGURES), tolerance)

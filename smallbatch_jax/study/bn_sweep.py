@@ -20,14 +20,16 @@ import math
 
 from smallbatch_jax.run.build import optimizer_of
 from smallbatch_jax.run.directory import SweepDirectory
+from smallbatch_jax.run.results import split_of
 from smallbatch_jax.study import analysis, plots
 from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
 
 def best_lrs_from(workdir: str, config) -> dict[int, float]:
     """{m: the best η̃ at m} of the batch sweep in `workdir` (m where every η̃ failed left
-    out), which must be of the config's model, data set, optimizer and η̃'s meaning (its
-    lr_scaling), and sweep η̃ alone: another's best η̃ would be taken without a word (a
+    out), which must be of the config's model, data set, optimizer, η̃'s meaning (its
+    lr_scaling) and evaluation split (config.validation: η̃ chosen on the test split would
+    leak it into a study that holds a validation split out), and sweep η̃ alone: another's best η̃ would be taken without a word (a
     CIFAR-100 sweep's for a CIFAR-10 study, or an η̃ best at a λ this study does not use)."""
     sweep = SweepDirectory(workdir)
     if not sweep.has_results():
@@ -37,10 +39,13 @@ def best_lrs_from(workdir: str, config) -> dict[int, float]:
     optimizer = optimizer_of(config)
     ours = {"model": config.model, "dataset": config.dataset,
             "optimizer": optimizer.name + ("-nesterov" if optimizer.nesterov else ""),
-            "lr_scaling": optimizer.scaling}
-    differ = [f"{key} {sorted({str(r.get(key)) for r in rows})} (this sweep: {value!r})"
+            "lr_scaling": optimizer.scaling,
+            "evaluated_on": "validation" if config.validation else "test"}
+    theirs = lambda r, key: split_of(r) if key == "evaluated_on" else r.get(key)
+    differ = [f"{key} {sorted({str(theirs(r, key)) for r in rows})} (this sweep: {value!r})"
               for key, value in ours.items()
-              if any(r.get(key) not in (None, "") and str(r[key]) != str(value) for r in rows)]
+              if any(theirs(r, key) not in (None, "") and str(theirs(r, key)) != str(value)
+                     for r in rows)]
     if differ:
         raise ValueError(f"config.lr_from={workdir!r} is a sweep of another "
                          + "; ".join(differ) + ": its best η̃ are not this sweep's. Give "

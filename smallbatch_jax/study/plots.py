@@ -28,7 +28,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
 
 from smallbatch_jax.objectives import ACCURACY, Metric  # noqa: E402
 from smallbatch_jax.optim import SWEPT_SYMBOL  # noqa: E402
-from smallbatch_jax.run.results import metric_of, replacing  # noqa: E402
+from smallbatch_jax.run.results import evaluated_on, metric_of, replacing  # noqa: E402
 from smallbatch_jax.study.analysis import (  # noqa: E402
     MetricTable, best_of, best_per_batch_size, bn_metric_table, consecutive_runs, context,
     metric_table, most_important, reliability_rule, reliable_ranges, seed_statistics,
@@ -65,10 +65,15 @@ def _base_lrs(accuracies):
     return sorted({lr for _, lr in accuracies})
 
 
-def _metric_label(table, prefix: str = "test") -> str:
-    """e.g. 'test accuracy', 'test mse (lower is better)'."""
-    return f"{prefix} {table.metric}" + ("" if table.higher_is_better
-                                               else " (lower is better)")
+def _metric_label(table, prefix: str = "") -> str:
+    """e.g. 'test accuracy', 'best validation mse (lower is better)' (`prefix` 'best '): the
+    metric, the split it was measured on (analysis.MetricTable) and its direction."""
+    return f"{prefix}{table.evaluated_on} {table.metric}" + (
+        "" if table.higher_is_better else " (lower is better)")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _mark_failed(ax, table, xs, color, row: int = 0) -> None:
@@ -141,9 +146,11 @@ def metric_vs_lr(accuracies, errors: dict | None = None, where: str = "",
     strip.grid(alpha=0.3, axis="x")
     _integer_log2_axis(strip.xaxis)
     strip.set_xlabel(f"log₂ {swept}")
-    ax.set(ylabel=_metric_label(accuracies) + ", median of the last epochs")
+    # (On two lines: on one, a long label runs down past the axes into the strip's.)
+    ax.set(ylabel=_metric_label(accuracies) + ",\nmedian of the last epochs")
     _metric_scale(ax, accuracies, accuracies.values())
-    _title(ax, f"Test {accuracies.metric} vs {_swept_name(swept)}", where)
+    _title(ax, f"{_capital(accuracies.evaluated_on)} {accuracies.metric} vs "
+               f"{_swept_name(swept)}", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -179,11 +186,11 @@ def compare_best_metric(tables: dict, errors: dict | None = None,
                     markersize=4, capsize=2, label=label, **_style(i))
     _batch_size_ticks(ax, np.log2(all_ms), all_ms)
     first = next(iter(tables.values()), {})
-    ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best test"))
+    ax.set(xlabel="batch size m", ylabel=_metric_label(first, "best "))
     if first:
         _metric_scale(ax, first, [acc for table in tables.values()
                                   for _, acc in best_per_batch_size(table).values()])
-    _title(ax, f"Best test {first.metric} vs m", where)
+    _title(ax, f"Best {first.evaluated_on} {first.metric} vs m", where)
     if any(label is not None for label in tables):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -205,7 +212,9 @@ def best_metric_tuned_or_fixed(rows, key: str, values, where: str = "") -> plt.F
     tuned.set(color="black", linestyle="--", linewidth=1.6, markersize=6,
               markerfacecolor="none", zorder=5)
     ax.legend(fontsize=7)
-    fig.axes[0].set_title(f"Best test {tables[f'{key} tuned'].metric} vs m, {key} tuned or "
+    tuned_table = tables[f"{key} tuned"]
+    fig.axes[0].set_title(f"Best {tuned_table.evaluated_on} {tuned_table.metric} vs m, {key} "
+                          f"tuned or "
                           f"fixed" + (f"\n{where}" if where else ""), fontsize=10)
     return fig
 
@@ -268,7 +277,7 @@ def metric_heat_map(accuracies, where: str = "", swept: str = "η̃") -> plt.Fig
     _batch_size_ticks(ax, range(len(ms)), ms)
     ax.set_yticks(range(len(lrs)), [f"{math.log2(lr):g}" for lr in lrs])
     ax.set(xlabel="batch size m", ylabel=f"log₂ {swept}")
-    _title(ax, f"{_metric_label(accuracies, 'Test')} (blank: diverged"
+    _title(ax, f"{_capital(_metric_label(accuracies))} (blank: diverged"
                + ("; grey: not run)" if not_run.any() else ")"), where)
     fig.colorbar(image, ax=ax)
     return fig
@@ -331,7 +340,7 @@ def swept_heat_maps(rows, where: str = "", swept: str = "η̃") -> plt.Figure:
         fig.colorbar(image, ax=ax, shrink=0.85)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle(f"{_metric_label(table, 'Test')} over each m's two most important swept "
+    fig.suptitle(f"{_capital(_metric_label(table))} over each m's two most important swept "
                  "dimensions, the others at their best (each m its own scale; ○ best; blank: "
                  "diverged)" + (f"\n{where}" if where else ""), fontsize=9)
     return fig
@@ -353,7 +362,8 @@ def metric_vs_bn_batch_size(bn_grid) -> plt.Figure:
     _batch_size_ticks(ax, np.log2(mbns), mbns)
     ax.set(xlabel="BN batch size m_BN",
            ylabel=_metric_label(bn_grid) + ", median of the last epochs",
-           title=f"Test {bn_grid.metric} vs BN batch size (✕: diverged)")
+           title=f"{_capital(bn_grid.evaluated_on)} {bn_grid.metric} vs BN batch size "
+                 "(✕: diverged)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -368,29 +378,31 @@ def bn_heat_map(bn_grid) -> plt.Figure:
     _batch_size_ticks(ax, range(len(ms)), ms)
     ax.set_yticks(range(len(mbns)), [str(b) for b in mbns])
     ax.set(xlabel="SGD batch size m", ylabel="BN batch size m_BN",
-           title=f"{_metric_label(bn_grid, 'Test')}, best η̃ (blank: not run or diverged)")
+           title=f"{_capital(_metric_label(bn_grid))}, best η̃ (blank: not run or diverged)")
     fig.colorbar(image, ax=ax)
     return fig
 
 
-def training_curves(curves: dict[str, list[dict]], metric: Metric = ACCURACY) -> plt.Figure:
-    """Fig 4: the test metric per epoch, one curve per label (e.g. 'm = 8, η̃ = 2^-8')."""
+def training_curves(curves: dict[str, list[dict]], metric: Metric = ACCURACY,
+                    evaluated_on: str = "test") -> plt.Figure:
+    """Fig 4: the test metric (or the validation split's: `evaluated_on`) per epoch, one
+    curve per label (e.g. 'm = 8, η̃ = 2^-8')."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     values = []
     for label, rows in curves.items():
         values += [float(r["test_metric"]) for r in rows]
         ax.plot([int(r["epoch"]) for r in rows], [float(r["test_metric"]) for r in rows],
                 label=label)
-    ax.set(xlabel="epoch", ylabel=_metric_label(MetricTable(ranking=metric)),
-           title="Training curves")
-    _metric_scale(ax, MetricTable(ranking=metric), values)
+    table = MetricTable(ranking=metric, evaluated_on=evaluated_on)
+    ax.set(xlabel="epoch", ylabel=_metric_label(table), title="Training curves")
+    _metric_scale(ax, table, values)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig
 
 
 def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric: str,
-                                  where: str = "") -> plt.Figure:
+                                  where: str = "", evaluated_on: str = "test") -> plt.Figure:
     """Shallue et al.'s figure: the fewest steps to the target per m (steps_to_target.py),
     log–log, with the perfect-scaling line (steps ∝ 1/m) through the smallest m that
     reached it; m that never reached it are marked at the top."""
@@ -418,7 +430,7 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
     all_ms = sorted(found)
     _batch_size_ticks(ax, all_ms, all_ms)
     ax.set(xlabel="batch size m", ylabel="steps to target")
-    _title(ax, f"Steps to test {metric} {target:.4f}", where)
+    _title(ax, f"Steps to {evaluated_on} {metric} {target:.4f}", where)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     return fig
@@ -509,7 +521,8 @@ def write_figures(rows, directory: str, tolerance: float, curves=None) -> list[s
     if swept_besides_lr(rows):
         figures[names["swept_heat_maps"]] = swept_heat_maps(rows, where, swept)
     if curves:
-        figures["training_curves"] = training_curves(curves, metric_of(rows))
+        figures["training_curves"] = training_curves(curves, metric_of(rows),
+                                                     evaluated_on(rows))
     return [path for name, fig in figures.items() for path in save(fig, directory, name)]
 
 

@@ -519,6 +519,22 @@ def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], row
     return ""
 
 
+def _selection_note(evaluated_on: str, points: int) -> str:
+    """Which split chose the setting, and what its number is worth: a best chosen among
+    `points` settings on the split it is scored on is flattered by the choice."""
+    if evaluated_on == "validation":
+        return ("Chosen on the validation split (`config.validation`: held out of the "
+                "training set); the test split took no part in this sweep. For a test figure "
+                "to report, train the setting above once with `config.validation=0` (the "
+                "whole training set) and read its test metric once.")
+    if points < 2:
+        return "Scored on the test split (the paper's protocol); no choice was made among settings."
+    return (f"Chosen and scored on the test split (the paper's protocol): the best of {points} "
+            "settings, its number is flattered by the choice. For a number to report, choose "
+            "on a split held out of the training set (`config.validation`, e.g. 0.1), then "
+            "train the chosen setting once and read its test metric.")
+
+
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
                             alpha: float = ALPHA, where: str = "",
                             noise_scales: dict[int, tuple[float, float]] | None = None,
@@ -539,7 +555,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
         lines += [where, ""]
     lines += analysis.swept_value_note(rows) + analysis.not_run_note(not_run)
     lines += [f"{len(best)} batch size{'s' if len(best) != 1 else ''}, {len({lr for _, lr in table})} η̃, {seeds} seed"
-              f"{'s' if seeds != 1 else ''} per point; the score is the median test {name} "
+              f"{'s' if seeds != 1 else ''} per point; the score is the median "
+              f"{table.evaluated_on} {name} "
               "over the last epochs, mean over seeds"
               + ("" if higher else " (lower is better)") + ".", ""]
     if not trained:
@@ -559,7 +576,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     lines += ["## 1. Recommended", "",
               f"**m = {best_m}, η̃ = {_lr_text(best_lr)}{at_best}**: {name} "
               f"{_score_text(stats[(best_m, best_lr)])}.", "",
-              f"Setting: {optimizer_setting(grid_rows, best_m, best_lr)}.", ""]
+              f"Setting: {optimizer_setting(grid_rows, best_m, best_lr)}.", "",
+              _selection_note(table.evaluated_on, len(analysis.setting_scores(grid_rows))),
+              ""]
     near = lrs_within_noise(rows, best_m, alpha)
     grid = sorted(lr for m, lr in table if m == best_m)
     lines.append(f"η̃ within noise of it at m = {best_m}: {format_lrs(near, grid)}."
@@ -619,7 +638,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
 
     lines += ["## 4. Time to the target per m, and the noise scale", ""]
     if found:
-        lines += steps_to_target.markdown(found, target, name).rstrip("\n").split("\n")
+        lines += steps_to_target.markdown(found, target, name,
+                                          table.evaluated_on).rstrip("\n").split("\n")
     else:
         lines.append("Not measured: the runs' curves.csv are missing, or lack seeds or η̃ "
                      "of the table (a merged table's others trained elsewhere).")

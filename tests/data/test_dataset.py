@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from smallbatch_jax.data.dataset import channel_mean_std, make_dataset
+from smallbatch_jax.data.dataset import channel_mean_std, hold_out, make_dataset
 
 
 def test_channel_statistics_match_numpy_in_any_chunking():
@@ -92,3 +92,47 @@ def test_inputs_that_are_not_numbers_are_refused_with_the_conversion():
         make_dataset("user", x[:50], y[:50], x[50:], y[50:])
     x = x.astype(np.float32)
     assert make_dataset("user", x[:50], y[:50], x[50:], y[50:]).input_kind == "features"
+
+
+def test_a_held_out_validation_split_is_a_fixed_stratified_share_of_training_only():
+    """config.validation: per class round(fraction × its count) of the training examples,
+    the same draw every time, disjoint from what is kept; the test split dropped; the
+    standardization statistics the kept examples'."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [200, 50, 10])  # imbalanced: a plain draw could miss class 2
+    x = rng.normal(size=(len(y), 4)).astype(np.float32) + y[:, None]
+    x[:, 0] = np.arange(len(y))  # each example's index, to find it again
+    data = make_dataset("mine", x, y, rng.normal(size=(30, 4)).astype(np.float32),
+                        np.zeros(30, int))
+    split = hold_out(data, 0.2)
+    assert split.evaluated_on == "validation" and data.evaluated_on == "test"
+    assert np.bincount(split.test_labels).tolist() == [40, 10, 2]
+    held, kept = split.test_images[:, 0].astype(int), split.train_images[:, 0].astype(int)
+    assert not set(held) & set(kept) and sorted(set(held) | set(kept)) == list(range(len(y)))
+    np.testing.assert_array_equal(y[held], split.test_labels)
+    np.testing.assert_array_equal(hold_out(data, 0.2).test_images, split.test_images)
+    np.testing.assert_allclose(split.mean, x[kept].mean(axis=0), rtol=1e-5)
+    assert split.fingerprint != data.fingerprint
+    unscaled = hold_out(data.unstandardized(), 0.2)
+    assert unscaled.mean is None and unscaled.std is None
+
+
+def test_a_held_out_split_of_targets_keeps_them_raw_where_they_were():
+    rng = np.random.default_rng(1)
+    x, t = rng.normal(size=(50, 3)).astype(np.float32), rng.normal(100, 5, size=(50, 2))
+    data = make_dataset("reg", x, t, x[:5], t[:5])
+    split = hold_out(data, 0.1)
+    assert len(split.test_labels) == 5 and split.label_kind == "targets"
+    np.testing.assert_allclose(split.target_mean, split.train_labels.mean(axis=0), rtol=1e-5)
+    assert hold_out(data.raw_targets(), 0.1).target_mean is None
+
+
+@pytest.mark.parametrize("fraction, message", [
+    (0.0, r"must lie in \(0, 1\)"), (1.0, r"must lie in \(0, 1\)"),
+    (0.01, r"holds out 0 and keeps 20: both must be at least one")])
+def test_a_validation_fraction_that_holds_out_nothing_or_everything_is_refused(
+        fraction, message):
+    x = np.ones((20, 2), np.float32)
+    data = make_dataset("tiny", x, np.arange(20) % 2, x[:4], np.zeros(4, int))
+    with pytest.raises(ValueError, match=message):
+        hold_out(data, fraction)

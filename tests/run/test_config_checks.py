@@ -67,6 +67,10 @@ BAD_INPUTS = [
                              "at m = 8"),
     ("memory_budget_gb", -1.0, "config.memory_budget_gb=-1.0"),
     ("precision", "tf32", "config.precision='tf32'.*allowed.*highest"),
+    ("validation", 1.0, r"config.validation=1.0 .*in \[0, 1\) to hold out"),
+    ("validation", -0.1, r"config.validation=-0.1 "),
+    ("validation", 0.999, r"config.validation=0.999 of its 1438 training examples holds out "
+                          r"1438 and keeps 0: both must be at least one"),
 ]
 
 
@@ -115,9 +119,11 @@ def test_a_missing_measured_strategy_table_raises(tmp_path):
 def test_a_streamed_data_set_refuses_what_its_pipeline_cannot_do(tmp_path):
     """ImageNet's host pipeline standardizes on the device with the data set's statistics
     and augments on the host: standardize=False (once silently ignored) and augment=True
-    are refused before its data are looked for."""
+    are refused before its data are looked for; so is a validation split held out of it."""
     for key, value, message in (("standardize", False, "config.standardize=False.*streamed"),
-                                ("augment", True, "config.augment=True.*host pipeline")):
+                                ("augment", True, "config.augment=True.*host pipeline"),
+                                ("validation", 0.1, r"config.validation=0.1 .*0 for "
+                                                    r"imagenet2012 \(streamed")):
         config = parse(f"--config={REPO_ROOT}/configs/resnet50_imagenet.py")
         with config.unlocked():
             config[key] = value

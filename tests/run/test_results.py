@@ -6,8 +6,8 @@ import pytest
 from smallbatch_jax.engine import History
 from smallbatch_jax.engine.lanes import LaneGrid
 from smallbatch_jax.run.results import (CURVE_FIELDS, SUMMARY_FIELDS, columns_of, curve_rows,
-                                        format_table, median_last, merge_tables, summarize,
-                                        write_csv)
+                                        evaluated_on, format_table, median_last, merge_tables,
+                                        summarize, write_csv)
 
 
 def test_median_over_the_last_epochs():
@@ -133,6 +133,16 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
     assert len(merge_tables([swept, [r | {"seed": "1"} for r in swept]])) == 4
     with pytest.raises(ValueError, match=r"both hold the lane .* seed 0 \(weight_decay = 0.0005\)"):
         merge_tables([swept, swept[1:]])
+    # Seeds chosen on a validation split are no seeds of a sweep scored on the test split,
+    # nor is a table from before the column (which evaluated on the test split).
+    held = [r | {"seed": "1", "evaluated_on": "validation"} for r in seed_0]
+    for test_split in (seed_0, [r | {"evaluated_on": "test"} for r in seed_0]):
+        with pytest.raises(ValueError, match=r"evaluated on different splits cannot be merged: "
+                                             r"\['test', 'validation'\]"):
+            merge_tables([test_split, held])
+    assert evaluated_on(held) == "validation" and evaluated_on(seed_0) == "test"
+    with pytest.raises(ValueError, match="evaluated on different splits cannot be compared"):
+        evaluated_on(seed_0 + held)
 
 
 def test_an_adam_row_names_beta1_as_beta1_and_the_setting_to_paste_says_so():

@@ -217,6 +217,10 @@ def test_sweeps_compared_share_one_meaning_of_the_swept_value_and_one_metric(tmp
     with pytest.raises(ValueError, match=r"different metrics cannot be compared: sgd: "
                                          r"accuracy, mse: mse"):
         report_comparison({"sgd": sgd, "mse": mse}, str(tmp_path / "out"), 0.02)
+    held = finished("held", lr_scaling="linear", evaluated_on="validation")
+    with pytest.raises(ValueError, match=r"evaluated on different splits cannot be compared "
+                                         r"\(config.validation\): sgd: test, held: validation"):
+        report_comparison({"sgd": sgd, "held": held}, str(tmp_path / "out"), 0.02)
     assert not (tmp_path / "out").exists()  # (nothing drawn)
     report_comparison({"a": sgd, "b": finished("b", lr_scaling="")}, str(tmp_path / "out"), 0.02)
     assert (tmp_path / "out" / "summary.md").is_file()

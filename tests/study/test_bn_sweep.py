@@ -120,6 +120,12 @@ def test_an_earlier_sweep_of_another_model_data_optimizer_or_grid_is_refused(tmp
         with pytest.raises(ValueError, match=rf"is a sweep of another {key} \['{other}'\] "
                                              r"\(this sweep: .*: its best η̃ are not this"):
             bn_runs(_config(lr_from=earlier(key, **same | {key: other})))
+    # η̃ chosen on the test split, for a study that holds a validation split out (and back).
+    with pytest.raises(ValueError, match=r"another evaluated_on \['test'\] \(this sweep: "
+                                         r"'validation'\)"):
+        bn_runs(_config(lr_from=earlier("same", **same), validation=0.1))
+    with pytest.raises(ValueError, match=r"another evaluated_on \['validation'\]"):
+        bn_runs(_config(lr_from=earlier("held", **same | {"evaluated_on": "validation"})))
     rows = results.read_raw(os.path.join(earlier("swept", **same), "results.csv"))
     results.write_csv(os.path.join(tmp_path, "swept", "results.csv"),
                       [r | {"weight_decay": wd} for wd in ("0.0", "0.005") for r in rows],

@@ -394,3 +394,22 @@ def test_when_every_lane_diverged_at_its_first_step_the_report_blames_no_learnin
     rows[0]["diverged_step"] = ""  # (a table from before the column: no claim, no error)
     assert "extend `base_lrs` below it" in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
     assert "extend `base_lrs` below it" in recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+
+
+def test_the_report_says_on_which_split_the_setting_was_chosen_and_what_its_number_is_worth():
+    """Chosen and scored on the test split (the paper's way), the best of many settings is
+    flattered by the choice: said, with the way out (config.validation). Chosen on a held-out
+    validation split: said everywhere the metric is named, with how to get a test figure."""
+    table = {4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.78, -8: 0.70}}
+    on_test = recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
+    assert "Chosen and scored on the test split (the paper's protocol): the best of 4 " \
+           "settings, its number is flattered by the choice" in on_test
+    assert "the score is the median test accuracy" in on_test
+    held = recommend.recommendation_markdown(_rows(table, evaluated_on="validation"), {},
+                                             0.0, 0.02)
+    assert "the score is the median validation accuracy" in held
+    assert "Chosen on the validation split (`config.validation`: held out of the training " \
+           "set); the test split took no part in this sweep" in held
+    assert "test split (the paper's protocol)" not in held
+    single = recommend.recommendation_markdown(_rows({4: {-8: 0.8}}, seeds=(0.0,)), {}, 0.0, 0.02)
+    assert "Scored on the test split (the paper's protocol); no choice was made" in single
