@@ -519,14 +519,44 @@ def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], row
     return ""
 
 
-def _selection_note(evaluated_on: str, points: int) -> str:
+# A results column swept besides η̃ → (the config key that sets it, its config.sweep key).
+_CONFIG_KEYS = {"weight_decay": ("weight_decay", "weight_decay"),
+                "momentum": ("momentum", "momentum"), "beta1": ("adam.beta1", "momentum"),
+                "beta2": ("adam.beta2", "beta2"), "epsilon": ("adam.epsilon", "epsilon"),
+                "warmup": ("warmup", "warmup")}
+
+
+def test_run_flags(rows, batch_size: int, base_lr: float) -> str:
+    """The overrides that train the setting (m, η̃ and the other swept hyperparameters at
+    their best: `rows`, the whole grid) on the whole training set and evaluate it on the test
+    split, for the sweep's own config: its sweeps of other values cleared, β₂ as the column
+    gives it at m (the rule 'fixed')."""
+    power = math.log2(base_lr)
+    flags = ["--config.validation=0", f"--config.batch_size={batch_size}",
+             f"--config.base_lrs={f'2^{power:g}' if power == round(power) else f'({base_lr!r},)'}"]
+    swept = analysis.swept_besides_lr(rows)
+    if swept:
+        row = next(r for r in analysis.tuned(rows) if int(r["batch_size"]) == batch_size
+                   and float(r["base_lr"]) == base_lr)
+        for column in swept:
+            key, sweep_key = _CONFIG_KEYS[column]
+            flags += [f"--config.{key}={float(row[column]):g}", f"--config.sweep.{sweep_key}=()"]
+            if column == "beta2":
+                flags.append("--config.adam.beta2_rule=fixed")
+        flags.append("--config.sweep.points=()")
+    return " ".join(dict.fromkeys(flags))
+
+
+def _selection_note(evaluated_on: str, points: int, flags: str = "") -> str:
     """Which split chose the setting, and what its number is worth: a best chosen among
-    `points` settings on the split it is scored on is flattered by the choice."""
+    `points` settings on the split it is scored on is flattered by the choice. `flags`: the
+    overrides that train the chosen setting for the test split (`test_run_flags`)."""
     if evaluated_on == "validation":
         return ("Chosen on the validation split (`config.validation`: held out of the "
                 "training set); the test split took no part in this sweep. For a test figure "
-                "to report, train the setting above once with `config.validation=0` (the "
-                "whole training set) and read its test metric once.")
+                "to report, train the setting above once on the whole training set and read "
+                "its test metric once: `python -m experiments.lr_sweep` with this sweep's "
+                f"config, a new workdir and `{flags}`.")
     if points < 2:
         return "Scored on the test split (the paper's protocol); no choice was made among settings."
     return (f"Chosen and scored on the test split (the paper's protocol): the best of {points} "
@@ -577,7 +607,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               f"**m = {best_m}, η̃ = {_lr_text(best_lr)}{at_best}**: {name} "
               f"{_score_text(stats[(best_m, best_lr)])}.", "",
               f"Setting: {optimizer_setting(grid_rows, best_m, best_lr)}.", "",
-              _selection_note(table.evaluated_on, len(analysis.setting_scores(grid_rows))),
+              _selection_note(table.evaluated_on, len(analysis.setting_scores(grid_rows)),
+                              test_run_flags(grid_rows, best_m, best_lr)),
               ""]
     near = lrs_within_noise(rows, best_m, alpha)
     grid = sorted(lr for m, lr in table if m == best_m)
