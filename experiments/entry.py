@@ -56,14 +56,44 @@ def compilation_cache_flag():
 
 def _parse_flags(argv):
     """absl's parser, with an unknown `--config.key` as one line naming the key (and the
-    near miss ml_collections suggests) instead of a traceback."""
+    near miss ml_collections suggests) instead of a traceback, and a tuple key given twice
+    refused (`repeated_tuple_overrides`)."""
     try:
-        return app.parse_flags_with_usage(argv)
+        rest = app.parse_flags_with_usage(argv)
     except AttributeError as error:
         cause = error.args[0] if error.args else error
         text = str(cause.args[0] if isinstance(cause, KeyError) and cause.args else cause)
         print(f"error: unknown config key {text.strip()}", file=sys.stderr)
         sys.exit(1)
+    if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
+        repeated = repeated_tuple_overrides(argv, flags.FLAGS["config"].value)
+        if repeated:
+            print(f"error: {repeated}", file=sys.stderr)
+            sys.exit(1)
+    return rest
+
+
+def repeated_tuple_overrides(argv, config) -> str:
+    """What is wrong where a tuple key (batch_sizes, base_lrs, sweep.*) is overridden more
+    than once: ml_collections joins the tuples (`--config.batch_sizes="(2, 4)"` then
+    `"(8,)"` runs 2, 4 and 8, where a script's appended override meant 8 alone), while a
+    repeated number's last value wins. '' if none is."""
+    given: dict[str, list[str]] = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config."):
+            key, has_value, value = arg[len("--config."):].partition("=")
+            if not has_value and i + 1 < len(argv):  # (--config.key VALUE)
+                value = argv[i + 1]
+            given.setdefault(key, []).append(value)
+    for key, values in given.items():
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        if len(values) > 1 and isinstance(node, (tuple, list)):
+            return (f"--config.{key} is given {len(values)} times ({', '.join(values)}): "
+                    f"ml_collections joins a tuple's overrides into {tuple(node)!r}; give it "
+                    "once, with every value")
+    return ""
 
 
 def run(main: Callable[[], object], *, cpu_cores: bool = False,

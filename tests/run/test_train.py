@@ -67,6 +67,27 @@ def test_an_unknown_config_key_on_the_command_line_is_named_without_a_traceback(
     assert not (tmp_path / "typo").exists()
 
 
+def test_a_tuple_key_given_twice_on_the_command_line_is_refused(tmp_path):
+    """ml_collections joins a tuple's repeated overrides: a script's appended
+    --config.base_lrs meant to replace its default's ran both grids, one sweep."""
+    from experiments.entry import repeated_tuple_overrides
+
+    config = parse(f"--config={REPO_ROOT}/configs/default.py", "--config.batch_sizes=(2, 4)",
+                   "--config.batch_sizes=(8,)")
+    assert tuple(config.batch_sizes) == (2, 4, 8)  # (what ml_collections does)
+    argv = ["prog", "--config.batch_sizes=(2, 4)", "--config.epochs=3", "--config.batch_sizes",
+            "(8,)", "--config.epochs=5"]
+    assert repeated_tuple_overrides(argv, config) == (
+        "--config.batch_sizes is given 2 times ((2, 4), (8,)): ml_collections joins a tuple's "
+        "overrides into (2, 4, 8); give it once, with every value")
+    assert repeated_tuple_overrides(argv[:3] + argv[5:], config) == ""  # (numbers: last wins)
+    done = run_lr_sweep(tmp_path / "twice", "--config.base_lrs=(0.1, 0.2)",
+                        "--config.base_lrs=(0.3,)")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: --config.base_lrs is given 2 times" in done.stderr
+    assert not (tmp_path / "twice").exists()
+
+
 def test_bad_config_fails_fast_with_the_key(tmp_path):
     done = run_lr_sweep(tmp_path / "bad", "--config.bn_batch_size=3")
     assert done.returncode == 1
