@@ -215,6 +215,35 @@ def check_token_ids(name: str, train_inputs: np.ndarray, test_inputs: np.ndarray
                      shape, high)
 
 
+# Above this share of test inputs found among the training inputs, the test split is said to
+# hold the training data (`check_test_copies`).
+COPIES_WARNED = 0.5
+
+
+def test_copies(train_inputs: np.ndarray, test_inputs: np.ndarray) -> int:
+    """How many test inputs are exact copies of a training input (by a digest of each
+    example's bytes: ~0.35 s for CIFAR-10's 60,000 images)."""
+    digest = lambda x: hashlib.blake2b(x.tobytes(), digest_size=8).digest()
+    seen = {digest(x) for x in np.ascontiguousarray(train_inputs).reshape(len(train_inputs), -1)}
+    return sum(digest(x) in seen
+               for x in np.ascontiguousarray(test_inputs).reshape(len(test_inputs), -1))
+
+
+def check_test_copies(name: str, train_inputs: np.ndarray, test_inputs: np.ndarray) -> None:
+    """A test split that is mostly the training inputs (data=(x, y, x, y), a notebook's
+    shortcut, or a leaky split) trains and reports without an error, and every choice is then
+    made on the fit to the training data: warned of, with the way out. A few copies (small
+    discrete inputs, short token sequences) are not."""
+    copies = test_copies(train_inputs, test_inputs)
+    if copies > COPIES_WARNED * len(test_inputs):
+        logging.warning(
+            "%s: %d of the %d test inputs (%.0f%%) are exact copies of training inputs: the "
+            "test metric then measures the fit to the training data, and the sweep's choices "
+            "of m and η̃ with it. Pass a test split disjoint from the training one, or let a "
+            "run hold one out of the training set (config.validation, e.g. 0.1)", name, copies,
+            len(test_inputs), 100.0 * copies / len(test_inputs))
+
+
 def looks_channels_first(shape: tuple[int, ...]) -> bool:
     """(N, C, H, W) with 1 or 3 channels ahead of an image, the layout of a PyTorch loader:
     read as (N, H, W, C) it would be an image 1 or 3 pixels high with many channels."""
@@ -300,6 +329,7 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             train_images.shape)
     if kind == "tokens":
         check_token_ids(name, train_images, test_images)
+    check_test_copies(name, train_images, test_images)
     mean = std = target_mean = target_std = None
     if standardize and kind != "tokens":
         mean, std = channel_mean_std(train_images)

@@ -136,3 +136,19 @@ def test_a_validation_fraction_that_holds_out_nothing_or_everything_is_refused(
     data = make_dataset("tiny", x, np.arange(20) % 2, x[:4], np.zeros(4, int))
     with pytest.raises(ValueError, match=message):
         hold_out(data, fraction)
+
+
+def test_a_test_split_that_is_the_training_data_is_named(caplog):
+    """data=(x, y, x, y) trained and reported the fit to the training data as the test metric,
+    without a word; a few copies (discrete inputs) are not warned of."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    with caplog.at_level("WARNING"):
+        make_dataset("mine", x, y, x[:10], y[:10])
+    assert "mine: 10 of the 10 test inputs (100%) are exact copies of training inputs" in caplog.text
+    assert "config.validation" in caplog.text
+    caplog.clear()
+    fresh = rng.normal(size=(10, 3)).astype(np.float32)
+    with caplog.at_level("WARNING"):
+        make_dataset("mine", x, y, np.concatenate([x[:5], fresh[5:]]), y[:10])
+    assert "exact copies" not in caplog.text  # (half: not more than half)
