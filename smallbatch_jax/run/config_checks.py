@@ -15,6 +15,7 @@ import os
 import jax
 import numpy as np
 from absl import logging
+import flax.linen as nn
 from flax.errors import InvalidRngError, ModifyScopeVariableError
 
 from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, looks_channels_first,
@@ -22,6 +23,7 @@ from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, looks_channels
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
+from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import OBJECTIVES, Objective
 from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
 
@@ -346,6 +348,48 @@ def check_objective(objective: Objective, outputs, dataset: DatasetLike,
                 + EXAMPLE_PER_EXAMPLE[what])
 
 
+def _batch_norm_recorder(found: list):
+    """A Flax method interceptor that appends (layer, input shape, values per statistic) to
+    `found` for every BatchNorm (Flax's or GhostBatchNorm) called in training mode."""
+    def record(call, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and isinstance(module, (nn.BatchNorm,
+                                                                      GhostBatchNorm)):
+            x = args[0]
+            given = kwargs.get("use_running_average", args[1] if len(args) > 1 else None)
+            if not (module.use_running_average if given is None else given):
+                shape = tuple(x.shape)
+                if isinstance(module, GhostBatchNorm):  # (features last; groups of m_BN)
+                    count = (module.group_size or shape[0]) * math.prod(shape[1:-1])
+                else:
+                    axes = module.axis if isinstance(module.axis, tuple) else (module.axis,)
+                    kept = {a % len(shape) for a in axes}
+                    count = math.prod(d for i, d in enumerate(shape) if i not in kept)
+                found.append(("/".join(map(str, module.path)) or type(module).__name__, shape,
+                              count))
+        return call(*args, **kwargs)
+    return record
+
+
+def check_batch_norm_inputs(name: str, normalized: list, batch_size: int,
+                            bn_batch_size: int = 0) -> None:
+    """A BatchNorm whose statistics are over one value per feature (after a dense layer at
+    m = 1, or m_BN = 1) outputs its bias β whatever its input: the layers before it learn
+    nothing, and the run's metric at this m is that of a model that ignores its inputs.
+    Trains without an error, so it is named (a BatchNorm after a convolution normalizes over
+    the image's positions too, and is fine at m = 1)."""
+    single = [(layer, shape) for layer, shape, count in normalized if count == 1]
+    if single:
+        layers = ", ".join(f"{layer} (input {shape})" for layer, shape in single)
+        logging.warning(
+            "model %s at m = %d%s: BatchNorm %s normalizes over one value per feature in "
+            "training: its output is its bias β whatever the input, so nothing before it "
+            "learns through it, and this run's results are those of a model that ignores "
+            "its inputs there. A BatchNorm after a dense layer needs m (and m_BN) ≥ 2; drop "
+            "this m, or use LayerNorm there", name, batch_size,
+            f", m_BN = {bn_batch_size}" if bn_batch_size else "", layers)
+
+
 def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                 batch_size: int = 2, bn_batch_size: int = 0, built_in: bool = True) -> None:
     """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
@@ -373,16 +417,19 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     # Called as the lanes call it (engine/step.py: LaneStep.apply), in training and in
     # evaluation: what would otherwise fail at the first compile with Flax's bare error.
     batch = jax.ShapeDtypeStruct((batch_size,) + inputs.shape[1:], inputs.dtype)
+    normalized = []  # (layer, input shape, values per statistic) of BatchNorm in training
     try:
-        jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
-                                                rngs={"dropout": jax.random.key(0)},
-                                                mutable=["batch_stats"]), variables, batch)
+        with nn.intercept_methods(_batch_norm_recorder(normalized)):
+            jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
+                                                    rngs={"dropout": jax.random.key(0)},
+                                                    mutable=["batch_stats"]), variables, batch)
     except InvalidRngError as error:
         raise ValueError(
             f"model {name} draws from a random stream the lanes do not give ({error}). "
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
     check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
+    check_batch_norm_inputs(name, normalized, batch_size, bn_batch_size)
     try:
         batch_outputs = jax.eval_shape(lambda v, x: model.apply(v, x, train=False),
                                        variables, batch)

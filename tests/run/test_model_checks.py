@@ -105,3 +105,47 @@ def test_test_classes_unseen_in_training_are_named(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=(x, y, xt, yt))
     assert "test classes [3] never occur in the training split" in caplog.text
+
+
+class DenseBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.BatchNorm(use_running_average=not train)(nn.Dense(16)(x))
+        return nn.Dense(4)(nn.relu(x))
+
+
+class ConvBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.BatchNorm()(nn.Conv(4, (3, 3))(x), use_running_average=not train)
+        return nn.Dense(4)(nn.relu(x).mean(axis=(1, 2)))
+
+
+def test_batch_norm_over_one_value_per_feature_is_named(caplog):
+    """BatchNorm after a dense layer at m = 1 (or m_BN = 1) outputs its bias whatever the
+    input: the run trains without an error and reports a model that ignores its inputs. After
+    a convolution it normalizes over the positions too, and is fine at m = 1."""
+    from smallbatch_jax.data import load_digits, make_dataset
+    from smallbatch_jax.models import create_model
+    from smallbatch_jax.objectives import CLASSIFICATION
+    from smallbatch_jax.run.config_checks import check_model
+
+    features = make_dataset("features", *_data())
+    rng = np.random.default_rng(0)
+    images = make_dataset("images", rng.normal(size=(20, 6, 6, 1)).astype(np.float32),
+                          np.arange(20) % 4, rng.normal(size=(8, 6, 6, 1)).astype(np.float32),
+                          np.arange(8) % 4)
+    checked = lambda model, data, m, mbn=0, built_in=False: check_model(
+        model, data, CLASSIFICATION, "mine", m, mbn, built_in)
+    with caplog.at_level("WARNING"):
+        checked(DenseBatchNorm(), features, 1)
+    assert ("model mine at m = 1: BatchNorm BatchNorm_0 (input (1, 16)) normalizes over one "
+            "value per feature") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        checked(DenseBatchNorm(), features, 2)
+        checked(ConvBatchNorm(), images, 1)
+    assert "normalizes over one value" not in caplog.text
+    with caplog.at_level("WARNING"):  # the project's ghost BN, m_BN = 1 after its dense layer
+        checked(create_model("small_cnn_bn", 10, bn_batch_size=1), load_digits(), 8, 1, True)
+    assert "model mine at m = 8, m_BN = 1: BatchNorm GhostBatchNorm_2 (input (8, 64))" in caplog.text
