@@ -532,18 +532,21 @@ def test_run_flags(rows, batch_size: int, base_lr: float) -> str:
     split, for the sweep's own config: its sweeps of other values cleared, β₂ as the column
     gives it at m (the rule 'fixed')."""
     power = math.log2(base_lr)
+    # (Tuples quoted for the shell, where a bare parenthesis is a syntax error.)
+    lrs = f"2^{power:g}" if power == round(power) else f"'({base_lr!r},)'"
     flags = ["--config.validation=0", f"--config.batch_size={batch_size}",
-             f"--config.base_lrs={f'2^{power:g}' if power == round(power) else f'({base_lr!r},)'}"]
+             f"--config.base_lrs={lrs}"]
     swept = analysis.swept_besides_lr(rows)
     if swept:
         row = next(r for r in analysis.tuned(rows) if int(r["batch_size"]) == batch_size
                    and float(r["base_lr"]) == base_lr)
         for column in swept:
             key, sweep_key = _CONFIG_KEYS[column]
-            flags += [f"--config.{key}={float(row[column]):g}", f"--config.sweep.{sweep_key}=()"]
+            flags += [f"--config.{key}={float(row[column]):g}",
+                      f"--config.sweep.{sweep_key}='()'"]
             if column == "beta2":
                 flags.append("--config.adam.beta2_rule=fixed")
-        flags.append("--config.sweep.points=()")
+        flags.append("--config.sweep.points='()'")
     return " ".join(dict.fromkeys(flags))
 
 
@@ -556,7 +559,8 @@ def _selection_note(evaluated_on: str, points: int, flags: str = "") -> str:
                 "training set); the test split took no part in this sweep. For a test figure "
                 "to report, train the setting above once on the whole training set and read "
                 "its test metric once: `python -m experiments.lr_sweep` with this sweep's "
-                f"config, a new workdir and `{flags}`.")
+                f"config, a new workdir and `{flags}` (from Python: `run_lr_sweep` with the "
+                "config so set).")
     if points < 2:
         return "Scored on the test split (the paper's protocol); no choice was made among settings."
     return (f"Chosen and scored on the test split (the paper's protocol): the best of {points} "

@@ -2,6 +2,7 @@
 undecidable, and the report's parts."""
 
 import math
+import shlex
 
 from smallbatch_jax.study import recommend
 from smallbatch_jax.study.recommend import CANNOT_TELL, FALSE, TRUE
@@ -411,7 +412,7 @@ def test_the_report_says_on_which_split_the_setting_was_chosen_and_what_its_numb
     assert "Chosen on the validation split (`config.validation`: held out of the training " \
            "set); the test split took no part in this sweep" in held
     assert ("config, a new workdir and `--config.validation=0 --config.batch_size=4 "
-            "--config.base_lrs=2^-8`.") in held
+            "--config.base_lrs=2^-8` (from Python: `run_lr_sweep` with the config so set).") in held
     assert "test split (the paper's protocol)" not in held
     single = recommend.recommendation_markdown(_rows({4: {-8: 0.8}}, seeds=(0.0,)), {}, 0.0, 0.02)
     assert "Scored on the test split (the paper's protocol); no choice was made" in single
@@ -428,14 +429,15 @@ def test_the_flags_that_train_the_chosen_setting_for_the_test_split_clear_the_ot
         {8: {-8: 0.9, -6: 0.6}}, weight_decay="0.0005")
     assert test_run_flags(rows, 8, 2.0**-8) == (
         "--config.validation=0 --config.batch_size=8 --config.base_lrs=2^-8 "
-        "--config.weight_decay=0.0005 --config.sweep.weight_decay=() --config.sweep.points=()")
+        "--config.weight_decay=0.0005 --config.sweep.weight_decay='()' "
+        "--config.sweep.points='()'")
     adam = [r | {"base_lr": "0.0003", "beta2": b2, "beta1": "0.9", "optimizer": "adam"}
             for b2, r in zip(("0.99", "0.999"), _rows({8: {-8: 0.8}}, seeds=(0.0,)) * 2)]
     adam[1]["median_test_metric"] = "0.9"
     assert test_run_flags(adam, 8, 0.0003) == (
-        "--config.validation=0 --config.batch_size=8 --config.base_lrs=(0.0003,) "
-        "--config.adam.beta2=0.999 --config.sweep.beta2=() --config.adam.beta2_rule=fixed "
-        "--config.sweep.points=()")
+        "--config.validation=0 --config.batch_size=8 --config.base_lrs='(0.0003,)' "
+        "--config.adam.beta2=0.999 --config.sweep.beta2='()' --config.adam.beta2_rule=fixed "
+        "--config.sweep.points='()'")
     # The flags parse, and the config they give, from a sweep's config file, sweeps the one
     # point (no other lanes).
     from conftest import REPO_ROOT, parse
@@ -450,6 +452,7 @@ def test_the_flags_that_train_the_chosen_setting_for_the_test_split_clear_the_ot
         "    config.sweep.weight_decay = (0.0, 0.0005)\n"
         "    return config\n")
     assert lane_grid(parse(f"--config={tmp_path / 'sweep.py'}")).num_lanes == 26
-    config = parse(f"--config={tmp_path / 'sweep.py'}", *test_run_flags(rows, 8, 2.0**-8).split())
+    config = parse(f"--config={tmp_path / 'sweep.py'}",
+                   *shlex.split(test_run_flags(rows, 8, 2.0**-8)))  # (as a shell splits them)
     expand_lr_grids(config)
     assert config.validation == 0 and lane_grid(config).num_lanes == 1
