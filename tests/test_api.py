@@ -421,15 +421,20 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     """config.validation holds a share of the training set out and every evaluation reads
     it: with the test split's labels all wrong (shifted by one class), the rows still show
     the accuracy a learnable problem gets, and say where they were measured; a rerun in
-    the same workdir on the test split is another run, refused naming the key."""
+    the same workdir on the test split is another run, refused naming the key. Every m of a
+    sweep holds out the same split (the second m once held out of the first's training part:
+    fewer steps, a smaller split)."""
     x, y, xt, yt = _features(n=600)
     data = (x, y, xt, (yt + 1) % 3)  # every test label wrong
-    config, workdir = _config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), validation=0.25), str(tmp_path)
-    rows = sbj.run_lr_sweep(config, workdir, model=MLP(), data=data)
+    config = _config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), validation=0.25,
+                     batch_sizes=(16, 8))
+    rows = sbj.run_batch_sweep(config, str(tmp_path), model=MLP(), data=data)
     assert {r["evaluated_on"] for r in rows} == {"validation"}
-    assert max(r["median_test_metric"] for r in rows) > 0.7
+    assert min(max(r["median_test_metric"] for r in rows if r["batch_size"] == m)
+               for m in (8, 16)) > 0.7
     held = sum(round(0.25 * np.sum(y == c)) for c in range(3))  # stratified per class
-    assert rows[0]["steps"] == 4 * ((len(y) - held) // 16)
+    assert {(r["batch_size"], r["steps"]) for r in rows} == {
+        (m, 4 * ((len(y) - held) // m)) for m in (8, 16)}
     with pytest.raises(ValueError, match=r"validation: 0\.25 → 0\.0"):
-        sbj.run_lr_sweep(_config(epochs=4, base_lrs=(2.0**-5, 2.0**-3)), workdir, model=MLP(),
-                         data=data)
+        sbj.run_batch_sweep(_config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), batch_sizes=(16, 8)),
+                            str(tmp_path), model=MLP(), data=data)

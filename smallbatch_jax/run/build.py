@@ -106,6 +106,10 @@ class RunSpec:
     schedule: Schedule
     checkpoints: CheckpointPolicy
     probe: NoiseProbe | None  # the gradient-noise probe; None: not measured
+    # The data set as loaded or given, before this run's own changes to it (the validation
+    # split held out, the standardization switch, raw targets): what a sweep hands its
+    # other runs, which make their own (a held-out split of a held-out split would shrink).
+    loaded: DatasetLike | None = None
 
     @property
     def num_seeds(self) -> int:
@@ -228,6 +232,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     objective = objective or objective_named(config.objective)  # (a clear error if unknown)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir, config.image_size)
+    loaded = dataset
     if config.validation:  # (before anything reads the data: its statistics change too)
         dataset = hold_out(dataset, config.validation)
     if not config.standardize:
@@ -266,6 +271,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
                                   num_batches=noise.num_batches,
                                   max_fraction=noise.max_fraction, decay=noise.decay,
                                   multiple_of=config.bn_batch_size or 1),
+        loaded=loaded,
     )
 
 

@@ -68,7 +68,7 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
             raise ValueError(f"config.base_lrs={run_config.base_lrs!r} is invalid; allowed: "
                              "distinct values (a study reads the lanes of one η̃ as seeds)")
         specs.append(prepare(run_config, dataset, model, objective))
-        dataset = specs[0].dataset
+        dataset = specs[0].loaded  # (as loaded: each run makes its own changes to it)
     return specs
 
 
