@@ -18,7 +18,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from smallbatch_jax.run.results import lr_text
+from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, lr_text
 from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
                                            metric_table, optima_at_the_edge, reliable_ranges,
@@ -569,6 +569,31 @@ def _selection_note(evaluated_on: str, points: int, flags: str = "") -> str:
             "train the chosen setting once and read its test metric.")
 
 
+def ties_at_the_best(rows, name: str, higher: bool) -> str:
+    """Where several points of the grid (m, η̃ and any other swept values) share the best
+    score, to float32's resolution (analysis.best_of's ties): the recommendation among them
+    is the tie rule's (the smaller m, then η̃), not the data's, and is said to be; '' where
+    one point is best. `rows`: the whole grid."""
+    scores = {point: v for point, v in analysis.setting_scores(rows).items() if not math.isnan(v)}
+    if not scores:
+        return ""
+    best = (max if higher else min)(scores.values())
+    tied = sorted(point for point, v in scores.items() if f"{v:.6g}" == f"{best:.6g}")
+    if len(tied) < 2:
+        return ""
+    swept = [(i, key) for i, key in enumerate(HYPERPARAMETER_COLUMNS)
+             if key in analysis.swept_besides_lr(rows)]
+    named = ["(m = {}, η̃ = {}{})".format(m, _lr_text(lr), "".join(
+        f", {key} = {float(setting[i]):g}" for i, key in swept)) for m, lr, setting in tied]
+    ceiling = (" The metric is at its ceiling on the evaluation split: a larger split, a "
+               "harder task or a finer measure (the loss) would tell them apart."
+               if name == "accuracy" and higher and best >= 1.0 else "")
+    return (f"{len(tied)} points tie at the best {name}, {best:.4f}: "
+            + ", ".join(named[:6]) + (", …" if len(named) > 6 else "")
+            + "; the recommendation among them is the tie rule's (the smaller m, then η̃), "
+            "not the data's." + ceiling)
+
+
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
                             alpha: float = ALPHA, where: str = "",
                             noise_scales: dict[int, tuple[float, float]] | None = None,
@@ -614,6 +639,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               _selection_note(table.evaluated_on, len(analysis.setting_scores(grid_rows)),
                               test_run_flags(grid_rows, best_m, best_lr)),
               ""]
+    tied = ties_at_the_best(grid_rows, name, higher)
+    if tied:
+        lines += [tied, ""]
     near = lrs_within_noise(rows, best_m, alpha)
     grid = sorted(lr for m, lr in table if m == best_m)
     lines.append(f"η̃ within noise of it at m = {best_m}: {format_lrs(near, grid)}."

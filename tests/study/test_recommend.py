@@ -456,3 +456,21 @@ def test_the_flags_that_train_the_chosen_setting_for_the_test_split_clear_the_ot
                    *shlex.split(test_run_flags(rows, 8, 2.0**-8)))  # (as a shell splits them)
     expand_lr_grids(config)
     assert config.validation == 0 and lane_grid(config).num_lanes == 1
+
+
+def test_points_tied_at_the_best_are_named_and_the_choice_among_them_said_to_be_the_rule():
+    """A saturated metric (every seed at accuracy 1.0 at several points) ranks nothing: the
+    recommendation picked the smallest m by the tie rule, as if the data had."""
+    table = {4: {-10: 0.70, -8: 0.80}, 16: {-10: 0.80, -8: 0.70}}
+    text = recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
+    assert ("2 points tie at the best accuracy, 0.8000: (m = 4, η̃ = 2^-8), (m = 16, η̃ = "
+            "2^-10); the recommendation among them is the tie rule's (the smaller m, then "
+            "η̃), not the data's.") in text
+    assert "at its ceiling" not in text
+    table[16][-10] = table[4][-8] = 1.0
+    saturated = recommend.recommendation_markdown(_rows(table, seeds=(0.0, 0.0, 0.0)), {}, 0.0,
+                                                  0.02)
+    assert "2 points tie at the best accuracy, 1.0000" in saturated
+    assert "The metric is at its ceiling on the evaluation split" in saturated
+    table[16][-10] = 0.79
+    assert "tie at the best" not in recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
