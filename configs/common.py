@@ -90,6 +90,10 @@ def get_config():
     # the test split gives its own number (the columns still say test_*; each row's
     # `evaluated_on` says which split). 0: the paper's protocol, the test split.
     config.validation = 0.0
+    # With `validation` > 0: experiments.recommend (sbj.recommend_batch_size) then trains the
+    # recommended setting once on the whole training set, with every seed, and reads its test
+    # metric once (workdir/test_run/), beside its validation score. False: it says how to.
+    config.test_run = True
     config.eval_batch_size = 1000
     config.last_epochs = 5
     # Evaluations per epoch, at near-equal steps: 1 is the paper's; more time steps to a

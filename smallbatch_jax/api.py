@@ -43,7 +43,7 @@ from smallbatch_jax.models import model_name
 from smallbatch_jax.objectives import OBJECTIVES, Objective, objective_named
 from smallbatch_jax.run import results
 from smallbatch_jax.run.train import train_and_evaluate
-from smallbatch_jax.study.batch_sweep import (run_batch_sweep as _run_batch_sweep,
+from smallbatch_jax.study.batch_sweep import (run_batch_sweep as _run_batch_sweep, test_run,
                                               write_recommendation)
 
 
@@ -146,12 +146,18 @@ def recommend_batch_size(config, workdir: str, *, model=None, data=None, objecti
     size started after `budget_minutes` (0: every one), then writes
     workdir/recommendation.md (recommend.py: the best m and η̃ with the optimizer setting to
     paste, the largest m within noise of it, the stable η̃ per m, time to target, verdicts
-    on common advice). Returns the report's text."""
+    on common advice). With config.validation, the recommended setting is then trained once
+    on the whole training set and its test metric reported beside (config.test_run).
+    Returns the report's text."""
     set_up_process(cpu_cores, compilation_cache)
     config, dataset, objective = _prepare(config, model, data, objective)
     with _progress(progress):
         rows = _run_batch_sweep(config, workdir, model=model, dataset=dataset,
                                 objective=objective, budget_minutes=budget_minutes)
-    path = write_recommendation(workdir, rows, config.reliable_tolerance, config.target)
+        # (Chosen on a validation split: the choice trained for the test split, once.)
+        tested = test_run(config, workdir, rows, model=model, dataset=dataset,
+                          objective=objective)
+    path = write_recommendation(workdir, rows, config.reliable_tolerance, config.target,
+                                test_rows=tested)
     with open(path) as f:
         return f.read()

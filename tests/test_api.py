@@ -429,6 +429,7 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     config = _config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), validation=0.25,
                      batch_sizes=(16, 8))
     rows = sbj.run_batch_sweep(config, str(tmp_path), model=MLP(), data=data)
+    assert not (tmp_path / "test_run").exists()  # (only the recommendation trains for it)
     assert {r["evaluated_on"] for r in rows} == {"validation"}
     assert min(max(r["median_test_metric"] for r in rows if r["batch_size"] == m)
                for m in (8, 16)) > 0.7
@@ -438,3 +439,18 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     with pytest.raises(ValueError, match=r"validation: 0\.25 → 0\.0"):
         sbj.run_batch_sweep(_config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), batch_sizes=(16, 8)),
                             str(tmp_path), model=MLP(), data=data)
+    # The recommendation then trains its choice on the whole training set for the test split
+    # (whose labels are all wrong here: a low figure is the test split read), once.
+    text = sbj.recommend_batch_size(config, str(tmp_path), model=MLP(), data=data)
+    (tested,) = (tmp_path / "test_run").iterdir()
+    test_rows = results.read_csv(tested / "results.csv")
+    m = int(re.search(r"\*\*m = (\d+), η̃", text).group(1))
+    assert {(r["evaluated_on"], r["batch_size"], r["steps"]) for r in test_rows} == {
+        ("test", m, 4 * (len(y) // m))}
+    figure = re.search(r"\*\*On the test split\*\*, the setting trained once on the whole "
+                       r"training set \(test_run/; the test split read this once\): accuracy "
+                       r"([0-9.]+); on the validation split it was chosen on: ([0-9.]+)\.", text)
+    assert float(figure.group(1)) == pytest.approx(test_rows[0]["median_test_metric"], abs=1e-4)
+    assert float(figure.group(1)) < 0.3 < 0.7 < float(figure.group(2))
+    assert "The test figure below is this setting trained once more on the whole" in text
+    assert sbj.recommend_batch_size(config, str(tmp_path), model=MLP(), data=data) == text

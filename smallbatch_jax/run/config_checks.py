@@ -105,6 +105,9 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         _fail("standardize", config.standardize, "True or False")
     if not isinstance(config.augment, bool):
         _fail("augment", config.augment, "True (pad 4, random crop, random flip) or False")
+    if not isinstance(config.test_run, bool):
+        _fail("test_run", config.test_run, "True (train the recommended setting for the test "
+              "split after a sweep on a validation split) or False")
     if isinstance(config.validation, bool) or not isinstance(config.validation, (int, float)) \
             or not 0.0 <= config.validation < 1.0:
         _fail("validation", config.validation, "a fraction of the training set in [0, 1) to "

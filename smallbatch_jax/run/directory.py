@@ -107,7 +107,7 @@ def claim(directory: str, name: str = ".lock", remove_temporaries: bool = False)
 # run computes (the sweep's other points, the summary's tolerance, how often to save, what
 # is measured on the side: the noise-scale probe never touches the weights).
 RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size",
-                  "reliable_tolerance", "target", "checkpoint", "noise_scale")
+                  "reliable_tolerance", "target", "checkpoint", "noise_scale", "test_run")
 # Keys added to the config after runs were saved without them, with the value that trains
 # as those runs were trained: absent from a saved config and at this value now is no
 # difference (a finished run stays finished, a checkpoint resumes).

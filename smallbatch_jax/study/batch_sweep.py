@@ -11,14 +11,18 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 """
 
 import collections
+import hashlib
 import math
 import os
+
+from absl import logging
 
 from smallbatch_jax import noise_scale
 from smallbatch_jax.run import results
 from smallbatch_jax.run.directory import RunDirectory, SweepDirectory
 from smallbatch_jax.study import analysis, plots, recommend, steps_to_target
-from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
+from smallbatch_jax.run.train import train_and_evaluate
+from smallbatch_jax.study.sweep import Run, config_for, run_sweep, write_summary
 
 
 def run_name(batch_size: int) -> str:
@@ -110,13 +114,47 @@ def not_run(workdir: str, rows) -> list[int]:
     return [int(m) for m in config.get("batch_sizes", ()) if int(m) not in ran]
 
 
-def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:
-    """workdir/recommendation.md from the sweep's rows (recommend.py); returns its path."""
+def test_run(config, workdir: str, rows, *, model=None, dataset=None,
+             objective=None) -> list[dict] | None:
+    """For a sweep that chose on a validation split (config.validation) and is complete: its
+    recommended setting (recommend.recommended_point) trained once on the whole training set,
+    every seed, and evaluated on the test split, in workdir/test_run/<point>/ (a finished one
+    is read back; another point after a merge gets its own directory). None where the sweep
+    chose on the test split, config.test_run is False, batch sizes are still to run (the
+    answer may change), or every run diverged."""
+    if (not config.test_run or results.evaluated_on(rows) != "validation"
+            or not_run(workdir, rows)):
+        return None
+    point = recommend.recommended_point(rows)
+    if point is None:
+        return None
+    overrides = recommend.test_run_overrides(rows, *point)
+    name = f"m{point[0]}_" + hashlib.blake2b(repr(sorted(overrides.items())).encode(),
+                                             digest_size=4).hexdigest()
+    final = config_for(config, Run(name, {}))
+    with final.unlocked():
+        for key, value in overrides.items():
+            *parents, last = key.split(".")
+            node = final
+            for parent in parents:
+                node = node[parent]
+            node[last] = value
+    logging.info("the recommended setting (m = %d, η̃ = %s) on the whole training set, for the "
+                 "test split: %s", point[0], results.lr_text(point[1]), overrides)
+    directory = SweepDirectory(workdir).file(recommend.TEST_RUN_DIR)
+    return train_and_evaluate(final, os.path.join(directory, name), dataset, model, objective)
+
+
+def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0,
+                         test_rows=None) -> str:
+    """workdir/recommendation.md from the sweep's rows (recommend.py), with the recommended
+    setting's test figure where `test_rows` (test_run) are given; returns its path."""
     target, found = time_to_target(workdir, rows, target)
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
                                              where=analysis.context(rows), noise_scales=scales,
-                                             not_run=not_run(workdir, rows))
+                                             not_run=not_run(workdir, rows),
+                                             test_rows=test_rows)
     names = plots.figure_names(analysis.metric_table(rows).metric)
     figures = (names["vs_lr"], names["best_vs_batch_size"], "reliable_lr_range",
                "steps_to_target", "noise_scale")

@@ -519,6 +519,9 @@ def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], row
     return ""
 
 
+# Where a sweep that chose on a validation split trains its recommended setting for the test
+# split (study/batch_sweep.py: test_run).
+TEST_RUN_DIR = "test_run"
 # A results column swept besides η̃ → (the config key that sets it, its config.sweep key).
 _CONFIG_KEYS = {"weight_decay": ("weight_decay", "weight_decay"),
                 "momentum": ("momentum", "momentum"), "beta1": ("adam.beta1", "momentum"),
@@ -526,34 +529,65 @@ _CONFIG_KEYS = {"weight_decay": ("weight_decay", "weight_decay"),
                 "warmup": ("warmup", "warmup")}
 
 
-def test_run_flags(rows, batch_size: int, base_lr: float) -> str:
-    """The overrides that train the setting (m, η̃ and the other swept hyperparameters at
-    their best: `rows`, the whole grid) on the whole training set and evaluate it on the test
-    split, for the sweep's own config: its sweeps of other values cleared, β₂ as the column
+def test_run_overrides(rows, batch_size: int, base_lr: float) -> dict:
+    """The config's changes that train the setting (m, η̃ and the other swept hyperparameters
+    at their best: `rows`, the whole grid) on the whole training set and evaluate it on the
+    test split: {dotted key: value}, the sweeps of other values cleared, β₂ as the column
     gives it at m (the rule 'fixed')."""
-    power = math.log2(base_lr)
-    # (Tuples quoted for the shell, where a bare parenthesis is a syntax error.)
-    lrs = f"2^{power:g}" if power == round(power) else f"'({base_lr!r},)'"
-    flags = ["--config.validation=0", f"--config.batch_size={batch_size}",
-             f"--config.base_lrs={lrs}"]
+    overrides = {"validation": 0.0, "batch_size": batch_size, "base_lrs": (base_lr,)}
     swept = analysis.swept_besides_lr(rows)
     if swept:
         row = next(r for r in analysis.tuned(rows) if int(r["batch_size"]) == batch_size
                    and float(r["base_lr"]) == base_lr)
         for column in swept:
             key, sweep_key = _CONFIG_KEYS[column]
-            flags += [f"--config.{key}={float(row[column]):g}",
-                      f"--config.sweep.{sweep_key}='()'"]
+            overrides[key] = float(row[column])
+            overrides[f"sweep.{sweep_key}"] = ()
             if column == "beta2":
-                flags.append("--config.adam.beta2_rule=fixed")
-        flags.append("--config.sweep.points='()'")
-    return " ".join(dict.fromkeys(flags))
+                overrides["adam.beta2_rule"] = "fixed"
+        overrides["sweep.points"] = ()
+    return overrides
 
 
-def _selection_note(evaluated_on: str, points: int, flags: str = "") -> str:
+def test_run_flags(rows, batch_size: int, base_lr: float) -> str:
+    """`test_run_overrides` as command-line flags after the sweep's own config (tuples quoted
+    for the shell, where a bare parenthesis is a syntax error)."""
+    flags = []
+    for key, value in test_run_overrides(rows, batch_size, base_lr).items():
+        if key == "base_lrs":
+            power = math.log2(value[0])
+            text = f"2^{power:g}" if power == round(power) else f"'({value[0]!r},)'"
+        elif isinstance(value, tuple):
+            text = f"'{value!r}'"
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        flags.append(f"--config.{key}={text}")
+    return " ".join(flags)
+
+
+def recommended_point(rows) -> tuple[int, float] | None:
+    """(m, η̃) that recommendation.md recommends (the best m at its best η̃, the other swept
+    hyperparameters at their best); None where every run diverged."""
+    table = metric_table(analysis.tuned(rows))
+    trained = {m: v for m, v in best_per_batch_size(table).items() if not math.isnan(v[1])}
+    if not trained:
+        return None
+    best_m = best_of({m: v for m, (_, v) in trained.items()}, table.higher_is_better)
+    return best_m, trained[best_m][0]
+
+
+def _selection_note(evaluated_on: str, points: int, flags: str = "",
+                    tested: bool = False) -> str:
     """Which split chose the setting, and what its number is worth: a best chosen among
     `points` settings on the split it is scored on is flattered by the choice. `flags`: the
-    overrides that train the chosen setting for the test split (`test_run_flags`)."""
+    overrides that train the chosen setting for the test split (`test_run_flags`); `tested`:
+    that run was made (its figure follows)."""
+    if evaluated_on == "validation" and tested:
+        return ("Chosen on the validation split (`config.validation`: held out of the "
+                "training set); the test split took no part in the choice. The test figure "
+                "below is this setting trained once more on the whole training set, as "
+                "`python -m experiments.lr_sweep` with this sweep's config and "
+                f"`{flags}` would.")
     if evaluated_on == "validation":
         return ("Chosen on the validation split (`config.validation`: held out of the "
                 "training set); the test split took no part in this sweep. For a test figure "
@@ -567,6 +601,22 @@ def _selection_note(evaluated_on: str, points: int, flags: str = "") -> str:
             "settings, its number is flattered by the choice. For a number to report, choose "
             "on a split held out of the training set (`config.validation`, e.g. 0.1), then "
             "train the chosen setting once and read its test metric.")
+
+
+def _test_run_text(test_rows, name: str, chosen_on: tuple[float, float, int]) -> str:
+    """The recommended setting's test figure (batch_sweep.test_run's rows), beside its score on
+    the validation split it was chosen on."""
+    scores = [float(r["median_test_metric"]) for r in test_rows]
+    n, mean = len(scores), float(np.mean(scores))
+    se = float(np.std(scores, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    if math.isnan(mean):
+        return (f"**On the test split**: the setting, trained once on the whole training set "
+                f"({TEST_RUN_DIR}/), diverged for some seed; its validation score does not "
+                "carry over.")
+    return (f"**On the test split**, the setting trained once on the whole training set "
+            f"({TEST_RUN_DIR}/; the test split read this once): {name} "
+            f"{_score_text((mean, se, n))}; on the validation split it was chosen on: "
+            f"{_score_text(chosen_on)}.")
 
 
 def ties_at_the_best(rows, name: str, higher: bool) -> str:
@@ -597,12 +647,14 @@ def ties_at_the_best(rows, name: str, higher: bool) -> str:
 def recommendation_markdown(rows, found: dict[int, dict], target: float, tolerance: float,
                             alpha: float = ALPHA, where: str = "",
                             noise_scales: dict[int, tuple[float, float]] | None = None,
-                            not_run: list[int] = ()) -> str:
+                            not_run: list[int] = (), test_rows=None) -> str:
     """recommendation.md: the answer, its evidence and the verdicts (see the module doc).
     `noise_scales`: {m: (the gradient noise scale B_simple at the end of m's training at its
     best η̃, its standard error)} (noise_scale.final_scale), where probed (NaN: not
     measurable; a standard error NaN: not known). `not_run`: the sweep's batch sizes with no
-    results yet (said first)."""
+    results yet (said first). `test_rows`: the results of the recommended setting trained
+    on the whole training set and evaluated on the test split (batch_sweep.test_run), for a
+    sweep that chose on a validation split."""
     grid_rows, rows = rows, analysis.tuned(rows)  # (η̃ with the others at their best)
     table = metric_table(rows)
     name, higher = table.metric, table.higher_is_better
@@ -625,8 +677,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
             "Every run diverged: no recommendation." + (at_first_step or (
                 f" The smallest η̃ of the grid, {lr_text(smallest)}, diverged too: extend "
                 "`base_lrs` below it.")), ""])
-    best_m = best_of({m: v for m, (_, v) in trained.items()}, higher)
-    best_lr = trained[best_m][0]
+    best_m, best_lr = recommended_point(grid_rows)
     edges = optima_at_the_edge(table)
     best_row = next(r for r in rows if int(r["batch_size"]) == best_m
                     and float(r["base_lr"]) == best_lr)
@@ -637,8 +688,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               f"{_score_text(stats[(best_m, best_lr)])}.", "",
               f"Setting: {optimizer_setting(grid_rows, best_m, best_lr)}.", "",
               _selection_note(table.evaluated_on, len(analysis.setting_scores(grid_rows)),
-                              test_run_flags(grid_rows, best_m, best_lr)),
+                              test_run_flags(grid_rows, best_m, best_lr), bool(test_rows)),
               ""]
+    if test_rows:
+        lines += [_test_run_text(test_rows, name, stats[(best_m, best_lr)]), ""]
     tied = ties_at_the_best(grid_rows, name, higher)
     if tied:
         lines += [tied, ""]
