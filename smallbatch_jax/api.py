@@ -155,9 +155,7 @@ def recommend_batch_size(config, workdir: str, *, model=None, data=None, objecti
         rows = _run_batch_sweep(config, workdir, model=model, dataset=dataset,
                                 objective=objective, budget_minutes=budget_minutes)
         # (Chosen on a validation split: the choice trained for the test split, once.)
-        tested = test_run(config, workdir, rows, model=model, dataset=dataset,
-                          objective=objective)
-    path = write_recommendation(workdir, rows, config.reliable_tolerance, config.target,
-                                test_rows=tested)
+        test_run(config, workdir, rows, model=model, dataset=dataset, objective=objective)
+    path = write_recommendation(workdir, rows, config.reliable_tolerance, config.target)
     with open(path) as f:
         return f.read()

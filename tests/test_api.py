@@ -454,3 +454,8 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     assert float(figure.group(1)) < 0.3 < 0.7 < float(figure.group(2))
     assert "The test figure below is this setting trained once more on the whole" in text
     assert sbj.recommend_batch_size(config, str(tmp_path), model=MLP(), data=data) == text
+    # Redrawn by experiments.plot, the report keeps its test figure (read from test_run/).
+    from smallbatch_jax.study.batch_sweep import write_recommendation
+    rewritten = write_recommendation(str(tmp_path), results.read_raw(tmp_path / "results.csv"),
+                                     config.reliable_tolerance)
+    assert open(rewritten).read() == text

@@ -249,6 +249,10 @@ class RunDirectory:
     def write_results(self, rows: list[dict]) -> None:
         results.write_csv(self.file(self.RESULTS), rows, results.SUMMARY_FIELDS)
 
+    def read_results(self) -> list[dict] | None:
+        """results.csv's rows (strings); None if the run has not finished."""
+        return results.read_raw(self.file(self.RESULTS)) if self.is_finished() else None
+
     def read_curves(self) -> list[dict] | None:
         """curves.csv's rows (strings); None if there is none."""
         path = self.file(self.CURVES)

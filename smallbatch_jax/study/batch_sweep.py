@@ -11,6 +11,7 @@ reliable η̃ range per m; analysis.py). Re-running skips batch sizes already co
 """
 
 import collections
+import copy
 import hashlib
 import math
 import os
@@ -22,7 +23,7 @@ from smallbatch_jax.run import results
 from smallbatch_jax.run.directory import RunDirectory, SweepDirectory
 from smallbatch_jax.study import analysis, plots, recommend, steps_to_target
 from smallbatch_jax.run.train import train_and_evaluate
-from smallbatch_jax.study.sweep import Run, config_for, run_sweep, write_summary
+from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
 
 def run_name(batch_size: int) -> str:
@@ -114,16 +115,12 @@ def not_run(workdir: str, rows) -> list[int]:
     return [int(m) for m in config.get("batch_sizes", ()) if int(m) not in ran]
 
 
-def test_run(config, workdir: str, rows, *, model=None, dataset=None,
-             objective=None) -> list[dict] | None:
-    """For a sweep that chose on a validation split (config.validation) and is complete: its
-    recommended setting (recommend.recommended_point) trained once on the whole training set,
-    every seed, and evaluated on the test split, in workdir/test_run/<point>/ (a finished one
-    is read back; another point after a merge gets its own directory). None where the sweep
-    chose on the test split, config.test_run is False, batch sizes are still to run (the
-    answer may change), or every run diverged."""
-    if (not config.test_run or results.evaluated_on(rows) != "validation"
-            or not_run(workdir, rows)):
+def test_run_directory(workdir: str, rows) -> RunDirectory | None:
+    """Where the sweep's recommended setting (recommend.recommended_point) is trained for the
+    test split: workdir/test_run/m<m>_<digest of its overrides> (another point, after a
+    merge, gets its own). None where the sweep chose on the test split, or every run
+    diverged."""
+    if results.evaluated_on(rows) != "validation":
         return None
     point = recommend.recommended_point(rows)
     if point is None:
@@ -131,7 +128,23 @@ def test_run(config, workdir: str, rows, *, model=None, dataset=None,
     overrides = recommend.test_run_overrides(rows, *point)
     name = f"m{point[0]}_" + hashlib.blake2b(repr(sorted(overrides.items())).encode(),
                                              digest_size=4).hexdigest()
-    final = config_for(config, Run(name, {}))
+    return RunDirectory(os.path.join(SweepDirectory(workdir).file(recommend.TEST_RUN_DIR),
+                                     name))
+
+
+def test_run(config, workdir: str, rows, *, model=None, dataset=None,
+             objective=None) -> list[dict] | None:
+    """For a complete sweep that chose on a validation split (config.validation): its
+    recommended setting trained once on the whole training set, every seed, and evaluated
+    on the test split, in `test_run_directory` (a finished one is read back). None where
+    config.test_run is False, batch sizes are still to run (the answer may change), or
+    there is no such directory."""
+    directory = test_run_directory(workdir, rows)
+    if not config.test_run or directory is None or not_run(workdir, rows):
+        return None
+    point = recommend.recommended_point(rows)
+    overrides = recommend.test_run_overrides(rows, *point)
+    final = copy.deepcopy(config)
     with final.unlocked():
         for key, value in overrides.items():
             *parents, last = key.split(".")
@@ -141,15 +154,15 @@ def test_run(config, workdir: str, rows, *, model=None, dataset=None,
             node[last] = value
     logging.info("the recommended setting (m = %d, η̃ = %s) on the whole training set, for the "
                  "test split: %s", point[0], results.lr_text(point[1]), overrides)
-    directory = SweepDirectory(workdir).file(recommend.TEST_RUN_DIR)
-    return train_and_evaluate(final, os.path.join(directory, name), dataset, model, objective)
+    return train_and_evaluate(final, directory.path, dataset, model, objective)
 
 
-def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0,
-                         test_rows=None) -> str:
+def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0.0) -> str:
     """workdir/recommendation.md from the sweep's rows (recommend.py), with the recommended
-    setting's test figure where `test_rows` (test_run) are given; returns its path."""
+    setting's test figure where its test run (test_run) has finished; returns its path."""
     target, found = time_to_target(workdir, rows, target)
+    tested = test_run_directory(workdir, rows)
+    test_rows = tested.read_results() if tested is not None else None
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
                                              where=analysis.context(rows), noise_scales=scales,
