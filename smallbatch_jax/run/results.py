@@ -10,6 +10,7 @@ measurements from that epoch on, so its metric is NaN whenever it diverged withi
 epochs; `diverged` and `diverged_step` say when.
 """
 
+import collections
 import contextlib
 import csv
 import math
@@ -202,6 +203,17 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
                                  + (f" ({others})" if others else ""))
             seen[key] = index
             merged.append(row)
+    # Seeds of one m with another number of steps trained on another training set (another
+    # config.validation, another file) or for another length: not seeds of the same point.
+    steps = collections.defaultdict(set)
+    for row in merged:
+        if row.get("steps") not in (None, ""):
+            steps[int(row["batch_size"])].add(int(float(row["steps"])))
+    for m, counts in sorted(steps.items()):
+        if len(counts) > 1:
+            raise ValueError(f"tables of different training sets or lengths cannot be merged: "
+                             f"m = {m} trained {sorted(counts)} steps (config.validation, the "
+                             "data, or epochs differ)")
     splits = {split_of(row) for row in merged}  # (rows without the column: the test split)
     if len(splits) > 1:
         raise ValueError(f"tables evaluated on different splits cannot be merged: "

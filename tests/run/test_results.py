@@ -141,6 +141,13 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
                                              r"\['test', 'validation'\]"):
             merge_tables([test_split, held])
     assert evaluated_on(held) == "validation" and evaluated_on(seed_0) == "test"
+    # ... nor are seeds of a split of 10% those of one of 20%: another training set, whose
+    # size the steps at each m tell.
+    tenth = [r | {"steps": "1296", "evaluated_on": "validation"} for r in seed_0]
+    with pytest.raises(ValueError, match=r"different training sets or lengths cannot be "
+                                         r"merged: m = 8 trained \[1152, 1296\] steps"):
+        merge_tables([tenth, [r | {"steps": "1152"} for r in held]])
+    assert len(merge_tables([tenth, [r | {"steps": "1296.0"} for r in held]])) == 4
     with pytest.raises(ValueError, match="evaluated on different splits cannot be compared"):
         evaluated_on(seed_0 + held)
 
