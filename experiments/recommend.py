@@ -11,6 +11,9 @@ checkpoint. `--budget_minutes` starts no new batch size once the sweep has train
 (the report then covers those that finished; a rerun adds the rest). Use
 `--config.num_seeds=3` (seeds are extra lanes of the same program): with fewer seeds per point
 no difference can be tested, and the report says "cannot tell" where it would need one.
+With `--config.validation=0.1` the sweep chooses on a tenth of the training set held out and
+never reads the test split; the recommended setting is then trained once on the whole
+training set and its test metric reported beside (`workdir/test_run/`).
 """
 
 from absl import flags

@@ -21,8 +21,8 @@ from absl import logging
 from smallbatch_jax import noise_scale
 from smallbatch_jax.run import results
 from smallbatch_jax.run.directory import RunDirectory, SweepDirectory
-from smallbatch_jax.study import analysis, plots, recommend, steps_to_target
 from smallbatch_jax.run.train import train_and_evaluate
+from smallbatch_jax.study import analysis, plots, recommend, steps_to_target
 from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
 
