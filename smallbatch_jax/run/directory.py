@@ -274,6 +274,10 @@ class SweepDirectory:
     CONFIG = "sweep_config.json"  # the sweep's config as run (experiments.plot reads it)
     SUMMARY = "summary.md"
     RECOMMENDATION = "recommendation.md"
+    # A sweep that chose on a validation split: its recommended setting trained once more on
+    # the whole training set for the test split (study/batch_sweep.py: test_run), one run
+    # directory per recommended point below it.
+    TEST_RUN = "test_run"
     FIGURES = "figures"
 
     def __init__(self, path: str):
@@ -284,6 +288,9 @@ class SweepDirectory:
 
     def run(self, name: str) -> RunDirectory:
         return RunDirectory(os.path.join(self.path, name))
+
+    def test_run(self, name: str) -> RunDirectory:
+        return RunDirectory(os.path.join(self.path, self.TEST_RUN, name))
 
     def claim_task(self, task_index: int, num_tasks: int):
         """The lock of one task of the sweep (its temporaries are left alone: other tasks

@@ -186,8 +186,9 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
     another machine) as one table. A lane two rows both hold (the same m, m_BN, η̃, seed and
     other hyperparameters: HYPERPARAMETER_COLUMNS, which a study may sweep too) would count
     twice, and tables of different models, data sets, optimizers, meanings of η̃
-    (lr_scaling), lengths (epochs), metrics or evaluation splits do not belong together (seeds of a 10-epoch
-    run would be averaged with a 30-epoch run's): ValueError for either."""
+    (lr_scaling), lengths (epochs, or steps at one m: another training set), metrics or
+    evaluation splits do not belong together (seeds of a 10-epoch run would be averaged with
+    a 30-epoch run's): ValueError for either."""
     merged, seen = [], {}
     for index, rows in enumerate(tables):
         for row in rows:

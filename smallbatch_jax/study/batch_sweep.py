@@ -128,8 +128,7 @@ def test_run_directory(workdir: str, rows) -> RunDirectory | None:
     overrides = recommend.test_run_overrides(rows, *point)
     name = f"m{point[0]}_" + hashlib.blake2b(repr(sorted(overrides.items())).encode(),
                                              digest_size=4).hexdigest()
-    return RunDirectory(os.path.join(SweepDirectory(workdir).file(recommend.TEST_RUN_DIR),
-                                     name))
+    return SweepDirectory(workdir).test_run(name)
 
 
 def test_run(config, workdir: str, rows, *, model=None, dataset=None,

@@ -29,8 +29,9 @@ def best_lrs_from(workdir: str, config) -> dict[int, float]:
     """{m: the best η̃ at m} of the batch sweep in `workdir` (m where every η̃ failed left
     out), which must be of the config's model, data set, optimizer, η̃'s meaning (its
     lr_scaling) and evaluation split (config.validation: η̃ chosen on the test split would
-    leak it into a study that holds a validation split out), and sweep η̃ alone: another's best η̃ would be taken without a word (a
-    CIFAR-100 sweep's for a CIFAR-10 study, or an η̃ best at a λ this study does not use)."""
+    leak it into a study that holds a validation split out), and sweep η̃ alone: another's
+    best η̃ would be taken without a word (a CIFAR-100 sweep's for a CIFAR-10 study, or an η̃
+    best at a λ this study does not use)."""
     sweep = SweepDirectory(workdir)
     if not sweep.has_results():
         raise ValueError(f"config.lr_from={workdir!r}: no {sweep.RESULTS} there; give the "

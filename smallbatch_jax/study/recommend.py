@@ -18,6 +18,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, lr_text
 from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
@@ -519,9 +520,6 @@ def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], row
     return ""
 
 
-# Where a sweep that chose on a validation split trains its recommended setting for the test
-# split (study/batch_sweep.py: test_run).
-TEST_RUN_DIR = "test_run"
 # A results column swept besides η̃ → (the config key that sets it, its config.sweep key).
 _CONFIG_KEYS = {"weight_decay": ("weight_decay", "weight_decay"),
                 "momentum": ("momentum", "momentum"), "beta1": ("adam.beta1", "momentum"),
@@ -611,10 +609,10 @@ def _test_run_text(test_rows, name: str, chosen_on: tuple[float, float, int]) ->
     se = float(np.std(scores, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     if math.isnan(mean):
         return (f"**On the test split**: the setting, trained once on the whole training set "
-                f"({TEST_RUN_DIR}/), diverged for some seed; its validation score does not "
-                "carry over.")
+                f"({SweepDirectory.TEST_RUN}/), diverged for some seed; its validation score "
+                "does not carry over.")
     return (f"**On the test split**, the setting trained once on the whole training set "
-            f"({TEST_RUN_DIR}/; the test split read this once): {name} "
+            f"({SweepDirectory.TEST_RUN}/; the test split read this once): {name} "
             f"{_score_text((mean, se, n))}; on the validation split it was chosen on: "
             f"{_score_text(chosen_on)}.")
 

@@ -139,7 +139,8 @@ def markdown(found: dict[int, dict], target: float, metric: str,
     """The table of steps, examples and wall time to the target per m (the metric read on
     the split `evaluated_on`)."""
     lines = [f"Steps to target: the fewest optimizer steps over η̃ after which the mean over "
-             f"seeds of the {evaluated_on} {metric} first reaches {target:.4f}: an upper bound by less "
+             f"seeds of the {evaluated_on} {metric} first reaches {target:.4f}: an upper bound "
+             "by less "
              "than the steps between two evaluations (the last column; an epoch's, unless "
              "the runs set `evals_per_epoch`); wall time at the speed of m's program in its "
              "median epoch (every η̃ at once, evaluation included, compilation not).", "",

@@ -145,7 +145,8 @@ def test_a_test_split_that_is_the_training_data_is_named(caplog):
     x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 2, 40)
     with caplog.at_level("WARNING"):
         make_dataset("mine", x, y, x[:10], y[:10])
-    assert "mine: 10 of the 10 test inputs (100%) are exact copies of training inputs" in caplog.text
+    assert ("mine: 10 of the 10 test inputs (100%) are exact copies of training inputs"
+            in caplog.text)
     assert "config.validation" in caplog.text
     caplog.clear()
     fresh = rng.normal(size=(10, 3)).astype(np.float32)

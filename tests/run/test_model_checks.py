@@ -148,4 +148,5 @@ def test_batch_norm_over_one_value_per_feature_is_named(caplog):
     assert "normalizes over one value" not in caplog.text
     with caplog.at_level("WARNING"):  # the project's ghost BN, m_BN = 1 after its dense layer
         checked(create_model("small_cnn_bn", 10, bn_batch_size=1), load_digits(), 8, 1, True)
-    assert "model mine at m = 8, m_BN = 1: BatchNorm GhostBatchNorm_2 (input (8, 64))" in caplog.text
+    assert ("model mine at m = 8, m_BN = 1: BatchNorm GhostBatchNorm_2 (input (8, 64))"
+            in caplog.text)

@@ -422,7 +422,8 @@ def test_the_flags_that_train_the_chosen_setting_for_the_test_split_clear_the_ot
         tmp_path):
     """Pasted after the sweep's own config, they must train the recommended point alone: the
     other swept hyperparameters at their best and their sweeps cleared (else the run would
-    sweep them again, on the test split), β₂ as used at m, an η̃ that is no power of 2 as it is."""
+    sweep them again, on the test split), β₂ as used at m, an η̃ that is no power of 2 as it
+    is."""
     from smallbatch_jax.study.recommend import test_run_flags
 
     rows = _rows({8: {-8: 0.8, -6: 0.7}}, weight_decay="0.0") + _rows(
@@ -443,9 +444,10 @@ def test_the_flags_that_train_the_chosen_setting_for_the_test_split_clear_the_ot
     from conftest import REPO_ROOT, parse
     from smallbatch_jax.config_args import expand_lr_grids
     from smallbatch_jax.run.build import lane_grid
+    default = f"{REPO_ROOT}/configs/default.py"
     (tmp_path / "sweep.py").write_text(
         "import importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('d', {REPO_ROOT + '/configs/default.py'!r})\n"
+        f"spec = importlib.util.spec_from_file_location('d', {default!r})\n"
         "d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d)\n"
         "def get_config():\n"
         "    config = d.get_config()\n"
