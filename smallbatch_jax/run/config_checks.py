@@ -480,8 +480,10 @@ def check_labels(dataset: DatasetLike) -> None:
         return
     unseen = np.setdiff1d(np.unique(dataset.test_labels), np.unique(dataset.train_labels))
     if len(unseen):
-        logging.warning("%s: test classes %s never occur in the training split; the test "
-                        "metric counts them as errors", dataset.name, unseen.tolist()[:20])
+        split = dataset.evaluated_on  # (a validation split held out of a class's only example)
+        logging.warning("%s: %s classes %s never occur in the training split; the %s metric "
+                        "counts them as errors", dataset.name, split, unseen.tolist()[:20],
+                        split)
 
 
 def strategy_choice(section) -> StrategyChoice:

@@ -105,6 +105,14 @@ def test_test_classes_unseen_in_training_are_named(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=(x, y, xt, yt))
     assert "test classes [3] never occur in the training split" in caplog.text
+    # A validation split that took a class's only example says so, as a validation split.
+    from smallbatch_jax.data import hold_out, make_dataset
+    from smallbatch_jax.run.config_checks import check_labels
+    caplog.clear()
+    y[0] = 3  # the one example of class 3, held out with 60% of each class
+    with caplog.at_level("WARNING"):
+        check_labels(hold_out(make_dataset("mine", x, y, xt, yt), 0.6))
+    assert "mine: validation classes [3] never occur in the training split" in caplog.text
 
 
 class DenseBatchNorm(nn.Module):
