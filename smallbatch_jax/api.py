@@ -32,6 +32,7 @@ told so once.
 import contextlib
 import copy
 import logging as std_logging
+import time
 
 import jax
 from absl import logging
@@ -147,15 +148,22 @@ def recommend_batch_size(config, workdir: str, *, model=None, data=None, objecti
     workdir/recommendation.md (recommend.py: the best m and η̃ with the optimizer setting to
     paste, the largest m within noise of it, the stable η̃ per m, time to target, verdicts
     on common advice). With config.validation, the recommended setting is then trained once
-    on the whole training set and its test metric reported beside (config.test_run).
-    Returns the report's text."""
+    on the whole training set and its test metric reported beside (config.test_run; not
+    started once `budget_minutes` are spent: the next call makes it). Returns the report's
+    text."""
     set_up_process(cpu_cores, compilation_cache)
     config, dataset, objective = _prepare(config, model, data, objective)
+    started = time.monotonic()
     with _progress(progress):
         rows = _run_batch_sweep(config, workdir, model=model, dataset=dataset,
                                 objective=objective, budget_minutes=budget_minutes)
-        # (Chosen on a validation split: the choice trained for the test split, once.)
-        test_run(config, workdir, rows, model=model, dataset=dataset, objective=objective)
+        # (Chosen on a validation split: the choice trained for the test split, once; not
+        # started once the budget is spent, like a batch size: a rerun makes it.)
+        if budget_minutes and time.monotonic() - started > 60 * budget_minutes:
+            logging.info("the budget of %g minutes is spent: the recommended setting's test "
+                         "run is left for the next call", budget_minutes)
+        else:
+            test_run(config, workdir, rows, model=model, dataset=dataset, objective=objective)
     path = write_recommendation(workdir, rows, config.reliable_tolerance, config.target)
     with open(path) as f:
         return f.read()

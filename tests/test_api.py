@@ -440,7 +440,11 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
         sbj.run_batch_sweep(_config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), batch_sizes=(16, 8)),
                             str(tmp_path), model=MLP(), data=data)
     # The recommendation then trains its choice on the whole training set for the test split
-    # (whose labels are all wrong here: a low figure is the test split read), once.
+    # (whose labels are all wrong here: a low figure is the test split read), once; not once
+    # its budget is spent (the sweep's batch sizes were all done: a call that only reports).
+    cut = sbj.recommend_batch_size(config, str(tmp_path), model=MLP(), data=data,
+                                   budget_minutes=1e-9)
+    assert "On the test split" not in cut and not (tmp_path / "test_run").exists()
     text = sbj.recommend_batch_size(config, str(tmp_path), model=MLP(), data=data)
     (tested,) = (tmp_path / "test_run").iterdir()
     test_rows = results.read_csv(tested / "results.csv")
