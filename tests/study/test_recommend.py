@@ -439,6 +439,14 @@ def test_the_flags_that_train_the_chosen_setting_for_the_test_split_clear_the_ot
         "--config.validation=0 --config.batch_size=8 --config.base_lrs='(0.0003,)' "
         "--config.adam.beta2=0.999 --config.sweep.beta2='()' --config.adam.beta2_rule=fixed "
         "--config.sweep.points='()'")
+    # Adam's β₁ is swept as sweep.momentum and set as adam.beta1.
+    from smallbatch_jax.study.recommend import test_run_overrides
+    beta1 = [r | {"beta1": b1, "beta2": "0.999", "optimizer": "adam"}
+             for b1, r in zip(("0.8", "0.9"), _rows({8: {-8: 0.8}}, seeds=(0.0,)) * 2)]
+    beta1[0]["median_test_metric"] = "0.9"
+    assert test_run_overrides(beta1, 8, 2.0**-8) == {
+        "validation": 0.0, "batch_size": 8, "base_lrs": (2.0**-8,), "adam.beta1": 0.8,
+        "sweep.momentum": (), "sweep.points": ()}
     # The flags parse, and the config they give, from a sweep's config file, sweeps the one
     # point (no other lanes).
     from conftest import REPO_ROOT, parse
