@@ -237,11 +237,12 @@ def check_test_copies(name: str, train_inputs: np.ndarray, test_inputs: np.ndarr
     copies = test_copies(train_inputs, test_inputs)
     if copies > COPIES_WARNED * len(test_inputs):
         logging.warning(
-            "%s: %d of the %d test inputs (%.0f%%) are exact copies of training inputs: the "
-            "test metric then measures the fit to the training data, and the sweep's choices "
-            "of m and η̃ with it. Pass a test split disjoint from the training one, or let a "
-            "run hold one out of the training set (config.validation, e.g. 0.1)", name, copies,
-            len(test_inputs), 100.0 * copies / len(test_inputs))
+            "%s: %d of the %d test inputs (%.0f%%) are exact copies of training inputs. If the "
+            "test split holds the training data, the test metric measures the fit to it, and "
+            "the sweep's choices of m and η̃ with it: pass a test split disjoint from the "
+            "training one, or let a run hold one out of the training set (config.validation, "
+            "e.g. 0.1). (Inputs that repeat by nature, few discrete values: ignore this.)",
+            name, copies, len(test_inputs), 100.0 * copies / len(test_inputs))
 
 
 def looks_channels_first(shape: tuple[int, ...]) -> bool:
