@@ -84,6 +84,8 @@ def get_config():
     config.warmup = 0.0
     # Evaluation: every epoch on the test split; the metric is the median test accuracy
     # over the last `last_epochs` epochs (paper: 5).
+    config.eval_batch_size = 1000
+    config.last_epochs = 5
     # `validation` > 0: that fraction of the training set (a fixed draw, stratified by class)
     # is held out and every evaluation reads it instead of the test split, which the run then
     # never touches: m and η̃ chosen on it, and its numbers, are free of the bias a choice on
@@ -94,8 +96,6 @@ def get_config():
     # recommended setting once on the whole training set, with every seed, and reads its test
     # metric once (workdir/test_run/), beside its validation score. False: it says how to.
     config.test_run = True
-    config.eval_batch_size = 1000
-    config.last_epochs = 5
     # Evaluations per epoch, at near-equal steps: 1 is the paper's; more time steps to a
     # target finer than an epoch (each m's evaluations.csv; the metric above and the figures
     # still read the per-epoch ones). Each costs a pass over the test split.
