@@ -90,7 +90,9 @@ def get_config():
     # is held out and every evaluation reads it instead of the test split, which the run then
     # never touches: m and η̃ chosen on it, and its numbers, are free of the bias a choice on
     # the test split gives its own number (the columns still say test_*; each row's
-    # `evaluated_on` says which split). 0: the paper's protocol, the test split.
+    # `evaluated_on` says which split). 0: the paper's protocol, the test split. A data set
+    # made with its own validation split (make_dataset(..., validation=(x_val, y_val))) holds
+    # that out instead, at any value > 0.
     config.validation = 0.0
     # With `validation` > 0: experiments.recommend (sbj.recommend_batch_size) then trains the
     # recommended setting once on the whole training set, with every seed, and reads its test

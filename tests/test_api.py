@@ -463,3 +463,15 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     rewritten = write_recommendation(str(tmp_path), results.read_raw(tmp_path / "results.csv"),
                                      config.reliable_tolerance)
     assert open(rewritten).read() == text
+
+
+def test_a_users_own_validation_split_is_evaluated_on_and_trained_on_at_zero(tmp_path):
+    """make_dataset(..., validation=...) from the API: config.validation > 0 trains on the
+    rest and evaluates on that split; 0 trains on all of it (as the test run does)."""
+    x, y, xt, yt = _features(n=600)
+    data = sbj.make_dataset("mine", x[:300], y[:300], xt, yt, validation=(x[300:], y[300:]))
+    held = sbj.run_lr_sweep(_config(epochs=1, validation=0.1), str(tmp_path / "held"),
+                            model=MLP(), data=data)
+    assert {(r["evaluated_on"], r["steps"]) for r in held} == {("validation", 300 // 16)}
+    whole = sbj.run_lr_sweep(_config(epochs=1), str(tmp_path / "whole"), model=MLP(), data=data)
+    assert {(r["evaluated_on"], r["steps"]) for r in whole} == {("test", 400 // 16)}

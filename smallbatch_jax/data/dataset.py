@@ -91,6 +91,9 @@ class Dataset:
     # The split in test_images and test_labels, which every evaluation reads: 'test', or
     # 'validation' (hold_out: examples held out from the training set).
     evaluated_on: str = "test"
+    # The user's own validation split, as positions in the training arrays (make_dataset's
+    # `validation`): what `hold_out` holds out instead of a random draw. None: none given.
+    validation_indices: np.ndarray | None = dataclasses.field(default=None, compare=False)
     streamed: ClassVar[bool] = False  # held whole, then on the device
 
     @property
@@ -124,6 +127,8 @@ class Dataset:
         digest.update(f"{self.label_kind}:{self.num_classes}".encode())
         if self.evaluated_on != "test":  # (the digest of a data set as before, otherwise)
             digest.update(self.evaluated_on.encode())
+        if self.validation_indices is not None:
+            digest.update(b"validation" + np.asarray(self.validation_indices, np.int64).tobytes())
         for array in (self.train_images, self.train_labels, self.test_images,
                       self.test_labels):
             array = np.ascontiguousarray(array)
@@ -144,7 +149,9 @@ def hold_out(dataset: Dataset, fraction: float) -> Dataset:
     which the run evaluates on in place of the test split (dropped: the run never sees it).
     The draw is fixed (seed 0, the same for every m, lane and rerun) and, for classes,
     stratified: round(fraction × its count) examples of each class, so that a small
-    validation split keeps the classes' shares. The standardization statistics are the
+    validation split keeps the classes' shares. A data set made with its own validation
+    split (make_dataset's `validation`: grouped or time-ordered data, where a random draw
+    would put near-copies on both sides) holds that split out instead, whatever `fraction`. The standardization statistics are the
     remaining training examples' (where the data set had them: `standardize=False` and raw
     targets stay so). Both parts keep the order of the training set."""
     if dataset.streamed:
@@ -153,14 +160,17 @@ def hold_out(dataset: Dataset, fraction: float) -> Dataset:
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"{dataset.name}: a validation fraction must lie in (0, 1); got "
                          f"{fraction!r}")
-    rng = np.random.default_rng(0)
     labels = dataset.train_labels
-    if dataset.label_kind == "classes":
-        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    if dataset.validation_indices is not None:
+        held = np.sort(np.asarray(dataset.validation_indices))
     else:
-        groups = [np.arange(len(labels))]
-    held = np.sort(np.concatenate(
-        [rng.permutation(group)[:int(round(fraction * len(group)))] for group in groups]))
+        rng = np.random.default_rng(0)
+        if dataset.label_kind == "classes":
+            groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        else:
+            groups = [np.arange(len(labels))]
+        held = np.sort(np.concatenate(
+            [rng.permutation(group)[:int(round(fraction * len(group)))] for group in groups]))
     kept = np.setdiff1d(np.arange(len(labels)), held)
     if len(held) == 0 or len(kept) == 0:
         raise ValueError(f"{dataset.name}: config.validation={fraction:g} of its "
@@ -174,9 +184,10 @@ def hold_out(dataset: Dataset, fraction: float) -> Dataset:
         split = dataclasses.replace(split, mean=None, std=None)
     if dataset.target_mean is None:
         split = split.raw_targets()
-    logging.info("%s: %d of its %d training examples held out as the validation split, which "
-                 "the run evaluates on (config.validation=%g); the test split is not used",
-                 dataset.name, len(held), len(labels), fraction)
+    logging.info("%s: %d of its %d training examples held out as the validation split (%s), "
+                 "which the run evaluates on; the test split is not used", dataset.name,
+                 len(held), len(labels), "its own" if dataset.validation_indices is not None
+                 else f"config.validation={fraction:g}")
     return dataclasses.replace(split, evaluated_on="validation")
 
 
@@ -229,7 +240,8 @@ def test_copies(train_inputs: np.ndarray, test_inputs: np.ndarray) -> int:
                for x in np.ascontiguousarray(test_inputs).reshape(len(test_inputs), -1))
 
 
-def check_test_copies(name: str, train_inputs: np.ndarray, test_inputs: np.ndarray) -> None:
+def check_test_copies(name: str, train_inputs: np.ndarray, test_inputs: np.ndarray,
+                      split: str = "test") -> None:
     """A test split that is mostly the training inputs (data=(x, y, x, y), a notebook's
     shortcut, or a leaky split) trains and reports without an error, and every choice is then
     made on the fit to the training data: warned of, with the way out. A few copies (small
@@ -237,12 +249,13 @@ def check_test_copies(name: str, train_inputs: np.ndarray, test_inputs: np.ndarr
     copies = test_copies(train_inputs, test_inputs)
     if copies > COPIES_WARNED * len(test_inputs):
         logging.warning(
-            "%s: %d of the %d test inputs (%.0f%%) are exact copies of training inputs. If the "
-            "test split holds the training data, the test metric measures the fit to it, and "
-            "the sweep's choices of m and η̃ with it: pass a test split disjoint from the "
-            "training one, or let a run hold one out of the training set (config.validation, "
-            "e.g. 0.1). (Inputs that repeat by nature, few discrete values: ignore this.)",
-            name, copies, len(test_inputs), 100.0 * copies / len(test_inputs))
+            "%s: %d of the %d %s inputs (%.0f%%) are exact copies of training inputs. If the "
+            "%s split holds the training data, its metric measures the fit to it, and the "
+            "sweep's choices of m and η̃ with it: pass a split disjoint from the training "
+            "one%s. (Inputs that repeat by nature, few discrete values: ignore this.)",
+            name, copies, len(test_inputs), split, 100.0 * copies / len(test_inputs), split,
+            ", or let a run hold one out of the training set (config.validation, e.g. 0.1)"
+            if split == "test" else "")
 
 
 def looks_channels_first(shape: tuple[int, ...]) -> bool:
@@ -253,14 +266,36 @@ def looks_channels_first(shape: tuple[int, ...]) -> bool:
 
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
                  num_classes: int | None = None, standardize: bool = True,
-                 labels: str | None = None) -> Dataset:
+                 labels: str | None = None, validation=None) -> Dataset:
     """Checks the arrays (the same input shape in both splits, one label per example:
     integer labels in [0, num_classes), or real-valued targets) and computes the
     standardization statistics. `labels`: 'classes' or 'targets'; default, 'classes' for
     integer labels and 'targets' for floating-point ones. `num_classes`: default, the
-    largest label + 1 (classes) or a target's number of components (targets)."""
+    largest label + 1 (classes) or a target's number of components (targets).
+    `validation`: your own validation split, (inputs, labels), e.g. whole groups or the latest
+    period where a random draw would leak: it becomes part of the training set, and a run
+    with config.validation > 0 holds it out and evaluates on it (`hold_out`), while one with
+    0 trains on all of it (the chosen setting's test run among them)."""
     arrays = [np.asarray(x) for x in (train_images, train_labels, test_images, test_labels)]
     train_images, train_labels, test_images, test_labels = arrays
+    validation_indices = None
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise ValueError(f"{name}: validation must be (inputs, labels); got "
+                             f"{type(validation).__name__}")
+        val_images, val_labels = (np.asarray(x) for x in validation)
+        if val_images.shape[1:] != train_images.shape[1:] or val_labels.shape[1:] != \
+                train_labels.shape[1:] or val_labels.dtype.kind != train_labels.dtype.kind \
+                or len(val_images) != len(val_labels) or not len(val_labels):
+            raise ValueError(
+                f"{name}: the validation split must be like the training one (inputs "
+                f"{('N',) + train_images.shape[1:]}, labels {('N',) + train_labels.shape[1:]} "
+                f"of kind {train_labels.dtype}, N ≥ 1); got {val_images.shape} and "
+                f"{val_labels.shape} of {val_labels.dtype}")
+        check_test_copies(name, train_images, val_images, "validation")
+        validation_indices = np.arange(len(train_images), len(train_images) + len(val_images))
+        train_images = np.concatenate([train_images, val_images])
+        train_labels = np.concatenate([train_labels, val_labels])
     if labels is None:
         labels = "classes" if np.issubdtype(train_labels.dtype, np.integer) else "targets"
     if labels not in ("classes", "targets"):
@@ -355,6 +390,7 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
         label_kind=labels,
         target_mean=target_mean,
         target_std=target_std,
+        validation_indices=validation_indices,
     )
 
 

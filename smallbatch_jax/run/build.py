@@ -235,6 +235,10 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     loaded = dataset
     if config.validation:  # (before anything reads the data: its statistics change too)
         dataset = hold_out(dataset, config.validation)
+    elif getattr(dataset, "validation_indices", None) is not None:
+        logging.info("%s: its own validation split is trained on with the rest (config."
+                     "validation=0: the whole training set, evaluated on the test split)",
+                     dataset.name)
     if not config.standardize:
         dataset = dataset.unstandardized()
     if getattr(dataset, "target_mean", None) is not None and not objective.scaled_targets:

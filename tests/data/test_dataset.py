@@ -153,3 +153,28 @@ def test_a_test_split_that_is_the_training_data_is_named(caplog):
     with caplog.at_level("WARNING"):
         make_dataset("mine", x, y, np.concatenate([x[:5], fresh[5:]]), y[:10])
     assert "exact copies" not in caplog.text  # (half: not more than half)
+
+
+def test_a_users_own_validation_split_is_held_out_as_given(caplog):
+    """Grouped or time-ordered data leak through a random draw (near-copies on both sides):
+    the user's split joins the training set and is what a run with config.validation holds
+    out, exactly, whatever the fraction; the statistics are then the rest's."""
+    rng = np.random.default_rng(2)
+    x, xv = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(7, 3)).astype(np.float32) + 5
+    y, yv = rng.integers(0, 2, 40), rng.integers(0, 2, 7)
+    data = make_dataset("mine", x, y, x[:4] + 9, y[:4], validation=(xv, yv))
+    assert data.num_train == 47 and data.validation_indices.tolist() == list(range(40, 47))
+    np.testing.assert_allclose(data.mean, np.concatenate([x, xv]).mean(axis=0), rtol=1e-5)
+    for fraction in (0.1, 0.5):
+        split = hold_out(data, fraction)
+        np.testing.assert_array_equal(split.test_images, xv)
+        np.testing.assert_array_equal(split.train_images, x)
+        assert split.validation_indices is None and split.evaluated_on == "validation"
+    np.testing.assert_allclose(hold_out(data, 0.1).mean, x.mean(axis=0), rtol=1e-5)
+    assert data.fingerprint != make_dataset("mine", np.concatenate([x, xv]),
+                                            np.concatenate([y, yv]), x[:4] + 9, y[:4]).fingerprint
+    with pytest.raises(ValueError, match=r"the validation split must be like the training one"):
+        make_dataset("mine", x, y, x[:4], y[:4], validation=(xv[:, :2], yv))
+    with caplog.at_level("WARNING"):
+        make_dataset("mine", x, y, x[:4] + 9, y[:4], validation=(x[:5], y[:5]))
+    assert "mine: 5 of the 5 validation inputs (100%) are exact copies" in caplog.text
