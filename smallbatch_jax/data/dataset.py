@@ -413,9 +413,21 @@ def read_npz(name: str, path: str) -> list[np.ndarray]:
         return [archive[key] for key in ARRAYS]
 
 
+# An .npz file's optional pair: its own validation split (make_dataset's `validation`).
+VALIDATION_ARRAYS = ("validation_images", "validation_labels")
+
+
 def load_npz(path: str) -> Dataset:
-    """Dataset 'npz': any .npz file of the four arrays, inputs of any shape."""
-    return make_dataset("npz", *read_npz("npz", path))
+    """Dataset 'npz': any .npz file of the four arrays, inputs of any shape; with
+    validation_images and validation_labels too, its own validation split."""
+    arrays = read_npz("npz", path)
+    with np.load(path) as archive:
+        present = [key for key in VALIDATION_ARRAYS if key in archive.files]
+        if len(present) == 1:
+            raise ValueError(f"npz: {path} has {present[0]} without its pair; give both "
+                             f"{VALIDATION_ARRAYS} (its own validation split) or neither")
+        validation = [archive[key] for key in present] or None
+    return make_dataset("npz", *arrays, validation=validation)
 
 
 def channel_mean_std(images: np.ndarray, chunk: int = 4096):

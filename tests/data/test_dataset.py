@@ -178,3 +178,21 @@ def test_a_users_own_validation_split_is_held_out_as_given(caplog):
     with caplog.at_level("WARNING"):
         make_dataset("mine", x, y, x[:4] + 9, y[:4], validation=(x[:5], y[:5]))
     assert "mine: 5 of the 5 validation inputs (100%) are exact copies" in caplog.text
+
+
+def test_an_npz_file_may_carry_its_own_validation_split(tmp_path):
+    from smallbatch_jax.data.dataset import load_npz
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(30, 4)).astype(np.float32), rng.integers(0, 3, 30)
+    arrays = dict(train_images=x[:20], train_labels=y[:20], test_images=x[20:25] + 9,
+                  test_labels=y[20:25])
+    np.savez(tmp_path / "plain.npz", **arrays)
+    assert load_npz(str(tmp_path / "plain.npz")).validation_indices is None
+    np.savez(tmp_path / "own.npz", **arrays, validation_images=x[25:],
+             validation_labels=y[25:])
+    split = hold_out(load_npz(str(tmp_path / "own.npz")), 0.1)
+    np.testing.assert_array_equal(split.test_images, x[25:])
+    np.savez(tmp_path / "half.npz", **arrays, validation_images=x[25:])
+    with pytest.raises(ValueError, match=r"validation_images without its pair"):
+        load_npz(str(tmp_path / "half.npz"))
