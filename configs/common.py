@@ -88,7 +88,7 @@ def get_config():
     config.last_epochs = 5
     # `validation` > 0: that fraction of the training set (a fixed draw, stratified by class)
     # is held out and every evaluation reads it instead of the test split, which the run then
-    # never touches: m and η̃ chosen on it, and its numbers, are free of the bias a choice on
+    # never evaluates on: m and η̃ chosen on it, and its numbers, are free of the bias a choice on
     # the test split gives its own number (the columns still say test_*; each row's
     # `evaluated_on` says which split). 0: the paper's protocol, the test split. A data set
     # made with its own validation split (make_dataset(..., validation=(x_val, y_val))) holds
