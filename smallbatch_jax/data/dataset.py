@@ -179,7 +179,8 @@ def hold_out(dataset: Dataset, fraction: float) -> Dataset:
                          "its count) are held out)")
     split = make_dataset(dataset.name, dataset.train_images[kept], labels[kept],
                          dataset.train_images[held], labels[held],
-                         num_classes=dataset.num_classes, labels=dataset.label_kind)
+                         num_classes=dataset.num_classes, labels=dataset.label_kind,
+                         check_copies=False)
     if dataset.mean is None:
         split = dataclasses.replace(split, mean=None, std=None)
     if dataset.target_mean is None:
@@ -266,7 +267,8 @@ def looks_channels_first(shape: tuple[int, ...]) -> bool:
 
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
                  num_classes: int | None = None, standardize: bool = True,
-                 labels: str | None = None, validation=None) -> Dataset:
+                 labels: str | None = None, validation=None,
+                 check_copies: bool = True) -> Dataset:
     """Checks the arrays (the same input shape in both splits, one label per example:
     integer labels in [0, num_classes), or real-valued targets) and computes the
     standardization statistics. `labels`: 'classes' or 'targets'; default, 'classes' for
@@ -275,7 +277,10 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
     `validation`: your own validation split, (inputs, labels), e.g. whole groups or the latest
     period where a random draw would leak: it becomes part of the training set, and a run
     with config.validation > 0 holds it out and evaluates on it (`hold_out`), while one with
-    0 trains on all of it (the chosen setting's test run among them)."""
+    0 trains on all of it (the chosen setting's test run among them). `check_copies`: warn
+    of a test split that is mostly the training inputs (`check_test_copies`; False for a
+    split held out of data already checked: copies the training set holds by nature would
+    be named again, as a test split's, at every run)."""
     arrays = [np.asarray(x) for x in (train_images, train_labels, test_images, test_labels)]
     train_images, train_labels, test_images, test_labels = arrays
     validation_indices = None
@@ -365,7 +370,8 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             train_images.shape)
     if kind == "tokens":
         check_token_ids(name, train_images, test_images)
-    check_test_copies(name, train_images, test_images)
+    if check_copies:
+        check_test_copies(name, train_images, test_images)
     mean = std = target_mean = target_std = None
     if standardize and kind != "tokens":
         mean, std = channel_mean_std(train_images)

@@ -153,6 +153,11 @@ def test_a_test_split_that_is_the_training_data_is_named(caplog):
     with caplog.at_level("WARNING"):
         make_dataset("mine", x, y, np.concatenate([x[:5], fresh[5:]]), y[:10])
     assert "exact copies" not in caplog.text  # (half: not more than half)
+    # A training set that repeats itself by nature is not named again, as a test split's,
+    # when a validation split is held out of it (at every run).
+    with caplog.at_level("WARNING"):
+        hold_out(make_dataset("mine", np.tile(x[:4], (10, 1)), y, fresh, y[:10]), 0.2)
+    assert "exact copies" not in caplog.text
 
 
 def test_a_users_own_validation_split_is_held_out_as_given(caplog):
