@@ -358,9 +358,10 @@ def _batch_norm_recorder(found: list):
         module = context.module
         if context.method_name == "__call__" and isinstance(module, (nn.BatchNorm,
                                                                       GhostBatchNorm)):
-            x = args[0]
+            x = args[0] if args else kwargs.get("x")  # (called as bn(x) or bn(x=…))
             given = kwargs.get("use_running_average", args[1] if len(args) > 1 else None)
-            if not (module.use_running_average if given is None else given):
+            if hasattr(x, "shape") and not (module.use_running_average if given is None
+                                            else given):
                 shape = tuple(x.shape)
                 if isinstance(module, GhostBatchNorm):  # (features last; groups of m_BN)
                     count = (module.group_size or shape[0]) * math.prod(shape[1:-1])

@@ -122,6 +122,13 @@ class DenseBatchNorm(nn.Module):
         return nn.Dense(4)(nn.relu(x))
 
 
+class KeywordBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):  # (its input by keyword)
+        h = nn.BatchNorm()(x=nn.Dense(16)(x), use_running_average=not train)
+        return nn.Dense(4)(nn.relu(h))
+
+
 class ConvBatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x, train):
@@ -149,6 +156,10 @@ def test_batch_norm_over_one_value_per_feature_is_named(caplog):
         checked(DenseBatchNorm(), features, 1)
     assert ("model mine at m = 1: BatchNorm BatchNorm_0 (input (1, 16)) normalizes over one "
             "value per feature") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        checked(KeywordBatchNorm(), features, 1)
+    assert "BatchNorm_0 (input (1, 16)) normalizes over one value" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         checked(DenseBatchNorm(), features, 2)
