@@ -4,10 +4,11 @@ Input: the rows of a sweep's results.csv (dicts of strings or numbers). Seeds ar
 first: the score of (m, η̃) is the mean over seeds of the paper's metric (the median test
 accuracy over the last epochs, or of the run's own metric: objectives.py; on a validation
 split held out of the training set where the runs had config.validation, and every text
-says which), NaN if any seed diverged within them. The tables (`MetricTable`) carry the metric's name and direction, and
-every best, threshold and sentence follows it: for a metric where lower is better (a
-regression's error), the best is the smallest and "within tolerance" means ≤ best +
-tolerance × |best|: relative, so that it means the same at any scale of the targets.
+says which), NaN if any seed diverged within them. The tables (`MetricTable`) carry the
+metric's name and direction, and every best, threshold and sentence follows it: for a metric
+where lower is better (a regression's error), the best is the smallest and "within
+tolerance" means ≤ best + tolerance × |best|: relative, so that it means the same at any
+scale of the targets.
 
 "Reliable convergence" (the paper's Fig 16) is not defined in the paper
 (paper_protocol.md §7). Here, as the protocol suggests: η̃ is reliable for m when its

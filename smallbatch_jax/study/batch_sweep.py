@@ -115,11 +115,11 @@ def not_run(workdir: str, rows) -> list[int]:
     return [int(m) for m in config.get("batch_sizes", ()) if int(m) not in ran]
 
 
-def test_run_directory(workdir: str, rows) -> RunDirectory | None:
+def test_run_directory(workdir: str, rows) -> tuple[RunDirectory, dict] | None:
     """Where the sweep's recommended setting (recommend.recommended_point) is trained for the
-    test split: workdir/test_run/m<m>_<digest of its overrides> (another point, after a
-    merge, gets its own). None where the sweep chose on the test split, or every run
-    diverged."""
+    test split, workdir/test_run/m<m>_<digest of its overrides> (another point, after a
+    merge, gets its own), and those overrides (recommend.test_run_overrides). None where
+    the sweep chose on the test split, or every run diverged."""
     if results.evaluated_on(rows) != "validation":
         return None
     point = recommend.recommended_point(rows)
@@ -128,7 +128,7 @@ def test_run_directory(workdir: str, rows) -> RunDirectory | None:
     overrides = recommend.test_run_overrides(rows, *point)
     name = f"m{point[0]}_" + hashlib.blake2b(repr(sorted(overrides.items())).encode(),
                                              digest_size=4).hexdigest()
-    return SweepDirectory(workdir).test_run(name)
+    return SweepDirectory(workdir).test_run(name), overrides
 
 
 def test_run(config, workdir: str, rows, *, model=None, dataset=None,
@@ -138,11 +138,10 @@ def test_run(config, workdir: str, rows, *, model=None, dataset=None,
     on the test split, in `test_run_directory` (a finished one is read back). None where
     config.test_run is False, batch sizes are still to run (the answer may change), or
     there is no such directory."""
-    directory = test_run_directory(workdir, rows)
-    if not config.test_run or directory is None or not_run(workdir, rows):
+    found = test_run_directory(workdir, rows)
+    if not config.test_run or found is None or not_run(workdir, rows):
         return None
-    point = recommend.recommended_point(rows)
-    overrides = recommend.test_run_overrides(rows, *point)
+    directory, overrides = found
     final = copy.deepcopy(config)
     with final.unlocked():
         for key, value in overrides.items():
@@ -151,8 +150,8 @@ def test_run(config, workdir: str, rows, *, model=None, dataset=None,
             for parent in parents:
                 node = node[parent]
             node[last] = value
-    logging.info("the recommended setting (m = %d, η̃ = %s) on the whole training set, for the "
-                 "test split: %s", point[0], results.lr_text(point[1]), overrides)
+    logging.info("the recommended setting on the whole training set, for the test split: %s",
+                 overrides)
     return train_and_evaluate(final, directory.path, dataset, model, objective)
 
 
@@ -161,7 +160,7 @@ def write_recommendation(workdir: str, rows, tolerance: float, target: float = 0
     setting's test figure where its test run (test_run) has finished; returns its path."""
     target, found = time_to_target(workdir, rows, target)
     tested = test_run_directory(workdir, rows)
-    test_rows = tested.read_results() if tested is not None else None
+    test_rows = tested[0].read_results() if tested is not None else None
     scales = {m: noise_scale.final_scale(curve) for m, curve in noise_scales(workdir, rows).items()}
     text = recommend.recommendation_markdown(rows, found, target, tolerance,
                                              where=analysis.context(rows), noise_scales=scales,

@@ -594,7 +594,8 @@ def _selection_note(evaluated_on: str, points: int, flags: str = "",
                 f"config, a new workdir and `{flags}` (from Python: `run_lr_sweep` with the "
                 "config so set).")
     if points < 2:
-        return "Scored on the test split (the paper's protocol); no choice was made among settings."
+        return ("Scored on the test split (the paper's protocol); no choice was made among "
+                "settings.")
     return (f"Chosen and scored on the test split (the paper's protocol): the best of {points} "
             "settings, its number is flattered by the choice. For a number to report, choose "
             "on a split held out of the training set (`config.validation`, e.g. 0.1), then "
@@ -604,16 +605,14 @@ def _selection_note(evaluated_on: str, points: int, flags: str = "",
 def _test_run_text(test_rows, name: str, chosen_on: tuple[float, float, int]) -> str:
     """The recommended setting's test figure (batch_sweep.test_run's rows), beside its score on
     the validation split it was chosen on."""
-    scores = [float(r["median_test_metric"]) for r in test_rows]
-    n, mean = len(scores), float(np.mean(scores))
-    se = float(np.std(scores, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    if math.isnan(mean):
+    (tested,) = seed_statistics(test_rows).values()  # (one point: its seeds)
+    if math.isnan(tested[0]):
         return (f"**On the test split**: the setting, trained once on the whole training set "
                 f"({SweepDirectory.TEST_RUN}/), diverged for some seed; its validation score "
                 "does not carry over.")
     return (f"**On the test split**, the setting trained once on the whole training set "
             f"({SweepDirectory.TEST_RUN}/; the test split read this once): {name} "
-            f"{_score_text((mean, se, n))}; on the validation split it was chosen on: "
+            f"{_score_text(tested)}; on the validation split it was chosen on: "
             f"{_score_text(chosen_on)}.")
 
 
