@@ -33,7 +33,6 @@ import math
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from smallbatch_jax.objectives import ACCURACY, Metric
 from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, evaluated_on, lr_text, metric_of
@@ -357,6 +356,9 @@ def welch_p(ours: list[float], reference: list[float]) -> float:
         return math.nan
     if np.std(ours) == 0 and np.std(reference) == 0:
         return 1.0 if np.mean(ours) == np.mean(reference) else 0.0
+    # (Imported here: scipy.stats takes ~0.8 s to import, which every entry point paid at
+    # start whether or not its study had the seeds for a test.)
+    from scipy import stats
     with warnings.catch_warnings():  # nearly equal seeds: scipy warns, the p-value stands
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.ttest_ind(ours, reference, equal_var=False).pvalue)

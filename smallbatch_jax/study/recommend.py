@@ -16,7 +16,6 @@ import dataclasses
 import math
 
 import numpy as np
-from scipy import stats
 
 from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, lr_text
@@ -181,6 +180,7 @@ def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
                        + "fewer than 3 batch sizes with an optimum inside their grid")
     # The trend of log₂(η̃*²·m) against log₂ m over every m: each point is known to the
     # grid's resolution only, so the endpoints alone would decide on noise.
+    from scipy import stats  # (here: ~0.8 s to import, analysis.welch_p)
     fit = stats.linregress(np.log2(list(variance)), np.log2(list(variance.values())))
     # (Points on one flat line leave no spread to test against: no ± or p to state.)
     trend = (f"η̃*²·m {listing}: slope {fit.slope:+.2f}"
