@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from smallbatch_jax.config_args import import_attribute
@@ -39,6 +40,15 @@ class Metric(NamedTuple):
     def short(self) -> str:
         """How a narrow column names it."""
         return "acc" if self.name == "accuracy" else self.name
+
+    def beats(self, value: float, baseline: float) -> bool:
+        """Whether `value` is better than `baseline` by more than float32's rounding of a
+        mean (a relative 1e-4: below one example in 10,000 of an accuracy); False where
+        either is NaN."""
+        if math.isnan(value) or math.isnan(baseline):
+            return False
+        margin = 1e-4 * abs(baseline)
+        return value > baseline + margin if self.higher_is_better else value < baseline - margin
 
     def best(self, values) -> float:
         """The best of `values` (NaN ignored; NaN if none is finite)."""
@@ -64,6 +74,11 @@ class Objective:
     # multi-label cross-entropy on multi-hot targets would train on labels of -0.5 and 1.8
     # and threshold logits mapped back: 0.70 label accuracy where its raw targets gave 0.96).
     scaled_targets: bool = False
+    # The metric of a constant prediction, which ignores the inputs: (training labels,
+    # evaluated labels) -> float (NaN where not defined). A study whose best setting does not
+    # beat it learned nothing from the inputs (study/recommend.py says so instead of
+    # recommending). None: not known (a user's objective that does not give one).
+    baseline: Callable | None = None
 
     def __post_init__(self):
         if self.labels not in LABEL_KINDS:
@@ -91,9 +106,33 @@ def squared_error(outputs, targets):
     return error.reshape(len(error), -1).sum(-1)
 
 
-CLASSIFICATION = Objective(softmax_cross_entropy, accuracy, "accuracy", True, "classes")
+def majority_class_accuracy(train_labels, eval_labels) -> float:
+    """The accuracy of always predicting the training split's most frequent class (the
+    smallest id among equally frequent ones, as argmax picks): the rate a classifier reaches
+    without looking at its inputs, 1/C on balanced classes, far higher on imbalanced ones."""
+    train_labels, eval_labels = np.asarray(train_labels), np.asarray(eval_labels)
+    if not len(train_labels) or not len(eval_labels):
+        return math.nan
+    majority = np.argmax(np.bincount(train_labels.astype(np.int64).ravel()))
+    return float(np.mean(eval_labels == majority))
+
+
+def mean_target_squared_error(train_labels, eval_labels) -> float:
+    """`squared_error` of always predicting the training split's mean target: the error of a
+    regression that ignores its inputs (the variance of the targets, summed over their
+    components, when both splits share the mean)."""
+    train_labels = np.asarray(train_labels, np.float64)
+    eval_labels = np.asarray(eval_labels, np.float64)
+    if not len(train_labels) or not len(eval_labels):
+        return math.nan
+    error = np.square(eval_labels - train_labels.mean(axis=0))
+    return float(error.reshape(len(error), -1).sum(-1).mean())
+
+
+CLASSIFICATION = Objective(softmax_cross_entropy, accuracy, "accuracy", True, "classes",
+                           baseline=majority_class_accuracy)
 REGRESSION = Objective(squared_error, squared_error, "mse", False, "targets",
-                       scaled_targets=True)
+                       scaled_targets=True, baseline=mean_target_squared_error)
 OBJECTIVES = {"classification": CLASSIFICATION, "regression": REGRESSION}
 
 

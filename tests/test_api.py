@@ -436,6 +436,12 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     held = sum(round(0.25 * np.sum(y == c)) for c in range(3))  # stratified per class
     assert {(r["batch_size"], r["steps"]) for r in rows} == {
         (m, 4 * ((len(y) - held) // m)) for m in (8, 16)}
+    # The constant prediction's score is the validation split's, from the kept training part.
+    from smallbatch_jax.data import hold_out, make_dataset
+    from smallbatch_jax.objectives import majority_class_accuracy
+    split = hold_out(make_dataset("user", *data), 0.25)
+    assert [r["baseline_test_metric"] for r in rows] == pytest.approx(
+        [majority_class_accuracy(split.train_labels, split.test_labels)] * len(rows))
     with pytest.raises(ValueError, match=r"validation: 0\.25 → 0\.0"):
         sbj.run_batch_sweep(_config(epochs=4, base_lrs=(2.0**-5, 2.0**-3), batch_sizes=(16, 8)),
                             str(tmp_path), model=MLP(), data=data)
@@ -451,6 +457,8 @@ def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path)
     m = int(re.search(r"\*\*m = (\d+), η̃", text).group(1))
     assert {(r["evaluated_on"], r["batch_size"], r["steps"]) for r in test_rows} == {
         ("test", m, 4 * (len(y) // m))}
+    assert [r["baseline_test_metric"] for r in test_rows] == pytest.approx(
+        [majority_class_accuracy(y, (yt + 1) % 3)] * len(test_rows))
     figure = re.search(r"\*\*On the test split\*\*, the setting trained once on the whole "
                        r"training set \(test_run/; the test split read this once\): accuracy "
                        r"([0-9.]+); on the validation split it was chosen on: ([0-9.]+)\.", text)

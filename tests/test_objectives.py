@@ -76,3 +76,32 @@ def test_targets_are_standardized_only_where_the_objective_allows_it():
     for scaled in (REGRESSION, Objective(REGRESSION.loss, REGRESSION.metric, "mse", False,
                                          "targets", scaled_targets=True)):
         assert prepare(config, data, Net(), scaled).dataset.target_mean is not None
+
+
+def test_the_baselines_are_what_a_constant_prediction_scores():
+    from smallbatch_jax.objectives import majority_class_accuracy, mean_target_squared_error
+
+    # 7 of 10 training labels are class 2: predicting 2 always is right on 3 of 5 test labels.
+    train, test = np.array([2, 2, 0, 2, 1, 2, 2, 2, 0, 2]), np.array([2, 0, 2, 1, 2])
+    assert majority_class_accuracy(train, test) == 0.6
+    assert CLASSIFICATION.baseline is majority_class_accuracy
+    # Equally frequent classes: the smaller id, as argmax picks among equal logits.
+    assert majority_class_accuracy(np.array([3, 1, 3, 1]), np.array([1, 1, 3])) == 2 / 3
+    # Targets: the squared error of the training mean (1.0; per component (1, 2)), summed over
+    # a target's components, averaged over the test examples.
+    assert mean_target_squared_error(np.array([0.0, 2.0]), np.array([1.0, 3.0])) == 2.0
+    vectors = mean_target_squared_error(np.array([[0.0, 2.0], [2.0, 2.0]]),
+                                        np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert vectors == (0.0 + 0.0 + 4.0 + 4.0) / 2
+    assert REGRESSION.baseline is mean_target_squared_error
+    assert Objective(squared_error, squared_error).baseline is None  # a user's: not known
+
+
+def test_beating_a_baseline_goes_in_the_metrics_direction_past_float32_rounding():
+    from smallbatch_jax.objectives import ACCURACY, Metric
+    assert ACCURACY.beats(0.91, 0.9) and not ACCURACY.beats(0.9, 0.9)
+    assert not ACCURACY.beats(0.90000004, 0.9)  # float32's mean of a constant prediction
+    assert not ACCURACY.beats(0.89, 0.9) and not ACCURACY.beats(float("nan"), 0.9)
+    mse = Metric("mse", False)
+    assert mse.beats(0.5, 1.0) and not mse.beats(1.0, 1.0) and not mse.beats(1.5, 1.0)
+    assert not mse.beats(0.99999, 1.0)

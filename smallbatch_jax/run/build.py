@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import re
 import time
 
@@ -114,6 +115,15 @@ class RunSpec:
     @property
     def num_seeds(self) -> int:
         return len(self.grid.seeds)
+
+    @property
+    def baseline(self) -> float:
+        """The metric of a constant prediction on the evaluated split (Objective.baseline:
+        the training split's most frequent class, or its mean target); NaN where the
+        objective gives none, or for streamed data (labels not held)."""
+        if self.objective.baseline is None or self.dataset.streamed:
+            return math.nan
+        return self.objective.baseline(self.dataset.train_labels, self.dataset.test_labels)
 
     @property
     def swept(self) -> str:

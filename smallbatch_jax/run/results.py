@@ -7,7 +7,10 @@ that objective's test metric: the columns say `median_test_metric`, and `metric`
 or 'validation' where the run held one out of the training set (config.validation: the
 test_* columns then hold the validation split's values). A lane that diverged has NaN
 measurements from that epoch on, so its metric is NaN whenever it diverged within the last
-epochs; `diverged` and `diverged_step` say when.
+epochs; `diverged` and `diverged_step` say when. `baseline_test_metric` is the metric a
+constant prediction scores on the same split (objectives.Objective.baseline: the training
+split's most frequent class, or its mean target; blank where not known), the same in every
+row of a run: what a lane must beat to have learned anything from its inputs.
 """
 
 import collections
@@ -29,7 +32,8 @@ SUMMARY_FIELDS = (
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
     "steps",
-    "median_test_metric", "final_test_metric", "final_test_loss", "final_train_loss",
+    "median_test_metric", "final_test_metric", "baseline_test_metric", "final_test_loss",
+    "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
 )
 # A results row's hyperparameters besides η̃ (config.sweep may sweep any of them; blank
@@ -68,6 +72,32 @@ def evaluated_on(rows: list[dict]) -> str:
     return found.pop() if found else "test"
 
 
+def baseline_of(rows: list[dict]) -> float:
+    """The metric of a constant prediction on the split results rows were evaluated on
+    (`baseline_test_metric`); NaN where the rows do not say (an objective without one, rows
+    from before the column) or say different things (tables of other data merged)."""
+    found = set()
+    for row in rows:
+        value = row.get("baseline_test_metric")
+        found.add(math.nan if value in (None, "") else float(value))
+    if len(found) != 1 or any(math.isnan(v) for v in found):
+        return math.nan
+    return found.pop()
+
+
+def baseline_text(rows: list[dict]) -> str:
+    """What the rows' baseline is and scores, e.g. "always predicting the training split's
+    most frequent class scores 0.9000 on the test split"; '' where not known."""
+    baseline = baseline_of(rows)
+    if math.isnan(baseline):
+        return ""
+    metric = metric_of(rows)
+    what = {"accuracy": "always predicting the training split's most frequent class",
+            "mse": "always predicting the training split's mean target"}.get(
+                metric.name, "a constant prediction")
+    return f"{what} scores {metric.name} {baseline:.4f} on the {evaluated_on(rows)} split"
+
+
 def split_of(row: dict) -> str:
     """A results row's `evaluated_on`; 'test' where the row is from before the column."""
     return row.get("evaluated_on") or "test"
@@ -85,13 +115,14 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
               model: str = "", dataset: str = "",
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION,
-              evaluated_on: str = "test") -> list[dict]:
+              evaluated_on: str = "test", baseline: float = math.nan) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the run's time (all
     lanes together, evaluation included, its set-up, tuning and compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ (blank for Adam); `beta1`, `beta2` and
     `epsilon` are Adam's (blank for SGD); `evaluated_on`: the split the run evaluated on
-    (data/dataset.py: EVALUATION_SPLITS)."""
+    (data/dataset.py: EVALUATION_SPLITS); `baseline`: a constant prediction's metric there
+    (NaN: not known, written blank)."""
     adam = optimizer.name in ("adam", "adamw")
     name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
     metric = np.stack(history.test_metric)
@@ -125,6 +156,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "steps": history.epoch[-1] * steps_per_epoch,
             "median_test_metric": float(median[lane]),
             "final_test_metric": float(metric[-1, lane]),
+            "baseline_test_metric": "" if math.isnan(baseline) else baseline,
             "final_test_loss": float(history.test_loss[-1][lane]),
             "final_train_loss": float(history.train_loss[-1][lane]),
             "diverged": step >= 0,
@@ -319,4 +351,10 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
             + "".join(f"{float(r[key]):>13.4g} " for key in others)
             + f"{r['median_test_metric']:>21.4f} {r['final_test_metric']:>9.4f} "
             f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
+    baseline = baseline_text(rows)
+    if baseline:
+        beaten = metric.beats(best, baseline_of(rows))
+        lines.append(f"Baseline: {baseline}" + ("." if beaten else
+                                                 "; no lane beat it: none learned from its "
+                                                 "inputs."))
     return "\n".join(lines)

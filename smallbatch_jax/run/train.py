@@ -117,7 +117,8 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
         last_epochs=spec.schedule.last_epochs, wall_seconds=outputs.wall_seconds(),
         compile_seconds=outputs.compile_seconds(),
         model=spec.model.name, dataset=spec.dataset_name, optimizer=spec.optimizer,
-        objective=spec.objective, evaluated_on=spec.dataset.evaluated_on)
+        objective=spec.objective, evaluated_on=spec.dataset.evaluated_on,
+        baseline=spec.baseline)
     save_state(directory.file(directory.STATE), state)
     # Last: a results.csv marks a finished run (a sweep skips it when re-run).
     directory.write_results(rows)

@@ -35,7 +35,8 @@ import warnings
 import numpy as np
 
 from smallbatch_jax.objectives import ACCURACY, Metric
-from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, evaluated_on, lr_text, metric_of
+from smallbatch_jax.run.results import (HYPERPARAMETER_COLUMNS, baseline_of, baseline_text,
+                                        evaluated_on, lr_text, metric_of)
 
 ALPHA = 0.05  # the significance level of `within_noise`
 # Seeds per point a test of "within noise" needs: with 2 seeds per point Welch's test has
@@ -47,12 +48,16 @@ MIN_SEEDS = 3
 class MetricTable(dict):
     """A dict of scores ({(m, η̃): value}, or {(m, m_BN): (η̃, value)}) that knows its
     metric (objectives.Metric: the name and the direction, as the results rows say) and the
-    split it was measured on (`evaluated_on`: 'test', or 'validation': config.validation)."""
+    split it was measured on (`evaluated_on`: 'test', or 'validation': config.validation),
+    and what a constant prediction scores there (`baseline`, results.baseline_of; NaN: not
+    known)."""
 
-    def __init__(self, items=(), ranking: Metric = ACCURACY, evaluated_on: str = "test"):
+    def __init__(self, items=(), ranking: Metric = ACCURACY, evaluated_on: str = "test",
+                 baseline: float = math.nan):
         super().__init__(items)
         self.ranking = ranking
         self.evaluated_on = evaluated_on
+        self.baseline = baseline
 
     @property
     def metric(self) -> str:
@@ -91,7 +96,7 @@ def metric_table(rows) -> MetricTable:
     seed is NaN."""
     return MetricTable({point: float(np.mean(values))
                         for point, values in seed_values(rows).items()}, metric_of(rows),
-                       evaluated_on(rows))
+                       evaluated_on(rows), baseline_of(rows))
 
 
 def setting_of(row) -> tuple:
@@ -395,6 +400,17 @@ def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
     return best
 
 
+def batch_sizes_at_baseline(rows) -> list[int]:
+    """The m whose best score (at their best η̃) does not beat a constant prediction
+    (results.baseline_of; none where that is not known) though some lane trained: nothing
+    was learned from the inputs there."""
+    baseline, metric = baseline_of(rows), metric_of(rows)
+    if math.isnan(baseline):
+        return []
+    return [m for m, (_, score) in best_per_batch_size(metric_table(rows)).items()
+            if not math.isnan(score) and not metric.beats(score, baseline)]
+
+
 def batch_sizes_within_noise(rows, tolerance: float, alpha: float = ALPHA) -> list[int] | None:
     """The m whose best η̃ is within noise of the sweep's best point: Welch p ≥ `alpha`
     (within_noise) and a score no further from the best than `tolerance` (seeds that scatter
@@ -538,6 +554,11 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
                                              if spread else "")
         lines += [f"Best: m = {best_m}, η̃ = {lr_text(lr)}, {name} {acc:.4f}{spread} "
                   f"({words}).", ""]
+        if baseline_text(rows):
+            beaten = accuracies.ranking.beats(acc, baseline_of(rows))
+            lines += [f"Baseline: {baseline_text(rows)}" + (
+                "." if beaten else ": **not beaten by any setting**; these runs learned "
+                "nothing from their inputs, and their ranking is noise."), ""]
         if seeds > 1:
             close = batch_sizes_within_noise(rows, tolerance)
             if len(trained) < 2:
@@ -594,6 +615,10 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
             lines += ["", f"At m = {', '.join(at_edge)} the best η̃ is the {side} of the grid: "
                       f"the optimum may lie beyond it, and the best {name} there is a bound. "
                       "Extend `base_lrs` to find it."]
+    below = batch_sizes_at_baseline(rows)
+    if below and len(below) < len(trained):
+        lines += ["", f"At m = {', '.join(map(str, below))} no η̃ beat the baseline: nothing "
+                  "learned there."]
     return "\n".join(lines) + "\n"
 
 

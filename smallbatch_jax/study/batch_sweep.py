@@ -119,7 +119,8 @@ def test_run_directory(workdir: str, rows) -> tuple[RunDirectory, dict] | None:
     """Where the sweep's recommended setting (recommend.recommended_point) is trained for the
     test split, workdir/test_run/m<m>_<digest of its overrides> (another point, after a
     merge, gets its own), and those overrides (recommend.test_run_overrides). None where
-    the sweep chose on the test split, or every run diverged."""
+    the sweep chose on the test split, every run diverged, or no setting beat a constant
+    prediction (recommend.recommended_point)."""
     if results.evaluated_on(rows) != "validation":
         return None
     point = recommend.recommended_point(rows)

@@ -149,11 +149,24 @@ def metric_vs_lr(accuracies, errors: dict | None = None, where: str = "",
     # (On two lines: on one, a long label runs down past the axes into the strip's.)
     ax.set(ylabel=_metric_label(accuracies) + ",\nmedian of the last epochs")
     _metric_scale(ax, accuracies, accuracies.values())
+    _baseline_line(ax, accuracies)
     _title(ax, f"{_capital(accuracies.evaluated_on)} {accuracies.metric} vs "
                f"{_swept_name(swept)}", where)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return fig
+
+
+def _baseline_line(ax, table) -> None:
+    """A dotted line at what a constant prediction scores (MetricTable.baseline), where it
+    falls inside the axes the data set: at a baseline far below the data (digits' 0.1 under
+    accuracies of 0.97) the scale stays the data's, and the line is left out."""
+    baseline = getattr(table, "baseline", math.nan)
+    low, high = ax.get_ylim()
+    if not math.isnan(baseline) and min(low, high) <= baseline <= max(low, high):
+        ax.axhline(baseline, color="0.35", linestyle=":", linewidth=1,
+                   label="constant prediction")
+        ax.set_ylim(low, high)
 
 
 def _batch_size_ticks(ax, positions, sizes) -> None:
@@ -190,8 +203,10 @@ def compare_best_metric(tables: dict, errors: dict | None = None,
     if first:
         _metric_scale(ax, first, [acc for table in tables.values()
                                   for _, acc in best_per_batch_size(table).values()])
+    if len(tables) == 1:
+        _baseline_line(ax, first)
     _title(ax, f"Best {first.evaluated_on} {first.metric} vs m", where)
-    if any(label is not None for label in tables):
+    if any(label is not None for label in tables) or ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig

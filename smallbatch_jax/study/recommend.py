@@ -18,7 +18,8 @@ import math
 import numpy as np
 
 from smallbatch_jax.run.directory import SweepDirectory
-from smallbatch_jax.run.results import HYPERPARAMETER_COLUMNS, lr_text
+from smallbatch_jax.run.results import (HYPERPARAMETER_COLUMNS, baseline_of, baseline_text,
+                                        lr_text, metric_of)
 from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
                                            metric_table, optima_at_the_edge, reliable_ranges,
@@ -565,13 +566,67 @@ def test_run_flags(rows, batch_size: int, base_lr: float) -> str:
 
 def recommended_point(rows) -> tuple[int, float] | None:
     """(m, η̃) that recommendation.md recommends (the best m at its best η̃, the other swept
-    hyperparameters at their best); None where every run diverged."""
+    hyperparameters at their best); None where every run diverged, or where the best does
+    not beat a constant prediction (`above_baseline`)."""
+    best = _best_point(rows)
+    return best[:2] if best is not None and above_baseline(rows, best[2]) else None
+
+
+def _best_point(rows) -> tuple[int, float, float] | None:
+    """(m, η̃, score) of the best m at its best η̃; None where every run diverged."""
     table = metric_table(analysis.tuned(rows))
     trained = {m: v for m, v in best_per_batch_size(table).items() if not math.isnan(v[1])}
     if not trained:
         return None
     best_m = best_of({m: v for m, (_, v) in trained.items()}, table.higher_is_better)
-    return best_m, trained[best_m][0]
+    return best_m, trained[best_m][0], trained[best_m][1]
+
+
+def above_baseline(rows, score: float) -> bool:
+    """Whether `score` beats the rows' constant prediction (results.baseline_of; True where
+    that is not known): a study whose best does not beat it learned nothing from its inputs
+    that a constant output would not give, and its ranking of m is a ranking of noise."""
+    baseline = baseline_of(rows)
+    return math.isnan(baseline) or metric_of(rows).beats(score, baseline)
+
+
+def _baseline_lines(rows, best: tuple[int, float, float], alpha: float) -> list[str]:
+    """What the best setting scores against a constant prediction: a plain statement, a
+    warning where its seeds are not significantly better (one-sample t-test), or the
+    refusal to recommend where it is not better at all."""
+    text = baseline_text(rows)
+    if not text:
+        return []
+    best_m, best_lr, score = best
+    metric, baseline = metric_of(rows), baseline_of(rows)
+    if not metric.beats(score, baseline):
+        return [f"**No setting beat a constant prediction**: {text}, and the best of this "
+                f"sweep (m = {best_m}, η̃ = {_lr_text(best_lr)}) scores {score:.4f}. These "
+                "runs learned nothing from their inputs that a constant output would not "
+                "give, so their ranking of m and η̃ is noise: no recommendation. Check that "
+                "the labels belong to their inputs (the same order), that the model can learn "
+                "the task (it trains on a small subset to beyond the baseline), and the grid "
+                "(η̃ too small to move in these epochs, or too large to train).", ""]
+    values = analysis.seed_values(analysis.tuned(rows)).get((best_m, best_lr), [])
+    p = baseline_p(values, baseline, metric.higher_is_better)
+    if not math.isnan(p) and p >= alpha:
+        return [f"Baseline: {text}. The recommended setting's {len(values)} seeds are not "
+                f"significantly better (one-sided t-test, p = {p:.2f}): it may have learned "
+                "little beyond it.", ""]
+    return [f"Baseline: {text}.", ""]
+
+
+def baseline_p(values: list[float], baseline: float, higher: bool) -> float:
+    """One-sided p-value of seeds' scores being better than the constant `baseline`
+    (one-sample t-test); NaN with fewer than analysis.MIN_SEEDS seeds; without spread, 0 or
+    1 as the mean is better or not."""
+    if len(values) < analysis.MIN_SEEDS or any(math.isnan(v) for v in values):
+        return math.nan
+    if np.std(values) == 0:
+        return 0.0 if (np.mean(values) > baseline) == higher else 1.0
+    from scipy import stats  # (here: ~0.8 s to import, analysis.welch_p)
+    return float(stats.ttest_1samp(values, baseline,
+                                   alternative="greater" if higher else "less").pvalue)
 
 
 def _selection_note(evaluated_on: str, points: int, flags: str = "",
@@ -674,7 +729,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
             "Every run diverged: no recommendation." + (at_first_step or (
                 f" The smallest η̃ of the grid, {lr_text(smallest)}, diverged too: extend "
                 "`base_lrs` below it.")), ""])
-    best_m, best_lr = recommended_point(grid_rows)
+    best_m, best_lr, best_score = _best_point(grid_rows)
+    if not above_baseline(grid_rows, best_score):
+        return "\n".join(lines + _baseline_lines(grid_rows, (best_m, best_lr, best_score),
+                                                  alpha))
     edges = optima_at_the_edge(table)
     best_row = next(r for r in rows if int(r["batch_size"]) == best_m
                     and float(r["base_lr"]) == best_lr)
@@ -689,6 +747,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
               ""]
     if test_rows:
         lines += [_test_run_text(test_rows, name, stats[(best_m, best_lr)]), ""]
+    lines += _baseline_lines(grid_rows, (best_m, best_lr, best_score), alpha)
     tied = ties_at_the_best(grid_rows, name, higher)
     if tied:
         lines += [tied, ""]
@@ -748,6 +807,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                      f"{'all diverged' if math.isnan(lr) else _score_text(stats[(m, lr)])} | "
                      f"{format_lrs(trains, grid)} | {format_lrs(reliable.get(m, []), grid)} |")
     lines.append("")
+    below = analysis.batch_sizes_at_baseline(rows)
+    if below:
+        lines += [f"At m = {', '.join(map(str, below))} no η̃ beat the baseline "
+                  f"({baseline_text(rows)}): nothing learned there.", ""]
 
     lines += ["## 4. Time to the target per m, and the noise scale", ""]
     if found:

@@ -1,4 +1,5 @@
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -45,6 +46,28 @@ def test_summary_rows():
     assert healthy["compile_seconds"] == diverged["compile_seconds"] == 12.5  # the program's
     table = format_table(rows, 5)
     assert "step 13" in table and "0.6000" in table and "2^-6" in table
+    assert healthy["baseline_test_metric"] == "" and "Baseline" not in table  # (not known)
+
+
+def test_rows_carry_what_a_constant_prediction_scores_and_the_table_says_if_it_was_beaten():
+    from smallbatch_jax.run.results import baseline_of
+    grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6, 2.0**-1), weight_decay=5e-4,
+                    warmup_fraction=0.0, momentum=0.0)
+    rows = summarize(_history(), grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
+                     diverged_step=np.array([-1, 13]), last_epochs=5, baseline=0.55)
+    assert [r["baseline_test_metric"] for r in rows] == [0.55, 0.55]
+    assert baseline_of(rows) == 0.55
+    last = format_table(rows, 5).splitlines()[-1]
+    assert last == ("Baseline: always predicting the training split's most frequent class "
+                    "scores accuracy 0.5500 on the test split.")
+    # The best lane (0.6) at the baseline: said.
+    at = summarize(_history(), grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
+                   diverged_step=np.array([-1, 13]), last_epochs=5, baseline=0.6)
+    assert format_table(at, 5).endswith("no lane beat it: none learned from its inputs.")
+    # Rows that do not say, or say different things (other data merged), have none.
+    assert math.isnan(baseline_of([dict(rows[0], baseline_test_metric="")] + rows[1:]))
+    assert math.isnan(baseline_of(rows + at)) and math.isnan(baseline_of([{}]))
+    assert baseline_of([{"baseline_test_metric": "0.55"}]) == 0.55  # (read from a CSV)
 
 
 def test_compile_time_is_measured_where_programs_compile_and_not_where_they_are_reused():

@@ -484,3 +484,44 @@ def test_points_tied_at_the_best_are_named_and_the_choice_among_them_said_to_be_
     assert "The metric is at its ceiling on the evaluation split" in saturated
     table[16][-10] = 0.79
     assert "tie at the best" not in recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
+
+
+def test_a_study_that_does_not_beat_a_constant_prediction_recommends_nothing():
+    """Imbalanced classes (90% of one) and a model that learned nothing: every lane predicts
+    the majority class, and the ranking of m and η̃ is a ranking of noise. It was recommended
+    ("m = 8, η̃ = 2^-10: accuracy 0.9000") without a word."""
+    from smallbatch_jax.study.analysis import summary_markdown
+
+    flat = _rows({8: {-10: 0.9, -8: 0.9}, 32: {-10: 0.9, -8: 0.88}}, seeds=(0.0, 0.0, 0.0),
+                 baseline_test_metric="0.9")
+    text = recommend.recommendation_markdown(flat, {}, 0.0, 0.02)
+    assert ("**No setting beat a constant prediction**: always predicting the training "
+            "split's most frequent class scores accuracy 0.9000 on the test split, and the best "
+            "of this sweep (m = 8, η̃ = 2^-10) scores 0.9000") in text
+    assert "## 1. Recommended" not in text and "no recommendation" in text
+    assert recommend.recommended_point(flat) is None  # (so no test run trains it)
+    assert "**not beaten by any setting**" in summary_markdown(flat, 0.02)
+    # Beaten: stated, and the m where nothing beat it named.
+    beaten = _rows({8: {-10: 0.95, -8: 0.9}, 32: {-10: 0.9, -8: 0.88}},
+                   baseline_test_metric="0.9")
+    text = recommend.recommendation_markdown(beaten, {}, 0.0, 0.02)
+    assert recommend.recommended_point(beaten) == (8, 2.0**-10)
+    assert ("Baseline: always predicting the training split's most frequent class scores "
+            "accuracy 0.9000 on the test split.\n") in text
+    assert "At m = 32 no η̃ beat the baseline" in text
+    summary = summary_markdown(beaten, 0.02)
+    assert "not beaten" not in summary and "At m = 32 no η̃ beat the baseline" in summary
+    # Beaten on the mean, not significantly over three seeds (one-sided t-test): a warning.
+    barely = _rows({8: {-10: 0.902}, 32: {-10: 0.9}}, seeds=(-0.01, 0.0, 0.012),
+                   baseline_test_metric="0.9")
+    assert "are not significantly better (one-sided t-test, p = 0." in (
+        recommend.recommendation_markdown(barely, {}, 0.0, 0.02))
+    # A regression: its direction, the training mean's error.
+    mse = _rows({8: {-10: 2.0, -8: 1.0}}, seeds=(0.0,), baseline_test_metric="1.0",
+                metric="mse", higher_is_better="False")
+    text = recommend.recommendation_markdown(mse, {}, 0.0, 0.02)
+    assert ("always predicting the training split's mean target scores mse 1.0000" in text
+            and "No setting beat" in text)
+    # Rows without the column (a user's objective, older files): as before.
+    assert "Baseline" not in recommend.recommendation_markdown(
+        _rows({8: {-10: 0.9}}), {}, 0.0, 0.02)
