@@ -218,13 +218,18 @@ TIMES_REST_ON = ("steps to the target × the seconds per step of m's program in 
                  "epoch, every η̃ at once, compilation excluded; one sweep on this machine")
 
 
-def verdict_larger_train_faster(rows, found: dict[int, dict]) -> Verdict:
+def verdict_larger_train_faster(rows, found: dict[int, dict],
+                                target: float = math.nan) -> Verdict:
     """"Larger batches train faster": wall time to the target on this machine (steps to
     target × the measured seconds per step of m's program). True if the largest m run gets
     there faster than every smaller m by more than TIMING_NOISE, false if it never gets
     there or a smaller m is faster by more than that; cannot tell otherwise (times within
-    the noise of a shared machine), or if fewer than 2 m reach it with a measured time."""
+    the noise of a shared machine), or if fewer than 2 m reach it with a measured time, or
+    if `target` is no better than a constant prediction's score (reached without learning)."""
     claim = "larger batches train faster (wall time to the target, on this machine)"
+    trivial = steps_to_target.baseline_note(target, baseline_of(rows), metric_of(rows))
+    if trivial:
+        return Verdict(claim, CANNOT_TELL, trivial.rstrip("."))
     timed = {m: f["seconds"] for m, f in found.items()
              if f["steps"] is not None and not math.isnan(f["seconds"])}
     if len(timed) < 2:
@@ -425,13 +430,13 @@ def verdict_lr_moves_with_weight_decay(rows, alpha: float = ALPHA) -> Verdict:
 
 
 def verdicts(rows, found: dict[int, dict], alpha: float = ALPHA,
-             grid_rows=None) -> list[Verdict]:
+             grid_rows=None, target: float = math.nan) -> list[Verdict]:
     """The verdicts on common advice (`rows`: η̃ with any other swept hyperparameters
-    tuned, analysis.tuned), and with `grid_rows` (the whole grid) the verdicts on each
-    hyperparameter swept besides η̃."""
+    tuned, analysis.tuned; `found`: the steps to `target`), and with `grid_rows` (the whole
+    grid) the verdicts on each hyperparameter swept besides η̃."""
     found_verdicts = [verdict_32_is_best(rows, alpha), verdict_linear_scaling(rows, alpha),
                       verdict_small_batches_noisier(rows, alpha),
-                      verdict_larger_train_faster(rows, found)]
+                      verdict_larger_train_faster(rows, found, target)]
     groups = swept_together(grid_rows) if grid_rows else []
     found_verdicts += [verdict_tuning_moves_best_m(grid_rows, keys[0], alpha, keys[1:])
                        for keys in groups]
@@ -814,8 +819,10 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
 
     lines += ["## 4. Time to the target per m, and the noise scale", ""]
     if found:
-        lines += steps_to_target.markdown(found, target, name,
-                                          table.evaluated_on).rstrip("\n").split("\n")
+        lines += steps_to_target.markdown(
+            found, target, name, table.evaluated_on,
+            steps_to_target.baseline_note(target, table.baseline, table.ranking)
+        ).rstrip("\n").split("\n")
     else:
         lines.append("Not measured: the runs' curves.csv are missing, or lack seeds or η̃ "
                      "of the table (a merged table's others trained elsewhere).")
@@ -837,7 +844,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                      if any(math.isnan(b[0]) for b in noise_scales.values()) else ""), ""]
 
     lines += ["## 5. Common advice, checked against these runs", ""]
-    for verdict in verdicts(rows, found, alpha, grid_rows):
+    for verdict in verdicts(rows, found, alpha, grid_rows, target):
         lines.append(f"- **\"{verdict.claim}\": {verdict.answer}.** {verdict.because}.")
     lines.append("")
     return "\n".join(lines)

@@ -17,11 +17,18 @@ one η̃ alone), the first epoch left out where there are others: it pays the co
 (in a 2-epoch run the median alone would be half of it; in a short run it would dominate a
 large m's few steps). Without per-epoch times, the run's wall seconds / steps.
 
-The default target is within `DEFAULT_FRACTION` (5%) of the sweep's best, on the worse side:
-best − 5% of |best| where higher is better (0.95 × best for an accuracy), best + 5% of |best|
-where lower is (1.05 × best for an error); every report states the target it used. (|best|:
-a metric below 0, a log-likelihood say, would otherwise get a target beyond its best, which
-no run reaches.)
+The default target is 95% of the way from what a constant prediction scores (the rows'
+`baseline_test_metric`: the training split's most frequent class, or its mean target) to
+the sweep's best: best − 5% of (best − baseline), best + 5% of (baseline − best) where lower
+is better. Measured from the constant prediction, not from 0: on imbalanced classes (97% of
+one) "0.95 × best" lies below what predicting the majority class scores, and every m
+"reached" it at its first evaluation, the largest m (fewest steps per epoch) first: a
+verdict on speed drawn from a model that had learned nothing. Where no baseline is known (a
+user's objective, rows from before the column), within `DEFAULT_FRACTION` (5%) of the best,
+on the worse side: best − 5% of |best| where higher is better, best + 5% of |best| where lower
+is. (|best|: a metric below 0, a log-likelihood say, would otherwise get a target beyond its
+best, which no run reaches.) Every report states the target it used, and says where a target
+(a user's `config.target`) is no better than the constant prediction.
 """
 
 import collections
@@ -36,14 +43,29 @@ DEFAULT_FRACTION = 0.05
 
 
 def default_target(rows) -> float:
-    """Within DEFAULT_FRACTION of the sweep's best (NaN if every run diverged)."""
+    """DEFAULT_FRACTION short of the sweep's best, of the way from a constant prediction's
+    score where the rows give one that the best beats, else of |best| (the module doc); NaN
+    if every run diverged."""
     table = metric_table(rows)
     best = best_of(table, table.higher_is_better)
     if best is None:
         return math.nan
     value = table[best]
-    margin = DEFAULT_FRACTION * abs(value)
+    gain = (abs(value - table.baseline) if table.ranking.beats(value, table.baseline)
+            else abs(value))
+    margin = DEFAULT_FRACTION * gain
     return value - margin if table.higher_is_better else value + margin
+
+
+def baseline_note(target: float, baseline: float, metric) -> str:
+    """A sentence where `target` is no better than a constant prediction's score
+    (`baseline`; `metric`: objectives.Metric, for the direction): reached without learning,
+    the steps to it measure nothing. '' otherwise, or where the baseline is not known."""
+    if math.isnan(baseline) or math.isnan(target) or metric.beats(target, baseline):
+        return ""
+    return (f"The target, {target:.4f}, is no better than what a constant prediction scores "
+            f"({baseline:.4f}): a model reaches it without learning from its inputs, so these "
+            "steps measure nothing; set `config.target` beyond it.")
 
 
 def mean_curves(curves: list[dict], steps_per_epoch: int | None = None
@@ -135,9 +157,9 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
 
 
 def markdown(found: dict[int, dict], target: float, metric: str,
-             evaluated_on: str = "test") -> str:
+             evaluated_on: str = "test", caution: str = "") -> str:
     """The table of steps, examples and wall time to the target per m (the metric read on
-    the split `evaluated_on`)."""
+    the split `evaluated_on`); `caution`: a sentence after it (baseline_note)."""
     lines = [f"Steps to target: the fewest optimizer steps over η̃ after which the mean over "
              f"seeds of the {evaluated_on} {metric} first reaches {target:.4f}: an upper bound "
              "by less "
@@ -155,4 +177,6 @@ def markdown(found: dict[int, dict], target: float, metric: str,
             seconds = "—" if math.isnan(f["seconds"]) else seconds_text(f["seconds"])
             lines.append(f"| {m} | {lr_text(f['lr'])} | {f['steps']} | "
                          f"{f['examples']} | {seconds} | {every} |")
+    if caution:
+        lines += ["", caution]
     return "\n".join(lines) + "\n"

@@ -131,6 +131,15 @@ def test_larger_batches_train_faster_from_time_to_target():
     assert recommend.verdict_larger_train_faster(
         rows, found({8: 10.0, 64: 10.2})).answer == CANNOT_TELL
     assert recommend.verdict_larger_train_faster(rows, found({8: 10.0})).answer == CANNOT_TELL
+    # A target no better than a constant prediction is reached without learning (the largest
+    # m first: the fewest steps to its first evaluation): no verdict on it.
+    imbalanced = _rows({8: {-8: 0.99}}, baseline_test_metric="0.97")
+    trivial = recommend.verdict_larger_train_faster(imbalanced, found({8: 30.0, 64: 10.0}),
+                                                    target=0.94)
+    assert trivial.answer == CANNOT_TELL and "no better than what a constant prediction" in (
+        trivial.because)
+    assert recommend.verdict_larger_train_faster(imbalanced, found({8: 30.0, 64: 10.0}),
+                                                 target=0.98).answer == TRUE
 
 
 def test_the_report_recommends_the_best_point_and_its_setting():

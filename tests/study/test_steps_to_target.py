@@ -95,6 +95,32 @@ def test_the_default_target_is_within_five_percent_of_the_best_in_its_direction(
         pytest.approx(-2.85))
 
 
+def test_the_default_target_is_measured_from_a_constant_predictions_score():
+    """97% of the test labels in one class: 0.95 × a best of 0.99 (0.9405) lies below what
+    predicting that class scores (0.97), and every m reached it at its first evaluation, the
+    largest m (the fewest steps per epoch) first. From the constant prediction: 95% of the
+    way from 0.97 to 0.99."""
+    imbalanced = [_row(2, 10, best=0.99, baseline_test_metric=0.97),
+                  _row(8, 10, best=0.98, baseline_test_metric=0.97)]
+    assert default_target(imbalanced) == pytest.approx(0.989)
+    # A regression: 5% of the way back from its best error (0.2) to the training mean's (1.0).
+    mse = [_row(2, 10, best=0.2, metric="mse", higher_is_better=False, baseline_test_metric=1.0)]
+    assert default_target(mse) == pytest.approx(0.24)
+    # A best that does not beat the baseline (nothing learned): the rule of |best| (the
+    # report refuses to recommend anyway).
+    assert default_target([_row(2, 10, best=0.97, baseline_test_metric=0.97)]) == (
+        pytest.approx(0.9215))
+    # A target no better than the constant prediction (a user's config.target): said.
+    from smallbatch_jax.objectives import ACCURACY
+    from smallbatch_jax.study.steps_to_target import baseline_note
+    note = baseline_note(0.95, 0.97, ACCURACY)
+    assert note.startswith("The target, 0.9500, is no better than what a constant prediction "
+                           "scores (0.9700)")
+    assert baseline_note(0.98, 0.97, ACCURACY) == "" == baseline_note(0.95, NAN, ACCURACY)
+    found = {2: {"steps": 10, "examples": 20, "seconds": 1.0, "lr": 0.1, "interval": 10}}
+    assert markdown(found, 0.95, "accuracy", caution=note).rstrip().endswith(note)
+
+
 def test_the_figure_of_a_target_no_m_reached_says_so(tmp_path):
     found = {2: {"steps": None, "examples": None, "seconds": None, "lr": None}}
     fig = plots.steps_to_target_vs_batch_size(found, 0.9, "accuracy")
