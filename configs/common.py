@@ -105,8 +105,10 @@ def get_config():
     # The sweep's summary: η̃ "converges reliably" at m when its accuracy is at least the
     # sweep's best minus this tolerance (the paper leaves it undefined; Fig 16).
     config.reliable_tolerance = 0.02
-    # Steps to target (steps_to_target.py): the test metric each m is timed to reach; 0: within
-    # 5% of the sweep's best, on the worse side (best − 5% of |best|, or + where lower is better).
+    # Steps to target (steps_to_target.py): the test metric each m is timed to reach; 0: 95% of
+    # the way from what a constant prediction scores (the majority class's rate, the mean
+    # target's error) to the sweep's best (without one: best − 5% of |best|, + where lower is
+    # better).
     config.target = 0.0
     # Matrix products and convolutions: 'highest' is true float32 (the paper's arithmetic, and
     # every CPU result here); 'default' is the backend's own, TensorFloat-32 on recent NVIDIA

@@ -34,14 +34,21 @@ def test_state_round_trip(tiny_digits, tmp_path):
 # ------------------------------------------------------------------ RunCheckpoints (Orbax)
 
 
+_INITIAL_STATES = {}
+
+
 def _momentum_state(tiny_digits, step):
-    """A real TrainState with BN statistics and momentum buffers, at `step`."""
-    trainer = LaneTrainer(LaneStep(create_model("small_cnn_bn", 10), batch_size=8,
-                                   image_shape=tiny_digits.image_shape,
-                                   optimizer=Optimizer("momentum")),
-                          plan_for(Strategy(), 2))
-    grid = LaneGrid((0,), (0.1, 0.2), 0.0, 0.0, 0.9)
-    state = trainer.init(jnp.asarray(grid.seeds), grid.hparams())
+    """A real TrainState with BN statistics and momentum buffers, at `step`. (The initial
+    state is made once per image shape: each new trainer traced and loaded its init
+    program again, ~1 s a call, five calls a test.)"""
+    shape = tuple(tiny_digits.image_shape)
+    if shape not in _INITIAL_STATES:
+        trainer = LaneTrainer(LaneStep(create_model("small_cnn_bn", 10), batch_size=8,
+                                       image_shape=shape, optimizer=Optimizer("momentum")),
+                              plan_for(Strategy(), 2))
+        grid = LaneGrid((0,), (0.1, 0.2), 0.0, 0.0, 0.9)
+        _INITIAL_STATES[shape] = trainer.init(jnp.asarray(grid.seeds), grid.hparams())
+    state = _INITIAL_STATES[shape]
     return state.replace(step=jnp.int32(step), epoch=jnp.int32(step // 8),
                          lanes=state.lanes.replace(diverged=jnp.array([False, True])))
 
