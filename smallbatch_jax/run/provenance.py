@@ -22,6 +22,32 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_model() -> str:
+    """The host CPU's model name ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"), or ''
+    where the system does not say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def device_name(devices) -> str:
+    """What a run's times were measured on, as results rows name it: the device kind and
+    count, e.g. "NVIDIA H100 80GB HBM3 ×1", or for CPU devices the CPU's model ("cpu (Intel(R)
+    Xeon(R) …) ×2"). Times measured on different ones are not compared (study/analysis.py:
+    timing_caveat): a sweep's tasks may run on different hosts."""
+    if not devices:
+        return ""
+    kind = devices[0].device_kind
+    if devices[0].platform == "cpu" and cpu_model():
+        kind = f"{kind} ({cpu_model()})"
+    return f"{kind} ×{len(devices)}"
+
+
 def git_commit(directory: str | None = None) -> str | None:
     """The commit of the checkout this package runs from ("…-dirty" when tracked files have
     changed since), or None outside a git checkout."""
@@ -51,7 +77,8 @@ def provenance(devices) -> dict:
     "checkout_now" is added when the checkout has moved on since (a commit or an edit)."""
     record = {"python": platform.python_version(), "packages": package_versions(),
               "commit": COMMIT_AT_START, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-              "backend": jax.default_backend(), "devices": [str(d) for d in devices]}
+              "backend": jax.default_backend(), "devices": [str(d) for d in devices],
+              "device": device_name(devices)}
     now = git_commit()
     if now != COMMIT_AT_START:
         record["checkout_now"] = now

@@ -35,6 +35,7 @@ SUMMARY_FIELDS = (
     "median_test_metric", "final_test_metric", "baseline_test_metric", "final_test_loss",
     "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
+    "device",
 )
 # A results row's hyperparameters besides η̃ (config.sweep may sweep any of them; blank
 # where the optimizer has none).
@@ -115,14 +116,16 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
               model: str = "", dataset: str = "",
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION,
-              evaluated_on: str = "test", baseline: float = math.nan) -> list[dict]:
+              evaluated_on: str = "test", baseline: float = math.nan,
+              device: str = "") -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the run's time (all
     lanes together, evaluation included, its set-up, tuning and compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ (blank for Adam); `beta1`, `beta2` and
     `epsilon` are Adam's (blank for SGD); `evaluated_on`: the split the run evaluated on
     (data/dataset.py: EVALUATION_SPLITS); `baseline`: a constant prediction's metric there
-    (NaN: not known, written blank)."""
+    (NaN: not known, written blank); `device`: what the times were measured on
+    (run/provenance.py: device_name)."""
     adam = optimizer.name in ("adam", "adamw")
     name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
     metric = np.stack(history.test_metric)
@@ -164,6 +167,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "diverged_epoch": step // steps_per_epoch + 1 if step >= 0 else -1,
             "wall_seconds": wall_seconds,
             "compile_seconds": compile_seconds,
+            "device": device,
         })
     return rows
 

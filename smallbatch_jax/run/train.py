@@ -33,7 +33,7 @@ from smallbatch_jax.run.build import RunSpec, create_run, prepare
 from smallbatch_jax.run.checkpoint import RunCheckpoints, save_state
 from smallbatch_jax.run.compile_time import compile_seconds
 from smallbatch_jax.run.directory import RunDirectory
-from smallbatch_jax.run.provenance import provenance
+from smallbatch_jax.run.provenance import device_name, provenance
 
 
 def train_and_evaluate(config, workdir: str, dataset=None, model=None,
@@ -118,7 +118,7 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
         compile_seconds=outputs.compile_seconds(),
         model=spec.model.name, dataset=spec.dataset_name, optimizer=spec.optimizer,
         objective=spec.objective, evaluated_on=spec.dataset.evaluated_on,
-        baseline=spec.baseline)
+        baseline=spec.baseline, device=device_name(plan.devices))
     save_state(directory.file(directory.STATE), state)
     # Last: a results.csv marks a finished run (a sweep skips it when re-run).
     directory.write_results(rows)

@@ -479,6 +479,23 @@ def training_seconds(rows, field: str = "wall_seconds") -> dict[int, float]:
     return seconds
 
 
+def timing_caveat(rows) -> str:
+    """Where the batch sizes of `rows` were timed on different devices (their `device`
+    column: a sweep's tasks on different hosts, a table merged from another machine), a
+    sentence saying which, and that their times are not compared; '' where they were timed on
+    one (or the rows do not say)."""
+    by_device = collections.defaultdict(set)
+    for row in rows:
+        if row.get("device"):
+            by_device[row["device"]].add(int(row["batch_size"]))
+    if len(by_device) < 2:
+        return ""
+    listing = "; ".join(f"{device}: m = {', '.join(map(str, sorted(ms)))}"
+                        for device, ms in sorted(by_device.items()))
+    return (f"The batch sizes were timed on different devices ({listing}): their times are "
+            "not compared")
+
+
 def optima_at_the_edge(accuracies: dict) -> dict[int, str]:
     """{m: 'smallest' or 'largest'} where m's best η̃ is the smallest or largest η̃ run at m:
     the true optimum may lie outside the grid, and m's best accuracy is a lower bound."""
@@ -615,6 +632,9 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
             lines += ["", f"At m = {', '.join(at_edge)} the best η̃ is the {side} of the grid: "
                       f"the optimum may lie beyond it, and the best {name} there is a bound. "
                       "Extend `base_lrs` to find it."]
+    caveat = timing_caveat(rows)
+    if caveat:
+        lines += ["", caveat + " (each m's wall time is its own device's)."]
     below = batch_sizes_at_baseline(rows)
     if below and len(below) < len(trained):
         lines += ["", f"At m = {', '.join(map(str, below))} no η̃ beat the baseline: nothing "

@@ -189,10 +189,8 @@ def report(workdir: str, rows, tolerance: float, curves=None, target: float = 0.
     target, found = time_to_target(workdir, rows, target)
     if found:
         metric, split = results.metric_of(rows).name, results.evaluated_on(rows)
-        summary += "\n" + steps_to_target.markdown(
-            found, target, metric, split,
-            steps_to_target.baseline_note(target, results.baseline_of(rows),
-                                          results.metric_of(rows)))
+        summary += "\n" + steps_to_target.markdown(found, target, metric, split,
+                                                    steps_to_target.caution(rows, target))
         paths += plots.save(plots.steps_to_target_vs_batch_size(
             found, target, metric, analysis.context(rows), split), directory,
             "steps_to_target")

@@ -230,6 +230,8 @@ def verdict_larger_train_faster(rows, found: dict[int, dict],
     trivial = steps_to_target.baseline_note(target, baseline_of(rows), metric_of(rows))
     if trivial:
         return Verdict(claim, CANNOT_TELL, trivial.rstrip("."))
+    if analysis.timing_caveat(rows):
+        return Verdict(claim, CANNOT_TELL, analysis.timing_caveat(rows))
     timed = {m: f["seconds"] for m, f in found.items()
              if f["steps"] is not None and not math.isnan(f["seconds"])}
     if len(timed) < 2:
@@ -791,7 +793,8 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                 f"{p_values[largest]:.2f} against the best)")
         if largest == best_m:
             text = f"m = {best_m} itself: no larger m is within noise"
-        elif not math.isnan(seconds[largest]) and not math.isnan(seconds[best_m]):
+        elif (not math.isnan(seconds[largest]) and not math.isnan(seconds[best_m])
+              and not analysis.timing_caveat(rows)):
             text += (f"; its training took {seconds[largest]:.0f} s against "
                      f"{seconds[best_m]:.0f} s at m = {best_m} (this sweep's program, every η̃)")
         if largest != best_m and largest == max(best):
@@ -821,8 +824,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     if found:
         lines += steps_to_target.markdown(
             found, target, name, table.evaluated_on,
-            steps_to_target.baseline_note(target, table.baseline, table.ranking)
-        ).rstrip("\n").split("\n")
+            steps_to_target.caution(rows, target)).rstrip("\n").split("\n")
     else:
         lines.append("Not measured: the runs' curves.csv are missing, or lack seeds or η̃ "
                      "of the table (a merged table's others trained elsewhere).")

@@ -36,8 +36,8 @@ import math
 
 import numpy as np
 
-from smallbatch_jax.run.results import lr_text
-from smallbatch_jax.study.analysis import best_of, metric_table
+from smallbatch_jax.run.results import baseline_of, lr_text, metric_of
+from smallbatch_jax.study.analysis import best_of, metric_table, timing_caveat
 
 DEFAULT_FRACTION = 0.05
 
@@ -154,6 +154,14 @@ def steps_to_target(rows, curves_by_m: dict[int, list[dict]], target: float,
                     "seconds": steps * seconds_per_step.get(m, math.nan), "lr": lr,
                     "interval": interval}
     return found
+
+
+def caution(rows, target: float) -> str:
+    """What the table of steps to `target` must be read with: a target no better than a
+    constant prediction (baseline_note), wall times measured on different devices
+    (analysis.timing_caveat); '' where neither."""
+    notes = [baseline_note(target, baseline_of(rows), metric_of(rows)), timing_caveat(rows)]
+    return " ".join(n if n.endswith(".") else n + "." for n in notes if n)
 
 
 def markdown(found: dict[int, dict], target: float, metric: str,

@@ -39,6 +39,12 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     rows = read_csv(workdir / "results.csv")
     assert [float(r["base_lr"]) for r in rows] == [2.0**-10, 2.0**-8, 2.0**-2, 4.0]
     assert all(r["epochs"] == "3" and r["steps"] == str(3 * (1438 // 32)) for r in rows)
+    # What the times were measured on, and what a constant prediction scores (digits' most
+    # frequent training class, on the test split): in every row.
+    assert {r["device"] for r in rows} == {config["provenance"]["device"]}
+    assert config["provenance"]["device"].startswith("cpu")
+    assert len({r["baseline_test_metric"] for r in rows}) == 1
+    assert 0.05 < float(rows[0]["baseline_test_metric"]) < 0.15
     # Small η̃ learn digits within 3 epochs; η̃ = 4 (η = 128 at m = 32) blows up.
     assert float(rows[1]["final_test_metric"]) > 0.6
     assert rows[3]["diverged"] == "True" and int(rows[3]["diverged_step"]) >= 0

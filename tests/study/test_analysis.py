@@ -76,6 +76,20 @@ def test_training_time_per_batch_size_is_its_programs_wall_time():
     assert "| 8 | 2^-10 | 0.7000 | 2^-10 | 1 | 30 s (10 s compiling) |" in text
 
 
+def test_times_measured_on_different_devices_are_not_compared():
+    """A sweep's tasks on two hosts (`--task_index`): m = 2 timed on a GPU, m = 8 on a CPU.
+    Their wall times are each their own device's, and no comparison of them is made."""
+    from smallbatch_jax.study.analysis import timing_caveat
+    rows = [row | {"wall_seconds": "30", "device": "NVIDIA H100 ×1" if row["batch_size"] == "2"
+                   else "cpu ×2"} for row in _rows({2: {-10: 0.7}, 8: {-10: 0.71}})]
+    caveat = timing_caveat(rows)
+    assert caveat == ("The batch sizes were timed on different devices (NVIDIA H100 ×1: m = 2; "
+                      "cpu ×2: m = 8): their times are not compared")
+    assert caveat in summary_markdown(rows, tolerance=0.02)
+    assert timing_caveat([r | {"device": "cpu ×2"} for r in rows]) == ""
+    assert timing_caveat(_rows({2: {-10: 0.7}})) == ""  # (rows that do not say)
+
+
 def test_optima_at_the_edge_of_the_grid_are_flagged():
     table = {2: {-12: 0.6, -10: 0.7, -8: 0.5}, 4: {-12: 0.6, -10: 0.5, -8: 0.7},
              8: {-12: 0.7, -10: 0.6, -8: NAN}, 16: {-12: 0.7}, 32: {-12: NAN, -10: NAN}}

@@ -140,6 +140,15 @@ def test_larger_batches_train_faster_from_time_to_target():
         trivial.because)
     assert recommend.verdict_larger_train_faster(imbalanced, found({8: 30.0, 64: 10.0}),
                                                  target=0.98).answer == TRUE
+    # Timed on different devices (a sweep's tasks on two hosts): not compared.
+    hosts = [r | {"device": "cpu ×2" if r["batch_size"] == "8" else "NVIDIA H100 ×1"}
+             for r in _rows({8: {-8: 0.8}, 64: {-8: 0.8}})]
+    verdict = recommend.verdict_larger_train_faster(hosts, found({8: 30.0, 64: 10.0}))
+    assert verdict.answer == CANNOT_TELL and "timed on different devices" in verdict.because
+    text = recommend.recommendation_markdown(
+        [r | {"wall_seconds": "30" if r["batch_size"] == "8" else "10"} for r in hosts],
+        found({8: 30.0, 64: 10.0}), 0.7, 0.02)
+    assert "its training took" not in text and "timed on different devices" in text
 
 
 def test_the_report_recommends_the_best_point_and_its_setting():
