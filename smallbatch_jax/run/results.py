@@ -346,7 +346,9 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
              + ("" if evaluated_on(rows) == "test" else
                 "   (on the validation split held out of the training set)")]
     base_lrs = [lr_text(float(r["base_lr"])) for r in rows]
+    baseline, baseline_words = baseline_of(rows), baseline_text(rows)
     best = metric.best([r["median_test_metric"] for r in rows])
+    beaten = metric.beats(best, baseline)
     for r, base_lr in zip(rows, base_lrs):
         marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
@@ -355,10 +357,8 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
             + "".join(f"{float(r[key]):>13.4g} " for key in others)
             + f"{r['median_test_metric']:>21.4f} {r['final_test_metric']:>9.4f} "
             f"{r['final_train_loss']:>10.4f}  {diverged}{marker}")
-    baseline = baseline_text(rows)
-    if baseline:
-        beaten = metric.beats(best, baseline_of(rows))
-        lines.append(f"Baseline: {baseline}" + ("." if beaten else
-                                                 "; no lane beat it: none learned from its "
-                                                 "inputs."))
+    if baseline_words:
+        lines.append(f"Baseline: {baseline_words}" + ("." if beaten else
+                                                       "; no lane beat it: none learned from "
+                                                       "its inputs."))
     return "\n".join(lines)
