@@ -216,7 +216,16 @@ def check_token_ids(name: str, train_inputs: np.ndarray, test_inputs: np.ndarray
         raise ValueError(f"{name}: integer inputs span [{low}, {high}], beyond int32, which "
                          "token ids are passed as; numeric features: pass them as floats")
     shape = train_inputs.shape
-    if low < 0:
+    if len(shape) == 3:
+        # (N, H, W) pixel values (MNIST as keras and torchvision load it) pass as token ids
+        # without a word from Python (the log's INFO is not shown there): trained on raw 0–255
+        # values, the η̃ that suit standardized inputs blow up, and the sweep answers for a
+        # problem the user did not pose.
+        logging.warning("%s: integer inputs of shape %s are taken as token ids (passed as "
+                        "int32, not standardized). If they are single-channel images (N, H, "
+                        "W), add their channel axis, x[..., None], to have them standardized "
+                        "per channel (and augmentable) like images", name, shape)
+    elif low < 0:
         logging.warning("%s: integer inputs %s are taken as token ids (passed as int32, not "
                         "standardized), but they hold negative values (down to %d), which no "
                         "embedding takes. If they are numeric features, pass them as floats "

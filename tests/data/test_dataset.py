@@ -57,6 +57,18 @@ def test_integer_inputs_are_token_ids_and_negative_ones_are_named(caplog):
     assert "x.astype(np.float32)" in caplog.text
     with pytest.raises(ValueError, match=r"beyond int32"):
         make(np.full((20, 7), 2**40, np.int64))
+    # Grayscale images without their channel axis (MNIST as keras loads it, uint8 (N, 28,
+    # 28)): taken as token ids, unstandardized; warned, with the axis to add. With it, images.
+    caplog.clear()
+    pixels = rng.integers(0, 256, (20, 6, 6)).astype(np.uint8)
+    with caplog.at_level("WARNING"):
+        assert make(pixels).input_kind == "tokens"
+    assert "integer inputs of shape (16, 6, 6) are taken as token ids" in caplog.text
+    assert "add their channel axis, x[..., None]" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        images = make(pixels[..., None])
+    assert images.input_kind == "images" and images.mean is not None and not caplog.text
 
 
 @pytest.mark.parametrize("labels, kind, message", [
