@@ -213,3 +213,23 @@ def test_an_npz_file_may_carry_its_own_validation_split(tmp_path):
     np.savez(tmp_path / "half.npz", **arrays, validation_images=x[25:])
     with pytest.raises(ValueError, match=r"validation_images without its pair"):
         load_npz(str(tmp_path / "half.npz"))
+
+
+def test_a_channel_constant_in_training_is_centered_not_scaled_and_its_test_values_named(caplog):
+    """A one-hot category absent from the training split and present in the test split: its
+    std 0 was floored at 1e-8, and its test values became 1e8 after standardizing."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    x[:, 0] = 0.0
+    x[50:, 0] = 1.0
+    y = rng.integers(0, 2, 60)
+    with caplog.at_level("WARNING"):
+        data = make_dataset("mine", x[:50], y[:50], x[50:], y[50:])
+    assert data.std[0] == 1.0 and data.mean[0] == 0.0 and np.all(data.std[1:] != 1.0)
+    assert np.abs((data.test_images - data.mean) / data.std).max() < 10
+    assert "input channel(s) 0 (last axis) hold one value throughout the training split but " \
+           "other values in the test split" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # constant in both splits: centered, nothing to say
+        make_dataset("mine", x[:50], y[:50], np.where(np.arange(4) == 0, 0.0, x[50:]), y[50:])
+    assert not caplog.text
