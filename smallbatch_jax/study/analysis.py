@@ -574,8 +574,8 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
         if baseline_text(rows):
             beaten = accuracies.ranking.beats(acc, baseline_of(rows))
             lines += [f"Baseline: {baseline_text(rows)}" + (
-                "." if beaten else ": **not beaten by any setting**; these runs learned "
-                "nothing from their inputs, and their ranking is noise."), ""]
+                "." if beaten else ": **not beaten by any setting**; on this split the runs "
+                "are not told apart from a constant output, and their ranking is noise."), ""]
         if seeds > 1:
             close = batch_sizes_within_noise(rows, tolerance)
             if len(trained) < 2:

@@ -19,7 +19,7 @@ import numpy as np
 
 from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.run.results import (HYPERPARAMETER_COLUMNS, baseline_of, baseline_text,
-                                        lr_text, metric_of)
+                                        evaluated_on, lr_text, metric_of)
 from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
                                            metric_table, optima_at_the_edge, reliable_ranges,
@@ -606,6 +606,11 @@ def _baseline_lines(rows, best: tuple[int, float, float], alpha: float) -> list[
         return []
     best_m, best_lr, score = best
     metric, baseline = metric_of(rows), baseline_of(rows)
+    if metric.name == "accuracy" and baseline >= 1.0:
+        return [f"**The evaluation cannot tell settings apart**: {text}: the "
+                f"{evaluated_on(rows)} split holds only the training split's most frequent "
+                "class, so a constant prediction is perfect there and no setting can beat it: "
+                "no recommendation. Evaluate on a split that holds every class.", ""]
     if not metric.beats(score, baseline):
         return [f"**No setting beat a constant prediction**: {text}, and the best of this "
                 f"sweep (m = {best_m}, η̃ = {_lr_text(best_lr)}) scores {score:.4f}. These "

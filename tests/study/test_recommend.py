@@ -540,6 +540,12 @@ def test_a_study_that_does_not_beat_a_constant_prediction_recommends_nothing():
     text = recommend.recommendation_markdown(mse, {}, 0.0, 0.02)
     assert ("always predicting the training split's mean target scores mse 1.0000" in text
             and "No setting beat" in text)
+    # A test split of one class, the training split's most frequent: a constant prediction is
+    # perfect there, and the split (not the runs) is to blame.
+    one_class = _rows({8: {-10: 1.0}, 32: {-10: 0.98}}, seeds=(0.0,), baseline_test_metric="1.0")
+    text = recommend.recommendation_markdown(one_class, {}, 0.0, 0.02)
+    assert "**The evaluation cannot tell settings apart**" in text
+    assert "learned nothing" not in text and recommend.recommended_point(one_class) is None
     # Rows without the column (a user's objective, older files): as before.
     assert "Baseline" not in recommend.recommendation_markdown(
         _rows({8: {-10: 0.9}}), {}, 0.0, 0.02)
