@@ -255,6 +255,14 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
     if len(splits) > 1:
         raise ValueError(f"tables evaluated on different splits cannot be merged: "
                          f"{sorted(splits)} (config.validation)")
+    # A constant prediction scores the same on the same data: a different score is other
+    # labels (another file of the same size and name, another split held out).
+    baselines = {float(row["baseline_test_metric"]) for row in merged
+                 if row.get("baseline_test_metric") not in (None, "")}
+    if len(baselines) > 1:
+        raise ValueError(f"tables of different data cannot be merged: a constant prediction "
+                         f"scores {', '.join(f'{b:.4f}' for b in sorted(baselines))} on their "
+                         "evaluation splits")
     for field, what in (("model", "models"), ("dataset", "datasets"),
                         ("optimizer", "optimizers"), ("lr_scaling", "lr_scalings"),
                         ("epochs", "lengths (epochs)"), ("metric", "metrics")):

@@ -173,6 +173,14 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
     assert len(merge_tables([tenth, [r | {"steps": "1296.0"} for r in held]])) == 4
     with pytest.raises(ValueError, match="evaluated on different splits cannot be compared"):
         evaluated_on(seed_0 + held)
+    # Other labels of the same size (another file under the same name): a constant prediction
+    # scores differently on them. Tables from before the column merge as they did.
+    ours = [r | {"baseline_test_metric": "0.1"} for r in seed_0]
+    with pytest.raises(ValueError, match=r"different data cannot be merged: a constant "
+                                         r"prediction scores 0\.1000, 0\.2500"):
+        merge_tables([ours, [r | {"baseline_test_metric": "0.25"} for r in seeds_1_2]])
+    assert len(merge_tables([ours, [r | {"baseline_test_metric": "0.1"} for r in seeds_1_2]])) == 4
+    assert len(merge_tables([ours, seeds_1_2])) == 4
 
 
 def test_an_adam_row_names_beta1_as_beta1_and_the_setting_to_paste_says_so():
