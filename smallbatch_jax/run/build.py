@@ -259,8 +259,12 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     check_against_data(config, dataset, objective)
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
     built = recipe.build("xla")
+    # (The metric reads the last `last_epochs` epochs' evaluations: the first of them follows
+    # this many steps.)
+    first_read = config.epochs - min(config.last_epochs, config.epochs) + 1
     check_model(built, dataset, objective, recipe.name, config.batch_size,
-                config.bn_batch_size, recipe.built_in)
+                config.bn_batch_size, recipe.built_in,
+                steps_before_metric=first_read * (dataset.num_train // config.batch_size))
     check_labels(dataset)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(

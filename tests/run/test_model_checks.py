@@ -169,3 +169,30 @@ def test_batch_norm_over_one_value_per_feature_is_named(caplog):
         checked(create_model("small_cnn_bn", 10, bn_batch_size=1), load_digits(), 8, 1, True)
     assert ("model mine at m = 8, m_BN = 1: BatchNorm GhostBatchNorm_2 (input (8, 64))"
             in caplog.text)
+
+
+def test_batch_norm_statistics_that_still_hold_their_start_at_the_evaluation_are_named(caplog):
+    """Evaluation reads BatchNorm's running averages, which start at mean 0 and variance 1 and
+    keep momentum^steps of it: Flax's default 0.99 keeps 74% after 30 steps (digits at
+    m = 256, the metric's first evaluation of a 10-epoch run), and the model evaluated is not
+    the one trained. The project's 0.9 keeps 4% there."""
+    from smallbatch_jax.data import load_digits, make_dataset
+    from smallbatch_jax.models import create_model
+    from smallbatch_jax.objectives import CLASSIFICATION
+    from smallbatch_jax.run.config_checks import check_model
+
+    features = make_dataset("features", *_data())
+    checked = lambda model, data, steps, built_in=False: check_model(
+        model, data, CLASSIFICATION, "mine", 4, 0, built_in, steps_before_metric=steps)
+    with caplog.at_level("WARNING"):
+        checked(DenseBatchNorm(), features, 30)
+    assert ("model mine at m = 4: BatchNorm running statistics (momentum 0.99; BatchNorm_0) "
+            "still hold 74% of their initial values (mean 0, variance 1) at the first "
+            "evaluation the metric reads, after 30 steps") in caplog.text
+    assert "smaller momentum (0.9: 4.2% left)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        checked(DenseBatchNorm(), features, 600)  # 0.99^600: 0.2%
+        checked(create_model("small_cnn_bn", 10), load_digits(), 30, True)  # 0.9^30: 4%
+        checked(DenseBatchNorm(), features, None)
+    assert "running statistics" not in caplog.text
