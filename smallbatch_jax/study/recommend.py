@@ -223,8 +223,10 @@ def verdict_larger_train_faster(rows, found: dict[int, dict],
     """"Larger batches train faster": wall time to the target on this machine (steps to
     target × the measured seconds per step of m's program). True if the largest m run gets
     there faster than every smaller m by more than TIMING_NOISE, false if it never gets
-    there or a smaller m is faster by more than that; cannot tell otherwise (times within
-    the noise of a shared machine), or if fewer than 2 m reach it with a measured time, or
+    there or a smaller m is faster by more than that, each at both ends of the evaluation
+    interval that bounds its time (`found[m]['interval']`); cannot tell otherwise (times
+    within the noise of a shared machine, or evaluations too far apart to order them), or
+    if fewer than 2 m reach it with a measured time, or
     if `target` is no better than a constant prediction's score (reached without learning)."""
     claim = "larger batches train faster (wall time to the target, on this machine)"
     trivial = steps_to_target.baseline_note(target, baseline_of(rows), metric_of(rows))
@@ -244,14 +246,28 @@ def verdict_larger_train_faster(rows, found: dict[int, dict],
     if largest in never:
         return Verdict(claim, FALSE, f"{listing}; m = {', '.join(map(str, never))} never "
                        "reached it")
+    # A time to target is known to one evaluation interval: the target was first seen at
+    # `steps`, and not yet at the evaluation before (`interval` steps earlier). An m evaluated
+    # once an epoch of 719 steps, that reached it at its first, may have taken a tenth of
+    # that: a comparison holds only where it holds at both ends of each interval.
+    lowest = {m: timed[m] * max(found[m]["steps"] - (found[m].get("interval") or 0), 0)
+              / found[m]["steps"] if found[m]["steps"] else 0.0 for m in timed}
     fastest_smaller = min((m for m in timed if m != largest), key=timed.get)
     ratio = timed[fastest_smaller] / timed[largest]
-    if ratio < 1 - TIMING_NOISE:
+    if timed[fastest_smaller] < lowest[largest] * (1 - TIMING_NOISE):
         return Verdict(claim, FALSE, f"{listing}: m = {fastest_smaller} is {1 / ratio:.2f}× "
                        f"faster than the largest, m = {largest}")
-    if ratio > 1 / (1 - TIMING_NOISE):
+    surely_slower = min(lowest[m] for m in timed if m != largest)
+    if surely_slower > timed[largest] / (1 - TIMING_NOISE):
         return Verdict(claim, TRUE, f"{listing}: the largest m is {ratio:.2f}× faster than "
                        f"the fastest smaller one, m = {fastest_smaller}")
+    if (ratio < 1 - TIMING_NOISE or ratio > 1 / (1 - TIMING_NOISE)):
+        coarse = max((m for m in timed), key=lambda m: timed[m] - lowest[m])
+        return Verdict(claim, CANNOT_TELL, f"{listing}: the evaluations are too far apart to "
+                       f"tell (each time is an upper bound by up to an evaluation interval: "
+                       f"m = {coarse} reached the target between {lowest[coarse]:.2g} and "
+                       f"{steps_to_target.seconds_text(timed[coarse])}); evaluate more often "
+                       "(`config.evals_per_epoch`)")
     return Verdict(claim, CANNOT_TELL, f"{listing}: the largest m and m = {fastest_smaller} "
                    f"are within {TIMING_NOISE:.0%} (timing noise on a shared machine)")
 

@@ -131,6 +131,19 @@ def test_larger_batches_train_faster_from_time_to_target():
     assert recommend.verdict_larger_train_faster(
         rows, found({8: 10.0, 64: 10.2})).answer == CANNOT_TELL
     assert recommend.verdict_larger_train_faster(rows, found({8: 10.0})).answer == CANNOT_TELL
+    # A time is known to one evaluation interval. m = 8 evaluated once an epoch of 719 steps
+    # and reaching the target at its first (30 s): it may have taken a tenth of that, and the
+    # largest m's 10 s does not show it faster (it read *true*). Where m = 8 needed 10
+    # evaluations (its time at least 27 s), it does.
+    def bounded(steps8, interval8):
+        return {8: {"steps": steps8, "examples": None, "lr": 2.0**-8, "seconds": 30.0,
+                    "interval": interval8},
+                64: {"steps": 22, "examples": None, "lr": 2.0**-8, "seconds": 10.0,
+                     "interval": 2}}
+    coarse = recommend.verdict_larger_train_faster(rows, bounded(719, 719))
+    assert coarse.answer == CANNOT_TELL and "evaluations are too far apart" in coarse.because
+    assert "m = 8 reached the target between 0 and 30 s" in coarse.because
+    assert recommend.verdict_larger_train_faster(rows, bounded(7190, 719)).answer == TRUE
     # A target no better than a constant prediction is reached without learning (the largest
     # m first: the fewest steps to its first evaluation): no verdict on it.
     imbalanced = _rows({8: {-8: 0.99}}, baseline_test_metric="0.97")
