@@ -329,10 +329,12 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
                 or len(images) != len(y):
             one_hot = (labels == "classes" and y.ndim == 2 and len(y)
                        and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+            column = labels == "classes" and y.ndim == 2 and y.shape[1:] == (1,)
             raise ValueError(f"{name}: {split} inputs must be (N, ...) with one label each "
                              f"(labels {shapes}); got {images.shape} and {y.shape}"
                              + ("; the labels look one-hot: pass y.argmax(-1)" if one_hot
-                                else ""))
+                                else "; the labels are a column (as keras loads CIFAR): pass "
+                                "y.ravel()" if column else ""))
         if labels == "classes" and not np.issubdtype(y.dtype, np.integer):
             whole = y.dtype.kind == "b" or bool(np.all(np.mod(y, 1) == 0))
             raise ValueError(f"{name}: {split} labels must be integers (class indices); got "
@@ -390,6 +392,7 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
         # output noise (a one-hot category absent from training, present in half the test
         # examples: a user MLP's best test accuracy 0.73, against 0.965 centered).
         std = np.where(constant, 1.0, np.maximum(std, 1e-8))
+        check_test_scale(name, mean, std, constant, test_images)
         mean, std = mean.astype(np.float32), std.astype(np.float32)
     if standardize and labels == "targets":
         target_mean, target_std = channel_mean_std(train_labels.reshape(len(train_labels), -1))
@@ -473,6 +476,35 @@ def constant_channels(name: str, train_inputs: np.ndarray, test_inputs: np.ndarr
                 "(a category absent from training?). They are centered, not scaled",
                 name, ", ".join(map(str, varying[:10])) + (", …" if len(varying) > 10 else ""))
     return constant
+
+
+# A test channel whose spread is this many times the training split's (or its inverse) was
+# scaled differently (`check_test_scale`).
+SCALE_WARNED = 10.0
+
+
+def check_test_scale(name: str, mean: np.ndarray, std: np.ndarray, constant: np.ndarray,
+                     test_inputs: np.ndarray) -> None:
+    """A test split scaled or shifted otherwise than the training split (pixels divided by
+    255 in one and not the other, a normalization applied to one only) is standardized with
+    the training split's statistics and evaluated far outside what was trained on: every
+    choice is then made on the mismatch. Warned of where a channel's spread differs by
+    SCALE_WARNED× or its mean by SCALE_WARNED training standard deviations."""
+    test_mean, test_std = channel_mean_std(test_inputs)
+    varied = ~constant
+    ratio = np.where(varied, test_std / np.maximum(std, 1e-12), 1.0)
+    shifted = np.where(varied, np.abs(test_mean - mean) / np.maximum(std, 1e-12), 0.0)
+    off = np.flatnonzero((ratio > SCALE_WARNED) | (ratio < 1 / SCALE_WARNED)
+                         | (shifted > SCALE_WARNED))
+    if len(off):
+        c = off[0]
+        logging.warning(
+            "%s: the test inputs are not on the training inputs' scale in channel(s) %s (last "
+            "axis): channel %d has mean %.4g and std %.4g in the test split, %.4g and %.4g in "
+            "training. Preprocess both splits alike (pixels /255 in one only? a normalization "
+            "fitted and applied to one?): the test split is standardized with the training "
+            "split's statistics", name, ", ".join(map(str, off[:10])) + (
+                ", …" if len(off) > 10 else ""), c, test_mean[c], test_std[c], mean[c], std[c])
 
 
 def channel_mean_std(images: np.ndarray, chunk: int = 4096):

@@ -233,3 +233,29 @@ def test_a_channel_constant_in_training_is_centered_not_scaled_and_its_test_valu
     with caplog.at_level("WARNING"):  # constant in both splits: centered, nothing to say
         make_dataset("mine", x[:50], y[:50], np.where(np.arange(4) == 0, 0.0, x[50:]), y[50:])
     assert not caplog.text
+
+
+def test_a_test_split_scaled_otherwise_than_the_training_split_is_named(caplog):
+    """Pixels divided by 255 in the test split only: standardized with the training split's
+    statistics, every test input sits near one value, and a user MLP on digits so split read
+    0.18 where it reads 0.91 (the same run, the splits alike)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (100, 8, 8, 3)).astype(np.uint8)
+    y = rng.integers(0, 3, 100)
+    with caplog.at_level("WARNING"):
+        make_dataset("mine", x[:80], y[:80], x[80:].astype(np.float32) / 255, y[80:])
+    assert ("mine: the test inputs are not on the training inputs' scale in channel(s) 0, 1, 2 "
+            "(last axis)") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        make_dataset("mine", x[:80], y[:80], x[80:], y[80:])  # alike
+        make_dataset("mine", x[:80], y[:80], x[80:] // 2 + 64, y[80:])  # half the spread
+    assert not caplog.text
+
+
+def test_labels_given_as_a_column_are_refused_with_the_fix():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 4)).astype(np.float32), rng.integers(0, 3, (20, 1))
+    with pytest.raises(ValueError, match=r"the labels are a column \(as keras loads CIFAR\): "
+                                         r"pass y\.ravel\(\)"):
+        make_dataset("mine", x[:16], y[:16], x[16:], y[16:])
