@@ -836,6 +836,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
                      f"{'all diverged' if math.isnan(lr) else _score_text(stats[(m, lr)])} | "
                      f"{format_lrs(trains, grid)} | {format_lrs(reliable.get(m, []), grid)} |")
     lines.append("")
+    dropped = analysis.dropped_examples_note(rows)
+    if dropped:
+        lines += [dropped, ""]
     below = analysis.batch_sizes_at_baseline(rows)
     if below:
         lines += [f"At m = {', '.join(map(str, below))} no η̃ beat the baseline "

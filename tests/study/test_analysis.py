@@ -343,3 +343,19 @@ def test_a_grid_over_weight_decay_is_tuned_per_point_not_averaged_as_seeds():
     # Whether fixing λ moves the best m: at λ = 0 it is 64, tuned (and at 5e-4) 8.
     assert ("Best m with weight_decay tuned: m = 8 (accuracy 0.8010); at weight_decay = 0: "
             "m = 64 (accuracy 0.7510); at weight_decay = 0.0005: m = 8 (accuracy 0.8010).") in text
+
+
+def test_batch_sizes_that_see_fewer_examples_an_epoch_are_named():
+    """digits' 1438 training examples: m = 512 trains on 2 batches an epoch, 1024 examples
+    (71% of m = 2's 1438), a handicap the comparison at equal epochs does not show."""
+    from smallbatch_jax.study.analysis import dropped_examples_note
+    steps = {2: 719, 64: 22, 512: 2}
+    rows = [row | {"steps": str(10 * steps[int(row["batch_size"])]), "epochs": "10"}
+            for row in _rows({2: {-10: 0.9}, 64: {-10: 0.9}, 512: {-10: 0.8}})]
+    note = dropped_examples_note(rows)
+    assert note.startswith("Examples per epoch: m = 512 trains on 1024 (71%), against "
+                           "m = 2's 1438")
+    assert "m = 64" not in note  # 1408, 98%
+    assert note in summary_markdown(rows, tolerance=0.02)
+    assert dropped_examples_note([r for r in rows if r["batch_size"] != "512"]) == ""
+    assert dropped_examples_note(_rows({2: {-10: 0.9}})) == ""  # (rows that do not say)
