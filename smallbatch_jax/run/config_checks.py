@@ -189,7 +189,8 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     if not _is_int(config.last_epochs) or config.last_epochs <= 0:
         _fail("last_epochs", config.last_epochs, "a positive integer (the paper: 5)")
     if not (isinstance(config.target, (int, float)) and math.isfinite(config.target)):
-        _fail("target", config.target, "a finite number (0: within 5% of the sweep's best)")
+        _fail("target", config.target, f"a finite number ({DEFAULT_TARGET})")
+
     if not 0.0 <= config.reliable_tolerance <= 1.0:
         _fail("reliable_tolerance", config.reliable_tolerance,
               "an accuracy difference in [0, 1] (e.g. 0.02 for 2 points)")
@@ -208,8 +209,15 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         import_model(config.model)  # "package.module:attribute", or a clear error
 
 
+DEFAULT_TARGET = "0: 95% of the way from a constant prediction's score to the sweep's best"
+
+
 def check_against_data(config, dataset: DatasetLike, objective: Objective) -> None:
-    """What the config asks of the data set, and the objective of its labels."""
+    """What the config asks of the data set, and the objective of its labels (and of the
+    target: an accuracy of 94 for 94% was never reached, every m "not reached")."""
+    if objective.metric_name == "accuracy" and not 0.0 <= config.target <= 1.0:
+        _fail("target", config.target, f"an accuracy in [0, 1], e.g. 0.94 for 94% "
+              f"({DEFAULT_TARGET})")
     labels = dataset.label_kind
     if objective.labels != labels:
         _fail("objective", config.objective,

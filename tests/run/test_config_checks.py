@@ -71,6 +71,9 @@ BAD_INPUTS = [
     ("validation", -0.1, r"config.validation=-0.1 "),
     ("validation", 0.999, r"config.validation=0.999 of its 1438 training examples holds out "
                           r"1438 and keeps 0: both must be at least one"),
+    # An accuracy target in percent: never reached, every m "not reached" without a word.
+    ("target", 94.0, r"config.target=94.0 .*an accuracy in \[0, 1\], e.g. 0.94 for 94%"),
+    ("target", -0.5, r"config.target=-0.5 "),
 ]
 
 
