@@ -15,8 +15,11 @@ from smallbatch_jax.study.batch_sweep import report_comparison
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the figures and summary are written.")
 _SWEEPS = flags.DEFINE_list("sweeps", None, "label=workdir of each finished batch sweep.")
+# (Bounded as config.reliable_tolerance is: a tolerance of 2 for 2 points called every η̃
+# that trained reliable.)
 _TOLERANCE = flags.DEFINE_float("tolerance", 0.02, "Reliable-range tolerance: accuracy ≥ "
-                                "the sweep's best minus this.")
+                                "the sweep's best minus this (an error: within this share "
+                                "of the best).", lower_bound=0.0, upper_bound=1.0)
 flags.mark_flags_as_required(["workdir", "sweeps"])
 
 

@@ -26,8 +26,11 @@ from smallbatch_jax.study import bn_sweep
 from smallbatch_jax.study.batch_sweep import report, run_directory, write_recommendation
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A batch sweep's workdir.")
-_TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance (default: the "
-                                "sweep config's reliable_tolerance).")
+# (Bounded as config.reliable_tolerance is: a tolerance of 2 for 2 points called every η̃
+# that trained reliable.)
+_TOLERANCE = flags.DEFINE_float("tolerance", None, "Reliable-range tolerance in [0, 1], e.g. "
+                                "0.02 for 2 points of accuracy (default: the sweep config's "
+                                "reliable_tolerance).", lower_bound=0.0, upper_bound=1.0)
 _CURVES = flags.DEFINE_list("curves", [], "m:η̃ pairs whose training curves to draw.")
 _MERGE = flags.DEFINE_list("merge", [], "results.csv files of the same study (more seeds) "
                            "merged into workdir/results.csv first.")

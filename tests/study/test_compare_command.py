@@ -44,3 +44,17 @@ def test_compare_refuses_a_missing_sweep_or_a_bare_path(tmp_path):
     bare = _start_compare(tmp_path, str(tmp_path))
     assert "no results.csv in" in _finish(missing).stderr
     assert "label=workdir pairs" in _finish(bare).stderr
+
+
+def test_a_tolerance_in_points_is_refused_by_both_commands(tmp_path):
+    """--tolerance=2 for 2 points of accuracy called every η̃ that trained reliable."""
+    sweep = _earlier_sweep(tmp_path / "a", {2: {-10: 0.60, -8: 0.62}})
+    started = [subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for command in (
+        [sys.executable, "-m", "experiments.plot", f"--workdir={sweep}", "--tolerance=2"],
+        [sys.executable, "-m", "experiments.compare", f"--workdir={tmp_path / 'c'}",
+         f"--sweeps=a={sweep}", "--tolerance=2"])]
+    for done in map(_finish, started):
+        assert done.returncode != 0
+        assert "flag --tolerance=2: 2.0 is not a number in the range [0.0, 1.0]" in done.stderr
+    assert not (tmp_path / "c").exists() and not (tmp_path / "a" / "summary.md").exists()
