@@ -17,7 +17,7 @@ from smallbatch_jax.diagnostics.full_grid import time_full_grid
 CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where full_grid.json and full_grid.md are written.")
 BUDGET = flags.DEFINE_float("budget_minutes", 0.0, "Start no new (precision, m) after this "
-                            "many minutes (0: every one).")
+                            "many minutes (0: every one).", lower_bound=0.0)
 
 if __name__ == "__main__":
     entry.run(lambda: time_full_grid(CONFIG.value, WORKDIR.value, BUDGET.value),

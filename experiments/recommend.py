@@ -25,7 +25,7 @@ CONFIG = entry.config_flag()
 WORKDIR = entry.workdir_flag("Where the sweep's results and recommendation.md are written.")
 CACHE = entry.compilation_cache_flag()
 BUDGET = flags.DEFINE_float("budget_minutes", 0.0, "Start no new batch size after this many "
-                            "minutes of training (0: run every one).")
+                            "minutes of training (0: run every one).", lower_bound=0.0)
 
 if __name__ == "__main__":
     entry.run(lambda: print(recommend_batch_size(CONFIG.value, WORKDIR.value,
