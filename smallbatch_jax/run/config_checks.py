@@ -98,6 +98,9 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
     (smallbatch_jax.api), and config.model/dataset only name them. (config.objective is
     checked where it is looked up, once: run/build.py.)"""
     if not user_data and config.dataset not in DATASETS:
+        if str(config.dataset).endswith(".npz"):  # (a file named where the kind goes)
+            _fail("dataset", config.dataset, f"{DATASETS}; a file is given as "
+                  f"--config.dataset=npz --config.data_dir={config.dataset}")
         _fail("dataset", config.dataset, DATASETS)
     if config.dataset == "npz" and not config.data_dir:
         _fail("data_dir", config.data_dir, "the .npz file of dataset='npz'")

@@ -36,6 +36,8 @@ def test_unknown_keys_are_rejected():
 BAD_INPUTS = [
     ("model", "vgg", "config.model='vgg'.*allowed.*alexnet"),
     ("dataset", "imagenet21k", "config.dataset='imagenet21k'.*allowed.*digits"),
+    ("dataset", "mine.npz", r"a file is given as --config.dataset=npz "
+                            r"--config.data_dir=mine\.npz"),
     ("batch_size", 0, "config.batch_size=0.*positive integer"),
     ("batch_size", -4, "config.batch_size=-4"),
     ("batch_size", 100_000, "config.batch_size=100000.*at most the 1438 training examples"),
