@@ -20,7 +20,7 @@ import math
 
 from smallbatch_jax.run.build import optimizer_of
 from smallbatch_jax.run.directory import SweepDirectory
-from smallbatch_jax.run.results import split_of
+from smallbatch_jax.run.results import baseline_text, split_of
 from smallbatch_jax.study import analysis, plots
 from smallbatch_jax.study.sweep import Run, run_sweep, write_summary
 
@@ -57,6 +57,14 @@ def best_lrs_from(workdir: str, config) -> dict[int, float]:
                          "best η̃ at each m is at that m's best setting of them, which this "
                          "sweep does not use. Give config.lr_per_batch_size")
     best = analysis.best_per_batch_size(analysis.metric_table(rows))
+    # An m whose best does not beat a constant prediction has no best η̃, only noise's.
+    learned_nothing = [m for m in analysis.batch_sizes_at_baseline(rows)
+                       if m in config.batch_sizes]
+    if learned_nothing:
+        raise ValueError(f"config.lr_from={workdir!r}: at m = "
+                         f"{', '.join(map(str, learned_nothing))} no η̃ beat a constant "
+                         f"prediction ({baseline_text(rows)}): its best η̃ there is noise. "
+                         "Drop them from config.batch_sizes, or give config.lr_per_batch_size")
     return {m: lr for m, (lr, _) in best.items() if not math.isnan(lr)}
 
 

@@ -72,6 +72,26 @@ def test_an_earlier_sweep_where_every_lr_failed_at_some_m_is_refused(tmp_path):
         bn_runs(_config(lr_from=earlier))
 
 
+def test_an_earlier_sweep_that_learned_nothing_at_some_m_gives_no_lr_there(tmp_path):
+    """At m = 64 no η̃ beat a constant prediction (0.1): its "best" η̃ is noise's, and the
+    ghost-BN study would have been trained at it."""
+    import csv
+    earlier = _earlier_sweep(tmp_path / "fig8", {8: {-10: 0.7}, 16: {-10: 0.7},
+                                                 64: {-10: 0.1, -8: 0.09}})
+    path = tmp_path / "fig8" / "results.csv"
+    rows = [r | {"baseline_test_metric": "0.1"} for r in csv.DictReader(open(path))]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(ValueError, match=r"at m = 64 no η̃ beat a constant prediction \(always "
+                                         r"predicting .* 0\.1000"):
+        bn_runs(_config(lr_from=earlier))
+    assert [r.overrides["base_lrs"] for r in bn_runs(_config(lr_from=earlier,
+                                                             batch_sizes=(8, 16)))][0] == (
+        2.0**-10,)
+
+
 def test_a_config_without_the_bn_keys_is_refused():
     """Every config built on configs/common.py has them; a hand-made one may not."""
     config = parse(f"--config={REPO_ROOT}/configs/alexnet_cifar10.py:bn=all")
