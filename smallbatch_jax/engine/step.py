@@ -195,7 +195,10 @@ class LaneStep:
         """`apply` in the dtypes given."""
         variables = {"params": params}
         with follow_plan(self.conv):
-            if not self.has_batch_norm:
+            # (No BatchNorm: no statistics were made at init. Read from the argument, not
+            # from `has_batch_norm`, which traces the model's init once more per LaneStep:
+            # ResNet-50's set-up traced it twice for this alone, ~1 s each.)
+            if not batch_stats:
                 return self.model.apply(variables, images, train=train, rngs=rngs), batch_stats
             variables["batch_stats"] = batch_stats
             if not train:

@@ -189,7 +189,11 @@ def test_batch_norm_statistics_that_still_hold_their_start_at_the_evaluation_are
     assert ("model mine at m = 4: BatchNorm running statistics (momentum 0.99; BatchNorm_0) "
             "still hold 74% of their initial values (mean 0, variance 1) at the first "
             "evaluation the metric reads, after 30 steps") in caplog.text
-    assert "smaller momentum (0.9: 4.2% left)" in caplog.text
+    assert "Give BatchNorm momentum 0.9 (4.2% left), or more epochs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the project's 0.9 after 5 steps: more epochs
+        checked(create_model("small_cnn_bn", 10), load_digits(), 5, True)
+    assert "still hold 59%" in caplog.text and "Give it more epochs" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         checked(DenseBatchNorm(), features, 600)  # 0.99^600: 0.2%
