@@ -265,7 +265,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     check_model(built, dataset, objective, recipe.name, config.batch_size,
                 config.bn_batch_size, recipe.built_in,
                 steps_before_metric=first_read * (dataset.num_train // config.batch_size))
-    check_labels(dataset)
+    check_labels(dataset, config.reliable_tolerance)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(
         config=as_json(config) | fingerprints(config, dataset, model, objective, built),

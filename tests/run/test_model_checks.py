@@ -115,6 +115,24 @@ def test_test_classes_unseen_in_training_are_named(tmp_path, caplog):
     assert "mine: validation classes [3] never occur in the training split" in caplog.text
 
 
+def test_an_evaluated_split_too_small_for_the_tolerance_is_named(caplog):
+    """14 examples move the accuracy by 0.071 each, against a reliable-range tolerance of
+    0.02: ranges and comparisons would rest on single examples."""
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.config_checks import check_labels
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 4)).astype(np.float32), np.arange(120) % 3
+    with caplog.at_level("WARNING"):
+        check_labels(make_dataset("mine", x[:106], y[:106], x[106:], y[106:]), 0.02)
+    assert ("mine: the test split holds 14 examples: its accuracy moves in steps of 0.071, "
+            "coarser than half the reliable-range tolerance (0.02)") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_labels(make_dataset("mine", x[:10], y[:10], x[10:], y[10:]), 0.02)  # 110
+        check_labels(make_dataset("mine", x[:106], y[:106], x[106:], y[106:]))  # no tolerance
+    assert "moves in steps" not in caplog.text
+
+
 class DenseBatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x, train):
