@@ -530,8 +530,8 @@ def check_labels(dataset: DatasetLike, tolerance: float | None = None) -> None:
     """A warning for test classes the training split never shows (the model cannot learn
     them: the test metric is capped below 1), and one for an evaluated split so small that
     one example moves the accuracy by more than half the study's `tolerance` (its reliable
-    ranges and "within noise" would rest on single examples: 14 examples, a validation
-    share of 0.01 of digits, are 0.071 an example against a tolerance of 0.02)."""
+    ranges and "within noise" would rest on single examples: the 13 examples a validation
+    share of 0.01 of digits holds out are 0.077 an example against a tolerance of 0.02)."""
     if dataset.streamed or dataset.label_kind != "classes":
         return
     step = 1.0 / max(dataset.num_test, 1)

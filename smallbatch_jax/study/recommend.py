@@ -798,7 +798,7 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     p_values = within_noise(rows, alpha)
     # Training time, compilation left out where it was measured: it is no part of what a
     # larger m saves, and differs by m (digits' README job, the cache warm: m = 32's 21.2 s
-    # and m = 4's 23.1 s of wall time held 1.6 and 3.4 s of compiling; cold, far more).
+    # and m = 4's 23.1 s of wall time held 1.6 and 3.4 s of compiling).
     wall, compiling = training_seconds(rows), training_seconds(rows, "compile_seconds")
     seconds = {m: wall[m] - (0.0 if math.isnan(compiling[m]) else compiling[m])
                for m in best}  # (NaN where the rows do not say)
