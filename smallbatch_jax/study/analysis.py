@@ -603,7 +603,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
         lines += [f"Best: m = {best_m}, η̃ = {lr_text(lr)}, {name} {acc:.4f}{spread} "
                   f"({words}).", ""]
         if baseline_text(rows):
-            beaten = accuracies.ranking.beats(acc, baseline_of(rows))
+            beaten = accuracies.ranking.beats(acc, accuracies.baseline)
             lines += [f"Baseline: {baseline_text(rows)}" + (
                 "." if beaten else ": **not beaten by any setting**; on this split the runs "
                 "are not told apart from a constant output, and their ranking is noise."), ""]

@@ -232,8 +232,9 @@ def verdict_larger_train_faster(rows, found: dict[int, dict],
     trivial = steps_to_target.baseline_note(target, baseline_of(rows), metric_of(rows))
     if trivial:
         return Verdict(claim, CANNOT_TELL, trivial.rstrip("."))
-    if analysis.timing_caveat(rows):
-        return Verdict(claim, CANNOT_TELL, analysis.timing_caveat(rows))
+    caveat = analysis.timing_caveat(rows)
+    if caveat:
+        return Verdict(claim, CANNOT_TELL, caveat)
     timed = {m: f["seconds"] for m, f in found.items()
              if f["steps"] is not None and not math.isnan(f["seconds"])}
     if len(timed) < 2:
