@@ -88,7 +88,7 @@ def baseline_of(rows: list[dict]) -> float:
 
 def baseline_text(rows: list[dict]) -> str:
     """What the rows' baseline is and scores, e.g. "always predicting the training split's
-    most frequent class scores 0.9000 on the test split"; '' where not known."""
+    most frequent class scores accuracy 0.9000 on the test split"; '' where not known."""
     baseline = baseline_of(rows)
     if math.isnan(baseline):
         return ""
@@ -256,7 +256,7 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
         raise ValueError(f"tables evaluated on different splits cannot be merged: "
                          f"{sorted(splits)} (config.validation)")
     # A constant prediction scores the same on the same data: a different score is other
-    # labels (another file of the same size and name, another split held out).
+    # labels (another file of the same size under the same name).
     baselines = {float(row["baseline_test_metric"]) for row in merged
                  if row.get("baseline_test_metric") not in (None, "")}
     if len(baselines) > 1:
