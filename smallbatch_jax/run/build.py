@@ -36,7 +36,8 @@ from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import OBJECTIVES, Objective, objective_named
 from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
 from smallbatch_jax.run.config_checks import (check_against_data, check_config, check_labels,
-                                             check_model, strategy_choice)
+                                             check_metric_window, check_model,
+                                             strategy_choice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +258,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
                      config.objective)
         dataset = dataset.raw_targets()
     check_against_data(config, dataset, objective)
+    check_metric_window(config, dataset.num_train // config.batch_size)
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
     built = recipe.build("xla")
     # (The metric reads the last `last_epochs` epochs' evaluations: the first of them follows

@@ -247,6 +247,38 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
               f"at most the {steps_per_epoch} steps of an epoch at m = {config.batch_size}")
 
 
+def check_metric_window(config, steps_per_epoch: int) -> None:
+    """The paper's metric is the median over the last `last_epochs` (5) of 82 epochs, all of
+    them after the schedule's last decay (at epoch 61.5): it measures where training ends,
+    steadied against one epoch's noise. A short run's window reaches back before that decay
+    (5 epochs of 5: on a rising curve the median is the third epoch's score), and where half
+    or more of the epochs it reads were evaluated before the last decay, the median can be a
+    mid-training score, which ranks settings by how fast they train as much as by where they
+    end (the README's example at 5 epochs: m = 4 and 16 tied at 0.856, their third epochs'
+    scores; at the end m = 16 had 0.872, m = 4 0.862). Warned of, with the window that lies
+    after the decay. (An epoch is evaluated after its last step; the decay applies from step
+    ⌊p·total⌋, optim.lr_multiplier.)"""
+    points = [p for p in config.lr_decay_points if 0 < p < 1]
+    if not points or config.lr_decay_factor == 1 or steps_per_epoch <= 0:
+        return
+    epochs = config.epochs
+    window = min(config.last_epochs, epochs)
+    decay_step = math.floor(max(points) * epochs * steps_per_epoch)
+    read = range(epochs - window + 1, epochs + 1)
+    before = [e for e in read if e * steps_per_epoch <= decay_step]
+    if 2 * len(before) < window:
+        return
+    after = epochs - decay_step // steps_per_epoch  # the epochs evaluated after the decay
+    shown = (f"epoch {before[0]}" if len(before) == 1 else f"epochs {before[0]}–{before[-1]}")
+    logging.warning(
+        "m = %d: the metric is the median over the last %d epochs, and %d of them (%s) are "
+        "evaluated before the learning rate's last decay (at epoch %.4g of %d): its median can "
+        "be a mid-training score, which ranks the settings by how fast they train as much as "
+        "by where they end (the paper reads 5 of 82 epochs, all after it). Set last_epochs "
+        "to at most %d (the epochs after it), or train longer.", config.batch_size, window,
+        len(before), shown, decay_step / steps_per_epoch, epochs, after)
+
+
 def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size: int,
                            built_in: bool) -> None:
     """config.bn_batch_size (m_BN < m: ghost BatchNorm) reaches the built-in models' BN

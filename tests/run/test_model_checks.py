@@ -218,3 +218,36 @@ def test_batch_norm_statistics_that_still_hold_their_start_at_the_evaluation_are
         checked(create_model("small_cnn_bn", 10), load_digits(), 30, True)  # 0.9^30: 4%
         checked(DenseBatchNorm(), features, None)
     assert "running statistics" not in caplog.text
+
+
+def test_a_metric_window_reaching_back_before_the_last_decay_is_warned_of(caplog):
+    """The median over the last 5 of 5 epochs reads epochs 1–3, before the decay at 75%: the
+    README's example at 5 epochs tied m = 4 and 16 at their third epochs' scores (0.856) where
+    m = 16 ended higher (0.872 against 0.862). The paper's 5 of 82 all follow the decay."""
+    from ml_collections import ConfigDict
+
+    from smallbatch_jax.run.config_checks import check_metric_window
+
+    config = lambda **kw: ConfigDict(dict(dict(
+        epochs=5, last_epochs=5, lr_decay_points=(0.5, 0.75), lr_decay_factor=0.1,
+        batch_size=4), **kw))
+    with caplog.at_level("WARNING"):
+        check_metric_window(config(), 625)
+    assert ("m = 4: the metric is the median over the last 5 epochs, and 3 of them (epochs "
+            "1–3) are evaluated before the learning rate's last decay (at epoch 3.749 of 5)"
+            in caplog.text)
+    assert "Set last_epochs to at most 2 (the epochs after it), or train longer" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_metric_window(config(epochs=2), 10)  # 1 of 2: the median halves the two
+    assert "1 of them (epoch 1)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_metric_window(config(last_epochs=2), 625)  # epochs 4 and 5, both after it
+        check_metric_window(config(epochs=82), 5)  # the paper's
+        check_metric_window(config(epochs=15), 179)  # the README's recommendation: 1 of 5
+        check_metric_window(config(epochs=10), 625)  # 2 of 5: the median follows the decay
+        check_metric_window(config(lr_decay_points=()), 625)  # no decay
+        check_metric_window(config(lr_decay_factor=1.0), 625)
+        check_metric_window(config(epochs=1), 10)
+    assert "last decay" not in caplog.text
