@@ -206,6 +206,7 @@ def test_real_valued_labels_under_a_classification_objective_name_the_fix(tmp_pa
     targets = make_dataset("user", x, y.astype(np.float32), xt, yt.astype(np.float32))
     assert targets.label_kind == "targets" and targets.num_classes == 1
     with pytest.raises(ValueError, match="config.objective='classification' is invalid.*"
+                                         "one for targets, e.g. 'regression' .*"
                                          "real-valued targets.*needs classes"):
         sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=targets)
     assert not (tmp_path / "run").exists()

@@ -258,7 +258,6 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
                      config.objective)
         dataset = dataset.raw_targets()
     check_against_data(config, dataset, objective)
-    check_metric_window(config, dataset.num_train // config.batch_size)
     recipe = ModelRecipe(config.model, dataset.num_classes, config.bn_batch_size or None, model)
     built = recipe.build("xla")
     # (The metric reads the last `last_epochs` epochs' evaluations: the first of them follows
@@ -268,6 +267,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
                 config.bn_batch_size, recipe.built_in,
                 steps_before_metric=first_read * (dataset.num_train // config.batch_size))
     check_labels(dataset, config.reliable_tolerance)
+    check_metric_window(config, dataset.num_train // config.batch_size)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(
         config=as_json(config) | fingerprints(config, dataset, model, objective, built),

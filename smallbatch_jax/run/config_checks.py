@@ -224,7 +224,9 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
     labels = dataset.label_kind
     if objective.labels != labels:
         _fail("objective", config.objective,
-              f"one for {labels} ({dataset.name}'s labels are "
+              f"one for {labels}, e.g. "
+              f"{'regression' if labels == 'targets' else 'classification'!r} "
+              f"({dataset.name}'s labels are "
               + ("integer class ids)" if labels == "classes" else "real-valued targets)")
               + f"; this objective needs {objective.labels}")
     kind = dataset.input_kind
@@ -271,12 +273,13 @@ def check_metric_window(config, steps_per_epoch: int) -> None:
     after = epochs - decay_step // steps_per_epoch  # the epochs evaluated after the decay
     shown = (f"epoch {before[0]}" if len(before) == 1 else f"epochs {before[0]}–{before[-1]}")
     logging.warning(
-        "m = %d: the metric is the median over the last %d epochs, and %d of them (%s) are "
+        "m = %d: the metric is the median over the last %d epochs, and %d of them (%s) %s "
         "evaluated before the learning rate's last decay (at epoch %.4g of %d): its median can "
         "be a mid-training score, which ranks the settings by how fast they train as much as "
         "by where they end (the paper reads 5 of 82 epochs, all after it). Set last_epochs "
         "to at most %d (the epochs after it), or train longer.", config.batch_size, window,
-        len(before), shown, decay_step / steps_per_epoch, epochs, after)
+        len(before), shown,
+        "is" if len(before) == 1 else "are", decay_step / steps_per_epoch, epochs, after)
 
 
 def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size: int,
@@ -499,7 +502,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                          f"{tuple(dataset.image_shape)} per example ({dataset.input_kind}; "
                          f"{type(error).__name__}: {first}). Give a model for these inputs "
                          "(a convolutional model takes (H, W, C) images, a dense one flat "
-                         "features)") from error
+                         "features): a Flax module of yours, `--config.model=package.module:"
+                         "attribute` or smallbatch_jax.api's `model=`") from error
     # Called as the lanes call it (engine/step.py: LaneStep.apply), in training and in
     # evaluation: what would otherwise fail at the first compile with Flax's bare error.
     batch = jax.ShapeDtypeStruct((batch_size,) + inputs.shape[1:], inputs.dtype)

@@ -63,7 +63,9 @@ def _config(**overrides):
 @pytest.mark.parametrize("model,data,message", [
     (MLP(outputs=3), _data(), r"outputs of shape \[\(2, 3\)\].*4 classes.*\(batch, 4\)"),
     (NoTrainArgument(), _data(), r"takes no `train` argument.*add `train: bool`"),
-    (CNN(), _data(), r"cannot take user's inputs of shape \(20,\) per example \(features"),
+    (CNN(), _data(), r"cannot take user's inputs of shape \(20,\) per example \(features.*"
+                     r"a Flax module of yours, `--config.model=package.module:attribute` or "
+                     r"smallbatch_jax.api's `model=`"),
     (MLP(outputs=2), (_data()[0], _data()[1].astype(np.float32), _data()[2],
                       _data()[3].astype(np.float32)),
      r"outputs of shape \[\(2, 2\)\].*1 component"),
@@ -240,7 +242,7 @@ def test_a_metric_window_reaching_back_before_the_last_decay_is_warned_of(caplog
     caplog.clear()
     with caplog.at_level("WARNING"):
         check_metric_window(config(epochs=2), 10)  # 1 of 2: the median halves the two
-    assert "1 of them (epoch 1)" in caplog.text
+    assert "1 of them (epoch 1) is evaluated" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
         check_metric_window(config(last_epochs=2), 625)  # epochs 4 and 5, both after it
