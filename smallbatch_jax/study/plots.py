@@ -420,13 +420,22 @@ def steps_to_target_vs_batch_size(found: dict[int, dict], target: float, metric:
                                   where: str = "", evaluated_on: str = "test") -> plt.Figure:
     """Shallue et al.'s figure: the fewest steps to the target per m (steps_to_target.py),
     log–log, with the perfect-scaling line (steps ∝ 1/m) through the smallest m that
-    reached it; m that never reached it are marked at the top."""
+    reached it; m that never reached it are marked at the top. A point is the evaluation
+    that first found the target reached: its bar goes down to the step after the evaluation
+    before, which had not (the crossing lies in between; an m that reached it at its first
+    evaluation, down to step 1), so that m measured once an epoch are not read finer than
+    that."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     reached = {m: f["steps"] for m, f in found.items() if f["steps"] is not None}
     if reached:
         ms = sorted(reached)
         ax.plot(ms, [reached[m] for m in ms], linestyle="-", markersize=5,
                 label="measured", **_style(0))
+        bounded = [m for m in ms if found[m].get("interval")]
+        if bounded:
+            ax.vlines(bounded, [max(reached[m] - found[m]["interval"] + 1, 1) for m in bounded],
+                      [reached[m] for m in bounded], color=_style(0)["color"], alpha=0.5,
+                      linewidth=3, label="since the evaluation before")
         ax.plot(ms, [reached[ms[0]] * ms[0] / m for m in ms], "--", color="grey",
                 label="perfect scaling")
     missed = [m for m, f in found.items() if f["steps"] is None]

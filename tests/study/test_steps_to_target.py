@@ -53,6 +53,11 @@ def test_fewest_steps_over_the_grid_per_m_and_wall_time_at_the_measured_speed():
     ax = plots.steps_to_target_vs_batch_size(found, 0.7, "accuracy").axes[0]
     measured, perfect = ax.get_lines()[:2]
     assert list(measured.get_ydata()) == [200, 75] and list(perfect.get_ydata()) == [200, 50]
+    # Each point bounded below by the step after the evaluation before it (epochs: 100 and
+    # 25 steps at m = 2 and 8), where the target was not reached yet.
+    (bars,) = ax.collections
+    assert [[tuple(p) for p in segment] for segment in bars.get_segments()] == [
+        [(2, 101), (2, 200)], [(8, 51), (8, 75)]]
 
 
 def _evaluations(per_lr, steps, seeds=1):
