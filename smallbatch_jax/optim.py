@@ -78,6 +78,23 @@ def lr_multiplier(
     return jnp.where(step.astype(jnp.float32) < warmup_steps, ramp * multiplier, multiplier)
 
 
+def epochs_before_last_decay(epochs: int, read: int, steps_per_epoch: int,
+                             decay_points: Sequence[float] = (0.5, 0.75),
+                             decay_factor: float = 0.1) -> tuple[int, float]:
+    """Of the last `read` epochs (the ones the metric's median reads), how many are evaluated
+    before the schedule's last decay (lr_multiplier: ×decay_factor from step ⌊p·total⌋; an
+    epoch is evaluated after its last step), and the epoch, fractional, at which that decay
+    applies; (0, nan) for a schedule without one."""
+    points = [p for p in decay_points if 0 < p < 1]
+    if not points or decay_factor == 1 or steps_per_epoch <= 0:
+        return 0, float("nan")
+    decay_step = math.floor(max(points) * epochs * steps_per_epoch)
+    read = min(read, epochs)
+    before = sum(1 for e in range(epochs - read + 1, epochs + 1)
+                 if e * steps_per_epoch <= decay_step)
+    return before, decay_step / steps_per_epoch
+
+
 def is_kernel(params) -> "jax.tree_util.PyTreeDef":
     """A mask over `params`: True for convolution and dense kernels (what weight decay covers)."""
 

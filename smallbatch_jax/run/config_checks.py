@@ -25,7 +25,8 @@ from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyCho
 from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import OBJECTIVES, Objective
-from smallbatch_jax.optim import BETA2_RULES, LR_SCALINGS, OPTIMIZERS
+from smallbatch_jax.optim import (BETA2_RULES, LR_SCALINGS, OPTIMIZERS,
+                                  epochs_before_last_decay)
 
 
 def _fail(key, value, allowed):
@@ -258,28 +259,24 @@ def check_metric_window(config, steps_per_epoch: int) -> None:
     mid-training score, which ranks settings by how fast they train as much as by where they
     end (the README's example at 5 epochs: m = 4 and 16 tied at 0.856, their third epochs'
     scores; at the end m = 16 had 0.872, m = 4 0.862). Warned of, with the window that lies
-    after the decay. (An epoch is evaluated after its last step; the decay applies from step
-    ⌊p·total⌋, optim.lr_multiplier.)"""
-    points = [p for p in config.lr_decay_points if 0 < p < 1]
-    if not points or config.lr_decay_factor == 1 or steps_per_epoch <= 0:
+    after the decay (optim.epochs_before_last_decay); the results rows and the study's
+    summary say it too (`metric_epochs_before_decay`)."""
+    epochs, window = config.epochs, min(config.last_epochs, config.epochs)
+    before, decay_epoch = epochs_before_last_decay(epochs, window, steps_per_epoch,
+                                                   config.lr_decay_points,
+                                                   config.lr_decay_factor)
+    if not before or 2 * before < window:
         return
-    epochs = config.epochs
-    window = min(config.last_epochs, epochs)
-    decay_step = math.floor(max(points) * epochs * steps_per_epoch)
-    read = range(epochs - window + 1, epochs + 1)
-    before = [e for e in read if e * steps_per_epoch <= decay_step]
-    if 2 * len(before) < window:
-        return
-    after = epochs - decay_step // steps_per_epoch  # the epochs evaluated after the decay
-    shown = (f"epoch {before[0]}" if len(before) == 1 else f"epochs {before[0]}–{before[-1]}")
+    first = epochs - window + 1
+    shown = (f"epoch {first}" if before == 1 else f"epochs {first}–{first + before - 1}")
     logging.warning(
         "m = %d: the metric is the median over the last %d epochs, and %d of them (%s) %s "
         "evaluated before the learning rate's last decay (at epoch %.4g of %d): its median can "
         "be a mid-training score, which ranks the settings by how fast they train as much as "
         "by where they end (the paper reads 5 of 82 epochs, all after it). Set last_epochs "
         "to at most %d (the epochs after it), or train longer.", config.batch_size, window,
-        len(before), shown,
-        "is" if len(before) == 1 else "are", decay_step / steps_per_epoch, epochs, after)
+        before, shown, "is" if before == 1 else "are", decay_epoch, epochs,
+        epochs - math.floor(decay_epoch))
 
 
 def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size: int,

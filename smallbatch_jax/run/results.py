@@ -11,6 +11,9 @@ epochs; `diverged` and `diverged_step` say when. `baseline_test_metric` is the m
 constant prediction scores on the same split (objectives.Objective.baseline: the training
 split's most frequent class, or its mean target; blank where not known), the same in every
 row of a run: what a lane must beat to have learned anything from its inputs.
+`metric_epochs` is how many epochs the median read, `metric_epochs_before_decay` how many of
+them were evaluated before the learning rate's last decay (0 in the paper's 5 of 82: where
+half or more were, the median can be a mid-training score, config_checks.check_metric_window).
 """
 
 import collections
@@ -32,7 +35,7 @@ SUMMARY_FIELDS = (
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
     "steps",
-    "median_test_metric", "final_test_metric", "baseline_test_metric", "final_test_loss",
+    "median_test_metric", "metric_epochs", "metric_epochs_before_decay", "final_test_metric", "baseline_test_metric", "final_test_loss",
     "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
     "device",
@@ -117,7 +120,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION,
               evaluated_on: str = "test", baseline: float = math.nan,
-              device: str = "") -> list[dict]:
+              device: str = "", epochs_before_decay: int = 0) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the run's time (all
     lanes together, evaluation included, its set-up, tuning and compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
@@ -125,7 +128,10 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
     `epsilon` are Adam's (blank for SGD); `evaluated_on`: the split the run evaluated on
     (data/dataset.py: EVALUATION_SPLITS); `baseline`: a constant prediction's metric there
     (NaN: not known, written blank); `device`: what the times were measured on
-    (run/provenance.py: device_name)."""
+    (run/provenance.py: device_name); `metric_epochs`: how many epochs the median read
+    (`last_epochs`, or every epoch of a shorter run), `epochs_before_decay` of them evaluated
+    before the learning rate's last decay (optim.epochs_before_last_decay; 0 in the paper's
+    protocol, where the median measures where training ends)."""
     adam = optimizer.name in ("adam", "adamw")
     name = optimizer.name + ("-nesterov" if optimizer.nesterov else "")
     metric = np.stack(history.test_metric)
@@ -158,6 +164,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "epochs": history.epoch[-1],
             "steps": history.epoch[-1] * steps_per_epoch,
             "median_test_metric": float(median[lane]),
+            "metric_epochs": min(last_epochs, len(history.epoch)),
+            "metric_epochs_before_decay": epochs_before_decay,
             "final_test_metric": float(metric[-1, lane]),
             "baseline_test_metric": "" if math.isnan(baseline) else baseline,
             "final_test_loss": float(history.test_loss[-1][lane]),
@@ -222,8 +230,8 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
     another machine) as one table. A lane two rows both hold (the same m, m_BN, η̃, seed and
     other hyperparameters: HYPERPARAMETER_COLUMNS, which a study may sweep too) would count
     twice, and tables of different models, data sets, optimizers, meanings of η̃
-    (lr_scaling), lengths (epochs, or steps at one m: another training set), metrics or
-    evaluation splits do not belong together (seeds of a 10-epoch run would be averaged with
+    (lr_scaling), lengths (epochs, or steps at one m: another training set), metrics, metric
+    windows (last_epochs: medians of other epochs) or evaluation splits do not belong together (seeds of a 10-epoch run would be averaged with
     a 30-epoch run's): ValueError for either."""
     merged, seen = [], {}
     for index, rows in enumerate(tables):
@@ -265,7 +273,8 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
                          "evaluation splits")
     for field, what in (("model", "models"), ("dataset", "datasets"),
                         ("optimizer", "optimizers"), ("lr_scaling", "lr_scalings"),
-                        ("epochs", "lengths (epochs)"), ("metric", "metrics")):
+                        ("epochs", "lengths (epochs)"), ("metric", "metrics"),
+                        ("metric_epochs", "metric windows (last_epochs)")):
         values = {str(row.get(field)) for row in merged} - {"None", ""}
         if len(values) > 1:
             raise ValueError(f"tables of different {what} cannot be merged: {sorted(values)}")

@@ -28,6 +28,7 @@ from absl import logging
 
 from smallbatch_jax.engine import fit
 from smallbatch_jax.engine.loop import History
+from smallbatch_jax.optim import epochs_before_last_decay
 from smallbatch_jax.run import results
 from smallbatch_jax.run.build import RunSpec, create_run, prepare
 from smallbatch_jax.run.checkpoint import RunCheckpoints, save_state
@@ -118,7 +119,10 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
         compile_seconds=outputs.compile_seconds(),
         model=spec.model.name, dataset=spec.dataset_name, optimizer=spec.optimizer,
         objective=spec.objective, evaluated_on=spec.dataset.evaluated_on,
-        baseline=spec.baseline, device=device_name(plan.devices))
+        baseline=spec.baseline, device=device_name(plan.devices),
+        epochs_before_decay=epochs_before_last_decay(
+            epochs, spec.schedule.last_epochs, source.steps_per_epoch, spec.decay_points,
+            spec.decay_factor)[0])
     save_state(directory.file(directory.STATE), state)
     # Last: a results.csv marks a finished run (a sweep skips it when re-run).
     directory.write_results(rows)

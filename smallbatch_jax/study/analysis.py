@@ -577,6 +577,30 @@ def dropped_examples_note(rows) -> str:
             "handicap in their scores beside the batch size itself.")
 
 
+def metric_window_note(rows) -> str:
+    """A sentence naming the m whose metric, the median over the last epochs, read half or
+    more of its epochs before the learning rate's last decay (results' `metric_epochs` and
+    `metric_epochs_before_decay`): there it can be a mid-training score, ranking settings by
+    how fast they train as much as by where they end (the README's API example at 5 epochs:
+    3 of 5); '' where none did (or the rows do not say)."""
+    read = {}
+    for row in rows:
+        if row.get("metric_epochs_before_decay") in (None, "") or not row.get("metric_epochs"):
+            continue
+        window, before = int(row["metric_epochs"]), int(row["metric_epochs_before_decay"])
+        if before and 2 * before >= window:
+            read[int(row["batch_size"])] = (before, window)
+    if not read:
+        return ""
+    windows = sorted(set(read.values()))
+    counts = "; ".join(f"{before} of {window}" for before, window in windows)
+    return (f"At m = {', '.join(str(m) for m in sorted(read))} the metric's median read "
+            f"{counts} epochs before the learning rate's last decay: a mid-training score "
+            "there, which ranks the settings by how fast they train as much as by where they "
+            "end (the paper reads 5 of 82 epochs, all after it). A smaller `last_epochs` or "
+            "more epochs measure where training ends.")
+
+
 def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
                      not_run: list[int] = ()) -> str:
     """Best m, best η̃ and the reliable range per m, with the numbers; with several seeds,
@@ -666,6 +690,9 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
     dropped = dropped_examples_note(rows)
     if dropped:
         lines += ["", dropped]
+    window = metric_window_note(rows)
+    if window:
+        lines += ["", window]
     caveat = timing_caveat(rows)
     if caveat:
         lines += ["", caveat + " (each m's wall time is its own device's)."]

@@ -847,6 +847,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     dropped = analysis.dropped_examples_note(rows)
     if dropped:
         lines += [dropped, ""]
+    window = analysis.metric_window_note(rows)
+    if window:
+        lines += [window, ""]
     below = analysis.batch_sizes_at_baseline(rows)
     if below:
         lines += [f"At m = {', '.join(map(str, below))} no η̃ beat the baseline "

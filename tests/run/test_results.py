@@ -34,8 +34,11 @@ def test_summary_rows():
     grid = LaneGrid(seeds=(0,), base_lrs=(2.0**-6, 2.0**-1), weight_decay=5e-4,
                     warmup_fraction=0.0, momentum=0.0)
     rows = summarize(_history(), grid, batch_size=8, bn_batch_size=8, steps_per_epoch=10,
-                     diverged_step=np.array([-1, 13]), last_epochs=5, compile_seconds=12.5)
+                     diverged_step=np.array([-1, 13]), last_epochs=5, compile_seconds=12.5,
+                     epochs_before_decay=2)
     assert [tuple(r) for r in rows] == [SUMMARY_FIELDS] * 2
+    # The median read the 3 epochs there are (of a window of 5), 2 before the last decay.
+    assert [(r["metric_epochs"], r["metric_epochs_before_decay"]) for r in rows] == [(3, 2)] * 2
     healthy, diverged = rows
     assert healthy["median_test_metric"] == 0.6 and healthy["final_test_metric"] == 0.7
     assert healthy["lr"] == 8 * 2.0**-6 and healthy["log2_base_lr"] == -6
@@ -149,6 +152,12 @@ def test_tables_of_one_study_merge_and_a_lane_held_twice_is_refused():
     with pytest.raises(ValueError, match=r"different lr_scalings cannot be merged"):
         merge_tables([timed, [row | {"seed": "1", "epochs": 30, "lr_scaling": "sqrt"}]])
     assert len(merge_tables([timed, [row | {"seed": "1", "epochs": 30}]])) == 3  # (30 = '30')
+    # Medians over the last 5 epochs are no seeds of medians over the last 2 (last_epochs).
+    windowed = [r | {"metric_epochs": "5"} for r in seed_0]
+    with pytest.raises(ValueError, match=r"different metric windows \(last_epochs\) cannot be "
+                                         r"merged: \['2', '5'\]"):
+        merge_tables([windowed, [row | {"seed": "1", "metric_epochs": 2}]])
+    assert len(merge_tables([windowed, [row | {"seed": "1", "metric_epochs": 5}]])) == 3
     # A table from before the column existed (no model) merges with one that has it.
     assert len(merge_tables([seed_0, [row | {"seed": "1", "model": ""}]])) == 3
     # A study that sweeps λ too holds one lane per λ at each (m, η̃, seed): all distinct.

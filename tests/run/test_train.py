@@ -39,6 +39,11 @@ def test_lr_sweep_on_the_embedded_data(tmp_path):
     rows = read_csv(workdir / "results.csv")
     assert [float(r["base_lr"]) for r in rows] == [2.0**-10, 2.0**-8, 2.0**-2, 4.0]
     assert all(r["epochs"] == "3" and r["steps"] == str(3 * (1438 // 32)) for r in rows)
+    # 44 steps an epoch, the last decay from step ⌊0.75 · 132⌋ = 99: the median read epochs
+    # 1 and 2 before it (evaluated after steps 44 and 88), which the run warned of.
+    assert {(r["metric_epochs"], r["metric_epochs_before_decay"]) for r in rows} == {("3", "2")}
+    assert ("2 of them (epochs 1–2) are evaluated before the learning rate's last decay (at "
+            "epoch 2.25 of 3)") in done.stderr
     # What the times were measured on, and what a constant prediction scores (digits' most
     # frequent training class, on the test split): in every row.
     assert {r["device"] for r in rows} == {config["provenance"]["device"]}

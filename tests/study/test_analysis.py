@@ -359,3 +359,20 @@ def test_batch_sizes_that_see_fewer_examples_an_epoch_are_named():
     assert note in summary_markdown(rows, tolerance=0.02)
     assert dropped_examples_note([r for r in rows if r["batch_size"] != "512"]) == ""
     assert dropped_examples_note(_rows({2: {-10: 0.9}})) == ""  # (rows that do not say)
+
+
+def test_batch_sizes_whose_metric_read_mostly_mid_training_epochs_are_named():
+    """The README's API example at 5 epochs: the median of the last 5 read 3 epochs before
+    the last decay at every m, its third epoch's score on rising curves; the summary says so
+    where the rows do (`metric_epochs_before_decay`), and not for the paper's protocol."""
+    from smallbatch_jax.study.analysis import metric_window_note
+    read = {4: ("5", "3"), 16: ("5", "3"), 64: ("5", "2")}
+    rows = [row | dict(zip(("metric_epochs", "metric_epochs_before_decay"),
+                           read[int(row["batch_size"])]))
+            for row in _rows({4: {-8: 0.856}, 16: {-6: 0.856}, 64: {-6: 0.838}})]
+    note = metric_window_note(rows)
+    assert note.startswith("At m = 4, 16 the metric's median read 3 of 5 epochs before the "
+                           "learning rate's last decay: a mid-training score there")
+    assert note in summary_markdown(rows, tolerance=0.02)
+    assert metric_window_note([r | {"metric_epochs_before_decay": "0"} for r in rows]) == ""
+    assert metric_window_note(_rows({2: {-10: 0.9}})) == ""  # (rows that do not say)

@@ -568,3 +568,16 @@ def test_a_study_that_does_not_beat_a_constant_prediction_recommends_nothing():
     # Rows without the column (a user's objective, older files): as before.
     assert "Baseline" not in recommend.recommendation_markdown(
         _rows({8: {-10: 0.9}}), {}, 0.0, 0.02)
+
+
+def test_the_report_names_the_batch_sizes_whose_metric_read_mostly_mid_training_epochs():
+    """As summary.md does (analysis.metric_window_note): a 5-epoch study's median of the last
+    5 read 3 epochs before the last decay at every m."""
+    rows = _rows({4: {-8: 0.80}, 16: {-8: 0.70}}, metric_epochs="5",
+                 metric_epochs_before_decay="3")
+    text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
+    assert ("At m = 4, 16 the metric's median read 3 of 5 epochs before the learning rate's "
+            "last decay") in text
+    clean = _rows({4: {-8: 0.80}, 16: {-8: 0.70}}, metric_epochs="5",
+                  metric_epochs_before_decay="0")
+    assert "last decay" not in recommend.recommendation_markdown(clean, {}, 0.0, 0.02)
