@@ -35,7 +35,8 @@ SUMMARY_FIELDS = (
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
     "steps",
-    "median_test_metric", "metric_epochs", "metric_epochs_before_decay", "final_test_metric", "baseline_test_metric", "final_test_loss",
+    "median_test_metric", "metric_epochs", "metric_epochs_before_decay", "final_test_metric",
+    "baseline_test_metric", "final_test_loss",
     "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
     "device",
@@ -231,8 +232,9 @@ def merge_tables(tables: list[list[dict]]) -> list[dict]:
     other hyperparameters: HYPERPARAMETER_COLUMNS, which a study may sweep too) would count
     twice, and tables of different models, data sets, optimizers, meanings of η̃
     (lr_scaling), lengths (epochs, or steps at one m: another training set), metrics, metric
-    windows (last_epochs: medians of other epochs) or evaluation splits do not belong together (seeds of a 10-epoch run would be averaged with
-    a 30-epoch run's): ValueError for either."""
+    windows (last_epochs: medians of other epochs) or evaluation splits do not belong
+    together (seeds of a 10-epoch run would be averaged with a 30-epoch run's): ValueError for
+    either."""
     merged, seen = [], {}
     for index, rows in enumerate(tables):
         for row in rows:
