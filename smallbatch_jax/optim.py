@@ -95,6 +95,12 @@ def epochs_before_last_decay(epochs: int, read: int, steps_per_epoch: int,
     return before, decay_step / steps_per_epoch
 
 
+def median_reads_mid_training(before: int, window: int) -> bool:
+    """Whether a median over `window` epochs, `before` of them evaluated before the last
+    decay, can be one of those: half or more of them are (epochs_before_last_decay)."""
+    return before > 0 and 2 * before >= window
+
+
 def is_kernel(params) -> "jax.tree_util.PyTreeDef":
     """A mask over `params`: True for convolution and dense kernels (what weight decay covers)."""
 

@@ -26,7 +26,7 @@ from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import OBJECTIVES, Objective
 from smallbatch_jax.optim import (BETA2_RULES, LR_SCALINGS, OPTIMIZERS,
-                                  epochs_before_last_decay)
+                                  epochs_before_last_decay, median_reads_mid_training)
 
 
 def _fail(key, value, allowed):
@@ -265,7 +265,7 @@ def check_metric_window(config, steps_per_epoch: int) -> None:
     before, decay_epoch = epochs_before_last_decay(epochs, window, steps_per_epoch,
                                                    config.lr_decay_points,
                                                    config.lr_decay_factor)
-    if not before or 2 * before < window:
+    if not median_reads_mid_training(before, window):
         return
     first = epochs - window + 1
     shown = (f"epoch {first}" if before == 1 else f"epochs {first}–{first + before - 1}")

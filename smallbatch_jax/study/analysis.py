@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from smallbatch_jax.objectives import ACCURACY, Metric
+from smallbatch_jax.optim import median_reads_mid_training
 from smallbatch_jax.run.results import (HYPERPARAMETER_COLUMNS, baseline_of, baseline_text,
                                         evaluated_on, lr_text, metric_of)
 
@@ -588,7 +589,7 @@ def metric_window_note(rows) -> str:
         if row.get("metric_epochs_before_decay") in (None, "") or not row.get("metric_epochs"):
             continue
         window, before = int(row["metric_epochs"]), int(row["metric_epochs_before_decay"])
-        if before and 2 * before >= window:
+        if median_reads_mid_training(before, window):
             read[int(row["batch_size"])] = (before, window)
     if not read:
         return ""
