@@ -263,9 +263,14 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     # (The metric reads the last `last_epochs` epochs' evaluations: the first of them follows
     # this many steps.)
     first_read = config.epochs - min(config.last_epochs, config.epochs) + 1
+    grid = lane_grid(config)
+    decays = {lane["weight_decay"] for lane in grid.settings()}
+    decay_key = ("sweep.points" if "weight_decay" in grid.point_names else "sweep.weight_decay"
+                 if len(decays) > 1 else "weight_decay")
     check_model(built, dataset, objective, recipe.name, config.batch_size,
                 config.bn_batch_size, recipe.built_in,
-                steps_before_metric=first_read * (dataset.num_train // config.batch_size))
+                steps_before_metric=first_read * (dataset.num_train // config.batch_size),
+                weight_decay=max(decays), weight_decay_key=decay_key)
     check_labels(dataset, config.reliable_tolerance)
     check_metric_window(config, dataset.num_train // config.batch_size)
     cadence, noise = config.checkpoint, config.noise_scale
@@ -286,7 +291,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         memory_budget_bytes=int(config.memory_budget_gb * 2**30),
         schedule=Schedule(config.epochs, config.evals_per_epoch, config.last_epochs),
         checkpoints=CheckpointPolicy(cadence.every_epochs, cadence.every_minutes, cadence.keep),
-        grid=lane_grid(config),
+        grid=grid,
         probe=NoiseProbe.for_data(dataset.num_train, batch_size=noise.batch_size,
                                   num_batches=noise.num_batches,
                                   max_fraction=noise.max_fraction, decay=noise.decay,

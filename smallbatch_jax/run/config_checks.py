@@ -26,7 +26,8 @@ from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import OBJECTIVES, Objective
 from smallbatch_jax.optim import (BETA2_RULES, LR_SCALINGS, OPTIMIZERS,
-                                  epochs_before_last_decay, median_reads_mid_training)
+                                  epochs_before_last_decay, is_kernel,
+                                  median_reads_mid_training)
 
 
 def _fail(key, value, allowed):
@@ -473,16 +474,59 @@ def check_batch_norm_momentum(name: str, normalized: list, batch_size: int,
         steps_before_metric, remedy)
 
 
+def check_weight_decay(name: str, params, weight_decay: float,
+                       key: str = "weight_decay") -> None:
+    """Weight decay covers the parameters named 'kernel' (optim.is_kernel: Flax's Dense,
+    Conv, DenseGeneral, Einsum…). A model whose weights are its own `self.param('w', …)` has
+    none, and a λ > 0 then changes nothing: a sweep over λ reads the same at every value
+    ("spread over weight_decay 0.0000") and the results record a λ never applied: refused.
+    Weight matrices (2 or more axes) outside the decay beside kernels (an nn.Embed's table, a
+    parameter of the model's own) are named in a warning. `weight_decay`: the largest λ of
+    the run's lanes, from the config's `key`."""
+    if not weight_decay > 0:
+        return
+    mask = is_kernel(params)
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    decayed = jax.tree.leaves(mask)
+    path_text = lambda path: "/".join(str(getattr(k, "key", getattr(k, "name", k)))
+                                      for k in path)
+    size = lambda leaf: int(np.prod(leaf.shape))
+    kernels = sum(size(leaf) for (_, leaf), d in zip(leaves, decayed) if d)
+    left = [(path_text(path), leaf.shape, size(leaf)) for (path, leaf), d in
+            zip(leaves, decayed) if not d and len(leaf.shape) >= 2]
+    listing = lambda found: ", ".join(
+        f"{path} ({'×'.join(map(str, shape))})" for path, shape, _ in found[:6]) + (
+        ", …" if len(found) > 6 else "")
+    if not kernels:
+        raise ValueError(
+            f"config.{key}: a weight decay up to {weight_decay:g}, but model {name} has no "
+            "parameter named 'kernel', which is what weight decay covers (Flax's nn.Dense, "
+            f"nn.Conv…; its weights: {listing(left) or 'none'}): every λ would train the "
+            "same model, and the results would record a λ never applied. Name its weight "
+            "matrices 'kernel' (self.param('kernel', …)), or run without weight decay "
+            "(config.weight_decay=0, no sweep of it)")
+    if left:
+        logging.warning(
+            "model %s: weight decay (λ up to %g) covers its parameters named 'kernel' (%d "
+            "weights), not %s (%d weights), which train without it: the decay takes "
+            "convolution and dense kernels only. To decay one of yours, name it 'kernel' "
+            "(self.param('kernel', …))", name, weight_decay, kernels, listing(left),
+            sum(n for *_, n in left))
+
+
 def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                 batch_size: int = 2, bn_batch_size: int = 0, built_in: bool = True,
-                steps_before_metric: int | None = None) -> None:
+                steps_before_metric: int | None = None, weight_decay: float = 0.0,
+                weight_decay_key: str = "weight_decay") -> None:
     """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
     the data's inputs, trains and evaluates as the lanes call it (on batches of
     `batch_size`, the run's m: ghost BatchNorm's groups must divide it), (under a built-in
     objective) gives one output per class, or per target component, and takes
     `bn_batch_size` if one is set (check_ghost_batch_norm); with `steps_before_metric` (the
     steps before the first evaluation the metric reads), that its BatchNorm statistics have
-    forgotten their start by then (check_batch_norm_momentum)."""
+    forgotten their start by then (check_batch_norm_momentum); with `weight_decay` > 0 (the
+    largest λ of the lanes, from `weight_decay_key`), that the decay reaches its weights
+    (check_weight_decay)."""
     parameters = inspect.signature(model.__call__).parameters
     if "train" not in parameters and not any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -516,6 +560,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
     check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
+    check_weight_decay(name, variables.get("params", {}), weight_decay, weight_decay_key)
     check_batch_norm_inputs(name, normalized, batch_size, bn_batch_size)
     if steps_before_metric is not None:
         check_batch_norm_momentum(name, normalized, batch_size, steps_before_metric)

@@ -502,7 +502,11 @@ def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
         parts.append((f"β₁ {float(beta1):g}, " if beta1 not in (None, "") else "")
                      + f"β₂ {float(row['beta2']):g}, ε {float(row['epsilon']):g}")
     if stated("weight_decay"):
-        parts.append(f"weight decay {float(row['weight_decay']):g} (as this sweep applies it)")
+        # (Where a reader's optimizer decays every parameter, PyTorch's weight_decay say,
+        # the same λ is not the same setting.)
+        parts.append(f"weight decay {float(row['weight_decay']):g} (as this sweep applies it: "
+                     "to the convolution and dense kernels only, not to biases or "
+                     "normalization parameters)")
     if stated("warmup"):
         parts.append(f"warm-up over the first {float(row['warmup']):g} of training "
                      "(linear, from η/32)")

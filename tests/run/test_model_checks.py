@@ -253,3 +253,69 @@ def test_a_metric_window_reaching_back_before_the_last_decay_is_warned_of(caplog
         check_metric_window(config(lr_decay_factor=1.0), 625)
         check_metric_window(config(epochs=1), 10)
     assert "last decay" not in caplog.text
+
+
+class OwnWeights(nn.Module):
+    """Weights of its own names: nothing is called 'kernel', what weight decay covers."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        w1 = self.param("w1", nn.initializers.lecun_normal(), (x.shape[-1], 16))
+        w2 = self.param("w2", nn.initializers.lecun_normal(), (16, 4))
+        return nn.relu(x @ w1) @ w2
+
+
+class TokenClassifier(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(4)(nn.Embed(50, 8)(x).mean(1))
+
+
+@pytest.mark.parametrize("key,value", [
+    ("weight_decay", 5e-4), ("sweep.weight_decay", (0.0, 0.05)),
+    ("sweep.points", ({"weight_decay": 0.0, "warmup": 0.0},
+                      {"weight_decay": 5e-3, "warmup": 0.1}))])
+def test_weight_decay_on_a_model_without_kernels_is_refused(tmp_path, key, value):
+    """A model whose weights are its own `self.param('w1', …)` had no weight decay at any λ:
+    a sweep over λ read the same at every value (digits, m = 16, λ ∈ {0, 0.05}: "spread over
+    weight_decay 0.0000") and its rows recorded a λ never applied."""
+    config = _config(weight_decay=0.0)
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
+    message = (rf"config.{key}: a weight decay up to {max(_decays(value)):g}, but model "
+               r".*OwnWeights has no parameter named 'kernel'.*its weights: w1 \(20×16\), w2 "
+               r"\(16×4\)\): every λ would train the same model")
+    with pytest.raises(ValueError, match=message):
+        sbj.run_lr_sweep(config, str(tmp_path / "run"), model=OwnWeights(), data=_data())
+    assert not (tmp_path / "run").exists()
+
+
+def _decays(value):
+    if isinstance(value, float):
+        return [value]
+    return [p["weight_decay"] if isinstance(p, dict) else p for p in value]
+
+
+def test_weights_outside_weight_decay_are_named(caplog):
+    """Weight decay takes the kernels only: an embedding table beside them trains without
+    it, said with its size; every built-in model's weight matrices are kernels."""
+    from smallbatch_jax.models import MODELS, create_model
+    from smallbatch_jax.run.config_checks import check_weight_decay
+
+    variables = lambda model, shape, dtype="float32": jax.eval_shape(
+        lambda x: model.init(jax.random.key(0), x, train=False),
+        jax.ShapeDtypeStruct((2, *shape), dtype))
+    with caplog.at_level("WARNING"):
+        check_weight_decay("mine", variables(TokenClassifier(), (6,), "int32")["params"], 5e-4)
+    assert ("model mine: weight decay (λ up to 0.0005) covers its parameters named 'kernel' "
+            "(32 weights), not Embed_0/embedding (50×8) (400 weights), which train without "
+            "it") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_weight_decay("mine", variables(TokenClassifier(), (6,), "int32")["params"], 0.0)
+        check_weight_decay("mine", variables(OwnWeights(), (20,))["params"], 0.0)
+        check_weight_decay("mine", variables(MLP(), (20,))["params"], 5e-4)
+        for name in MODELS:
+            shape = (224, 224, 3) if "50" in name else (32, 32, 3)
+            check_weight_decay(name, variables(create_model(name, 10), shape)["params"], 1e-4)
+    assert "weight decay" not in caplog.text

@@ -358,7 +358,9 @@ def test_the_setting_to_paste_states_each_swept_hyperparameter_at_its_best_even_
     text = recommend.recommendation_markdown(rows, {}, 0.0, 0.02)
     assert "**m = 8, η̃ = 2^-8, weight_decay = 0, momentum = 0**" in text
     setting = text.split("Setting: ")[1].split("\n")[0]
-    assert "momentum 0," in setting and "weight decay 0 (as this sweep applies it)" in setting
+    assert "momentum 0," in setting
+    assert ("weight decay 0 (as this sweep applies it: to the convolution and dense kernels "
+            "only, not to biases or normalization parameters)") in setting
     assert "warm-up" not in setting  # neither swept nor used
     # A warm-up the sweep used is part of the setting, swept or not.
     warm = [row | {"warmup": "0.05"} for row in rows]
