@@ -69,6 +69,14 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
                              "distinct values (a study reads the lanes of one η̃ as seeds)")
         specs.append(prepare(run_config, dataset, model, objective))
         dataset = specs[0].loaded  # (as loaded: each run makes its own changes to it)
+    own = getattr(dataset, "validation_indices", None)
+    if own is not None and not config.validation:
+        # (A single run trains on it quietly: the recommendation's test run does, by design.)
+        logging.warning(
+            "%s: your own validation split (%d examples) is trained on with the rest, and "
+            "every choice of m and η̃ is made on the test split: config.validation is 0. To "
+            "choose on your split, set config.validation to any value > 0 (your split is then "
+            "held out as given)", dataset.name, len(own))
     return specs
 
 

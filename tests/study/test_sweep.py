@@ -177,3 +177,28 @@ def test_a_run_may_be_passed_over_and_each_trained_run_is_followed_by_after_run(
     # A rerun without the gate trains what was passed over.
     sweep.run_sweep(config, RUNS, str(tmp_path), lambda rows: None)
     assert events[-1] == ("train", 16)
+
+
+def test_a_users_own_validation_split_left_unused_by_a_sweep_is_named(caplog):
+    """sbj.make_dataset(…, validation=(x_val, y_val)) with config.validation at its default,
+    0: the split the user made for choosing is trained on, and the sweep chooses on the test
+    split; the results say "test", the log said so at INFO only, which Python does not show."""
+    import numpy as np
+
+    from smallbatch_jax.data import load_digits, make_dataset
+
+    digits = load_digits()
+    x, y = digits.train_images, digits.train_labels
+    xt, yt = digits.test_images, digits.test_labels
+    data = make_dataset("mine", x[:1200], y[:1200], xt, yt, validation=(x[1200:], y[1200:]))
+    with caplog.at_level("WARNING"):
+        sweep.prepare_runs(_config(), RUNS[:1], data)
+    assert ("mine: your own validation split (238 examples) is trained on with the rest, and "
+            "every choice of m and η̃ is made on the test split: config.validation is 0"
+            in caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        specs = sweep.prepare_runs(_config(validation=0.1), RUNS[:1], data)
+        sweep.prepare_runs(_config(), RUNS[:1], make_dataset("mine", x, y, xt, yt))
+    assert "your own validation split" not in caplog.text
+    np.testing.assert_array_equal(specs[0].dataset.test_images, x[1200:])
