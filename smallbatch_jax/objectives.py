@@ -66,7 +66,7 @@ class Objective:
     loss: Callable  # (outputs, labels) -> (batch,) training loss per example
     metric: Callable  # (outputs, labels) -> (batch,) per example; the test metric is the mean
     metric_name: str = "accuracy"  # how tables, plots and summaries name the metric
-    higher_is_better: bool = True
+    higher_is_better: bool = True  # (an error metric: False; run/config_checks.py checks it)
     labels: str = "classes"  # LABEL_KINDS: what the data set's labels must be
     # Whether real-valued targets may be standardized for training (data/dataset.py) with
     # the metric computed on outputs mapped back by x·std + mean: true of a regression whose

@@ -395,6 +395,52 @@ def check_objective(objective: Objective, outputs, dataset: DatasetLike,
                 + EXAMPLE_PER_EXAMPLE[what])
 
 
+def check_metric_direction(objective: Objective, outputs, dataset: DatasetLike) -> None:
+    """A user's metric scored on a perfect prediction and on a constant one, over up to 256
+    training examples: it must rank the perfect one better, as its `higher_is_better` says.
+    An Objective whose metric is an error but keeps the default higher_is_better=True (and
+    metric_name 'accuracy') was maximized: every best, range and recommendation named the
+    worst settings, under the name "accuracy", without an error. The perfect prediction:
+    the targets themselves (outputs shaped like them) or logits of 10 on the labelled class
+    ((batch, classes) outputs); the constant one: the training targets' mean, or equal
+    logits. Other outputs (a single logit for two classes, a mean and a variance per
+    target) are not checked."""
+    if objective.metric_name == "accuracy" and not objective.higher_is_better:
+        raise ValueError("the objective's metric is named 'accuracy' with higher_is_better="
+                         "False: give it a metric_name that says what it measures")
+    leaves = jax.tree.leaves(outputs)
+    labels = getattr(dataset, "train_labels", None)
+    if labels is None or len(leaves) != 1:
+        return
+    shape = tuple(leaves[0].shape[1:])
+    y = np.asarray(labels[:256])
+    if dataset.label_kind == "classes":
+        if shape != (dataset.num_classes,):
+            return
+        perfect = 10.0 * np.eye(dataset.num_classes)[y]
+        constant = np.zeros_like(perfect)
+    else:
+        if int(np.prod(shape)) != int(np.prod(y.shape[1:])):
+            return
+        perfect = y.reshape((len(y),) + shape)
+        constant = np.broadcast_to(np.asarray(labels, np.float64).mean(axis=0), y.shape
+                                   ).reshape(perfect.shape)
+    score = lambda out: float(np.mean(np.asarray(objective.metric(
+        jax.numpy.asarray(out, jax.numpy.float32), jax.numpy.asarray(y)), np.float64)))
+    best, flat = score(perfect), score(constant)
+    if not (math.isfinite(best) and math.isfinite(flat)) or best == flat:
+        return
+    if (best > flat) != objective.higher_is_better:
+        stated = "higher" if objective.higher_is_better else "lower"
+        raise ValueError(
+            f"the objective's metric ({objective.metric_name!r}, higher_is_better="
+            f"{objective.higher_is_better}) scores a perfect prediction {best:.4g} and a "
+            f"constant one {flat:.4g} on {len(y)} training examples: {stated} is worse "
+            "for it, and the sweep would name its worst settings best. Give the Objective "
+            f"higher_is_better={not objective.higher_is_better} (and a metric_name that says "
+            "what it measures)")
+
+
 def _batch_norm_recorder(found: list):
     """A Flax method interceptor that appends (layer, input shape, values per statistic,
     momentum of its running averages) to `found` for every BatchNorm (Flax's or
@@ -581,6 +627,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     if objective not in OBJECTIVES.values():
         # A user's objective says itself what outputs it takes, but not what it returns.
         check_objective(objective, batch_outputs, dataset, batch_size)
+        check_metric_direction(objective, batch_outputs, dataset)
         return
     outputs = jax.tree.leaves(outputs)
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
