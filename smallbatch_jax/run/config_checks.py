@@ -395,16 +395,18 @@ def check_objective(objective: Objective, outputs, dataset: DatasetLike,
                 + EXAMPLE_PER_EXAMPLE[what])
 
 
-def check_metric_direction(objective: Objective, outputs, dataset: DatasetLike) -> None:
-    """A user's metric scored on a perfect prediction and on a constant one, over up to 256
-    training examples: it must rank the perfect one better, as its `higher_is_better` says.
-    An Objective whose metric is an error but keeps the default higher_is_better=True (and
+def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> None:
+    """A user's loss and metric scored on a perfect prediction and on a constant one, over
+    up to 256 training examples: the loss, which the lanes minimize, must be lower for the
+    perfect one, and the metric must rank it better, as its `higher_is_better` says. An
+    Objective whose metric is an error but keeps the default higher_is_better=True (and
     metric_name 'accuracy') was maximized: every best, range and recommendation named the
-    worst settings, under the name "accuracy", without an error. The perfect prediction:
-    the targets themselves (outputs shaped like them) or logits of 10 on the labelled class
-    ((batch, classes) outputs); the constant one: the training targets' mean, or equal
-    logits. Other outputs (a single logit for two classes, a mean and a variance per
-    target) are not checked."""
+    worst settings, under the name "accuracy", without an error; a log-likelihood given as
+    the loss without its minus sign trains away from the data at every η̃. The perfect
+    prediction: the targets themselves (outputs shaped like them; standardized for the
+    loss where the model learns them so) or logits of 10 on the labelled class ((batch,
+    classes) outputs); the constant one: the targets' mean, or equal logits. Other outputs
+    (a single logit for two classes, a mean and a variance per target) are not checked."""
     if objective.metric_name == "accuracy" and not objective.higher_is_better:
         raise ValueError("the objective's metric is named 'accuracy' with higher_is_better="
                          "False: give it a metric_name that says what it measures")
@@ -414,20 +416,34 @@ def check_metric_direction(objective: Objective, outputs, dataset: DatasetLike) 
         return
     shape = tuple(leaves[0].shape[1:])
     y = np.asarray(labels[:256])
-    if dataset.label_kind == "classes":
-        if shape != (dataset.num_classes,):
-            return
-        perfect = 10.0 * np.eye(dataset.num_classes)[y]
-        constant = np.zeros_like(perfect)
-    else:
-        if int(np.prod(shape)) != int(np.prod(y.shape[1:])):
-            return
-        perfect = y.reshape((len(y),) + shape)
-        constant = np.broadcast_to(np.asarray(labels, np.float64).mean(axis=0), y.shape
-                                   ).reshape(perfect.shape)
-    score = lambda out: float(np.mean(np.asarray(objective.metric(
+
+    def predictions(y):  # (perfect, constant) outputs for labels y
+        if dataset.label_kind == "classes":
+            perfect = 10.0 * np.eye(dataset.num_classes)[y]
+            return perfect, np.zeros_like(perfect)
+        perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
+        return perfect, np.broadcast_to(perfect.mean(axis=0), perfect.shape)
+
+    fits = (shape == (dataset.num_classes,) if dataset.label_kind == "classes"
+            else int(np.prod(shape)) == int(np.prod(y.shape[1:])))
+    if not fits:
+        return
+    mean_of = lambda function, out, y: float(np.mean(np.asarray(function(
         jax.numpy.asarray(out, jax.numpy.float32), jax.numpy.asarray(y)), np.float64)))
-    best, flat = score(perfect), score(constant)
+    # The loss sees the labels as the model learns them (targets standardized), the metric
+    # as the test set holds them (outputs mapped back: engine/step.py).
+    learned = dataset.scaled_targets(y) if dataset.label_kind == "targets" else y
+    perfect, constant = predictions(learned)
+    low, high = mean_of(objective.loss, perfect, learned), mean_of(objective.loss, constant,
+                                                                     learned)
+    if math.isfinite(low) and math.isfinite(high) and low > high:
+        raise ValueError(
+            f"the objective's loss is {low:.4g} for a perfect prediction and {high:.4g} for a "
+            f"constant one on {len(y)} training examples: the lanes minimize it, and would "
+            "train away from the data (a log-likelihood or an accuracy needs its sign "
+            "turned: return its negative)")
+    perfect, constant = predictions(y)
+    best, flat = mean_of(objective.metric, perfect, y), mean_of(objective.metric, constant, y)
     if not (math.isfinite(best) and math.isfinite(flat)) or best == flat:
         return
     if (best > flat) != objective.higher_is_better:
@@ -627,7 +643,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     if objective not in OBJECTIVES.values():
         # A user's objective says itself what outputs it takes, but not what it returns.
         check_objective(objective, batch_outputs, dataset, batch_size)
-        check_metric_direction(objective, batch_outputs, dataset)
+        check_directions(objective, batch_outputs, dataset)
         return
     outputs = jax.tree.leaves(outputs)
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None

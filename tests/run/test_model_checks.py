@@ -340,8 +340,15 @@ def _log_likelihood(logits, labels):
      r"metric \('log-likelihood', higher_is_better=False\) scores a perfect prediction "
      r"-0.0001364 and a constant one -1.386 on 100 training examples: lower is worse for it"),
     (sbj.Objective(sbj.REGRESSION.loss, _mae, higher_is_better=False, labels="targets"), True,
-     r"named 'accuracy' with higher_is_better=False")],
-    ids=["an-error-maximized", "a-likelihood-minimized", "an-error-named-accuracy"])
+     r"named 'accuracy' with higher_is_better=False"),
+    (sbj.Objective(_log_likelihood, sbj.CLASSIFICATION.metric), False,
+     r"the objective's loss is -0.0001364 for a perfect prediction and -1.386 for a constant "
+     r"one on 100 training examples: the lanes minimize it, and would train away from the "
+     r"data \(a log-likelihood or an accuracy needs its sign turned"),
+    (sbj.Objective(lambda out, t: -_mae(out, t), _mae, "mae", False, "targets",
+                   scaled_targets=True), True, r"the objective's loss is 0 for a perfect")],
+    ids=["an-error-maximized", "a-likelihood-minimized", "an-error-named-accuracy",
+         "a-likelihood-as-the-loss", "a-negated-error-as-the-loss"])
 def test_a_metric_ranked_the_wrong_way_is_refused(tmp_path, objective, regression, message):
     """An error metric left at Objective's default higher_is_better=True was maximized: on
     scikit-learn's diabetes (an MLP, m = 8 and 32, 5 η̃, 6 epochs) the recommendation named
@@ -357,14 +364,14 @@ def test_a_metric_ranked_the_wrong_way_is_refused(tmp_path, objective, regressio
     assert not (tmp_path / "run").exists()
 
 
-def test_metrics_ranked_their_own_way_pass_the_direction_check():
-    """Either direction, either label kind; outputs that cannot be built as a perfect
-    prediction (one logit for two classes) are not checked."""
+def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
+    """Either direction of the metric, either label kind; outputs that cannot be built as a
+    perfect prediction (one logit for two classes) are not checked."""
     import jax.numpy as jnp
     import optax
 
     from smallbatch_jax.data import make_dataset
-    from smallbatch_jax.run.config_checks import check_metric_direction
+    from smallbatch_jax.run.config_checks import check_directions
 
     x, y, xt, yt = _data()
     classes = make_dataset("mine", x, y, xt, yt)
@@ -377,4 +384,4 @@ def test_metrics_ranked_their_own_way_pass_the_direction_check():
             (sbj.Objective(sbj.REGRESSION.loss, _mae, "mae", False, "targets"), targets, 1),
             (sbj.Objective(lambda o, t: optax.sigmoid_binary_cross_entropy(o[:, 0], t),
                            lambda o, t: jnp.abs(o[:, 0] - t)), classes, 1)]:
-        check_metric_direction(objective, shaped(width), data)
+        check_directions(objective, shaped(width), data)
