@@ -129,6 +129,40 @@ def mean_target_squared_error(train_labels, eval_labels) -> float:
     return float(error.reshape(len(error), -1).sum(-1).mean())
 
 
+def constant_outputs(train_labels, label_kind: str, num_classes: int,
+                     output_shape: tuple[int, ...], count: int) -> np.ndarray | None:
+    """`count` copies of the best-informed prediction that ignores the inputs: logits
+    log p(class) of the training split's class frequencies ((num_classes,) outputs: argmax is
+    its most frequent class, and the cross-entropy is the labels' entropy), or its mean target
+    (outputs shaped like a target); None for other outputs (one logit for two classes, a mean
+    and a variance per target), which it cannot be built for."""
+    train_labels = np.asarray(train_labels)
+    if label_kind == "classes":
+        if tuple(output_shape) != (num_classes,):
+            return None
+        counts = np.bincount(train_labels.astype(np.int64).ravel(), minlength=num_classes)
+        one = np.log(np.maximum(counts / max(counts.sum(), 1), 1e-12))
+    else:
+        if int(np.prod(output_shape)) != int(np.prod(train_labels.shape[1:])):
+            return None
+        one = np.asarray(train_labels, np.float64).mean(axis=0).reshape(output_shape)
+    return np.broadcast_to(one, (count,) + tuple(output_shape))
+
+
+def constant_metric(objective: Objective, train_labels, eval_labels, label_kind: str,
+                    num_classes: int, output_shape: tuple[int, ...]) -> float:
+    """A user's Objective's metric of `constant_outputs` on `eval_labels`: its baseline,
+    where it gives none (NaN where the outputs cannot be built). The built-in objectives'
+    baselines are the same numbers (majority_class_accuracy, mean_target_squared_error)."""
+    eval_labels = np.asarray(eval_labels)
+    outputs = constant_outputs(train_labels, label_kind, num_classes, output_shape,
+                               len(eval_labels))
+    if outputs is None or not len(eval_labels):
+        return math.nan
+    values = objective.metric(jnp.asarray(outputs, jnp.float32), jnp.asarray(eval_labels))
+    return float(np.mean(np.asarray(values, np.float64)))
+
+
 CLASSIFICATION = Objective(softmax_cross_entropy, accuracy, "accuracy", True, "classes",
                            baseline=majority_class_accuracy)
 REGRESSION = Objective(squared_error, squared_error, "mse", False, "targets",

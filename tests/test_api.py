@@ -401,6 +401,10 @@ def test_a_rerun_after_the_model_or_data_changed_is_refused_not_answered_with_ol
     accuracy = Objective(loss, lambda o, y: (jnp.argmax(o, -1) == y).astype(jnp.float32))
     config, data, workdir = _config(epochs=1), _features(n=300), str(tmp_path)
     rows = sbj.run_lr_sweep(config, workdir, model=Net(), data=data, objective=accuracy)
+    # (A user's objective gives no baseline: its metric of the class frequencies stands in.)
+    from smallbatch_jax.objectives import majority_class_accuracy
+    assert float(rows[0]["baseline_test_metric"]) == pytest.approx(
+        majority_class_accuracy(data[1], data[3]))
     recorded = json.load(open(tmp_path / "config.json"))["config"]["fingerprints"]
     assert set(recorded) == {"model", "data", "objective"}
     monkeypatch.setattr(train, "create_run", lambda *a: pytest.fail("trained again"))

@@ -97,6 +97,34 @@ def test_the_baselines_are_what_a_constant_prediction_scores():
     assert Objective(squared_error, squared_error).baseline is None  # a user's: not known
 
 
+def test_a_users_objective_gets_the_baseline_of_the_same_constant_prediction():
+    """A user's Objective gives no baseline: its own metric of the training split's class
+    frequencies (argmax: the most frequent class) or mean target stands in, the built-in
+    baselines' numbers where the metric is theirs; NaN for outputs it cannot be built for.
+    Without it a study that learned nothing under a user's objective was recommended (a
+    log-likelihood loss without its minus: 0.025 accuracy on 10 classes)."""
+    from smallbatch_jax.objectives import (constant_metric, majority_class_accuracy,
+                                           mean_target_squared_error)
+
+    user = lambda metric: Objective(CLASSIFICATION.loss, metric)
+    train, test = np.array([2, 2, 0, 2, 1, 2, 2, 2, 0, 2]), np.array([2, 0, 2, 1, 2])
+    assert constant_metric(user(accuracy), train, test, "classes", 3, (3,)) == \
+        majority_class_accuracy(train, test) == 0.6
+    tie = np.array([3, 1, 3, 1])
+    assert constant_metric(user(accuracy), tie, np.array([1, 1, 3]), "classes", 4, (4,)) == \
+        pytest.approx(2 / 3)
+    # The cross-entropy of the class frequencies: the test labels' cross-entropy with them.
+    nll = constant_metric(user(CLASSIFICATION.loss), train, test, "classes", 3, (3,))
+    assert nll == pytest.approx(-np.mean(np.log([0.7, 0.2, 0.7, 0.1, 0.7])), rel=1e-5)
+    vectors = np.array([[0.0, 2.0], [2.0, 2.0]]), np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert constant_metric(user(squared_error), *vectors, "targets", 2, (2,)) == \
+        mean_target_squared_error(*vectors) == 4.0
+    assert constant_metric(user(squared_error), np.array([0.0, 2.0]), np.array([1.0, 3.0]),
+                           "targets", 1, (1,)) == 2.0
+    assert np.isnan(constant_metric(user(accuracy), train, test, "classes", 3, (1,)))
+    assert np.isnan(constant_metric(user(squared_error), *vectors, "targets", 2, (4,)))
+
+
 def test_beating_a_baseline_goes_in_the_metrics_direction_past_float32_rounding():
     from smallbatch_jax.objectives import ACCURACY, Metric
     assert ACCURACY.beats(0.91, 0.9) and not ACCURACY.beats(0.9, 0.9)

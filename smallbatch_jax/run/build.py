@@ -33,7 +33,7 @@ from smallbatch_jax.engine.tune import (StrategyTimer, has_convolutions, model_f
 from smallbatch_jax.models import MODELS, create_model, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
-from smallbatch_jax.objectives import OBJECTIVES, Objective, objective_named
+from smallbatch_jax.objectives import OBJECTIVES, Objective, constant_metric, objective_named
 from smallbatch_jax.optim import SWEPT_SYMBOL, Optimizer, beta2_for
 from smallbatch_jax.run.config_checks import (check_against_data, check_config, check_labels,
                                              check_metric_window, check_model,
@@ -112,6 +112,9 @@ class RunSpec:
     # split held out, the standardization switch, raw targets): what a sweep hands its
     # other runs, which make their own (a held-out split of a held-out split would shrink).
     loaded: DatasetLike | None = None
+    # The model's outputs per example (None: not one array): what a user's objective's
+    # baseline is built for.
+    output_shape: tuple[int, ...] | None = None
 
     @property
     def num_seeds(self) -> int:
@@ -120,11 +123,18 @@ class RunSpec:
     @property
     def baseline(self) -> float:
         """The metric of a constant prediction on the evaluated split (Objective.baseline:
-        the training split's most frequent class, or its mean target); NaN where the
-        objective gives none, or for streamed data (labels not held)."""
-        if self.objective.baseline is None or self.dataset.streamed:
+        the training split's most frequent class, or its mean target; a user's objective's
+        metric of the training split's class frequencies or mean target, where its outputs
+        can be built); NaN where not known, or for streamed data (labels not held)."""
+        if self.dataset.streamed:
             return math.nan
-        return self.objective.baseline(self.dataset.train_labels, self.dataset.test_labels)
+        data = self.dataset
+        if self.objective.baseline is None:  # a user's: its metric of objectives.constant_outputs
+            if self.output_shape is None:
+                return math.nan
+            return constant_metric(self.objective, data.train_labels, data.test_labels,
+                                   data.label_kind, data.num_classes, self.output_shape)
+        return self.objective.baseline(data.train_labels, data.test_labels)
 
     @property
     def swept(self) -> str:
@@ -267,10 +277,11 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     decays = {lane["weight_decay"] for lane in grid.settings()}
     decay_key = ("sweep.points" if "weight_decay" in grid.point_names else "sweep.weight_decay"
                  if len(decays) > 1 else "weight_decay")
-    check_model(built, dataset, objective, recipe.name, config.batch_size,
-                config.bn_batch_size, recipe.built_in,
-                steps_before_metric=first_read * (dataset.num_train // config.batch_size),
-                weight_decay=max(decays), weight_decay_key=decay_key)
+    output_shape = check_model(built, dataset, objective, recipe.name, config.batch_size,
+                               config.bn_batch_size, recipe.built_in,
+                               steps_before_metric=first_read * (dataset.num_train
+                                                                 // config.batch_size),
+                               weight_decay=max(decays), weight_decay_key=decay_key)
     check_labels(dataset, config.reliable_tolerance)
     check_metric_window(config, dataset.num_train // config.batch_size)
     cadence, noise = config.checkpoint, config.noise_scale
@@ -292,6 +303,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
         schedule=Schedule(config.epochs, config.evals_per_epoch, config.last_epochs),
         checkpoints=CheckpointPolicy(cadence.every_epochs, cadence.every_minutes, cadence.keep),
         grid=grid,
+        output_shape=output_shape,
         probe=NoiseProbe.for_data(dataset.num_train, batch_size=noise.batch_size,
                                   num_batches=noise.num_batches,
                                   max_fraction=noise.max_fraction, decay=noise.decay,

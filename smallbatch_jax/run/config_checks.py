@@ -24,7 +24,7 @@ from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
-from smallbatch_jax.objectives import OBJECTIVES, Objective
+from smallbatch_jax.objectives import OBJECTIVES, Objective, constant_outputs
 from smallbatch_jax.optim import (BETA2_RULES, LR_SCALINGS, OPTIMIZERS,
                                   epochs_before_last_decay, is_kernel,
                                   median_reads_mid_training)
@@ -405,8 +405,9 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     the loss without its minus sign trains away from the data at every η̃. The perfect
     prediction: the targets themselves (outputs shaped like them; standardized for the
     loss where the model learns them so) or logits of 10 on the labelled class ((batch,
-    classes) outputs); the constant one: the targets' mean, or equal logits. Other outputs
-    (a single logit for two classes, a mean and a variance per target) are not checked."""
+    classes) outputs); the constant one: objectives.constant_outputs (the training split's
+    class frequencies, or its mean target). Other outputs (a single logit for two classes, a
+    mean and a variance per target) are not checked."""
     if objective.metric_name == "accuracy" and not objective.higher_is_better:
         raise ValueError("the objective's metric is named 'accuracy' with higher_is_better="
                          "False: give it a metric_name that says what it measures")
@@ -416,33 +417,33 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
         return
     shape = tuple(leaves[0].shape[1:])
     y = np.asarray(labels[:256])
+    classes = dataset.label_kind == "classes"
 
-    def predictions(y):  # (perfect, constant) outputs for labels y
-        if dataset.label_kind == "classes":
-            perfect = 10.0 * np.eye(dataset.num_classes)[y]
-            return perfect, np.zeros_like(perfect)
-        perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
-        return perfect, np.broadcast_to(perfect.mean(axis=0), perfect.shape)
+    def predictions(y, train_labels):  # (perfect, constant) outputs for labels y
+        constant = constant_outputs(train_labels, dataset.label_kind, dataset.num_classes,
+                                    shape, len(y))
+        if constant is None:
+            return None, None
+        perfect = (10.0 * np.eye(dataset.num_classes)[y] if classes
+                   else np.asarray(y, np.float64).reshape((len(y),) + shape))
+        return perfect, constant
 
-    fits = (shape == (dataset.num_classes,) if dataset.label_kind == "classes"
-            else int(np.prod(shape)) == int(np.prod(y.shape[1:])))
-    if not fits:
-        return
     mean_of = lambda function, out, y: float(np.mean(np.asarray(function(
         jax.numpy.asarray(out, jax.numpy.float32), jax.numpy.asarray(y)), np.float64)))
     # The loss sees the labels as the model learns them (targets standardized), the metric
     # as the test set holds them (outputs mapped back: engine/step.py).
-    learned = dataset.scaled_targets(y) if dataset.label_kind == "targets" else y
-    perfect, constant = predictions(learned)
-    low, high = mean_of(objective.loss, perfect, learned), mean_of(objective.loss, constant,
-                                                                     learned)
+    scaled = (lambda x: x) if classes else dataset.scaled_targets
+    perfect, constant = predictions(scaled(y), scaled(labels))
+    if perfect is None:
+        return
+    low, high = (mean_of(objective.loss, out, scaled(y)) for out in (perfect, constant))
     if math.isfinite(low) and math.isfinite(high) and low > high:
         raise ValueError(
             f"the objective's loss is {low:.4g} for a perfect prediction and {high:.4g} for a "
             f"constant one on {len(y)} training examples: the lanes minimize it, and would "
             "train away from the data (a log-likelihood or an accuracy needs its sign "
             "turned: return its negative)")
-    perfect, constant = predictions(y)
+    perfect, constant = predictions(y, labels)
     best, flat = mean_of(objective.metric, perfect, y), mean_of(objective.metric, constant, y)
     if not (math.isfinite(best) and math.isfinite(flat)) or best == flat:
         return
@@ -579,7 +580,7 @@ def check_weight_decay(name: str, params, weight_decay: float,
 def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                 batch_size: int = 2, bn_batch_size: int = 0, built_in: bool = True,
                 steps_before_metric: int | None = None, weight_decay: float = 0.0,
-                weight_decay_key: str = "weight_decay") -> None:
+                weight_decay_key: str = "weight_decay") -> tuple[int, ...] | None:
     """The model `name` (a Flax module) against the data: it takes a `train` argument, takes
     the data's inputs, trains and evaluates as the lanes call it (on batches of
     `batch_size`, the run's m: ghost BatchNorm's groups must divide it), (under a built-in
@@ -588,7 +589,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     steps before the first evaluation the metric reads), that its BatchNorm statistics have
     forgotten their start by then (check_batch_norm_momentum); with `weight_decay` > 0 (the
     largest λ of the lanes, from `weight_decay_key`), that the decay reaches its weights
-    (check_weight_decay)."""
+    (check_weight_decay). Returns the shape of the model's outputs per example (None where
+    they are not one array)."""
     parameters = inspect.signature(model.__call__).parameters
     if "train" not in parameters and not any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -638,13 +640,15 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
         raise ValueError(
             f"model {name} draws random numbers when evaluated (train=False: {error}). The "
             "lanes evaluate deterministically: give nn.Dropout deterministic=not train") from None
+    leaves = jax.tree.leaves(batch_outputs)
+    output_shape = tuple(leaves[0].shape[1:]) if len(leaves) == 1 else None
     initial = None if built_in else initial_outputs(model, dataset)
     check_finite_outputs(initial, dataset, name)
     if objective not in OBJECTIVES.values():
         # A user's objective says itself what outputs it takes, but not what it returns.
         check_objective(objective, batch_outputs, dataset, batch_size)
         check_directions(objective, batch_outputs, dataset)
-        return
+        return output_shape
     outputs = jax.tree.leaves(outputs)
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
     if dataset.label_kind == "classes":
@@ -665,6 +669,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                 f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
                 f"of 2; {dataset.name}'s targets have {dataset.num_classes} component(s) per "
                 f"example: the model needs (batch, {dataset.num_classes}) outputs")
+    return output_shape
 
 
 def check_labels(dataset: DatasetLike, tolerance: float | None = None) -> None:

@@ -99,7 +99,8 @@ def baseline_text(rows: list[dict]) -> str:
     metric = metric_of(rows)
     what = {"accuracy": "always predicting the training split's most frequent class",
             "mse": "always predicting the training split's mean target"}.get(
-                metric.name, "a constant prediction")
+                metric.name, "a constant prediction (the training split's class frequencies, "
+                "or its mean target)")
     return f"{what} scores {metric.name} {baseline:.4f} on the {evaluated_on(rows)} split"
 
 
