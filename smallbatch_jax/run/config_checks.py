@@ -483,6 +483,43 @@ def _batch_norm_recorder(found: list):
     return record
 
 
+# Layers that compute with their input's values: an integer input there is a number, not an
+# id (nn.Embed looks ids up).
+VALUE_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.ConvLocal, nn.Einsum)
+
+
+def _integer_input_recorder(found: list):
+    """A Flax method interceptor that appends the path of every VALUE_LAYERS layer called on
+    integer inputs to `found`."""
+    def record(call, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and isinstance(module, VALUE_LAYERS):
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.integer):
+                found.append("/".join(map(str, module.path)) or type(module).__name__)
+        return call(*args, **kwargs)
+    return record
+
+
+def check_integer_features(name: str, layers: list, dataset: DatasetLike) -> None:
+    """Integer inputs that are not images are token ids, passed as they are (data/dataset.py:
+    check_token_ids says so at INFO, which Python does not show). Numeric features stored
+    as integers (a DataFrame's counts, ages, amounts) then reach the model's first dense
+    layer unstandardized: on ages, incomes and hours (up to 150,000) every lane of a user
+    MLP diverged, and the report asked for a smaller η̃. `layers`: the VALUE_LAYERS the
+    integer inputs reached as numbers (_integer_input_recorder); none where an nn.Embed
+    looks them up."""
+    if not layers or dataset.input_kind != "tokens":
+        return
+    inputs = dataset.train_images
+    logging.warning(
+        "model %s: its layer %s computes with the integer inputs themselves (shape %s, values "
+        "%d … %d), which are taken as token ids and passed unstandardized. If they are "
+        "numeric features (counts, ages, amounts), pass x.astype(np.float32) to have them "
+        "standardized; token ids go through an nn.Embed", name, layers[0],
+        tuple(inputs.shape[1:]), int(inputs.min()), int(inputs.max()))
+
+
 def check_batch_norm_inputs(name: str, normalized: list, batch_size: int,
                             bn_batch_size: int = 0) -> None:
     """A BatchNorm whose statistics are over one value per feature (after a dense layer at
@@ -613,8 +650,10 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     # evaluation: what would otherwise fail at the first compile with Flax's bare error.
     batch = jax.ShapeDtypeStruct((batch_size,) + inputs.shape[1:], inputs.dtype)
     normalized = []  # (layer, input shape, values per statistic) of BatchNorm in training
+    numeric = []  # layers computing with integer inputs' values
     try:
-        with nn.intercept_methods(_batch_norm_recorder(normalized)):
+        with nn.intercept_methods(_batch_norm_recorder(normalized)), \
+                nn.intercept_methods(_integer_input_recorder(numeric)):
             jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
                                                     rngs={"dropout": jax.random.key(0)},
                                                     mutable=["batch_stats"]), variables, batch)
@@ -624,6 +663,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
     check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
+    check_integer_features(name, numeric, dataset)
     check_weight_decay(name, variables.get("params", {}), weight_decay, weight_decay_key)
     check_batch_norm_inputs(name, normalized, batch_size, bn_batch_size)
     if steps_before_metric is not None:
