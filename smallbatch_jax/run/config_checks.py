@@ -306,11 +306,12 @@ def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size:
 INITIAL_EXAMPLES = 64
 
 
-def initial_outputs(model, dataset: DatasetLike):
+def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = None):
     """The freshly initialized model's outputs (train=False, as NumPy) on a few training
     examples as the step gives them, standardized: the first INITIAL_EXAMPLES and, for token
     ids, those holding the largest and the smallest id. None for a streamed data set (its
-    examples are not at hand here)."""
+    examples are not at hand here). `layer_inputs`: a list to append (layer, its input) to
+    for every VALUE_LAYERS call, in the order of the calls."""
     inputs = getattr(dataset, "train_images", None)
     if inputs is None:
         return None
@@ -322,8 +323,78 @@ def initial_outputs(model, dataset: DatasetLike):
     if dataset.mean is not None:
         x = (x - dataset.mean) / dataset.std  # as the step gives them (engine/step.py)
     key = jax.random.key(0)
-    outputs = model.apply(model.init(key, x, train=False), x, train=False)
+    variables = model.init(key, x, train=False)
+    with nn.intercept_methods(_value_layer_recorder(
+            [] if layer_inputs is None else layer_inputs)):
+        outputs = model.apply(variables, x, train=False)
     return jax.tree.map(lambda o: np.asarray(o, np.float64), outputs)
+
+
+# Layers that compute with their input's values: an integer input there is a number, not an
+# id (nn.Embed looks ids up).
+VALUE_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.ConvLocal, nn.Einsum)
+
+
+def _value_layer_recorder(found: list):
+    """A Flax method interceptor appending (layer path, input) for every VALUE_LAYERS call."""
+    def record(call, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and isinstance(module, VALUE_LAYERS):
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            found.append(("/".join(map(str, module.path)) or type(module).__name__, x))
+        return call(*args, **kwargs)
+    return record
+
+
+# A first layer's inputs whose spread is this many times the standardized inputs' (or its
+# inverse) were rescaled by the model itself (`check_first_layer_scale`).
+RESCALED = 10.0
+
+
+def check_first_layer_scale(layer_inputs: list, dataset: DatasetLike, name: str) -> None:
+    """Inputs reach a model standardized (std 1 per channel or feature); a model that
+    rescales them itself, as written for raw pixels (x / 255), trains on inputs hundreds of
+    times smaller than intended: a user CNN on digits' gray levels 0–255 ended at 0.1385
+    accuracy at every m and η̃, one class predicted throughout, where without its x / 255 it
+    reached 0.874, and the report recommended the grid's smallest η̃ as if it had learned.
+    Warned of where the first dense or convolutional layer's input spread differs from the
+    standardized inputs' by RESCALED× or more."""
+    if dataset.mean is None or dataset.input_kind == "tokens" or not layer_inputs:
+        return
+    layer, x = layer_inputs[0]
+    if not hasattr(x, "dtype") or not jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        return
+    spread = float(np.std(np.asarray(x, np.float64)))
+    if 1 / RESCALED < spread < RESCALED or spread == 0:
+        return
+    logging.warning(
+        "model %s: its first layer, %s, receives inputs of standard deviation %.3g, though "
+        "the inputs reach the model standardized (std 1 per %s): does the model rescale them "
+        "itself (x / 255, a normalization of its own)? It then trains on inputs %.3g× %s "
+        "than standardized ones, and every answer is that model's. Drop its rescaling, or "
+        "pass config.standardize=False to give it the raw values", name, layer, spread,
+        "channel" if dataset.input_kind == "images" else "feature",
+        1 / spread if spread < 1 else spread, "smaller" if spread < 1 else "larger")
+
+
+def check_integer_features(name: str, layer_inputs: list, dataset: DatasetLike) -> None:
+    """Integer inputs that are not images are token ids, passed as they are (data/dataset.py:
+    check_token_ids says so at INFO, which Python does not show). Numeric features stored
+    as integers (a DataFrame's counts, ages, amounts) then reach the model's first dense
+    layer unstandardized: on ages, incomes and hours (up to 150,000) every lane of a user
+    MLP diverged, and the report asked for a smaller η̃. `layer_inputs`: (layer, input) of
+    the model's VALUE_LAYERS calls (initial_outputs); an nn.Embed's lookup is none of them."""
+    layers = [layer for layer, x in layer_inputs if hasattr(x, "dtype")
+              and jax.numpy.issubdtype(x.dtype, jax.numpy.integer)]
+    if not layers or dataset.input_kind != "tokens":
+        return
+    inputs = dataset.train_images
+    logging.warning(
+        "model %s: its layer %s computes with the integer inputs themselves (shape %s, values "
+        "%d … %d), which are taken as token ids and passed unstandardized. If they are "
+        "numeric features (counts, ages, amounts), pass x.astype(np.float32) to have them "
+        "standardized; token ids go through an nn.Embed", name, layers[0],
+        tuple(inputs.shape[1:]), int(inputs.min()), int(inputs.max()))
 
 
 def check_finite_outputs(outputs, dataset: DatasetLike, name: str) -> None:
@@ -515,43 +586,6 @@ def _batch_norm_recorder(found: list):
     return record
 
 
-# Layers that compute with their input's values: an integer input there is a number, not an
-# id (nn.Embed looks ids up).
-VALUE_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.ConvLocal, nn.Einsum)
-
-
-def _integer_input_recorder(found: list):
-    """A Flax method interceptor that appends the path of every VALUE_LAYERS layer called on
-    integer inputs to `found`."""
-    def record(call, args, kwargs, context):
-        module = context.module
-        if context.method_name == "__call__" and isinstance(module, VALUE_LAYERS):
-            x = args[0] if args else next(iter(kwargs.values()), None)
-            if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.integer):
-                found.append("/".join(map(str, module.path)) or type(module).__name__)
-        return call(*args, **kwargs)
-    return record
-
-
-def check_integer_features(name: str, layers: list, dataset: DatasetLike) -> None:
-    """Integer inputs that are not images are token ids, passed as they are (data/dataset.py:
-    check_token_ids says so at INFO, which Python does not show). Numeric features stored
-    as integers (a DataFrame's counts, ages, amounts) then reach the model's first dense
-    layer unstandardized: on ages, incomes and hours (up to 150,000) every lane of a user
-    MLP diverged, and the report asked for a smaller η̃. `layers`: the VALUE_LAYERS the
-    integer inputs reached as numbers (_integer_input_recorder); none where an nn.Embed
-    looks them up."""
-    if not layers or dataset.input_kind != "tokens":
-        return
-    inputs = dataset.train_images
-    logging.warning(
-        "model %s: its layer %s computes with the integer inputs themselves (shape %s, values "
-        "%d … %d), which are taken as token ids and passed unstandardized. If they are "
-        "numeric features (counts, ages, amounts), pass x.astype(np.float32) to have them "
-        "standardized; token ids go through an nn.Embed", name, layers[0],
-        tuple(inputs.shape[1:]), int(inputs.min()), int(inputs.max()))
-
-
 def check_batch_norm_inputs(name: str, normalized: list, batch_size: int,
                             bn_batch_size: int = 0) -> None:
     """A BatchNorm whose statistics are over one value per feature (after a dense layer at
@@ -682,10 +716,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     # evaluation: what would otherwise fail at the first compile with Flax's bare error.
     batch = jax.ShapeDtypeStruct((batch_size,) + inputs.shape[1:], inputs.dtype)
     normalized = []  # (layer, input shape, values per statistic) of BatchNorm in training
-    numeric = []  # layers computing with integer inputs' values
     try:
-        with nn.intercept_methods(_batch_norm_recorder(normalized)), \
-                nn.intercept_methods(_integer_input_recorder(numeric)):
+        with nn.intercept_methods(_batch_norm_recorder(normalized)):
             jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
                                                     rngs={"dropout": jax.random.key(0)},
                                                     mutable=["batch_stats"]), variables, batch)
@@ -695,7 +727,6 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
     check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
-    check_integer_features(name, numeric, dataset)
     check_weight_decay(name, variables.get("params", {}), weight_decay, weight_decay_key)
     check_batch_norm_inputs(name, normalized, batch_size, bn_batch_size)
     if steps_before_metric is not None:
@@ -714,7 +745,10 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             "lanes evaluate deterministically: give nn.Dropout deterministic=not train") from None
     leaves = jax.tree.leaves(batch_outputs)
     output_shape = tuple(leaves[0].shape[1:]) if len(leaves) == 1 else None
-    initial = None if built_in else initial_outputs(model, dataset)
+    first_layers = []  # (layer, input) of the value layers, in the order called
+    initial = None if built_in else initial_outputs(model, dataset, first_layers)
+    check_first_layer_scale(first_layers, dataset, name)
+    check_integer_features(name, first_layers, dataset)
     check_finite_outputs(initial, dataset, name)
     check_outputs_can_take_targets(initial, dataset, name)
     if objective not in OBJECTIVES.values():
