@@ -405,6 +405,9 @@ def test_a_rerun_after_the_model_or_data_changed_is_refused_not_answered_with_ol
     from smallbatch_jax.objectives import majority_class_accuracy
     assert float(rows[0]["baseline_test_metric"]) == pytest.approx(
         majority_class_accuracy(data[1], data[3]))
+    # The best constant prediction on the test split: its own most frequent class.
+    assert float(rows[0]["best_constant_test_metric"]) == pytest.approx(
+        np.bincount(data[3]).max() / len(data[3]))
     recorded = json.load(open(tmp_path / "config.json"))["config"]["fingerprints"]
     assert set(recorded) == {"model", "data", "objective"}
     monkeypatch.setattr(train, "create_run", lambda *a: pytest.fail("trained again"))

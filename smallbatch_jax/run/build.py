@@ -137,6 +137,21 @@ class RunSpec:
         return self.objective.baseline(data.train_labels, data.test_labels)
 
     @property
+    def best_constant(self) -> float:
+        """The best a constant prediction scores on the evaluated split: `baseline`'s fitted
+        to that split's own labels (its most frequent class, its mean target) instead of the
+        training split's. NaN where `baseline` is."""
+        if self.dataset.streamed:
+            return math.nan
+        data = self.dataset
+        if self.objective.baseline is None:
+            if self.output_shape is None:
+                return math.nan
+            return constant_metric(self.objective, data.test_labels, data.test_labels,
+                                   data.label_kind, data.num_classes, self.output_shape)
+        return self.objective.baseline(data.test_labels, data.test_labels)
+
+    @property
     def swept(self) -> str:
         """The swept value's name: η̃, or η for Adam's lr_scaling 'none' (optim.SWEPT_SYMBOL)."""
         return SWEPT_SYMBOL[self.optimizer.scaling]

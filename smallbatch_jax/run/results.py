@@ -10,7 +10,11 @@ measurements from that epoch on, so its metric is NaN whenever it diverged withi
 epochs; `diverged` and `diverged_step` say when. `baseline_test_metric` is the metric a
 constant prediction scores on the same split (objectives.Objective.baseline: the training
 split's most frequent class, or its mean target; blank where not known), the same in every
-row of a run: what a lane must beat to have learned anything from its inputs.
+row of a run; `best_constant_test_metric` is the best a constant prediction scores there,
+fitted to that split's own labels (its most frequent class, its mean target): a model that
+learned nothing and outputs one class throughout can beat the training split's most
+frequent class where the splits' class shares differ, never this. A lane must beat both
+(`constant_bar`) to have learned anything from its inputs.
 `metric_epochs` is how many epochs the median read, `metric_epochs_before_decay` how many of
 them were evaluated before the learning rate's last decay (0 in the paper's 5 of 82: where
 half or more were, the median can be a mid-training score, config_checks.check_metric_window).
@@ -36,7 +40,7 @@ SUMMARY_FIELDS = (
     "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
     "steps",
     "median_test_metric", "metric_epochs", "metric_epochs_before_decay", "final_test_metric",
-    "baseline_test_metric", "final_test_loss",
+    "baseline_test_metric", "best_constant_test_metric", "final_test_loss",
     "final_train_loss",
     "diverged", "diverged_step", "diverged_epoch", "wall_seconds", "compile_seconds",
     "device",
@@ -77,17 +81,29 @@ def evaluated_on(rows: list[dict]) -> str:
     return found.pop() if found else "test"
 
 
-def baseline_of(rows: list[dict]) -> float:
+def baseline_of(rows: list[dict], column: str = "baseline_test_metric") -> float:
     """The metric of a constant prediction on the split results rows were evaluated on
-    (`baseline_test_metric`); NaN where the rows do not say (an objective without one, rows
-    from before the column) or say different things (tables of other data merged)."""
+    (`baseline_test_metric`, or `column`); NaN where the rows do not say (an objective
+    without one, rows from before the column) or say different things (tables of other data
+    merged)."""
     found = set()
     for row in rows:
-        value = row.get("baseline_test_metric")
+        value = row.get(column)
         found.add(math.nan if value in (None, "") else float(value))
     if len(found) != 1 or any(math.isnan(v) for v in found):
         return math.nan
     return found.pop()
+
+
+def constant_bar(rows: list[dict]) -> float:
+    """What a lane must beat to have learned anything from its inputs: the better of the
+    rows' baseline and the best constant prediction fitted to the evaluated split
+    (`best_constant_test_metric`; the baseline alone in rows from before that column); NaN
+    where neither is known."""
+    metric = metric_of(rows)
+    known = [v for v in (baseline_of(rows), baseline_of(rows, "best_constant_test_metric"))
+             if not math.isnan(v)]
+    return metric.best(known) if known else math.nan
 
 
 def baseline_text(rows: list[dict]) -> str:
@@ -101,7 +117,13 @@ def baseline_text(rows: list[dict]) -> str:
             "mse": "always predicting the training split's mean target"}.get(
                 metric.name, "a constant prediction (the training split's class frequencies, "
                 "or its mean target)")
-    return f"{what} scores {metric.name} {baseline:.4f} on the {evaluated_on(rows)} split"
+    split = evaluated_on(rows)
+    text = f"{what} scores {metric.name} {baseline:.4f} on the {split} split"
+    bar = constant_bar(rows)
+    if bar != baseline:
+        text += (f", and the best constant prediction there (fitted to the {split} split's own "
+                 f"labels) {bar:.4f}")
+    return text
 
 
 def split_of(row: dict) -> str:
@@ -122,14 +144,16 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
               optimizer: Optimizer = Optimizer(),
               objective: Objective = CLASSIFICATION,
               evaluated_on: str = "test", baseline: float = math.nan,
-              device: str = "", epochs_before_decay: int = 0) -> list[dict]:
+              best_constant: float = math.nan, device: str = "",
+              epochs_before_decay: int = 0) -> list[dict]:
     """One row per lane (see SUMMARY_FIELDS). `wall_seconds`: the run's time (all
     lanes together, evaluation included, its set-up, tuning and compilation too), of which
     `compile_seconds` was compiling (run/compile_time.py: measured, not inferred). `lr` is η
     (optim.Optimizer.learning_rate); `momentum` is μ (blank for Adam); `beta1`, `beta2` and
     `epsilon` are Adam's (blank for SGD); `evaluated_on`: the split the run evaluated on
     (data/dataset.py: EVALUATION_SPLITS); `baseline`: a constant prediction's metric there
-    (NaN: not known, written blank); `device`: what the times were measured on
+    (NaN: not known, written blank), `best_constant` the best one fitted to that split's
+    labels (the same); `device`: what the times were measured on
     (run/provenance.py: device_name); `metric_epochs`: how many epochs the median read
     (`last_epochs`, or every epoch of a shorter run), `epochs_before_decay` of them evaluated
     before the learning rate's last decay (optim.epochs_before_last_decay; 0 in the paper's
@@ -170,6 +194,7 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "metric_epochs_before_decay": epochs_before_decay,
             "final_test_metric": float(metric[-1, lane]),
             "baseline_test_metric": "" if math.isnan(baseline) else baseline,
+            "best_constant_test_metric": "" if math.isnan(best_constant) else best_constant,
             "final_test_loss": float(history.test_loss[-1][lane]),
             "final_train_loss": float(history.train_loss[-1][lane]),
             "diverged": step >= 0,
@@ -366,9 +391,9 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
              + ("" if evaluated_on(rows) == "test" else
                 "   (on the validation split held out of the training set)")]
     base_lrs = [lr_text(float(r["base_lr"])) for r in rows]
-    baseline, baseline_words = baseline_of(rows), baseline_text(rows)
+    baseline_words = baseline_text(rows)
     best = metric.best([r["median_test_metric"] for r in rows])
-    beaten = metric.beats(best, baseline)
+    beaten = metric.beats(best, constant_bar(rows))
     for r, base_lr in zip(rows, base_lrs):
         marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"

@@ -119,7 +119,8 @@ def _train(spec: RunSpec, directory: RunDirectory, checkpoints: RunCheckpoints) 
         compile_seconds=outputs.compile_seconds(),
         model=spec.model.name, dataset=spec.dataset_name, optimizer=spec.optimizer,
         objective=spec.objective, evaluated_on=spec.dataset.evaluated_on,
-        baseline=spec.baseline, device=device_name(plan.devices),
+        baseline=spec.baseline, best_constant=spec.best_constant,
+        device=device_name(plan.devices),
         epochs_before_decay=epochs_before_last_decay(
             epochs, spec.schedule.last_epochs, source.steps_per_epoch, spec.decay_points,
             spec.decay_factor)[0])

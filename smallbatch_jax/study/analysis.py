@@ -37,7 +37,7 @@ import numpy as np
 from smallbatch_jax.objectives import ACCURACY, Metric
 from smallbatch_jax.optim import median_reads_mid_training
 from smallbatch_jax.run.results import (HYPERPARAMETER_COLUMNS, baseline_of, baseline_text,
-                                        evaluated_on, lr_text, metric_of)
+                                        constant_bar, evaluated_on, lr_text, metric_of)
 
 ALPHA = 0.05  # the significance level of `within_noise`
 # Seeds per point a test of "within noise" needs: with 2 seeds per point Welch's test has
@@ -403,9 +403,9 @@ def best_per_batch_size(accuracies: dict) -> dict[int, tuple[float, float]]:
 
 def batch_sizes_at_baseline(rows) -> list[int]:
     """The m whose best score (at their best η̃) does not beat a constant prediction
-    (results.baseline_of; none where that is not known) though some lane trained: nothing
+    (results.constant_bar; none where that is not known) though some lane trained: nothing
     was learned from the inputs there."""
-    baseline, metric = baseline_of(rows), metric_of(rows)
+    baseline, metric = constant_bar(rows), metric_of(rows)
     if math.isnan(baseline):
         return []
     return [m for m, (_, score) in best_per_batch_size(metric_table(rows)).items()
@@ -628,7 +628,7 @@ def summary_markdown(rows, tolerance: float, title: str = "Batch-size sweep",
         lines += [f"Best: m = {best_m}, η̃ = {lr_text(lr)}, {name} {acc:.4f}{spread} "
                   f"({words}).", ""]
         if baseline_text(rows):
-            beaten = accuracies.ranking.beats(acc, accuracies.baseline)
+            beaten = accuracies.ranking.beats(acc, constant_bar(rows))
             lines += [f"Baseline: {baseline_text(rows)}" + (
                 "." if beaten else ": **not beaten by any setting**; on this split the runs "
                 "are not told apart from a constant output, and their ranking is noise."), ""]

@@ -19,7 +19,7 @@ import numpy as np
 
 from smallbatch_jax.run.directory import SweepDirectory
 from smallbatch_jax.run.results import (HYPERPARAMETER_COLUMNS, baseline_of, baseline_text,
-                                        evaluated_on, lr_text, metric_of)
+                                        constant_bar, evaluated_on, lr_text, metric_of)
 from smallbatch_jax.study import analysis, steps_to_target
 from smallbatch_jax.study.analysis import (ALPHA, best_of, best_per_batch_size, format_lrs,
                                            metric_table, optima_at_the_edge, reliable_ranges,
@@ -611,10 +611,10 @@ def _best_point(rows) -> tuple[int, float, float] | None:
 
 
 def above_baseline(rows, score: float) -> bool:
-    """Whether `score` beats the rows' constant prediction (results.baseline_of; True where
+    """Whether `score` beats the rows' constant prediction (results.constant_bar; True where
     that is not known): a study whose best does not beat it learned nothing from its inputs
     that a constant output would not give, and its ranking of m is a ranking of noise."""
-    baseline = baseline_of(rows)
+    baseline = constant_bar(rows)
     return math.isnan(baseline) or metric_of(rows).beats(score, baseline)
 
 
@@ -626,11 +626,11 @@ def _baseline_lines(rows, best: tuple[int, float, float], alpha: float) -> list[
     if not text:
         return []
     best_m, best_lr, score = best
-    metric, baseline = metric_of(rows), baseline_of(rows)
+    metric, baseline = metric_of(rows), constant_bar(rows)
     if metric.name == "accuracy" and baseline >= 1.0:
         return [f"**The evaluation cannot tell settings apart**: {text}: the "
-                f"{evaluated_on(rows)} split holds only the training split's most frequent "
-                "class, so a constant prediction is perfect there and no setting can beat it: "
+                f"{evaluated_on(rows)} split holds only one class, so a constant prediction "
+                "is perfect there and no setting can beat it: "
                 "no recommendation. Evaluate on a split that holds every class.", ""]
     if not metric.beats(score, baseline):
         return [f"**No setting beat a constant prediction**: {text}, and the best of this "

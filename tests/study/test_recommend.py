@@ -525,6 +525,38 @@ def test_points_tied_at_the_best_are_named_and_the_choice_among_them_said_to_be_
     assert "tie at the best" not in recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02)
 
 
+def test_a_constant_prediction_of_another_class_than_the_training_majority_is_no_learning():
+    """Training and test splits with other class shares (the training split's most frequent
+    class 30% of the test split, another 50% of it): a model that learned nothing and
+    outputs that other class throughout scores 0.50, above the training majority's 0.30,
+    and was recommended. The best constant prediction fitted to the test split's labels is
+    the bar (`best_constant_test_metric`); rows from before that column keep the baseline."""
+    from smallbatch_jax.run import results
+    from smallbatch_jax.study.analysis import summary_markdown
+
+    dead = _rows({8: {-10: 0.5, -8: 0.5}, 32: {-10: 0.5, -8: 0.48}}, seeds=(0.0, 0.0, 0.0),
+                 baseline_test_metric="0.3", best_constant_test_metric="0.5")
+    assert results.constant_bar(dead) == 0.5
+    text = recommend.recommendation_markdown(dead, {}, 0.0, 0.02)
+    assert ("**No setting beat a constant prediction**: always predicting the training "
+            "split's most frequent class scores accuracy 0.3000 on the test split, and the best "
+            "constant prediction there (fitted to the test split's own labels) 0.5000, and the "
+            "best of this sweep (m = 8, η̃ = 2^-10) scores 0.5000") in text
+    assert recommend.recommended_point(dead) is None
+    assert "**not beaten by any setting**" in summary_markdown(dead, 0.02)
+    learned = _rows({8: {-10: 0.8, -8: 0.5}, 32: {-10: 0.5, -8: 0.48}}, seeds=(0.0, 0.0, 0.0),
+                    baseline_test_metric="0.3", best_constant_test_metric="0.5")
+    assert recommend.recommended_point(learned) == (8, 2.0**-10)
+    assert "At m = 32 no η̃ beat the baseline" in summary_markdown(learned, 0.02)
+    # An error: the lower of the two is the bar; without the column, the baseline.
+    mse = _rows({8: {-10: 0.9}}, seeds=(0.0,), metric="mse", higher_is_better="False",
+                baseline_test_metric="1.0", best_constant_test_metric="0.8")
+    assert results.constant_bar(mse) == 0.8
+    assert recommend.recommended_point(mse) is None
+    old = _rows({8: {-10: 0.5}}, seeds=(0.0,), baseline_test_metric="0.3")
+    assert results.constant_bar(old) == 0.3 and recommend.recommended_point(old) == (8, 2.0**-10)
+
+
 def test_a_study_that_does_not_beat_a_constant_prediction_recommends_nothing():
     """Imbalanced classes (90% of one) and a model that learned nothing: every lane predicts
     the majority class, and the ranking of m and η̃ is a ranking of noise. It was recommended
