@@ -126,30 +126,28 @@ class RunSpec:
         the training split's most frequent class, or its mean target; a user's objective's
         metric of the training split's class frequencies or mean target, where its outputs
         can be built); NaN where not known, or for streamed data (labels not held)."""
-        if self.dataset.streamed:
-            return math.nan
-        data = self.dataset
-        if self.objective.baseline is None:  # a user's: its metric of objectives.constant_outputs
-            if self.output_shape is None:
-                return math.nan
-            return constant_metric(self.objective, data.train_labels, data.test_labels,
-                                   data.label_kind, data.num_classes, self.output_shape)
-        return self.objective.baseline(data.train_labels, data.test_labels)
+        return self._constant_prediction("train_labels")
 
     @property
     def best_constant(self) -> float:
         """The best a constant prediction scores on the evaluated split: `baseline`'s fitted
         to that split's own labels (its most frequent class, its mean target) instead of the
         training split's. NaN where `baseline` is."""
-        if self.dataset.streamed:
-            return math.nan
+        return self._constant_prediction("test_labels")
+
+    def _constant_prediction(self, fitted_to: str) -> float:
+        """The evaluated split's metric of a constant prediction fitted to the data set's
+        labels `fitted_to` ('train_labels' or 'test_labels': the evaluated split's)."""
         data = self.dataset
-        if self.objective.baseline is None:
+        if data.streamed:
+            return math.nan
+        labels = getattr(data, fitted_to)
+        if self.objective.baseline is None:  # a user's: its metric of objectives.constant_outputs
             if self.output_shape is None:
                 return math.nan
-            return constant_metric(self.objective, data.test_labels, data.test_labels,
-                                   data.label_kind, data.num_classes, self.output_shape)
-        return self.objective.baseline(data.test_labels, data.test_labels)
+            return constant_metric(self.objective, labels, data.test_labels, data.label_kind,
+                                   data.num_classes, self.output_shape)
+        return self.objective.baseline(labels, data.test_labels)
 
     @property
     def swept(self) -> str:
@@ -288,7 +286,8 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     # (The metric reads the last `last_epochs` epochs' evaluations: the first of them follows
     # this many steps.)
     first_read = config.epochs - min(config.last_epochs, config.epochs) + 1
-    grid = lane_grid(config)
+    recorded = as_json(config) | fingerprints(config, dataset, model, objective, built)
+    optimizer, grid = optimizer_of(config), lane_grid(config)
     decays = {lane["weight_decay"] for lane in grid.settings()}
     decay_key = ("sweep.points" if "weight_decay" in grid.point_names else "sweep.weight_decay"
                  if len(decays) > 1 else "weight_decay")
@@ -301,11 +300,11 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
     check_metric_window(config, dataset.num_train // config.batch_size)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(
-        config=as_json(config) | fingerprints(config, dataset, model, objective, built),
+        config=recorded,
         dataset_name=config.dataset,
         dataset=dataset,
         objective=objective,
-        optimizer=optimizer_of(config),
+        optimizer=optimizer,
         model=recipe,
         batch_size=config.batch_size,
         eval_batch_size=min(config.eval_batch_size, dataset.num_test),

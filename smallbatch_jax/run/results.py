@@ -391,9 +391,9 @@ def format_table(rows: list[dict], last_epochs: int) -> str:
              + ("" if evaluated_on(rows) == "test" else
                 "   (on the validation split held out of the training set)")]
     base_lrs = [lr_text(float(r["base_lr"])) for r in rows]
-    baseline_words = baseline_text(rows)
+    baseline_words, bar = baseline_text(rows), constant_bar(rows)
     best = metric.best([r["median_test_metric"] for r in rows])
-    beaten = metric.beats(best, constant_bar(rows))
+    beaten = metric.beats(best, bar)
     for r, base_lr in zip(rows, base_lrs):
         marker = " *" if r["median_test_metric"] == best else ""
         diverged = f"step {r['diverged_step']}" if r["diverged"] else "-"
