@@ -428,8 +428,10 @@ def check_outputs_can_take_targets(outputs, dataset: DatasetLike, name: str) -> 
     outputs = jax.tree.leaves(outputs)[0]
     learned = dataset.scaled_targets(dataset.train_labels)
     negative = float(np.mean(learned < 0))
-    for sign, one_sided, share in (("≥", (outputs >= 0).all(), negative),
-                                   ("≤", (outputs <= 0).all(), float(np.mean(learned > 0)))):
+    # (Outputs all 0, a head initialized at zero, say nothing of the sign it can take.)
+    for sign, one_sided, share in (
+            ("≥", (outputs >= 0).all() and (outputs > 0).any(), negative),
+            ("≤", (outputs <= 0).all() and (outputs < 0).any(), float(np.mean(learned > 0)))):
         if one_sided and share > 0:
             raise ValueError(
                 f"model {name}: its outputs are all {sign} 0 at initialization on "

@@ -448,6 +448,15 @@ def test_a_regression_head_that_cannot_reach_standardized_targets_is_refused(tmp
     check_model(MLP(outputs=1), data, REGRESSION, "mine", 4, built_in=False)  # no activation
     raw = dataclasses.replace(REGRESSION, scaled_targets=False)  # the targets in their units
     check_model(PositiveHead(), data.raw_targets(), raw, "mine", 4, built_in=False)
+    check_model(ZeroHead(), data, REGRESSION, "mine", 4, built_in=False)  # all 0: no sign
+
+
+class ZeroHead(nn.Module):
+    """A last layer initialized at zero (a common start): every initial output is 0."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(1, kernel_init=nn.initializers.zeros)(nn.relu(nn.Dense(16)(x)))
 
 
 class RescalingCNN(nn.Module):
