@@ -492,3 +492,20 @@ def test_a_model_that_rescales_its_standardized_inputs_is_named(caplog):
         checked(CNN(), data)
         checked(RescalingCNN(), data.unstandardized())  # raw values, as it was written for
     assert "first layer" not in caplog.text
+
+
+def test_a_batch_statistic_broadcast_to_every_example_is_refused(tmp_path):
+    """A batch's accuracy broadcast to each example passes the shape test ((batch,)) but is
+    summed over the test set with the last batch's padding masked out: a user MLP on digits
+    (m = 16, 3 epochs, evaluation batches of 256 over 397 test examples) reported 0.7505 where
+    its accuracy was 0.8942."""
+    import jax.numpy as jnp
+
+    batch_accuracy = lambda out, y: jnp.full(y.shape, jnp.mean(jnp.argmax(out, -1) == y))
+    objective = sbj.Objective(sbj.CLASSIFICATION.loss, batch_accuracy)
+    with pytest.raises(ValueError, match=(
+            r"the objective's metric \('accuracy'\) gives all 100 training examples the same "
+            r"value, .* a statistic of the whole batch broadcast to each example\?")):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=_data(),
+                         objective=objective)
+    assert not (tmp_path / "run").exists()
