@@ -491,3 +491,23 @@ def test_a_users_own_validation_split_is_evaluated_on_and_trained_on_at_zero(tmp
     assert {(r["evaluated_on"], r["steps"]) for r in held} == {("validation", 300 // 16)}
     whole = sbj.run_lr_sweep(_config(epochs=1), str(tmp_path / "whole"), model=MLP(), data=data)
     assert {(r["evaluated_on"], r["steps"]) for r in whole} == {("test", 400 // 16)}
+
+
+def test_a_process_in_jax_64_bit_mode_trains_the_same_lanes(tmp_path):
+    """A notebook with jax_enable_x64 on (common in scientific code) failed in the first
+    epoch: the lanes' divergence step, int32 in the state, came back int64 from the step
+    ("the input carry component ... has type int32[1] but the corresponding output carry
+    component has type int64[1]"). The same run now trains, to the same numbers (a model
+    without dropout: Flax draws dropout masks from 64-bit uniforms there, another stream)."""
+    import jax
+
+    class Dense(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(3)(nn.relu(nn.Dense(32)(x)))
+
+    data = _features(n=300)
+    plain = sbj.run_lr_sweep(_config(), str(tmp_path / "x32"), model=Dense(), data=data)
+    with jax.enable_x64(True):
+        wide = sbj.run_lr_sweep(_config(), str(tmp_path / "x64"), model=Dense(), data=data)
+    assert [r["final_train_loss"] for r in wide] == [r["final_train_loss"] for r in plain]

@@ -238,7 +238,9 @@ class LaneStep:
             batch_stats=jax.tree.map(keep_old, lane.batch_stats, batch_stats),
             opt_state=jax.tree.map(keep_old, lane.opt_state, opt_state),
             diverged=frozen,
-            diverged_step=jnp.where(frozen & ~lane.diverged, step, lane.diverged_step),
+            # (int32 as carried: under jax_enable_x64 the step is int64.)
+            diverged_step=jnp.where(frozen & ~lane.diverged, step, lane.diverged_step).astype(
+                jnp.int32),
             loss_limit=lane.loss_limit,
         )
         return lane, loss
