@@ -726,6 +726,13 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             lambda x: model.init_with_output(jax.random.key(0), x, train=False), inputs)
     except Exception as error:  # noqa: BLE001 – whatever the model raised on this shape
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        if isinstance(error, TypeError) and "argument 'train'" in first:
+            # (nn.Sequential hands every keyword to its first layer.)
+            raise ValueError(
+                f"model {name} passes `train` on to a layer that does not take it ({first}): "
+                "the lanes call it as model.apply(variables, x, train=True/False), and an "
+                "nn.Sequential hands that to its first layer. Wrap it in a module whose "
+                "__call__(self, x, train) calls the sequence on x") from error
         raise ValueError(f"model {name} cannot take {dataset.name}'s inputs of shape "
                          f"{tuple(dataset.image_shape)} per example ({dataset.input_kind}; "
                          f"{type(error).__name__}: {first}). Give a model for these inputs "
