@@ -783,6 +783,12 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
         check_objective(objective, batch_outputs, dataset, batch_size)
         check_directions(objective, batch_outputs, dataset)
         return output_shape
+    if not isinstance(outputs, jax.ShapeDtypeStruct):
+        # (One array in a dict or tuple passed the width check, then failed in the loss.)
+        raise ValueError(
+            f"model {name} returns a {type(outputs).__name__} of "
+            f"{jax.tree.map(lambda o: o.shape, outputs)}; the built-in objectives take one "
+            "array of outputs: return it alone, or give your own objective for these outputs")
     outputs = jax.tree.leaves(outputs)
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
     if dataset.label_kind == "classes":

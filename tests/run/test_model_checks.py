@@ -41,6 +41,12 @@ class BatchStatisticsAlways(nn.Module):
         return nn.Dense(4)(nn.BatchNorm(use_running_average=False)(nn.Dense(8)(x)))
 
 
+class DictOutputs(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        return {"logits": nn.Dense(4)(x)}
+
+
 class CNN(nn.Module):
     @nn.compact
     def __call__(self, x, train):
@@ -78,11 +84,14 @@ def _config(**overrides):
      r"draws from a random stream the lanes do not give.*\"noise\".*self.make_rng\('dropout'\)"),
     (BatchStatisticsAlways(), _data(),
      r"updates its variables when evaluated.*use_running_average=not train"),
+    (DictOutputs(), _data(), r"returns a dict of \{'logits': \(2, 4\)\}; the built-in "
+                             r"objectives take one array of outputs"),
     (nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)]), _data(),
      r"passes `train` on to a layer that does not take it \(.*'train'\).*"
      r"nn.Sequential hands that to its first layer. Wrap it"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
-        "labels-from-1", "own-random-stream", "batch-statistics-in-evaluation", "a-sequential"])
+        "labels-from-1", "own-random-stream", "batch-statistics-in-evaluation", "dict-outputs",
+        "a-sequential"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
     objective = "regression" if data[1].dtype == np.float32 else None
