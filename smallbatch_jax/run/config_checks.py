@@ -510,8 +510,9 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     worst settings, under the name "accuracy", without an error; a log-likelihood given as
     the loss without its minus sign trains away from the data at every η̃. The perfect
     prediction: the targets themselves (outputs shaped like them; standardized for the
-    loss where the model learns them so) or logits of 10 on the labelled class ((batch,
-    classes) outputs); the constant one: objectives.constant_outputs (the training split's
+    loss where the model learns them so) or logits that give the labelled class probability
+    0.9 ((batch, classes) outputs: confident, not certain, so that a label-smoothed loss
+    still prefers them); the constant one: objectives.constant_outputs (the training split's
     class frequencies, or its mean target). Other outputs (a single logit for two classes, a
     mean and a variance per target) are not checked."""
     if objective.metric_name == "accuracy" and not objective.higher_is_better:
@@ -530,7 +531,9 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
                                     shape, len(y))
         if constant is None:
             return None, None
-        perfect = (10.0 * np.eye(dataset.num_classes)[y] if classes
+        # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
+        confident = math.log(9 * max(dataset.num_classes - 1, 1))
+        perfect = (confident * np.eye(dataset.num_classes)[y] if classes
                    else np.asarray(y, np.float64).reshape((len(y),) + shape))
         return perfect, constant
 

@@ -352,11 +352,11 @@ def _log_likelihood(logits, labels):
      r"best. Give the Objective higher_is_better=False"),
     (sbj.Objective(sbj.CLASSIFICATION.loss, _log_likelihood, "log-likelihood", False), False,
      r"metric \('log-likelihood', higher_is_better=False\) scores a perfect prediction "
-     r"-0.0001364 and a constant one -1.371 on 100 training examples: lower is worse for it"),
+     r"-0.1054 and a constant one -1.371 on 100 training examples: lower is worse for it"),
     (sbj.Objective(sbj.REGRESSION.loss, _mae, higher_is_better=False, labels="targets"), True,
      r"named 'accuracy' with higher_is_better=False"),
     (sbj.Objective(_log_likelihood, sbj.CLASSIFICATION.metric), False,
-     r"the objective's loss is -0.0001364 for a perfect prediction and -1.371 for a constant "
+     r"the objective's loss is -0.1054 for a perfect prediction and -1.371 for a constant "
      r"one on 100 training examples: the lanes minimize it, and would train away from the "
      r"data \(a log-likelihood or an accuracy needs its sign turned"),
     (sbj.Objective(lambda out, t: -_mae(out, t), _mae, "mae", False, "targets",
@@ -397,7 +397,11 @@ def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
              classes, 4),
             (sbj.Objective(sbj.REGRESSION.loss, _mae, "mae", False, "targets"), targets, 1),
             (sbj.Objective(lambda o, t: optax.sigmoid_binary_cross_entropy(o[:, 0], t),
-                           lambda o, t: jnp.abs(o[:, 0] - t)), classes, 1)]:
+                           lambda o, t: jnp.abs(o[:, 0] - t)), classes, 1),
+            # Label smoothing of 0.5 (a confident prediction's loss is not near 0 there).
+            (sbj.Objective(lambda o, t: optax.softmax_cross_entropy(
+                o, optax.smooth_labels(jax.nn.one_hot(t, 4), 0.5)), sbj.CLASSIFICATION.metric),
+             classes, 4)]:
         check_directions(objective, shaped(width), data)
 
 
