@@ -553,26 +553,29 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
             "train away from the data (a log-likelihood or an accuracy needs its sign "
             "turned: return its negative)")
     perfect, constant = predictions(y, labels)
-    # A statistic of the whole batch broadcast to each example (an AUC, the batch's accuracy)
-    # passes check_objective's shape test, but the lanes sum per-example values over the test
-    # set, its last batch's padding masked out: the padding's predictions enter it, and a
-    # statistic that is no mean of per-example values is read as one.
-    varied = np.random.default_rng(0).normal(size=perfect.shape) + (0 if classes else constant)
-    values = np.asarray(objective.metric(jax.numpy.asarray(varied, jax.numpy.float32),
-                                         jax.numpy.asarray(y)), np.float64).ravel()
-    if len(values) == len(y) and np.ptp(values) == 0 and len(np.unique(y, axis=0)) > 1:
-        raise ValueError(
-            f"the objective's metric ({objective.metric_name!r}) gives all {len(y)} training "
-            f"examples the same value, {values[0]:.4g}, for a prediction that is right on some "
-            "and wrong on others: a statistic of the whole batch broadcast to each example? "
-            "The lanes average per-example values over the test set, its last batch's "
-            "padding masked out, so a batch statistic would be counted wrongly. Return one "
-            "value per example (e.g. (jnp.argmax(outputs, -1) == labels).astype(jnp.float32)); "
-            "a statistic that is not a mean over examples (an AUC, an F1 score) cannot be the "
-            "metric")
     best, flat = mean_of(objective.metric, perfect, y), mean_of(objective.metric, constant, y)
     if not (math.isfinite(best) and math.isfinite(flat)) or best == flat:
         return
+    # A statistic of the whole batch broadcast to each example (an AUC, the batch's accuracy)
+    # passes check_objective's shape test, but the lanes sum per-example values over the test
+    # set, its last batch's padding masked out: the padding's predictions enter it, and a
+    # statistic that is no mean of per-example values is read as one. A metric that tells
+    # the perfect prediction from the constant one on average, but gives one value to every
+    # example of a prediction perfect on half of them and constant on the rest, is one.
+    half = (np.arange(len(y)) % 2 == 0).reshape((-1,) + (1,) * (perfect.ndim - 1))
+    varied = np.where(half, perfect, constant)
+    values = np.asarray(objective.metric(jax.numpy.asarray(varied, jax.numpy.float32),
+                                         jax.numpy.asarray(y)), np.float64).ravel()
+    if len(values) == len(y) and np.ptp(values) == 0:
+        raise ValueError(
+            f"the objective's metric ({objective.metric_name!r}) gives all {len(y)} training "
+            f"examples the same value, {values[0]:.4g}, for a prediction perfect on half of "
+            "them and constant on the rest: a statistic of the whole batch broadcast to each "
+            "example? The lanes average per-example values over the test set, its last "
+            "batch's padding masked out, so a batch statistic would be counted wrongly. "
+            "Return one value per example (e.g. (jnp.argmax(outputs, -1) == labels).astype("
+            "jnp.float32)); a statistic that is not a mean over examples (an AUC, an F1 score) "
+            "cannot be the metric")
     if (best > flat) != objective.higher_is_better:
         stated = "higher" if objective.higher_is_better else "lower"
         raise ValueError(

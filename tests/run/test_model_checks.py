@@ -398,6 +398,10 @@ def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
             (sbj.Objective(sbj.REGRESSION.loss, _mae, "mae", False, "targets"), targets, 1),
             (sbj.Objective(lambda o, t: optax.sigmoid_binary_cross_entropy(o[:, 0], t),
                            lambda o, t: jnp.abs(o[:, 0] - t)), classes, 1),
+            # A per-example metric that is 0 for most of a noisy prediction's examples.
+            (sbj.Objective(sbj.REGRESSION.loss, lambda o, t: (jnp.abs(o.reshape(t.shape) - t)
+                                                              < 1e-3).astype(jnp.float32),
+                           "within 0.001", True, "targets"), targets, 1),
             # Label smoothing of 0.5 (a confident prediction's loss is not near 0 there).
             (sbj.Objective(lambda o, t: optax.softmax_cross_entropy(
                 o, optax.smooth_labels(jax.nn.one_hot(t, 4), 0.5)), sbj.CLASSIFICATION.metric),
@@ -521,7 +525,8 @@ def test_a_batch_statistic_broadcast_to_every_example_is_refused(tmp_path):
     objective = sbj.Objective(sbj.CLASSIFICATION.loss, batch_accuracy)
     with pytest.raises(ValueError, match=(
             r"the objective's metric \('accuracy'\) gives all 100 training examples the same "
-            r"value, .* a statistic of the whole batch broadcast to each example\?")):
+            r"value, .* for a prediction perfect on half of them and constant on the rest: a "
+            r"statistic of the whole batch broadcast to each example\?")):
         sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=_data(),
                          objective=objective)
     assert not (tmp_path / "run").exists()
