@@ -156,11 +156,18 @@ def constant_metric(objective: Objective, train_labels, eval_labels, label_kind:
     baselines are the same numbers (majority_class_accuracy, mean_target_squared_error)."""
     eval_labels = np.asarray(eval_labels)
     outputs = constant_outputs(train_labels, label_kind, num_classes, output_shape,
-                               len(eval_labels))
+                               CONSTANT_CHUNK)
     if outputs is None or not len(eval_labels):
         return math.nan
-    values = objective.metric(jnp.asarray(outputs, jnp.float32), jnp.asarray(eval_labels))
-    return float(np.mean(np.asarray(values, np.float64)))
+    # A chunk of examples at a time: a vocabulary of 50,000 classes over a test split of
+    # 10,000 would be 2 GB of identical outputs at once.
+    values = [np.asarray(objective.metric(jnp.asarray(outputs[:len(chunk)], jnp.float32),
+                                          jnp.asarray(chunk)), np.float64).ravel()
+              for chunk in np.array_split(eval_labels, -(-len(eval_labels) // CONSTANT_CHUNK))]
+    return float(np.mean(np.concatenate(values)))
+
+
+CONSTANT_CHUNK = 1024  # examples per call of a metric on constant outputs
 
 
 CLASSIFICATION = Objective(softmax_cross_entropy, accuracy, "accuracy", True, "classes",

@@ -533,8 +533,11 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
             return None, None
         # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
         confident = math.log(9 * max(dataset.num_classes - 1, 1))
-        perfect = (confident * np.eye(dataset.num_classes)[y] if classes
-                   else np.asarray(y, np.float64).reshape((len(y),) + shape))
+        if classes:  # (not np.eye(C)[y]: C² values for a vocabulary of C classes)
+            perfect = np.zeros((len(y), dataset.num_classes))
+            perfect[np.arange(len(y)), y] = confident
+        else:
+            perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
         return perfect, constant
 
     mean_of = lambda function, out, y: float(np.mean(np.asarray(function(

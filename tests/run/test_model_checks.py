@@ -530,3 +530,31 @@ def test_a_batch_statistic_broadcast_to_every_example_is_refused(tmp_path):
         sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=_data(),
                          objective=objective)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_objective_checks_of_a_large_vocabulary_stay_small():
+    """Next-token classification over 30,000 classes: the direction check's perfect
+    prediction was np.eye(C)[y] (C² = 900 million values, 7.2 GB) and a user objective's
+    baseline broadcast the constant prediction over the whole test split at once."""
+    import tracemalloc
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.objectives import constant_metric
+    from smallbatch_jax.run.config_checks import check_directions
+
+    classes = 30_000
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = rng.integers(0, classes, 300)
+    y[0] = classes - 1
+    data = make_dataset("tokens", x[:200], y[:200], x[200:], y[200:], num_classes=classes)
+    user = sbj.Objective(sbj.CLASSIFICATION.loss, sbj.CLASSIFICATION.metric)
+    tracemalloc.start()
+    check_directions(user, jax.ShapeDtypeStruct((2, classes), np.float32), data)
+    baseline = constant_metric(user, data.train_labels, data.test_labels, "classes", classes,
+                               (classes,))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 400 * 2**20, peak
+    assert baseline == pytest.approx(np.mean(data.test_labels == np.bincount(
+        data.train_labels, minlength=classes).argmax()))
