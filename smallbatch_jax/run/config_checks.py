@@ -302,8 +302,10 @@ def check_ghost_batch_norm(name: str, variables, batch_size: int, bn_batch_size:
 
 
 # How many training examples a user's model's initial outputs are read on: enough that a head
-# without an output activation gives outputs of both signs (check_outputs_can_take_targets).
+# without an output activation gives outputs of both signs (check_outputs_can_take_targets);
+# fewer (down to 8) where 64 would exceed INITIAL_VALUES input values (224² images: 8).
 INITIAL_EXAMPLES = 64
+INITIAL_VALUES = 2**20
 
 
 def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = None):
@@ -311,11 +313,14 @@ def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = Non
     examples as the step gives them, standardized: the first INITIAL_EXAMPLES and, for token
     ids, those holding the largest and the smallest id. None for a streamed data set (its
     examples are not at hand here). `layer_inputs`: a list to append (layer, its input) to
-    for every VALUE_LAYERS call, in the order of the calls."""
+    for every VALUE_LAYERS call, in the order of the calls (the input itself for the first,
+    its dtype alone for the others: a deep model's activations are not kept)."""
     inputs = getattr(dataset, "train_images", None)
     if inputs is None:
         return None
-    picks = list(range(min(INITIAL_EXAMPLES, len(inputs))))
+    per_example = max(int(np.prod(inputs.shape[1:])), 1)
+    count = min(INITIAL_EXAMPLES, max(8, INITIAL_VALUES // per_example))
+    picks = list(range(min(count, len(inputs))))
     if dataset.input_kind == "tokens":
         flat = inputs.reshape(len(inputs), -1)
         picks += [int(flat.max(axis=1).argmax()), int(flat.min(axis=1).argmin())]
@@ -336,12 +341,15 @@ VALUE_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.ConvLoc
 
 
 def _value_layer_recorder(found: list):
-    """A Flax method interceptor appending (layer path, input) for every VALUE_LAYERS call."""
+    """A Flax method interceptor appending (layer path, input) for every VALUE_LAYERS call: the
+    first call's input, and the dtype alone (a ShapeDtypeStruct) of the others'."""
     def record(call, args, kwargs, context):
         module = context.module
         if context.method_name == "__call__" and isinstance(module, VALUE_LAYERS):
             x = args[0] if args else next(iter(kwargs.values()), None)
-            found.append(("/".join(map(str, module.path)) or type(module).__name__, x))
+            kept = x if not found else (jax.ShapeDtypeStruct((), x.dtype)
+                                        if hasattr(x, "dtype") else None)
+            found.append(("/".join(map(str, module.path)) or type(module).__name__, kept))
         return call(*args, **kwargs)
     return record
 

@@ -512,6 +512,13 @@ def test_a_model_that_rescales_its_standardized_inputs_is_named(caplog):
         checked(CNN(), data)
         checked(RescalingCNN(), data.unstandardized())  # raw values, as it was written for
     assert "first layer" not in caplog.text
+    # What the check keeps of a model's layers: the first one's input, the others' dtypes
+    # (a deep model's activations on 64 examples would be kept whole otherwise).
+    from smallbatch_jax.run.config_checks import initial_outputs
+    found = []
+    initial_outputs(RescalingCNN(), data, found)
+    assert [layer for layer, _ in found] == ["Conv_0", "Dense_0"]
+    assert found[0][1].shape == (30, 6, 6, 1) and found[1][1].shape == ()
 
 
 def test_a_batch_statistic_broadcast_to_every_example_is_refused(tmp_path):
