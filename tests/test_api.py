@@ -498,7 +498,7 @@ def test_a_process_in_jax_64_bit_mode_trains_the_same_lanes(tmp_path):
     epoch: the lanes' divergence step, int32 in the state, came back int64 from the step
     ("the input carry component ... has type int32[1] but the corresponding output carry
     component has type int64[1]"). The same run now trains, to the same numbers (a model
-    without dropout: Flax draws dropout masks from 64-bit uniforms there, another stream)."""
+    without dropout: a dropout model's masks are drawn otherwise in 64-bit mode)."""
     import jax
 
     class Dense(nn.Module):
