@@ -531,7 +531,9 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     if labels is None or len(leaves) != 1:
         return
     shape = tuple(leaves[0].shape[1:])
-    y = np.asarray(labels[:256])
+    # (Spread over the training split: data sorted by class would give its first 256 one
+    # class, where a constant prediction is as good as a perfect one.)
+    y = np.asarray(labels)[np.unique(np.linspace(0, len(labels) - 1, 256).astype(int))]
     classes = dataset.label_kind == "classes"
 
     def predictions(y, train_labels):  # (perfect, constant) outputs for labels y
@@ -539,9 +541,9 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
                                     shape, len(y))
         if constant is None:
             return None, None
-        # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
-        confident = math.log(9 * max(dataset.num_classes - 1, 1))
         if classes:  # (not np.eye(C)[y]: C² values for a vocabulary of C classes)
+            # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
+            confident = math.log(9 * max(dataset.num_classes - 1, 1))
             perfect = np.zeros((len(y), dataset.num_classes))
             perfect[np.arange(len(y)), y] = confident
         else:

@@ -378,6 +378,21 @@ def test_a_metric_ranked_the_wrong_way_is_refused(tmp_path, objective, regressio
     assert not (tmp_path / "run").exists()
 
 
+def test_a_metric_ranked_the_wrong_way_is_found_in_data_sorted_by_class():
+    """Training labels sorted by class (np.concatenate of each class's examples): the first
+    256 were all one class, where a constant prediction scores as a perfect one, and an error
+    metric maximized passed unseen. The examples read are spread over the training split."""
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.config_checks import check_directions
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1200, 4)).astype(np.float32), np.repeat(np.arange(4), 300)
+    data = make_dataset("sorted", x, y, x[::10], y[::10])
+    error = sbj.Objective(sbj.CLASSIFICATION.loss, lambda o, t: (o.argmax(-1) != t) * 1.0)
+    with pytest.raises(ValueError, match=r"higher is worse for it"):
+        check_directions(error, jax.ShapeDtypeStruct((2, 4), np.float32), data)
+
+
 def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
     """Either direction of the metric, either label kind; outputs that cannot be built as a
     perfect prediction (one logit for two classes) are not checked."""
