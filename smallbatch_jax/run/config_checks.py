@@ -685,8 +685,8 @@ def check_weight_decay(name: str, params, weight_decay: float,
     Conv, DenseGeneral, Einsum…). A model whose weights are its own `self.param('w', …)` has
     none, and a λ > 0 then changes nothing: a sweep over λ reads the same at every value
     ("spread over weight_decay 0.0000") and the results record a λ never applied: refused.
-    Weight matrices (2 or more axes) outside the decay beside kernels (an nn.Embed's table, a
-    parameter of the model's own) are named in a warning. `weight_decay`: the largest λ of
+    Weight matrices (2 or more axes, biases aside) outside the decay beside kernels (an
+    nn.Embed's table, a parameter of the model's own) are named in a warning. `weight_decay`: the largest λ of
     the run's lanes, from the config's `key`."""
     if not weight_decay > 0:
         return
@@ -697,8 +697,10 @@ def check_weight_decay(name: str, params, weight_decay: float,
                                       for k in path)
     size = lambda leaf: int(np.prod(leaf.shape))
     kernels = sum(size(leaf) for (_, leaf), d in zip(leaves, decayed) if d)
+    # (A bias is no weight matrix when it has two axes: attention's, (heads, features).)
     left = [(path_text(path), leaf.shape, size(leaf)) for (path, leaf), d in
-            zip(leaves, decayed) if not d and len(leaf.shape) >= 2]
+            zip(leaves, decayed) if not d and len(leaf.shape) >= 2
+            and getattr(path[-1], "key", None) != "bias"]
     listing = lambda found: ", ".join(
         f"{path} ({'×'.join(map(str, shape))})" for path, shape, _ in found[:6]) + (
         ", …" if len(found) > 6 else "")

@@ -285,6 +285,15 @@ class TokenClassifier(nn.Module):
         return nn.Dense(4)(nn.Embed(50, 8)(x).mean(1))
 
 
+class Attention(nn.Module):
+    """Attention's biases have two axes, (heads, features): biases, not weight matrices."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        h = nn.Dense(16)(x)[:, None, :]
+        return nn.Dense(4)((h + nn.SelfAttention(num_heads=2)(h))[:, 0])
+
+
 @pytest.mark.parametrize("key,value", [
     ("weight_decay", 5e-4), ("sweep.weight_decay", (0.0, 0.05)),
     ("sweep.points", ({"weight_decay": 0.0, "warmup": 0.0},
@@ -329,6 +338,7 @@ def test_weights_outside_weight_decay_are_named(caplog):
         check_weight_decay("mine", variables(TokenClassifier(), (6,), "int32")["params"], 0.0)
         check_weight_decay("mine", variables(OwnWeights(), (20,))["params"], 0.0)
         check_weight_decay("mine", variables(MLP(), (20,))["params"], 5e-4)
+        check_weight_decay("mine", variables(Attention(), (20,))["params"], 5e-4)
         for name in MODELS:
             shape = (224, 224, 3) if "50" in name else (32, 32, 3)
             check_weight_decay(name, variables(create_model(name, 10), shape)["params"], 1e-4)
