@@ -308,13 +308,16 @@ INITIAL_EXAMPLES = 64
 INITIAL_VALUES = 2**20
 
 
-def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = None):
+def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = None,
+                    first_half: list | None = None):
     """The freshly initialized model's outputs (train=False, as NumPy) on a few training
     examples as the step gives them, standardized: the first INITIAL_EXAMPLES and, for token
     ids, those holding the largest and the smallest id. None for a streamed data set (its
     examples are not at hand here). `layer_inputs`: a list to append (layer, its input) to
     for every VALUE_LAYERS call, in the order of the calls (the input itself for the first,
-    its dtype alone for the others: a deep model's activations are not kept)."""
+    its dtype alone for the others: a deep model's activations are not kept). `first_half`:
+    a list to append the outputs on the first half of those examples to, evaluated as a
+    batch of their own (check_examples_independent)."""
     inputs = getattr(dataset, "train_images", None)
     if inputs is None:
         return None
@@ -332,7 +335,58 @@ def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = Non
     with nn.intercept_methods(_value_layer_recorder(
             [] if layer_inputs is None else layer_inputs)):
         outputs = model.apply(variables, x, train=False)
+    if first_half is not None and len(x) >= 2:
+        first_half.append(jax.tree.map(np.asarray, model.apply(variables, x[:len(x) // 2],
+                                                               train=False)))
     return jax.tree.map(lambda o: np.asarray(o, np.float64), outputs)
+
+
+def check_examples_independent(outputs, first_half: list, name: str,
+                               layer_inputs: list = ()) -> None:
+    """An evaluated model's outputs for an example must not depend on the examples evaluated
+    beside it. The lanes evaluate the test split in batches of config.eval_batch_size, the
+    last padded with zeros, and train on batches of m: a model that mixes the examples of a
+    batch computes another function at every m, and its test metric is one of the test
+    split's batching. Attention over (batch, features) inputs does (Flax's attention takes
+    the axis before the features as the sequence): a user MLP with a SelfAttention layer on
+    make_classification's 20 features, 4 classes, Adam, 6 epochs, was reported at m = 64
+    with accuracy 0.772 (η = 2⁻⁸) where its trained weights score 0.454 on each test example
+    alone (0.83 and 0.81 at 2⁻⁶), and the sweep compared such functions across m.
+    Refused where the outputs on the first half of `initial_outputs`' examples, evaluated
+    alone (`first_half`), differ from theirs among all of them by more than float rounding
+    can: 1e-4 of the outputs' largest magnitude (float32 models differ by at most 1e-6 on
+    this CPU: every built-in model, a deep MLP, an LSTM, token attention), or 8 units in
+    the last place of the lowest precision the model computes in (its outputs' and its
+    dense and convolutional layers' inputs, `layer_inputs`; bfloat16: 0.0625, where weaker
+    mixing passes). BatchNorm with use_running_average=not train mixes nothing when
+    evaluated."""
+    if outputs is None or not first_half:
+        return
+    dtypes = [leaf.dtype for leaf in jax.tree.leaves(first_half[0])] + [
+        x.dtype for _, x in layer_inputs if hasattr(x, "dtype")]
+    tolerance = max([1e-4] + [8 * float(jax.numpy.finfo(d).eps) for d in dtypes
+                              if jax.numpy.issubdtype(d, jax.numpy.floating)])
+    differences = []
+    for full, half in zip(jax.tree.leaves(outputs), jax.tree.leaves(first_half[0])):
+        if full.ndim == 0 or half.ndim == 0 or half.shape[0] > full.shape[0]:
+            continue  # (not per example)
+        scale = max(float(np.max(np.abs(full), initial=0.0)), 1e-30)
+        gap = np.abs(full[:half.shape[0]] - half.astype(np.float64))
+        if np.all(np.isfinite(gap)):
+            differences.append(float(gap.max()) / scale)
+    if differences and max(differences) > tolerance:
+        alone, among = (len(jax.tree.leaves(tree)[0]) for tree in (first_half[0], outputs))
+        raise ValueError(
+            f"model {name}: its outputs for an example depend on the other examples evaluated "
+            f"with it (train=False): on {alone} examples evaluated alone they differ from "
+            f"their outputs among {among} by up to {max(differences):.3g} of the outputs' "
+            "largest magnitude. The lanes evaluate the test split in batches (of "
+            "config.eval_batch_size, the last padded with zeros) and train on batches of m: "
+            "its test metric would be one of how the test split is batched, and each m would "
+            "train a different function. Attention over (batch, features) inputs does this "
+            "(Flax's attention takes the axis before the features as the sequence: give it "
+            "(batch, length, features), e.g. x[:, None, :]); so does a mean or a sum over the "
+            "batch axis")
 
 
 # Layers that compute with their input's values: an integer input there is a number, not an
@@ -794,7 +848,9 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     leaves = jax.tree.leaves(batch_outputs)
     output_shape = tuple(leaves[0].shape[1:]) if len(leaves) == 1 else None
     first_layers = []  # (layer, input) of the value layers, in the order called
-    initial = None if built_in else initial_outputs(model, dataset, first_layers)
+    first_half = []  # the outputs on the first half of the initial examples, alone
+    initial = None if built_in else initial_outputs(model, dataset, first_layers, first_half)
+    check_examples_independent(initial, first_half, name, first_layers)
     check_first_layer_scale(first_layers, dataset, name)
     check_integer_features(name, first_layers, dataset)
     check_finite_outputs(initial, dataset, name)
