@@ -371,6 +371,10 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             if y.min() < 0 or y.max() >= num_classes:
                 raise ValueError(f"{name}: {split} labels must lie in [0, {num_classes}); they "
                                  f"span [{y.min()}, {y.max()}]")
+        if np.all(train_labels == train_labels[0]):
+            raise ValueError(f"{name}: every training label is {train_labels[0]}: a classifier "
+                             "has nothing to learn from one class, and every setting would "
+                             "score the same (were the labels read from the right column?)")
         train_labels, test_labels = (y.astype(np.int32) for y in (train_labels, test_labels))
     kind = input_kind(train_images)
     if kind == "images" and looks_channels_first(train_images.shape):

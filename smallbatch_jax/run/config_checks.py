@@ -871,12 +871,19 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     if dataset.label_kind == "classes":
         if width != dataset.num_classes or outputs[0].ndim != 2:
             unused = not (np.any(dataset.train_labels == 0) or np.any(dataset.test_labels == 0))
+            present = np.unique(np.concatenate([dataset.train_labels, dataset.test_labels]))
+            codes = "" if unused or len(present) == dataset.num_classes else (
+                f" (the labels take {len(present)} distinct values, "
+                f"{', '.join(map(str, present[:8]))}{', …' if len(present) > 8 else ''}: if "
+                "they are codes rather than class indices, number them 0 … "
+                f"{len(present) - 1}, np.unique(y, return_inverse=True)[1] over the training "
+                "and test labels together)")
             raise ValueError(
                 f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
                 f"of 2; {dataset.name} has {dataset.num_classes} classes: the model needs "
                 f"(batch, {dataset.num_classes}) outputs, one per class" + (
                     f" (labels are class indices 0 … {dataset.num_classes - 1}, and no example "
-                    "has label 0: if yours start at 1, subtract 1)" if unused else ""))
+                    "has label 0: if yours start at 1, subtract 1)" if unused else codes))
         if not built_in:
             check_outputs_are_logits(initial, name)
     else:

@@ -80,6 +80,11 @@ def _config(**overrides):
     (MLP(outputs=4), tuple(a + 1 if i % 2 else a for i, a in enumerate(_data())),
      r"5 classes: the model needs \(batch, 5\).*no example has label 0: if yours start at 1, "
      "subtract 1"),
+    (MLP(outputs=3), tuple(np.array([0, 2, 5])[a % 3] if i % 2 else a
+                           for i, a in enumerate(_data(num_classes=3))),
+     r"user has 6 classes: the model needs \(batch, 6\) outputs, one per class \(the labels "
+     r"take 3 distinct values, 0, 2, 5: if they are codes rather than class indices, number "
+     r"them 0 … 2, np.unique\(y, return_inverse=True\)\[1\]"),
     (OwnNoiseStream(), _data(),
      r"draws from a random stream the lanes do not give.*\"noise\".*self.make_rng\('dropout'\)"),
     (BatchStatisticsAlways(), _data(),
@@ -90,7 +95,7 @@ def _config(**overrides):
      r"passes `train` on to a layer that does not take it \(.*'train'\).*"
      r"nn.Sequential hands that to its first layer. Wrap it"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
-        "labels-from-1", "own-random-stream", "batch-statistics-in-evaluation", "dict-outputs",
+        "labels-from-1", "label-codes", "own-random-stream", "batch-statistics-in-evaluation", "dict-outputs",
         "a-sequential"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
