@@ -245,7 +245,7 @@ def run_throughput(config, workdir: str) -> list[dict]:
               "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": []}
     has_conv = model_has_convolutions(config.model, synthetic_dataset(
-        tuple(config.image_shape), config.num_classes, 1, input_kind=config.input_kind),
+        tuple(config.image_shape), config.num_classes, 2, input_kind=config.input_kind),
         config.num_classes)
     for m in config.batch_sizes:
         for k in config.num_lanes:

@@ -148,8 +148,12 @@ def synthetic_dataset(image_shape, num_classes: int, num_train: int, seed: int =
         images = lambda n: rng.normal(size=(n,) + tuple(image_shape)).astype(np.float32)
     else:
         images = lambda n: rng.integers(0, 256, (n,) + tuple(image_shape), dtype=np.uint8)
-    return make_dataset("synthetic", images(num_train), rng.integers(0, num_classes, num_train),
-                        images(num_test), rng.integers(0, num_classes, num_test), num_classes)
+    train_images, train_labels = images(num_train), rng.integers(0, num_classes, num_train)
+    if num_classes > 1 and np.all(train_labels == train_labels[0]):
+        # (A draw of a few examples can be one class, which make_dataset refuses.)
+        train_labels[-1] = (train_labels[0] + 1) % num_classes
+    return make_dataset("synthetic", train_images, train_labels, images(num_test),
+                        rng.integers(0, num_classes, num_test), num_classes)
 
 
 def run_config_at(sweep, batch_size: int, precision: str, strategy: Strategy | None = None):
