@@ -436,9 +436,18 @@ def read_npz(name: str, path: str) -> list[np.ndarray]:
         raise ValueError(f"{name}: {path} holds one array, not an .npz archive with {ARRAYS}")
     with archive:
         missing = [key for key in ARRAYS if key not in archive.files]
+        if missing and all(key in archive.files for key in KERAS_ARRAYS):
+            logging.info("%s: %s holds Keras's names %s, read as %s", name, path,
+                         KERAS_ARRAYS, ARRAYS)
+            return [archive[key] for key in KERAS_ARRAYS]
         if missing:
-            raise ValueError(f"{name}: {path} lacks arrays {missing}; expected {ARRAYS}")
+            raise ValueError(f"{name}: {path} lacks arrays {missing}; expected {ARRAYS} (or "
+                             f"Keras's {KERAS_ARRAYS}); it holds {sorted(archive.files)}")
         return [archive[key] for key in ARRAYS]
+
+
+# The same four arrays as Keras's data sets save them (keras.datasets' mnist.npz).
+KERAS_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 # An .npz file's optional pair: its own validation split (make_dataset's `validation`).

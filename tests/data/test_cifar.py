@@ -29,6 +29,22 @@ def test_missing_array_names_the_array(tmp_path):
         load_dataset("cifar10", str(tmp_path / "bad.npz"))
 
 
+def test_an_npz_file_of_keras_names_loads(tmp_path):
+    """keras.datasets saves x_train, y_train, x_test, y_test: read as the four arrays."""
+    arrays = dict(np.load(write_fake_cifar_npz(tmp_path / "c.npz")))
+    np.savez(tmp_path / "keras.npz", x_train=arrays["train_images"],
+             y_train=arrays["train_labels"], x_test=arrays["test_images"],
+             y_test=arrays["test_labels"])
+    ds = load_dataset("npz", str(tmp_path / "keras.npz"))
+    assert ds.num_train == len(arrays["train_labels"]) and ds.image_shape == (32, 32, 3)
+    np.testing.assert_array_equal(ds.test_labels, arrays["test_labels"])
+    np.savez(tmp_path / "other.npz", images=arrays["train_images"])
+    with pytest.raises(ValueError, match=r"other.npz lacks arrays .*\(or Keras's \('x_train', "
+                                         r"'y_train', 'x_test', 'y_test'\)\); it holds "
+                                         r"\['images'\]"):
+        load_dataset("npz", str(tmp_path / "other.npz"))
+
+
 def test_bad_shapes_and_labels_raise(tmp_path):
     path = write_fake_cifar_npz(tmp_path / "c.npz")
     arrays = dict(np.load(path))
