@@ -210,6 +210,34 @@ def test_batch_norm_over_one_value_per_feature_is_named(caplog):
             in caplog.text)
 
 
+class FrozenBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):  # (use_running_average=not train forgotten: True always)
+        return nn.Dense(4)(nn.relu(nn.BatchNorm(use_running_average=True)(nn.Dense(16)(x))))
+
+
+def test_batch_norm_that_trains_on_its_running_averages_is_named(caplog):
+    """use_running_average=True in training: the averages never move from mean 0, variance 1,
+    and the layer does not normalize (a digits CNN with two such layers: 0.904 at m = 8
+    where normalizing its batches gave 0.950), without a word."""
+    from smallbatch_jax.data import load_digits, make_dataset
+    from smallbatch_jax.models import create_model
+    from smallbatch_jax.objectives import CLASSIFICATION
+    from smallbatch_jax.run.config_checks import check_model
+
+    features = make_dataset("features", *_data())
+    with caplog.at_level("WARNING"):
+        check_model(FrozenBatchNorm(), features, CLASSIFICATION, "mine", 8, built_in=False)
+    assert ("model mine: BatchNorm BatchNorm_0 normalize with their running averages in "
+            "training (use_running_average=True while train=True)") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_model(DenseBatchNorm(), features, CLASSIFICATION, "mine", 8, built_in=False)
+        for name in ("small_cnn_bn", "alexnet_bn", "resnet8"):
+            check_model(create_model(name, 10), load_digits(), CLASSIFICATION, name, 8)
+    assert "running averages in training" not in caplog.text
+
+
 def test_batch_norm_statistics_that_still_hold_their_start_at_the_evaluation_are_named(caplog):
     """Evaluation reads BatchNorm's running averages, which start at mean 0 and variance 1 and
     keep momentum^steps of it: Flax's default 0.99 keeps 74% after 30 steps (digits at
