@@ -403,7 +403,7 @@ def _value_layer_recorder(found: list):
             x = args[0] if args else next(iter(kwargs.values()), None)
             kept = x if not found else (jax.ShapeDtypeStruct((), x.dtype)
                                         if hasattr(x, "dtype") else None)
-            found.append(("/".join(map(str, module.path)) or type(module).__name__, kept))
+            found.append((_layer_name(module), kept))
         return call(*args, **kwargs)
     return record
 
@@ -668,7 +668,7 @@ def _batch_norm_recorder(found: list, frozen: list | None = None):
             given = kwargs.get("use_running_average", args[1] if len(args) > 1 else None)
             running = module.use_running_average if given is None else given
             if frozen is not None and hasattr(x, "shape") and running:
-                frozen.append("/".join(map(str, module.path)) or type(module).__name__)
+                frozen.append(_layer_name(module))
             if hasattr(x, "shape") and not running:
                 shape = tuple(x.shape)
                 if isinstance(module, GhostBatchNorm):  # (features last; groups of m_BN)
@@ -677,8 +677,7 @@ def _batch_norm_recorder(found: list, frozen: list | None = None):
                     axes = module.axis if isinstance(module.axis, tuple) else (module.axis,)
                     kept = {a % len(shape) for a in axes}
                     count = math.prod(d for i, d in enumerate(shape) if i not in kept)
-                found.append(("/".join(map(str, module.path)) or type(module).__name__, shape,
-                              count, float(module.momentum)))
+                found.append((_layer_name(module), shape, count, float(module.momentum)))
         return call(*args, **kwargs)
     return record
 
@@ -705,6 +704,36 @@ def check_batch_norm_inputs(name: str, normalized: list, batch_size: int,
 # Above this share of a BatchNorm's running statistics still their initial values (mean 0,
 # variance 1) at the first evaluation the metric reads, the run is warned of.
 RUNNING_STATISTICS_LEFT = 0.05
+
+
+def _layer_name(module) -> str:
+    return "/".join(map(str, module.path)) or type(module).__name__
+
+
+def _idle_dropout_recorder(found: list):
+    """A Flax method interceptor that appends the name of every nn.Dropout of a rate > 0
+    that drops nothing when called as the model trains (deterministic=True)."""
+    def record(call, args, kwargs, context):
+        module = context.module
+        if context.method_name == "__call__" and isinstance(module, nn.Dropout):
+            given = kwargs.get("deterministic", args[1] if len(args) > 1 else None)
+            deterministic = module.deterministic if given is None else given
+            if deterministic is True and module.rate > 0:
+                found.append(_layer_name(module))
+        return call(*args, **kwargs)
+    return record
+
+
+def check_dropout_trains(name: str, idle: list) -> None:
+    """An nn.Dropout given deterministic=True whatever `train` drops nothing in training:
+    the study answers for the model without it, the user believing it regularized.
+    Warned of."""
+    if idle:
+        logging.warning(
+            "model %s: Dropout %s drop nothing in training (deterministic=True while "
+            "train=True): the runs train the model without them. To drop in training, give "
+            "nn.Dropout deterministic=not train (or a rate of 0 to have none)", name,
+            ", ".join(idle[:6]) + (", …" if len(idle) > 6 else ""))
 
 
 def check_batch_norm_trains_on_batches(name: str, frozen: list) -> None:
@@ -841,8 +870,10 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     batch = jax.ShapeDtypeStruct((batch_size,) + inputs.shape[1:], inputs.dtype)
     normalized = []  # (layer, input shape, values per statistic) of BatchNorm in training
     frozen = []  # BatchNorm layers that train on their running averages
+    idle = []  # Dropout layers that drop nothing in training
     try:
-        with nn.intercept_methods(_batch_norm_recorder(normalized, frozen)):
+        with (nn.intercept_methods(_batch_norm_recorder(normalized, frozen)),
+              nn.intercept_methods(_idle_dropout_recorder(idle))):
             jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
                                                     rngs={"dropout": jax.random.key(0)},
                                                     mutable=["batch_stats"]), variables, batch)
@@ -855,6 +886,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     check_weight_decay(name, variables.get("params", {}), weight_decay, weight_decay_key)
     check_batch_norm_inputs(name, normalized, batch_size, bn_batch_size)
     check_batch_norm_trains_on_batches(name, frozen)
+    check_dropout_trains(name, idle)
     if steps_before_metric is not None:
         check_batch_norm_momentum(name, normalized, batch_size, steps_before_metric)
     try:

@@ -238,6 +238,37 @@ def test_batch_norm_that_trains_on_its_running_averages_is_named(caplog):
     assert "running averages in training" not in caplog.text
 
 
+class IdleDropout(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+        return nn.Dense(4)(nn.Dropout(0.5, deterministic=True)(nn.relu(nn.Dense(16)(x))))
+
+
+def test_dropout_that_drops_nothing_in_training_is_named(caplog):
+    from smallbatch_jax.data import load_digits, make_dataset
+    from smallbatch_jax.models import create_model
+    from smallbatch_jax.objectives import CLASSIFICATION
+    from smallbatch_jax.run.config_checks import check_model
+
+    features = make_dataset("features", *_data())
+    with caplog.at_level("WARNING"):
+        check_model(IdleDropout(), features, CLASSIFICATION, "mine", 8, built_in=False)
+    assert ("model mine: Dropout Dropout_0 drop nothing in training (deterministic=True while "
+            "train=True)") in caplog.text
+    caplog.clear()
+
+    class Dropping(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            x = nn.Dropout(0.5)(nn.relu(nn.Dense(16)(x)), deterministic=not train)
+            return nn.Dense(4)(nn.Dropout(0.0, deterministic=True)(x))  # (rate 0: none)
+
+    with caplog.at_level("WARNING"):
+        check_model(Dropping(), features, CLASSIFICATION, "mine", 8, built_in=False)
+        check_model(create_model("alexnet", 10), load_digits(), CLASSIFICATION, "alexnet", 8)
+    assert "drop nothing" not in caplog.text
+
+
 def test_batch_norm_statistics_that_still_hold_their_start_at_the_evaluation_are_named(caplog):
     """Evaluation reads BatchNorm's running averages, which start at mean 0 and variance 1 and
     keep momentum^steps of it: Flax's default 0.99 keeps 74% after 30 steps (digits at
