@@ -56,17 +56,22 @@ def _no_test(rows) -> str:
             f"{analysis.MIN_SEEDS}: no test (run with num_seeds ≥ {analysis.MIN_SEEDS})")
 
 
-def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA) -> list[float] | None:
-    """The η̃ at m whose seeds are within noise (Welch p ≥ α) of m's best η̃; None where
-    m's best has fewer than MIN_SEEDS seeds (no test: with 2, every other η̃ would come out
-    "significantly worse") or every η̃ diverged."""
+def lrs_within_noise(rows, batch_size: int, alpha: float = ALPHA,
+                     tolerance: float | None = None) -> list[float] | None:
+    """The η̃ at m whose seeds are not significantly worse (Welch p ≥ α) than m's best
+    η̃'s, and with `tolerance` also no further from its score than that (within_tolerance:
+    the report's "within noise", as for the m; seeds that scatter widely pass the test
+    without being as good); None where m's best has fewer than MIN_SEEDS seeds (no test:
+    with 2, every other η̃ would come out "significantly worse") or every η̃ diverged."""
     table, values = metric_table(rows), seed_values(rows)
-    lr, _ = best_per_batch_size(table)[batch_size]
+    lr, best_score = best_per_batch_size(table)[batch_size]
     if math.isnan(lr) or len(values[(batch_size, lr)]) < analysis.MIN_SEEDS:
         return None
     reference = values[(batch_size, lr)]
+    close = lambda l: tolerance is None or analysis.within_tolerance(
+        table[(batch_size, l)], best_score, tolerance, table.higher_is_better)
     return sorted(l for (m, l), v in values.items() if m == batch_size
-                  and (l == lr or welch_p(v, reference) >= alpha))
+                  and (l == lr or (welch_p(v, reference) >= alpha and close(l))))
 
 
 # ------------------------------------------------------------------------ the verdicts
@@ -143,16 +148,16 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
     if not common:
         within = "; ".join(f"m = {m}: {format_lrs(r, grids[m])}" for m, r in ranges.items())
         return Verdict(claim, FALSE, f"no η̃ is within noise of the best at every m (best η̃ "
-                       f"{listing}; within noise of each m's best: {within})")
+                       f"{listing}; not significantly worse than each m's best: {within})")
     spread = math.log2(max(best.values()) / min(best.values()))
     if spread <= 1:
         return Verdict(claim, TRUE, f"best η̃ {listing}: within a factor 2 at every m, and "
-                       f"η̃ = {format_lrs(sorted(common), sorted(common))} is within noise of "
-                       "the best at every m")
+                       f"η̃ = {format_lrs(sorted(common), sorted(common))} is not "
+                       "significantly worse than the best at any m")
     return Verdict(claim, CANNOT_TELL, f"best η̃ {listing} (a factor {2 ** spread:g} apart), "
                    f"yet the seeds cannot reject one η̃ for all "
-                   f"({format_lrs(sorted(common), sorted(common))} is within noise "
-                   "everywhere): more seeds would tell")
+                   f"({format_lrs(sorted(common), sorted(common))} is not significantly "
+                   "worse than the best at any m): more seeds would tell")
 
 
 def verdict_small_batches_noisier(rows, alpha: float = ALPHA) -> Verdict:
@@ -784,9 +789,12 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
     tied = ties_at_the_best(grid_rows, name, higher)
     if tied:
         lines += [tied, ""]
-    near = lrs_within_noise(rows, best_m, alpha)
+    near = lrs_within_noise(rows, best_m, alpha, tolerance)
     grid = sorted(lr for m, lr in table if m == best_m)
-    lines.append(f"η̃ within noise of it at m = {best_m}: {format_lrs(near, grid)}."
+    within = (f"within {tolerance:g} of it" if table.higher_is_better
+              else f"within {tolerance:g}·|its score| of it")
+    lines.append(f"η̃ within noise of it at m = {best_m} (not significantly worse, Welch p ≥ "
+                 f"{alpha:g}, and {within}): {format_lrs(near, grid)}."
                  if near is not None else
                  f"Uncertainty: {seeds} seed{'s' if seeds != 1 else ''} per point, so "
                  + ("none is stated" if seeds < 2 else "no test of the η̃ within noise")
