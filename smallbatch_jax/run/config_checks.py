@@ -882,6 +882,12 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             f"model {name} draws from a random stream the lanes do not give ({error}). "
             "Stochastic layers draw from Flax's 'dropout' stream, derived per lane and step "
             "from the seed: use self.make_rng('dropout')") from None
+    except ModifyScopeVariableError as error:
+        raise ValueError(
+            f"model {name} updates variables in training that the lanes do not carry "
+            f"({error}). Each lane carries its parameters and its 'batch_stats' collection, "
+            "updated in training and read in evaluation: keep running statistics of your own "
+            "there (self.variable('batch_stats', …))") from None
     check_ghost_batch_norm(name, variables, batch_size, bn_batch_size, built_in)
     check_weight_decay(name, variables.get("params", {}), weight_decay, weight_decay_key)
     check_batch_norm_inputs(name, normalized, batch_size, bn_batch_size)

@@ -41,6 +41,15 @@ class BatchStatisticsAlways(nn.Module):
         return nn.Dense(4)(nn.BatchNorm(use_running_average=False)(nn.Dense(8)(x)))
 
 
+class OwnCollection(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):  # a running mean of its own, in a collection of its own
+        mean = self.variable("stats", "mean", lambda: jax.numpy.zeros(x.shape[-1]))
+        if train and not self.is_initializing():
+            mean.value = 0.9 * mean.value + 0.1 * x.mean(0)
+        return nn.Dense(4)(x - mean.value)
+
+
 class DictOutputs(nn.Module):
     @nn.compact
     def __call__(self, x, train):
@@ -89,13 +98,16 @@ def _config(**overrides):
      r"draws from a random stream the lanes do not give.*\"noise\".*self.make_rng\('dropout'\)"),
     (BatchStatisticsAlways(), _data(),
      r"updates its variables when evaluated.*use_running_average=not train"),
+    (OwnCollection(), _data(), r"updates variables in training that the lanes do not carry "
+                               r"\(.*collection \"stats\" is immutable.*keep running "
+                               r"statistics of your own there \(self.variable\('batch_stats'"),
     (DictOutputs(), _data(), r"returns a dict of \{'logits': \(2, 4\)\}; the built-in "
                              r"objectives take one array of outputs"),
     (nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)]), _data(),
      r"passes `train` on to a layer that does not take it \(.*'train'\).*"
      r"nn.Sequential hands that to its first layer. Wrap it"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
-        "labels-from-1", "label-codes", "own-random-stream", "batch-statistics-in-evaluation", "dict-outputs",
+        "labels-from-1", "label-codes", "own-random-stream", "batch-statistics-in-evaluation", "own-collection", "dict-outputs",
         "a-sequential"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
