@@ -169,3 +169,23 @@ def test_models_give_the_same_output_with_every_conv(name, impl):
     out_xla, _ = apply(xla)(variables, x)
     out_ours, _ = apply(ours)(variables, x)
     np.testing.assert_allclose(out_ours, out_xla, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["patches", "shifted"])
+def test_bfloat16_conv_rounds_once_as_xla_does(impl):
+    """In bfloat16 the products accumulate in float32 and the output is rounded once, as
+    XLA's convolution does: 'shifted' summed its kh·kw products in bfloat16, off by up to a
+    unit in the last place of a 3×3 layer's outputs."""
+    rng = np.random.default_rng(0)
+    lhs = jnp.asarray(rng.normal(size=(3, 9, 10, 16)), jnp.bfloat16)
+    rhs = jnp.asarray(rng.normal(size=(5, 5, 16, 8)) / 8, jnp.bfloat16)
+    args = ((1, 1), "SAME")
+    exact = conv_function("xla")(lhs.astype(jnp.float32), rhs.astype(jnp.float32), *args,
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                 precision=lax.Precision.HIGHEST)
+    ours = conv_function(impl)(lhs, rhs, *args, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert ours.dtype == jnp.bfloat16
+    # One rounding of the float32 sum: within bfloat16's unit roundoff, 2⁻⁸, of each value
+    # (and a little for the float32 sums' own order).
+    error = np.abs(np.asarray(ours, np.float32) - np.asarray(exact))
+    assert np.all(error <= 2.0**-8 * np.abs(np.asarray(exact)) * 1.01 + 1e-5)
