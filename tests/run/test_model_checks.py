@@ -708,12 +708,6 @@ def test_models_that_evaluate_each_example_alone_pass_the_mixing_check():
     from smallbatch_jax.data import make_dataset
     from smallbatch_jax.run.config_checks import check_examples_independent, initial_outputs
 
-    class Normalized(nn.Module):
-        @nn.compact
-        def __call__(self, x, train):
-            h = nn.BatchNorm(use_running_average=not train)(nn.Dense(16)(x))
-            return nn.Dense(4)(nn.relu(h))
-
     class BFloat16(nn.Module):
         @nn.compact
         def __call__(self, x, train):
@@ -722,7 +716,7 @@ def test_models_that_evaluate_each_example_alone_pass_the_mixing_check():
             return nn.Dense(4, dtype=jnp.bfloat16)(x)
 
     data = make_dataset("mine", *_data())
-    for model in (Normalized(), Attention(), BFloat16(), MLP()):
+    for model in (DenseBatchNorm(), Attention(), BFloat16(), MLP()):
         first_half, layers = [], []
         outputs = initial_outputs(model, data, layers, first_half)
         check_examples_independent(outputs, first_half, "mine", layers)
