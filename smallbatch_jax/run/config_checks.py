@@ -797,8 +797,8 @@ def check_weight_decay(name: str, params, weight_decay: float,
     none, and a λ > 0 then changes nothing: a sweep over λ reads the same at every value
     ("spread over weight_decay 0.0000") and the results record a λ never applied: refused.
     Weight matrices (2 or more axes, biases aside) outside the decay beside kernels (an
-    nn.Embed's table, a parameter of the model's own) are named in a warning. `weight_decay`: the largest λ of
-    the run's lanes, from the config's `key`."""
+    nn.Embed's table, a parameter of the model's own) are named in a warning.
+    `weight_decay`: the largest λ of the run's lanes, from the config's `key`."""
     if not weight_decay > 0:
         return
     mask = is_kernel(params)
@@ -916,7 +916,7 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     leaves = jax.tree.leaves(batch_outputs)
     output_shape = tuple(leaves[0].shape[1:]) if len(leaves) == 1 else None
     first_layers = []  # (layer, input) of the value layers, in the order called
-    first_half = []  # the outputs on the first half of the initial examples, alone
+    first_half = []  # the outputs of the first half of the initial examples, beside itself
     initial = None if built_in else initial_outputs(model, dataset, first_layers, first_half)
     check_examples_independent(initial, first_half, name, first_layers)
     check_first_layer_scale(first_layers, dataset, name)

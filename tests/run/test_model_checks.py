@@ -107,8 +107,8 @@ def _config(**overrides):
      r"passes `train` on to a layer that does not take it \(.*'train'\).*"
      r"nn.Sequential hands that to its first layer. Wrap it"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
-        "labels-from-1", "label-codes", "own-random-stream", "batch-statistics-in-evaluation", "own-collection", "dict-outputs",
-        "a-sequential"])
+        "labels-from-1", "label-codes", "own-random-stream", "batch-statistics-in-evaluation",
+        "own-collection", "dict-outputs", "a-sequential"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
     objective = "regression" if data[1].dtype == np.float32 else None
