@@ -147,8 +147,9 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
     common = set.intersection(*(set(r) for r in ranges.values()))
     if not common:
         within = "; ".join(f"m = {m}: {format_lrs(r, grids[m])}" for m, r in ranges.items())
-        return Verdict(claim, FALSE, f"no η̃ is within noise of the best at every m (best η̃ "
-                       f"{listing}; not significantly worse than each m's best: {within})")
+        return Verdict(claim, FALSE, f"every η̃ is significantly worse than the best at one m "
+                       f"or more (best η̃ {listing}; not significantly worse than each m's "
+                       f"best: {within})")
     spread = math.log2(max(best.values()) / min(best.values()))
     if spread <= 1:
         return Verdict(claim, TRUE, f"best η̃ {listing}: within a factor 2 at every m, and "
