@@ -15,10 +15,12 @@ or absolute error, not a root of a mean). Labels are either 'classes' (integer c
 """
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -149,14 +151,74 @@ def constant_outputs(train_labels, label_kind: str, num_classes: int,
     return np.broadcast_to(one, (count,) + tuple(output_shape))
 
 
+def fitted_constant(objective: Objective, labels, output_shape: tuple[int, ...],
+                    steps: int = 500) -> np.ndarray | None:
+    """The one output that minimizes `objective`'s mean loss over `labels` (up to
+    FITTED_LABELS of them, spread over the split): the constant prediction the objective
+    itself prefers, for outputs `constant_outputs` cannot build (one logit for two classes:
+    a sigmoid cross-entropy's is the log-odds of the labels' share of 1s). Adam from the
+    best of a few starting points; None where the loss is not finite at any of them or
+    where it ends not finite."""
+    labels = np.asarray(labels)
+    labels = labels[np.linspace(0, len(labels) - 1, min(len(labels), FITTED_LABELS)).astype(int)]
+    shape = tuple(output_shape)
+    # (A run asks for its baseline more than once; each fit compiles a program.)
+    key = (objective, shape, steps, labels.dtype.str, labels.shape,
+           hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest())
+    if key not in _FITTED:
+        _FITTED[key] = _fit_constant(objective, jnp.asarray(labels), shape, steps)
+    return _FITTED[key]
+
+
+_FITTED: dict = {}
+
+
+def _fit_constant(objective: Objective, labels, shape: tuple[int, ...], steps: int):
+    """fitted_constant's optimization, uncached."""
+
+    def mean_loss(one):
+        outputs = jnp.broadcast_to(one, (len(labels),) + shape)
+        return jnp.mean(objective.loss(outputs, labels).astype(jnp.float32))
+
+    @jax.jit
+    def fit(start):
+        optimizer = optax.adam(0.05)
+
+        def step(_, carry):
+            one, state = carry
+            grads = jax.grad(mean_loss)(one)
+            updates, state = optimizer.update(grads, state, one)
+            return optax.apply_updates(one, updates), state
+
+        return jax.lax.fori_loop(0, steps, step, (start, optimizer.init(start)))[0]
+
+    starts = [jnp.full(shape, value, jnp.float32) for value in (0.0, 0.5, 1.0, -1.0)]
+    try:
+        losses = [float(mean_loss(start)) for start in starts]
+    except Exception:  # noqa: BLE001 – a loss that does not take outputs of this shape
+        return None
+    if not any(math.isfinite(loss) for loss in losses):
+        return None
+    one = fit(starts[int(np.nanargmin(np.where(np.isfinite(losses), losses, np.nan)))])
+    return np.asarray(one) if math.isfinite(float(mean_loss(one))) else None
+
+
+FITTED_LABELS = 4096  # labels a constant is fitted to (fitted_constant)
+
+
 def constant_metric(objective: Objective, train_labels, eval_labels, label_kind: str,
                     num_classes: int, output_shape: tuple[int, ...]) -> float:
     """A user's Objective's metric of `constant_outputs` on `eval_labels`: its baseline,
-    where it gives none (NaN where the outputs cannot be built). The built-in objectives'
-    baselines are the same numbers (majority_class_accuracy, mean_target_squared_error)."""
+    where it gives none; for outputs those cannot be built for, of the `fitted_constant`
+    (NaN where neither can be had). The built-in objectives' baselines are the same numbers
+    (majority_class_accuracy, mean_target_squared_error)."""
     eval_labels = np.asarray(eval_labels)
     outputs = constant_outputs(train_labels, label_kind, num_classes, output_shape,
                                CONSTANT_CHUNK)
+    if outputs is None:
+        one = fitted_constant(objective, train_labels, output_shape)
+        outputs = None if one is None else np.broadcast_to(
+            one, (CONSTANT_CHUNK,) + tuple(output_shape))
     if outputs is None or not len(eval_labels):
         return math.nan
     # A chunk of examples at a time: a vocabulary of 50,000 classes over a test split of

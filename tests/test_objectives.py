@@ -125,6 +125,37 @@ def test_a_users_objective_gets_the_baseline_of_the_same_constant_prediction():
     assert np.isnan(constant_metric(user(squared_error), *vectors, "targets", 2, (4,)))
 
 
+def test_outputs_without_a_built_constant_get_the_constant_their_loss_prefers():
+    """One logit for two classes under a sigmoid cross-entropy (the common binary set-up)
+    had no baseline: a study on noise labels, 80% of them 1, was recommended at accuracy
+    0.8267 with nothing to say that always predicting 1 scores 0.825. The constant that
+    minimizes the objective's own loss on the training labels stands in: the log-odds of
+    the share of 1s there; a Gaussian likelihood's, the labels' mean and log-variance."""
+    import optax
+    from smallbatch_jax.objectives import constant_metric, fitted_constant
+
+    rng = np.random.default_rng(0)
+    train, test = (rng.random(1000) < 0.8).astype(int), (rng.random(200) < 0.8).astype(int)
+    logistic = Objective(
+        lambda out, y: optax.sigmoid_binary_cross_entropy(out[:, 0], y.astype(jnp.float32)),
+        lambda out, y: ((out[:, 0] > 0) == (y > 0)).astype(jnp.float32))
+    share = train.mean()
+    assert fitted_constant(logistic, train, (1,)) == pytest.approx([np.log(share / (1 - share))],
+                                                                   abs=1e-4)
+    assert constant_metric(logistic, train, test, "classes", 2, (1,)) == pytest.approx(
+        test.mean())
+    targets = rng.normal(3.0, 2.0, 1000).astype(np.float32)
+    gaussian = Objective(
+        lambda out, y: 0.5 * (out[:, 1] + (y - out[:, 0]) ** 2 / jnp.exp(out[:, 1])),
+        lambda out, y: (y - out[:, 0]) ** 2, "mse", False, "targets")
+    assert fitted_constant(gaussian, targets, (2,)) == pytest.approx(
+        [targets.mean(), np.log(targets.var())], abs=1e-3)
+    # A loss whose outputs of that shape are not finite, or do not fit it: none.
+    assert fitted_constant(Objective(CLASSIFICATION.loss, accuracy), np.array([0, 2, 1]),
+                           (1,)) is None
+    assert fitted_constant(Objective(squared_error, squared_error), np.ones((4, 2)), (4,)) is None
+
+
 def test_beating_a_baseline_goes_in_the_metrics_direction_past_float32_rounding():
     from smallbatch_jax.objectives import ACCURACY, Metric
     assert ACCURACY.beats(0.91, 0.9) and not ACCURACY.beats(0.9, 0.9)

@@ -127,9 +127,14 @@ def test_a_user_objective_decides_its_own_output_width(tmp_path):
         loss=lambda out, y: optax.sigmoid_binary_cross_entropy(out[:, 0], y),
         metric=lambda out, y: ((out[:, 0] > 0) == (y > 0)).astype(jnp.float32),
         metric_name="accuracy", labels="classes")
+    x, y, xt, yt = _data(num_classes=2)
     rows = sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(outputs=1),
-                            data=_data(num_classes=2), objective=logistic)
+                            data=(x, y, xt, yt), objective=logistic)
     assert len(rows) == 1
+    # Its baseline: the constant its loss prefers on the training labels, which predicts
+    # their most frequent class (objectives.fitted_constant).
+    majority = np.bincount(y).argmax()
+    assert rows[0]["baseline_test_metric"] == pytest.approx(np.mean(yt == majority))
 
 
 def test_test_classes_unseen_in_training_are_named(tmp_path, caplog):
