@@ -836,8 +836,9 @@ def recommendation_markdown(rows, found: dict[int, dict], target: float, toleran
             text = f"m = {best_m} itself: no larger m is within noise"
         elif (not math.isnan(seconds[largest]) and not math.isnan(seconds[best_m])
               and not analysis.timing_caveat(rows)):
-            text += (f"; its training took {seconds[largest]:.0f} s against "
-                     f"{seconds[best_m]:.0f} s at m = {best_m} (this sweep's program, every η̃"
+            text += (f"; its training took {steps_to_target.seconds_text(seconds[largest])} "
+                     f"against {steps_to_target.seconds_text(seconds[best_m])} at m = {best_m} "
+                     "(this sweep's program, every η̃"
                      + (", compilation excluded)" if compiled_out else ")"))
         if largest != best_m and largest == max(best):
             text += ("; the largest m run here: a larger one may be within noise too (add it "

@@ -185,6 +185,11 @@ def test_the_report_recommends_the_best_point_and_its_setting():
              for r in _rows(table)]
     assert ("its training took 15 s against 20 s at m = 4 (this sweep's program, every η̃, "
             "compilation excluded)") in recommend.recommendation_markdown(timed, {}, 0.0, 0.02)
+    # Short times keep two digits (a binary study's read "0 s against 0 s").
+    short = [r | {"wall_seconds": {"4": "0.84", "16": "0.31", "64": "0.2"}[r["batch_size"]],
+                  "compile_seconds": "0"} for r in _rows(table)]
+    assert ("its training took 0.31 s against 0.84 s at m = 4"
+            in recommend.recommendation_markdown(short, {}, 0.0, 0.02))
     # Within noise at the largest m run: larger ones were not tried.
     table[64][-10] = 0.799
     section_2 = recommend.recommendation_markdown(_rows(table), {}, 0.0, 0.02).split("## 2.")[1]
