@@ -161,20 +161,37 @@ def fitted_constant(objective: Objective, labels, output_shape: tuple[int, ...],
     where it ends not finite."""
     labels = np.asarray(labels)
     labels = labels[np.linspace(0, len(labels) - 1, min(len(labels), FITTED_LABELS)).astype(int)]
-    shape = tuple(output_shape)
-    # (A run asks for its baseline more than once; each fit compiles a program.)
-    key = (objective, shape, steps, labels.dtype.str, labels.shape,
+    return _cached_fit(objective, labels, tuple(output_shape), steps, shared=True)
+
+
+def fitted_outputs(objective: Objective, labels, output_shape: tuple[int, ...],
+                   steps: int = 300) -> np.ndarray | None:
+    """The outputs, one per label, that minimize `objective`'s loss on `labels`: the
+    prediction the loss calls perfect, whatever its outputs mean (a logit driven far to the
+    labelled side; a Gaussian's mean at the label). Fitted as `fitted_constant` is, each
+    example its own output; None where the loss is not finite."""
+    return _cached_fit(objective, np.asarray(labels), tuple(output_shape), steps, shared=False)
+
+
+def _cached_fit(objective: Objective, labels: np.ndarray, shape: tuple[int, ...], steps: int,
+                shared: bool):
+    # (A sweep asks again at every m, and a run for its baseline more than once; each fit
+    # compiles a program.)
+    key = (objective, shape, steps, shared, labels.dtype.str, labels.shape,
            hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest())
     if key not in _FITTED:
-        _FITTED[key] = _fit_constant(objective, jnp.asarray(labels), shape, steps)
+        _FITTED[key] = _fit_outputs(objective, jnp.asarray(labels), shape, steps, shared)
     return _FITTED[key]
 
 
 _FITTED: dict = {}
 
 
-def _fit_constant(objective: Objective, labels, shape: tuple[int, ...], steps: int):
-    """fitted_constant's optimization, uncached."""
+def _fit_outputs(objective: Objective, labels, shape: tuple[int, ...], steps: int,
+                 shared: bool):
+    """The optimization of fitted_constant (`shared`: one output for every label) and of
+    fitted_outputs (one each), uncached."""
+    size = () if shared else (len(labels),)
 
     def mean_loss(one):
         outputs = jnp.broadcast_to(one, (len(labels),) + shape)
@@ -192,7 +209,7 @@ def _fit_constant(objective: Objective, labels, shape: tuple[int, ...], steps: i
 
         return jax.lax.fori_loop(0, steps, step, (start, optimizer.init(start)))[0]
 
-    starts = [jnp.full(shape, value, jnp.float32) for value in (0.0, 0.5, 1.0, -1.0)]
+    starts = [jnp.full(size + shape, value, jnp.float32) for value in (0.0, 0.5, 1.0, -1.0)]
     try:
         losses = [float(mean_loss(start)) for start in starts]
     except Exception:  # noqa: BLE001 – a loss that does not take outputs of this shape

@@ -24,7 +24,8 @@ from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
-from smallbatch_jax.objectives import OBJECTIVES, Objective, constant_outputs
+from smallbatch_jax.objectives import (OBJECTIVES, Objective, constant_outputs,
+                                       fitted_constant, fitted_outputs)
 from smallbatch_jax.optim import (BETA2_RULES, LR_SCALINGS, OPTIMIZERS,
                                   epochs_before_last_decay, is_kernel,
                                   median_reads_mid_training)
@@ -581,8 +582,11 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     loss where the model learns them so) or logits that give the labelled class probability
     0.9 ((batch, classes) outputs: confident, not certain, so that a label-smoothed loss
     still prefers them); the constant one: objectives.constant_outputs (the training split's
-    class frequencies, or its mean target). Other outputs (a single logit for two classes, a
-    mean and a variance per target) are not checked."""
+    class frequencies, or its mean target). For other outputs (a single logit for two
+    classes, a mean and a variance per target) the metric alone is checked, on the outputs
+    the loss itself calls perfect and constant (objectives.fitted_outputs, fitted_constant;
+    where the loss and the metric see the same labels): a binary classifier's error rate
+    left at higher_is_better=True passed unchecked."""
     if objective.metric_name == "accuracy" and not objective.higher_is_better:
         raise ValueError("the objective's metric is named 'accuracy' with higher_is_better="
                          "False: give it a metric_name that says what it measures")
@@ -617,6 +621,12 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     scaled = (lambda x: x) if classes else dataset.scaled_targets
     perfect, constant = predictions(scaled(y), scaled(labels))
     if perfect is None:
+        if classes or getattr(dataset, "target_mean", None) is None:  # (both see y alike)
+            perfect, one = fitted_outputs(objective, y, shape), fitted_constant(
+                objective, labels, shape)
+            if perfect is not None and one is not None:
+                _check_metric_direction(objective, perfect,
+                                        np.broadcast_to(one, (len(y),) + shape), y)
         return
     low, high = (mean_of(objective.loss, out, scaled(y)) for out in (perfect, constant))
     if math.isfinite(low) and math.isfinite(high) and low > high:
@@ -625,7 +635,15 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
             f"constant one on {len(y)} training examples: the lanes minimize it, and would "
             "train away from the data (a log-likelihood or an accuracy needs its sign "
             "turned: return its negative)")
-    perfect, constant = predictions(y, labels)
+    _check_metric_direction(objective, *predictions(y, labels), y)
+
+
+def _check_metric_direction(objective: Objective, perfect, constant, y) -> None:
+    """check_directions' metric half: a statistic of the batch refused, and the metric's
+    ranking of the `perfect` and the `constant` prediction of labels `y` against its
+    higher_is_better."""
+    mean_of = lambda function, out, y: float(np.mean(np.asarray(function(
+        jax.numpy.asarray(out, jax.numpy.float32), jax.numpy.asarray(y)), np.float64)))
     best, flat = mean_of(objective.metric, perfect, y), mean_of(objective.metric, constant, y)
     if not (math.isfinite(best) and math.isfinite(flat)) or best == flat:
         return

@@ -462,6 +462,23 @@ def test_a_metric_ranked_the_wrong_way_is_refused(tmp_path, objective, regressio
     assert not (tmp_path / "run").exists()
 
 
+def test_a_binary_classifiers_metric_ranked_the_wrong_way_is_refused(tmp_path):
+    """One logit for two classes under a sigmoid cross-entropy: no perfect or constant
+    prediction was built for it, and an error rate left at higher_is_better=True passed
+    unchecked. The outputs the loss itself calls perfect and constant stand in."""
+    import jax.numpy as jnp
+    import optax
+
+    logistic = lambda out, y: optax.sigmoid_binary_cross_entropy(out[:, 0], y.astype(float))
+    error = sbj.Objective(logistic, lambda out, y: ((out[:, 0] > 0) != (y > 0)).astype(
+        jnp.float32), "error")
+    with pytest.raises(ValueError, match=r"metric \('error', higher_is_better=True\) scores a "
+                                         r"perfect prediction 0 and a constant one 0\.4"):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(outputs=1),
+                         data=_data(num_classes=2), objective=error)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_metric_ranked_the_wrong_way_is_found_in_data_sorted_by_class():
     """Training labels sorted by class (np.concatenate of each class's examples): the first
     256 were all one class, where a constant prediction scores as a perfect one, and an error
@@ -478,8 +495,8 @@ def test_a_metric_ranked_the_wrong_way_is_found_in_data_sorted_by_class():
 
 
 def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
-    """Either direction of the metric, either label kind; outputs that cannot be built as a
-    perfect prediction (one logit for two classes) are not checked."""
+    """Either direction of the metric, either label kind; one logit for two classes (its
+    perfect and constant predictions the ones its loss prefers)."""
     import jax.numpy as jnp
     import optax
 
@@ -488,6 +505,7 @@ def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
 
     x, y, xt, yt = _data()
     classes = make_dataset("mine", x, y, xt, yt)
+    binary = make_dataset("mine", x, y % 2, xt, yt % 2)
     targets = make_dataset("mine", x, x[:, 0] * 3, xt, xt[:, 0] * 3)
     shaped = lambda *shape: jax.ShapeDtypeStruct((2, *shape), np.float32)
     for objective, data, width in [
@@ -496,7 +514,11 @@ def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
              classes, 4),
             (sbj.Objective(sbj.REGRESSION.loss, _mae, "mae", False, "targets"), targets, 1),
             (sbj.Objective(lambda o, t: optax.sigmoid_binary_cross_entropy(o[:, 0], t),
-                           lambda o, t: jnp.abs(o[:, 0] - t)), classes, 1),
+                           lambda o, t: ((o[:, 0] > 0) == (t > 0)).astype(jnp.float32)),
+             binary, 1),
+            (sbj.Objective(lambda o, t: optax.sigmoid_binary_cross_entropy(o[:, 0], t),
+                           lambda o, t: jnp.abs(jax.nn.sigmoid(o[:, 0]) - t), "error", False),
+             binary, 1),
             # A per-example metric that is 0 for most of a noisy prediction's examples.
             (sbj.Objective(sbj.REGRESSION.loss, lambda o, t: (jnp.abs(o.reshape(t.shape) - t)
                                                               < 1e-3).astype(jnp.float32),
