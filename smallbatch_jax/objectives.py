@@ -225,17 +225,23 @@ FITTED_LABELS = 4096  # labels a constant is fitted to (fitted_constant)
 
 def constant_metric(objective: Objective, train_labels, eval_labels, label_kind: str,
                     num_classes: int, output_shape: tuple[int, ...]) -> float:
-    """A user's Objective's metric of `constant_outputs` on `eval_labels`: its baseline,
-    where it gives none; for outputs those cannot be built for, of the `fitted_constant`
-    (NaN where neither can be had). The built-in objectives' baselines are the same numbers
+    """A user's Objective's metric, on `eval_labels`, of the constant prediction its loss
+    prefers on `train_labels`: its baseline, where it gives none (NaN where none can be had).
+    For one output per class, `constant_outputs`' logits of the class frequencies (a
+    vocabulary's worth of outputs is not fitted); for any other outputs the
+    `fitted_constant`, the mean target where the fit fails. The mean target itself was
+    wrong for logits: a multi-label sigmoid cross-entropy's constant "0.15" (the share of
+    1s) passed as logits predicts every label present, 0.159 label accuracy, where the
+    constant its loss prefers (every label absent) scores 0.841, as did a model that
+    learned nothing. The built-in objectives' baselines are the same numbers
     (majority_class_accuracy, mean_target_squared_error)."""
     eval_labels = np.asarray(eval_labels)
     outputs = constant_outputs(train_labels, label_kind, num_classes, output_shape,
                                CONSTANT_CHUNK)
-    if outputs is None:
+    if outputs is None or label_kind == "targets":
         one = fitted_constant(objective, train_labels, output_shape)
-        outputs = None if one is None else np.broadcast_to(
-            one, (CONSTANT_CHUNK,) + tuple(output_shape))
+        if one is not None:
+            outputs = np.broadcast_to(one, (CONSTANT_CHUNK,) + tuple(output_shape))
     if outputs is None or not len(eval_labels):
         return math.nan
     # A chunk of examples at a time: a vocabulary of 50,000 classes over a test split of

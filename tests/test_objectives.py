@@ -150,6 +150,15 @@ def test_outputs_without_a_built_constant_get_the_constant_their_loss_prefers():
         lambda out, y: (y - out[:, 0]) ** 2, "mse", False, "targets")
     assert fitted_constant(gaussian, targets, (2,)) == pytest.approx(
         [targets.mean(), np.log(targets.var())], abs=1e-3)
+    # Multi-label logits on multi-hot targets: the mean target (0.15) passed as logits
+    # predicted every label present (0.159 label accuracy on noise labels) where the
+    # constant the loss prefers predicts them absent, as a model that learned nothing did.
+    hot = (rng.random((1000, 5)) < 0.15).astype(np.float32)
+    multi = Objective(lambda out, y: optax.sigmoid_binary_cross_entropy(out, y).mean(-1),
+                      lambda out, y: ((out > 0) == (y > 0.5)).astype(jnp.float32).mean(-1),
+                      "label accuracy", True, "targets")
+    assert constant_metric(multi, hot[:800], hot[800:], "targets", 5, (5,)) == pytest.approx(
+        1 - hot[800:].mean())
     # A loss whose outputs of that shape are not finite, or do not fit it: none.
     assert fitted_constant(Objective(CLASSIFICATION.loss, accuracy), np.array([0, 2, 1]),
                            (1,)) is None

@@ -115,8 +115,8 @@ def baseline_text(rows: list[dict]) -> str:
     metric = metric_of(rows)
     what = {"accuracy": "always predicting the training split's most frequent class",
             "mse": "always predicting the training split's mean target"}.get(
-                metric.name, "a constant prediction (the training split's class frequencies, "
-                "or its mean target)")
+                metric.name, "always predicting the constant output the loss prefers on the "
+                "training split")
     split = evaluated_on(rows)
     text = f"{what} scores {metric.name} {baseline:.4f} on the {split} split"
     bar = constant_bar(rows)
