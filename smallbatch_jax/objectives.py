@@ -157,8 +157,10 @@ def fitted_constant(objective: Objective, labels, output_shape: tuple[int, ...],
     FITTED_LABELS of them, spread over the split): the constant prediction the objective
     itself prefers, for outputs `constant_outputs` cannot build (one logit for two classes:
     a sigmoid cross-entropy's is the log-odds of the labels' share of 1s). Adam from the
-    best of a few starting points; None where the loss is not finite at any of them or
-    where it ends not finite."""
+    best of a few starting points (the labels' mean among them, for real-valued targets,
+    with steps of their spread: from 0 at steps of 0.05 a mean absolute error's constant on
+    targets of mean 152 stopped 25 short of it, a baseline of 128 against 70); None where the
+    loss is not finite at any of them or where it ends not finite."""
     labels = np.asarray(labels)
     labels = labels[np.linspace(0, len(labels) - 1, min(len(labels), FITTED_LABELS)).astype(int)]
     return _cached_fit(objective, labels, tuple(output_shape), steps, shared=True)
@@ -192,6 +194,11 @@ def _fit_outputs(objective: Objective, labels, shape: tuple[int, ...], steps: in
     """The optimization of fitted_constant (`shared`: one output for every label) and of
     fitted_outputs (one each), uncached."""
     size = () if shared else (len(labels),)
+    # Targets in their own units (a mean of 152, a spread of 77) are reached from their mean
+    # at steps of their spread; class ids and multi-hot targets from 0 at 0.05.
+    floats = jnp.issubdtype(labels.dtype, jnp.floating)
+    center = float(jnp.mean(labels)) if floats else 0.0
+    rate = 0.05 * max(1.0, float(jnp.std(labels))) if floats else 0.05
 
     def mean_loss(one):
         outputs = jnp.broadcast_to(one, (len(labels),) + shape)
@@ -199,7 +206,7 @@ def _fit_outputs(objective: Objective, labels, shape: tuple[int, ...], steps: in
 
     @jax.jit
     def fit(start):
-        optimizer = optax.adam(0.05)
+        optimizer = optax.adam(rate)
 
         def step(_, carry):
             one, state = carry
@@ -209,7 +216,8 @@ def _fit_outputs(objective: Objective, labels, shape: tuple[int, ...], steps: in
 
         return jax.lax.fori_loop(0, steps, step, (start, optimizer.init(start)))[0]
 
-    starts = [jnp.full(size + shape, value, jnp.float32) for value in (0.0, 0.5, 1.0, -1.0)]
+    starts = [jnp.full(size + shape, value, jnp.float32)
+              for value in (0.0, 0.5, 1.0, -1.0) + ((center,) if floats else ())]
     try:
         losses = [float(mean_loss(start)) for start in starts]
     except Exception:  # noqa: BLE001 – a loss that does not take outputs of this shape

@@ -159,6 +159,14 @@ def test_outputs_without_a_built_constant_get_the_constant_their_loss_prefers():
                       "label accuracy", True, "targets")
     assert constant_metric(multi, hot[:800], hot[800:], "targets", 5, (5,)) == pytest.approx(
         1 - hot[800:].mean())
+    # Targets in their own units (scikit-learn's diabetes: mean 152, spread 77): a mean
+    # absolute error's constant is their median (it stopped 25 short, fitted from 0).
+    from sklearn.datasets import load_diabetes
+    diabetes = load_diabetes(return_X_y=True)[1].astype(np.float32)
+    absolute = Objective(lambda out, y: jnp.abs(out[:, 0] - y), lambda out, y: jnp.abs(
+        out[:, 0] - y), "mae", False, "targets")
+    assert fitted_constant(absolute, diabetes, (1,)) == pytest.approx([np.median(diabetes)],
+                                                                      abs=1.0)
     # A loss whose outputs of that shape are not finite, or do not fit it: none.
     assert fitted_constant(Objective(CLASSIFICATION.loss, accuracy), np.array([0, 2, 1]),
                            (1,)) is None
