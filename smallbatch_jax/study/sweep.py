@@ -22,7 +22,9 @@ small-m runs spread over the tasks); each task writes only its own run directori
   then process 0 alone merges and reports.
 """
 
+import contextlib
 import copy
+import logging as std_logging
 import math
 import os
 import time
@@ -61,14 +63,16 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
     """Every run's spec (run/build.py: its config checked, against the data too), the data
     set loaded once for all of them: a bad point of the grid fails before any run trains."""
     specs = []
-    for run in runs:
-        run_config = config_for(config, run)
-        lrs = tuple(run_config.base_lrs)
-        if len(set(lrs)) != len(lrs):  # one lane twice: the study would read it as 2 seeds
-            raise ValueError(f"config.base_lrs={run_config.base_lrs!r} is invalid; allowed: "
-                             "distinct values (a study reads the lanes of one η̃ as seeds)")
-        specs.append(prepare(run_config, dataset, model, objective))
-        dataset = specs[0].loaded  # (as loaded: each run makes its own changes to it)
+    with _warned_once():
+        for run in runs:
+            run_config = config_for(config, run)
+            lrs = tuple(run_config.base_lrs)
+            if len(set(lrs)) != len(lrs):  # one lane twice: the study would read it as 2 seeds
+                raise ValueError(f"config.base_lrs={run_config.base_lrs!r} is invalid; "
+                                 "allowed: distinct values (a study reads the lanes of one η̃ "
+                                 "as seeds)")
+            specs.append(prepare(run_config, dataset, model, objective))
+            dataset = specs[0].loaded  # (as loaded: each run makes its own changes to it)
     own = getattr(dataset, "validation_indices", None)
     if own is not None and not config.validation:
         # (A single run trains on it quietly: the recommendation's test run does, by design.)
@@ -78,6 +82,31 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
             "choose on your split, set config.validation to any value > 0 (your split is then "
             "held out as given)", dataset.name, len(own))
     return specs
+
+
+@contextlib.contextmanager
+def _warned_once():
+    """Within it, a warning said once: every run's set-up checks the same model and data,
+    and a sweep of 8 m said a model's warning 8 times over (those naming their m differ,
+    and stay)."""
+    said = set()
+
+    class Once(std_logging.Filter):
+        def filter(self, record):
+            if record.levelno < std_logging.WARNING:
+                return True
+            text = record.getMessage()
+            if text in said:
+                return False
+            said.add(text)
+            return True
+
+    logger, once = logging.get_absl_logger(), Once()
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
 
 
 def refuse_other_configs(workdir: str, runs: list[Run], specs: list[RunSpec],

@@ -202,3 +202,31 @@ def test_a_users_own_validation_split_left_unused_by_a_sweep_is_named(caplog):
         sweep.prepare_runs(_config(), RUNS[:1], make_dataset("mine", x, y, xt, yt))
     assert "your own validation split" not in caplog.text
     np.testing.assert_array_equal(specs[0].dataset.test_images, x[1200:])
+
+
+def test_a_sweeps_set_up_says_a_models_warning_once(caplog):
+    """Every run's set-up checks the same model: a sweep of 8 m said its warning 8 times
+    (those that name their m differ, and each is said)."""
+    import flax.linen as nn
+    import numpy as np
+
+    class IdleDropout(nn.Module):  # (warned of: it drops nothing in training)
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(3)(nn.Dropout(0.5, deterministic=True)(nn.Dense(8)(x)))
+
+    from smallbatch_jax.data import make_dataset
+    rng = np.random.default_rng(0)
+    data = make_dataset("mine", rng.normal(size=(300, 5)).astype(np.float32),
+                        np.arange(300) % 3, rng.normal(size=(30, 5)).astype(np.float32),
+                        np.arange(30) % 3)
+    from smallbatch_jax.api import _prepare
+    config, data, _ = _prepare(_config(), IdleDropout(), data, None)
+    runs = [Run(f"m{m}", {"batch_size": m}) for m in (2, 4, 8)]
+    with caplog.at_level("WARNING"):
+        sweep.prepare_runs(config, runs, data, IdleDropout())
+    assert caplog.text.count("Dropout Dropout_0 drop nothing in training") == 1
+    # Only within the sweep's set-up: a second sweep says it again.
+    with caplog.at_level("WARNING"):
+        sweep.prepare_runs(config, runs[:1], data, IdleDropout())
+    assert caplog.text.count("Dropout Dropout_0 drop nothing in training") == 2
