@@ -401,6 +401,11 @@ def check_examples_independent(outputs, first_half: list, name: str,
 VALUE_LAYERS = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.ConvTranspose, nn.ConvLocal, nn.Einsum)
 
 
+def _layer_name(module) -> str:
+    """A Flax layer as the checks name it: its path in the model, or its class."""
+    return "/".join(map(str, module.path)) or type(module).__name__
+
+
 def _value_layer_recorder(found: list):
     """A Flax method interceptor appending (layer path, input) for every VALUE_LAYERS call: the
     first call's input, and the dtype alone (a ShapeDtypeStruct) of the others'."""
@@ -570,6 +575,12 @@ def check_objective(objective: Objective, outputs, dataset: DatasetLike,
                 + EXAMPLE_PER_EXAMPLE[what])
 
 
+def _mean_of(function, outputs, labels) -> float:
+    """The mean over examples of a loss or metric `function` of (outputs, labels)."""
+    return float(np.mean(np.asarray(function(jax.numpy.asarray(outputs, jax.numpy.float32),
+                                             jax.numpy.asarray(labels)), np.float64)))
+
+
 def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> None:
     """A user's loss and metric scored on a perfect prediction and on a constant one, over
     up to 256 training examples: the loss, which the lanes minimize, must be lower for the
@@ -614,8 +625,6 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
             perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
         return perfect, constant
 
-    mean_of = lambda function, out, y: float(np.mean(np.asarray(function(
-        jax.numpy.asarray(out, jax.numpy.float32), jax.numpy.asarray(y)), np.float64)))
     # The loss sees the labels as the model learns them (targets standardized), the metric
     # as the test set holds them (outputs mapped back: engine/step.py).
     scaled = (lambda x: x) if classes else dataset.scaled_targets
@@ -628,7 +637,7 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
                 _check_metric_direction(objective, perfect,
                                         np.broadcast_to(one, (len(y),) + shape), y)
         return
-    low, high = (mean_of(objective.loss, out, scaled(y)) for out in (perfect, constant))
+    low, high = (_mean_of(objective.loss, out, scaled(y)) for out in (perfect, constant))
     if math.isfinite(low) and math.isfinite(high) and low > high:
         raise ValueError(
             f"the objective's loss is {low:.4g} for a perfect prediction and {high:.4g} for a "
@@ -670,9 +679,7 @@ def _check_metric_direction(objective: Objective, perfect, constant, y) -> None:
     """check_directions' metric half: a statistic of the batch refused, and the metric's
     ranking of the `perfect` and the `constant` prediction of labels `y` against its
     higher_is_better."""
-    mean_of = lambda function, out, y: float(np.mean(np.asarray(function(
-        jax.numpy.asarray(out, jax.numpy.float32), jax.numpy.asarray(y)), np.float64)))
-    best, flat = mean_of(objective.metric, perfect, y), mean_of(objective.metric, constant, y)
+    best, flat = _mean_of(objective.metric, perfect, y), _mean_of(objective.metric, constant, y)
     if not (math.isfinite(best) and math.isfinite(flat)) or best == flat:
         return
     # A statistic of the whole batch broadcast to each example (an AUC, the batch's accuracy)
@@ -756,10 +763,6 @@ def check_batch_norm_inputs(name: str, normalized: list, batch_size: int,
 # Above this share of a BatchNorm's running statistics still their initial values (mean 0,
 # variance 1) at the first evaluation the metric reads, the run is warned of.
 RUNNING_STATISTICS_LEFT = 0.05
-
-
-def _layer_name(module) -> str:
-    return "/".join(map(str, module.path)) or type(module).__name__
 
 
 def _idle_dropout_recorder(found: list):

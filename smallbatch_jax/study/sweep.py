@@ -87,7 +87,7 @@ def prepare_runs(config, runs: list[Run], dataset=None, model=None, objective=No
 @contextlib.contextmanager
 def _warned_once():
     """Within it, a warning said once: every run's set-up checks the same model and data,
-    and a sweep of 8 m said a model's warning 8 times over (those naming their m differ,
+    and a sweep said a model's warning once per m, word for word (those naming their m differ,
     and stay)."""
     said = set()
 

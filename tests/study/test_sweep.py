@@ -205,7 +205,7 @@ def test_a_users_own_validation_split_left_unused_by_a_sweep_is_named(caplog):
 
 
 def test_a_sweeps_set_up_says_a_models_warning_once(caplog):
-    """Every run's set-up checks the same model: a sweep of 8 m said its warning 8 times
+    """Every run's set-up checks the same model: a sweep said its warning once per m
     (those that name their m differ, and each is said)."""
     import flax.linen as nn
     import numpy as np
