@@ -581,6 +581,46 @@ def _mean_of(function, outputs, labels) -> float:
                                              jax.numpy.asarray(labels)), np.float64)))
 
 
+def check_per_example(what: str, function, shape: tuple, y) -> None:
+    """The objective's `what` ('loss' or 'metric') must give each example a value of its own
+    output and label alone: the lanes average the loss over a training batch and sum both
+    over the test set in batches of config.eval_batch_size, the last one padded. Called on
+    random outputs (`shape` per example) for labels `y`, then with the second half of the
+    batch replaced by copies of the first: the first half's values must not change. Outputs
+    (batch, 1) against targets (batch,), as PyTorch's MSELoss warns of, broadcast to
+    (batch, batch): a squared error of every output against every target passed the shape
+    check, and the check of directions then called it a log-likelihood whose sign to turn.
+    (A statistic of the batch broadcast to every example is left to _check_metric_direction,
+    which names it.)"""
+    y = np.asarray(y)
+    half = len(y) // 2
+    if half < 2:
+        return
+    outputs = np.random.default_rng(0).normal(size=(2 * half,) + shape).astype(np.float32)
+    y = y[:2 * half]
+    values = lambda out, labels: np.asarray(function(jax.numpy.asarray(out),
+                                                     jax.numpy.asarray(labels)), np.float64)
+    alone = values(outputs, y)
+    beside_itself = values(np.concatenate([outputs[:half]] * 2), np.concatenate([y[:half]] * 2))
+    if alone.shape != (2 * half,) or np.ptp(alone) == 0 or np.ptp(beside_itself) == 0:
+        return
+    changed = ~np.isclose(alone[:half], beside_itself[:half], rtol=1e-4, atol=1e-6)
+    if not np.any(changed & np.isfinite(alone[:half])):
+        return
+    batched = lambda dims: str(("batch", *dims)).replace("'", "")
+    broadcast = (f" Outputs of shape {batched(shape)} against labels of shape "
+                 f"{batched(y.shape[1:])} broadcast to (batch, batch) in an elementwise "
+                 "difference: reshape the outputs to the labels' shape first "
+                 "(outputs.reshape(labels.shape)).") if shape == y.shape[1:] + (1,) else ""
+    raise ValueError(
+        f"the objective's {what} gives an example a value that depends on the other examples "
+        f"of its batch: {int(changed.sum())} of {half} examples changed when the rest of the "
+        f"batch was replaced.{broadcast} The lanes average it per example (over the training "
+        "batch, and over the test set in batches of config.eval_batch_size, the last one "
+        "padded): it must return each example's value of its own output and label alone; a "
+        "loss that couples the examples of a batch (a contrastive loss) cannot be swept here")
+
+
 def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> None:
     """A user's loss and metric scored on a perfect prediction and on a constant one, over
     up to 256 training examples: the loss, which the lanes minimize, must be lower for the
@@ -610,6 +650,12 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     # class, where a constant prediction is as good as a perfect one.)
     y = np.asarray(labels)[np.unique(np.linspace(0, len(labels) - 1, 256).astype(int))]
     classes = dataset.label_kind == "classes"
+    # The loss sees the labels as the model learns them (targets standardized), the metric
+    # as the test set holds them (outputs mapped back: engine/step.py).
+    scaled = (lambda x: x) if classes else dataset.scaled_targets
+    for what, function, seen in (("loss", objective.loss, scaled(y)),
+                                 ("metric", objective.metric, y)):
+        check_per_example(what, function, shape, seen)
 
     def predictions(y, train_labels):  # (perfect, constant) outputs for labels y
         constant = constant_outputs(train_labels, dataset.label_kind, dataset.num_classes,
@@ -625,9 +671,6 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
             perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
         return perfect, constant
 
-    # The loss sees the labels as the model learns them (targets standardized), the metric
-    # as the test set holds them (outputs mapped back: engine/step.py).
-    scaled = (lambda x: x) if classes else dataset.scaled_targets
     perfect, constant = predictions(scaled(y), scaled(labels))
     if perfect is None:
         if classes or getattr(dataset, "target_mean", None) is None:  # (both see y alike)

@@ -687,6 +687,40 @@ def test_a_batch_statistic_broadcast_to_every_example_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_an_objective_coupling_the_examples_of_a_batch_is_refused(tmp_path):
+    """A squared error of (batch, 1) outputs against (batch,) targets, as PyTorch's MSELoss
+    warns of, broadcasts to (batch, batch): every output against every target, one value per
+    example (the shape check passes). On scikit-learn's diabetes the direction check refused
+    it as a log-likelihood whose sign to turn, which, followed, trains on the negated
+    error. A metric scored against the rest of the batch (in-batch retrieval, a contrastive
+    set-up) depends on the evaluation batches and their padding. Both refused, named."""
+    import jax.numpy as jnp
+
+    x, _, xt, _ = _data()
+    y, yt = (x[:, 0] * 2 + 1).astype(np.float32), (xt[:, 0] * 2 + 1).astype(np.float32)
+    broadcast = lambda out, t: jnp.mean(jnp.square(out - t), axis=-1)
+    for loss, metric, what in ((broadcast, sbj.REGRESSION.metric, "loss"),
+                               (sbj.REGRESSION.loss, broadcast, "metric")):
+        with pytest.raises(ValueError, match=(
+                rf"the objective's {what} gives an example a value that depends on the other "
+                r"examples of its batch: 50 of 50 examples changed .* Outputs of shape "
+                r"\(batch, 1\) against labels of shape \(batch,\) broadcast to \(batch, "
+                r"batch\) .*\(outputs\.reshape\(labels\.shape\)\)")):
+            sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(outputs=1),
+                             data=(x, y, xt, yt), objective=sbj.Objective(
+                                 loss, metric, "mse", False, "targets", scaled_targets=True))
+    # A contrastive loss: each example's outputs scored at the labels of the whole batch, the
+    # example's own position the target.
+    contrastive = lambda out, y: -jnp.diagonal(jax.nn.log_softmax(out[:, y], axis=1))
+    with pytest.raises(ValueError, match=(
+            r"loss gives an example a value that depends on the other examples of its batch: "
+            r"\d+ of 50 examples changed when the rest of the batch was replaced. The lanes "
+            r".*\(a contrastive loss\)")):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "run"), model=MLP(), data=_data(),
+                         objective=sbj.Objective(contrastive, sbj.CLASSIFICATION.metric))
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_objective_checks_of_a_large_vocabulary_stay_small():
     """Next-token classification over 30,000 classes: the direction check's perfect
     prediction was np.eye(C)[y] (C² = 900 million values, 7.2 GB) and a user objective's
