@@ -1039,12 +1039,21 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
                 "they are codes rather than class indices, number them 0 … "
                 f"{len(present) - 1}, np.unique(y, return_inverse=True)[1] over the training "
                 "and test labels together)")
+            # One output for integer labels: one logit for two classes, or numeric targets
+            # (counts, prices, ratings as whole numbers) read as class indices.
+            one_output = "" if width != 1 else (
+                " (one logit for two classes: the built-in cross-entropy takes one per class; "
+                "return 2, or give your own objective, e.g. optax.sigmoid_binary_cross_entropy)"
+                if dataset.num_classes == 2 else
+                f" (the labels are integers, {len(present)} distinct values, read as class "
+                "indices: if they are the numeric targets of a regression, give objective="
+                "sbj.REGRESSION or --config.objective=regression)")
             raise ValueError(
                 f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
                 f"of 2; {dataset.name} has {dataset.num_classes} classes: the model needs "
-                f"(batch, {dataset.num_classes}) outputs, one per class" + (
+                f"(batch, {dataset.num_classes}) outputs, one per class" + (one_output or (
                     f" (labels are class indices 0 … {dataset.num_classes - 1}, and no example "
-                    "has label 0: if yours start at 1, subtract 1)" if unused else codes))
+                    "has label 0: if yours start at 1, subtract 1)" if unused else codes)))
         if not built_in:
             check_outputs_are_logits(initial, name)
     else:

@@ -78,6 +78,13 @@ def _config(**overrides):
     return config
 
 
+def _whole_numbered_targets():
+    """Targets of a regression stored as whole numbers (prices in a CSV): int64 labels."""
+    x, _, xt, _ = _data()
+    whole = lambda inputs: np.round(inputs[:, 0] * 50 + 150).astype(np.int64)
+    return x, whole(x), xt, whole(xt)
+
+
 @pytest.mark.parametrize("model,data,message", [
     (MLP(outputs=3), _data(), r"outputs of shape \[\(2, 3\)\].*4 classes.*\(batch, 4\)"),
     (NoTrainArgument(), _data(), r"takes no `train` argument.*add `train: bool`"),
@@ -107,9 +114,20 @@ def _config(**overrides):
     (nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)]), _data(),
      r"passes `train` on to a layer that does not take it \(.*'train'\).*"
      r"nn.Sequential hands that to its first layer. Wrap it"),
+    # Whole-numbered targets (a CSV's prices) with a regression's one output, and one logit
+    # for two classes, under the default cross-entropy: the cause named.
+    (MLP(outputs=1), _whole_numbered_targets(),
+     r"the model needs \(batch, \d+\) outputs, one per class \(the labels are integers, \d+ "
+     r"distinct values, read as class indices: if they are the numeric targets of a "
+     r"regression, give objective=sbj.REGRESSION or --config.objective=regression\)"),
+    (MLP(outputs=1), _data(num_classes=2),
+     r"2 classes: the model needs \(batch, 2\) outputs, one per class \(one logit for two "
+     r"classes: the built-in cross-entropy takes one per class; return 2, or give your own "
+     r"objective, e.g. optax.sigmoid_binary_cross_entropy\)"),
 ], ids=["too-few-outputs", "no-train-argument", "flat-features-to-a-cnn", "regression-width",
         "labels-from-1", "label-codes", "own-random-stream", "batch-statistics-in-evaluation",
-        "own-collection", "dict-outputs", "a-sequential"])
+        "own-collection", "dict-outputs", "a-sequential", "whole-numbered-targets",
+        "one-logit-for-two-classes"])
 def test_a_model_that_does_not_fit_the_data_fails_before_anything_is_written(
         tmp_path, model, data, message):
     objective = "regression" if data[1].dtype == np.float32 else None
