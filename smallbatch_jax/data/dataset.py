@@ -274,6 +274,25 @@ def looks_channels_first(shape: tuple[int, ...]) -> bool:
     return shape[1] in (1, 3) and shape[3] not in (1, 3, 4) and min(shape[2:]) > 4
 
 
+def check_one_input_array(name: str, split: str, inputs, labels) -> None:
+    """The lanes hand the model one array of inputs per batch, (m, ...). Several inputs per
+    example given as a dict of arrays were refused as "inputs of dtype object (a DataFrame's
+    mixed columns?)", and a tuple of two (N, F) arrays was stacked by NumPy into one input
+    of shape (2, N, F) and refused for its count: the cause, named."""
+    several = isinstance(inputs, dict) or (
+        isinstance(inputs, (tuple, list)) and 1 < len(inputs) != len(labels)
+        and all(hasattr(x, "shape") and len(getattr(x, "shape", ())) >= 1 for x in inputs))
+    if several:
+        parts = (inputs.items() if isinstance(inputs, dict) else enumerate(inputs))
+        shapes = ", ".join(f"{key}: {tuple(np.shape(x))}" for key, x in parts)
+        raise ValueError(
+            f"{name}: the {split} inputs are a {type(inputs).__name__} of {len(inputs)} "
+            f"array(s) ({shapes}); the lanes pass "
+            "the model one array of inputs, (N, ...): join them into one (flat features: "
+            "np.concatenate(..., axis=1)), and let the model split it again if it needs the "
+            "parts (x[:, :k], x[:, k:])")
+
+
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
                  num_classes: int | None = None, standardize: bool = True,
                  labels: str | None = None, validation=None,
@@ -290,6 +309,9 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
     of a test split that is mostly the training inputs (`check_test_copies`; False for a
     split held out of data already checked: copies the training set holds by nature would
     be named again, as a test split's, at every run)."""
+    for split, inputs, y in (("train", train_images, train_labels),
+                             ("test", test_images, test_labels)):
+        check_one_input_array(name, split, inputs, y)
     arrays = [np.asarray(x) for x in (train_images, train_labels, test_images, test_labels)]
     train_images, train_labels, test_images, test_labels = arrays
     validation_indices = None
@@ -330,11 +352,15 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             one_hot = (labels == "classes" and y.ndim == 2 and len(y)
                        and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
             column = labels == "classes" and y.ndim == 2 and y.shape[1:] == (1,)
+            per_position = (labels == "classes" and y.ndim >= 2 and len(y) == len(images)
+                            and not one_hot and not column)
             raise ValueError(f"{name}: {split} inputs must be (N, ...) with one label each "
                              f"(labels {shapes}); got {images.shape} and {y.shape}"
                              + ("; the labels look one-hot: pass y.argmax(-1)" if one_hot
                                 else "; the labels are a column (as keras loads CIFAR): pass "
-                                "y.ravel()" if column else ""))
+                                "y.ravel()" if column else "; a class label per position "
+                                "(tagging, next-token prediction) is not supported: class "
+                                "labels are one per example" if per_position else ""))
         if labels == "classes" and not np.issubdtype(y.dtype, np.integer):
             whole = y.dtype.kind == "b" or bool(np.all(np.mod(y, 1) == 0))
             raise ValueError(f"{name}: {split} labels must be integers (class indices); got "

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,10 @@ def test_integer_inputs_are_token_ids_and_negative_ones_are_named(caplog):
     ((np.arange(60) % 3).astype(np.float64), "classes",
      r"got float64 of whole values: pass y.astype\(int\)"),
     (np.arange(60) % 2 == 0, "classes", r"got bool of whole values: pass y.astype\(int\)"),
+    # Tags per position of a sequence (next-token prediction, tagging).
+    (np.arange(60 * 8).reshape(60, 8) % 5, "classes",
+     r"got \(50, 8\) and \(50, 8\); a class label per position \(tagging, next-token "
+     r"prediction\) is not supported: class labels are one per example"),
 ])
 def test_labels_in_a_common_wrong_form_are_refused_with_the_conversion(labels, kind, message):
     """Class names failed inside NumPy ("could not convert string to float: 'cat'");
@@ -261,6 +267,25 @@ def test_a_test_split_scaled_otherwise_than_the_training_split_is_named(caplog):
         make_dataset("mine", x[:80], y[:80], x[80:], y[80:])  # alike
         make_dataset("mine", x[:80], y[:80], x[80:] // 2 + 64, y[80:])  # half the spread
     assert not caplog.text
+
+
+def test_several_input_arrays_are_refused_with_the_fix():
+    """A dict of input arrays was refused as "inputs of dtype object (a DataFrame's mixed
+    columns?)"; a tuple of two (N, F) arrays was stacked into one input (2, N, F) and refused
+    for its count of examples."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 4)).astype(np.float32), rng.integers(0, 3, 20)
+    for several, shown in (({"image": x, "extra": x[:, :2]}, "a dict of 2 array(s) (image: "
+                            "(16, 4), extra: (16, 2))"),
+                           ((x, x), "a tuple of 2 array(s) (0: (16, 4), 1: (16, 4))")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"mine: the train inputs are {shown}; the lanes pass the model one array of "
+                "inputs, (N, ...): join them into one")):
+            make_dataset("mine", {k: v[:16] for k, v in several.items()} if isinstance(
+                several, dict) else tuple(v[:16] for v in several), y[:16], x[16:], y[16:])
+    # A list of one array per example is one input array.
+    data = make_dataset("mine", list(x[:16]), y[:16], list(x[16:]), y[16:])
+    assert data.train_images.shape == (16, 4)
 
 
 def test_labels_given_as_a_column_are_refused_with_the_fix():
