@@ -92,12 +92,18 @@ class Objective:
         return Metric(self.metric_name, self.higher_is_better)
 
 
+def per_example(values):
+    """An example's value from its positions' (labels per position of a sequence, (batch,
+    T, ...)): their mean, every position counted alike; (batch,) values as they are."""
+    return values.reshape(len(values), -1).mean(-1) if values.ndim > 1 else values
+
+
 def softmax_cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return per_example(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
 def accuracy(logits, labels):
-    return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return per_example((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
 
 
 def squared_error(outputs, targets):
@@ -140,7 +146,8 @@ def constant_outputs(train_labels, label_kind: str, num_classes: int,
     and a variance per target), which it cannot be built for."""
     train_labels = np.asarray(train_labels)
     if label_kind == "classes":
-        if tuple(output_shape) != (num_classes,):
+        # (Labels per position: the same class frequencies' logits at every position.)
+        if tuple(output_shape) != tuple(train_labels.shape[1:]) + (num_classes,):
             return None
         counts = np.bincount(train_labels.astype(np.int64).ravel(), minlength=num_classes)
         one = np.log(np.maximum(counts / max(counts.sum(), 1), 1e-12))

@@ -154,6 +154,39 @@ def test_token_ids_pass_untouched_to_the_model(tmp_path, monkeypatch):
     assert again[0]["final_test_metric"] == rows[0]["final_test_metric"]
 
 
+def test_next_token_prediction_with_labels_per_position(tmp_path):
+    """A language model's set-up: (N, T) token ids in, the next token at each position as
+    the label, (batch, T, vocabulary) logits out; an example's loss and accuracy are the
+    means over its positions. On a chain whose next token is (3t + 1) mod 12 four times in
+    five, a per-position model reaches ~0.8 (the chain allows 0.82; the majority token scores
+    0.245 at every position); a model giving one prediction per sequence is refused, naming
+    the positions."""
+    rng = np.random.default_rng(0)
+    tokens = np.zeros((600, 9), np.int64)
+    tokens[:, 0] = rng.integers(0, 12, 600)
+    for t in range(1, 9):
+        follows = (3 * tokens[:, t - 1] + 1) % 12
+        tokens[:, t] = np.where(rng.random(600) < 0.8, follows, rng.integers(0, 12, 600))
+    data = (tokens[:500, :-1], tokens[:500, 1:], tokens[500:, :-1], tokens[500:, 1:])
+
+    class NextToken(nn.Module):
+        pooled: bool = False
+
+        @nn.compact
+        def __call__(self, tokens, train):
+            h = nn.relu(nn.Dense(32)(nn.Embed(12, 16)(tokens)))
+            return nn.Dense(12)(h.mean(axis=1) if self.pooled else h)
+
+    rows = sbj.run_lr_sweep(_config(base_lrs=(2.0**-6, 2.0**-4)), str(tmp_path / "lm"),
+                            model=NextToken(), data=data)
+    assert all(0.2 < r["baseline_test_metric"] < 0.3 for r in rows)
+    assert max(r["final_test_metric"] for r in rows) > 0.75
+    with pytest.raises(ValueError, match=r"the model needs \(batch, 8, 12\) outputs, one per "
+                                         r"class at each of the labels' positions \(8,\)"):
+        sbj.run_lr_sweep(_config(), str(tmp_path / "pooled"), model=NextToken(pooled=True),
+                         data=data)
+
+
 def test_the_command_line_takes_a_model_path_and_an_npz(tmp_path):
     (tmp_path / "mymodels.py").write_text(MLP_SOURCE)
     np.savez(tmp_path / "data.npz", **dict(zip(
@@ -215,6 +248,15 @@ def test_real_valued_labels_under_a_classification_objective_name_the_fix(tmp_pa
 def test_augmentation_is_for_images_only(tmp_path):
     with pytest.raises(ValueError, match="config.augment=True .*inputs are features"):
         sbj.run_lr_sweep(_config(augment=True), str(tmp_path), model=MLP(), data=_features())
+    # Nor for labels per position (a segmentation's masks): the images would move, not them.
+    rng = np.random.default_rng(0)
+    images, masks = rng.normal(size=(40, 8, 8, 3)), rng.integers(0, 2, (40, 8, 8))
+    with pytest.raises(ValueError, match=r"config.augment=True is invalid; allowed: False for "
+                                         r"user's labels per position \(8, 8\): the "
+                                         r"augmentation crops and flips the images, not"):
+        sbj.run_lr_sweep(_config(augment=True), str(tmp_path), model=MLP(),
+                         data=(images[:30], masks[:30], images[30:], masks[30:]))
+    assert not os.path.exists(tmp_path / "config.json")
 
 
 def test_a_regression_with_a_lower_is_better_metric_end_to_end(tmp_path):

@@ -17,6 +17,32 @@ def test_squared_error_per_example_for_scalar_and_vector_targets():
                                [2.0, 4.0])
 
 
+def test_classification_per_position_is_the_mean_over_an_examples_positions():
+    """Labels per position (next-token prediction): (batch, T, C) logits, (batch, T) labels;
+    an example's loss and accuracy are its positions' means, and labels one per example give
+    the values they gave before, bit for bit."""
+    import optax
+
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(3, 5, 4)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 4, (3, 5)))
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(CLASSIFICATION.loss(logits, labels), per_token.mean(-1),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(CLASSIFICATION.metric(logits, labels), np.mean(
+        np.argmax(logits, -1) == labels, -1, dtype=np.float32))
+    flat, ids = logits[:, 0], labels[:, 0]
+    np.testing.assert_array_equal(CLASSIFICATION.loss(flat, ids),
+                                  optax.softmax_cross_entropy_with_integer_labels(flat, ids))
+    # The baseline of a constant prediction: the majority class at every position.
+    from smallbatch_jax.objectives import constant_metric, majority_class_accuracy
+
+    train, test = np.array([[2, 2, 0], [2, 1, 2]]), np.array([[2, 0, 2], [1, 1, 1]])
+    assert majority_class_accuracy(train, test) == 2 / 6
+    assert constant_metric(Objective(CLASSIFICATION.loss, accuracy), train, test, "classes",
+                           3, (3, 3)) == pytest.approx(2 / 6)
+
+
 def test_accuracy_and_the_directions():
     logits = jnp.array([[0.1, 2.0], [3.0, 0.0], [0.0, 1.0]])
     np.testing.assert_array_equal(accuracy(logits, jnp.array([1, 1, 1])), [1.0, 0.0, 1.0])

@@ -147,13 +147,14 @@ class Dataset:
 def hold_out(dataset: Dataset, fraction: float) -> Dataset:
     """The data set with `fraction` of its training examples held out as a validation split,
     which the run evaluates on in place of the test split (dropped: the run never sees it).
-    The draw is fixed (seed 0, the same for every m, lane and rerun) and, for classes,
-    stratified: round(fraction × its count) examples of each class, so that a small
-    validation split keeps the classes' shares. A data set made with its own validation
-    split (make_dataset's `validation`: grouped or time-ordered data, where a random draw
-    would put near-copies on both sides) holds that split out instead, whatever `fraction`. The standardization statistics are the
-    remaining training examples' (where the data set had them: `standardize=False` and raw
-    targets stay so). Both parts keep the order of the training set."""
+    The draw is fixed (seed 0, the same for every m, lane and rerun) and, for classes one
+    per example, stratified: round(fraction × its count) examples of each class, so that a
+    small validation split keeps the classes' shares. A data set made with its own
+    validation split (make_dataset's `validation`: grouped or time-ordered data, where a
+    random draw would put near-copies on both sides) holds that split out instead, whatever
+    `fraction`. The standardization statistics are the remaining training examples' (where
+    the data set had them: `standardize=False` and raw targets stay so). Both parts keep the
+    order of the training set."""
     if dataset.streamed:
         raise ValueError(f"{dataset.name}: streamed; no validation split can be held out of "
                          "its training set (config.validation must be 0)")
@@ -165,7 +166,7 @@ def hold_out(dataset: Dataset, fraction: float) -> Dataset:
         held = np.sort(np.asarray(dataset.validation_indices))
     else:
         rng = np.random.default_rng(0)
-        if dataset.label_kind == "classes":
+        if dataset.label_kind == "classes" and labels.ndim == 1:  # (not per position)
             groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
         else:
             groups = [np.arange(len(labels))]
@@ -346,21 +347,21 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             raise ValueError(f"{name}: {split} labels are {y.dtype}, not numbers; class names? "
                              "Give each class an id 0 … C−1: names, y = np.unique(y, "
                              "return_inverse=True) (the same mapping for both splits)")
-        shapes = "(N,)" if labels == "classes" else "(N,) or (N, D)"
-        if images.ndim < 2 or y.ndim not in ((1,) if labels == "classes" else (1, 2)) \
-                or len(images) != len(y):
-            one_hot = (labels == "classes" and y.ndim == 2 and len(y)
-                       and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
-            column = labels == "classes" and y.ndim == 2 and y.shape[1:] == (1,)
-            per_position = (labels == "classes" and y.ndim >= 2 and len(y) == len(images)
-                            and not one_hot and not column)
+        # Class labels are one per example, (N,), or one per position of a sequence or
+        # grid, (N, T, ...) (tagging, next-token prediction): the model then gives (N, T, ...,
+        # C) logits and an example's loss and metric are the means over its positions.
+        shapes = "(N,), or (N, T, ...) per position" if labels == "classes" else \
+            "(N,) or (N, D)"
+        one_hot = (labels == "classes" and y.ndim == 2 and len(y)
+                   and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+        column = labels == "classes" and y.ndim == 2 and y.shape[1:] == (1,)
+        if images.ndim < 2 or y.ndim < 1 or (labels == "targets" and y.ndim > 2) \
+                or one_hot or column or len(images) != len(y):
             raise ValueError(f"{name}: {split} inputs must be (N, ...) with one label each "
                              f"(labels {shapes}); got {images.shape} and {y.shape}"
                              + ("; the labels look one-hot: pass y.argmax(-1)" if one_hot
                                 else "; the labels are a column (as keras loads CIFAR): pass "
-                                "y.ravel()" if column else "; a class label per position "
-                                "(tagging, next-token prediction) is not supported: class "
-                                "labels are one per example" if per_position else ""))
+                                "y.ravel()" if column else ""))
         if labels == "classes" and not np.issubdtype(y.dtype, np.integer):
             whole = y.dtype.kind == "b" or bool(np.all(np.mod(y, 1) == 0))
             raise ValueError(f"{name}: {split} labels must be integers (class indices); got "
@@ -380,10 +381,10 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
     if train_images.shape[1:] != test_images.shape[1:]:
         raise ValueError(f"{name}: train and test inputs differ in shape: "
                          f"{train_images.shape[1:]} and {test_images.shape[1:]}")
+    if train_labels.shape[1:] != test_labels.shape[1:]:
+        raise ValueError(f"{name}: train and test labels differ in shape per example: "
+                         f"{train_labels.shape[1:]} and {test_labels.shape[1:]}")
     if labels == "targets":
-        if train_labels.shape[1:] != test_labels.shape[1:]:
-            raise ValueError(f"{name}: train and test targets differ in shape: "
-                             f"{train_labels.shape[1:]} and {test_labels.shape[1:]}")
         width = 1 if train_labels.ndim == 1 else train_labels.shape[1]
         if num_classes not in (None, width):
             raise ValueError(f"{name}: num_classes={num_classes} but the targets have {width} "
@@ -397,10 +398,11 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             if y.min() < 0 or y.max() >= num_classes:
                 raise ValueError(f"{name}: {split} labels must lie in [0, {num_classes}); they "
                                  f"span [{y.min()}, {y.max()}]")
-        if np.all(train_labels == train_labels[0]):
-            raise ValueError(f"{name}: every training label is {train_labels[0]}: a classifier "
-                             "has nothing to learn from one class, and every setting would "
-                             "score the same (were the labels read from the right column?)")
+        if np.all(train_labels == train_labels.flat[0]):
+            raise ValueError(f"{name}: every training label is {train_labels.flat[0]}: a "
+                             "classifier has nothing to learn from one class, and every "
+                             "setting would score the same (were the labels read from the "
+                             "right column?)")
         train_labels, test_labels = (y.astype(np.int32) for y in (train_labels, test_labels))
     kind = input_kind(train_images)
     if kind == "images" and looks_channels_first(train_images.shape):

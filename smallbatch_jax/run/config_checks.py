@@ -243,6 +243,12 @@ def check_against_data(config, dataset: DatasetLike, objective: Objective) -> No
               f"{tuple(dataset.image_shape)} per example, which look channels-first (C, H, W): "
               "the augmentation pads, crops and flips (H, W, C) images. Pass the images as "
               "x.transpose(0, 2, 3, 1)")
+    positions = tuple(np.shape(getattr(dataset, "train_labels", np.zeros((0,))))[1:])
+    if config.augment and labels == "classes" and positions:
+        # (A segmentation's masks would stay as they were while their images are cropped
+        # and flipped.)
+        _fail("augment", config.augment, f"False for {dataset.name}'s labels per position "
+              f"{positions}: the augmentation crops and flips the images, not their labels")
     if config.batch_size > dataset.num_train:
         _fail("batch_size", config.batch_size,
               f"at most the {dataset.num_train} training examples of {dataset.name}")
@@ -665,8 +671,8 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
         if classes:  # (not np.eye(C)[y]: C² values for a vocabulary of C classes)
             # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
             confident = math.log(9 * max(dataset.num_classes - 1, 1))
-            perfect = np.zeros((len(y), dataset.num_classes))
-            perfect[np.arange(len(y)), y] = confident
+            perfect = np.zeros(y.shape + (dataset.num_classes,))
+            np.put_along_axis(perfect, y[..., None].astype(np.int64), confident, axis=-1)
         else:
             perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
         return perfect, constant
@@ -1030,7 +1036,10 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     outputs = jax.tree.leaves(outputs)
     width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].ndim >= 1 else None
     if dataset.label_kind == "classes":
-        if width != dataset.num_classes or outputs[0].ndim != 2:
+        # One logit per class, at each position where the labels are per position.
+        positions = tuple(np.shape(getattr(dataset, "train_labels", np.zeros((0,))))[1:])
+        expected = ("batch",) + positions + (dataset.num_classes,)
+        if len(outputs) != 1 or tuple(outputs[0].shape[1:]) != expected[1:]:
             unused = not (np.any(dataset.train_labels == 0) or np.any(dataset.test_labels == 0))
             present = np.unique(np.concatenate([dataset.train_labels, dataset.test_labels]))
             codes = "" if unused or len(present) == dataset.num_classes else (
@@ -1051,7 +1060,9 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
             raise ValueError(
                 f"model {name} gives outputs of shape {[o.shape for o in outputs]} per batch "
                 f"of 2; {dataset.name} has {dataset.num_classes} classes: the model needs "
-                f"(batch, {dataset.num_classes}) outputs, one per class" + (one_output or (
+                f"{str(expected).replace(chr(39), '')} outputs, one per class"
+                + (f" at each of the labels' positions {positions}" if positions else "")
+                + (one_output or (
                     f" (labels are class indices 0 … {dataset.num_classes - 1}, and no example "
                     "has label 0: if yours start at 1, subtract 1)" if unused else codes)))
         if not built_in:
@@ -1074,7 +1085,8 @@ def check_labels(dataset: DatasetLike, tolerance: float | None = None) -> None:
     share of 0.01 of digits holds out are 0.077 an example against a tolerance of 0.02)."""
     if dataset.streamed or dataset.label_kind != "classes":
         return
-    step = 1.0 / max(dataset.num_test, 1)
+    # (Labels per position: the metric moves by one position of one example.)
+    step = 1.0 / max(dataset.num_test * int(np.prod(np.shape(dataset.test_labels)[1:])), 1)
     if tolerance and step > tolerance / 2:
         logging.warning("%s: the %s split holds %d examples: its accuracy moves in steps of "
                         "%.3f, coarser than half the reliable-range tolerance (%g); settings "

@@ -91,10 +91,6 @@ def test_integer_inputs_are_token_ids_and_negative_ones_are_named(caplog):
     ((np.arange(60) % 3).astype(np.float64), "classes",
      r"got float64 of whole values: pass y.astype\(int\)"),
     (np.arange(60) % 2 == 0, "classes", r"got bool of whole values: pass y.astype\(int\)"),
-    # Tags per position of a sequence (next-token prediction, tagging).
-    (np.arange(60 * 8).reshape(60, 8) % 5, "classes",
-     r"got \(50, 8\) and \(50, 8\); a class label per position \(tagging, next-token "
-     r"prediction\) is not supported: class labels are one per example"),
 ])
 def test_labels_in_a_common_wrong_form_are_refused_with_the_conversion(labels, kind, message):
     """Class names failed inside NumPy ("could not convert string to float: 'cat'");
@@ -267,6 +263,27 @@ def test_a_test_split_scaled_otherwise_than_the_training_split_is_named(caplog):
         make_dataset("mine", x[:80], y[:80], x[80:], y[80:])  # alike
         make_dataset("mine", x[:80], y[:80], x[80:] // 2 + 64, y[80:])  # half the spread
     assert not caplog.text
+
+
+def test_class_labels_per_position_make_a_data_set():
+    """Next-token prediction, tagging: (N, T) integer labels, one class per position; the
+    same positions in both splits; a validation split drawn at random (no stratification by
+    one class per example); no augmentation (it would move the inputs, not their labels)."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 12, (60, 9))
+    data = make_dataset("tokens", tokens[:50, :-1], tokens[:50, 1:], tokens[50:, :-1],
+                        tokens[50:, 1:])
+    assert data.label_kind == "classes" and data.num_classes == 12
+    assert data.train_labels.shape == (50, 8) and data.train_labels.dtype == np.int32
+    with pytest.raises(ValueError, match=r"train and test labels differ in shape per example: "
+                                         r"\(8,\) and \(7,\)"):
+        make_dataset("tokens", tokens[:50, :-1], tokens[:50, 1:], tokens[50:, :-1],
+                     tokens[50:, 2:])
+    held = hold_out(data, 0.2)
+    assert held.num_test == 10 and held.test_labels.shape == (10, 8)
+    with pytest.raises(ValueError, match=r"every training label is 3"):
+        make_dataset("tokens", tokens[:50], np.full((50, 8), 3), tokens[50:],
+                     tokens[50:, :8])
 
 
 def test_several_input_arrays_are_refused_with_the_fix():

@@ -575,6 +575,31 @@ def test_losses_and_metrics_going_their_own_way_pass_the_direction_check():
         check_directions(objective, shaped(width), data)
 
 
+def test_the_direction_check_takes_labels_per_position():
+    """Next-token labels (N, T): the perfect prediction puts the labelled token's logit high
+    at each position; a user's per-token cross-entropy and accuracy pass, their error rate
+    left at higher_is_better=True is refused."""
+    import jax.numpy as jnp
+    import optax
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.config_checks import check_directions
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 7, (120, 6))
+    data = make_dataset("tokens", tokens[:100, :-1], tokens[:100, 1:], tokens[100:, :-1],
+                        tokens[100:, 1:])
+    outputs = jax.ShapeDtypeStruct((2, 5, 7), np.float32)
+    per_token = lambda o, y: optax.softmax_cross_entropy_with_integer_labels(o, y).mean(-1)
+    right = lambda o, y: (o.argmax(-1) == y).mean(-1)
+    check_directions(sbj.Objective(per_token, right, "token accuracy"), outputs, data)
+    check_directions(sbj.CLASSIFICATION, outputs, data)
+    with pytest.raises(ValueError, match=r"metric \('token error', higher_is_better=True\) "
+                                         r"scores a perfect prediction 0 and a constant one"):
+        check_directions(sbj.Objective(per_token, lambda o, y: 1.0 - right(o, y),
+                                       "token error"), outputs, data)
+
+
 def test_integer_features_reaching_a_dense_layer_are_named(caplog):
     """Integer inputs that are not images pass as token ids, unstandardized (said at INFO,
     which Python does not show): a DataFrame's ages, incomes and hours (up to 150,000) as
