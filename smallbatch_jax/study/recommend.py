@@ -124,8 +124,13 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
     besides, the best η̃ of every m is within one grid step of the others (the estimates
     agree, not merely the test fails to tell them apart); cannot tell otherwise, with one
     seed, fewer than 2 such m, where the m's grids of η/m share no value, or where an m's
-    best lies at the edge of its grid (a bound, not an optimum)."""
-    claim = "scale the learning rate linearly with m (the best η̃ = η/m is the same at every m)"
+    best lies at the edge of its grid (a bound, not an optimum). Named η/m where the sweep's
+    η̃ is another value (Adam's η itself: "best η̃ m = 8: 2^-11" beside a report whose η̃,
+    so it said, was η, and whose best η̃ at m = 8 was 2^-8)."""
+    linear = all((row.get("lr_scaling") or "linear") == "linear" for row in rows)
+    eta = "η̃" if linear else "η/m"
+    claim = ("scale the learning rate linearly with m (the best "
+             + ("η̃ = η/m" if linear else "η/m") + " is the same at every m)")
     rows = as_base_lrs(rows)
     table = metric_table(rows)
     best = {m: lr for m, (lr, _) in best_per_batch_size(table).items() if not math.isnan(lr)}
@@ -134,29 +139,29 @@ def verdict_linear_scaling(rows, alpha: float = ALPHA) -> Verdict:
         return Verdict(claim, CANNOT_TELL, "fewer than 2 batch sizes trained")
     edges = optima_at_the_edge(table)
     if edges:
-        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; at m = "
+        return Verdict(claim, CANNOT_TELL, f"best {eta} {listing}; at m = "
                        + ", ".join(str(m) for m in edges) + " it is the edge of the grid run "
                        "there (the optimum may lie beyond)")
     grids = {m: sorted(l for mm, l in table if mm == m) for m in best}
     if not set.intersection(*(set(grid) for grid in grids.values())):
-        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; the grids of η/m run at "
+        return Verdict(claim, CANNOT_TELL, f"best {eta} {listing}; the grids of η/m run at "
                        "these m share no value to test")
     ranges = {m: lrs_within_noise(rows, m, alpha) for m in best}
     if any(r is None for r in ranges.values()):
-        return Verdict(claim, CANNOT_TELL, f"best η̃ {listing}; {_no_test(rows)}")
+        return Verdict(claim, CANNOT_TELL, f"best {eta} {listing}; {_no_test(rows)}")
     common = set.intersection(*(set(r) for r in ranges.values()))
     if not common:
         within = "; ".join(f"m = {m}: {format_lrs(r, grids[m])}" for m, r in ranges.items())
-        return Verdict(claim, FALSE, f"every η̃ is significantly worse than the best at one m "
-                       f"or more (best η̃ {listing}; not significantly worse than each m's "
-                       f"best: {within})")
+        return Verdict(claim, FALSE, f"every {eta} is significantly worse than the best at one "
+                       f"m or more (best {eta} {listing}; not significantly worse than each "
+                       f"m's best: {within})")
     spread = math.log2(max(best.values()) / min(best.values()))
     if spread <= 1:
-        return Verdict(claim, TRUE, f"best η̃ {listing}: within a factor 2 at every m, and "
-                       f"η̃ = {format_lrs(sorted(common), sorted(common))} is not "
+        return Verdict(claim, TRUE, f"best {eta} {listing}: within a factor 2 at every m, and "
+                       f"{eta} = {format_lrs(sorted(common), sorted(common))} is not "
                        "significantly worse than the best at any m")
-    return Verdict(claim, CANNOT_TELL, f"best η̃ {listing} (a factor {2 ** spread:g} apart), "
-                   f"yet the seeds cannot reject one η̃ for all "
+    return Verdict(claim, CANNOT_TELL, f"best {eta} {listing} (a factor {2 ** spread:g} "
+                   f"apart), yet the seeds cannot reject one {eta} for all "
                    f"({format_lrs(sorted(common), sorted(common))} is not significantly "
                    "worse than the best at any m): more seeds would tell")
 

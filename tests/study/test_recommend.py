@@ -73,6 +73,9 @@ def test_linear_scaling_is_judged_on_eta_over_m_whatever_the_sweep_scales():
                 for i, offset in enumerate(SPREAD)]
     fixed_eta = recommend.verdict_linear_scaling(adam_rows({4: -8, 16: -8, 64: -8}))
     assert fixed_eta.answer == FALSE and "m = 64: 2^-14" in fixed_eta.because  # η/m
+    # Named η/m, not η̃: the report writes the swept η as η̃ (its best at m = 64 is 2^-8).
+    assert "best η/m m = 4: 2^-10, m = 16: 2^-12, m = 64: 2^-14" in fixed_eta.because
+    assert "η̃" not in fixed_eta.because + fixed_eta.claim
     proportional = adam_rows({4: -8, 16: -6, 64: -4})  # η/m = 2^-10 at every m
     assert recommend.verdict_linear_scaling(proportional).answer == TRUE
     apart = recommend.verdict_linear_scaling(adam_rows({4: -8, 8192: -8}))  # no common η/m
