@@ -294,6 +294,40 @@ def check_one_input_array(name: str, split: str, inputs, labels) -> None:
             "parts (x[:, :k], x[:, k:])")
 
 
+# Sequences' labels padded at their end with one id: warned of (`check_padding`) where that
+# padding is at least this share of all positions.
+PADDING_WARNED = 0.1
+
+
+def trailing_run(labels: np.ndarray, value: int) -> np.ndarray:
+    """Per sequence of (N, T) labels, how many of its last positions hold `value`."""
+    other = labels != value
+    last_other = np.where(other.any(axis=1), labels.shape[1] - 1 - np.argmax(other[:, ::-1],
+                                                                             axis=1), -1)
+    return labels.shape[1] - 1 - last_other
+
+
+def check_padding(name: str, labels: np.ndarray) -> None:
+    """Labels per position of sequences padded to one length (variable-length sentences
+    filled with a pad id): every position counts in the built-in loss and accuracy, so the
+    pad id, the easiest class there is, would be learned and scored with the words. Warned
+    of where the sequences end in runs of one id that make up PADDING_WARNED of all positions
+    or more (on a chain of tokens without padding: none). For the built-in objective (run/
+    config_checks.py: check_labels); a user's may mask the padding itself."""
+    if labels.ndim != 2:
+        return
+    value = int(np.bincount(labels[:, -1]).argmax())
+    runs = trailing_run(labels, value)
+    share = float(runs.sum()) / labels.size
+    if share >= PADDING_WARNED and np.mean(runs >= 2) >= 0.25:
+        logging.warning(
+            "%s: %.0f%% of the label positions are runs of id %d at the end of a sequence "
+            "(in %d of %d sequences): padding? Every position counts in the built-in loss and "
+            "accuracy, so the padding would be learned and scored with the rest. Give your "
+            "own Objective whose loss and metric average over the positions where labels != "
+            "%d", name, 100 * share, value, int(np.sum(runs >= 1)), len(labels), value)
+
+
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
                  num_classes: int | None = None, standardize: bool = True,
                  labels: str | None = None, validation=None,

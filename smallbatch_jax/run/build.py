@@ -296,7 +296,7 @@ def prepare(config, dataset=None, model=None, objective: Objective | None = None
                                steps_before_metric=first_read * (dataset.num_train
                                                                  // config.batch_size),
                                weight_decay=max(decays), weight_decay_key=decay_key)
-    check_labels(dataset, config.reliable_tolerance)
+    check_labels(dataset, config.reliable_tolerance, objective)
     check_metric_window(config, dataset.num_train // config.batch_size)
     cadence, noise = config.checkpoint, config.noise_scale
     return RunSpec(

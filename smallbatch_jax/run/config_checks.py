@@ -18,8 +18,8 @@ from absl import logging
 import flax.linen as nn
 from flax.errors import InvalidRngError, ModifyScopeVariableError
 
-from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, looks_channels_first,
-                                 model_input_dtype)
+from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, check_padding,
+                                 looks_channels_first, model_input_dtype)
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
@@ -1077,9 +1077,11 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     return output_shape
 
 
-def check_labels(dataset: DatasetLike, tolerance: float | None = None) -> None:
+def check_labels(dataset: DatasetLike, tolerance: float | None = None,
+                 objective: Objective | None = None) -> None:
     """A warning for test classes the training split never shows (the model cannot learn
-    them: the test metric is capped below 1), and one for an evaluated split so small that
+    them: the test metric is capped below 1), one for sequences padded at their end under
+    the built-in objective (`check_padding`), and one for an evaluated split so small that
     one example moves the accuracy by more than half the study's `tolerance` (its reliable
     ranges and "within noise" would rest on single examples: the 13 examples a validation
     share of 0.01 of digits holds out are 0.077 an example against a tolerance of 0.02)."""
@@ -1093,6 +1095,8 @@ def check_labels(dataset: DatasetLike, tolerance: float | None = None) -> None:
                         "closer than a few examples are not told apart. Evaluate on more "
                         "examples (a larger config.validation, or test split)", dataset.name,
                         dataset.evaluated_on, dataset.num_test, step, tolerance)
+    if objective in OBJECTIVES.values():
+        check_padding(dataset.name, dataset.train_labels)
     unseen = np.setdiff1d(np.unique(dataset.test_labels), np.unique(dataset.train_labels))
     if len(unseen):
         split = dataset.evaluated_on  # (a validation split held out of a class's only example)

@@ -600,6 +600,33 @@ def test_the_direction_check_takes_labels_per_position():
                                        "token error"), outputs, data)
 
 
+def test_sequences_padded_at_their_end_are_named_under_the_built_in_objective(caplog):
+    """Sentences of 5 to 20 tokens padded with id 0 to 20: 40% of the label positions are
+    padding, which the built-in loss and accuracy count as words (predicting the pad is the
+    easiest accuracy there is). Warned of, with the way out; not for unpadded sequences, nor
+    under a user's objective (which may mask the padding itself)."""
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.config_checks import check_labels
+
+    rng = np.random.default_rng(0)
+    words = rng.integers(1, 12, (100, 20))
+    lengths = rng.integers(5, 21, 100)
+    padded = np.where(np.arange(20) < lengths[:, None], words, 0)
+    data = lambda labels: make_dataset("sentences", words[:80], labels[:80], words[80:],
+                                       labels[80:])
+    masked = sbj.Objective(sbj.CLASSIFICATION.loss, sbj.CLASSIFICATION.metric)
+    with caplog.at_level("WARNING"):
+        check_labels(data(words), objective=sbj.CLASSIFICATION)
+        check_labels(data(padded), objective=masked)
+    assert "padding" not in caplog.text
+    with caplog.at_level("WARNING"):
+        check_labels(data(padded), objective=sbj.CLASSIFICATION)
+    assert re.search(r"sentences: 4\d% of the label positions are runs of id 0 at the end of "
+                     r"a sequence \(in \d+ of 80 sequences\): padding\? .* Give your own "
+                     r"Objective whose loss and metric average over the positions where "
+                     r"labels != 0", caplog.text)
+
+
 def test_integer_features_reaching_a_dense_layer_are_named(caplog):
     """Integer inputs that are not images pass as token ids, unstandardized (said at INFO,
     which Python does not show): a DataFrame's ages, incomes and hours (up to 150,000) as
