@@ -328,6 +328,27 @@ def check_padding(name: str, labels: np.ndarray) -> None:
             "%d", name, 100 * share, value, int(np.sum(runs >= 1)), len(labels), value)
 
 
+# Labels per position that equal the token ids at the same positions this often are taken
+# for the inputs themselves (`check_labels_not_inputs`).
+SAME_AS_INPUTS_WARNED = 0.9
+
+
+def check_labels_not_inputs(name: str, inputs: np.ndarray, labels: np.ndarray) -> None:
+    """Next-token labels given without their shift (labels = the inputs, not x[:, 1:]
+    against x[:, :-1]): a model that copies its input scores an accuracy of 1 at every
+    setting, and the study answers nothing, without an error. Warned of where the labels
+    equal the token ids at SAME_AS_INPUTS_WARNED of their positions or more."""
+    if labels.shape != inputs.shape or labels.ndim < 2:
+        return
+    same = float(np.mean(labels == inputs))
+    if same >= SAME_AS_INPUTS_WARNED:
+        logging.warning(
+            "%s: the labels equal the input token ids at %.0f%% of their positions: the "
+            "inputs themselves, not the next tokens? A model that copies its input scores 1 "
+            "at every setting. For next-token prediction, pass x[:, :-1] as the inputs and "
+            "x[:, 1:] as the labels", name, 100 * same)
+
+
 def make_dataset(name, train_images, train_labels, test_images, test_labels,
                  num_classes: int | None = None, standardize: bool = True,
                  labels: str | None = None, validation=None,
@@ -447,6 +468,8 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
             train_images.shape)
     if kind == "tokens":
         check_token_ids(name, train_images, test_images)
+        if labels == "classes":
+            check_labels_not_inputs(name, train_images, train_labels)
     if check_copies:
         check_test_copies(name, train_images, test_images)
     mean = std = target_mean = target_std = None

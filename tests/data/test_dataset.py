@@ -286,6 +286,21 @@ def test_class_labels_per_position_make_a_data_set():
                      tokens[50:, :8])
 
 
+def test_next_token_labels_left_unshifted_are_named(caplog):
+    """Labels = the input token ids (the shift x[:, 1:] forgotten): copying the input scores
+    1 everywhere. Warned of; not for shifted labels."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 12, (60, 9))
+    with caplog.at_level("WARNING"):
+        make_dataset("lm", tokens[:50, :-1], tokens[:50, 1:], tokens[50:, :-1], tokens[50:, 1:])
+    assert not caplog.text
+    with caplog.at_level("WARNING"):
+        make_dataset("lm", tokens[:50], tokens[:50], tokens[50:], tokens[50:])
+    assert ("lm: the labels equal the input token ids at 100% of their positions: the inputs "
+            "themselves, not the next tokens?") in caplog.text
+    assert "pass x[:, :-1] as the inputs and x[:, 1:] as the labels" in caplog.text
+
+
 def test_several_input_arrays_are_refused_with_the_fix():
     """A dict of input arrays was refused as "inputs of dtype object (a DataFrame's mixed
     columns?)"; a tuple of two (N, F) arrays was stacked into one input (2, N, F) and refused
