@@ -43,6 +43,34 @@ def test_classification_per_position_is_the_mean_over_an_examples_positions():
                            3, (3, 3)) == pytest.approx(2 / 6)
 
 
+def test_a_masking_objectives_baseline_is_the_constant_it_prefers():
+    """A per-token cross-entropy and accuracy that leave the padding (id 0) out, on padded
+    sentences: the class frequencies' logits predict the pad, 0 accuracy where it counts,
+    and a model at chance (0.094) was recommended against that baseline. The constant the
+    loss prefers (one class's logits at every position) predicts a word: the baseline is the
+    better of the two, the share of the most frequent word."""
+    import jax
+    import optax
+
+    from smallbatch_jax.objectives import constant_metric
+
+    rng = np.random.default_rng(0)
+    words, lengths = rng.integers(1, 12, (600, 20)), rng.integers(4, 21, 600)
+    labels = np.where(np.arange(20) < lengths[:, None], words, 0)
+    train, test = labels[:500], labels[500:]
+    counted = lambda y: (y != 0).astype(jnp.float32)
+    masked = lambda values, y: (values * counted(y)).sum(-1) / counted(y).sum(-1)
+    objective = Objective(
+        lambda o, y: masked(optax.softmax_cross_entropy_with_integer_labels(o, y), y),
+        lambda o, y: masked((o.argmax(-1) == y).astype(jnp.float32), y), "token accuracy")
+    per_word = [float(np.mean(masked(jax.numpy.asarray(test == k, jnp.float32), test)))
+                for k in range(1, 12)]  # the score of predicting word k everywhere
+    baseline = constant_metric(objective, train, test, "classes", 12, (20, 12))
+    assert min(abs(baseline - score) for score in per_word) < 1e-6 and baseline > 0.07
+    bar = constant_metric(objective, test, test, "classes", 12, (20, 12))
+    assert bar == pytest.approx(max(per_word), abs=1e-6)  # not a constant per position
+
+
 def test_accuracy_and_the_directions():
     logits = jnp.array([[0.1, 2.0], [3.0, 0.0], [0.0, 1.0]])
     np.testing.assert_array_equal(accuracy(logits, jnp.array([1, 1, 1])), [1.0, 0.0, 1.0])
