@@ -24,7 +24,7 @@ from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import MODELS, import_model
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
-from smallbatch_jax.objectives import (OBJECTIVES, Objective, constant_outputs,
+from smallbatch_jax.objectives import (OBJECTIVES, REGRESSION, Objective, constant_outputs,
                                        fitted_constant, fitted_outputs)
 from smallbatch_jax.optim import (BETA2_RULES, LR_SCALINGS, OPTIMIZERS,
                                   epochs_before_last_decay, is_kernel,
@@ -1077,6 +1077,38 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     return output_shape
 
 
+# Components of a target whose spreads differ by more than this factor are named
+# (`check_target_scales`).
+TARGET_SPREADS_WARNED = 10.0
+
+
+def check_target_scales(dataset: DatasetLike, objective: Objective | None) -> None:
+    """The built-in regression's test metric sums a target's components' squared errors in
+    their own units, while it trains on them standardized, each alike: components of
+    unlike spreads (a weight in kg beside a pulse rate and a waist in cm; one in [0, 1]
+    beside one in [0, 1000]) make the metric, and every best, range and recommendation
+    read from it, the largest one's alone. Warned of, with the ways out."""
+    if objective is not REGRESSION:
+        return
+    labels = np.asarray(dataset.train_labels, np.float64)
+    if labels.ndim != 2 or labels.shape[1] < 2:
+        return
+    spread = labels.std(axis=0)
+    if not np.any(spread > 0):
+        return
+    small = int(np.argmin(np.where(spread > 0, spread, np.inf)))
+    large = int(np.argmax(spread))
+    if spread[large] > TARGET_SPREADS_WARNED * spread[small]:
+        logging.warning(
+            "%s: the targets' components spread from %.3g (component %d) to %.3g (component "
+            "%d), %.0f× apart; the test mse sums their squared errors in these units (the "
+            "model trains on them standardized, each alike), so the metric, and every choice "
+            "made on it, follows the widest. To weigh them alike, pass the targets "
+            "standardized yourself ((y − mean) / std per component, the training split's), "
+            "or give your own objective", dataset.name, spread[small], small, spread[large],
+            large, spread[large] / spread[small])
+
+
 def check_labels(dataset: DatasetLike, tolerance: float | None = None,
                  objective: Objective | None = None) -> None:
     """A warning for test classes the training split never shows (the model cannot learn
@@ -1085,6 +1117,8 @@ def check_labels(dataset: DatasetLike, tolerance: float | None = None,
     one example moves the accuracy by more than half the study's `tolerance` (its reliable
     ranges and "within noise" would rest on single examples: the 13 examples a validation
     share of 0.01 of digits holds out are 0.077 an example against a tolerance of 0.02)."""
+    if not dataset.streamed and dataset.label_kind == "targets":
+        check_target_scales(dataset, objective)
     if dataset.streamed or dataset.label_kind != "classes":
         return
     # (Labels per position: the metric moves by one position of one example.)

@@ -627,6 +627,31 @@ def test_sequences_padded_at_their_end_are_named_under_the_built_in_objective(ca
                      r"labels != 0", caplog.text)
 
 
+def test_target_components_of_unlike_spreads_are_named(caplog):
+    """Two targets, one in [-1, 1] and one of spread ~1000: the built-in regression trains on
+    them standardized but its test mse sums them in their units, so every choice follows the
+    second. Warned of; not for components alike, one component, or a user's objective."""
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.config_checks import check_labels
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    unlike = np.stack([np.tanh(x[:, 0]), 1000 * x[:, 1]], 1)
+    data = lambda y: make_dataset("mine", x[:150], y[:150], x[150:], y[150:])
+    with caplog.at_level("WARNING"):
+        check_labels(data(unlike), objective=sbj.REGRESSION)
+    assert re.search(r"mine: the targets' components spread from 0\.\d+ \(component 0\) to "
+                     r"\d+ \(component 1\), \d+× apart; the test mse sums their squared errors "
+                     r"in these units .* follows the widest", caplog.text)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_labels(data(x[:, :2] * [1.0, 3.0]), objective=sbj.REGRESSION)
+        check_labels(data(1000 * x[:, 1]), objective=sbj.REGRESSION)
+        check_labels(data(unlike), objective=sbj.Objective(
+            sbj.REGRESSION.loss, sbj.REGRESSION.metric, "mse", False, "targets"))
+    assert "components spread" not in caplog.text
+
+
 def test_integer_features_reaching_a_dense_layer_are_named(caplog):
     """Integer inputs that are not images pass as token ids, unstandardized (said at INFO,
     which Python does not show): a DataFrame's ages, incomes and hours (up to 150,000) as
