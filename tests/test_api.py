@@ -187,6 +187,56 @@ def test_next_token_prediction_with_labels_per_position(tmp_path):
                          data=data)
 
 
+def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
+    """Flax's NNX API: the Module class is given (its __init__ takes rngs, and num_classes);
+    the lanes build it per seed through nnx.bridge.ToLinen, its BatchNorm statistics carried
+    as 'batch_stats', its Dropout drawing from the lanes' stream. A module already built (a
+    raw TypeError deep in a dot_general before) is refused, saying what to give."""
+    from flax import nnx
+
+    class NNXMLP(nnx.Module):
+        def __init__(self, rngs, num_classes=3, rate=0.2):
+            self.hidden = nnx.Linear(12, 32, rngs=rngs)
+            self.norm = nnx.BatchNorm(32, rngs=rngs)
+            self.drop = nnx.Dropout(rate, rngs=rngs)
+            self.out = nnx.Linear(32, num_classes, rngs=rngs)
+
+        def __call__(self, x, train=False):
+            h = nnx.relu(self.norm(self.hidden(x), use_running_average=not train))
+            return self.out(self.drop(h, deterministic=not train))
+
+    config, data = _config(num_seeds=2, base_lrs=(2.0**-5,)), _features()
+    rows = sbj.run_lr_sweep(config, str(tmp_path / "nnx"), model=NNXMLP, data=data)
+    assert rows[0]["model"].endswith("NNXMLP") and max(r["final_test_metric"]
+                                                       for r in rows) > 0.8
+    assert rows[0]["final_train_loss"] != rows[1]["final_train_loss"]  # seeds: own weights
+    recorded = json.load(open(tmp_path / "nnx" / "config.json"))
+    assert recorded["config"]["model"] == rows[0]["model"]  # (not nnx.bridge's wrapper)
+    # Its Dropout trains: without it, training goes otherwise.
+    class Plain(NNXMLP):
+        def __init__(self, rngs, num_classes=3):
+            super().__init__(rngs, num_classes, rate=0.0)
+
+    plain = sbj.run_lr_sweep(config, str(tmp_path / "plain"), model=Plain, data=data)
+    assert plain[0]["final_train_loss"] != rows[0]["final_train_loss"]
+    for given, what in ((NNXMLP(nnx.Rngs(0)), r"model .*NNXMLP is a flax.nnx Module already "
+                                               r"built, with its own weights"),
+                        (lambda n: NNXMLP(nnx.Rngs(0), n), r"returned a flax.nnx Module")):
+        with pytest.raises(ValueError, match=what + r".*give the NNX Module class itself"):
+            sbj.run_lr_sweep(config, str(tmp_path / "built"), model=given, data=data)
+
+    class NoTrain(nnx.Module):
+        def __init__(self, rngs):
+            self.out = nnx.Linear(12, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(x)
+
+    with pytest.raises(ValueError, match=r"takes no `train` argument"):
+        sbj.run_lr_sweep(config, str(tmp_path / "no_train"), model=NoTrain, data=data)
+    assert not (tmp_path / "built").exists() and not (tmp_path / "no_train").exists()
+
+
 def test_the_command_line_takes_a_model_path_and_an_npz(tmp_path):
     (tmp_path / "mymodels.py").write_text(MLP_SOURCE)
     np.savez(tmp_path / "data.npz", **dict(zip(
@@ -451,7 +501,7 @@ def test_a_rerun_after_the_model_or_data_changed_is_refused_not_answered_with_ol
     assert float(rows[0]["best_constant_test_metric"]) == pytest.approx(
         np.bincount(data[3]).max() / len(data[3]))
     recorded = json.load(open(tmp_path / "config.json"))["config"]["fingerprints"]
-    assert set(recorded) == {"model", "data", "objective"}
+    assert set(recorded) == {"model", "model_structure", "data", "objective"}
     monkeypatch.setattr(train, "create_run", lambda *a: pytest.fail("trained again"))
     same = sbj.run_lr_sweep(config, workdir, model=Net(), data=_features(n=300),
                             objective=accuracy)
@@ -465,6 +515,25 @@ def test_a_rerun_after_the_model_or_data_changed_is_refused_not_answered_with_ol
         with pytest.raises(ValueError, match=rf"differing keys: .*fingerprints\.{what}: .*"
                                              r"digests of the model, objective or data you gave"):
             sbj.run_lr_sweep(config, workdir, **given)
+    # A width set outside the model's class (a helper module's, read at call time) changed
+    # neither its repr nor its source: the 2-wide run's results came back as a 64-wide one's.
+    # The shapes of its variables and the sources of the modules it calls are digested too.
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.relu(nn.Dense(Block.width)(x))
+
+    class Stacked(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.Dense(3)(Block()(x))
+
+    monkeypatch.undo()  # (training again)
+    Block.width = 2
+    sbj.run_lr_sweep(config, str(tmp_path / "helper"), model=Stacked(), data=data)
+    Block.width = 64
+    with pytest.raises(ValueError, match=r"differing keys: fingerprints\.model_structure: "):
+        sbj.run_lr_sweep(config, str(tmp_path / "helper"), model=Stacked(), data=data)
 
 
 def test_a_validation_split_is_chosen_on_and_the_test_split_never_read(tmp_path):

@@ -45,6 +45,7 @@ from jax import lax
 from smallbatch_jax.engine.augment import pad_crop_flip
 from smallbatch_jax.engine.lanes import LaneHparams
 from smallbatch_jax.engine.state import LaneState
+from smallbatch_jax.models import init_rngs
 from smallbatch_jax.models.conv import follow_plan
 from smallbatch_jax.noise_scale import group_sizes, probe_groups
 from smallbatch_jax.objectives import CLASSIFICATION, Objective, softmax_cross_entropy
@@ -163,7 +164,7 @@ class LaneStep:
 
     def init_variables(self, key):
         dummy = jnp.zeros((1,) + tuple(self.image_shape), self.input_dtype)
-        return self.model.init(key, dummy, train=False)
+        return self.model.init(init_rngs(key), dummy, train=False)
 
     def init_lane(self, variables, hp: LaneHparams) -> LaneState:
         """A fresh lane from initialized variables (lanes with one seed share them)."""

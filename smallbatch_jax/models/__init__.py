@@ -7,15 +7,17 @@ statistics in the 'batch_stats' collection. `conv` is the convolution layer fact
 parameters.
 
 A user's model: `name` "package.module:attribute" (imported), or the object itself through
-the API (`user_model`): a Flax module, or a factory called with `num_classes` that returns
-one. It is called like the built-in ones (`train=`; stochastic layers draw from the
+the API (`user_model`): a Flax module, a flax.nnx Module class (wrapped for Linen), or a
+factory called with `num_classes` that returns a Flax module. It is called like the built-in ones (`train=`; stochastic layers draw from the
 'dropout' stream); it builds its own layers, and its plain `nn.Conv` layers compute through
 the plan's convolution all the same (models/conv.py: follow_plan).
 """
 
 import dataclasses
 import inspect
+import sys
 
+import jax
 from flax import linen as nn
 
 from smallbatch_jax.config_args import import_attribute
@@ -64,13 +66,52 @@ def import_model(path: str):
                             "a Flax module or a factory of one")
 
 
+def init_rngs(key) -> dict:
+    """The random streams a model is initialized with: Flax's 'params' (`key` itself, so a
+    Linen model's weights are those `model.init(key, …)` gives), and a 'dropout' stream,
+    which a flax.nnx Dropout wrapped for Linen (nnx.bridge.ToLinen) asks for when built."""
+    return {"params": key, "dropout": jax.random.fold_in(key, 1)}
+
+
+def _nnx():
+    """flax.nnx where it is imported already (a user's NNX module imports it), else None:
+    the package does not pay its import for Linen users."""
+    return sys.modules.get("flax.nnx")
+
+
+def _is_nnx_module(model) -> bool:
+    nnx = _nnx()
+    return nnx is not None and isinstance(model, nnx.Module)
+
+
+def _is_nnx_class(model) -> bool:
+    nnx = _nnx()
+    return nnx is not None and isinstance(model, type) and issubclass(model, nnx.Module)
+
+
+NNX_HOW = ("the lanes initialize a model once per seed and apply it functionally, as Flax "
+           "Linen does: give the NNX Module class itself (its __init__ takes rngs, and "
+           "num_classes where it has that argument), or nnx.bridge.ToLinen(YourClass, "
+           "kwargs={...}) for other arguments")
+
+
 def user_model(model, num_classes: int) -> nn.Module:
     """A Flax module from `model`: the module itself; a Module class, built with
     `num_classes=` where it has that field and without arguments otherwise (its output size
-    is then checked against the data: run/config_checks.check_model); or
-    `model(num_classes)`."""
+    is then checked against the data: run/config_checks.check_model); a flax.nnx Module
+    class, likewise, wrapped for Linen (nnx.bridge.ToLinen: its weights and BatchNorm
+    statistics become the 'params' and 'batch_stats' the lanes carry); or
+    `model(num_classes)`. An NNX Module already built is refused: its weights are made, and
+    the lanes make each seed's own."""
     if isinstance(model, nn.Module):
         return model
+    if _is_nnx_module(model):
+        raise ValueError(f"model {model_name(model)} is a flax.nnx Module already built, "
+                         f"with its own weights; {NNX_HOW}")
+    if _is_nnx_class(model):
+        takes = inspect.signature(model.__init__).parameters
+        return _nnx().bridge.ToLinen(model, kwargs={"num_classes": num_classes}
+                                     if "num_classes" in takes else {})
     if not callable(model):
         raise ValueError(f"model {model!r} is neither a Flax module nor a factory of one")
     if isinstance(model, type) and issubclass(model, nn.Module):
@@ -85,6 +126,9 @@ def user_model(model, num_classes: int) -> nn.Module:
     except ValueError:
         pass  # no signature to read (a builtin): the call will tell
     built = model(num_classes)
+    if _is_nnx_module(built):
+        raise ValueError(f"model factory {model!r} returned a flax.nnx Module, built with "
+                         f"its own weights; {NNX_HOW}")
     if not isinstance(built, nn.Module):
         raise ValueError(f"model factory {model!r} returned {type(built).__name__}, not a "
                          "Flax module")
@@ -95,7 +139,11 @@ def model_name(model) -> str:
     """How results tables name a user's model."""
     if isinstance(model, str):
         return model
-    kind = model if isinstance(model, type) or not isinstance(model, nn.Module) else type(model)
+    nnx = _nnx()
+    if nnx is not None and isinstance(model, nnx.bridge.ToLinen):
+        model = model.nnx_class  # (named by the user's NNX class, not the wrapper)
+    kind = model if isinstance(model, type) or not (
+        isinstance(model, nn.Module) or _is_nnx_module(model)) else type(model)
     return f"{getattr(kind, '__module__', '?')}:{getattr(kind, '__qualname__', repr(kind))}"
 
 

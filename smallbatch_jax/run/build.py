@@ -30,7 +30,7 @@ from smallbatch_jax.engine.plan import MemoryProbe, make_plan
 from smallbatch_jax.engine.strategy import Strategy, StrategyChoice
 from smallbatch_jax.engine.tune import (StrategyTimer, has_convolutions, model_fingerprint,
                                         step_flops)
-from smallbatch_jax.models import MODELS, create_model, user_model
+from smallbatch_jax.models import MODELS, create_model, init_rngs, user_model
 from smallbatch_jax.models.conv import conv_layer
 from smallbatch_jax.noise_scale import NoiseProbe
 from smallbatch_jax.objectives import OBJECTIVES, Objective, constant_metric, objective_named
@@ -233,6 +233,32 @@ def _source(code) -> str:
         return ""
 
 
+def model_structure(built: nn.Module, dataset: DatasetLike) -> str:
+    """What a user's model is made of beyond its top class: the shapes and dtypes of its
+    variables (from an abstract initialization on the data's inputs) and the source of every
+    module class of the user's that it calls, submodules and a wrapped flax.nnx class
+    included. A width set in a helper module (`Block`'s nn.Dense(2) made 64) changed neither
+    the model's repr nor its class's source, and a rerun in the same workdir returned the
+    2-wide model's results as the 64-wide one's."""
+    classes = set()
+
+    def record(call, args, kwargs, context):
+        classes.add(type(context.module))
+        return call(*args, **kwargs)
+
+    inputs = jax.ShapeDtypeStruct((2,) + tuple(dataset.image_shape), model_input_dtype(dataset))
+    try:
+        with nn.intercept_methods(record):
+            variables = jax.eval_shape(
+                lambda x: built.init(init_rngs(jax.random.key(0)), x, train=False), inputs)
+    except Exception:  # noqa: BLE001 – a model that does not fit: check_model says how
+        return ""
+    classes |= {cls for cls in (getattr(built, "nnx_class", None),) if isinstance(cls, type)}
+    own = sorted({_source(cls) for cls in classes
+                  if not cls.__module__.startswith(("flax.", "smallbatch_jax."))})
+    return repr(jax.tree.map(lambda v: (v.shape, str(v.dtype)), variables)) + "".join(own)
+
+
 def fingerprints(config, dataset: DatasetLike, model=None, objective: Objective | None = None,
                  built=None) -> dict:
     """What the config's names do not pin down, as digests: a user's model (its repr, a Flax
@@ -248,6 +274,8 @@ def fingerprints(config, dataset: DatasetLike, model=None, objective: Objective 
                 else type(model))
         found["model"] = _digest(repr(model) + _source(code) + (
             "" if built is None else repr(built) + _source(type(built))))
+        if built is not None:
+            found["model_structure"] = _digest(model_structure(built, dataset))
     if objective is not None and objective not in OBJECTIVES.values():
         found["objective"] = _digest(repr(objective) + _source(objective.loss)
                                      + _source(objective.metric))

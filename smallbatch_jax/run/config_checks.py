@@ -22,7 +22,7 @@ from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, check_padding,
                                  looks_channels_first, model_input_dtype)
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
-from smallbatch_jax.models import MODELS, import_model
+from smallbatch_jax.models import MODELS, import_model, init_rngs
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import (OBJECTIVES, REGRESSION, Objective, constant_outputs,
                                        fitted_constant, fitted_outputs)
@@ -339,7 +339,7 @@ def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = Non
     if dataset.mean is not None:
         x = (x - dataset.mean) / dataset.std  # as the step gives them (engine/step.py)
     key = jax.random.key(0)
-    variables = model.init(key, x, train=False)
+    variables = model.init(init_rngs(key), x, train=False)
     with nn.intercept_methods(_value_layer_recorder(
             [] if layer_inputs is None else layer_inputs)):
         outputs = model.apply(variables, x, train=False)
@@ -944,7 +944,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     largest λ of the lanes, from `weight_decay_key`), that the decay reaches its weights
     (check_weight_decay). Returns the shape of the model's outputs per example (None where
     they are not one array)."""
-    parameters = inspect.signature(model.__call__).parameters
+    # (A flax.nnx class wrapped for Linen takes whatever its own __call__ takes.)
+    parameters = inspect.signature(getattr(model, "nnx_class", model).__call__).parameters
     if "train" not in parameters and not any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         raise ValueError(f"model {name}: its __call__ takes no `train` argument; the lanes call "
@@ -953,7 +954,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     inputs = jax.ShapeDtypeStruct((2,) + tuple(dataset.image_shape), model_input_dtype(dataset))
     try:
         outputs, variables = jax.eval_shape(
-            lambda x: model.init_with_output(jax.random.key(0), x, train=False), inputs)
+            lambda x: model.init_with_output(init_rngs(jax.random.key(0)), x, train=False),
+            inputs)
     except Exception as error:  # noqa: BLE001 – whatever the model raised on this shape
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         if isinstance(error, TypeError) and "argument 'train'" in first:
