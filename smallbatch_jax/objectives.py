@@ -162,15 +162,17 @@ def fitted_constant(objective: Objective, labels, output_shape: tuple[int, ...],
                     steps: int = 500, free_shape: tuple[int, ...] | None = None
                     ) -> np.ndarray | None:
     """The one output that minimizes `objective`'s mean loss over `labels` (up to
-    FITTED_LABELS of them, spread over the split): the constant prediction the objective
-    itself prefers, for outputs `constant_outputs` cannot build (one logit for two classes:
-    a sigmoid cross-entropy's is the log-odds of the labels' share of 1s). Adam from the
-    best of a few starting points (the labels' mean among them, for real-valued targets,
-    with steps of their spread: from 0 at steps of 0.05 a mean absolute error's constant on
-    targets of mean 152 reached only 26 of their median's 141, a baseline of 128 against 70); None where the
-    loss is not finite at any of them or where it ends not finite. `free_shape`: the shape
-    of the values fitted, a suffix of `output_shape` they are broadcast to (one class's
-    logits shared by every position: (C,) for (T, C) outputs); default `output_shape`."""
+    FITTED_LABELS of them, spread over the split, and fewer where the outputs would exceed
+    FITTED_ELEMENTS; None below 16): the constant prediction the objective itself prefers,
+    for outputs `constant_outputs` cannot build (one logit for two classes: a sigmoid
+    cross-entropy's is the log-odds of the labels' share of 1s). Adam from the best of a few
+    starting points (the labels' mean among them, for real-valued targets, with steps of
+    their spread: from 0 at steps of 0.05 a mean absolute error's constant on targets of
+    mean 152 reached only 26 of their median's 141, a baseline of 128 against 70); None
+    where the loss is not finite at any of them or where it ends not finite. `free_shape`:
+    the shape of the values fitted, a suffix of `output_shape` they are broadcast to (one
+    class's logits shared by every position: (C,) for (T, C) outputs); default
+    `output_shape`."""
     labels = np.asarray(labels)
     # (At most FITTED_ELEMENTS outputs at once: a vocabulary's logits at every position.)
     count = min(len(labels), FITTED_LABELS,
@@ -255,14 +257,13 @@ def constant_metric(objective: Objective, train_labels, eval_labels, label_kind:
     """A user's Objective's metric, on `eval_labels`, of the constant prediction its loss
     prefers on `train_labels`: its baseline, where it gives none (NaN where none can be had).
     For one output per class (at each position), the better for the metric of
-    `constant_outputs`' logits of the class frequencies and the `fitted_constant` (fitted
-    where its outputs are few enough: FITTED_ELEMENTS); for targets the `fitted_constant`,
-    the mean target where the fit fails; for other outputs the `fitted_constant`. The mean target itself was
-    wrong for logits: a multi-label sigmoid cross-entropy's constant "0.15" (the share of
-    1s) passed as logits predicts every label present, 0.159 label accuracy, where the
-    constant its loss prefers (every label absent) scores 0.841, as did a model that
-    learned nothing. The built-in objectives' baselines are the same numbers
-    (majority_class_accuracy, mean_target_squared_error)."""
+    `constant_outputs`' logits of the class frequencies and the `fitted_constant`; for
+    targets the `fitted_constant`, the mean target where the fit fails; for other outputs
+    the `fitted_constant`. The mean target itself was wrong for logits: a multi-label
+    sigmoid cross-entropy's constant "0.15" (the share of 1s) passed as logits predicts every
+    label present, 0.159 label accuracy, where the constant its loss prefers (every label
+    absent) scores 0.841, as did a model that learned nothing. The built-in objectives'
+    baselines are the same numbers (majority_class_accuracy, mean_target_squared_error)."""
     eval_labels = np.asarray(eval_labels)
     frequencies = constant_outputs(train_labels, label_kind, num_classes, output_shape,
                                    CONSTANT_CHUNK)

@@ -30,4 +30,5 @@ for _ in range(5):
         times[label].append(time.process_time() - start)
 for label, values in times.items():
     print(label, [round(v, 2) for v in values], "median", round(statistics.median(values), 2))
-print("ratio now/before", round(statistics.median(times["now"]) / statistics.median(times["before"]), 2))
+ratio = statistics.median(times["now"]) / statistics.median(times["before"])
+print("ratio now/before", round(ratio, 2))

@@ -8,9 +8,10 @@ parameters.
 
 A user's model: `name` "package.module:attribute" (imported), or the object itself through
 the API (`user_model`): a Flax module, a flax.nnx Module class (wrapped for Linen), or a
-factory called with `num_classes` that returns a Flax module. It is called like the built-in ones (`train=`; stochastic layers draw from the
-'dropout' stream); it builds its own layers, and its plain `nn.Conv` layers compute through
-the plan's convolution all the same (models/conv.py: follow_plan).
+factory called with `num_classes` that returns a Flax module. It is called like the
+built-in ones (`train=`; stochastic layers draw from the 'dropout' stream); it builds its
+own layers, and its plain `nn.Conv` layers compute through the plan's convolution all the
+same (models/conv.py: follow_plan).
 """
 
 import dataclasses
