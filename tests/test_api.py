@@ -234,6 +234,20 @@ def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
 
     with pytest.raises(ValueError, match=r"takes no `train` argument"):
         sbj.run_lr_sweep(config, str(tmp_path / "no_train"), model=NoTrain, data=data)
+
+    class Sized(nnx.Module):  # (an argument the lanes cannot give: wrapped by the user)
+        def __init__(self, din, rngs):
+            self.out = nnx.Linear(din, 3, rngs=rngs)
+
+        def __call__(self, x, train=False):
+            return self.out(x)
+
+    with pytest.raises(ValueError, match=r"its __init__ needs din besides rngs; give "
+                                         r"nnx.bridge.ToLinen\(Sized, kwargs=\{'din': …\}\)"):
+        sbj.run_lr_sweep(config, str(tmp_path / "sized"), model=Sized, data=data)
+    sized = sbj.run_lr_sweep(config, str(tmp_path / "sized"), data=data,
+                             model=nnx.bridge.ToLinen(Sized, kwargs={"din": 12}))
+    assert sized[0]["model"].endswith("Sized")
     assert not (tmp_path / "built").exists() and not (tmp_path / "no_train").exists()
 
 

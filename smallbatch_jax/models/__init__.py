@@ -111,6 +111,14 @@ def user_model(model, num_classes: int) -> nn.Module:
                          f"with its own weights; {NNX_HOW}")
     if _is_nnx_class(model):
         takes = inspect.signature(model.__init__).parameters
+        needs = [name for name, p in list(takes.items())[1:]  # (after self)
+                 if name not in ("rngs", "num_classes") and p.default is p.empty
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if needs:
+            given = ", ".join(f"{name!r}: …" for name in needs)
+            raise ValueError(f"model {model_name(model)}: its __init__ needs {', '.join(needs)} "
+                             f"besides rngs; give nnx.bridge.ToLinen({model.__name__}, "
+                             f"kwargs={{{given}}})")
         return _nnx().bridge.ToLinen(model, kwargs={"num_classes": num_classes}
                                      if "num_classes" in takes else {})
     if not callable(model):
