@@ -191,7 +191,9 @@ def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
     """Flax's NNX API: the Module class is given (its __init__ takes rngs, and num_classes);
     the lanes build it per seed through nnx.bridge.ToLinen, its BatchNorm statistics carried
     as 'batch_stats', its Dropout drawing from the lanes' stream. A module already built (a
-    raw TypeError deep in a dot_general before) is refused, saying what to give."""
+    raw TypeError deep in a dot_general before) is refused, saying what to give; so is an
+    nnx.Dropout called without deterministic=not train, which through the bridge evaluated
+    with a fixed half of the units dropped, without an error."""
     from flax import nnx
 
     class NNXMLP(nnx.Module):
@@ -234,6 +236,14 @@ def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
 
     with pytest.raises(ValueError, match=r"takes no `train` argument"):
         sbj.run_lr_sweep(config, str(tmp_path / "no_train"), model=NoTrain, data=data)
+
+    class DropsInEvaluation(NNXMLP):  # (deterministic=not train forgotten)
+        def __call__(self, x, train=False):
+            return self.out(self.drop(nnx.relu(self.hidden(x))))
+
+    with pytest.raises(ValueError, match=r"draws random numbers when evaluated .* an "
+                                         r"nnx.Dropout called without deterministic=not train"):
+        sbj.run_lr_sweep(config, str(tmp_path / "drops"), model=DropsInEvaluation, data=data)
 
     class Sized(nnx.Module):  # (an argument the lanes cannot give: wrapped by the user)
         def __init__(self, din, rngs):

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import os
+import sys
 
 import jax
 import numpy as np
@@ -22,7 +23,7 @@ from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, check_padding,
                                  looks_channels_first, model_input_dtype)
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
-from smallbatch_jax.models import MODELS, import_model, init_rngs
+from smallbatch_jax.models import MODELS, import_model, init_rngs, model_name
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import (OBJECTIVES, REGRESSION, Objective, constant_outputs,
                                        fitted_constant, fitted_outputs)
@@ -343,6 +344,7 @@ def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = Non
     with nn.intercept_methods(_value_layer_recorder(
             [] if layer_inputs is None else layer_inputs)):
         outputs = model.apply(variables, x, train=False)
+    check_evaluation_deterministic(model, variables, x, outputs)
     if first_half is not None and len(x) >= 2:
         half = len(x) // 2
         beside = model.apply(variables, np.concatenate([x[:half], x[:len(x) - half]]),
@@ -351,6 +353,26 @@ def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = Non
             lambda o: np.asarray(o)[:half] if np.ndim(o) and len(o) == len(x)
             else np.asarray(o), beside))
     return jax.tree.map(lambda o: np.asarray(o, np.float64), outputs)
+
+
+def check_evaluation_deterministic(model, variables, x, outputs) -> None:
+    """The lanes evaluate without random numbers. A Linen Dropout left active in evaluation
+    asks for a 'dropout' stream there and is refused (check_model), but a flax.nnx Dropout
+    called without deterministic=not train, wrapped for Linen, drew from a stream of its own:
+    every evaluation read the network with the same half of its units dropped, without an
+    error. Refused where the outputs change when evaluation is given a random stream (a
+    model that draws none computes the same bits)."""
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is None or not isinstance(model, nnx.bridge.ToLinen):
+        return
+    given = model.apply(variables, x, train=False, rngs={"dropout": jax.random.key(1)})
+    if not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+               zip(jax.tree.leaves(outputs), jax.tree.leaves(given))):
+        raise ValueError(
+            f"model {model_name(model)} draws random numbers when evaluated (train=False: its "
+            "outputs change with the random stream it is given): an nnx.Dropout called "
+            "without deterministic=not train? The lanes evaluate deterministically: pass "
+            "deterministic=not train to every Dropout call")
 
 
 def check_examples_independent(outputs, first_half: list, name: str,
