@@ -187,7 +187,7 @@ def test_next_token_prediction_with_labels_per_position(tmp_path):
                          data=data)
 
 
-def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
+def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path, caplog):
     """Flax's NNX API: the Module class is given (its __init__ takes rngs, and num_classes);
     the lanes build it per seed through nnx.bridge.ToLinen, its BatchNorm statistics carried
     as 'batch_stats', its Dropout drawing from the lanes' stream. A module already built (a
@@ -208,7 +208,12 @@ def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
             return self.out(self.drop(h, deterministic=not train))
 
     config, data = _config(num_seeds=2, base_lrs=(2.0**-5,)), _features()
-    rows = sbj.run_lr_sweep(config, str(tmp_path / "nnx"), model=NNXMLP, data=data)
+    with caplog.at_level("WARNING"):
+        rows = sbj.run_lr_sweep(config, str(tmp_path / "nnx"), model=NNXMLP, data=data)
+    # Its layers are checked as Linen's are: BatchNorm's default momentum, 0.99, after the
+    # 25 steps before the metric's first evaluation.
+    assert ("BatchNorm running statistics (momentum 0.99; nnx.BatchNorm(32)) still hold "
+            "78% of their initial values") in caplog.text
     assert rows[0]["model"].endswith("NNXMLP") and max(r["final_test_metric"]
                                                        for r in rows) > 0.8
     assert rows[0]["final_train_loss"] != rows[1]["final_train_loss"]  # seeds: own weights
@@ -236,6 +241,15 @@ def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path):
 
     with pytest.raises(ValueError, match=r"takes no `train` argument"):
         sbj.run_lr_sweep(config, str(tmp_path / "no_train"), model=NoTrain, data=data)
+
+    class Idle(NNXMLP):  # (deterministic=True whatever train)
+        def __call__(self, x, train=False):
+            return self.out(self.drop(nnx.relu(self.hidden(x)), deterministic=True))
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        sbj.run_lr_sweep(config, str(tmp_path / "idle"), model=Idle, data=data)
+    assert "Dropout nnx.Dropout(0.2) drop nothing in training" in caplog.text
 
     class DropsInEvaluation(NNXMLP):  # (deterministic=not train forgotten)
         def __call__(self, x, train=False):

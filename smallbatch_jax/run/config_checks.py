@@ -7,6 +7,7 @@ shape (`jax.eval_shape`: shapes only, nothing computed) for what would otherwise
 end and report every lane as diverged, or fail deep inside a convolution.
 """
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -850,6 +851,43 @@ def _idle_dropout_recorder(found: list):
     return record
 
 
+@contextlib.contextmanager
+def nnx_layers_recorded(normalized: list, frozen: list, idle: list):
+    """_batch_norm_recorder's and _idle_dropout_recorder's records for flax.nnx BatchNorm and
+    Dropout layers (an NNX model wrapped for Linen), which Linen's method interception does
+    not see: their __call__ wrapped while the model is traced in training. Without it an
+    NNX BatchNorm at its default momentum 0.99 at large m, or an idle NNX Dropout, went
+    unnamed where the Linen ones are warned of."""
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is None:
+        yield
+        return
+    batch_norm, dropout = nnx.BatchNorm.__call__, nnx.Dropout.__call__
+
+    def normalize(self, x, use_running_average=None, **kwargs):
+        running = self.use_running_average if use_running_average is None \
+            else use_running_average
+        name = f"nnx.BatchNorm({self.num_features})"
+        if running:
+            frozen.append(name)
+        else:
+            shape = tuple(x.shape)
+            normalized.append((name, shape, math.prod(shape) // shape[self.axis],
+                               float(self.momentum)))
+        return batch_norm(self, x, use_running_average=use_running_average, **kwargs)
+
+    def drop(self, inputs, *, deterministic=None, **kwargs):
+        if (self.deterministic if deterministic is None else deterministic) and self.rate > 0:
+            idle.append(f"nnx.Dropout({self.rate:g})")
+        return dropout(self, inputs, deterministic=deterministic, **kwargs)
+
+    nnx.BatchNorm.__call__, nnx.Dropout.__call__ = normalize, drop
+    try:
+        yield
+    finally:
+        nnx.BatchNorm.__call__, nnx.Dropout.__call__ = batch_norm, dropout
+
+
 def check_dropout_trains(name: str, idle: list) -> None:
     """An nn.Dropout given deterministic=True whatever `train` drops nothing in training:
     the study answers for the model without it, the user believing it regularized.
@@ -1001,7 +1039,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
     idle = []  # Dropout layers that drop nothing in training
     try:
         with (nn.intercept_methods(_batch_norm_recorder(normalized, frozen)),
-              nn.intercept_methods(_idle_dropout_recorder(idle))):
+              nn.intercept_methods(_idle_dropout_recorder(idle)),
+              nnx_layers_recorded(normalized, frozen, idle)):
             jax.eval_shape(lambda v, x: model.apply(v, x, train=True,
                                                     rngs={"dropout": jax.random.key(0)},
                                                     mutable=["batch_stats"]), variables, batch)
