@@ -246,10 +246,17 @@ def test_a_flax_nnx_module_class_trains_as_lanes(tmp_path, caplog):
         def __call__(self, x, train=False):
             return self.out(self.drop(nnx.relu(self.hidden(x)), deterministic=True))
 
+    class Rescaling(NNXMLP):  # (written for raw 0–255 inputs)
+        def __call__(self, x, train=False):
+            return super().__call__(x / 255.0, train)
+
     caplog.clear()
     with caplog.at_level("WARNING"):
         sbj.run_lr_sweep(config, str(tmp_path / "idle"), model=Idle, data=data)
+        sbj.run_lr_sweep(config, str(tmp_path / "rescaling"), model=Rescaling, data=data)
     assert "Dropout nnx.Dropout(0.2) drop nothing in training" in caplog.text
+    assert "its first layer, nnx.Linear, receives inputs of standard deviation 0.0039" \
+        in caplog.text
 
     class DropsInEvaluation(NNXMLP):  # (deterministic=not train forgotten)
         def __call__(self, x, train=False):

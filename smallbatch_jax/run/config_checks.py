@@ -342,8 +342,9 @@ def initial_outputs(model, dataset: DatasetLike, layer_inputs: list | None = Non
         x = (x - dataset.mean) / dataset.std  # as the step gives them (engine/step.py)
     key = jax.random.key(0)
     variables = model.init(init_rngs(key), x, train=False)
-    with nn.intercept_methods(_value_layer_recorder(
-            [] if layer_inputs is None else layer_inputs)):
+    recorded = [] if layer_inputs is None else layer_inputs
+    with (nn.intercept_methods(_value_layer_recorder(recorded)),
+          nnx_value_layers_recorded(recorded)):
         outputs = model.apply(variables, x, train=False)
     check_evaluation_deterministic(model, variables, x, outputs)
     if first_half is not None and len(x) >= 2:
@@ -447,6 +448,35 @@ def _value_layer_recorder(found: list):
             found.append((_layer_name(module), kept))
         return call(*args, **kwargs)
     return record
+
+
+@contextlib.contextmanager
+def nnx_value_layers_recorded(found: list):
+    """_value_layer_recorder's records for flax.nnx layers (an NNX model wrapped for Linen),
+    which Linen's method interception does not see: their __call__ wrapped while the model
+    is applied. Without it an NNX Linear computing on raw integer features, or on inputs the
+    model rescaled itself, went unnamed where a Linen Dense is named."""
+    nnx = sys.modules.get("flax.nnx")
+    layers = [getattr(nnx, name) for name in ("Linear", "LinearGeneral", "Conv",
+                                             "ConvTranspose", "Einsum")
+              if nnx is not None and hasattr(nnx, name)]
+    calls = {layer: layer.__call__ for layer in layers}
+
+    def recording(layer):
+        def call(self, x, *args, **kwargs):
+            kept = x if not found else (jax.ShapeDtypeStruct((), x.dtype)
+                                        if hasattr(x, "dtype") else None)
+            found.append((f"nnx.{type(self).__name__}", kept))
+            return calls[layer](self, x, *args, **kwargs)
+        return call
+
+    for layer in layers:
+        layer.__call__ = recording(layer)
+    try:
+        yield
+    finally:
+        for layer, call in calls.items():
+            layer.__call__ = call
 
 
 # A first layer's inputs whose spread is this many times the standardized inputs' (or its
