@@ -74,19 +74,19 @@ def init_rngs(key) -> dict:
     return {"params": key, "dropout": jax.random.fold_in(key, 1)}
 
 
-def _nnx():
+def loaded_nnx():
     """flax.nnx where it is imported already (a user's NNX module imports it), else None:
     the package does not pay its import for Linen users."""
     return sys.modules.get("flax.nnx")
 
 
 def _is_nnx_module(model) -> bool:
-    nnx = _nnx()
+    nnx = loaded_nnx()
     return nnx is not None and isinstance(model, nnx.Module)
 
 
 def _is_nnx_class(model) -> bool:
-    nnx = _nnx()
+    nnx = loaded_nnx()
     return nnx is not None and isinstance(model, type) and issubclass(model, nnx.Module)
 
 
@@ -119,7 +119,7 @@ def user_model(model, num_classes: int) -> nn.Module:
             raise ValueError(f"model {model_name(model)}: its __init__ needs {', '.join(needs)} "
                              f"besides rngs; give nnx.bridge.ToLinen({model.__name__}, "
                              f"kwargs={{{given}}})")
-        return _nnx().bridge.ToLinen(model, kwargs={"num_classes": num_classes}
+        return loaded_nnx().bridge.ToLinen(model, kwargs={"num_classes": num_classes}
                                      if "num_classes" in takes else {})
     if not callable(model):
         raise ValueError(f"model {model!r} is neither a Flax module nor a factory of one")
@@ -148,7 +148,7 @@ def model_name(model) -> str:
     """How results tables name a user's model."""
     if isinstance(model, str):
         return model
-    nnx = _nnx()
+    nnx = loaded_nnx()
     if nnx is not None and isinstance(model, nnx.bridge.ToLinen):
         model = model.nnx_class  # (named by the user's NNX class, not the wrapper)
     kind = model if isinstance(model, type) or not (

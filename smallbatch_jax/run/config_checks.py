@@ -12,7 +12,6 @@ import dataclasses
 import inspect
 import math
 import os
-import sys
 
 import jax
 import numpy as np
@@ -24,7 +23,8 @@ from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, check_padding,
                                  looks_channels_first, model_input_dtype)
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
-from smallbatch_jax.models import MODELS, import_model, init_rngs, model_name
+from smallbatch_jax.models import (MODELS, import_model, init_rngs, loaded_nnx,
+                                   model_name)
 from smallbatch_jax.models.ghost_bn import GhostBatchNorm
 from smallbatch_jax.objectives import (OBJECTIVES, REGRESSION, Objective, constant_outputs,
                                        fitted_constant, fitted_outputs)
@@ -364,7 +364,7 @@ def check_evaluation_deterministic(model, variables, x, outputs) -> None:
     every evaluation read the network with the same half of its units dropped, without an
     error. Refused where the outputs change when evaluation is given a random stream (a
     model that draws none computes the same bits)."""
-    nnx = sys.modules.get("flax.nnx")
+    nnx = loaded_nnx()
     if nnx is None or not isinstance(model, nnx.bridge.ToLinen):
         return
     given = model.apply(variables, x, train=False, rngs={"dropout": jax.random.key(1)})
@@ -451,32 +451,44 @@ def _value_layer_recorder(found: list):
 
 
 @contextlib.contextmanager
-def nnx_value_layers_recorded(found: list):
-    """_value_layer_recorder's records for flax.nnx layers (an NNX model wrapped for Linen),
-    which Linen's method interception does not see: their __call__ wrapped while the model
-    is applied. Without it an NNX Linear computing on raw integer features, or on inputs the
-    model rescaled itself, went unnamed where a Linen Dense is named."""
-    nnx = sys.modules.get("flax.nnx")
-    layers = [getattr(nnx, name) for name in ("Linear", "LinearGeneral", "Conv",
-                                             "ConvTranspose", "Einsum")
-              if nnx is not None and hasattr(nnx, name)]
-    calls = {layer: layer.__call__ for layer in layers}
+def nnx_calls_recorded(record: dict):
+    """`record[name](self, *args, **kwargs)` called before each call of the flax.nnx layer
+    class `nnx.<name>` (those of them this Flax has) while the context lasts: the records
+    that Linen's method interception makes of Linen layers (`_value_layer_recorder`,
+    `_batch_norm_recorder`, `_idle_dropout_recorder`), made of an NNX model wrapped for
+    Linen, whose layers it does not see. Nothing where flax.nnx is not imported."""
+    nnx = loaded_nnx()
+    layers = {name: getattr(nnx, name) for name in record
+              if nnx is not None and hasattr(nnx, name)}
+    calls = {name: layer.__call__ for name, layer in layers.items()}
 
-    def recording(layer):
-        def call(self, x, *args, **kwargs):
-            kept = x if not found else (jax.ShapeDtypeStruct((), x.dtype)
-                                        if hasattr(x, "dtype") else None)
-            found.append((f"nnx.{type(self).__name__}", kept))
-            return calls[layer](self, x, *args, **kwargs)
+    def recording(name):
+        def call(self, *args, **kwargs):
+            record[name](self, *args, **kwargs)
+            return calls[name](self, *args, **kwargs)
         return call
 
-    for layer in layers:
-        layer.__call__ = recording(layer)
+    for name, layer in layers.items():
+        layer.__call__ = recording(name)
     try:
         yield
     finally:
-        for layer, call in calls.items():
-            layer.__call__ = call
+        for name, layer in layers.items():
+            layer.__call__ = calls[name]
+
+
+def nnx_value_layers_recorded(found: list):
+    """_value_layer_recorder's records of NNX Linear, LinearGeneral, Conv, ConvTranspose and
+    Einsum layers, as the model is applied: without them an NNX Linear computing on raw
+    integer features, or on inputs the model rescaled itself, went unnamed where a Linen
+    Dense is named."""
+    def value_layer(self, x, *args, **kwargs):
+        kept = x if not found else (jax.ShapeDtypeStruct((), x.dtype)
+                                    if hasattr(x, "dtype") else None)
+        found.append((f"nnx.{type(self).__name__}", kept))
+
+    return nnx_calls_recorded({name: value_layer for name in (
+        "Linear", "LinearGeneral", "Conv", "ConvTranspose", "Einsum")})
 
 
 # A first layer's inputs whose spread is this many times the standardized inputs' (or its
@@ -881,19 +893,11 @@ def _idle_dropout_recorder(found: list):
     return record
 
 
-@contextlib.contextmanager
 def nnx_layers_recorded(normalized: list, frozen: list, idle: list):
-    """_batch_norm_recorder's and _idle_dropout_recorder's records for flax.nnx BatchNorm and
-    Dropout layers (an NNX model wrapped for Linen), which Linen's method interception does
-    not see: their __call__ wrapped while the model is traced in training. Without it an
-    NNX BatchNorm at its default momentum 0.99 at large m, or an idle NNX Dropout, went
-    unnamed where the Linen ones are warned of."""
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is None:
-        yield
-        return
-    batch_norm, dropout = nnx.BatchNorm.__call__, nnx.Dropout.__call__
-
+    """_batch_norm_recorder's and _idle_dropout_recorder's records of NNX BatchNorm and
+    Dropout layers, as the model is traced in training: without them an NNX BatchNorm at its
+    default momentum 0.99 at large m, or an idle NNX Dropout, went unnamed where the Linen
+    ones are warned of."""
     def normalize(self, x, use_running_average=None, **kwargs):
         running = self.use_running_average if use_running_average is None \
             else use_running_average
@@ -904,18 +908,12 @@ def nnx_layers_recorded(normalized: list, frozen: list, idle: list):
             shape = tuple(x.shape)
             normalized.append((name, shape, math.prod(shape) // shape[self.axis],
                                float(self.momentum)))
-        return batch_norm(self, x, use_running_average=use_running_average, **kwargs)
 
     def drop(self, inputs, *, deterministic=None, **kwargs):
         if (self.deterministic if deterministic is None else deterministic) and self.rate > 0:
             idle.append(f"nnx.Dropout({self.rate:g})")
-        return dropout(self, inputs, deterministic=deterministic, **kwargs)
 
-    nnx.BatchNorm.__call__, nnx.Dropout.__call__ = normalize, drop
-    try:
-        yield
-    finally:
-        nnx.BatchNorm.__call__, nnx.Dropout.__call__ = batch_norm, dropout
+    return nnx_calls_recorded({"BatchNorm": normalize, "Dropout": drop})
 
 
 def check_dropout_trains(name: str, idle: list) -> None:
