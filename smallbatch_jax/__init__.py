@@ -18,6 +18,7 @@ _HOMES = {
     "set_up_process": "smallbatch_jax.api",
     "load_config": "smallbatch_jax.config_args",
     "Dataset": "smallbatch_jax.data",
+    "IGNORED_LABEL": "smallbatch_jax.data",
     "make_dataset": "smallbatch_jax.data",
     "CLASSIFICATION": "smallbatch_jax.objectives",
     "REGRESSION": "smallbatch_jax.objectives",

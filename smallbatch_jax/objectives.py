@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from smallbatch_jax.config_args import import_attribute
+from smallbatch_jax.data.dataset import IGNORED_LABEL, scored
 
 LABEL_KINDS = ("classes", "targets")
 
@@ -92,18 +93,33 @@ class Objective:
         return Metric(self.metric_name, self.higher_is_better)
 
 
-def per_example(values):
+def per_example(values, counted=None):
     """An example's value from its positions' (labels per position of a sequence, (batch,
-    T, ...)): their mean, every position counted alike; (batch,) values as they are."""
-    return values.reshape(len(values), -1).mean(-1) if values.ndim > 1 else values
+    T, ...)): their mean, every position counted alike, or only those where `counted` (a
+    bool array like `values`) holds; (batch,) values as they are."""
+    if values.ndim <= 1:
+        return values
+    values = values.reshape(len(values), -1)
+    if counted is None:
+        return values.mean(-1)
+    counted = counted.reshape(len(counted), -1)
+    # (make_dataset refuses an example with no counted position: never 0 / 0.)
+    return jnp.where(counted, values, 0).sum(-1) / jnp.maximum(counted.sum(-1), 1)
 
 
 def softmax_cross_entropy(logits, labels):
-    return per_example(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    """Per example; labels per position at IGNORED_LABEL (padding) are left out of its mean."""
+    if labels.ndim <= 1:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    counted = labels != IGNORED_LABEL
+    return per_example(optax.softmax_cross_entropy_with_integer_labels(
+        logits, jnp.where(counted, labels, 0)), counted)
 
 
 def accuracy(logits, labels):
-    return per_example((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    """Per example; labels per position at IGNORED_LABEL (padding) are left out of its mean."""
+    hits = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return per_example(hits, labels != IGNORED_LABEL if labels.ndim > 1 else None)
 
 
 def squared_error(outputs, targets):
@@ -121,8 +137,13 @@ def majority_class_accuracy(train_labels, eval_labels) -> float:
     train_labels, eval_labels = np.asarray(train_labels), np.asarray(eval_labels)
     if not len(train_labels) or not len(eval_labels):
         return math.nan
-    majority = np.argmax(np.bincount(train_labels.astype(np.int64).ravel()))
-    return float(np.mean(eval_labels == majority))
+    majority = np.argmax(np.bincount(scored(train_labels).astype(np.int64)))
+    if eval_labels.ndim == 1:
+        return float(np.mean(eval_labels == majority))
+    # (As `accuracy` scores labels per position: each example's mean over its counted ones.)
+    counted = (eval_labels != IGNORED_LABEL).reshape(len(eval_labels), -1)
+    hits = (eval_labels == majority).reshape(len(eval_labels), -1)
+    return float(np.mean(hits.sum(-1) / np.maximum(counted.sum(-1), 1)))
 
 
 def mean_target_squared_error(train_labels, eval_labels) -> float:
@@ -149,7 +170,7 @@ def constant_outputs(train_labels, label_kind: str, num_classes: int,
         # (Labels per position: the same class frequencies' logits at every position.)
         if tuple(output_shape) != tuple(train_labels.shape[1:]) + (num_classes,):
             return None
-        counts = np.bincount(train_labels.astype(np.int64).ravel(), minlength=num_classes)
+        counts = np.bincount(scored(train_labels).astype(np.int64), minlength=num_classes)
         one = np.log(np.maximum(counts / max(counts.sum(), 1), 1e-12))
     else:
         if int(np.prod(output_shape)) != int(np.prod(train_labels.shape[1:])):

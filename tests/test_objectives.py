@@ -17,6 +17,37 @@ def test_squared_error_per_example_for_scalar_and_vector_targets():
                                [2.0, 4.0])
 
 
+def test_positions_labelled_ignored_are_left_out_of_an_examples_means():
+    """Labels per position at -100 (padding, PyTorch's ignore_index): an example's loss and
+    accuracy are the means over its other positions, and the majority-class baseline is
+    scored alike; labels without -100 give their plain means."""
+    import optax
+
+    from smallbatch_jax.data import IGNORED_LABEL
+    from smallbatch_jax.objectives import constant_metric, majority_class_accuracy
+
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(3, 5, 4)), jnp.float32)
+    labels = np.asarray(rng.integers(0, 4, (3, 5)))
+    labels[0, 3:], labels[2, 1:] = IGNORED_LABEL, IGNORED_LABEL
+    counted = labels != IGNORED_LABEL
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                                np.where(counted, labels, 0))
+    expected = [np.asarray(per_token)[i][counted[i]].mean() for i in range(3)]
+    np.testing.assert_allclose(CLASSIFICATION.loss(logits, jnp.asarray(labels)), expected,
+                               rtol=1e-6)
+    hits = np.argmax(logits, -1) == labels
+    np.testing.assert_allclose(CLASSIFICATION.metric(logits, jnp.asarray(labels)),
+                               [hits[i][counted[i]].mean() for i in range(3)])
+    assert np.isfinite(CLASSIFICATION.loss(logits, jnp.asarray(labels))).all()
+
+    train = np.array([[2, 2, -100], [1, 1, 1]])  # (1 is the majority of the counted labels)
+    test = np.array([[1, -100, -100], [2, 1, 0]])
+    assert majority_class_accuracy(train, test) == pytest.approx((1 + 1 / 3) / 2)
+    assert constant_metric(Objective(CLASSIFICATION.loss, accuracy), train, test, "classes",
+                           3, (3, 3)) == pytest.approx((1 + 1 / 3) / 2)
+
+
 def test_classification_per_position_is_the_mean_over_an_examples_positions():
     """Labels per position (next-token prediction): (batch, T, C) logits, (batch, T) labels;
     an example's loss and accuracy are its positions' means, and labels one per example give

@@ -19,9 +19,9 @@ import dataclasses
 from collections.abc import Callable
 
 from smallbatch_jax.data.cifar import load_cifar
-from smallbatch_jax.data.dataset import (Dataset, DatasetLike, check_padding, hold_out,
-                                         load_npz, looks_channels_first, make_dataset,
-                                         model_input_dtype)
+from smallbatch_jax.data.dataset import (IGNORED_LABEL, Dataset, DatasetLike, check_padding,
+                                         hold_out, load_npz, looks_channels_first, make_dataset,
+                                         model_input_dtype, scored)
 from smallbatch_jax.data.digits import load_digits
 from smallbatch_jax.data.imagenet import StreamedDataset, load_imagenet
 
@@ -44,9 +44,9 @@ BUILT_IN = {
 DATASETS = tuple(BUILT_IN)
 NUM_CLASSES = {name: known.num_classes for name, known in BUILT_IN.items() if known.num_classes}
 
-__all__ = ["BUILT_IN", "DATASETS", "NUM_CLASSES", "Dataset", "DatasetLike", "StreamedDataset",
-           "check_padding", "hold_out", "load_dataset", "load_digits", "looks_channels_first",
-           "make_dataset", "model_input_dtype"]
+__all__ = ["BUILT_IN", "DATASETS", "IGNORED_LABEL", "NUM_CLASSES", "Dataset", "DatasetLike",
+           "StreamedDataset", "check_padding", "hold_out", "load_dataset", "load_digits", "looks_channels_first",
+           "make_dataset", "model_input_dtype", "scored"]
 
 
 def load_dataset(name: str, data_dir: str = "", image_size: int = 224) -> DatasetLike:

@@ -294,6 +294,19 @@ def check_one_input_array(name: str, split: str, inputs, labels) -> None:
             "parts (x[:, :k], x[:, k:])")
 
 
+# A position whose class label is this is not scored: PyTorch's and Hugging Face's
+# `ignore_index`, at the padding of sequences and the prompt of a next-token task. Labels per
+# position only (an example of one label would have nothing to score); the built-in
+# objective's loss and metric are an example's means over its other positions.
+IGNORED_LABEL = -100
+
+
+def scored(labels: np.ndarray) -> np.ndarray:
+    """The class labels that count, IGNORED_LABEL's positions left out (flat)."""
+    labels = np.asarray(labels)
+    return labels[labels != IGNORED_LABEL]
+
+
 # Sequences' labels padded at their end with one id: warned of (`check_padding`) where that
 # padding is at least this share of all positions.
 PADDING_WARNED = 0.1
@@ -307,6 +320,26 @@ def trailing_run(labels: np.ndarray, value: int) -> np.ndarray:
     return labels.shape[1] - 1 - last_other
 
 
+def check_ignored_positions(name: str, split: str, labels: np.ndarray) -> None:
+    """IGNORED_LABEL where it can be honoured: at positions of labels per position, with at
+    least one scored position in every example (one of none would count as a score of 0 in
+    the test metric's mean over examples, or divide by nothing)."""
+    ignored = labels == IGNORED_LABEL
+    if not ignored.any():
+        return
+    if labels.ndim == 1:
+        raise ValueError(
+            f"{name}: {int(ignored.sum())} {split} label(s) are {IGNORED_LABEL} (the positions "
+            "not to score, as PyTorch's ignore_index): with one label per example there would "
+            "be nothing to score; drop those examples")
+    empty = ignored.reshape(len(labels), -1).all(axis=1)
+    if empty.any():
+        raise ValueError(
+            f"{name}: {int(empty.sum())} {split} example(s) have every label {IGNORED_LABEL} "
+            f"(first: example {int(np.argmax(empty))}): nothing of theirs is scored; drop them "
+            "(empty sequences?)")
+
+
 def check_padding(name: str, labels: np.ndarray) -> None:
     """Labels per position of sequences padded to one length (variable-length sentences
     filled with a pad id): every position counts in the built-in loss and accuracy, so the
@@ -314,7 +347,7 @@ def check_padding(name: str, labels: np.ndarray) -> None:
     of where the sequences end in runs of one id that make up PADDING_WARNED of all positions
     or more (on a chain of tokens without padding: none). For the built-in objective (run/
     config_checks.py: check_labels); a user's may mask the padding itself."""
-    if labels.ndim != 2:
+    if labels.ndim != 2 or np.any(labels == IGNORED_LABEL):  # (padding marked as such)
         return
     value = int(np.bincount(labels[:, -1]).argmax())
     runs = trailing_run(labels, value)
@@ -323,9 +356,11 @@ def check_padding(name: str, labels: np.ndarray) -> None:
         logging.warning(
             "%s: %.0f%% of the label positions are runs of id %d at the end of a sequence "
             "(in %d of %d sequences): padding? Every position counts in the built-in loss and "
-            "accuracy, so the padding would be learned and scored with the rest. Give your "
-            "own Objective whose loss and metric average over the positions where labels != "
-            "%d", name, 100 * share, value, int(np.sum(runs >= 1)), len(labels), value)
+            "accuracy, so the padding would be learned and scored with the rest. Set the "
+            "labels at the padded positions to %d (IGNORED_LABEL, as PyTorch's ignore_index): "
+            "the built-in loss and accuracy leave those out. Give your own Objective whose "
+            "loss and metric average over the positions where labels != %d otherwise", name,
+            100 * share, value, int(np.sum(runs >= 1)), len(labels), IGNORED_LABEL, value)
 
 
 # Labels per position that equal the token ids at the same positions this often are taken
@@ -450,11 +485,17 @@ def make_dataset(name, train_images, train_labels, test_images, test_labels,
         if num_classes is None:
             num_classes = int(max(train_labels.max(), test_labels.max())) + 1
         for split, y in (("train", train_labels), ("test", test_labels)):
-            if y.min() < 0 or y.max() >= num_classes:
-                raise ValueError(f"{name}: {split} labels must lie in [0, {num_classes}); they "
-                                 f"span [{y.min()}, {y.max()}]")
-        if np.all(train_labels == train_labels.flat[0]):
-            raise ValueError(f"{name}: every training label is {train_labels.flat[0]}: a "
+            check_ignored_positions(name, split, y)
+            counted = scored(y) if y.ndim > 1 else y
+            if counted.min() < 0 or counted.max() >= num_classes:
+                raise ValueError(
+                    f"{name}: {split} labels must lie in [0, {num_classes}); they span "
+                    f"[{counted.min()}, {counted.max()}]" + (
+                        f" (positions not to score, per position only: {IGNORED_LABEL})"
+                        if y.ndim > 1 and counted.min() < 0 else ""))
+        counted = scored(train_labels)
+        if np.all(counted == counted[0]):
+            raise ValueError(f"{name}: every training label is {counted[0]}: a "
                              "classifier has nothing to learn from one class, and every "
                              "setting would score the same (were the labels read from the "
                              "right column?)")

@@ -19,8 +19,9 @@ from absl import logging
 import flax.linen as nn
 from flax.errors import InvalidRngError, ModifyScopeVariableError
 
-from smallbatch_jax.data import (BUILT_IN, DATASETS, DatasetLike, check_padding,
-                                 looks_channels_first, model_input_dtype)
+from smallbatch_jax.data import (BUILT_IN, DATASETS, IGNORED_LABEL, DatasetLike,
+                                 check_padding, looks_channels_first, model_input_dtype,
+                                 scored)
 from smallbatch_jax.engine.plan import PRECISIONS
 from smallbatch_jax.engine.strategy import PRESET_CHOICES, Strategy, StrategyChoice
 from smallbatch_jax.models import (MODELS, import_model, init_rngs, loaded_nnx,
@@ -737,7 +738,9 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
             # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
             confident = math.log(9 * max(dataset.num_classes - 1, 1))
             perfect = np.zeros(y.shape + (dataset.num_classes,))
-            np.put_along_axis(perfect, y[..., None].astype(np.int64), confident, axis=-1)
+            # (A position not scored, IGNORED_LABEL: any class; the objective skips it.)
+            np.put_along_axis(perfect, np.where(y == IGNORED_LABEL, 0, y)[..., None].astype(
+                np.int64), confident, axis=-1)
         else:
             perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
         return perfect, constant
@@ -1132,7 +1135,8 @@ def check_model(model, dataset: DatasetLike, objective: Objective, name: str,
         expected = ("batch",) + positions + (dataset.num_classes,)
         if len(outputs) != 1 or tuple(outputs[0].shape[1:]) != expected[1:]:
             unused = not (np.any(dataset.train_labels == 0) or np.any(dataset.test_labels == 0))
-            present = np.unique(np.concatenate([dataset.train_labels, dataset.test_labels]))
+            present = np.unique(np.concatenate([scored(dataset.train_labels),
+                                                scored(dataset.test_labels)]))
             codes = "" if unused or len(present) == dataset.num_classes else (
                 f" (the labels take {len(present)} distinct values, "
                 f"{', '.join(map(str, present[:8]))}{', …' if len(present) > 8 else ''}: if "
@@ -1222,7 +1226,7 @@ def check_labels(dataset: DatasetLike, tolerance: float | None = None,
                         dataset.evaluated_on, dataset.num_test, step, tolerance)
     if objective in OBJECTIVES.values():
         check_padding(dataset.name, dataset.train_labels)
-    unseen = np.setdiff1d(np.unique(dataset.test_labels), np.unique(dataset.train_labels))
+    unseen = np.setdiff1d(scored(dataset.test_labels), scored(dataset.train_labels))
     if len(unseen):
         split = dataset.evaluated_on  # (a validation split held out of a class's only example)
         logging.warning("%s: %s classes %s never occur in the training split; the %s metric "

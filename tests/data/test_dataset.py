@@ -286,6 +286,29 @@ def test_class_labels_per_position_make_a_data_set():
                      tokens[50:, :8])
 
 
+def test_labels_per_position_may_mark_positions_not_to_score():
+    """-100 (PyTorch's ignore_index) at padded positions is taken, not counted as a class;
+    it is refused where nothing would be scored (labels one per example; an example of
+    padding only), and another negative label is refused naming -100."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 12, (60, 9))
+    labels = np.where(np.arange(8) < rng.integers(2, 9, 60)[:, None], tokens[:, 1:], -100)
+    data = make_dataset("tokens", tokens[:50, :-1], labels[:50], tokens[50:, :-1], labels[50:])
+    assert data.num_classes == 12 and (data.train_labels == -100).any()
+    with pytest.raises(ValueError, match=r"2 train label\(s\) are -100 .* drop those examples"):
+        make_dataset("one", tokens[:50], np.r_[[-100, -100], tokens[2:50, 0]], tokens[50:],
+                     tokens[50:, 0])
+    empty = labels.copy()
+    empty[7] = -100
+    with pytest.raises(ValueError, match=r"1 train example\(s\) have every label -100 "
+                                         r"\(first: example 7\)"):
+        make_dataset("tokens", tokens[:50, :-1], empty[:50], tokens[50:, :-1], labels[50:])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 12\); they span \[-1, 11\] "
+                                         r"\(positions not to score, per position only: -100\)"):
+        make_dataset("tokens", tokens[:50, :-1], np.where(labels == -100, -1, labels)[:50],
+                     tokens[50:, :-1], labels[50:])
+
+
 def test_next_token_labels_left_unshifted_are_named(caplog):
     """Labels = the input token ids (the shift x[:, 1:] forgotten): copying the input scores
     1 everywhere. Warned of; not for shifted labels."""

@@ -622,9 +622,19 @@ def test_sequences_padded_at_their_end_are_named_under_the_built_in_objective(ca
     with caplog.at_level("WARNING"):
         check_labels(data(padded), objective=sbj.CLASSIFICATION)
     assert re.search(r"sentences: 4\d% of the label positions are runs of id 0 at the end of "
-                     r"a sequence \(in \d+ of 80 sequences\): padding\? .* Give your own "
+                     r"a sequence \(in \d+ of 80 sequences\): padding\? .* Set the labels at "
+                     r"the padded positions to -100 .* Give your own "
                      r"Objective whose loss and metric average over the positions where "
                      r"labels != 0", caplog.text)
+    # Padding marked -100 (left out by the built-in objective) is neither warned of nor
+    # taken for a class the training split lacks.
+    caplog.clear()
+    marked = np.where(np.arange(20) < lengths[:, None], words, -100)
+    with caplog.at_level("WARNING"):
+        check_labels(data(marked), objective=sbj.CLASSIFICATION)
+        check_labels(make_dataset("sentences", words[:80], words[:80], words[80:],
+                                  marked[80:]), objective=sbj.CLASSIFICATION)
+    assert "padding" not in caplog.text and "never occur" not in caplog.text
 
 
 def test_target_components_of_unlike_spreads_are_named(caplog):
