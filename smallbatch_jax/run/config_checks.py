@@ -693,6 +693,59 @@ def check_per_example(what: str, function, shape: tuple, y) -> None:
         "loss that couples the examples of a batch (a contrastive loss) cannot be swept here")
 
 
+def check_ignored_left_out(objective: Objective, shape: tuple, labels,
+                           num_classes: int) -> None:
+    """Labels per position at IGNORED_LABEL (-100, padding) reach a user's objective as they
+    are: one written without a mask (optax's cross-entropy of the labels as given, an
+    accuracy of argmax == labels) took NaN at them, so every lane "diverged" at step 0,
+    whose metric counted them as misses, without an error. Called on up to 64 training
+    examples holding -100: the loss and the metric must be finite and must not change when
+    the outputs at those positions do (refused), and the metric of a perfect prediction
+    should not change when those positions are labelled as predicted (warned of: a metric
+    summing over positions rather than averaging also does)."""
+    y = np.asarray(labels)
+    if y.ndim < 2 or tuple(shape) != y.shape[1:] + (num_classes,):
+        return
+    rows = np.flatnonzero((y == IGNORED_LABEL).reshape(len(y), -1).any(axis=1))
+    if not len(rows):
+        return
+    y = y[rows[np.linspace(0, len(rows) - 1, min(len(rows), 64)).astype(int)]]
+    ignored = (y == IGNORED_LABEL)[..., None]
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(size=y.shape + (num_classes,)).astype(np.float32)
+    moved = np.where(ignored, outputs + 10 * rng.normal(size=outputs.shape),
+                     outputs).astype(np.float32)
+    values = lambda function, out, labels: np.asarray(
+        function(jax.numpy.asarray(out), jax.numpy.asarray(labels)), np.float64)
+    mask = ("leave them out: counted = labels != -100, and each example's mean over its "
+            "counted positions, jnp.where(counted, values, 0).sum(-1) / counted.sum(-1) (what "
+            "the built-in objective does; an index of -100 into the outputs is out of range)")
+    for what, function in (("loss", objective.loss), ("metric", objective.metric)):
+        given, other = values(function, outputs, y), values(function, moved, y)
+        finite = np.isfinite(given)
+        if not finite.all() or not np.allclose(given, other, rtol=1e-5, atol=1e-6):
+            raise ValueError(
+                f"the objective's {what} "
+                + (f"is not finite on {int((~finite).sum())} of {len(y)} training examples "
+                   "holding labels" if not finite.all() else
+                   "changes with the outputs at the positions labelled")
+                + f" {IGNORED_LABEL} (IGNORED_LABEL: positions not to score, as PyTorch's "
+                "ignore_index). They reach your objective as they are: " + mask)
+    confident = math.log(9 * max(num_classes - 1, 1))
+    predicted = np.where(ignored[..., 0], 0, y)
+    perfect = np.zeros(y.shape + (num_classes,), np.float32)
+    np.put_along_axis(perfect, predicted[..., None].astype(np.int64), confident, axis=-1)
+    scored_only, also = (values(objective.metric, perfect, t) for t in (y, predicted))
+    if np.all(np.isfinite(scored_only)) and not np.allclose(scored_only, also, rtol=1e-5,
+                                                            atol=1e-6):
+        logging.warning(
+            "the objective's metric (%s) of a perfect prediction changes when the positions "
+            "labelled %d (IGNORED_LABEL: not to score) are labelled as predicted instead "
+            "(%.4g against %.4g on average): does it count them, as misses? If so, %s",
+            objective.metric_name, IGNORED_LABEL, float(scored_only.mean()),
+            float(also.mean()), mask)
+
+
 def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> None:
     """A user's loss and metric scored on a perfect prediction and on a constant one, over
     up to 256 training examples: the loss, which the lanes minimize, must be lower for the
@@ -728,6 +781,8 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
     for what, function, seen in (("loss", objective.loss, scaled(y)),
                                  ("metric", objective.metric, y)):
         check_per_example(what, function, shape, seen)
+    if classes:
+        check_ignored_left_out(objective, shape, labels, dataset.num_classes)
 
     def predictions(y, train_labels):  # (perfect, constant) outputs for labels y
         constant = constant_outputs(train_labels, dataset.label_kind, dataset.num_classes,

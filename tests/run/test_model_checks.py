@@ -600,6 +600,52 @@ def test_the_direction_check_takes_labels_per_position():
                                        "token error"), outputs, data)
 
 
+def test_a_users_objective_must_leave_out_the_positions_labelled_ignored(caplog):
+    """Labels -100 at the padding reach a user's objective as they are. optax's cross-entropy
+    of them unmasked is NaN there (every lane then "diverged" at step 0, unexplained), one
+    indexing with clipping trains on the last class there, and an accuracy of argmax ==
+    labels counts them as misses: the first two refused, the third warned of, naming the
+    mask; the masked ones (and the built-in objective) pass."""
+    import jax.numpy as jnp
+    import optax
+
+    from smallbatch_jax.data import make_dataset
+    from smallbatch_jax.run.config_checks import check_directions
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 7, (120, 6))
+    labels = np.where(np.arange(5) < rng.integers(2, 6, 120)[:, None], tokens[:, 1:], -100)
+    data = make_dataset("tokens", tokens[:100, :-1], labels[:100], tokens[100:, :-1],
+                        labels[100:])
+    outputs = jax.ShapeDtypeStruct((2, 5, 7), np.float32)
+    counted = lambda y: y != -100
+    masked = lambda v, y: jnp.where(counted(y), v, 0).sum(-1) / counted(y).sum(-1)
+    loss = lambda o, y: masked(optax.softmax_cross_entropy_with_integer_labels(
+        o, jnp.where(counted(y), y, 0)), y)
+    right = lambda o, y: masked((o.argmax(-1) == y).astype(jnp.float32), y)
+    with caplog.at_level("WARNING"):
+        check_directions(sbj.Objective(loss, right, "token accuracy"), outputs, data)
+        check_directions(sbj.CLASSIFICATION, outputs, data)
+    assert "IGNORED_LABEL" not in caplog.text
+    unmasked = lambda o, y: optax.softmax_cross_entropy_with_integer_labels(o, y).mean(-1)
+    with pytest.raises(ValueError, match=r"the objective's loss is not finite on \d+ of \d+ "
+                                         r"training examples holding labels -100 .* counted = "
+                                         r"labels != -100"):
+        check_directions(sbj.Objective(unmasked, right, "token accuracy"), outputs, data)
+    clipped = lambda o, y: -jnp.take_along_axis(jax.nn.log_softmax(o), y[..., None], -1,
+                                                mode="clip")[..., 0].mean(-1)
+    with pytest.raises(ValueError, match=r"the objective's loss changes with the outputs at "
+                                         r"the positions labelled -100"):
+        check_directions(sbj.Objective(clipped, right, "token accuracy"), outputs, data)
+    with caplog.at_level("WARNING"):
+        check_directions(sbj.Objective(loss, lambda o, y: (o.argmax(-1) == y).mean(-1),
+                                       "token accuracy"), outputs, data)
+    assert re.search(r"the objective's metric \(token accuracy\) of a perfect prediction "
+                     r"changes when the positions labelled -100 .* are labelled as predicted "
+                     r"instead \(0\.\d+ against 1 on average\): does it count them, as "
+                     r"misses\?", caplog.text)
+
+
 def test_sequences_padded_at_their_end_are_named_under_the_built_in_objective(caplog):
     """Sentences of 5 to 20 tokens padded with id 0 to 20: 40% of the label positions are
     padding, which the built-in loss and accuracy count as words (predicting the pad is the
