@@ -1271,8 +1271,10 @@ def check_labels(dataset: DatasetLike, tolerance: float | None = None,
         check_target_scales(dataset, objective)
     if dataset.streamed or dataset.label_kind != "classes":
         return
-    # (Labels per position: the metric moves by one position of one example.)
-    step = 1.0 / max(dataset.num_test * int(np.prod(np.shape(dataset.test_labels)[1:])), 1)
+    # (Labels per position: the metric moves by one scored position of one example, of an
+    # example's scored positions on average: padding marked IGNORED_LABEL is not scored.)
+    scored_positions = np.size(scored(dataset.test_labels)) / max(dataset.num_test, 1)
+    step = 1.0 / max(dataset.num_test * scored_positions, 1)
     if tolerance and step > tolerance / 2:
         logging.warning("%s: the %s split holds %d examples: its accuracy moves in steps of "
                         "%.3f, coarser than half the reliable-range tolerance (%g); settings "

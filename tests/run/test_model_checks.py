@@ -188,6 +188,19 @@ def test_an_evaluated_split_too_small_for_the_tolerance_is_named(caplog):
         check_labels(make_dataset("mine", x[:10], y[:10], x[10:], y[10:]), 0.02)  # 110
         check_labels(make_dataset("mine", x[:106], y[:106], x[106:], y[106:]))  # no tolerance
     assert "moves in steps" not in caplog.text
+    # Labels per position: 14 sequences of 8 positions are 112 scored ones; with 7 of each 8
+    # marked -100 (not scored), 14 again.
+    tokens = rng.integers(0, 3, (120, 8))
+    padded = np.where(np.arange(8) < 1, tokens, -100)
+    with caplog.at_level("WARNING"):
+        check_labels(make_dataset("seq", tokens[:106], tokens[:106], tokens[106:],
+                                  tokens[106:]), 0.02)
+    assert "moves in steps" not in caplog.text
+    with caplog.at_level("WARNING"):
+        check_labels(make_dataset("seq", tokens[:106], padded[:106], tokens[106:],
+                                  padded[106:]), 0.02)
+    assert "seq: the test split holds 14 examples: its accuracy moves in steps of 0.071" \
+        in caplog.text
 
 
 class DenseBatchNorm(nn.Module):
