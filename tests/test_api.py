@@ -154,6 +154,17 @@ def test_token_ids_pass_untouched_to_the_model(tmp_path, monkeypatch):
     assert again[0]["final_test_metric"] == rows[0]["final_test_metric"]
 
 
+def _token_chain(rng, num=600, length=9, vocabulary=12):
+    """Sequences whose next token is (3t + 1) mod 12 four times in five, else random."""
+    tokens = np.zeros((num, length), np.int64)
+    tokens[:, 0] = rng.integers(0, vocabulary, num)
+    for t in range(1, length):
+        follows = (3 * tokens[:, t - 1] + 1) % vocabulary
+        tokens[:, t] = np.where(rng.random(num) < 0.8, follows,
+                                rng.integers(0, vocabulary, num))
+    return tokens
+
+
 def test_next_token_prediction_with_labels_per_position(tmp_path):
     """A language model's set-up: (N, T) token ids in, the next token at each position as
     the label, (batch, T, vocabulary) logits out; an example's loss and accuracy are the
@@ -162,11 +173,7 @@ def test_next_token_prediction_with_labels_per_position(tmp_path):
     0.245 at every position); a model giving one prediction per sequence is refused, naming
     the positions."""
     rng = np.random.default_rng(0)
-    tokens = np.zeros((600, 9), np.int64)
-    tokens[:, 0] = rng.integers(0, 12, 600)
-    for t in range(1, 9):
-        follows = (3 * tokens[:, t - 1] + 1) % 12
-        tokens[:, t] = np.where(rng.random(600) < 0.8, follows, rng.integers(0, 12, 600))
+    tokens = _token_chain(rng)
     data = (tokens[:500, :-1], tokens[:500, 1:], tokens[500:, :-1], tokens[500:, 1:])
 
     class NextToken(nn.Module):
@@ -194,11 +201,7 @@ def test_positions_labelled_ignored_are_left_out_of_the_loss_and_the_accuracy(tm
     its own instead (id 12) lifts the accuracy to 0.86, which the predictable pad buys, and is
     warned of (-100 was refused before: "labels must lie in [0, 12)")."""
     rng = np.random.default_rng(0)
-    tokens = np.zeros((600, 9), np.int64)
-    tokens[:, 0] = rng.integers(0, 12, 600)
-    for t in range(1, 9):
-        follows = (3 * tokens[:, t - 1] + 1) % 12
-        tokens[:, t] = np.where(rng.random(600) < 0.8, follows, rng.integers(0, 12, 600))
+    tokens = _token_chain(rng)
     words = np.arange(8) < rng.integers(3, 9, 600)[:, None]
     inputs = np.where(words, tokens[:, :-1], 12)  # (a pad id in the inputs, as a tokenizer's)
     labels = np.where(words, tokens[:, 1:], sbj.IGNORED_LABEL)
