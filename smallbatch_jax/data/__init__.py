@@ -45,8 +45,8 @@ DATASETS = tuple(BUILT_IN)
 NUM_CLASSES = {name: known.num_classes for name, known in BUILT_IN.items() if known.num_classes}
 
 __all__ = ["BUILT_IN", "DATASETS", "IGNORED_LABEL", "NUM_CLASSES", "Dataset", "DatasetLike",
-           "StreamedDataset", "check_padding", "hold_out", "load_dataset", "load_digits", "looks_channels_first",
-           "make_dataset", "model_input_dtype", "scored"]
+           "StreamedDataset", "check_padding", "hold_out", "load_dataset", "load_digits",
+           "looks_channels_first", "make_dataset", "model_input_dtype", "scored"]
 
 
 def load_dataset(name: str, data_dir: str = "", image_size: int = 224) -> DatasetLike:

@@ -696,9 +696,9 @@ def check_per_example(what: str, function, shape: tuple, y) -> None:
 def check_ignored_left_out(objective: Objective, shape: tuple, labels,
                            num_classes: int) -> None:
     """Labels per position at IGNORED_LABEL (-100, padding) reach a user's objective as they
-    are: one written without a mask (optax's cross-entropy of the labels as given, an
-    accuracy of argmax == labels) took NaN at them, so every lane "diverged" at step 0,
-    whose metric counted them as misses, without an error. Called on up to 64 training
+    are: a loss written without a mask (optax's cross-entropy of the labels as given) was
+    NaN there, and every lane "diverged" at step 0, unexplained; a metric without one
+    (argmax == labels) counted them as misses, without an error. Called on up to 64 training
     examples holding -100: the loss and the metric must be finite and must not change when
     the outputs at those positions do (refused), and the metric of a perfect prediction
     should not change when those positions are labelled as predicted (warned of: a metric
