@@ -72,16 +72,22 @@ def get_config():
     # Hyperparameters swept besides η̃, as lanes of the same program (engine/lanes.py): a
     # tuple of values each (the grid is the product of every tuple, η̃'s and the seeds);
     # () takes the single value above (weight_decay, momentum or Adam's adam.beta1,
-    # adam.beta2 under adam.beta2_rule, adam.epsilon, warmup). `points`: a non-product
+    # adam.beta2 under adam.beta2_rule, adam.epsilon, warmup, grad_clip). `points`: a non-product
     # design instead, a tuple of settings that each name the same keys, e.g.
     # ({'weight_decay': 5e-4, 'momentum': 0.9}, {'weight_decay': 0.0, 'momentum': 0.0}),
     # crossed with the η̃ grid, the seeds and any other key's tuple.
     config.sweep = ml_collections.ConfigDict(dict(
-        weight_decay=(), momentum=(), beta2=(), epsilon=(), warmup=(), points=()))
+        weight_decay=(), momentum=(), beta2=(), epsilon=(), warmup=(), grad_clip=(),
+        points=()))
     config.epochs = 82
     config.lr_decay_points = (0.5, 0.75)
     config.lr_decay_factor = 0.1
     config.warmup = 0.0
+    # Gradient clipping (a transformer recipe's): the batch-mean loss's gradient scaled down
+    # to this global norm where it exceeds it, before weight decay and the optimizer
+    # (optax.clip_by_global_norm; PyTorch's clip_grad_norm_ before step()). 0: none (the
+    # paper's); sweep.grad_clip may hold 0 beside norms (those lanes unclipped).
+    config.grad_clip = 0.0
     # Evaluation: every epoch on the test split; the metric is the median test accuracy
     # over the last `last_epochs` epochs (paper: 5).
     config.eval_batch_size = 1000

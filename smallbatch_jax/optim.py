@@ -32,6 +32,11 @@ Adam's β₂ at small batches (Marek et al. 2025, arXiv:2507.07101): `beta2_rule
 keeps β₂ at every m; 'per_example' keeps its half-life fixed in examples instead of steps,
 β₂(m) = β₂(m_ref)^(m / m_ref), so that at m = 1 the second moment averages over as many
 examples as at m_ref (`beta2_for`).
+
+Gradient clipping (`Optimizer.clip`, config.grad_clip), as transformer recipes have it: the
+gradient of the batch-mean loss scaled down to a global norm where it exceeds it, first,
+before weight decay joins it (PyTorch's clip_grad_norm_ before step()). The norm is traced
+per lane (inf: unclipped); a run that clips no lane compiles the program it did before.
 """
 
 import dataclasses
@@ -157,6 +162,9 @@ class Optimizer:
     name: str = "sgd"
     nesterov: bool = False
     lr_scaling: str = ""
+    # Whether the gradient is clipped (to each lane's LaneHparams.grad_clip, inf for a lane
+    # not clipped): static, so that a run without clipping compiles the program it did.
+    clip: bool = False
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -193,7 +201,19 @@ def lane_optimizer(optimizer: Optimizer, hp, batch_size: int, total_steps, *,
                    decay_factor: float = 0.1) -> optax.GradientTransformation:
     """The optimizer of one lane with hyperparameters `hp` (lanes.LaneHparams: base_lr is
     the swept value, momentum is μ or Adam's β₁), on the mean loss of a batch of m; the
-    schedule (warm-up, step decay) multiplies η for every optimizer."""
+    schedule (warm-up, step decay) multiplies η for every optimizer. With
+    `optimizer.clip`, the gradient is first clipped to the global norm hp.grad_clip (inf:
+    unchanged), before weight decay joins it, as PyTorch's clip_grad_norm_ before step()."""
+    transformation = _unclipped(optimizer, hp, batch_size, total_steps, decay_points,
+                                decay_factor)
+    if not optimizer.clip:
+        return transformation
+    return optax.chain(optax.clip_by_global_norm(hp.grad_clip), transformation)
+
+
+def _unclipped(optimizer: Optimizer, hp, batch_size: int, total_steps,
+               decay_points: Sequence[float], decay_factor: float
+               ) -> optax.GradientTransformation:
     if optimizer.name in ("sgd", "momentum") and optimizer.scaling == "linear":
         # The paper's transformation itself (and its tests).
         return paper_sgd(hp.base_lr, batch_size, total_steps, weight_decay=hp.weight_decay,

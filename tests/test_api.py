@@ -534,6 +534,43 @@ def test_a_grid_over_learning_rate_and_weight_decay_from_python(tmp_path):
         sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
 
 
+def test_a_grid_over_gradient_clipping_norms_from_python(tmp_path):
+    """config.sweep.grad_clip: norms as lanes beside η̃ (0: that lane unclipped), each lane's
+    norm in results.csv and the recommended setting stated with it; a run that does not clip
+    leaves the column blank (as tables from before it: they merge); a negative norm is
+    refused before any compute, and a run saved before the key existed is still finished."""
+    config = _config(batch_size=8, base_lrs=(2.0**-5,))
+    config.sweep.grad_clip = (0.0, 0.05)
+    rows = sbj.run_lr_sweep(config, str(tmp_path / "clip"), model=MLP(), data=_features())
+    assert [r["grad_clip"] for r in rows] == [0.0, 0.05]
+    assert rows[0]["final_train_loss"] != rows[1]["final_train_loss"]
+    unclipped = sbj.run_lr_sweep(_config(batch_size=8, base_lrs=(2.0**-5,)),
+                                 str(tmp_path / "plain"), model=MLP(), data=_features())
+    assert unclipped[0]["grad_clip"] == ""
+    # (The unclipped lane of the clipping program trains as the program without clipping.)
+    assert unclipped[0]["final_train_loss"] == pytest.approx(rows[0]["final_train_loss"],
+                                                             rel=1e-5)
+    from smallbatch_jax.study.recommend import optimizer_setting
+    table = [dict(r, median_test_metric=v) for r, v in zip(rows, (0.5, 0.9))]
+    assert "gradients clipped to global norm 0.05" in optimizer_setting(table, 8, 2.0**-5)
+    config = _config()
+    config.grad_clip = -1.0
+    with pytest.raises(ValueError, match=r"config.grad_clip=-1.0.*a global norm > 0, or 0"):
+        sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+    config = _config()
+    config.sweep.grad_clip = (0.0, -0.5)
+    with pytest.raises(ValueError, match=r"config.sweep.grad_clip"):
+        sbj.run_lr_sweep(config, str(tmp_path / "refused"), model=MLP(), data=_features())
+    assert not (tmp_path / "refused").exists()
+    # A run saved before grad_clip was a key: its config.json without it is the same run.
+    saved = json.loads((tmp_path / "plain" / "config.json").read_text())
+    del saved["config"]["grad_clip"], saved["config"]["sweep"]["grad_clip"]
+    (tmp_path / "plain" / "config.json").write_text(json.dumps(saved))
+    again = sbj.run_lr_sweep(_config(batch_size=8, base_lrs=(2.0**-5,)),
+                             str(tmp_path / "plain"), model=MLP(), data=_features())
+    assert again[0]["final_train_loss"] == unclipped[0]["final_train_loss"]
+
+
 def test_a_non_product_design_of_explicit_points(tmp_path):
     """sweep.points: (λ, μ) ∈ {(5e-3, 0.9), (0, 0.5)}, crossed with η̃ (not the four of the
     product); results.csv holds exactly those settings; malformed points are refused before

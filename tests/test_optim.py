@@ -223,3 +223,56 @@ def test_bad_optimizer_settings_fail_with_the_allowed_values():
     with pytest.raises(ValueError, match="lr_scaling 'cube'"):
         Optimizer("sgd", lr_scaling="cube")
     assert Optimizer("adam").scaling == "none" and Optimizer("sgd").scaling == "linear"
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_gradient_clipping_is_optax_reference_and_a_lane_without_it_is_unchanged(name):
+    """Clipping to a global norm (config.grad_clip), per lane: the gradient of the
+    batch-mean loss is clipped first, before weight decay joins it (PyTorch's
+    clip_grad_norm_ before step()); a lane at norm 0 (inf in the lanes' arrays) takes the
+    unclipped updates, bit for bit, and lanes of several norms update as each alone."""
+    from smallbatch_jax.engine.lanes import LaneGrid, tree_index, tree_stack
+    from smallbatch_jax.optim import Optimizer, lane_optimizer
+
+    m, swept, wd, norm = 8, 2.0**-3, 1e-2, 0.05
+    clipped, plain = Optimizer(name, clip=True), Optimizer(name)
+    grid = LaneGrid((0,), (swept,), wd, 0.0, 0.9, 0.99, 1e-6, grad_clip=(0.0, norm, 10.0))
+    hparams = grid.hparams()
+    assert np.isinf(hparams.grad_clip[0]) and hparams.grad_clip[1] == norm
+    eta = m * swept if name == "sgd" else swept
+    reference = {"sgd": optax.chain(optax.clip_by_global_norm(norm),
+                                    optax.add_decayed_weights(wd, mask=is_kernel),
+                                    optax.sgd(eta)),
+                 "adamw": optax.chain(optax.clip_by_global_norm(norm),
+                                      optax.adamw(eta, b1=0.9, b2=0.99, eps=1e-6,
+                                                  weight_decay=wd, mask=is_kernel))}[name]
+    params, losses = _problem(m)
+
+    def run(tx, p, steps=3):
+        state = tx.init(p)
+        for _ in range(steps):
+            updates, state = tx.update(jax.grad(lambda q: losses(q).mean())(p), state, p)
+            p = optax.apply_updates(p, updates)
+        return p
+
+    ours = lambda hp, p: run(lane_optimizer(clipped, hp, m, total_steps=100), p)
+    lanes = jax.jit(jax.vmap(ours))(hparams, tree_stack([params] * 3))
+    for a, b in zip(jax.tree.leaves(tree_index(lanes, 1)), jax.tree.leaves(run(reference,
+                                                                               params))):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    unclipped = jax.jit(lambda hp, p: run(lane_optimizer(plain, hp, m, total_steps=100), p))(
+        tree_index(hparams, 0), params)
+    for a, b in zip(jax.tree.leaves(jax.jit(ours)(tree_index(hparams, 0), params)),
+                    jax.tree.leaves(unclipped)):
+        np.testing.assert_array_equal(a, b)
+    for i in range(3):
+        alone = jax.jit(ours)(tree_index(hparams, i), params)
+        for a, b in zip(jax.tree.leaves(tree_index(lanes, i)), jax.tree.leaves(alone)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # The norm binds: the clipped lane differs from the unclipped one (under SGD it moved
+    # less; Adam's steps are near-invariant to the gradient's scale).
+    kernel = lambda i: tree_index(lanes, i)["dense"]["kernel"]
+    assert not np.allclose(kernel(1), kernel(0))
+    if name == "sgd":
+        moved = lambda i: float(jnp.abs(kernel(i) - params["dense"]["kernel"]).sum())
+        assert moved(1) < 0.5 * moved(0)

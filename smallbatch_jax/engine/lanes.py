@@ -39,10 +39,13 @@ class LaneHparams:
     seed_index: jax.Array  # int32: which of the program's seeds this lane uses
     beta2: jax.Array  # Adam's β₂ at this batch size (optim.beta2_for); unused by SGD
     epsilon: jax.Array  # Adam's ε; unused by SGD
+    # The global norm the gradient is clipped to (inf: not clipped); read only where the
+    # optimizer clips (optim.Optimizer.clip).
+    grad_clip: jax.Array
 
 
 # The hyperparameters a grid may sweep besides η̃, as LaneGrid and LaneHparams name them.
-SWEPT = ("weight_decay", "momentum", "beta2", "epsilon", "warmup_fraction")
+SWEPT = ("weight_decay", "momentum", "beta2", "epsilon", "warmup_fraction", "grad_clip")
 
 
 def values_of(value) -> tuple[float, ...]:
@@ -62,6 +65,7 @@ class LaneGrid:
     momentum: float | tuple[float, ...]
     beta2: float | tuple[float, ...] = 0.999
     epsilon: float | tuple[float, ...] = 1e-8
+    grad_clip: float | tuple[float, ...] = 0.0  # (0: that lane is not clipped)
     # A non-product design: settings ((name, value), …) of some names of SWEPT, each the
     # same names; those names' own fields are then unused.
     points: tuple[tuple[tuple[str, float], ...], ...] = ()
@@ -116,6 +120,7 @@ class LaneGrid:
             seed_index=jnp.asarray(np.repeat(np.arange(len(self.seeds)), per_seed), jnp.int32),
             beta2=column("beta2"),
             epsilon=column("epsilon"),
+            grad_clip=jnp.where(column("grad_clip") > 0, column("grad_clip"), jnp.inf),
         )
 
 

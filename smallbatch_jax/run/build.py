@@ -192,7 +192,7 @@ def lane_grid(config) -> LaneGrid:
     sweep = config.sweep
 
     def chosen(key, single):
-        values = tuple(float(v) for v in sweep[key])
+        values = tuple(float(v) for v in sweep.get(key, ()))
         return values if len(values) > 1 else (values[0] if values else single)
 
     beta2 = lambda b: beta2_for(b, config.batch_size, config.adam.beta2_rule,
@@ -211,12 +211,17 @@ def lane_grid(config) -> LaneGrid:
         beta2=(tuple(beta2(b) for b in betas) if isinstance(betas, tuple) else beta2(betas))
         if adam else 0.0,
         epsilon=chosen("epsilon", float(config.adam.epsilon)) if adam else 0.0,
+        grad_clip=chosen("grad_clip", float(config.get("grad_clip", 0.0))),
         points=points,
     )
 
 
 def optimizer_of(config) -> Optimizer:
-    return Optimizer(config.optimizer, config.nesterov, config.lr_scaling)
+    """The static part of the lanes' optimizer; it clips where any lane has a norm."""
+    norms = [float(config.get("grad_clip", 0.0)), *config.sweep.get("grad_clip", ()),
+             *(point.get("grad_clip", 0.0) for point in config.sweep.get("points", ()))]
+    return Optimizer(config.optimizer, config.nesterov, config.lr_scaling,
+                     clip=any(norm > 0 for norm in norms))
 
 
 def _digest(text: str) -> str:

@@ -49,6 +49,7 @@ SWEEP_RULES = {
     "beta2": (lambda v: 0.0 < v < 1.0, "numbers in (0, 1) (Adam's β₂)"),
     "epsilon": (lambda v: v > 0.0, "positive numbers (Adam's ε)"),
     "warmup": (lambda v: 0.0 <= v < 1.0, "fractions of training in [0, 1)"),
+    "grad_clip": (lambda v: 0.0 <= v < math.inf, "global norms > 0, or 0 (not clipped)"),
 }
 
 
@@ -157,6 +158,8 @@ def check_config(config, *, user_model: bool = False, user_data: bool = False) -
         _fail("warmup", config.warmup, "a fraction of training in [0, 1)")
     if not config.weight_decay >= 0.0:
         _fail("weight_decay", config.weight_decay, "a number >= 0")
+    if not (isinstance(config.grad_clip, (int, float)) and 0.0 <= config.grad_clip < math.inf):
+        _fail("grad_clip", config.grad_clip, "a global norm > 0, or 0 (not clipped)")
     _check_sweep(config)
     if config.optimizer not in OPTIMIZERS:
         _fail("optimizer", config.optimizer, OPTIMIZERS)

@@ -113,7 +113,8 @@ RESUME_IGNORES = ("batch_sizes", "bn_batch_sizes", "lr_from", "lr_per_batch_size
 # difference (a finished run stays finished, a checkpoint resumes).
 ADDED_KEYS = {"objective": "classification", "evals_per_epoch": 1,
               **{f"sweep.{key}": [] for key in ("weight_decay", "momentum", "beta2", "epsilon",
-                                                "warmup", "points")},
+                                                "warmup", "grad_clip", "points")},
+              "grad_clip": 0.0,
               "strategy.tune_share": 0.1, "strategy.tune_cache": "",
               "strategy.shared_batch": True, "validation": 0.0}
 

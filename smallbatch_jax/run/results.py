@@ -37,7 +37,8 @@ from smallbatch_jax.optim import Optimizer
 SUMMARY_FIELDS = (
     "model", "dataset", "optimizer", "metric", "higher_is_better", "evaluated_on",
     "lane", "seed", "base_lr", "log2_base_lr", "lr", "batch_size", "bn_batch_size",
-    "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon", "epochs",
+    "weight_decay", "warmup", "momentum", "lr_scaling", "beta1", "beta2", "epsilon",
+    "grad_clip", "epochs",
     "steps",
     "median_test_metric", "metric_epochs", "metric_epochs_before_decay", "final_test_metric",
     "baseline_test_metric", "best_constant_test_metric", "final_test_loss",
@@ -47,7 +48,8 @@ SUMMARY_FIELDS = (
 )
 # A results row's hyperparameters besides η̃ (config.sweep may sweep any of them; blank
 # where the optimizer has none).
-HYPERPARAMETER_COLUMNS = ("weight_decay", "momentum", "beta1", "beta2", "epsilon", "warmup")
+HYPERPARAMETER_COLUMNS = ("weight_decay", "momentum", "beta1", "beta2", "epsilon", "warmup",
+                          "grad_clip")
 CURVE_FIELDS = ("epoch", "lane", "seed", "base_lr", "train_loss", "test_loss", "test_metric",
                 "epoch_seconds", "grad_sq_small", "grad_sq_big", "noise_scale",
                 "noise_scale_se", "noise_scale_resolved")
@@ -187,6 +189,8 @@ def summarize(history: History, grid: LaneGrid, *, batch_size: int, bn_batch_siz
             "beta1": setting["momentum"] if adam else "",
             "beta2": setting["beta2"] if adam else "",
             "epsilon": setting["epsilon"] if adam else "",
+            # (Blank where the run does not clip: as tables from before the column.)
+            "grad_clip": setting["grad_clip"] if optimizer.clip else "",
             "epochs": history.epoch[-1],
             "steps": history.epoch[-1] * steps_per_epoch,
             "median_test_metric": float(median[lane]),

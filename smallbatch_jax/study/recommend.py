@@ -287,7 +287,8 @@ def verdict_larger_train_faster(rows, found: dict[int, dict],
 # How the verdicts on swept hyperparameters name them.
 HYPERPARAMETER_NAMES = {"weight_decay": "weight decay λ", "momentum": "momentum μ",
                         "beta1": "Adam's β₁", "beta2": "Adam's β₂", "epsilon": "Adam's ε",
-                        "warmup": "the warm-up fraction"}
+                        "warmup": "the warm-up fraction",
+                        "grad_clip": "the gradient clipping norm"}
 
 
 def _best_m(rows) -> tuple[int | None, dict]:
@@ -521,6 +522,10 @@ def optimizer_setting(rows, batch_size: int, base_lr: float) -> str:
     if stated("warmup"):
         parts.append(f"warm-up over the first {float(row['warmup']):g} of training "
                      "(linear, from η/32)")
+    if stated("grad_clip"):
+        norm = float(row["grad_clip"])
+        parts.append(f"gradients clipped to global norm {norm:g} (of the batch-mean loss's "
+                     "gradient, before weight decay)" if norm > 0 else "no gradient clipping")
     if row.get("epochs"):
         parts.append(f"{row['epochs']} epochs with this sweep's schedule")
     return ", ".join(parts)
@@ -564,7 +569,7 @@ def _batch_size_at_the_edge(best_m: int, trained: list[int], run: list[int], row
 _CONFIG_KEYS = {"weight_decay": ("weight_decay", "weight_decay"),
                 "momentum": ("momentum", "momentum"), "beta1": ("adam.beta1", "momentum"),
                 "beta2": ("adam.beta2", "beta2"), "epsilon": ("adam.epsilon", "epsilon"),
-                "warmup": ("warmup", "warmup")}
+                "warmup": ("warmup", "warmup"), "grad_clip": ("grad_clip", "grad_clip")}
 
 
 def test_run_overrides(rows, batch_size: int, base_lr: float) -> dict:
