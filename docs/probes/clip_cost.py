@@ -19,7 +19,7 @@ sys.path.insert(0, REPO)
 
 import smallbatch_jax as sbj  # noqa: E402
 
-FLAGS = flags.DEFINE_integer("batch_size", 8, "m")
+flags.DEFINE_integer("batch_size", 8, "m")
 flags.DEFINE_integer("repeats", 3, "interleaved repeats of each")
 flags.DEFINE_integer("epochs", 4, "epochs per run (the first is compilation's)")
 
