@@ -375,7 +375,8 @@ def check_labels_not_inputs(name: str, inputs: np.ndarray, labels: np.ndarray) -
     equal the token ids at SAME_AS_INPUTS_WARNED of their positions or more."""
     if labels.shape != inputs.shape or labels.ndim < 2:
         return
-    same = float(np.mean(labels == inputs))
+    counted = labels != IGNORED_LABEL  # (over the scored positions: padding aside)
+    same = float(np.sum((labels == inputs) & counted) / max(np.sum(counted), 1))
     if same >= SAME_AS_INPUTS_WARNED:
         logging.warning(
             "%s: the labels equal the input token ids at %.0f%% of their positions: the "

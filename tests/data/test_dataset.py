@@ -321,6 +321,12 @@ def test_next_token_labels_left_unshifted_are_named(caplog):
         make_dataset("lm", tokens[:50], tokens[:50], tokens[50:], tokens[50:])
     assert ("lm: the labels equal the input token ids at 100% of their positions: the inputs "
             "themselves, not the next tokens?") in caplog.text
+    # Padding marked -100 (here a third of the positions) is not counted against it.
+    caplog.clear()
+    padded = np.where(np.arange(9) < 6, tokens, -100)
+    with caplog.at_level("WARNING"):
+        make_dataset("lm", tokens[:50], padded[:50], tokens[50:], padded[50:])
+    assert "at 100% of their positions" in caplog.text
     assert "pass x[:, :-1] as the inputs and x[:, 1:] as the labels" in caplog.text
 
 
