@@ -218,7 +218,9 @@ def best_metric_tuned_or_fixed(rows, key: str, values, where: str = "") -> plt.F
     tuning it moves the best batch size."""
     tables = {f"{key} tuned": metric_table(rows)}
     for value in values:
-        tables[f"{key} = {value:g}"] = metric_table(
+        # (A clipping norm of 0 is none: said, not left to be read as a norm of zero.)
+        none = " (none)" if key == "grad_clip" and value == 0 else ""
+        tables[f"{key} = {value:g}{none}"] = metric_table(
             [row for row in rows if float(row[key]) == value])
     fig = compare_best_metric(tables, where=where)
     ax = fig.axes[0]

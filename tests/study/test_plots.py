@@ -248,6 +248,12 @@ def test_a_grid_over_weight_decay_draws_the_best_metric_with_it_tuned_or_fixed(t
     assert list(lines["weight_decay tuned"].get_ydata()) == [0.80, 0.75]
     assert list(lines["weight_decay = 0"].get_ydata()) == [0.70, 0.75]
     assert list(lines["weight_decay = 0.0005"].get_ydata()) == [0.80, 0.60]
+    # A clipping norm of 0 is no clipping, and its legend says so.
+    clipped = [{("grad_clip" if k == "weight_decay" else k): v for k, v in r.items()}
+               for r in rows]
+    ax = plots.best_metric_tuned_or_fixed(clipped, "grad_clip", [0.0, 5e-4]).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "grad_clip tuned", "grad_clip = 0 (none)", "grad_clip = 0.0005"]
 
 
 def test_heat_maps_by_setting_show_each_m_s_two_most_important_dimensions(tmp_path):
