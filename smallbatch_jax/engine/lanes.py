@@ -112,6 +112,7 @@ class LaneGrid:
         settings = self.settings()
         column = lambda name: jnp.asarray([lane[name] for lane in settings], jnp.float32)
         per_seed = self.num_lanes // len(self.seeds)
+        clip = column("grad_clip")
         return LaneHparams(
             base_lr=column("base_lr"),
             weight_decay=column("weight_decay"),
@@ -120,7 +121,7 @@ class LaneGrid:
             seed_index=jnp.asarray(np.repeat(np.arange(len(self.seeds)), per_seed), jnp.int32),
             beta2=column("beta2"),
             epsilon=column("epsilon"),
-            grad_clip=jnp.where(column("grad_clip") > 0, column("grad_clip"), jnp.inf),
+            grad_clip=jnp.where(clip > 0, clip, jnp.inf),
         )
 
 

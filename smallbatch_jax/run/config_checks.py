@@ -696,6 +696,17 @@ def check_per_example(what: str, function, shape: tuple, y) -> None:
         "loss that couples the examples of a batch (a contrastive loss) cannot be swept here")
 
 
+def confident_logits(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """A confident, not certain, prediction of class labels `y`: logit log(9(C − 1)) for the
+    labelled class against 0 for the others, probability 0.9 (a label-smoothed loss still
+    prefers it); at a position labelled IGNORED_LABEL class 0 (the objective skips it). Not
+    np.eye(C)[y]: C² values for a vocabulary of C classes."""
+    perfect = np.zeros(np.shape(y) + (num_classes,))
+    np.put_along_axis(perfect, np.where(y == IGNORED_LABEL, 0, y)[..., None].astype(np.int64),
+                      math.log(9 * max(num_classes - 1, 1)), axis=-1)
+    return perfect
+
+
 def check_ignored_left_out(objective: Objective, shape: tuple, labels,
                            num_classes: int) -> None:
     """Labels per position at IGNORED_LABEL (-100, padding) reach a user's objective as they
@@ -734,10 +745,8 @@ def check_ignored_left_out(objective: Objective, shape: tuple, labels,
                    "changes with the outputs at the positions labelled")
                 + f" {IGNORED_LABEL} (IGNORED_LABEL: positions not to score, as PyTorch's "
                 "ignore_index). They reach your objective as they are: " + mask)
-    confident = math.log(9 * max(num_classes - 1, 1))
     predicted = np.where(ignored[..., 0], 0, y)
-    perfect = np.zeros(y.shape + (num_classes,), np.float32)
-    np.put_along_axis(perfect, predicted[..., None].astype(np.int64), confident, axis=-1)
+    perfect = confident_logits(y, num_classes).astype(np.float32)
     scored_only, also = (values(objective.metric, perfect, t) for t in (y, predicted))
     if np.all(np.isfinite(scored_only)) and not np.allclose(scored_only, also, rtol=1e-5,
                                                             atol=1e-6):
@@ -792,13 +801,8 @@ def check_directions(objective: Objective, outputs, dataset: DatasetLike) -> Non
                                     shape, len(y))
         if constant is None:
             return None, None
-        if classes:  # (not np.eye(C)[y]: C² values for a vocabulary of C classes)
-            # (Logit log(9(C − 1)) against 0 for the others: probability 0.9.)
-            confident = math.log(9 * max(dataset.num_classes - 1, 1))
-            perfect = np.zeros(y.shape + (dataset.num_classes,))
-            # (A position not scored, IGNORED_LABEL: any class; the objective skips it.)
-            np.put_along_axis(perfect, np.where(y == IGNORED_LABEL, 0, y)[..., None].astype(
-                np.int64), confident, axis=-1)
+        if classes:
+            perfect = confident_logits(y, dataset.num_classes)
         else:
             perfect = np.asarray(y, np.float64).reshape((len(y),) + shape)
         return perfect, constant
